@@ -1,0 +1,155 @@
+//! Instance commands: imperative requests, already checked against the JSON schema by
+//! the shell (types, lengths, formats); `decide` enforces every rule that needs state or
+//! the catalog. Secrets arrive sealed.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::event::{Access, DatabaseSpec, FaultInfo, Nic, SealedSecret};
+use super::status::{ComputeStatus, ServiceStatus, Task};
+use super::Address;
+
+/// `datastore` of a create request.
+#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct DatastoreRequest {
+    /// Datastore name or id.
+    pub datastore_type: Option<String>,
+    /// Version name or id.
+    pub version: Option<String>,
+    pub version_number: Option<String>,
+}
+
+/// `volume` of a create request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeRequest {
+    /// GB, already converted from the integer or digit-string form.
+    pub size: u64,
+    pub volume_type: Option<String>,
+}
+
+/// A user of a create request, password sealed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRequest {
+    pub name: String,
+    /// `None` = `%`.
+    pub host: Option<String>,
+    pub password: SealedSecret,
+    pub databases: Vec<String>,
+}
+
+/// `CreateInstance`: everything of the create body (spec `instances-api.md` §8.1).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CreateInstance {
+    /// Chosen by the shell (the stream name needs it before the append).
+    pub instance_id: Uuid,
+    pub name: String,
+    /// The flavor id (last path segment of `flavorRef`), if given.
+    pub flavor_ref: Option<String>,
+    pub volume: Option<VolumeRequest>,
+    pub datastore: Option<DatastoreRequest>,
+    pub databases: Vec<DatabaseSpec>,
+    pub users: Vec<UserRequest>,
+    pub nics: Vec<Nic>,
+    pub availability_zone: Option<String>,
+    pub region_name: Option<String>,
+    pub modules: Vec<Uuid>,
+    /// `restorePoint.backupRef`.
+    pub restore_backup_id: Option<Uuid>,
+    pub replica_of: Option<Uuid>,
+    pub replica_count: Option<u32>,
+    pub locality: Option<String>,
+    /// Configuration group id (last path segment of the value), if given.
+    pub configuration: Option<String>,
+    /// `access` as given (extra keys kept verbatim).
+    pub access: Option<serde_json::Value>,
+    /// A root password the shell generated and sealed; used only when the datastore
+    /// version has `root_on_create` and the create does not restore a backup.
+    pub root_password: Option<SealedSecret>,
+}
+
+/// Everything one can ask of an instance.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum InstanceCommand {
+    /// `POST /instances`.
+    CreateInstance(Box<CreateInstance>),
+    /// PUT/PATCH `name`.
+    RenameInstance { name: String },
+    /// PUT/PATCH `configuration: <id>` (the raw id string; unknown or malformed → 404).
+    AttachConfiguration { configuration_id: String },
+    /// PUT/PATCH `configuration: null` or `{}`.
+    DetachConfiguration,
+    /// PUT/PATCH `datastore_version`: a version name or id within the instance's datastore.
+    UpgradeDatastoreVersion { version: String },
+    /// PUT/PATCH `replica_of` / `slave_of`.
+    DetachReplica,
+    /// PUT `access`.
+    UpdateAccess { access: Access },
+    /// `DELETE /instances/{id}`.
+    DeleteInstance,
+
+    // What the provisioning saga reports. Each is idempotent: reporting a fact the
+    // state already holds decides no event, so a replayed saga step changes nothing.
+    /// The data volume was created.
+    RecordVolumeCreated {
+        volume_id: String,
+        size: u64,
+        volume_type: Option<String>,
+    },
+    /// The compute server was created.
+    RecordServerCreated { server_id: String },
+    /// The compute server's status changed.
+    RecordComputeStatus { status: ComputeStatus },
+    /// The guest reported (a heartbeat).
+    RecordGuestStatus { status: ServiceStatus },
+    /// Addresses were assigned.
+    RecordAddresses { addresses: Vec<Address> },
+    /// Provisioning finished successfully.
+    CompleteProvisioning,
+    /// A provisioning step failed for good: `task` must be an error task.
+    FailProvisioning { task: Task, fault: FaultInfo },
+    /// The upgrade finished.
+    CompleteUpgrade,
+    /// The upgrade failed.
+    FailUpgrade { fault: FaultInfo },
+    /// The replica is detached on the guest.
+    CompleteReplicaDetach,
+    /// Detaching the replica failed.
+    FailReplicaDetach { fault: FaultInfo },
+    /// The access change is applied.
+    CompleteAccessUpdate,
+    /// The access change failed.
+    FailAccessUpdate { fault: FaultInfo },
+    /// Teardown finished: soft-delete.
+    CompleteDeletion,
+}
+
+impl InstanceCommand {
+    /// Stable name for metrics and logs.
+    pub fn name(&self) -> &'static str {
+        use InstanceCommand::*;
+        match self {
+            CreateInstance(_) => "CreateInstance",
+            RenameInstance { .. } => "RenameInstance",
+            AttachConfiguration { .. } => "AttachConfiguration",
+            DetachConfiguration => "DetachConfiguration",
+            UpgradeDatastoreVersion { .. } => "UpgradeDatastoreVersion",
+            DetachReplica => "DetachReplica",
+            UpdateAccess { .. } => "UpdateAccess",
+            DeleteInstance => "DeleteInstance",
+            RecordVolumeCreated { .. } => "RecordVolumeCreated",
+            RecordServerCreated { .. } => "RecordServerCreated",
+            RecordComputeStatus { .. } => "RecordComputeStatus",
+            RecordGuestStatus { .. } => "RecordGuestStatus",
+            RecordAddresses { .. } => "RecordAddresses",
+            CompleteProvisioning => "CompleteProvisioning",
+            FailProvisioning { .. } => "FailProvisioning",
+            CompleteUpgrade => "CompleteUpgrade",
+            FailUpgrade { .. } => "FailUpgrade",
+            CompleteReplicaDetach => "CompleteReplicaDetach",
+            FailReplicaDetach { .. } => "FailReplicaDetach",
+            CompleteAccessUpdate => "CompleteAccessUpdate",
+            FailAccessUpdate { .. } => "FailAccessUpdate",
+            CompleteDeletion => "CompleteDeletion",
+        }
+    }
+}

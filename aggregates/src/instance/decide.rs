@@ -1,0 +1,820 @@
+//! `decide`: checks a command against the state and the catalog, and answers with the
+//! events that record it, or with the refusal Trove would give. Pure: time, identity and
+//! lookups come in through [`DecideCtx`].
+//!
+//! The order of the checks follows upstream (spec `instances-api.md` §8.3, §11, §12) so
+//! that the first failure a client sees is the one upstream would report.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::command::{CreateInstance, DatastoreRequest, InstanceCommand};
+use super::error::DomainError;
+use super::event::{DatastoreRef, FlavorRef, InstanceCreated, InstanceEvent, UserSpec, VolumeSpec};
+use super::evolve::evolve;
+use super::state::Instance;
+use super::status::{Task, Viewer};
+use crate::catalog::{Catalog, Datastore, DatastoreVersion};
+
+/// Who is asking.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Caller {
+    pub user_id: String,
+    pub project_id: String,
+    pub roles: Vec<String>,
+}
+
+impl Caller {
+    /// Upstream's `context_is_admin = role:admin`.
+    pub fn is_admin(&self) -> bool {
+        self.roles.iter().any(|r| r == "admin")
+    }
+
+    /// Whether this caller may see a resource of `project_id` (owner or admin).
+    pub fn can_see(&self, project_id: &str) -> bool {
+        self.is_admin() || self.project_id == project_id
+    }
+}
+
+/// What `decide` may not fetch itself.
+pub struct DecideCtx<'a> {
+    /// The clock reading for this command.
+    pub now: DateTime<Utc>,
+    /// The id of the instance the command addresses (the stream's id).
+    pub instance_id: Uuid,
+    pub caller: &'a Caller,
+    pub catalog: &'a dyn Catalog,
+}
+
+/// Decides one command.
+pub fn decide(
+    state: &Instance,
+    cmd: &InstanceCommand,
+    ctx: &DecideCtx,
+) -> Result<Vec<InstanceEvent>, DomainError> {
+    use InstanceCommand::*;
+    let at = ctx.now;
+    match cmd {
+        CreateInstance(c) => create(state, c, ctx).map(|e| vec![e]),
+        RenameInstance { name } => {
+            updatable(state, ctx)?;
+            Ok(vec![InstanceEvent::InstanceRenamed {
+                name: name.clone(),
+                at,
+            }])
+        }
+        AttachConfiguration { configuration_id } => attach(state, configuration_id, ctx),
+        DetachConfiguration => detach(state, ctx),
+        UpgradeDatastoreVersion { version } => upgrade(state, version, ctx),
+        DetachReplica => {
+            let id = updatable(state, ctx)?;
+            can_perform_action(state, id)?;
+            if state.replica_of.is_none() {
+                return Err(DomainError::NotAReplica(id));
+            }
+            Ok(vec![InstanceEvent::ReplicaDetachRequested { at }])
+        }
+        UpdateAccess { access } => {
+            let id = updatable(state, ctx)?;
+            // Upstream has no gate here and would overwrite a running task; we require
+            // the instance to be able to act (spec §11.7 recommendation).
+            can_perform_action(state, id)?;
+            Ok(vec![InstanceEvent::AccessUpdateRequested {
+                access: access.clone(),
+                at,
+            }])
+        }
+        DeleteInstance => delete(state, ctx),
+        _ => report(state, cmd, ctx),
+    }
+}
+
+/// Decides several commands in order against the evolving state, all or nothing: used
+/// for a PUT that renames and does one more thing, so a refusal of the second leaves the
+/// name unchanged too (upstream would keep the rename; we never half-apply a request).
+pub fn decide_all(
+    state: &Instance,
+    cmds: &[InstanceCommand],
+    ctx: &DecideCtx,
+) -> Result<Vec<InstanceEvent>, DomainError> {
+    let mut s = state.clone();
+    let mut out = Vec::new();
+    for cmd in cmds {
+        let events = decide(&s, cmd, ctx)?;
+        for e in &events {
+            s = evolve(s, e);
+        }
+        out.extend(events);
+    }
+    Ok(out)
+}
+
+/// The instance exists, is live and the caller may see it; returns its id.
+fn visible(state: &Instance, ctx: &DecideCtx) -> Result<Uuid, DomainError> {
+    match state.id {
+        Some(id) if !state.deleted && ctx.caller.can_see(&state.project_id) => Ok(id),
+        _ => Err(DomainError::ResourceNotFound(ctx.instance_id.to_string())),
+    }
+}
+
+/// PUT/PATCH load the instance together with its compute server (lifecycle §5.4).
+fn updatable(state: &Instance, ctx: &DecideCtx) -> Result<Uuid, DomainError> {
+    let id = visible(state, ctx)?;
+    if state.server_id.is_none() {
+        return Err(DomainError::InstanceNotReady(id));
+    }
+    Ok(id)
+}
+
+/// The "can perform action" gate (lifecycle §5.1).
+pub fn can_perform_action(state: &Instance, id: Uuid) -> Result<(), DomainError> {
+    let inputs = state.status_inputs();
+    let compute = inputs.compute_status(Viewer::Command);
+    let refuse = |kind, value: &str| DomainError::NotAvailableForAction {
+        id,
+        kind,
+        value: value.to_string(),
+    };
+    if !matches!(compute, "ACTIVE" | "HEALTHY") {
+        return Err(refuse("instance", compute));
+    }
+    if !matches!(state.task, Task::None | Task::RestartRequired) {
+        return Err(refuse("task", state.task.action()));
+    }
+    if !state.service.action_allowed() {
+        return Err(refuse("instance", inputs.status(Viewer::Command, false)));
+    }
+    Ok(())
+}
+
+/// The "can assign configuration" gate (lifecycle §5.2).
+fn can_assign_configuration(state: &Instance) -> Result<(), DomainError> {
+    let compute = state.status_inputs().compute_status(Viewer::Command);
+    if compute != "ACTIVE" {
+        return Err(DomainError::ConfigurationInvalidState(compute.into()));
+    }
+    if state.task != Task::None {
+        return Err(DomainError::ConfigurationInvalidState(
+            state.task.action().into(),
+        ));
+    }
+    Ok(())
+}
+
+fn attach(
+    state: &Instance,
+    raw_id: &str,
+    ctx: &DecideCtx,
+) -> Result<Vec<InstanceEvent>, DomainError> {
+    let id = updatable(state, ctx)?;
+    if let Some(current) = state.configuration_id {
+        return Err(DomainError::ConfigurationAlreadyAttached { id, current });
+    }
+    can_assign_configuration(state)?;
+    let not_found = || DomainError::AttachConfigurationNotFound(raw_id.to_string());
+    let group = Uuid::parse_str(raw_id)
+        .ok()
+        .and_then(|gid| ctx.catalog.configuration_group(gid))
+        .filter(|g| ctx.caller.can_see(&g.project_id))
+        .ok_or_else(not_found)?;
+    let instance_dsv = state
+        .datastore
+        .as_ref()
+        .map(|d| d.version_id)
+        .unwrap_or_default();
+    if group.datastore_version_id != instance_dsv {
+        return Err(DomainError::ConfigurationDatastoreMismatch {
+            group: group.datastore_version_id,
+            instance: instance_dsv,
+        });
+    }
+    Ok(vec![InstanceEvent::ConfigurationAttached {
+        configuration_id: group.id,
+        restart_required: group.restart_required,
+        at: ctx.now,
+    }])
+}
+
+fn detach(state: &Instance, ctx: &DecideCtx) -> Result<Vec<InstanceEvent>, DomainError> {
+    updatable(state, ctx)?;
+    let Some(current) = state.configuration_id else {
+        return Ok(vec![]); // nothing attached: a no-op 202, as upstream
+    };
+    can_assign_configuration(state)?;
+    // A group that vanished from the catalog is treated as needing a restart: the safe
+    // side, since we no longer know which keys it set.
+    let restart_required = ctx
+        .catalog
+        .configuration_group(current)
+        .is_none_or(|g| g.restart_required);
+    Ok(vec![InstanceEvent::ConfigurationDetached {
+        configuration_id: current,
+        restart_required,
+        at: ctx.now,
+    }])
+}
+
+fn upgrade(
+    state: &Instance,
+    version: &str,
+    ctx: &DecideCtx,
+) -> Result<Vec<InstanceEvent>, DomainError> {
+    let id = updatable(state, ctx)?;
+    let Some(from) = state.datastore.clone() else {
+        return Err(DomainError::ResourceNotFound(id.to_string()));
+    };
+    let datastore = ctx
+        .catalog
+        .datastore(&from.datastore_id.to_string())
+        .ok_or_else(|| DomainError::DatastoreNotFound(from.datastore_name.clone()))?;
+    let target = find_version(&datastore, version, None)?;
+    // Upstream has no gate and would overwrite a running task (spec §11.6 recommends the
+    // "can perform action" gate; we apply it).
+    can_perform_action(state, id)?;
+    Ok(vec![InstanceEvent::DatastoreVersionUpgradeRequested {
+        from,
+        to: datastore_ref(&datastore, target),
+        at: ctx.now,
+    }])
+}
+
+fn delete(state: &Instance, ctx: &DecideCtx) -> Result<Vec<InstanceEvent>, DomainError> {
+    let id = visible(state, ctx)?;
+    if state.task == Task::Deleting {
+        // A repeated DELETE is a no-op 202 (upstream would release the quota twice).
+        return Ok(vec![]);
+    }
+    if state.command_status() == "BUILD" {
+        return Err(DomainError::InstanceBuilding(id));
+    }
+    if ctx.catalog.live_replicas(id) > 0 {
+        return Err(DomainError::ReplicaSourceDeleteForbidden);
+    }
+    Ok(vec![InstanceEvent::InstanceDeletionRequested {
+        at: ctx.now,
+    }])
+}
+
+// ---- create ------------------------------------------------------------------------------
+
+fn create(
+    state: &Instance,
+    c: &CreateInstance,
+    ctx: &DecideCtx,
+) -> Result<InstanceEvent, DomainError> {
+    if state.exists() {
+        return Err(DomainError::InstanceAlreadyExists(c.instance_id));
+    }
+    // Step 2: what a replica may not specify.
+    if c.replica_of.is_some() {
+        if c.flavor_ref.is_some() {
+            return Err(DomainError::ReplicaWithFlavor);
+        }
+        if c.datastore
+            .as_ref()
+            .is_some_and(|d| *d != DatastoreRequest::default())
+        {
+            return Err(DomainError::ReplicaWithDatastore);
+        }
+        if c.volume.is_some() {
+            return Err(DomainError::ReplicaWithVolume);
+        }
+        if c.locality.is_some() {
+            return Err(DomainError::ReplicaWithLocality);
+        }
+    } else if let Some(n) = c.replica_count.filter(|n| *n > 1) {
+        return Err(DomainError::ReplicaCountWithoutReplicaOf(n));
+    }
+    // Step 3: the primary.
+    let primary = match c.replica_of {
+        Some(pid) => {
+            let p = ctx
+                .catalog
+                .instance(pid)
+                .filter(|p| p.is_live() && ctx.caller.can_see(&p.project_id))
+                .ok_or_else(|| DomainError::ResourceNotFound(pid.to_string()))?;
+            if p.replica_of.is_some() {
+                return Err(DomainError::ReplicaOfReplica(pid));
+            }
+            Some((pid, p))
+        }
+        None => None,
+    };
+    let region = match &c.region_name {
+        Some(r) if r != ctx.catalog.region() => {
+            return Err(DomainError::RegionNotServed {
+                requested: r.clone(),
+                served: ctx.catalog.region().to_string(),
+            })
+        }
+        _ => ctx.catalog.region().to_string(),
+    };
+    // Step 4: datastore and version.
+    let (datastore, version) = match &primary {
+        Some((_, p)) => {
+            let pref = p.datastore.clone().unwrap_or_default();
+            let ds = ctx
+                .catalog
+                .datastore(&pref.datastore_id.to_string())
+                .ok_or(DomainError::DatastoreVersionIdNotFound)?;
+            let v = ds
+                .versions
+                .iter()
+                .find(|v| v.id == pref.version_id)
+                .cloned()
+                .ok_or(DomainError::DatastoreVersionIdNotFound)?;
+            (ds, v)
+        }
+        None => resolve_datastore(c.datastore.as_ref(), ctx.catalog)?,
+    };
+    // Step 6: databases and users.
+    check_databases_and_users(c, primary.is_some())?;
+    // Step 8: networks.
+    for nic in &c.nics {
+        if primary.is_some() && nic.ip_address.is_some() {
+            return Err(DomainError::ReplicaNicWithIp);
+        }
+        if nic.network_id.is_none() && nic.subnet_id.is_none() {
+            return Err(DomainError::NicWithoutNetwork);
+        }
+        if nic.ip_address.is_some() && nic.subnet_id.is_none() {
+            return Err(DomainError::NicIpWithoutSubnet);
+        }
+    }
+    // Step 9: locality.
+    if let Some(l) = &c.locality {
+        if ![
+            "affinity",
+            "soft-affinity",
+            "anti-affinity",
+            "soft-anti-affinity",
+        ]
+        .contains(&l.as_str())
+        {
+            return Err(DomainError::InvalidLocality(l.clone()));
+        }
+    }
+    // Step 10: flavor.
+    let flavor = match &primary {
+        Some((_, p)) => p.flavor.clone(),
+        None => {
+            // An omitted flavorRef becomes the literal "None" upstream, and fails lookup.
+            let fid = c.flavor_ref.clone().unwrap_or_else(|| "None".into());
+            if let Some(allowed) = &version.allowed_flavors {
+                if !allowed.contains(&fid) {
+                    return Err(DomainError::FlavorNotSupported {
+                        flavor: fid,
+                        version_id: version.id,
+                    });
+                }
+            }
+            let f = ctx
+                .catalog
+                .flavor(&fid)
+                .ok_or(DomainError::FlavorNotFound(fid))?;
+            FlavorRef {
+                id: f.id,
+                ram: f.ram,
+            }
+        }
+    };
+    // Step 11: volume.
+    let volume = match &primary {
+        Some((_, p)) => p.volume.clone(),
+        None => decide_volume(c, &version, ctx.catalog)?,
+    };
+    // Step 12: backup to restore. It must fit the volume or, without volume support,
+    // the flavor's root disk (upstream's `target_size`).
+    if let Some(bid) = c.restore_backup_id {
+        let available = match &volume {
+            Some(v) => v.size,
+            None => ctx
+                .catalog
+                .flavor(&flavor.id)
+                .map_or(0, |f| u64::from(f.disk)),
+        };
+        check_backup(bid, &datastore, available, ctx)?;
+    }
+    // Step 13: replication.
+    if let Some((pid, p)) = &primary {
+        if !version.replication {
+            return Err(DomainError::ReplicationNotSupported(datastore.name.clone()));
+        }
+        can_perform_action(p, *pid)?;
+    }
+    // Step 14: quota. Replicas are charged like any instance.
+    check_quota(
+        &ctx.caller.project_id,
+        &flavor,
+        volume.as_ref(),
+        ctx.catalog,
+    )?;
+    // Step 15: configuration group, validated before anything is written (upstream
+    // writes the row first and leaves an orphan, spec §8.10).
+    let configuration_id = match c.configuration.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(raw) => {
+            let group = Uuid::parse_str(raw)
+                .ok()
+                .and_then(|g| ctx.catalog.configuration_group(g))
+                .filter(|g| ctx.caller.can_see(&g.project_id))
+                .ok_or_else(|| DomainError::CreateConfigurationNotFound(raw.to_string()))?;
+            // Stricter than upstream (spec §8.6 recommendation): the group must match.
+            if group.datastore_version_id != version.id {
+                return Err(DomainError::ConfigurationDatastoreMismatch {
+                    group: group.datastore_version_id,
+                    instance: version.id,
+                });
+            }
+            Some(group.id)
+        }
+    };
+    let root_password = if version.root_on_create && c.restore_backup_id.is_none() {
+        c.root_password.clone()
+    } else {
+        None
+    };
+    Ok(InstanceEvent::InstanceCreated(Box::new(InstanceCreated {
+        instance_id: c.instance_id,
+        project_id: ctx.caller.project_id.clone(),
+        user_id: ctx.caller.user_id.clone(),
+        name: c.name.clone(),
+        flavor,
+        volume,
+        datastore: datastore_ref(&datastore, &version),
+        databases: c.databases.clone(),
+        users: c
+            .users
+            .iter()
+            .map(|u| UserSpec {
+                name: u.name.clone(),
+                host: u.host.clone().unwrap_or_else(|| "%".into()),
+                password: u.password.clone(),
+                databases: u.databases.clone(),
+            })
+            .collect(),
+        nics: c.nics.clone(),
+        availability_zone: c.availability_zone.clone(),
+        region,
+        modules: c.modules.clone(),
+        restore_backup_id: c.restore_backup_id,
+        replica_of: c.replica_of,
+        locality: c.locality.clone(),
+        configuration_id,
+        access: c.access.clone(),
+        root_password,
+        at: ctx.now,
+    })))
+}
+
+const RESERVED_DATABASES: [&str; 4] = ["mysql", "information_schema", "performance_schema", "sys"];
+const RESERVED_USERS: [&str; 2] = ["os_admin", "root"];
+
+fn check_databases_and_users(c: &CreateInstance, replica: bool) -> Result<(), DomainError> {
+    let mut db_names = HashSet::new();
+    for db in &c.databases {
+        if RESERVED_DATABASES.contains(&db.name.as_str()) {
+            return Err(DomainError::ReservedDatabase(db.name.clone()));
+        }
+        if !db_names.insert(db.name.as_str()) {
+            return Err(DomainError::DuplicateDatabases);
+        }
+    }
+    let mut users = HashSet::new();
+    for u in &c.users {
+        if RESERVED_USERS.contains(&u.name.as_str()) {
+            return Err(DomainError::ReservedUser(u.name.clone()));
+        }
+        if !users.insert((u.name.as_str(), u.host.as_deref().unwrap_or("%"))) {
+            return Err(DomainError::DuplicateUsers);
+        }
+        if let Some(d) = u.databases.iter().find(|d| !db_names.contains(d.as_str())) {
+            return Err(DomainError::UserDatabaseNotListed {
+                user: u.name.clone(),
+                database: d.clone(),
+            });
+        }
+    }
+    if replica && (!c.users.is_empty() || !c.databases.is_empty()) {
+        return Err(DomainError::ReplicaWithUsersOrDatabases);
+    }
+    Ok(())
+}
+
+fn decide_volume(
+    c: &CreateInstance,
+    version: &DatastoreVersion,
+    catalog: &dyn Catalog,
+) -> Result<Option<VolumeSpec>, DomainError> {
+    if !version.volume_support {
+        return match c.volume {
+            Some(_) => Err(DomainError::VolumeNotSupported),
+            None => Ok(None),
+        };
+    }
+    let volume_type = c.volume.as_ref().and_then(|v| v.volume_type.clone());
+    if let Some(allowed) = &version.allowed_volume_types {
+        match &volume_type {
+            None => return Err(DomainError::VolumeTypeRequired(version.id)),
+            Some(t) if !allowed.contains(t) => {
+                return Err(DomainError::VolumeTypeInvalid {
+                    volume_type: t.clone(),
+                    version_id: version.id,
+                })
+            }
+            Some(_) => {}
+        }
+    }
+    let size = c
+        .volume
+        .as_ref()
+        .map(|v| v.size)
+        .ok_or(DomainError::VolumeSizeMissing)?;
+    let max = catalog.max_volume_size();
+    if size > max {
+        return Err(DomainError::VolumeTooLarge { max, size });
+    }
+    Ok(Some(VolumeSpec { size, volume_type }))
+}
+
+fn check_backup(
+    bid: Uuid,
+    datastore: &Datastore,
+    available: u64,
+    ctx: &DecideCtx,
+) -> Result<(), DomainError> {
+    let b = ctx
+        .catalog
+        .backup(bid)
+        .filter(|b| ctx.caller.can_see(&b.project_id))
+        .ok_or_else(|| DomainError::ResourceNotFound(bid.to_string()))?;
+    if !matches!(b.state.as_str(), "COMPLETED" | "RESTORED") {
+        return Err(DomainError::BackupNotCompleted {
+            id: bid,
+            state: b.state,
+        });
+    }
+    if let Some(size) = b.size {
+        if size > available as f64 {
+            return Err(DomainError::BackupTooLarge {
+                backup: size,
+                available,
+            });
+        }
+    }
+    if let Some(name) = b.datastore_name {
+        if name != datastore.name {
+            return Err(DomainError::BackupDatastoreMismatch {
+                backup: name,
+                target: datastore.name.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn check_quota(
+    project: &str,
+    flavor: &FlavorRef,
+    volume: Option<&VolumeSpec>,
+    catalog: &dyn Catalog,
+) -> Result<(), DomainError> {
+    let q = catalog.quota(project);
+    let exceeds =
+        |used: i64, delta: i64, limit: i64| limit >= 0 && delta > 0 && used + delta > limit;
+    let mut over = Vec::new();
+    if exceeds(q.instances, 1, q.instances_limit) {
+        over.push("instances".to_string());
+    }
+    if exceeds(q.ram, i64::from(flavor.ram), q.ram_limit) {
+        over.push("ram".to_string());
+    }
+    if exceeds(
+        q.volumes,
+        volume.map_or(0, |v| v.size as i64),
+        q.volumes_limit,
+    ) {
+        over.push("volumes".to_string());
+    }
+    if over.is_empty() {
+        Ok(())
+    } else {
+        over.sort();
+        Err(DomainError::QuotaExceeded(over))
+    }
+}
+
+/// Datastore resolution at create (spec `supporting-resources.md` §2.3).
+fn resolve_datastore(
+    req: Option<&DatastoreRequest>,
+    catalog: &dyn Catalog,
+) -> Result<(Datastore, DatastoreVersion), DomainError> {
+    let req = req.cloned().unwrap_or_default();
+    let datastore = match &req.datastore_type {
+        Some(t) => catalog
+            .datastore(t)
+            .ok_or_else(|| DomainError::DatastoreNotFound(t.clone()))?,
+        None => {
+            let name = catalog
+                .default_datastore()
+                .ok_or(DomainError::NoDefaultDatastore)?;
+            catalog
+                .datastore(&name)
+                .ok_or(DomainError::DefaultDatastoreNotFound(name))?
+        }
+    };
+    let key = match (&req.version, datastore.default_version_id) {
+        (Some(v), _) => v.clone(),
+        (None, Some(id)) => id.to_string(),
+        (None, None) => return Err(DomainError::DefaultVersionNotFound(datastore.name.clone())),
+    };
+    let version = find_version(&datastore, &key, req.version_number.as_deref())?.clone();
+    if !version.active {
+        return Err(DomainError::DatastoreVersionInactive(version.name.clone()));
+    }
+    Ok((datastore, version))
+}
+
+/// A version of `datastore` by UUID, or by name (and number when given).
+fn find_version<'d>(
+    datastore: &'d Datastore,
+    key: &str,
+    number: Option<&str>,
+) -> Result<&'d DatastoreVersion, DomainError> {
+    if let Ok(id) = Uuid::parse_str(key) {
+        return datastore
+            .versions
+            .iter()
+            .find(|v| v.id == id)
+            .ok_or(DomainError::DatastoreVersionIdNotFound);
+    }
+    if let Some(n) = number {
+        return datastore
+            .versions
+            .iter()
+            .find(|v| v.name == key && v.version == n)
+            .ok_or_else(|| DomainError::DatastoreVersionNotFound(n.to_string()));
+    }
+    let mut matches = datastore.versions.iter().filter(|v| v.name == key);
+    match (matches.next(), matches.next()) {
+        (Some(v), None) => Ok(v),
+        (None, _) => Err(DomainError::DatastoreVersionNotFound(key.to_string())),
+        (Some(_), Some(_)) => Err(DomainError::DatastoreVersionAmbiguous(key.to_string())),
+    }
+}
+
+fn datastore_ref(ds: &Datastore, v: &DatastoreVersion) -> DatastoreRef {
+    DatastoreRef {
+        datastore_id: ds.id,
+        datastore_name: ds.name.clone(),
+        version_id: v.id,
+        version_name: v.name.clone(),
+        version_number: v.version.clone(),
+        manager: v.manager.clone(),
+    }
+}
+
+// ---- saga reports ------------------------------------------------------------------------
+
+/// Reports from the provisioning saga. Each is idempotent: a fact the state already
+/// holds, or a report about a step that is no longer running, decides no event.
+fn report(
+    state: &Instance,
+    cmd: &InstanceCommand,
+    ctx: &DecideCtx,
+) -> Result<Vec<InstanceEvent>, DomainError> {
+    use InstanceCommand::*;
+    use InstanceEvent as E;
+    if !state.exists() {
+        return Err(DomainError::ResourceNotFound(ctx.instance_id.to_string()));
+    }
+    if state.deleted {
+        return Ok(vec![]); // late reports about a deleted instance change nothing
+    }
+    let at = ctx.now;
+    let one = |cond: bool, e: InstanceEvent| Ok(if cond { vec![e] } else { vec![] });
+    match cmd {
+        RecordVolumeCreated {
+            volume_id,
+            size,
+            volume_type,
+        } => one(
+            state.volume_id.as_ref() != Some(volume_id),
+            E::VolumeCreated {
+                volume_id: volume_id.clone(),
+                size: *size,
+                volume_type: volume_type.clone(),
+                at,
+            },
+        ),
+        RecordServerCreated { server_id } => one(
+            state.server_id.as_ref() != Some(server_id),
+            E::ServerCreated {
+                server_id: server_id.clone(),
+                at,
+            },
+        ),
+        RecordComputeStatus { status } => {
+            if state.server_id.is_none() {
+                return Err(DomainError::InvalidReport(
+                    "compute status reported before a server exists".into(),
+                ));
+            }
+            one(
+                state.compute != Some(*status),
+                E::ComputeStatusChanged {
+                    status: *status,
+                    at,
+                },
+            )
+        }
+        RecordGuestStatus { status } => Ok(vec![E::GuestStatusReported {
+            status: *status,
+            at,
+        }]),
+        RecordAddresses { addresses } => one(
+            state.addresses != *addresses,
+            E::AddressesAssigned {
+                addresses: addresses.clone(),
+                at,
+            },
+        ),
+        CompleteProvisioning => one(
+            state.task == Task::Building,
+            E::ProvisioningCompleted { at },
+        ),
+        FailProvisioning { task, fault } => {
+            if !task.is_error() {
+                return Err(DomainError::InvalidReport(format!(
+                    "{} is not an error task",
+                    task.description()
+                )));
+            }
+            one(
+                state.task == Task::Building,
+                E::ProvisioningFailed {
+                    task: *task,
+                    fault: fault.clone(),
+                    at,
+                },
+            )
+        }
+        CompleteUpgrade => one(
+            state.task == Task::Upgrading,
+            E::DatastoreVersionUpgraded { at },
+        ),
+        FailUpgrade { fault } => one(
+            state.task == Task::Upgrading,
+            E::DatastoreVersionUpgradeFailed {
+                fault: fault.clone(),
+                at,
+            },
+        ),
+        CompleteReplicaDetach => match (state.task, state.replica_of) {
+            (Task::Detaching, Some(primary_id)) => Ok(vec![E::ReplicaDetached { primary_id, at }]),
+            _ => Ok(vec![]),
+        },
+        FailReplicaDetach { fault } => one(
+            state.task == Task::Detaching,
+            E::ReplicaDetachFailed {
+                fault: fault.clone(),
+                at,
+            },
+        ),
+        CompleteAccessUpdate => match (&state.task, &state.pending_access) {
+            (Task::Updating, Some(access)) => Ok(vec![E::AccessUpdated {
+                access: access.clone(),
+                at,
+            }]),
+            _ => Ok(vec![]),
+        },
+        FailAccessUpdate { fault } => one(
+            state.task == Task::Updating,
+            E::AccessUpdateFailed {
+                fault: fault.clone(),
+                at,
+            },
+        ),
+        CompleteDeletion => one(state.task == Task::Deleting, E::InstanceDeleted { at }),
+        CreateInstance(_)
+        | RenameInstance { .. }
+        | AttachConfiguration { .. }
+        | DetachConfiguration
+        | UpgradeDatastoreVersion { .. }
+        | DetachReplica
+        | UpdateAccess { .. }
+        | DeleteInstance => unreachable_user_command(cmd),
+    }
+}
+
+/// `decide` routes user commands before calling `report`; this keeps `report` total
+/// without a panic path.
+fn unreachable_user_command(cmd: &InstanceCommand) -> Result<Vec<InstanceEvent>, DomainError> {
+    Err(DomainError::InvalidReport(format!(
+        "{} is not a provisioning report",
+        cmd.name()
+    )))
+}

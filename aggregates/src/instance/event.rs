@@ -1,0 +1,378 @@
+//! Instance events: what happened, in past tense, one fact each.
+//!
+//! The log is forever. Every event type has a stable name (the variant name) and a
+//! version ([`InstanceEvent::version`]); the JSON of every version ever written must stay
+//! readable: [`decode`] upcasts old versions to today's shape. Every event is documented
+//! in `docs/events.md`. Secrets never appear in plaintext: passwords arrive already
+//! sealed ([`SealedSecret`]) by the shell.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::status::{ComputeStatus, ServiceStatus, Task};
+
+/// A secret sealed by the shell with the instance's own key, kept outside the log.
+/// Deleting that key (crypto-shredding) makes the ciphertext unreadable forever.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedSecret {
+    /// Which key sealed it (the instance's key id).
+    pub key_id: String,
+    /// Base64 nonce.
+    pub nonce: String,
+    /// Base64 ciphertext with its authentication tag.
+    pub ciphertext: String,
+}
+
+/// The flavor an instance runs on, denormalized so the event stands on its own.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct FlavorRef {
+    pub id: String,
+    /// MB, kept so quota release and default configuration never need the catalog.
+    pub ram: u32,
+}
+
+/// The datastore version an instance runs, denormalized (names as of the event).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct DatastoreRef {
+    pub datastore_id: Uuid,
+    /// Datastore name, e.g. `mysql` (views show it as `datastore.type`).
+    pub datastore_name: String,
+    pub version_id: Uuid,
+    /// Version name (views: `datastore.version`).
+    pub version_name: String,
+    /// Version number (views: `datastore.version_number`).
+    pub version_number: String,
+    pub manager: String,
+}
+
+/// The data volume requested or created.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeSpec {
+    /// GB.
+    pub size: u64,
+    pub volume_type: Option<String>,
+}
+
+/// An initial database.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatabaseSpec {
+    pub name: String,
+    pub character_set: Option<String>,
+    pub collate: Option<String>,
+}
+
+/// An initial user; the password is sealed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserSpec {
+    pub name: String,
+    /// `%` when not given.
+    pub host: String,
+    pub password: SealedSecret,
+    pub databases: Vec<String>,
+}
+
+/// The user network interface requested at create (at most one).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Nic {
+    pub network_id: Option<String>,
+    pub subnet_id: Option<String>,
+    pub ip_address: Option<String>,
+}
+
+/// An address of the instance as views show it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Address {
+    pub address: String,
+    /// `private` or `public`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Network id; absent for floating (public) addresses.
+    pub network: Option<String>,
+}
+
+/// Access settings as applied by an access update.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Access {
+    pub is_public: bool,
+    pub allowed_cidrs: Vec<String>,
+}
+
+/// An error recorded on the instance (lifecycle §6).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultInfo {
+    pub message: String,
+    /// Diagnostic text, shown to admins only.
+    pub details: String,
+}
+
+/// The facts of a new instance (`InstanceCreated` v1).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InstanceCreated {
+    pub instance_id: Uuid,
+    pub project_id: String,
+    /// The user who created it.
+    pub user_id: String,
+    pub name: String,
+    pub flavor: FlavorRef,
+    pub volume: Option<VolumeSpec>,
+    pub datastore: DatastoreRef,
+    pub databases: Vec<DatabaseSpec>,
+    pub users: Vec<UserSpec>,
+    pub nics: Vec<Nic>,
+    pub availability_zone: Option<String>,
+    pub region: String,
+    pub modules: Vec<Uuid>,
+    pub restore_backup_id: Option<Uuid>,
+    pub replica_of: Option<Uuid>,
+    pub locality: Option<String>,
+    pub configuration_id: Option<Uuid>,
+    /// The `access` object as given at create (extra keys kept verbatim), if any.
+    pub access: Option<serde_json::Value>,
+    /// Generated root password, sealed; only when the datastore has `root_on_create`.
+    pub root_password: Option<SealedSecret>,
+    pub at: DateTime<Utc>,
+}
+
+/// Everything that can happen to an instance.
+///
+/// Serialized adjacently tagged (`{"type": ..., "data": ...}`) so the type name and the
+/// body can be stored apart (the store keeps `event_type` and `data` separately).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data")]
+pub enum InstanceEvent {
+    /// A create was accepted: task BUILDING, service NEW.
+    InstanceCreated(Box<InstanceCreated>),
+    /// The name changed.
+    InstanceRenamed { name: String, at: DateTime<Utc> },
+    /// A configuration group was attached; task RESTART_REQUIRED if `restart_required`.
+    ConfigurationAttached {
+        configuration_id: Uuid,
+        restart_required: bool,
+        at: DateTime<Utc>,
+    },
+    /// The configuration group was detached; task RESTART_REQUIRED if `restart_required`.
+    ConfigurationDetached {
+        configuration_id: Uuid,
+        restart_required: bool,
+        at: DateTime<Utc>,
+    },
+    /// An upgrade was accepted: the version switches at once, task UPGRADING.
+    DatastoreVersionUpgradeRequested {
+        from: DatastoreRef,
+        to: DatastoreRef,
+        at: DateTime<Utc>,
+    },
+    /// The guest runs the new version and is healthy: task NONE.
+    DatastoreVersionUpgraded { at: DateTime<Utc> },
+    /// The upgrade failed: task BUILDING_ERROR_SERVER (status ERROR), fault recorded.
+    DatastoreVersionUpgradeFailed { fault: FaultInfo, at: DateTime<Utc> },
+    /// Detaching from the primary was accepted: task DETACHING.
+    ReplicaDetachRequested { at: DateTime<Utc> },
+    /// The replica is standalone now: `replica_of` cleared, task NONE.
+    ReplicaDetached { primary_id: Uuid, at: DateTime<Utc> },
+    /// Detaching failed: task NONE, still a replica, fault recorded.
+    ReplicaDetachFailed { fault: FaultInfo, at: DateTime<Utc> },
+    /// An access change was accepted: task UPDATING.
+    AccessUpdateRequested { access: Access, at: DateTime<Utc> },
+    /// The access change is applied: stored access replaced, task NONE.
+    AccessUpdated { access: Access, at: DateTime<Utc> },
+    /// The access change failed: task UPDATING_ERROR_ACCESS (status ERROR), fault.
+    AccessUpdateFailed { fault: FaultInfo, at: DateTime<Utc> },
+    /// Delete was accepted: task DELETING, configuration cleared, quota released.
+    InstanceDeletionRequested { at: DateTime<Utc> },
+    /// Teardown finished: the instance is soft-deleted (admin views only).
+    InstanceDeleted { at: DateTime<Utc> },
+    /// Provisioning: the data volume exists.
+    VolumeCreated {
+        volume_id: String,
+        size: u64,
+        volume_type: Option<String>,
+        at: DateTime<Utc>,
+    },
+    /// Provisioning: the compute server exists.
+    ServerCreated {
+        server_id: String,
+        at: DateTime<Utc>,
+    },
+    /// The compute service reports a new server status.
+    ComputeStatusChanged {
+        status: ComputeStatus,
+        at: DateTime<Utc>,
+    },
+    /// The guest agent reports its status (refreshes `service_status_updated`).
+    GuestStatusReported {
+        status: ServiceStatus,
+        at: DateTime<Utc>,
+    },
+    /// The instance's user-visible addresses are known.
+    AddressesAssigned {
+        addresses: Vec<Address>,
+        at: DateTime<Utc>,
+    },
+    /// Provisioning finished: task NONE.
+    ProvisioningCompleted { at: DateTime<Utc> },
+    /// A provisioning step failed: the error task and the fault.
+    ProvisioningFailed {
+        task: Task,
+        fault: FaultInfo,
+        at: DateTime<Utc>,
+    },
+}
+
+/// Every event type name with its current version: the catalog `docs/events.md` lists.
+pub const EVENT_VERSIONS: &[(&str, u32)] = &[
+    ("InstanceCreated", 1),
+    ("InstanceRenamed", 1),
+    ("ConfigurationAttached", 1),
+    ("ConfigurationDetached", 1),
+    ("DatastoreVersionUpgradeRequested", 1),
+    ("DatastoreVersionUpgraded", 1),
+    ("DatastoreVersionUpgradeFailed", 1),
+    ("ReplicaDetachRequested", 1),
+    ("ReplicaDetached", 1),
+    ("ReplicaDetachFailed", 1),
+    ("AccessUpdateRequested", 1),
+    ("AccessUpdated", 1),
+    ("AccessUpdateFailed", 1),
+    ("InstanceDeletionRequested", 1),
+    ("InstanceDeleted", 1),
+    ("VolumeCreated", 1),
+    ("ServerCreated", 1),
+    ("ComputeStatusChanged", 1),
+    ("GuestStatusReported", 1),
+    ("AddressesAssigned", 1),
+    ("ProvisioningCompleted", 1),
+    ("ProvisioningFailed", 1),
+];
+
+/// Why stored bytes could not be turned into an event.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("unknown event type {0}")]
+    UnknownType(String),
+    #[error("event {event_type} has version {version}, newer than this build knows ({known})")]
+    FutureVersion {
+        event_type: String,
+        version: u32,
+        known: u32,
+    },
+    #[error("event {event_type} v{version} does not decode: {source}")]
+    Malformed {
+        event_type: String,
+        version: u32,
+        source: serde_json::Error,
+    },
+}
+
+impl InstanceEvent {
+    /// The stable type name stored with the event.
+    pub fn event_type(&self) -> &'static str {
+        use InstanceEvent::*;
+        match self {
+            InstanceCreated(_) => "InstanceCreated",
+            InstanceRenamed { .. } => "InstanceRenamed",
+            ConfigurationAttached { .. } => "ConfigurationAttached",
+            ConfigurationDetached { .. } => "ConfigurationDetached",
+            DatastoreVersionUpgradeRequested { .. } => "DatastoreVersionUpgradeRequested",
+            DatastoreVersionUpgraded { .. } => "DatastoreVersionUpgraded",
+            DatastoreVersionUpgradeFailed { .. } => "DatastoreVersionUpgradeFailed",
+            ReplicaDetachRequested { .. } => "ReplicaDetachRequested",
+            ReplicaDetached { .. } => "ReplicaDetached",
+            ReplicaDetachFailed { .. } => "ReplicaDetachFailed",
+            AccessUpdateRequested { .. } => "AccessUpdateRequested",
+            AccessUpdated { .. } => "AccessUpdated",
+            AccessUpdateFailed { .. } => "AccessUpdateFailed",
+            InstanceDeletionRequested { .. } => "InstanceDeletionRequested",
+            InstanceDeleted { .. } => "InstanceDeleted",
+            VolumeCreated { .. } => "VolumeCreated",
+            ServerCreated { .. } => "ServerCreated",
+            ComputeStatusChanged { .. } => "ComputeStatusChanged",
+            GuestStatusReported { .. } => "GuestStatusReported",
+            AddressesAssigned { .. } => "AddressesAssigned",
+            ProvisioningCompleted { .. } => "ProvisioningCompleted",
+            ProvisioningFailed { .. } => "ProvisioningFailed",
+        }
+    }
+
+    /// The schema version this build writes for this event type.
+    pub fn version(&self) -> u32 {
+        current_version(self.event_type()).unwrap_or(1)
+    }
+
+    /// When it happened (domain time, set by `decide` from the context's clock).
+    pub fn at(&self) -> DateTime<Utc> {
+        use InstanceEvent::*;
+        match self {
+            InstanceCreated(c) => c.at,
+            InstanceRenamed { at, .. }
+            | ConfigurationAttached { at, .. }
+            | ConfigurationDetached { at, .. }
+            | DatastoreVersionUpgradeRequested { at, .. }
+            | DatastoreVersionUpgraded { at }
+            | DatastoreVersionUpgradeFailed { at, .. }
+            | ReplicaDetachRequested { at }
+            | ReplicaDetached { at, .. }
+            | ReplicaDetachFailed { at, .. }
+            | AccessUpdateRequested { at, .. }
+            | AccessUpdated { at, .. }
+            | AccessUpdateFailed { at, .. }
+            | InstanceDeletionRequested { at }
+            | InstanceDeleted { at }
+            | VolumeCreated { at, .. }
+            | ServerCreated { at, .. }
+            | ComputeStatusChanged { at, .. }
+            | GuestStatusReported { at, .. }
+            | AddressesAssigned { at, .. }
+            | ProvisioningCompleted { at }
+            | ProvisioningFailed { at, .. } => *at,
+        }
+    }
+
+    /// Splits the event into its type name, version and JSON body for storage.
+    pub fn encode(&self) -> (&'static str, u32, serde_json::Value) {
+        // Serializing a derived enum of plain data into a Value cannot fail (no maps with
+        // non-string keys, no custom Serialize impls that error).
+        let tagged = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
+        let data = match tagged {
+            serde_json::Value::Object(mut m) => m.remove("data").unwrap_or_default(),
+            _ => serde_json::Value::Null,
+        };
+        (self.event_type(), self.version(), data)
+    }
+}
+
+/// The version this build writes for `event_type`, if it knows the type.
+pub fn current_version(event_type: &str) -> Option<u32> {
+    EVENT_VERSIONS
+        .iter()
+        .find(|(t, _)| *t == event_type)
+        .map(|(_, v)| *v)
+}
+
+/// Turns a stored (type, version, body) back into an event, upcasting old versions.
+///
+/// All types are at version 1 today, so upcasting is the identity; when a type gets a
+/// v2, its v1 bodies are rewritten here before deserializing, and the v1 golden fixture
+/// stays in `tests/fixtures/events/` to prove it.
+pub fn decode(
+    event_type: &str,
+    version: u32,
+    data: serde_json::Value,
+) -> Result<InstanceEvent, DecodeError> {
+    let known =
+        current_version(event_type).ok_or_else(|| DecodeError::UnknownType(event_type.into()))?;
+    if version > known {
+        return Err(DecodeError::FutureVersion {
+            event_type: event_type.into(),
+            version,
+            known,
+        });
+    }
+    let tagged = serde_json::json!({ "type": event_type, "data": data });
+    serde_json::from_value(tagged).map_err(|source| DecodeError::Malformed {
+        event_type: event_type.into(),
+        version,
+        source,
+    })
+}

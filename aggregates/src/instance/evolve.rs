@@ -1,0 +1,196 @@
+//! `evolve`: applies one event to the state. Total: an event is a fact, validated by
+//! `decide` when it was made, so nothing here can fail or refuse.
+
+use super::event::{InstanceCreated, InstanceEvent};
+use super::state::{Fault, Instance};
+use super::status::{ComputeStatus, ServiceStatus, Task};
+
+/// Applies one event.
+pub fn evolve(mut s: Instance, event: &InstanceEvent) -> Instance {
+    use InstanceEvent::*;
+    s.version += 1;
+    match event {
+        InstanceCreated(c) => return created(s.version, c),
+        InstanceRenamed { name, at } => {
+            s.name = name.clone();
+            s.updated = *at;
+        }
+        ConfigurationAttached {
+            configuration_id,
+            restart_required,
+            at,
+        } => {
+            s.configuration_id = Some(*configuration_id);
+            if *restart_required {
+                s.task = Task::RestartRequired;
+            }
+            s.updated = *at;
+        }
+        ConfigurationDetached {
+            restart_required,
+            at,
+            ..
+        } => {
+            s.configuration_id = None;
+            if *restart_required {
+                s.task = Task::RestartRequired;
+            }
+            s.updated = *at;
+        }
+        DatastoreVersionUpgradeRequested { to, at, .. } => {
+            s.datastore = Some(to.clone());
+            s.task = Task::Upgrading;
+            s.service = ServiceStatus::Upgrading;
+            s.service_updated = *at;
+            s.updated = *at;
+        }
+        DatastoreVersionUpgraded { at } => {
+            s.task = Task::None;
+            s.service = ServiceStatus::Healthy;
+            s.service_updated = *at;
+            s.updated = *at;
+        }
+        DatastoreVersionUpgradeFailed { fault, at } => {
+            s.task = Task::BuildingErrorServer;
+            s.fault = Some(Fault::from_info(fault, *at));
+            s.updated = *at;
+        }
+        ReplicaDetachRequested { at } => {
+            s.task = Task::Detaching;
+            s.updated = *at;
+        }
+        ReplicaDetached { at, .. } => {
+            s.replica_of = None;
+            s.task = Task::None;
+            s.updated = *at;
+        }
+        ReplicaDetachFailed { fault, at } => {
+            s.task = Task::None;
+            s.fault = Some(Fault::from_info(fault, *at));
+            s.updated = *at;
+        }
+        AccessUpdateRequested { access, at } => {
+            s.pending_access = Some(access.clone());
+            s.task = Task::Updating;
+            s.updated = *at;
+        }
+        AccessUpdated { access, at } => {
+            s.access = Some(serde_json::json!({
+                "is_public": access.is_public,
+                "allowed_cidrs": access.allowed_cidrs,
+            }));
+            s.pending_access = None;
+            s.task = Task::None;
+            s.updated = *at;
+        }
+        AccessUpdateFailed { fault, at } => {
+            s.pending_access = None;
+            s.task = Task::UpdatingErrorAccess;
+            s.fault = Some(Fault::from_info(fault, *at));
+            s.updated = *at;
+        }
+        InstanceDeletionRequested { at } => {
+            s.task = Task::Deleting;
+            s.configuration_id = None;
+            s.updated = *at;
+        }
+        InstanceDeleted { at } => {
+            s.deleted = true;
+            s.deleted_at = Some(*at);
+            s.task = Task::None;
+            s.datastore = None;
+            s.configuration_id = None;
+            s.replica_of = None;
+            s.compute = None;
+            s.service = ServiceStatus::Deleted;
+            s.service_updated = *at;
+            s.addresses.clear();
+            s.updated = *at;
+        }
+        VolumeCreated {
+            volume_id,
+            size,
+            volume_type,
+            at,
+        } => {
+            s.volume_id = Some(volume_id.clone());
+            s.volume = Some(super::event::VolumeSpec {
+                size: *size,
+                volume_type: volume_type.clone(),
+            });
+            s.updated = *at;
+        }
+        ServerCreated { server_id, at } => {
+            s.server_id = Some(server_id.clone());
+            s.compute = Some(ComputeStatus::Build);
+            s.updated = *at;
+        }
+        ComputeStatusChanged { status, .. } => {
+            // The compute status is live data upstream (not a record change): `updated`
+            // stays.
+            s.compute = Some(*status);
+        }
+        GuestStatusReported { status, at } => {
+            // Heartbeats are ignored while a restart is required (lifecycle §2.2).
+            if s.service != ServiceStatus::RestartRequired {
+                s.service = *status;
+            }
+            s.service_updated = *at;
+        }
+        AddressesAssigned { addresses, .. } => {
+            s.addresses = addresses.clone();
+        }
+        ProvisioningCompleted { at } => {
+            if s.task == Task::Building {
+                s.task = Task::None;
+            }
+            s.updated = *at;
+        }
+        ProvisioningFailed { task, fault, at } => {
+            s.task = *task;
+            s.fault = Some(Fault::from_info(fault, *at));
+            s.updated = *at;
+        }
+    }
+    s
+}
+
+fn created(version: u64, c: &InstanceCreated) -> Instance {
+    Instance {
+        id: Some(c.instance_id),
+        project_id: c.project_id.clone(),
+        user_id: c.user_id.clone(),
+        name: c.name.clone(),
+        flavor: c.flavor.clone(),
+        volume: c.volume.clone(),
+        datastore: Some(c.datastore.clone()),
+        task: Task::Building,
+        compute: None,
+        service: ServiceStatus::New,
+        service_updated: c.at,
+        created: c.at,
+        updated: c.at,
+        configuration_id: c.configuration_id,
+        replica_of: c.replica_of,
+        access: c.access.clone(),
+        region: c.region.clone(),
+        locality: c.locality.clone(),
+        availability_zone: c.availability_zone.clone(),
+        nics: c.nics.clone(),
+        databases: c.databases.clone(),
+        users: c
+            .users
+            .iter()
+            .map(|u| (u.name.clone(), u.host.clone()))
+            .collect(),
+        modules: c.modules.clone(),
+        restore_backup_id: c.restore_backup_id,
+        version,
+        ..Instance::default()
+    }
+}
+
+/// Folds a sequence of events from the empty state.
+pub fn fold<'a>(events: impl IntoIterator<Item = &'a InstanceEvent>) -> Instance {
+    events.into_iter().fold(Instance::default(), evolve)
+}

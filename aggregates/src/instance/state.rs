@@ -1,0 +1,121 @@
+//! The folded state of one instance. `Instance::default()` means "does not exist".
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::event::{
+    Access, Address, DatabaseSpec, DatastoreRef, FaultInfo, FlavorRef, Nic, VolumeSpec,
+};
+use super::status::{ComputeStatus, ServiceStatus, StatusInputs, Task, Viewer};
+
+/// A fault as recorded on the instance (one per instance, overwritten).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fault {
+    pub message: String,
+    pub details: String,
+    /// When it was last written.
+    pub created: DateTime<Utc>,
+}
+
+impl Fault {
+    pub(crate) fn from_info(info: &FaultInfo, at: DateTime<Utc>) -> Fault {
+        Fault {
+            message: info.message.clone(),
+            details: info.details.clone(),
+            created: at,
+        }
+    }
+}
+
+/// The state of one instance, folded from its stream.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+pub struct Instance {
+    /// `None` until `InstanceCreated`: the instance does not exist.
+    pub id: Option<Uuid>,
+    pub project_id: String,
+    /// Who created it.
+    pub user_id: String,
+    pub name: String,
+    pub flavor: FlavorRef,
+    /// Requested volume (size/type); `None` for datastores without volume support.
+    pub volume: Option<VolumeSpec>,
+    /// Set once provisioning created the volume.
+    pub volume_id: Option<String>,
+    /// Set once provisioning created the compute server.
+    pub server_id: Option<String>,
+    /// `None` only after deletion (the reference is cleared, as upstream does).
+    pub datastore: Option<DatastoreRef>,
+    pub task: Task,
+    /// `None` while no compute server exists.
+    pub compute: Option<ComputeStatus>,
+    pub service: ServiceStatus,
+    pub service_updated: DateTime<Utc>,
+    pub created: DateTime<Utc>,
+    pub updated: DateTime<Utc>,
+    pub fault: Option<Fault>,
+    pub configuration_id: Option<Uuid>,
+    pub replica_of: Option<Uuid>,
+    /// The stored access object (`None` when none was given and none applied).
+    pub access: Option<serde_json::Value>,
+    /// An access update accepted but not yet applied.
+    pub pending_access: Option<Access>,
+    pub region: String,
+    pub locality: Option<String>,
+    pub availability_zone: Option<String>,
+    pub nics: Vec<Nic>,
+    pub addresses: Vec<Address>,
+    pub databases: Vec<DatabaseSpec>,
+    /// Names (and hosts) of the initial users; passwords stay in the events, sealed.
+    pub users: Vec<(String, String)>,
+    pub modules: Vec<Uuid>,
+    pub restore_backup_id: Option<Uuid>,
+    pub deleted: bool,
+    pub deleted_at: Option<DateTime<Utc>>,
+    /// Number of events folded: the stream revision to expect next is `version - 1`.
+    pub version: u64,
+}
+
+impl Instance {
+    /// True once created, deleted or not.
+    pub fn exists(&self) -> bool {
+        self.id.is_some()
+    }
+
+    /// True when created and not soft-deleted.
+    pub fn is_live(&self) -> bool {
+        self.exists() && !self.deleted
+    }
+
+    /// The inputs of Trove's status derivation.
+    pub fn status_inputs(&self) -> StatusInputs {
+        StatusInputs {
+            task: self.task,
+            compute: self.compute,
+            service: self.service,
+            service_updated: self.service_updated,
+            backup_running: false,
+            deleted: self.deleted,
+        }
+    }
+
+    /// `status` as the command path sees it (real compute status).
+    pub fn command_status(&self) -> &'static str {
+        self.status_inputs().status(Viewer::Command, false)
+    }
+
+    /// The id, or nil for a non-existing instance (only used in messages).
+    pub fn id_or_nil(&self) -> Uuid {
+        self.id.unwrap_or(Uuid::nil())
+    }
+
+    /// RAM charged to the quota while the instance is live.
+    pub fn quota_ram(&self) -> i64 {
+        i64::from(self.flavor.ram)
+    }
+
+    /// Volume GB charged to the quota while the instance is live.
+    pub fn quota_volume(&self) -> i64 {
+        self.volume.as_ref().map_or(0, |v| v.size as i64)
+    }
+}

@@ -1,0 +1,256 @@
+//! The event codec: every variant round-trips through `encode` → `decode`, the version
+//! catalog lists every variant exactly once, and unknown or future events are refused.
+
+use std::collections::BTreeSet;
+
+use super::support::*;
+use crate::instance::{
+    current_version, decode, Access, Address, ComputeStatus, DecodeError, FaultInfo, InstanceEvent,
+    Nic, ServiceStatus, Task, UserSpec, EVENT_VERSIONS,
+};
+
+fn fault() -> FaultInfo {
+    FaultInfo {
+        message: "Failed to create server for instance".into(),
+        details: "Traceback ...".into(),
+    }
+}
+
+fn access() -> Access {
+    Access {
+        is_public: true,
+        allowed_cidrs: vec!["10.0.0.0/8".into(), "192.168.1.1".into()],
+    }
+}
+
+/// One event of every variant, with non-default data everywhere it matters. The
+/// exhaustive match in [`variant_number`] makes adding a variant a compile error here.
+fn one_of_each() -> Vec<InstanceEvent> {
+    use InstanceEvent::*;
+    let at = now();
+    vec![
+        created_now(|c| {
+            c.users = vec![UserSpec {
+                name: "app".into(),
+                host: "%".into(),
+                password: sealed("pw"),
+                databases: vec!["orders".into()],
+            }];
+            c.nics = vec![Nic {
+                network_id: Some("net".into()),
+                subnet_id: None,
+                ip_address: None,
+            }];
+            c.replica_of = Some(PRIMARY);
+            c.configuration_id = Some(CFG_MYSQL80);
+            c.access = Some(serde_json::json!({"is_public": true, "extra": [1, 2]}));
+            c.root_password = Some(sealed("root"));
+            c.restore_backup_id = Some(BK_OK);
+        }),
+        InstanceRenamed {
+            name: "db2".into(),
+            at,
+        },
+        ConfigurationAttached {
+            configuration_id: CFG_MYSQL80,
+            restart_required: true,
+            at,
+        },
+        ConfigurationDetached {
+            configuration_id: CFG_MYSQL80,
+            restart_required: false,
+            at,
+        },
+        DatastoreVersionUpgradeRequested {
+            from: version_ref(V_MYSQL_80),
+            to: version_ref(V_MYSQL_57),
+            at,
+        },
+        DatastoreVersionUpgraded { at },
+        DatastoreVersionUpgradeFailed { fault: fault(), at },
+        ReplicaDetachRequested { at },
+        ReplicaDetached {
+            primary_id: PRIMARY,
+            at,
+        },
+        ReplicaDetachFailed { fault: fault(), at },
+        AccessUpdateRequested {
+            access: access(),
+            at,
+        },
+        AccessUpdated {
+            access: access(),
+            at,
+        },
+        AccessUpdateFailed { fault: fault(), at },
+        InstanceDeletionRequested { at },
+        InstanceDeleted { at },
+        VolumeCreated {
+            volume_id: "vol".into(),
+            size: 7,
+            volume_type: Some("ssd".into()),
+            at,
+        },
+        ServerCreated {
+            server_id: "srv".into(),
+            at,
+        },
+        ComputeStatusChanged {
+            status: ComputeStatus::VerifyResize,
+            at,
+        },
+        GuestStatusReported {
+            status: ServiceStatus::FailedTimeoutGuestagent,
+            at,
+        },
+        AddressesAssigned {
+            addresses: vec![
+                Address {
+                    address: "10.1.0.62".into(),
+                    kind: "private".into(),
+                    network: Some("net".into()),
+                },
+                Address {
+                    address: "172.24.5.114".into(),
+                    kind: "public".into(),
+                    network: None,
+                },
+            ],
+            at,
+        },
+        ProvisioningCompleted { at },
+        ProvisioningFailed {
+            task: Task::BuildingErrorTimeoutGa,
+            fault: fault(),
+            at,
+        },
+    ]
+}
+
+/// Exhaustive on purpose: a new variant must be added to [`one_of_each`].
+fn variant_number(e: &InstanceEvent) -> usize {
+    use InstanceEvent::*;
+    match e {
+        InstanceCreated(_) => 0,
+        InstanceRenamed { .. } => 1,
+        ConfigurationAttached { .. } => 2,
+        ConfigurationDetached { .. } => 3,
+        DatastoreVersionUpgradeRequested { .. } => 4,
+        DatastoreVersionUpgraded { .. } => 5,
+        DatastoreVersionUpgradeFailed { .. } => 6,
+        ReplicaDetachRequested { .. } => 7,
+        ReplicaDetached { .. } => 8,
+        ReplicaDetachFailed { .. } => 9,
+        AccessUpdateRequested { .. } => 10,
+        AccessUpdated { .. } => 11,
+        AccessUpdateFailed { .. } => 12,
+        InstanceDeletionRequested { .. } => 13,
+        InstanceDeleted { .. } => 14,
+        VolumeCreated { .. } => 15,
+        ServerCreated { .. } => 16,
+        ComputeStatusChanged { .. } => 17,
+        GuestStatusReported { .. } => 18,
+        AddressesAssigned { .. } => 19,
+        ProvisioningCompleted { .. } => 20,
+        ProvisioningFailed { .. } => 21,
+    }
+}
+
+#[test]
+fn samples_cover_every_variant_once() {
+    let numbers: Vec<usize> = one_of_each().iter().map(variant_number).collect();
+    assert_eq!(numbers, (0..22).collect::<Vec<_>>());
+}
+
+#[test]
+fn every_event_round_trips_through_encode_and_decode() {
+    for event in one_of_each() {
+        let (event_type, version, data) = event.encode();
+        assert_eq!(event_type, event.event_type());
+        assert_eq!(version, event.version());
+        assert!(data.is_object(), "{event_type}: body is a JSON object");
+        let back = decode(event_type, version, data).expect("decodes");
+        assert_eq!(back, event, "{event_type}");
+        assert_eq!(back.at(), now());
+    }
+}
+
+#[test]
+fn encoded_body_survives_a_trip_through_bytes() {
+    // The store keeps the body as bytes; the JSON text must carry everything.
+    for event in one_of_each() {
+        let (event_type, version, data) = event.encode();
+        let bytes = serde_json::to_vec(&data).unwrap();
+        let data: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(decode(event_type, version, data).unwrap(), event);
+    }
+}
+
+#[test]
+fn event_versions_list_every_variant_exactly_once() {
+    let listed: Vec<&str> = EVENT_VERSIONS.iter().map(|(t, _)| *t).collect();
+    let unique: BTreeSet<&str> = listed.iter().copied().collect();
+    assert_eq!(unique.len(), listed.len(), "no name listed twice");
+    let produced: BTreeSet<&str> = one_of_each().iter().map(|e| e.event_type()).collect();
+    assert_eq!(produced.len(), 22, "event_type() is distinct per variant");
+    assert_eq!(
+        produced, unique,
+        "the list has neither missing nor extra names"
+    );
+    for (t, v) in EVENT_VERSIONS {
+        assert_eq!(current_version(t), Some(*v));
+        assert!(*v >= 1);
+    }
+}
+
+#[test]
+fn event_type_is_the_variant_name_in_the_json_tag() {
+    for event in one_of_each() {
+        let tagged = serde_json::to_value(&event).unwrap();
+        assert_eq!(tagged["type"], event.event_type());
+    }
+}
+
+#[test]
+fn unknown_event_type_does_not_decode() {
+    let err = decode("InstanceExploded", 1, serde_json::json!({})).unwrap_err();
+    assert!(matches!(err, DecodeError::UnknownType(ref t) if t == "InstanceExploded"));
+    assert_eq!(err.to_string(), "unknown event type InstanceExploded");
+}
+
+#[test]
+fn future_version_does_not_decode() {
+    let (t, v, data) = InstanceEvent::InstanceDeleted { at: now() }.encode();
+    let err = decode(t, v + 1, data).unwrap_err();
+    assert!(matches!(
+        err,
+        DecodeError::FutureVersion { ref event_type, version, known }
+            if event_type == "InstanceDeleted" && version == v + 1 && known == v
+    ));
+}
+
+#[test]
+fn malformed_body_does_not_decode() {
+    let err = decode("InstanceRenamed", 1, serde_json::json!({"name": 7})).unwrap_err();
+    assert!(
+        matches!(err, DecodeError::Malformed { ref event_type, version: 1, .. }
+        if event_type == "InstanceRenamed")
+    );
+}
+
+#[test]
+fn statuses_are_stored_by_name() {
+    let (_, _, data) = InstanceEvent::ProvisioningFailed {
+        task: Task::BuildingErrorPort,
+        fault: fault(),
+        at: now(),
+    }
+    .encode();
+    assert_eq!(data["task"], "BUILDING_ERROR_PORT");
+    let (_, _, data) = InstanceEvent::GuestStatusReported {
+        status: ServiceStatus::FailedTimeoutGuestagent,
+        at: now(),
+    }
+    .encode();
+    assert_eq!(data["status"], "FAILED_TIMEOUT_GUESTAGENT");
+}

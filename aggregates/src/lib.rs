@@ -1,0 +1,19 @@
+//! Pure domain of troved: commands, events, state, `decide` and `evolve`.
+//!
+//! Layout:
+//! - [`catalog`]: the read-only facts `decide` may consult (flavors, datastore versions,
+//!   configuration groups, other instances, quotas), passed in through [`instance::DecideCtx`].
+//! - [`instance`]: the Instance aggregate: [`instance::InstanceCommand`],
+//!   [`instance::InstanceEvent`], [`instance::Instance`] (state), [`instance::decide`],
+//!   [`instance::evolve`], the status model of Trove (`status`, `operating_status`) and
+//!   [`instance::DomainError`].
+//! - [`fault`]: the Trove fault classes every refusal maps to.
+//!
+//! Nothing here does I/O, reads a clock or a random source, or logs: the shell passes
+//! time, ids and identity in. That is what makes `decide` testable as given/when/then
+//! and `evolve` replayable forever.
+#![forbid(unsafe_code)]
+
+pub mod catalog;
+pub mod fault;
+pub mod instance;

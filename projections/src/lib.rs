@@ -1,0 +1,30 @@
+//! Read models of troved, built only by applying recorded events. No I/O.
+//!
+//! Layout:
+//! - [`position`]: [`Position`], the global order of `$all` shared with the store port.
+//! - [`event`]: [`ProjectedEvent`], the decoded instance event the projector applies,
+//!   and [`ApplyOutcome`].
+//! - [`models`]: [`ReadModels`], the in-memory models (instance records, per-project
+//!   lists, the admin list, the replicas index, quota usage) and their queries.
+//! - [`views`]: pure rendering of the Trove instance JSON (basic, detail, create, show,
+//!   admin list and show) from a folded instance.
+//!
+//! The crate is a functional core: no tokio, no clock (the caller passes `now`), no
+//! logging. The projector task in the shell feeds [`ReadModels::apply`]; HTTP handlers
+//! query the models and render views, sharing one `Arc<ReadModels>`.
+#![forbid(unsafe_code)]
+
+pub mod event;
+pub mod models;
+pub mod position;
+pub mod views;
+
+#[cfg(test)]
+pub(crate) mod testkit;
+
+pub use event::{ApplyOutcome, ProjectedEvent};
+pub use models::{
+    ListPage, MgmtFilter, ModelPositions, QuotaInUse, ReadModels, Snapshot, LIST_PAGE_MAX,
+};
+pub use position::Position;
+pub use views::{ModelLookup, ViewCtx};

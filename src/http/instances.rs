@@ -1,0 +1,437 @@
+//! The Trove Instances endpoints (spec `instances-api.md`). Handlers parse and check the
+//! request, run commands through the command bus (writes) or read the read models
+//! (reads), and render Trove's views.
+
+use std::sync::Arc;
+
+use aggregates::instance::{Caller, Instance, InstanceCommand};
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Json, Router};
+use chrono::Utc;
+use projections::views::{self, Lookup, ModelLookup, ViewCtx};
+use projections::MgmtFilter;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::auth::{identify, require_admin};
+use super::error::{ApiError, ApiResult};
+use super::schema::{self, UpdateMethod};
+use super::{AppState, RequestId};
+use crate::runtime::codec::{Actor, CommandMeta};
+use crate::secrets::PendingKey;
+
+/// The instance routes, all below `/v1.0/{project_id}`.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1.0/{project_id}/instances", get(list).post(create))
+        .route("/v1.0/{project_id}/instances/detail", get(detail))
+        .route(
+            "/v1.0/{project_id}/instances/{id}",
+            get(show).put(put).patch(patch).delete(delete),
+        )
+        .route("/v1.0/{project_id}/mgmt/instances", get(mgmt_list))
+        .route("/v1.0/{project_id}/mgmt/instances/{id}", get(mgmt_show))
+}
+
+type QueryPairs = Query<Vec<(String, String)>>;
+
+fn param<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    q.iter()
+        .rev()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+/// `https://<Host>` (spec §3.3: always https), or the configured public URL.
+fn base_url(state: &AppState, headers: &HeaderMap) -> String {
+    if let Some(u) = &state.public_url {
+        return u.trim_end_matches('/').to_string();
+    }
+    let host = headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    format!("https://{host}")
+}
+
+fn view_ctx(state: &AppState, headers: &HeaderMap, caller: &Caller) -> ViewCtx {
+    ViewCtx {
+        base_url: base_url(state, headers),
+        api_version: "1.0".into(),
+        caller_project: caller.project_id.clone(),
+        caller_is_admin: caller.is_admin(),
+        now: Utc::now(),
+        heartbeat_expiry: state.heartbeat_expiry,
+    }
+}
+
+/// Configuration groups arrive with the full API; until then no group has a name.
+fn no_configuration_names(_: Uuid) -> Option<String> {
+    None
+}
+
+fn lookup(state: &AppState) -> ModelLookup<'_> {
+    ModelLookup {
+        models: &state.models,
+        configuration_name: &no_configuration_names,
+    }
+}
+
+/// An id from the path; anything that is not a UUID is simply not found (the CLI relies
+/// on `GET /instances/<name>` answering 404 before it falls back to listing).
+fn path_id(raw: &str) -> ApiResult<Uuid> {
+    Uuid::parse_str(raw).map_err(|_| ApiError::resource_not_found(raw))
+}
+
+fn positive(q: &[(String, String)], key: &str, default: usize) -> ApiResult<usize> {
+    match param(q, key) {
+        None => Ok(default),
+        Some(v) => match v.trim().parse::<i64>() {
+            Ok(n) if n > 0 => Ok(n as usize),
+            _ => Err(ApiError::bad_request(format!(
+                "Invalid {key} '{v}': must be a positive integer."
+            ))),
+        },
+    }
+}
+
+fn offset(q: &[(String, String)]) -> ApiResult<usize> {
+    match param(q, "marker") {
+        None => Ok(0),
+        Some(v) => v.trim().parse::<usize>().map_err(|_| {
+            ApiError::bad_request(format!(
+                "Invalid marker '{v}': must be a non-negative integer."
+            ))
+        }),
+    }
+}
+
+/// The `next` link: the request URL, scheme forced to https, with `marker` replaced or
+/// appended and the other parameters kept in order (spec §3.4).
+fn next_link(base: &str, path: &str, q: &[(String, String)], marker: &str) -> Value {
+    let mut pairs: Vec<(String, String)> = Vec::with_capacity(q.len() + 1);
+    let mut replaced = false;
+    for (k, v) in q {
+        if k == "marker" {
+            if !replaced {
+                pairs.push((k.clone(), marker.to_string()));
+                replaced = true;
+            }
+        } else {
+            pairs.push((k.clone(), v.clone()));
+        }
+    }
+    if !replaced {
+        pairs.push(("marker".into(), marker.to_string()));
+    }
+    let query = serde_urlencoded::to_string(&pairs).unwrap_or_default();
+    json!([{"rel": "next", "href": format!("{base}{path}?{query}")}])
+}
+
+fn meta(caller: &Caller, request_id: &RequestId) -> CommandMeta {
+    let cause = Uuid::new_v4();
+    CommandMeta {
+        actor: Actor::from(caller),
+        request_id: request_id.0.clone(),
+        causation_id: cause,
+        correlation_id: cause,
+    }
+}
+
+#[derive(Clone, Copy)]
+enum ListKind {
+    Basic,
+    Detail,
+}
+
+async fn list_views(
+    state: AppState,
+    project: String,
+    headers: HeaderMap,
+    q: Vec<(String, String)>,
+    kind: ListKind,
+) -> ApiResult<Json<Value>> {
+    let caller = identify(&headers, &project)?;
+    let limit = positive(&q, "limit", projections::LIST_PAGE_MAX)?;
+    let page = state
+        .models
+        .list_page(&caller.project_id, param(&q, "marker"), limit);
+    let ctx = view_ctx(&state, &headers, &caller);
+    let lk = lookup(&state);
+    let items: Vec<Value> = page
+        .instances
+        .iter()
+        .map(|i| match kind {
+            ListKind::Basic => views::basic_view(i, &ctx, &lk),
+            ListKind::Detail => views::detail_view(i, &ctx, &lk),
+        })
+        .collect();
+    let mut body = json!({ "instances": items });
+    if let Some(marker) = page.next_marker {
+        let path = match kind {
+            ListKind::Basic => format!("/v1.0/{project}/instances"),
+            ListKind::Detail => format!("/v1.0/{project}/instances/detail"),
+        };
+        body["links"] = next_link(&ctx.base_url, &path, &q, &marker.to_string());
+    }
+    Ok(Json(body))
+}
+
+/// `GET /v1.0/{project_id}/instances`: the caller's project's instances, basic view,
+/// keyset paging by id (spec §6). `include_clustered` is accepted; no clusters exist.
+async fn list(
+    State(state): State<AppState>,
+    Path(project): Path<String>,
+    headers: HeaderMap,
+    Query(q): QueryPairs,
+) -> ApiResult<Json<Value>> {
+    list_views(state, project, headers, q, ListKind::Basic).await
+}
+
+/// `GET /v1.0/{project_id}/instances/detail`: as the list, detail view (spec §7).
+async fn detail(
+    State(state): State<AppState>,
+    Path(project): Path<String>,
+    headers: HeaderMap,
+    Query(q): QueryPairs,
+) -> ApiResult<Json<Value>> {
+    list_views(state, project, headers, q, ListKind::Detail).await
+}
+
+/// `GET /v1.0/{project_id}/instances/{id}`: the show view (spec §9).
+async fn show(
+    State(state): State<AppState>,
+    Path((project, raw_id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let caller = identify(&headers, &project)?;
+    let id = path_id(&raw_id)?;
+    let inst = state
+        .models
+        .instance_visible_to(id, &caller.project_id, caller.is_admin())
+        .ok_or_else(|| ApiError::resource_not_found(&raw_id))?;
+    let ctx = view_ctx(&state, &headers, &caller);
+    Ok(Json(
+        json!({ "instance": views::show_view(&inst, &ctx, &lookup(&state)) }),
+    ))
+}
+
+/// `POST /v1.0/{project_id}/instances`: create (spec §8). Answers 200 with the detail
+/// view of the new instance in BUILD. With `replica_of` and `replica_count` N > 1, N
+/// replicas named `<name>-1..N` are created and the last one is shown (as upstream).
+async fn create(
+    State(state): State<AppState>,
+    Path(project): Path<String>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let caller = identify(&headers, &project)?;
+    let o = schema::instance_object(schema::parse_body(&headers, &body)?)?;
+    let first = schema::create_request(&o, Uuid::new_v4())?;
+    let count = match first.command.replica_of {
+        Some(_) => first.command.replica_count.unwrap_or(1).max(1),
+        None => 1,
+    };
+    let meta = meta(&caller, &rid);
+    let mut last: Option<Instance> = None;
+    for n in 1..=count {
+        let mut req = schema::create_request(&o, Uuid::new_v4())?;
+        if count > 1 {
+            req.command.name = format!("{}-{n}", req.command.name);
+        }
+        last = Some(create_one(&state, &caller, &meta, req).await?);
+    }
+    let inst = last.ok_or_else(|| ApiError::internal(&"create produced no instance"))?;
+    let ctx = view_ctx(&state, &headers, &caller);
+    let view = views::create_view(&inst, &ctx, &lookup(&state));
+    Ok((StatusCode::OK, Json(json!({ "instance": view }))).into_response())
+}
+
+/// Seals the passwords with a fresh per-instance key, makes the key durable, then runs
+/// the create. A refused create shreds the key again.
+async fn create_one(
+    state: &AppState,
+    caller: &Caller,
+    meta: &CommandMeta,
+    mut req: schema::CreateRequest,
+) -> ApiResult<Instance> {
+    let id = req.command.instance_id;
+    let key = if req.passwords.is_empty() {
+        None
+    } else {
+        let key = Arc::new(PendingKey::generate(id));
+        for (user, password) in req.command.users.iter_mut().zip(&req.passwords) {
+            user.password = key.seal(password).map_err(|e| ApiError::internal(&e))?;
+        }
+        let (vault, k) = (state.vault.clone(), key.clone());
+        tokio::task::spawn_blocking(move || vault.store(&k))
+            .await
+            .map_err(|e| ApiError::internal(&e))?
+            .map_err(|e| ApiError::internal(&e))?;
+        Some(key)
+    };
+    let cmd = InstanceCommand::CreateInstance(Box::new(req.command));
+    match state.bus.execute(id, &[cmd], caller, meta).await {
+        Ok(done) => Ok(done.state),
+        Err(e) => {
+            if key.is_some() {
+                let vault = state.vault.clone();
+                let _ = tokio::task::spawn_blocking(move || vault.shred(id)).await;
+            }
+            Err(e.into())
+        }
+    }
+}
+
+async fn update(
+    state: AppState,
+    project: String,
+    raw_id: String,
+    rid: RequestId,
+    headers: HeaderMap,
+    body: Bytes,
+    method: UpdateMethod,
+) -> ApiResult<StatusCode> {
+    let caller = identify(&headers, &project)?;
+    let o = schema::instance_object(schema::parse_body(&headers, &body)?)?;
+    let cmds = schema::update_commands(&o, method)?;
+    let id = path_id(&raw_id)?;
+    state
+        .bus
+        .execute(id, &cmds, &caller, &meta(&caller, &rid))
+        .await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// `PUT /v1.0/{project_id}/instances/{id}`: rename, attach/detach configuration, detach
+/// replica, upgrade, access (spec §11). Deviation: a rename combined with a refused
+/// second operation is refused as a whole (upstream keeps the rename); we never
+/// half-apply a request.
+async fn put(
+    State(state): State<AppState>,
+    Path((project, raw_id)): Path<(String, String)>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
+    update(
+        state,
+        project,
+        raw_id,
+        rid,
+        headers,
+        body,
+        UpdateMethod::Put,
+    )
+    .await
+}
+
+/// `PATCH /v1.0/{project_id}/instances/{id}`: as PUT, with `slave_of` and without
+/// `access` (spec §11.1).
+async fn patch(
+    State(state): State<AppState>,
+    Path((project, raw_id)): Path<(String, String)>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
+    update(
+        state,
+        project,
+        raw_id,
+        rid,
+        headers,
+        body,
+        UpdateMethod::Patch,
+    )
+    .await
+}
+
+/// `DELETE /v1.0/{project_id}/instances/{id}` (spec §12): 202; refused in BUILD (422)
+/// and for a source with live replicas (403); a repeated DELETE is a no-op 202.
+async fn delete(
+    State(state): State<AppState>,
+    Path((project, raw_id)): Path<(String, String)>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+) -> ApiResult<StatusCode> {
+    let caller = identify(&headers, &project)?;
+    let id = path_id(&raw_id)?;
+    state
+        .bus
+        .execute(
+            id,
+            &[InstanceCommand::DeleteInstance],
+            &caller,
+            &meta(&caller, &rid),
+        )
+        .await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+fn true_ish(v: Option<&str>) -> Option<bool> {
+    match v.map(str::to_ascii_lowercase).as_deref() {
+        Some("true") => Some(true),
+        Some("false") => Some(false),
+        _ => None,
+    }
+}
+
+/// `GET /v1.0/{project_id}/mgmt/instances`: admin only; every project, soft-deleted
+/// included unless `deleted` says otherwise; offset paging (spec §10.1).
+async fn mgmt_list(
+    State(state): State<AppState>,
+    Path(project): Path<String>,
+    headers: HeaderMap,
+    Query(q): QueryPairs,
+) -> ApiResult<Json<Value>> {
+    let caller = identify(&headers, &project)?;
+    require_admin(&caller)?;
+    let limit = positive(&q, "limit", 20)?;
+    let offset = offset(&q)?;
+    let filter = MgmtFilter {
+        deleted: true_ish(param(&q, "deleted")),
+        project: param(&q, "project_id").map(str::to_string),
+    };
+    let page = state.models.mgmt_page(&filter, offset, limit);
+    let ctx = view_ctx(&state, &headers, &caller);
+    let lk = lookup(&state);
+    let items: Vec<Value> = page
+        .iter()
+        .map(|i| views::mgmt_list_item(i, &ctx, &lk as &dyn Lookup))
+        .collect();
+    let mut body = json!({ "instances": items });
+    if page.len() == limit {
+        let path = format!("/v1.0/{project}/mgmt/instances");
+        body["links"] = next_link(&ctx.base_url, &path, &q, &(offset + limit).to_string());
+    }
+    Ok(Json(body))
+}
+
+/// `GET /v1.0/{project_id}/mgmt/instances/{id}`: admin only; `deleted=true` also shows
+/// a soft-deleted instance (spec §10.2).
+async fn mgmt_show(
+    State(state): State<AppState>,
+    Path((project, raw_id)): Path<(String, String)>,
+    headers: HeaderMap,
+    Query(q): QueryPairs,
+) -> ApiResult<Json<Value>> {
+    let caller = identify(&headers, &project)?;
+    require_admin(&caller)?;
+    let id = path_id(&raw_id)?;
+    let with_deleted = true_ish(param(&q, "deleted")) == Some(true);
+    let inst = state
+        .models
+        .instance(id)
+        .filter(|i| with_deleted || i.is_live())
+        .ok_or_else(|| ApiError::resource_not_found(&raw_id))?;
+    let ctx = view_ctx(&state, &headers, &caller);
+    Ok(Json(
+        json!({ "instance": views::mgmt_show(&inst, &ctx, &lookup(&state)) }),
+    ))
+}

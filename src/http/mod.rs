@@ -1,0 +1,71 @@
+//! The HTTP shell: the Trove v1.0 routes (axum), identity, request ids, and Trove's
+//! error format for everything that goes wrong, including unknown routes and bad JSON.
+
+pub mod auth;
+pub mod error;
+pub mod instances;
+pub mod schema;
+pub mod versions;
+
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum::http::{HeaderValue, Uri};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use projections::ReadModels;
+use tracing::Instrument;
+
+use crate::catalog::StaticCatalog;
+use crate::runtime::commands::CommandBus;
+use crate::secrets::Vault;
+use error::ApiError;
+
+/// What every handler may use. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub bus: CommandBus,
+    pub models: Arc<ReadModels>,
+    pub catalog: Arc<StaticCatalog>,
+    pub vault: Arc<Vault>,
+    /// Base of the links we emit (`https://host:port`); `None` = from the request's Host.
+    pub public_url: Option<String>,
+    /// Heartbeat expiry for `operating_status`; `None` while no guest sends heartbeats.
+    pub heartbeat_expiry: Option<chrono::Duration>,
+}
+
+/// The request id of the current request (`req-<uuid>`), set by [`request_id`].
+#[derive(Clone, Debug)]
+pub struct RequestId(pub String);
+
+/// The whole API.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(versions::root))
+        .route("/v1.0", get(versions::v1))
+        .route("/v1.0/", get(versions::v1))
+        .merge(instances::router())
+        .fallback(fallback)
+        .method_not_allowed_fallback(fallback)
+        .layer(middleware::from_fn(request_id))
+        .with_state(state)
+}
+
+/// No route (or no method) matches: Trove answers 404, never 405.
+async fn fallback(_uri: Uri) -> ApiError {
+    ApiError::no_route()
+}
+
+/// Gives every request an `x-openstack-request-id` and echoes it on the response.
+async fn request_id(mut req: Request, next: Next) -> Response {
+    let id = format!("req-{}", uuid::Uuid::new_v4());
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
+    let mut resp = next.run(req).instrument(span).await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-openstack-request-id", v);
+    }
+    resp
+}

@@ -1,0 +1,25 @@
+//! troved: an event-sourced control plane speaking the OpenStack Trove v1.0 Instances API.
+//!
+//! Layout (read `docs/architecture.md` for the why):
+//! - [`config`]: the command line and environment (clap).
+//! - [`http`]: axum routes, identity, Trove error bodies; one module per resource.
+//! - [`runtime`]: the command path (load → decide → append → wait for projections), the
+//!   projector that feeds the read models, and the event codec (metadata envelope).
+//! - [`store`]: the `EventStore` port and the embedded SQLite adapter (group commit).
+//! - [`saga`]: the lifecycle driver that provisions instances in a simulated cloud and
+//!   records each step as events.
+//! - [`secrets`]: per-instance keys that seal passwords before they reach the log.
+//! - [`catalog`]: flavors, datastores, limits; the lookups `decide` consults.
+//! - [`server`]: assembly of the above around a bound listener.
+//!
+//! The pure domain lives in the `aggregates` crate, the read models in `projections`.
+#![forbid(unsafe_code)]
+
+pub mod catalog;
+pub mod config;
+pub mod http;
+pub mod runtime;
+pub mod saga;
+pub mod secrets;
+pub mod server;
+pub mod store;

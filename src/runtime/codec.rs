@@ -1,0 +1,93 @@
+//! Turning domain events into stored events and back: the JSON body, the type name, and
+//! the metadata envelope every event carries (who, why, when, which schema version).
+
+use aggregates::instance::{self, Caller, DecodeError, InstanceEvent};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::store::{NewEvent, RecordedEvent};
+
+/// The actor of an event: the caller of the command that produced it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    pub user_id: String,
+    pub project_id: String,
+    pub roles: Vec<String>,
+}
+
+impl From<&Caller> for Actor {
+    fn from(c: &Caller) -> Self {
+        Actor {
+            user_id: c.user_id.clone(),
+            project_id: c.project_id.clone(),
+            roles: c.roles.clone(),
+        }
+    }
+}
+
+/// The envelope stored as an event's metadata.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EventMetadata {
+    /// Schema version of the event body (see `docs/events.md`).
+    pub schema_version: u32,
+    /// The command (or request) that caused this event.
+    pub causation_id: Uuid,
+    /// Groups every event of one workflow (a create and all its provisioning steps).
+    pub correlation_id: Uuid,
+    pub actor: Actor,
+    /// The `x-openstack-request-id` of the HTTP request, or the saga step's name.
+    pub request_id: String,
+    /// When the event was decided.
+    pub time: DateTime<Utc>,
+}
+
+/// Why a stored event could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("metadata of event {id} does not decode: {source}")]
+    Metadata { id: Uuid, source: serde_json::Error },
+    #[error("body of event {id} is not JSON: {source}")]
+    Body { id: Uuid, source: serde_json::Error },
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+}
+
+/// Where a command came from, copied onto every event it produces.
+#[derive(Clone, Debug)]
+pub struct CommandMeta {
+    pub actor: Actor,
+    pub request_id: String,
+    pub causation_id: Uuid,
+    pub correlation_id: Uuid,
+}
+
+/// Encodes one domain event for the store with a fresh random event id.
+pub fn encode(event: &InstanceEvent, meta: &CommandMeta) -> NewEvent {
+    let (event_type, version, data) = event.encode();
+    let metadata = EventMetadata {
+        schema_version: version,
+        causation_id: meta.causation_id,
+        correlation_id: meta.correlation_id,
+        actor: meta.actor.clone(),
+        request_id: meta.request_id.clone(),
+        time: event.at(),
+    };
+    NewEvent {
+        id: Uuid::new_v4(),
+        event_type: event_type.to_string(),
+        // Serializing a Value or a plain derived struct to bytes cannot fail.
+        data: serde_json::to_vec(&data).unwrap_or_default(),
+        metadata: serde_json::to_vec(&metadata).unwrap_or_default(),
+    }
+}
+
+/// Decodes a stored instance event with its envelope.
+pub fn decode(r: &RecordedEvent) -> Result<(InstanceEvent, EventMetadata), CodecError> {
+    let meta: EventMetadata = serde_json::from_slice(&r.metadata)
+        .map_err(|source| CodecError::Metadata { id: r.id, source })?;
+    let data: serde_json::Value =
+        serde_json::from_slice(&r.data).map_err(|source| CodecError::Body { id: r.id, source })?;
+    let event = instance::decode(&r.event_type, meta.schema_version, data)?;
+    Ok((event, meta))
+}

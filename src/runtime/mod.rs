@@ -1,0 +1,6 @@
+//! The runtime: the command path ([`commands`]), the projector ([`projector`]) and the
+//! store codec ([`codec`]).
+
+pub mod codec;
+pub mod commands;
+pub mod projector;

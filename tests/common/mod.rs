@@ -1,0 +1,223 @@
+//! Test harness: runs the real `troved` binary on a free loopback port with its own
+//! data directory, and speaks HTTP to it.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// A running `troved serve` child process.
+pub struct TestServer {
+    pub base: String,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    child: Option<Child>,
+    extra_args: Vec<String>,
+    pub http: reqwest::Client,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+impl TestServer {
+    /// Starts a server on a fresh data dir with the given extra flags.
+    pub async fn start(data_dir: &Path, extra_args: &[&str]) -> TestServer {
+        let mut s = TestServer {
+            base: String::new(),
+            port: 0,
+            data_dir: data_dir.to_path_buf(),
+            child: None,
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            http: reqwest::Client::new(),
+        };
+        s.spawn().await;
+        s
+    }
+
+    async fn spawn(&mut self) {
+        // A restart tries the old port first, so links (built from Host) stay the same.
+        let previous = (self.port != 0).then_some(self.port);
+        for attempt in 0..5 {
+            let port = match (attempt, previous) {
+                (0, Some(p)) => p,
+                _ => free_port(),
+            };
+            let child = Command::new(env!("CARGO_BIN_EXE_troved"))
+                .arg("serve")
+                .arg("--listen")
+                .arg(format!("127.0.0.1:{port}"))
+                .arg("--data-dir")
+                .arg(&self.data_dir)
+                .args(&self.extra_args)
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .expect("spawn troved");
+            self.child = Some(child);
+            self.port = port;
+            self.base = format!("http://127.0.0.1:{port}");
+            if self.wait_ready().await {
+                return;
+            }
+            self.kill();
+        }
+        panic!("troved did not start");
+    }
+
+    async fn wait_ready(&mut self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Some(Ok(Some(_))) = self.child.as_mut().map(|c| c.try_wait()) {
+                return false; // exited (port taken?)
+            }
+            if let Ok(r) = self.http.get(format!("{}/v1.0", self.base)).send().await {
+                if r.status().is_success() {
+                    return true;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    /// SIGKILL, no shutdown of any kind.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGKILL, then start again on the same data dir.
+    pub async fn kill_and_restart(&mut self) {
+        self.kill();
+        self.spawn().await;
+    }
+
+    pub fn url(&self, project: &str, path: &str) -> String {
+        format!("{}/v1.0/{project}{path}", self.base)
+    }
+
+    /// A request as `user` of `project` (token `user:project`).
+    pub fn req(
+        &self,
+        method: reqwest::Method,
+        user: &str,
+        project: &str,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, self.url(project, path))
+            .header("X-Auth-Token", format!("{user}:{project}"))
+    }
+
+    pub async fn get(&self, user: &str, project: &str, path: &str) -> (u16, Value) {
+        send(self.req(reqwest::Method::GET, user, project, path)).await
+    }
+
+    pub async fn post(&self, user: &str, project: &str, path: &str, body: &Value) -> (u16, Value) {
+        send(
+            self.req(reqwest::Method::POST, user, project, path)
+                .json(body),
+        )
+        .await
+    }
+
+    pub async fn patch(&self, user: &str, project: &str, path: &str, body: &Value) -> (u16, Value) {
+        send(
+            self.req(reqwest::Method::PATCH, user, project, path)
+                .json(body),
+        )
+        .await
+    }
+
+    pub async fn put(&self, user: &str, project: &str, path: &str, body: &Value) -> (u16, Value) {
+        send(
+            self.req(reqwest::Method::PUT, user, project, path)
+                .json(body),
+        )
+        .await
+    }
+
+    pub async fn delete(&self, user: &str, project: &str, path: &str) -> (u16, Value) {
+        send(self.req(reqwest::Method::DELETE, user, project, path)).await
+    }
+
+    /// Creates a small mysql instance and returns its create-response `instance`.
+    pub async fn create(&self, user: &str, project: &str, name: &str) -> Value {
+        let (status, body) = self
+            .post(user, project, "/instances", &create_body(name))
+            .await;
+        assert_eq!(status, 200, "create failed: {body}");
+        body["instance"].clone()
+    }
+
+    /// Polls show until `pred` holds (bounded).
+    pub async fn wait_for(
+        &self,
+        user: &str,
+        project: &str,
+        id: &str,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (status, body) = self.get(user, project, &format!("/instances/{id}")).await;
+            if status == 200 && pred(&body["instance"]) {
+                return body["instance"].clone();
+            }
+            if status == 404 && pred(&Value::Null) {
+                return Value::Null;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "condition not reached; last: {status} {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Sends and decodes: (status, JSON body or Null for an empty body).
+pub async fn send(rb: reqwest::RequestBuilder) -> (u16, Value) {
+    let resp = rb.send().await.expect("request sent");
+    let status = resp.status().as_u16();
+    let bytes = resp.bytes().await.expect("body read");
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+    };
+    (status, body)
+}
+
+/// A minimal valid create body.
+pub fn create_body(name: &str) -> Value {
+    json!({"instance": {
+        "name": name,
+        "flavorRef": "2",
+        "volume": {"size": 1},
+        "datastore": {"type": "mysql", "version": "8.0"}
+    }})
+}
+
+/// The directory of upstream's samples, if this checkout has `shared/` beside it.
+pub fn samples_dir() -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/trove-api/samples");
+    p.is_dir().then_some(p)
+}
