@@ -177,7 +177,7 @@ impl aggregates::catalog::Catalog for Lookups {
     }
 
     fn live_replicas(&self, id: Uuid) -> usize {
-        self.models.live_replicas(id).len()
+        self.models.live_replica_count(id)
     }
 
     fn backup(&self, _id: Uuid) -> Option<aggregates::catalog::Backup> {
