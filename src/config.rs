@@ -36,6 +36,30 @@ pub struct ServeConfig {
     #[arg(long, env = "TROVED_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
 
+    /// Identity: `noauth` (`X-Auth-Token: user:project`; only on a loopback address
+    /// unless `--allow-insecure-noauth`) or `tokens:FILE` (static tokens, see
+    /// docs/api.md).
+    #[arg(long, env = "TROVED_AUTH", default_value = "noauth")]
+    pub auth: String,
+
+    /// Allow `--auth noauth` on a non-loopback address (anyone who can reach the port
+    /// can then act as any project, admin included).
+    #[arg(long, env = "TROVED_ALLOW_INSECURE_NOAUTH")]
+    pub allow_insecure_noauth: bool,
+
+    /// Base URL for the links in responses (e.g. `https://db.example.com:8779`);
+    /// by default `https://<Host header>`, as upstream.
+    #[arg(long, env = "TROVED_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// Flavors and datastores catalog (TOML); the built-in catalog when absent.
+    #[arg(long, env = "TROVED_CATALOG")]
+    pub catalog: Option<PathBuf>,
+
+    /// Largest accepted request body, bytes.
+    #[arg(long, env = "TROVED_MAX_BODY_BYTES", default_value_t = 1 << 20)]
+    pub max_body_bytes: usize,
+
     /// Region this service serves; creates naming another region are refused.
     #[arg(long, env = "TROVED_REGION", default_value = "RegionOne")]
     pub region: String,

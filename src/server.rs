@@ -9,20 +9,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use projections::ReadModels;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::catalog::{Limits, Lookups, StaticCatalog};
+use crate::catalog::{Limits, StaticCatalog};
+use crate::runtime::lookups::Lookups;
 use crate::config::ServeConfig;
 use crate::http::{self, AppState};
 use crate::runtime::commands::CommandBus;
-use crate::runtime::projector;
+use crate::runtime::projector::{self, Models};
 use crate::saga::Driver;
 use crate::secrets::Vault;
 use crate::store::sqlite::SqliteStore;
-use crate::store::EventStore;
+use crate::store::{EventStore, Position};
 
 /// A running server.
 pub struct Server {
@@ -47,10 +47,11 @@ impl Server {
         let vault = Arc::new(Vault::open(&cfg.secrets_path()).context("opening the secret vault")?);
         let dyn_store: Arc<dyn EventStore> = Arc::new(store.clone());
 
-        let models = Arc::new(ReadModels::new());
+        let all = Models::default();
         let started = std::time::Instant::now();
-        let reached = projector::catch_up(dyn_store.as_ref(), &models).await?;
-        tracing::info!(position = %reached, instances = models.len(), elapsed_ms = started.elapsed().as_millis() as u64, "read models rebuilt from the log");
+        let reached = projector::catch_up(dyn_store.as_ref(), &all, Position::START).await?;
+        tracing::info!(position = %reached, instances = all.instances.len(), elapsed_ms = started.elapsed().as_millis() as u64, "read models rebuilt from the log");
+        let models = all.instances.clone();
 
         let (applied_tx, applied_rx) = watch::channel(reached);
         let catalog = Arc::new(StaticCatalog::builtin(Limits {
@@ -63,6 +64,7 @@ impl Server {
         let lookups = Lookups {
             catalog: catalog.clone(),
             models: models.clone(),
+            configurations: all.configurations.clone(),
         };
         let bus = CommandBus::new(
             dyn_store.clone(),
@@ -73,9 +75,9 @@ impl Server {
 
         let mut tasks = Vec::new();
         {
-            let (store, models) = (dyn_store.clone(), models.clone());
+            let (store, all) = (dyn_store.clone(), all.clone());
             tasks.push(tokio::spawn(async move {
-                if let Err(e) = projector::run(store, models, applied_tx).await {
+                if let Err(e) = projector::run(store, all, reached, applied_tx).await {
                     tracing::info!(error = %e, "projector stopped");
                 }
             }));
@@ -97,9 +99,11 @@ impl Server {
         let state = AppState {
             bus,
             models,
+            configurations: all.configurations.clone(),
+            backups: all.backups.clone(),
             catalog,
             vault,
-            public_url: None,
+            public_url: cfg.public_url.clone(),
             heartbeat_expiry: None,
         };
         let app = http::router(state);

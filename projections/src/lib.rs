@@ -14,6 +14,8 @@
 //! query the models and render views, sharing one `Arc<ReadModels>`.
 #![forbid(unsafe_code)]
 
+pub mod backups;
+pub mod configurations;
 pub mod event;
 pub mod models;
 pub mod position;

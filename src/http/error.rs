@@ -117,8 +117,9 @@ impl From<CommandError> for ApiError {
     fn from(e: CommandError) -> Self {
         match e {
             CommandError::Domain(d) => ApiError::from_fault(d.fault(), d.to_string()),
-            CommandError::Conflict(id) => ApiError::conflict(format!(
-                "Instance {id} is being changed by too many requests at once; retry."
+            CommandError::Rejected(fault, message) => ApiError::from_fault(fault, message),
+            CommandError::Conflict(stream) => ApiError::conflict(format!(
+                "{stream} is being changed by too many requests at once; retry."
             )),
             CommandError::Store(s) => s.into(),
             CommandError::Codec(c) => ApiError::internal(&c),

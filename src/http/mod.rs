@@ -2,7 +2,11 @@
 //! error format for everything that goes wrong, including unknown routes and bad JSON.
 
 pub mod auth;
+pub mod backups;
+pub mod configurations;
+pub mod datastores;
 pub mod error;
+pub mod flavors;
 pub mod instances;
 pub mod schema;
 pub mod versions;
@@ -15,6 +19,8 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
+use projections::backups::BackupModels;
+use projections::configurations::ConfigurationModels;
 use projections::ReadModels;
 use tracing::Instrument;
 
@@ -28,6 +34,10 @@ use error::ApiError;
 pub struct AppState {
     pub bus: CommandBus,
     pub models: Arc<ReadModels>,
+    /// Configuration group read models.
+    pub configurations: Arc<ConfigurationModels>,
+    /// Backup read models.
+    pub backups: Arc<BackupModels>,
     pub catalog: Arc<StaticCatalog>,
     pub vault: Arc<Vault>,
     /// Base of the links we emit (`https://host:port`); `None` = from the request's Host.
@@ -47,6 +57,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1.0", get(versions::v1))
         .route("/v1.0/", get(versions::v1))
         .merge(instances::router())
+        .merge(flavors::router())
+        .merge(datastores::router())
+        .merge(backups::router())
+        .merge(configurations::router())
         .fallback(fallback)
         .method_not_allowed_fallback(fallback)
         .layer(middleware::from_fn(request_id))

@@ -3,4 +3,5 @@
 
 pub mod codec;
 pub mod commands;
+pub mod lookups;
 pub mod projector;

@@ -4,20 +4,38 @@
 use std::sync::Arc;
 
 use aggregates::instance::instance_id_of_stream;
+use projections::backups::BackupModels;
+use projections::configurations::ConfigurationModels;
 use projections::{ApplyOutcome, ProjectedEvent, ReadModels};
 use tokio::sync::watch;
 
 use super::codec;
 use crate::store::{EventStore, Position, RecordedEvent, StoreError};
 
-/// Applies one stored event to the models. Events of other streams are skipped; an
-/// instance event that does not decode is logged and skipped (the position still
-/// advances, so one bad record cannot stop every read).
-pub fn apply_recorded(models: &ReadModels, r: &RecordedEvent) {
-    let Some(instance_id) = instance_id_of_stream(&r.stream) else {
-        models.advance_to(r.position);
+/// Every read model the projector maintains. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Models {
+    /// Instance records, lists, admin list, replicas, quota usage.
+    pub instances: Arc<ReadModels>,
+    /// Configuration groups.
+    pub configurations: Arc<ConfigurationModels>,
+    /// Backups.
+    pub backups: Arc<BackupModels>,
+}
+
+/// Applies one stored event to the models it concerns, by stream category. An event
+/// that does not decode is logged and skipped (the position still advances, so one bad
+/// record cannot stop every read).
+pub fn apply_recorded(models: &Models, r: &RecordedEvent) {
+    if let Some(instance_id) = instance_id_of_stream(&r.stream) {
+        apply_instance(&models.instances, instance_id, r);
         return;
-    };
+    }
+    // Other categories: the instance models only move their position.
+    models.instances.advance_to(r.position);
+}
+
+fn apply_instance(models: &ReadModels, instance_id: uuid::Uuid, r: &RecordedEvent) {
     match codec::decode(r) {
         Ok((event, _)) => {
             let outcome = models.apply(&ProjectedEvent {
@@ -37,10 +55,15 @@ pub fn apply_recorded(models: &ReadModels, r: &RecordedEvent) {
     }
 }
 
-/// Replays the log into `models` up to the store's head; returns the position reached.
-pub async fn catch_up(store: &dyn EventStore, models: &ReadModels) -> Result<Position, StoreError> {
+/// Replays the log into `models` from `from` up to the store's head; returns the
+/// position reached.
+pub async fn catch_up(
+    store: &dyn EventStore,
+    models: &Models,
+    from: Position,
+) -> Result<Position, StoreError> {
     let head = store.head().await?;
-    let mut pos = models.position();
+    let mut pos = from;
     while pos < head {
         let batch = store.read_all(pos, 4096).await?;
         let Some(last) = batch.last() else { break };
@@ -53,14 +76,15 @@ pub async fn catch_up(store: &dyn EventStore, models: &ReadModels) -> Result<Pos
     Ok(pos)
 }
 
-/// Runs the live projector until the store closes: subscribes after the models'
-/// position and publishes each applied position on `applied`.
+/// Runs the live projector until the store closes: subscribes after `from` and
+/// publishes each applied position on `applied`.
 pub async fn run(
     store: Arc<dyn EventStore>,
-    models: Arc<ReadModels>,
+    models: Models,
+    from: Position,
     applied: watch::Sender<Position>,
 ) -> Result<(), StoreError> {
-    let mut sub = store.subscribe_all(models.position()).await?;
+    let mut sub = store.subscribe_all(from).await?;
     loop {
         let r = sub.next().await?;
         apply_recorded(&models, &r);

@@ -1,0 +1,71 @@
+//! What `decide` consults: the static catalog plus the live read models. Reads only.
+
+use std::sync::Arc;
+
+use aggregates::catalog::{Datastore, Flavor};
+use uuid::Uuid;
+
+use crate::catalog::StaticCatalog;
+
+/// What `decide` consults: the static catalog plus the live read models (other
+/// instances, replicas, quota usage). Reads only; cheap to clone.
+#[derive(Clone)]
+pub struct Lookups {
+    pub catalog: Arc<StaticCatalog>,
+    pub models: Arc<projections::ReadModels>,
+    /// Configuration groups (their own streams and read models).
+    pub configurations: Arc<projections::configurations::ConfigurationModels>,
+}
+
+impl aggregates::catalog::Catalog for Lookups {
+    fn region(&self) -> &str {
+        &self.catalog.limits.region
+    }
+
+    fn max_volume_size(&self) -> u64 {
+        self.catalog.limits.max_volume_size
+    }
+
+    fn flavor(&self, id: &str) -> Option<Flavor> {
+        self.catalog.flavor(id).cloned()
+    }
+
+    fn datastore(&self, id_or_name: &str) -> Option<Datastore> {
+        self.catalog.datastore(id_or_name).cloned()
+    }
+
+    fn default_datastore(&self) -> Option<String> {
+        self.catalog.default_datastore.clone()
+    }
+
+    fn configuration_group(&self, _id: Uuid) -> Option<aggregates::catalog::ConfigurationGroup> {
+        // Configuration groups arrive with the full API (their own streams).
+        None
+    }
+
+    fn instance(&self, id: Uuid) -> Option<aggregates::instance::Instance> {
+        self.models.instance(id)
+    }
+
+    fn live_replicas(&self, id: Uuid) -> usize {
+        self.models.live_replica_count(id)
+    }
+
+    fn backup(&self, _id: Uuid) -> Option<aggregates::catalog::Backup> {
+        // Backups arrive with a later issue; none exist yet.
+        None
+    }
+
+    fn quota(&self, project_id: &str) -> aggregates::catalog::QuotaUsage {
+        let used = self.models.quota_usage(project_id);
+        let l = &self.catalog.limits;
+        aggregates::catalog::QuotaUsage {
+            instances: used.instances,
+            instances_limit: l.quota_instances,
+            ram: used.ram,
+            ram_limit: l.quota_ram,
+            volumes: used.volumes,
+            volumes_limit: l.quota_volumes,
+        }
+    }
+}
