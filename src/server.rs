@@ -14,10 +14,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::catalog::{Limits, StaticCatalog};
-use crate::runtime::lookups::Lookups;
 use crate::config::ServeConfig;
 use crate::http::{self, AppState};
 use crate::runtime::commands::CommandBus;
+use crate::runtime::lookups::Lookups;
 use crate::runtime::projector::{self, Models};
 use crate::saga::Driver;
 use crate::secrets::Vault;

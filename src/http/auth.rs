@@ -4,9 +4,33 @@
 //! policy.
 
 use aggregates::instance::Caller;
+use axum::extract::{FromRequestParts, RawPathParams};
+use axum::http::request::Parts;
 use axum::http::HeaderMap;
 
 use super::error::ApiError;
+use super::AppState;
+
+/// The authenticated caller of a request below `/v1.0/{project_id}/...`, checked
+/// against the URL's project. Use it as a handler argument.
+#[derive(Clone, Debug)]
+pub struct Identity(pub Caller);
+
+impl FromRequestParts<AppState> for Identity {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &AppState) -> Result<Self, ApiError> {
+        let params = RawPathParams::from_request_parts(parts, &())
+            .await
+            .map_err(|_| ApiError::no_route())?;
+        let project = params
+            .iter()
+            .find(|(k, _)| *k == "project_id")
+            .map(|(_, v)| v.to_string())
+            .ok_or_else(ApiError::no_route)?;
+        identify(&parts.headers, &project).map(Identity)
+    }
+}
 
 /// The caller of a request to `/v1.0/{url_project}/...`.
 pub fn identify(headers: &HeaderMap, url_project: &str) -> Result<Caller, ApiError> {

@@ -17,7 +17,7 @@ use projections::MgmtFilter;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::auth::{identify, require_admin};
+use super::auth::{require_admin, Identity};
 use super::error::{ApiError, ApiResult};
 use super::schema::{self, UpdateMethod};
 use super::{AppState, RequestId};
@@ -150,12 +150,12 @@ enum ListKind {
 
 async fn list_views(
     state: AppState,
-    project: String,
+    caller: Caller,
     headers: HeaderMap,
     q: Vec<(String, String)>,
     kind: ListKind,
 ) -> ApiResult<Json<Value>> {
-    let caller = identify(&headers, &project)?;
+    let project = caller.project_id.clone();
     let limit = positive(&q, "limit", projections::LIST_PAGE_MAX)?;
     let page = state
         .models
@@ -185,30 +185,30 @@ async fn list_views(
 /// keyset paging by id (spec §6). `include_clustered` is accepted; no clusters exist.
 async fn list(
     State(state): State<AppState>,
-    Path(project): Path<String>,
+    Identity(caller): Identity,
     headers: HeaderMap,
     Query(q): QueryPairs,
 ) -> ApiResult<Json<Value>> {
-    list_views(state, project, headers, q, ListKind::Basic).await
+    list_views(state, caller, headers, q, ListKind::Basic).await
 }
 
 /// `GET /v1.0/{project_id}/instances/detail`: as the list, detail view (spec §7).
 async fn detail(
     State(state): State<AppState>,
-    Path(project): Path<String>,
+    Identity(caller): Identity,
     headers: HeaderMap,
     Query(q): QueryPairs,
 ) -> ApiResult<Json<Value>> {
-    list_views(state, project, headers, q, ListKind::Detail).await
+    list_views(state, caller, headers, q, ListKind::Detail).await
 }
 
 /// `GET /v1.0/{project_id}/instances/{id}`: the show view (spec §9).
 async fn show(
     State(state): State<AppState>,
-    Path((project, raw_id)): Path<(String, String)>,
+    Path((_project, raw_id)): Path<(String, String)>,
+    Identity(caller): Identity,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    let caller = identify(&headers, &project)?;
     let id = path_id(&raw_id)?;
     let inst = state
         .models
@@ -225,12 +225,11 @@ async fn show(
 /// replicas named `<name>-1..N` are created and the last one is shown (as upstream).
 async fn create(
     State(state): State<AppState>,
-    Path(project): Path<String>,
+    Identity(caller): Identity,
     Extension(rid): Extension<RequestId>,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let caller = identify(&headers, &project)?;
     let o = schema::instance_object(schema::parse_body(&headers, &body)?)?;
     let first = schema::create_request(&o, Uuid::new_v4())?;
     let count = match first.command.replica_of {
@@ -290,14 +289,13 @@ async fn create_one(
 
 async fn update(
     state: AppState,
-    project: String,
+    caller: Caller,
     raw_id: String,
     rid: RequestId,
     headers: HeaderMap,
     body: Bytes,
     method: UpdateMethod,
 ) -> ApiResult<StatusCode> {
-    let caller = identify(&headers, &project)?;
     let o = schema::instance_object(schema::parse_body(&headers, &body)?)?;
     let cmds = schema::update_commands(&o, method)?;
     let id = path_id(&raw_id)?;
@@ -314,53 +312,38 @@ async fn update(
 /// half-apply a request.
 async fn put(
     State(state): State<AppState>,
-    Path((project, raw_id)): Path<(String, String)>,
+    Path((_project, raw_id)): Path<(String, String)>,
+    Identity(caller): Identity,
     Extension(rid): Extension<RequestId>,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<StatusCode> {
-    update(
-        state,
-        project,
-        raw_id,
-        rid,
-        headers,
-        body,
-        UpdateMethod::Put,
-    )
-    .await
+    let method = UpdateMethod::Put;
+    update(state, caller, raw_id, rid, headers, body, method).await
 }
 
 /// `PATCH /v1.0/{project_id}/instances/{id}`: as PUT, with `slave_of` and without
 /// `access` (spec §11.1).
 async fn patch(
     State(state): State<AppState>,
-    Path((project, raw_id)): Path<(String, String)>,
+    Path((_project, raw_id)): Path<(String, String)>,
+    Identity(caller): Identity,
     Extension(rid): Extension<RequestId>,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<StatusCode> {
-    update(
-        state,
-        project,
-        raw_id,
-        rid,
-        headers,
-        body,
-        UpdateMethod::Patch,
-    )
-    .await
+    let method = UpdateMethod::Patch;
+    update(state, caller, raw_id, rid, headers, body, method).await
 }
 
 /// `DELETE /v1.0/{project_id}/instances/{id}` (spec §12): 202; refused in BUILD (422)
 /// and for a source with live replicas (403); a repeated DELETE is a no-op 202.
 async fn delete(
     State(state): State<AppState>,
-    Path((project, raw_id)): Path<(String, String)>,
+    Path((_project, raw_id)): Path<(String, String)>,
+    Identity(caller): Identity,
     Extension(rid): Extension<RequestId>,
-    headers: HeaderMap,
 ) -> ApiResult<StatusCode> {
-    let caller = identify(&headers, &project)?;
     let id = path_id(&raw_id)?;
     state
         .bus
@@ -386,12 +369,12 @@ fn true_ish(v: Option<&str>) -> Option<bool> {
 /// included unless `deleted` says otherwise; offset paging (spec §10.1).
 async fn mgmt_list(
     State(state): State<AppState>,
-    Path(project): Path<String>,
+    Identity(caller): Identity,
     headers: HeaderMap,
     Query(q): QueryPairs,
 ) -> ApiResult<Json<Value>> {
-    let caller = identify(&headers, &project)?;
     require_admin(&caller)?;
+    let project = caller.project_id.clone();
     let limit = positive(&q, "limit", 20)?;
     let offset = offset(&q)?;
     let filter = MgmtFilter {
@@ -417,11 +400,11 @@ async fn mgmt_list(
 /// a soft-deleted instance (spec §10.2).
 async fn mgmt_show(
     State(state): State<AppState>,
-    Path((project, raw_id)): Path<(String, String)>,
+    Path((_project, raw_id)): Path<(String, String)>,
+    Identity(caller): Identity,
     headers: HeaderMap,
     Query(q): QueryPairs,
 ) -> ApiResult<Json<Value>> {
-    let caller = identify(&headers, &project)?;
     require_admin(&caller)?;
     let id = path_id(&raw_id)?;
     let with_deleted = true_ish(param(&q, "deleted")) == Some(true);
