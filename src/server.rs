@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::catalog::{Limits, StaticCatalog};
 use crate::config::ServeConfig;
+use crate::http::auth::AuthMode;
 use crate::http::{self, AppState};
 use crate::runtime::commands::CommandBus;
 use crate::runtime::lookups::Lookups;
@@ -41,6 +42,13 @@ impl Server {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<Server> {
+        let auth = AuthMode::from_flag(&cfg.auth)?;
+        let addr = listener.local_addr()?;
+        if auth.is_noauth() && !addr.ip().is_loopback() && !cfg.allow_insecure_noauth {
+            anyhow::bail!(
+                "refusing to serve --auth noauth on the non-loopback address {addr}: anyone who can reach it could act as any project; use --auth tokens:FILE, or --allow-insecure-noauth if you really mean it"
+            );
+        }
         std::fs::create_dir_all(&cfg.data_dir)
             .with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
         let store = SqliteStore::open(&cfg.events_path()).context("opening the event store")?;
@@ -103,11 +111,11 @@ impl Server {
             backups: all.backups.clone(),
             catalog,
             vault,
+            auth: Arc::new(auth),
             public_url: cfg.public_url.clone(),
             heartbeat_expiry: None,
         };
-        let app = http::router(state);
-        let addr = listener.local_addr()?;
+        let app = http::router(state, cfg.max_body_bytes);
         let http = tokio::spawn(async move {
             axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown)

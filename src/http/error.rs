@@ -70,6 +70,11 @@ impl ApiError {
         ApiError::not_found("The resource could not be found.")
     }
 
+    /// 413 `overLimit`.
+    pub fn over_limit(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "overLimit", message)
+    }
+
     /// 415 `badMediaType`.
     pub fn bad_media_type() -> ApiError {
         ApiError::new(

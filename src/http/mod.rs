@@ -14,9 +14,10 @@ pub mod versions;
 use std::sync::Arc;
 
 use axum::extract::Request;
-use axum::http::{HeaderValue, Uri};
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderValue, StatusCode, Uri};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use projections::backups::BackupModels;
@@ -40,6 +41,8 @@ pub struct AppState {
     pub backups: Arc<BackupModels>,
     pub catalog: Arc<StaticCatalog>,
     pub vault: Arc<Vault>,
+    /// How callers are identified.
+    pub auth: Arc<auth::AuthMode>,
     /// Base of the links we emit (`https://host:port`); `None` = from the request's Host.
     pub public_url: Option<String>,
     /// Heartbeat expiry for `operating_status`; `None` while no guest sends heartbeats.
@@ -50,8 +53,8 @@ pub struct AppState {
 #[derive(Clone, Debug)]
 pub struct RequestId(pub String);
 
-/// The whole API.
-pub fn router(state: AppState) -> Router {
+/// The whole API. `max_body_bytes` bounds every request body (413 beyond).
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/", get(versions::root))
         .route("/v1.0", get(versions::v1))
@@ -63,6 +66,7 @@ pub fn router(state: AppState) -> Router {
         .merge(configurations::router())
         .fallback(fallback)
         .method_not_allowed_fallback(fallback)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(middleware::from_fn(request_id))
         .with_state(state)
 }
@@ -78,8 +82,38 @@ async fn request_id(mut req: Request, next: Next) -> Response {
     req.extensions_mut().insert(RequestId(id.clone()));
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
     let mut resp = next.run(req).instrument(span).await;
+    if !is_json(&resp) && (resp.status().is_client_error() || resp.status().is_server_error()) {
+        resp = trove_shaped(resp).await;
+    }
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-openstack-request-id", v);
     }
     resp
+}
+
+fn is_json(resp: &Response) -> bool {
+    resp.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"))
+}
+
+/// Rewrites an error that did not come from our handlers (an axum extractor rejection:
+/// a path or query that does not parse, a body over the limit, ...) into Trove's error
+/// shape, so every error a client sees has one format.
+async fn trove_shaped(resp: Response) -> Response {
+    let status = resp.status();
+    let text = match axum::body::to_bytes(resp.into_body(), 64 * 1024).await {
+        Ok(b) => String::from_utf8_lossy(&b).trim().to_string(),
+        Err(_) => String::new(),
+    };
+    let err = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::over_limit("Request body is too large."),
+        StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => ApiError::no_route(),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::bad_media_type(),
+        s if s.is_server_error() => ApiError::internal(&text),
+        _ if text.is_empty() => ApiError::bad_request("Bad request."),
+        _ => ApiError::bad_request(text),
+    };
+    err.into_response()
 }

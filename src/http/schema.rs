@@ -265,7 +265,13 @@ pub fn create_request(o: &Obj, instance_id: Uuid) -> Result<CreateRequest, ApiEr
         Some(v) => name_string("instance['name']", v, 255)?,
         None => return Err(err("instance", "'name' is a required property")),
     };
-    let flavor_ref = present(o, "flavorRef").map(flavor_ref).transpose()?;
+    let flavor_ref = match (present(o, "flavorRef"), present(o, "flavor")) {
+        (Some(v), _) => Some(flavor_ref(v)?),
+        // openstacksdk has no `flavorRef`: it sends `flavor: {"id": ...}` (spec
+        // clients.md §3). Accepted as an alias so the SDK can create instances.
+        (None, Some(Value::Object(f))) => f.get("id").map(flavor_ref).transpose()?,
+        (None, _) => None,
+    };
     let volume = match present(o, "volume") {
         None => None,
         Some(v) => {
@@ -622,6 +628,14 @@ mod tests {
             "7"
         );
         assert!(flavor_ref(&json!(1.5)).is_err());
+    }
+
+    #[test]
+    fn sdk_flavor_object_stands_in_for_flavor_ref() {
+        let o = obj(json!({"name": "db", "flavor": {"id": "6"}, "volume": {"size": 1}}));
+        assert_eq!(create_request(&o, Uuid::new_v4()).unwrap().command.flavor_ref.as_deref(), Some("6"));
+        let o = obj(json!({"name": "db", "flavorRef": 2, "flavor": {"id": "6"}}));
+        assert_eq!(create_request(&o, Uuid::new_v4()).unwrap().command.flavor_ref.as_deref(), Some("2"));
     }
 
     #[test]
