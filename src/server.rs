@@ -49,6 +49,16 @@ impl Server {
                 "refusing to serve --auth noauth on the non-loopback address {addr}: anyone who can reach it could act as any project; use --auth tokens:FILE, or --allow-insecure-noauth if you really mean it"
             );
         }
+        let catalog = Arc::new(StaticCatalog::load(
+            cfg.catalog.as_deref(),
+            Limits {
+                region: cfg.region.clone(),
+                max_volume_size: cfg.max_volume_size,
+                quota_instances: cfg.quota_instances,
+                quota_ram: cfg.quota_ram,
+                quota_volumes: cfg.quota_volumes,
+            },
+        )?);
         std::fs::create_dir_all(&cfg.data_dir)
             .with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
         let store = SqliteStore::open(&cfg.events_path()).context("opening the event store")?;
@@ -62,13 +72,6 @@ impl Server {
         let models = all.instances.clone();
 
         let (applied_tx, applied_rx) = watch::channel(reached);
-        let catalog = Arc::new(StaticCatalog::builtin(Limits {
-            region: cfg.region.clone(),
-            max_volume_size: cfg.max_volume_size,
-            quota_instances: cfg.quota_instances,
-            quota_ram: cfg.quota_ram,
-            quota_volumes: cfg.quota_volumes,
-        }));
         let lookups = Lookups {
             catalog: catalog.clone(),
             models: models.clone(),

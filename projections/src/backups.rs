@@ -1,5 +1,478 @@
-//! Read models of backups (being written).
+//! Read models of backups: the records behind `GET /backups`, `GET /backups/{id}` and
+//! `GET /instances/{id}/backups` (spec `supporting-resources.md` §4), and the backup
+//! view they render.
+//!
+//! No event produces backups yet (creating them is a later issue), so the models are
+//! fed through [`BackupModels::upsert`], which the backup events' `apply` will call. The
+//! rendering is here, beside the record, because it is a pure function of it.
+//!
+//! Indexes: all live backups, per project and per instance, each ordered by `updated`
+//! descending (offset paging, scheme B), so a query walks only what it may return.
+//! Deleted records stay in the record map (a later "deleted" view may need them) but
+//! leave every index. What it must not do: decide visibility for a caller (the handler
+//! passes the project filter) or build links.
 
-/// Backup read models.
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{PoisonError, RwLock};
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::views::timestamp;
+
+/// A backup's state (spec §4.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BackupStatus {
+    /// Accepted, not started (running).
+    New,
+    /// The guest is taking it (running).
+    Building,
+    /// Being written to storage (running).
+    Saving,
+    /// Usable for a restore.
+    Completed,
+    /// The backup failed.
+    Failed,
+    /// A delete failed; the backup is kept.
+    DeleteFailed,
+    /// Restored into an instance; still usable for another restore.
+    Restored,
+}
+
+impl BackupStatus {
+    /// The wire name, e.g. `COMPLETED`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackupStatus::New => "NEW",
+            BackupStatus::Building => "BUILDING",
+            BackupStatus::Saving => "SAVING",
+            BackupStatus::Completed => "COMPLETED",
+            BackupStatus::Failed => "FAILED",
+            BackupStatus::DeleteFailed => "DELETE_FAILED",
+            BackupStatus::Restored => "RESTORED",
+        }
+    }
+
+    /// `NEW`, `BUILDING`, `SAVING`: a running backup puts its instance in `BACKUP`.
+    pub fn is_running(self) -> bool {
+        matches!(
+            self,
+            BackupStatus::New | BackupStatus::Building | BackupStatus::Saving
+        )
+    }
+}
+
+/// The datastore version a backup was taken from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackupDatastore {
+    /// Datastore id: the `datastore` filter of `GET /backups` matches on it.
+    pub datastore_id: Uuid,
+    /// Datastore name (`datastore.type`).
+    pub name: String,
+    /// Version name (`datastore.version`).
+    pub version: String,
+    /// Version id (`datastore.version_id`).
+    pub version_id: Uuid,
+}
+
+/// One backup, as the views need it (spec §4.2).
+#[derive(Clone, Debug, PartialEq)]
+pub struct BackupRecord {
+    /// The backup id.
+    pub id: Uuid,
+    /// Display name.
+    pub name: String,
+    /// Free text, or `None` (rendered `null`).
+    pub description: Option<String>,
+    /// Storage URL of the backup object (`locationRef`).
+    pub location_ref: Option<String>,
+    /// The source instance.
+    pub instance_id: Option<Uuid>,
+    /// When the backup was requested.
+    pub created: DateTime<Utc>,
+    /// The ordering key of every list.
+    pub updated: DateTime<Utc>,
+    /// GB.
+    pub size: Option<f64>,
+    /// State (spec §4.1).
+    pub status: BackupStatus,
+    /// Parent of an incremental backup.
+    pub parent_id: Option<Uuid>,
+    /// Owner.
+    pub project_id: String,
+    /// The datastore version it was taken from, if known.
+    pub datastore: Option<BackupDatastore>,
+    /// Soft-deleted: invisible everywhere.
+    pub deleted: bool,
+}
+
+/// What `GET /backups` and `GET /instances/{id}/backups` select (all conditions
+/// must hold). Deleted backups are never selected.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BackupFilter {
+    /// Only this project's backups; `None` = every project (admins only).
+    pub project_id: Option<String>,
+    /// Only backups of this instance.
+    pub instance_id: Option<Uuid>,
+    /// Only backups taken from this datastore (by id).
+    pub datastore_id: Option<Uuid>,
+}
+
+impl BackupFilter {
+    fn matches(&self, r: &BackupRecord) -> bool {
+        !r.deleted
+            && self.project_id.as_ref().is_none_or(|p| *p == r.project_id)
+            && self.instance_id.is_none_or(|i| r.instance_id == Some(i))
+            && self
+                .datastore_id
+                .is_none_or(|d| r.datastore.as_ref().map(|x| x.datastore_id) == Some(d))
+    }
+}
+
+/// Order key of the indexes: newest `updated` first, ties by id (stable pages).
+type OrderKey = (Reverse<DateTime<Utc>>, Uuid);
+
 #[derive(Debug, Default)]
-pub struct BackupModels {}
+struct Inner {
+    records: HashMap<Uuid, BackupRecord>,
+    all: BTreeSet<OrderKey>,
+    by_project: HashMap<String, BTreeSet<OrderKey>>,
+    by_instance: HashMap<Uuid, BTreeSet<OrderKey>>,
+}
+
+impl Inner {
+    fn key(r: &BackupRecord) -> OrderKey {
+        (Reverse(r.updated), r.id)
+    }
+
+    fn unindex(&mut self, r: &BackupRecord) {
+        let key = Inner::key(r);
+        self.all.remove(&key);
+        if let Some(set) = self.by_project.get_mut(&r.project_id) {
+            set.remove(&key);
+            if set.is_empty() {
+                self.by_project.remove(&r.project_id);
+            }
+        }
+        if let Some(i) = r.instance_id {
+            if let Some(set) = self.by_instance.get_mut(&i) {
+                set.remove(&key);
+                if set.is_empty() {
+                    self.by_instance.remove(&i);
+                }
+            }
+        }
+    }
+
+    fn index(&mut self, r: &BackupRecord) {
+        if r.deleted {
+            return;
+        }
+        let key = Inner::key(r);
+        self.all.insert(key);
+        self.by_project
+            .entry(r.project_id.clone())
+            .or_default()
+            .insert(key);
+        if let Some(i) = r.instance_id {
+            self.by_instance.entry(i).or_default().insert(key);
+        }
+    }
+}
+
+/// Backup read models. One writer (the projector), any number of readers.
+#[derive(Debug, Default)]
+pub struct BackupModels {
+    // One lock over records and indexes: backups are few (50 per project by quota) and
+    // change rarely, so a reader never sees a record without its index entry.
+    inner: RwLock<Inner>,
+}
+
+impl BackupModels {
+    /// Empty models.
+    pub fn new() -> BackupModels {
+        BackupModels::default()
+    }
+
+    /// Inserts or replaces the record with `record.id`, moving it in every index
+    /// (its `updated`, project or instance may have changed; a deleted record leaves
+    /// them). Idempotent: upserting the same record twice changes nothing.
+    pub fn upsert(&self, record: BackupRecord) {
+        let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(old) = inner.records.remove(&record.id) {
+            inner.unindex(&old);
+        }
+        inner.index(&record);
+        inner.records.insert(record.id, record);
+    }
+
+    /// Alias of [`BackupModels::upsert`] for a backup seen for the first time.
+    pub fn insert(&self, record: BackupRecord) {
+        self.upsert(record);
+    }
+
+    /// A backup by id, deleted or not.
+    pub fn get(&self, id: Uuid) -> Option<BackupRecord> {
+        let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        inner.records.get(&id).cloned()
+    }
+
+    /// The backup as `GET /backups/{id}` may show it: `None` when missing, deleted, or
+    /// another project's and the caller is not admin (all the same 404).
+    pub fn visible_to(
+        &self,
+        id: Uuid,
+        caller_project: &str,
+        caller_is_admin: bool,
+    ) -> Option<BackupRecord> {
+        self.get(id)
+            .filter(|r| !r.deleted && (caller_is_admin || r.project_id == caller_project))
+    }
+
+    /// Rows `offset..offset + limit` of the backups selected by `filter`, `updated`
+    /// descending (spec §3.4 B: the caller emits `next` when the page is full).
+    pub fn page(&self, filter: &BackupFilter, offset: usize, limit: usize) -> Vec<BackupRecord> {
+        let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        let empty = BTreeSet::new();
+        // The narrowest index that the filter allows.
+        let index = match (&filter.instance_id, &filter.project_id) {
+            (Some(i), _) => inner.by_instance.get(i).unwrap_or(&empty),
+            (None, Some(p)) => inner.by_project.get(p).unwrap_or(&empty),
+            (None, None) => &inner.all,
+        };
+        index
+            .iter()
+            .filter_map(|(_, id)| inner.records.get(id))
+            .filter(|r| filter.matches(r))
+            .skip(offset)
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+
+    /// Number of live (not deleted) backups.
+    pub fn len(&self) -> usize {
+        let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        inner.all.len()
+    }
+
+    /// Whether there is no live backup.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Live backups per project, in project order (for tests and operators).
+    pub fn count_by_project(&self) -> BTreeMap<String, usize> {
+        let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        inner
+            .by_project
+            .iter()
+            .map(|(p, s)| (p.clone(), s.len()))
+            .collect()
+    }
+}
+
+/// The backup view (spec §4.2), used by every backup list and by show. No `links`;
+/// `datastore` only when the backup has a datastore version.
+pub fn backup_view(r: &BackupRecord) -> Value {
+    let mut v = json!({
+        "id": r.id,
+        "name": r.name,
+        "description": r.description,
+        "locationRef": r.location_ref,
+        "instance_id": r.instance_id,
+        "created": timestamp(&r.created),
+        "updated": timestamp(&r.updated),
+        "size": r.size,
+        "status": r.status.as_str(),
+        "parent_id": r.parent_id,
+        "project_id": r.project_id,
+    });
+    if let Some(ds) = &r.datastore {
+        v["datastore"] = json!({
+            "type": ds.name,
+            "version": ds.version,
+            "version_id": ds.version_id,
+        });
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_700_000_000 + secs, 0).unwrap()
+    }
+
+    fn record(n: u128, project: &str, instance: Option<u128>, updated: i64) -> BackupRecord {
+        BackupRecord {
+            id: Uuid::from_u128(n),
+            name: format!("b{n}"),
+            description: None,
+            location_ref: None,
+            instance_id: instance.map(Uuid::from_u128),
+            created: at(0),
+            updated: at(updated),
+            size: None,
+            status: BackupStatus::Completed,
+            parent_id: None,
+            project_id: project.into(),
+            datastore: None,
+            deleted: false,
+        }
+    }
+
+    fn ids(v: &[BackupRecord]) -> Vec<u128> {
+        v.iter().map(|r| r.id.as_u128()).collect()
+    }
+
+    fn project(p: &str) -> BackupFilter {
+        BackupFilter {
+            project_id: Some(p.into()),
+            ..BackupFilter::default()
+        }
+    }
+
+    #[test]
+    fn pages_are_ordered_by_updated_descending_per_project() {
+        let m = BackupModels::new();
+        m.insert(record(1, "p1", None, 10));
+        m.insert(record(2, "p1", None, 30));
+        m.insert(record(3, "p2", None, 20));
+        m.insert(record(4, "p1", None, 20));
+        assert_eq!(ids(&m.page(&project("p1"), 0, 20)), vec![2, 4, 1]);
+        assert_eq!(ids(&m.page(&project("p1"), 1, 1)), vec![4]);
+        assert_eq!(ids(&m.page(&project("p1"), 3, 5)), Vec::<u128>::new());
+        assert_eq!(
+            ids(&m.page(&BackupFilter::default(), 0, 20)),
+            vec![2, 3, 4, 1]
+        );
+        assert_eq!(m.count_by_project()["p1"], 3);
+    }
+
+    #[test]
+    fn upsert_moves_the_record_in_every_index() {
+        let m = BackupModels::new();
+        m.insert(record(1, "p1", Some(9), 10));
+        m.insert(record(2, "p1", Some(9), 20));
+        let mut newer = record(1, "p1", Some(9), 30);
+        newer.status = BackupStatus::Failed;
+        m.upsert(newer.clone());
+        m.upsert(newer);
+        let by_instance = BackupFilter {
+            instance_id: Some(Uuid::from_u128(9)),
+            ..BackupFilter::default()
+        };
+        assert_eq!(ids(&m.page(&by_instance, 0, 20)), vec![1, 2]);
+        assert_eq!(m.len(), 2);
+        assert_eq!(
+            m.get(Uuid::from_u128(1)).unwrap().status,
+            BackupStatus::Failed
+        );
+    }
+
+    #[test]
+    fn deleted_backups_leave_every_list_and_show() {
+        let m = BackupModels::new();
+        m.insert(record(1, "p1", Some(9), 10));
+        let mut gone = record(1, "p1", Some(9), 11);
+        gone.deleted = true;
+        m.upsert(gone);
+        assert!(m.page(&project("p1"), 0, 20).is_empty());
+        assert!(m.is_empty());
+        assert!(m.visible_to(Uuid::from_u128(1), "p1", true).is_none());
+        assert!(m.get(Uuid::from_u128(1)).is_some_and(|r| r.deleted));
+    }
+
+    #[test]
+    fn visibility_is_owner_or_admin() {
+        let m = BackupModels::new();
+        m.insert(record(1, "p1", None, 10));
+        let id = Uuid::from_u128(1);
+        assert!(m.visible_to(id, "p1", false).is_some());
+        assert!(m.visible_to(id, "p2", false).is_none());
+        assert!(m.visible_to(id, "p2", true).is_some());
+        assert!(m.visible_to(Uuid::from_u128(2), "p1", true).is_none());
+    }
+
+    #[test]
+    fn filters_combine_instance_project_and_datastore() {
+        let m = BackupModels::new();
+        let ds = Uuid::from_u128(77);
+        let mut with_ds = record(1, "p1", Some(9), 10);
+        with_ds.datastore = Some(BackupDatastore {
+            datastore_id: ds,
+            name: "mysql".into(),
+            version: "8.0".into(),
+            version_id: Uuid::from_u128(78),
+        });
+        m.insert(with_ds);
+        m.insert(record(2, "p1", Some(9), 20));
+        m.insert(record(3, "p2", Some(9), 30));
+        let f = BackupFilter {
+            project_id: Some("p1".into()),
+            instance_id: Some(Uuid::from_u128(9)),
+            datastore_id: None,
+        };
+        assert_eq!(ids(&m.page(&f, 0, 20)), vec![2, 1]);
+        let f = BackupFilter {
+            datastore_id: Some(ds),
+            ..f
+        };
+        assert_eq!(ids(&m.page(&f, 0, 20)), vec![1]);
+        let admin_instance = BackupFilter {
+            instance_id: Some(Uuid::from_u128(9)),
+            ..BackupFilter::default()
+        };
+        assert_eq!(ids(&m.page(&admin_instance, 0, 20)), vec![3, 2, 1]);
+    }
+
+    #[test]
+    fn view_has_every_key_of_the_upstream_sample_but_storage_driver() {
+        let mut r = record(1, "p1", Some(9), 10);
+        r.size = Some(0.14);
+        r.parent_id = Some(Uuid::from_u128(5));
+        r.datastore = Some(BackupDatastore {
+            datastore_id: Uuid::from_u128(77),
+            name: "mysql".into(),
+            version: "5.7".into(),
+            version_id: Uuid::from_u128(78),
+        });
+        let v = backup_view(&r);
+        let expected_keys = [
+            "created",
+            "datastore",
+            "description",
+            "id",
+            "instance_id",
+            "locationRef",
+            "name",
+            "parent_id",
+            "project_id",
+            "size",
+            "status",
+            "updated",
+        ];
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys.len(), expected_keys.len());
+        for k in expected_keys {
+            assert!(keys.contains(&k), "{k}");
+        }
+        assert_eq!(v["status"], "COMPLETED");
+        assert_eq!(v["size"], json!(0.14));
+        assert_eq!(v["updated"], json!(timestamp(&at(10))));
+        assert_eq!(
+            v["datastore"],
+            json!({"type": "mysql", "version": "5.7", "version_id": Uuid::from_u128(78)})
+        );
+        r.datastore = None;
+        assert!(backup_view(&r).get("datastore").is_none());
+        assert!(BackupStatus::Saving.is_running() && !BackupStatus::Restored.is_running());
+    }
+}

@@ -1,10 +1,179 @@
-//! (being written)
+//! The flavor endpoints (spec `supporting-resources.md` §1): the catalog's flavors,
+//! read-only, in catalog order, with upstream's flavor shape.
+//!
+//! Also home of two helpers shared by the catalog handlers (flavors, datastores,
+//! backups and the default configuration): [`view_ctx`], which builds the links
+//! context exactly as the instance endpoints do, and [`instance_with_server`], upstream's
+//! "load the instance requiring a compute server" step.
 
-use axum::Router;
+use aggregates::catalog::Flavor;
+use aggregates::fault::Fault;
+use aggregates::instance::{Caller, Instance};
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::Utc;
+use projections::views::ViewCtx;
+use serde_json::{json, Value};
+use uuid::Uuid;
 
+use super::auth::Identity;
+use super::datastores::resolve_version;
+use super::error::{ApiError, ApiResult};
 use super::AppState;
 
-/// The routes of this resource.
+/// The flavor routes, all below `/v1.0/{project_id}`.
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route("/v1.0/{project_id}/flavors", get(list))
+        .route("/v1.0/{project_id}/flavors/{id}", get(show))
+        .route(
+            "/v1.0/{project_id}/datastores/{ds}/versions/{version}/flavors",
+            get(list_for_version),
+        )
+}
+
+/// The links context of a request (spec `instances-api.md` §3.3): `https://<Host>` or
+/// the configured public URL, the caller's project, and the caller's admin flag.
+pub(super) fn view_ctx(state: &AppState, headers: &HeaderMap, caller: &Caller) -> ViewCtx {
+    let base_url = match &state.public_url {
+        Some(u) => u.trim_end_matches('/').to_string(),
+        None => {
+            let host = headers
+                .get("host")
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("localhost");
+            format!("https://{host}")
+        }
+    };
+    ViewCtx {
+        base_url,
+        api_version: "1.0".into(),
+        caller_project: caller.project_id.clone(),
+        caller_is_admin: caller.is_admin(),
+        now: Utc::now(),
+        heartbeat_expiry: state.heartbeat_expiry,
+    }
+}
+
+/// Upstream's instance load with `needs_server` (spec `instances-api.md` §13-14 step 1):
+/// missing, soft-deleted or another project's (non-admin) → 404; no compute server
+/// yet → 422 `Instance <id> is not ready.`
+pub(super) fn instance_with_server(
+    state: &AppState,
+    caller: &Caller,
+    raw_id: &str,
+) -> ApiResult<Instance> {
+    let id = Uuid::parse_str(raw_id).map_err(|_| ApiError::resource_not_found(raw_id))?;
+    let instance = state
+        .models
+        .instance_visible_to(id, &caller.project_id, caller.is_admin())
+        .ok_or_else(|| ApiError::resource_not_found(raw_id))?;
+    if instance.server_id.is_none() {
+        return Err(ApiError::from_fault(
+            Fault::UnprocessableEntity,
+            format!("Instance {raw_id} is not ready."),
+        ));
+    }
+    Ok(instance)
+}
+
+/// Upstream's `id`: an integer when the id is a string of digits not starting with
+/// `0` (python-troveclient then sends it back as a JSON integer `flavorRef`), else
+/// `null` and clients use `str_id`. Digit strings beyond `u64` are rendered `null`.
+fn integer_id(id: &str) -> Value {
+    let digits = !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit());
+    if digits && !id.starts_with('0') {
+        id.parse::<u64>().map(Value::from).unwrap_or(Value::Null)
+    } else {
+        Value::Null
+    }
+}
+
+/// The flavor object (spec §1.2). `local_storage` = `ephemeral`: upstream emits it
+/// under its default settings (`trove_volume_support` false, `device_path` set).
+fn flavor_view(f: &Flavor, ctx: &ViewCtx) -> Value {
+    json!({
+        "id": integer_id(&f.id),
+        "str_id": f.id,
+        "name": f.name,
+        "ram": f.ram,
+        "vcpus": f.vcpus,
+        "disk": f.disk,
+        "ephemeral": f.ephemeral,
+        "local_storage": f.ephemeral,
+        "links": ctx.links("flavors", &f.id),
+    })
+}
+
+fn flavors_body<'a>(flavors: impl IntoIterator<Item = &'a Flavor>, ctx: &ViewCtx) -> Value {
+    let items: Vec<Value> = flavors.into_iter().map(|f| flavor_view(f, ctx)).collect();
+    json!({ "flavors": items })
+}
+
+/// `GET /v1.0/{project_id}/flavors` (`flavor:index`, anyone): every flavor, catalog
+/// order, no pagination.
+async fn list(
+    State(state): State<AppState>,
+    Identity(caller): Identity,
+    headers: HeaderMap,
+) -> Json<Value> {
+    let ctx = view_ctx(&state, &headers, &caller);
+    Json(flavors_body(&state.catalog.flavors, &ctx))
+}
+
+/// `GET /v1.0/{project_id}/flavors/{id}` (`flavor:show`, anyone); an unknown id is 404
+/// `Resource <id> cannot be found.` (the CLI's name lookup relies on the 404).
+async fn show(
+    State(state): State<AppState>,
+    Path((_project, id)): Path<(String, String)>,
+    Identity(caller): Identity,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let flavor = state
+        .catalog
+        .flavor(&id)
+        .ok_or_else(|| ApiError::resource_not_found(&id))?;
+    let ctx = view_ctx(&state, &headers, &caller);
+    Ok(Json(json!({ "flavor": flavor_view(flavor, &ctx) })))
+}
+
+/// `GET /v1.0/{project_id}/datastores/{ds}/versions/{version}/flavors`
+/// (`datastore:list_associated_flavors`, anyone): the flavors bound to the version, or
+/// every flavor when none is bound. The version is resolved as upstream's
+/// `get_datastore_version` does, so an inactive version is 400 `Datastore version
+/// '<name>' is not active.`
+async fn list_for_version(
+    State(state): State<AppState>,
+    Path((_project, ds, version)): Path<(String, String, String)>,
+    Identity(caller): Identity,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let (_, v) = resolve_version(&state.catalog, &ds, &version)?;
+    if !v.active {
+        return Err(ApiError::bad_request(format!(
+            "Datastore version '{}' is not active.",
+            v.name
+        )));
+    }
+    let ctx = view_ctx(&state, &headers, &caller);
+    Ok(Json(flavors_body(state.catalog.flavors_for(v), &ctx)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integer_id_follows_upstream() {
+        assert_eq!(integer_id("6"), json!(6));
+        assert_eq!(integer_id("1234"), json!(1234));
+        assert_eq!(integer_id("0"), Value::Null);
+        assert_eq!(integer_id("07"), Value::Null);
+        assert_eq!(integer_id("custom"), Value::Null);
+        assert_eq!(integer_id("-1"), Value::Null);
+        assert_eq!(integer_id(""), Value::Null);
+        assert_eq!(integer_id("99999999999999999999999"), Value::Null);
+    }
 }
