@@ -40,7 +40,11 @@ async fn static_tokens_authenticate_scope_and_authorize() {
     let dir = tempfile::tempdir().unwrap();
     let tokens = token_file(dir.path());
     let auth = format!("tokens:{}", tokens.display());
-    let s = TestServer::start(&dir.path().join("data"), &["--auth", &auth, "--sim-latency-ms", "0"]).await;
+    let s = TestServer::start(
+        &dir.path().join("data"),
+        &["--auth", &auth, "--sim-latency-ms", "0"],
+    )
+    .await;
     let with = |token: &str, project: &str, path: &str| {
         s.http
             .get(s.url(project, path))
@@ -64,7 +68,10 @@ async fn static_tokens_authenticate_scope_and_authorize() {
     // A valid token on another project's URL: 403.
     let (status, body) = send(with("alice-secret", "p2", "/instances")).await;
     assert_eq!(status, 403);
-    assert_eq!(body["forbidden"]["message"], "User with tenant id p1 cannot access this resource.");
+    assert_eq!(
+        body["forbidden"]["message"],
+        "User with tenant id p1 cannot access this resource."
+    );
 
     // Alice creates; Bob cannot see it; the admin can, and the actor is alice.
     let (status, created) = send(
@@ -80,8 +87,16 @@ async fn static_tokens_authenticate_scope_and_authorize() {
     assert_eq!(status, 404);
     let (status, body) = send(with("bob-secret", "p2", "/mgmt/instances")).await;
     assert_eq!(status, 401);
-    assert_eq!(body["unauthorized"]["message"], "User does not have admin privileges.");
-    let (status, body) = send(with("ops-secret", "ops-project", &format!("/mgmt/instances/{id}"))).await;
+    assert_eq!(
+        body["unauthorized"]["message"],
+        "User does not have admin privileges."
+    );
+    let (status, body) = send(with(
+        "ops-secret",
+        "ops-project",
+        &format!("/mgmt/instances/{id}"),
+    ))
+    .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["instance"]["tenant_id"], "p1");
 }
@@ -96,7 +111,10 @@ fn noauth_on_a_non_loopback_address_refuses_to_start() {
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("refusing to serve --auth noauth"), "{stderr}");
+    assert!(
+        stderr.contains("refusing to serve --auth noauth"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]
@@ -138,7 +156,13 @@ async fn hostile_bodies_paths_and_queries_get_trove_shaped_4xx() {
     ] {
         let (status, body) = s.post("alice", "p1", "/instances", &bad).await;
         assert_eq!(status, 400, "{bad} -> {body}");
-        assert!(body["badRequest"]["message"].as_str().unwrap().starts_with("Validation error"), "{body}");
+        assert!(
+            body["badRequest"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("Validation error"),
+            "{body}"
+        );
     }
     // A query that does not parse and a path with odd bytes.
     let (status, body) = send(

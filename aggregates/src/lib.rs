@@ -7,6 +7,8 @@
 //!   [`instance::InstanceEvent`], [`instance::Instance`] (state), [`instance::decide`],
 //!   [`instance::evolve`], the status model of Trove (`status`, `operating_status`) and
 //!   [`instance::DomainError`].
+//! - [`configuration`]: the ConfigurationGroup aggregate (groups of database parameter
+//!   overrides) and the per-manager parameter catalogue.
 //! - [`fault`]: the Trove fault classes every refusal maps to.
 //!
 //! Nothing here does I/O, reads a clock or a random source, or logs: the shell passes
@@ -15,5 +17,6 @@
 #![forbid(unsafe_code)]
 
 pub mod catalog;
+pub mod configuration;
 pub mod fault;
 pub mod instance;

@@ -70,7 +70,10 @@ impl AuthMode {
         let mut tokens = HashMap::new();
         for t in file.token {
             if t.token.is_empty() || t.user.is_empty() || t.project.is_empty() {
-                anyhow::bail!("token file {}: empty token, user or project", path.display());
+                anyhow::bail!(
+                    "token file {}: empty token, user or project",
+                    path.display()
+                );
             }
             let caller = Caller {
                 user_id: t.user,
@@ -98,12 +101,11 @@ impl AuthMode {
             .filter(|t| !t.is_empty());
         let caller = match self {
             AuthMode::NoAuth => noauth_caller(token, url_project),
-            AuthMode::Tokens(tokens) => token
-                .and_then(|t| tokens.get(t))
-                .cloned()
-                .ok_or_else(|| {
+            AuthMode::Tokens(tokens) => {
+                token.and_then(|t| tokens.get(t)).cloned().ok_or_else(|| {
                     ApiError::unauthorized("The request you have made requires authentication.")
-                })?,
+                })?
+            }
         };
         if caller.project_id != url_project {
             return Err(ApiError::forbidden(format!(
@@ -183,14 +185,26 @@ mod tests {
 
     #[test]
     fn noauth_reads_user_and_project_from_the_token() {
-        let c = AuthMode::NoAuth.identify(&headers(Some("alice:p1")), "p1").unwrap();
-        assert_eq!((c.user_id.as_str(), c.project_id.as_str(), c.is_admin()), ("alice", "p1", false));
-        let c = AuthMode::NoAuth.identify(&headers(Some("notused")), "p9").unwrap();
+        let c = AuthMode::NoAuth
+            .identify(&headers(Some("alice:p1")), "p1")
+            .unwrap();
+        assert_eq!(
+            (c.user_id.as_str(), c.project_id.as_str(), c.is_admin()),
+            ("alice", "p1", false)
+        );
+        let c = AuthMode::NoAuth
+            .identify(&headers(Some("notused")), "p9")
+            .unwrap();
         assert_eq!(c.project_id, "p9");
         let c = AuthMode::NoAuth.identify(&headers(None), "p9").unwrap();
         assert_eq!(c.user_id, "anonymous");
-        assert!(AuthMode::NoAuth.identify(&headers(Some("admin:p1")), "p1").unwrap().is_admin());
-        let e = AuthMode::NoAuth.identify(&headers(Some("alice:p1")), "p2").unwrap_err();
+        assert!(AuthMode::NoAuth
+            .identify(&headers(Some("admin:p1")), "p1")
+            .unwrap()
+            .is_admin());
+        let e = AuthMode::NoAuth
+            .identify(&headers(Some("alice:p1")), "p2")
+            .unwrap_err();
         assert_eq!(e.status.as_u16(), 403);
     }
 
@@ -207,12 +221,21 @@ mod tests {
         let auth = AuthMode::from_flag(&format!("tokens:{}", path.display())).unwrap();
         let c = auth.identify(&headers(Some("t-alice")), "p1").unwrap();
         assert_eq!(c.user_id, "alice");
-        assert!(auth.identify(&headers(Some("t-root")), "admin-p").unwrap().is_admin());
+        assert!(auth
+            .identify(&headers(Some("t-root")), "admin-p")
+            .unwrap()
+            .is_admin());
         for bad in [None, Some("nope"), Some("alice:p1")] {
             let e = auth.identify(&headers(bad), "p1").unwrap_err();
             assert_eq!(e.status.as_u16(), 401, "{bad:?}");
         }
-        assert_eq!(auth.identify(&headers(Some("t-alice")), "p2").unwrap_err().status.as_u16(), 403);
+        assert_eq!(
+            auth.identify(&headers(Some("t-alice")), "p2")
+                .unwrap_err()
+                .status
+                .as_u16(),
+            403
+        );
     }
 
     #[test]

@@ -1,10 +1,571 @@
-//! (being written)
+//! The configuration group endpoints (spec `supporting-resources.md` §3) and the
+//! parameter catalogue of datastore versions (`configuration parameter list/show`).
+//!
+//! Writes run the ConfigurationGroup aggregate through the generic command runner
+//! ([`CommandBus::run`](crate::runtime::commands::CommandBus::run)) on streams
+//! `configuration-<uuid>`; reads come from the configuration read models. Handlers
+//! check the request's shape (upstream's JSON schema); every rule that needs state or
+//! the catalog is the aggregate's.
 
-use axum::Router;
+use aggregates::catalog::DatastoreVersion;
+use aggregates::configuration::{
+    self, parameters, Configuration, ConfigurationCommand, ConfigurationError, ConfigurationEvent,
+    CreateConfiguration, DecideCtx, UpdateMode, Values,
+};
+use aggregates::instance::{Caller, DatastoreRequest};
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::get;
+use axum::{Extension, Json, Router};
+use chrono::Utc;
+use projections::configurations::{detail_view, parameter_view, summary_view, PAGE_MAX};
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
 
-use super::AppState;
+use super::auth::Identity;
+use super::error::{ApiError, ApiResult};
+use super::schema;
+use super::{AppState, RequestId};
+use crate::runtime::codec::{self, Actor, CodecError, CommandMeta};
+use crate::runtime::commands::CommandError;
+use crate::runtime::lookups::Lookups;
+use crate::store::RecordedEvent;
 
-/// The routes of this resource.
+/// The routes of this resource, all below `/v1.0/{project_id}`. The datastore paths use
+/// the parameter names of the datastores router (`{ds}`, `{version}`): both routers
+/// are merged into one app, and the router refuses two names at one position.
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route("/v1.0/{project_id}/configurations", get(list).post(create))
+        .route(
+            "/v1.0/{project_id}/configurations/{id}",
+            get(show).put(put).patch(patch).delete(delete),
+        )
+        .route(
+            "/v1.0/{project_id}/configurations/{id}/instances",
+            get(instances),
+        )
+        .route(
+            "/v1.0/{project_id}/datastores/{ds}/versions/{version}/parameters",
+            get(parameter_list),
+        )
+        .route(
+            "/v1.0/{project_id}/datastores/{ds}/versions/{version}/parameters/{name}",
+            get(parameter_show),
+        )
+        .route(
+            "/v1.0/{project_id}/datastores/versions/{version}/parameters",
+            get(parameter_list_by_version),
+        )
+        .route(
+            "/v1.0/{project_id}/datastores/versions/{version}/parameters/{name}",
+            get(parameter_show_by_version),
+        )
+}
+
+type QueryPairs = Query<Vec<(String, String)>>;
+
+// ---- reads -----------------------------------------------------------------------------
+
+/// `GET /v1.0/{project_id}/configurations` (`configuration:index`): the caller's
+/// project's live groups, every project's for admins; keyset paging by id, limit capped
+/// at 20, `links` only when more exist (scheme A). Items in id order (upstream does not
+/// re-sort this list).
+async fn list(
+    State(state): State<AppState>,
+    Identity(caller): Identity,
+    headers: HeaderMap,
+    Query(q): QueryPairs,
+) -> ApiResult<Json<Value>> {
+    let limit = limit(&q)?;
+    let scope = scope(&caller);
+    let page = state
+        .configurations
+        .page(scope.as_deref(), param(&q, "marker"), limit);
+    let items: Vec<Value> = page.configurations.iter().map(summary_view).collect();
+    let mut body = json!({ "configurations": items });
+    if let Some(marker) = page.next_marker {
+        let path = format!("/v1.0/{}/configurations", caller.project_id);
+        body["links"] = next_link(&state, &headers, &path, &q, &marker.to_string());
+    }
+    Ok(Json(body))
+}
+
+/// `GET /v1.0/{project_id}/configurations/{id}` (`configuration:show`): the detail
+/// view; missing, deleted and other projects' groups (non-admin) are the same 404.
+async fn show(
+    State(state): State<AppState>,
+    Path((_project, raw_id)): Path<(String, String)>,
+    Identity(caller): Identity,
+) -> ApiResult<Json<Value>> {
+    let group = visible(&state, &caller, &raw_id)?;
+    Ok(Json(
+        json!({ "configuration": detail(&state, &caller, &group) }),
+    ))
+}
+
+/// `GET /v1.0/{project_id}/configurations/{id}/instances`: `{"instances": [{"id",
+/// "name"}]}` of the live instances using the group (the caller's project's; every
+/// project's for admins), keyset paging like the instance list.
+async fn instances(
+    State(state): State<AppState>,
+    Path((_project, raw_id)): Path<(String, String)>,
+    Identity(caller): Identity,
+    headers: HeaderMap,
+    Query(q): QueryPairs,
+) -> ApiResult<Json<Value>> {
+    let group = visible(&state, &caller, &raw_id)?;
+    let id = group.id.unwrap_or_default();
+    let limit = limit(&q)?;
+    let scope = scope(&caller);
+    let page =
+        state
+            .configurations
+            .instances_using(id, scope.as_deref(), param(&q, "marker"), limit);
+    let items: Vec<Value> = page
+        .ids
+        .iter()
+        .filter_map(|i| state.models.instance(*i))
+        .filter(|i| i.is_live())
+        .map(|i| json!({"id": i.id.map(|id| id.to_string()), "name": i.name}))
+        .collect();
+    let mut body = json!({ "instances": items });
+    if let Some(marker) = page.next_marker {
+        let path = format!("/v1.0/{}/configurations/{id}/instances", caller.project_id);
+        body["links"] = next_link(&state, &headers, &path, &q, &marker.to_string());
+    }
+    Ok(Json(body))
+}
+
+/// The group as the caller may see it, or upstream's 404 (any non-UUID id included).
+fn visible(state: &AppState, caller: &Caller, raw_id: &str) -> ApiResult<Configuration> {
+    Uuid::parse_str(raw_id)
+        .ok()
+        .and_then(|id| {
+            state
+                .configurations
+                .visible_to(id, &caller.project_id, caller.is_admin())
+        })
+        .ok_or_else(|| not_found(raw_id))
+}
+
+fn not_found(raw_id: &str) -> ApiError {
+    ApiError::not_found(format!(
+        "Configuration group with ID {raw_id} could not be found."
+    ))
+}
+
+/// Whose rows a caller sees: its project's, or (admin) every project's.
+fn scope(caller: &Caller) -> Option<String> {
+    (!caller.is_admin()).then(|| caller.project_id.clone())
+}
+
+fn detail(state: &AppState, caller: &Caller, group: &Configuration) -> Value {
+    let count = group.id.map_or(0, |id| {
+        state
+            .configurations
+            .instance_count(id, scope(caller).as_deref())
+    });
+    detail_view(group, count)
+}
+
+// ---- writes ----------------------------------------------------------------------------
+
+/// `POST /v1.0/{project_id}/configurations` (`configuration:create`): answers 200 with
+/// `{"configuration": <detail>}` (upstream's code, not 202).
+async fn create(
+    State(state): State<AppState>,
+    Identity(caller): Identity,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let o = configuration_object(schema::parse_body(&headers, &body)?)?;
+    let cmd = create_command(&o)?;
+    let group = execute(&state, Uuid::new_v4(), &cmd, &caller, &rid).await?;
+    let view = detail(&state, &caller, &group);
+    Ok((StatusCode::OK, Json(json!({ "configuration": view }))))
+}
+
+/// `PUT /v1.0/{project_id}/configurations/{id}` (`configuration:update`): replaces all
+/// values (absent `values` leaves none, as upstream) and sets `name`/`description` when
+/// given. 202. Deviation: instances using the group keep their status (upstream pushes
+/// the new values to them and may mark them RESTART_REQUIRED).
+async fn put(
+    State(state): State<AppState>,
+    Path((_project, raw_id)): Path<(String, String)>,
+    Identity(caller): Identity,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
+    let o = configuration_object(schema::parse_body(&headers, &body)?)?;
+    let cmd = ConfigurationCommand::UpdateConfiguration {
+        name: optional_string(&o, "name")?,
+        description: optional_string(&o, "description")?,
+        values: optional_values(&o)?,
+        mode: UpdateMode::Replace,
+    };
+    update(&state, &caller, &raw_id, &rid, cmd).await
+}
+
+/// `PATCH /v1.0/{project_id}/configurations/{id}` (`configuration:edit`): merges
+/// `values` into the group's; other keys are ignored, as upstream. 202.
+async fn patch(
+    State(state): State<AppState>,
+    Path((_project, raw_id)): Path<(String, String)>,
+    Identity(caller): Identity,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
+    let o = configuration_object(schema::parse_body(&headers, &body)?)?;
+    let cmd = ConfigurationCommand::UpdateConfiguration {
+        name: None,
+        description: None,
+        values: optional_values(&o)?,
+        mode: UpdateMode::Merge,
+    };
+    update(&state, &caller, &raw_id, &rid, cmd).await
+}
+
+/// `DELETE /v1.0/{project_id}/configurations/{id}` (`configuration:delete`): 202;
+/// refused (400) while live instances use the group.
+async fn delete(
+    State(state): State<AppState>,
+    Path((_project, raw_id)): Path<(String, String)>,
+    Identity(caller): Identity,
+    Extension(rid): Extension<RequestId>,
+) -> ApiResult<StatusCode> {
+    let cmd = ConfigurationCommand::DeleteConfiguration;
+    update(&state, &caller, &raw_id, &rid, cmd).await
+}
+
+async fn update(
+    state: &AppState,
+    caller: &Caller,
+    raw_id: &str,
+    rid: &RequestId,
+    cmd: ConfigurationCommand,
+) -> ApiResult<StatusCode> {
+    let id = Uuid::parse_str(raw_id).map_err(|_| not_found(raw_id))?;
+    execute(state, id, &cmd, caller, rid).await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// Runs one command on the group's stream: fold, decide, append, wait for the read
+/// models (so the caller's next read sees it).
+async fn execute(
+    state: &AppState,
+    id: Uuid,
+    cmd: &ConfigurationCommand,
+    caller: &Caller,
+    rid: &RequestId,
+) -> ApiResult<Configuration> {
+    let lookups = Lookups {
+        catalog: state.catalog.clone(),
+        models: state.models.clone(),
+        configurations: state.configurations.clone(),
+    };
+    let cause = Uuid::new_v4();
+    let meta = CommandMeta {
+        actor: Actor::from(caller),
+        request_id: rid.0.clone(),
+        causation_id: cause,
+        correlation_id: cause,
+    };
+    let done = state
+        .bus
+        .run(
+            &configuration::stream_name(id),
+            fold_configuration,
+            |group: &Configuration| {
+                let ctx = DecideCtx {
+                    now: Utc::now(),
+                    configuration_id: id,
+                    caller,
+                    catalog: &lookups,
+                    // Read at each attempt. An attach racing a delete can still slip
+                    // between this read and the append, as upstream (no lock either).
+                    attached_instances: state.configurations.instance_count(id, None),
+                };
+                configuration::decide(group, cmd, &ctx).map_err(rejected)
+            },
+            |e: &ConfigurationEvent| {
+                let (event_type, version, data) = e.encode();
+                codec::encode_parts(event_type, version, &data, e.at(), &meta)
+            },
+            configuration::evolve,
+        )
+        .await?;
+    Ok(done.state)
+}
+
+fn rejected(e: ConfigurationError) -> CommandError {
+    CommandError::Rejected(e.fault(), e.to_string())
+}
+
+/// Folds a configuration stream (the source of truth for a command).
+pub fn fold_configuration(records: &[RecordedEvent]) -> Result<Configuration, CommandError> {
+    let mut group = Configuration::default();
+    for r in records {
+        let (data, meta) = codec::decode_parts(r)?;
+        let event = configuration::decode(&r.event_type, meta.schema_version, data)
+            .map_err(CodecError::from)?;
+        group = configuration::evolve(group, &event);
+    }
+    Ok(group)
+}
+
+// ---- parameters ------------------------------------------------------------------------
+
+/// `GET /v1.0/{project_id}/datastores/{ds}/versions/{version}/parameters`: the
+/// catalogue of the version (resolved as at instance create: by id or name, active
+/// only), `{"configuration-parameters": [...]}`.
+async fn parameter_list(
+    State(state): State<AppState>,
+    Path((_project, ds, version)): Path<(String, String, String)>,
+    Identity(_caller): Identity,
+) -> ApiResult<Json<Value>> {
+    let v = resolve_version(&state, &ds, &version)?;
+    Ok(Json(catalogue(&v)))
+}
+
+/// `GET /v1.0/{project_id}/datastores/{ds}/versions/{version}/parameters/{name}`: one
+/// parameter (unwrapped, as upstream); unknown → 404 `Resource <name> cannot be found.`
+async fn parameter_show(
+    State(state): State<AppState>,
+    Path((_project, ds, version, name)): Path<(String, String, String, String)>,
+    Identity(_caller): Identity,
+) -> ApiResult<Json<Value>> {
+    let v = resolve_version(&state, &ds, &version)?;
+    one_parameter(&v, &name)
+}
+
+/// `GET /v1.0/{project_id}/datastores/versions/{version}/parameters`: as above with the
+/// version by UUID only (the CLI without `--datastore`); unknown → 400
+/// `Datastore version '<v>' cannot be found.`
+async fn parameter_list_by_version(
+    State(state): State<AppState>,
+    Path((_project, version)): Path<(String, String)>,
+    Identity(_caller): Identity,
+) -> ApiResult<Json<Value>> {
+    let v = version_by_uuid(&state, &version)?;
+    Ok(Json(catalogue(&v)))
+}
+
+/// `GET /v1.0/{project_id}/datastores/versions/{version}/parameters/{name}`.
+async fn parameter_show_by_version(
+    State(state): State<AppState>,
+    Path((_project, version, name)): Path<(String, String, String)>,
+    Identity(_caller): Identity,
+) -> ApiResult<Json<Value>> {
+    let v = version_by_uuid(&state, &version)?;
+    one_parameter(&v, &name)
+}
+
+fn catalogue(v: &DatastoreVersion) -> Value {
+    let items: Vec<Value> = parameters::parameters(&v.manager)
+        .iter()
+        .map(|p| parameter_view(p, v.id))
+        .collect();
+    json!({ "configuration-parameters": items })
+}
+
+fn one_parameter(v: &DatastoreVersion, name: &str) -> ApiResult<Json<Value>> {
+    parameters::parameter(&v.manager, name)
+        .map(|p| Json(parameter_view(p, v.id)))
+        .ok_or_else(|| ApiError::resource_not_found(name))
+}
+
+fn resolve_version(state: &AppState, ds: &str, version: &str) -> ApiResult<DatastoreVersion> {
+    let lookups = Lookups {
+        catalog: state.catalog.clone(),
+        models: state.models.clone(),
+        configurations: state.configurations.clone(),
+    };
+    let req = DatastoreRequest {
+        datastore_type: Some(ds.to_string()),
+        version: Some(version.to_string()),
+        version_number: None,
+    };
+    configuration::resolve_datastore_version(&lookups, &req)
+        .map(|(_, v)| v)
+        .map_err(|e| ApiError::from_fault(e.fault(), e.to_string()))
+}
+
+fn version_by_uuid(state: &AppState, raw: &str) -> ApiResult<DatastoreVersion> {
+    Uuid::parse_str(raw)
+        .ok()
+        .and_then(|id| {
+            state
+                .catalog
+                .datastores
+                .iter()
+                .flat_map(|d| d.versions.iter())
+                .find(|v| v.id == id)
+                .cloned()
+        })
+        .ok_or_else(|| ApiError::bad_request(format!("Datastore version '{raw}' cannot be found.")))
+}
+
+// ---- request bodies (upstream's `configuration` JSON schemas) --------------------------
+
+type Obj = Map<String, Value>;
+
+/// The `configuration` object of a POST/PUT/PATCH body.
+fn configuration_object(body: Option<Value>) -> ApiResult<Obj> {
+    let missing = || ApiError::validation("'configuration' is a required property");
+    match body {
+        Some(Value::Object(mut top)) => match top.remove("configuration") {
+            Some(Value::Object(o)) => Ok(o),
+            Some(other) => Err(ApiError::validation(format!(
+                "configuration {other} is not of type 'object'"
+            ))),
+            None => Err(missing()),
+        },
+        _ => Err(missing()),
+    }
+}
+
+fn create_command(o: &Obj) -> ApiResult<ConfigurationCommand> {
+    let required = |k: &str| {
+        o.get(k).ok_or_else(|| {
+            ApiError::validation(format!("configuration '{k}' is a required property"))
+        })
+    };
+    let values = values(required("values")?)?;
+    let name = non_empty_string("configuration['name']", required("name")?)?;
+    let description = optional_string(o, "description")?;
+    let datastore = match o.get("datastore") {
+        None => DatastoreRequest::default(),
+        Some(v) => datastore_request(v)?,
+    };
+    Ok(ConfigurationCommand::CreateConfiguration(Box::new(
+        CreateConfiguration {
+            name,
+            description,
+            values,
+            datastore,
+        },
+    )))
+}
+
+fn datastore_request(v: &Value) -> ApiResult<DatastoreRequest> {
+    const P: &str = "configuration['datastore']";
+    let o = v
+        .as_object()
+        .ok_or_else(|| ApiError::validation(format!("{P} {v} is not of type 'object'")))?;
+    let field = |k: &str| {
+        o.get(k)
+            .map(|v| non_empty_string(&format!("{P}['{k}']"), v))
+            .transpose()
+    };
+    Ok(DatastoreRequest {
+        datastore_type: field("type")?,
+        version: field("version")?,
+        version_number: field("version_number")?,
+    })
+}
+
+fn optional_string(o: &Obj, key: &str) -> ApiResult<Option<String>> {
+    o.get(key)
+        .map(|v| non_empty_string(&format!("configuration['{key}']"), v))
+        .transpose()
+}
+
+fn optional_values(o: &Obj) -> ApiResult<Option<Values>> {
+    o.get("values").map(values).transpose()
+}
+
+/// `values`: an object (what each value may be is the parameter catalogue's business).
+fn values(v: &Value) -> ApiResult<Values> {
+    match v {
+        Value::Object(m) => Ok(m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+        other => Err(ApiError::validation(format!(
+            "configuration['values'] {other} is not of type 'object'"
+        ))),
+    }
+}
+
+/// Upstream's `non_empty_string`: 1-255 characters with an ASCII letter or digit on
+/// one line (`^.*[0-9a-zA-Z]+.*$`; Python's `$` also matches before a final newline).
+fn non_empty_string(path: &str, v: &Value) -> ApiResult<String> {
+    let s = v
+        .as_str()
+        .ok_or_else(|| ApiError::validation(format!("{path} {v} is not of type 'string'")))?;
+    let len = s.chars().count();
+    if len == 0 {
+        return Err(ApiError::validation(format!("{path} {v} is too short")));
+    }
+    if len > 255 {
+        return Err(ApiError::validation(format!("{path} {v} is too long")));
+    }
+    let line = s.strip_suffix('\n').unwrap_or(s);
+    if line.contains('\n') || !line.chars().any(|c| c.is_ascii_alphanumeric()) {
+        return Err(ApiError::validation(format!(
+            "{path} {v} does not match '^.*[0-9a-zA-Z]+.*$'"
+        )));
+    }
+    Ok(s.to_string())
+}
+
+// ---- paging ----------------------------------------------------------------------------
+
+fn param<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    q.iter()
+        .rev()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+/// `limit`: default and cap 20. Upstream answers 500 for a non-integer or non-positive
+/// limit; we answer 400 (spec §3.4 recommendation).
+fn limit(q: &[(String, String)]) -> ApiResult<usize> {
+    match param(q, "limit") {
+        None => Ok(PAGE_MAX),
+        Some(v) => match v.trim().parse::<i64>() {
+            Ok(n) if n > 0 => Ok(usize::try_from(n).unwrap_or(PAGE_MAX).min(PAGE_MAX)),
+            _ => Err(ApiError::bad_request(format!(
+                "Invalid limit '{v}': must be a positive integer."
+            ))),
+        },
+    }
+}
+
+/// The `next` link: the request URL with scheme https, `marker` replaced or appended,
+/// other parameters kept in order (spec `instances-api.md` §3.4).
+fn next_link(
+    state: &AppState,
+    headers: &HeaderMap,
+    path: &str,
+    q: &[(String, String)],
+    marker: &str,
+) -> Value {
+    let base = match &state.public_url {
+        Some(u) => u.trim_end_matches('/').to_string(),
+        None => {
+            let host = headers
+                .get("host")
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("localhost");
+            format!("https://{host}")
+        }
+    };
+    let mut pairs: Vec<(String, String)> = Vec::with_capacity(q.len() + 1);
+    let mut replaced = false;
+    for (k, v) in q {
+        if k != "marker" {
+            pairs.push((k.clone(), v.clone()));
+        } else if !replaced {
+            pairs.push((k.clone(), marker.to_string()));
+            replaced = true;
+        }
+    }
+    if !replaced {
+        pairs.push(("marker".into(), marker.to_string()));
+    }
+    let query = serde_urlencoded::to_string(&pairs).unwrap_or_default();
+    json!([{"rel": "next", "href": format!("{base}{path}?{query}")}])
 }

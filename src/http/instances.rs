@@ -69,15 +69,12 @@ fn view_ctx(state: &AppState, headers: &HeaderMap, caller: &Caller) -> ViewCtx {
     }
 }
 
-/// Configuration groups arrive with the full API; until then no group has a name.
-fn no_configuration_names(_: Uuid) -> Option<String> {
-    None
-}
-
+/// What the instance views look up: replicas from the instance models, configuration
+/// group names (`configuration.name`) from the configuration models.
 fn lookup(state: &AppState) -> ModelLookup<'_> {
     ModelLookup {
         models: &state.models,
-        configuration_name: &no_configuration_names,
+        configuration_name: state.configurations.names(),
     }
 }
 
@@ -242,6 +239,9 @@ async fn create(
         let mut req = schema::create_request(&o, Uuid::new_v4())?;
         if count > 1 {
             req.command.name = format!("{}-{n}", req.command.name);
+            // The first create checks the quota for the whole batch; each later one
+            // for what is still to come (see `decide`).
+            req.command.replica_count = Some(count - n + 1);
         }
         last = Some(create_one(&state, &caller, &meta, req).await?);
     }

@@ -13,8 +13,8 @@ pub mod versions;
 
 use std::sync::Arc;
 
-use axum::extract::Request;
 use axum::extract::DefaultBodyLimit;
+use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};

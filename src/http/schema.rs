@@ -633,9 +633,23 @@ mod tests {
     #[test]
     fn sdk_flavor_object_stands_in_for_flavor_ref() {
         let o = obj(json!({"name": "db", "flavor": {"id": "6"}, "volume": {"size": 1}}));
-        assert_eq!(create_request(&o, Uuid::new_v4()).unwrap().command.flavor_ref.as_deref(), Some("6"));
+        assert_eq!(
+            create_request(&o, Uuid::new_v4())
+                .unwrap()
+                .command
+                .flavor_ref
+                .as_deref(),
+            Some("6")
+        );
         let o = obj(json!({"name": "db", "flavorRef": 2, "flavor": {"id": "6"}}));
-        assert_eq!(create_request(&o, Uuid::new_v4()).unwrap().command.flavor_ref.as_deref(), Some("2"));
+        assert_eq!(
+            create_request(&o, Uuid::new_v4())
+                .unwrap()
+                .command
+                .flavor_ref
+                .as_deref(),
+            Some("2")
+        );
     }
 
     #[test]

@@ -91,3 +91,39 @@ pub fn decode(r: &RecordedEvent) -> Result<(InstanceEvent, EventMetadata), Codec
     let event = instance::decode(&r.event_type, meta.schema_version, data)?;
     Ok((event, meta))
 }
+
+/// Encodes an event of any aggregate from its parts (type name, version, JSON body,
+/// domain time) with a fresh random event id: the envelope is the same on every stream.
+pub fn encode_parts(
+    event_type: &str,
+    version: u32,
+    data: &serde_json::Value,
+    at: DateTime<Utc>,
+    meta: &CommandMeta,
+) -> NewEvent {
+    let metadata = EventMetadata {
+        schema_version: version,
+        causation_id: meta.causation_id,
+        correlation_id: meta.correlation_id,
+        actor: meta.actor.clone(),
+        request_id: meta.request_id.clone(),
+        time: at,
+    };
+    NewEvent {
+        id: Uuid::new_v4(),
+        event_type: event_type.to_string(),
+        // Serializing a Value or a plain derived struct to bytes cannot fail.
+        data: serde_json::to_vec(data).unwrap_or_default(),
+        metadata: serde_json::to_vec(&metadata).unwrap_or_default(),
+    }
+}
+
+/// Splits a stored event of any aggregate into its JSON body and its envelope; the
+/// aggregate's own `decode` then turns (type, `schema_version`, body) into its event.
+pub fn decode_parts(r: &RecordedEvent) -> Result<(serde_json::Value, EventMetadata), CodecError> {
+    let meta: EventMetadata = serde_json::from_slice(&r.metadata)
+        .map_err(|source| CodecError::Metadata { id: r.id, source })?;
+    let data: serde_json::Value =
+        serde_json::from_slice(&r.data).map_err(|source| CodecError::Body { id: r.id, source })?;
+    Ok((data, meta))
+}

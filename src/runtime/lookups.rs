@@ -38,9 +38,19 @@ impl aggregates::catalog::Catalog for Lookups {
         self.catalog.default_datastore.clone()
     }
 
-    fn configuration_group(&self, _id: Uuid) -> Option<aggregates::catalog::ConfigurationGroup> {
-        // Configuration groups arrive with the full API (their own streams).
-        None
+    fn configuration_group(&self, id: Uuid) -> Option<aggregates::catalog::ConfigurationGroup> {
+        // Live groups only: a deleted group can be neither attached nor given at create.
+        let group = self
+            .configurations
+            .configuration(id)
+            .filter(|g| g.is_live())?;
+        Some(aggregates::catalog::ConfigurationGroup {
+            id,
+            restart_required: group.restart_required(),
+            datastore_version_id: group.datastore.version_id,
+            name: group.name,
+            project_id: group.project_id,
+        })
     }
 
     fn instance(&self, id: Uuid) -> Option<aggregates::instance::Instance> {

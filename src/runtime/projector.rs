@@ -3,9 +3,10 @@
 
 use std::sync::Arc;
 
+use aggregates::configuration::{self, configuration_id_of_stream};
 use aggregates::instance::instance_id_of_stream;
 use projections::backups::BackupModels;
-use projections::configurations::ConfigurationModels;
+use projections::configurations::{ConfigurationModels, ProjectedConfigurationEvent};
 use projections::{ApplyOutcome, ProjectedEvent, ReadModels};
 use tokio::sync::watch;
 
@@ -29,7 +30,13 @@ pub struct Models {
 pub fn apply_recorded(models: &Models, r: &RecordedEvent) {
     if let Some(instance_id) = instance_id_of_stream(&r.stream) {
         apply_instance(&models.instances, instance_id, r);
+        if CONFIGURATION_USAGE_EVENTS.contains(&r.event_type.as_str()) {
+            sync_configuration_usage(models, instance_id);
+        }
         return;
+    }
+    if let Some(configuration_id) = configuration_id_of_stream(&r.stream) {
+        apply_configuration(&models.configurations, configuration_id, r);
     }
     // Other categories: the instance models only move their position.
     models.instances.advance_to(r.position);
@@ -51,6 +58,54 @@ fn apply_instance(models: &ReadModels, instance_id: uuid::Uuid, r: &RecordedEven
         Err(e) => {
             tracing::error!(position = %r.position, stream = %r.stream, error = %e, "undecodable event skipped");
             models.advance_to(r.position);
+        }
+    }
+}
+
+/// Instance event types that can change which configuration group an instance uses
+/// (attach, detach, create with a group, deletion clears it). Only these cost a read of
+/// the instance's record; heartbeats and other reports do not.
+const CONFIGURATION_USAGE_EVENTS: [&str; 5] = [
+    "InstanceCreated",
+    "ConfigurationAttached",
+    "ConfigurationDetached",
+    "InstanceDeletionRequested",
+    "InstanceDeleted",
+];
+
+/// Copies the instance's current group (none once deleted or being deleted) into the
+/// configuration models' usage index. A state, not a delta: redelivery is harmless.
+fn sync_configuration_usage(models: &Models, instance_id: uuid::Uuid) {
+    if let Some(i) = models.instances.instance(instance_id) {
+        let group = i.configuration_id.filter(|_| i.is_live());
+        models
+            .configurations
+            .instance_changed(instance_id, &i.project_id, group);
+    }
+}
+
+fn apply_configuration(
+    models: &ConfigurationModels,
+    configuration_id: uuid::Uuid,
+    r: &RecordedEvent,
+) {
+    let decoded = codec::decode_parts(r).and_then(|(data, meta)| {
+        configuration::decode(&r.event_type, meta.schema_version, data).map_err(Into::into)
+    });
+    match decoded {
+        Ok(event) => {
+            let outcome = models.apply(&ProjectedConfigurationEvent {
+                position: r.position,
+                configuration_id,
+                revision: r.revision,
+                event,
+            });
+            if let ApplyOutcome::AppliedAfterGap { expected, actual } = outcome {
+                tracing::error!(stream = %r.stream, expected, actual, "projection skipped events of a stream; rebuild the read models");
+            }
+        }
+        Err(e) => {
+            tracing::error!(position = %r.position, stream = %r.stream, error = %e, "undecodable event skipped");
         }
     }
 }

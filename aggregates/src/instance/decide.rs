@@ -405,11 +405,19 @@ fn create(
         }
         can_perform_action(p, *pid)?;
     }
-    // Step 14: quota. Replicas are charged like any instance.
+    // Step 14: quota. Replicas are charged like any instance, and a batch of
+    // `replica_count` replicas is checked as a whole by its first create (upstream
+    // charges a batch once, which lets it overshoot; the shell sends each later create
+    // of the batch with the count still to come).
+    let batch = match primary {
+        Some(_) => i64::from(c.replica_count.unwrap_or(1).max(1)),
+        None => 1,
+    };
     check_quota(
         &ctx.caller.project_id,
         &flavor,
         volume.as_ref(),
+        batch,
         ctx.catalog,
     )?;
     // Step 15: configuration group, validated before anything is written (upstream
@@ -580,21 +588,22 @@ fn check_quota(
     project: &str,
     flavor: &FlavorRef,
     volume: Option<&VolumeSpec>,
+    count: i64,
     catalog: &dyn Catalog,
 ) -> Result<(), DomainError> {
     let q = catalog.quota(project);
     let exceeds =
         |used: i64, delta: i64, limit: i64| limit >= 0 && delta > 0 && used + delta > limit;
     let mut over = Vec::new();
-    if exceeds(q.instances, 1, q.instances_limit) {
+    if exceeds(q.instances, count, q.instances_limit) {
         over.push("instances".to_string());
     }
-    if exceeds(q.ram, i64::from(flavor.ram), q.ram_limit) {
+    if exceeds(q.ram, count * i64::from(flavor.ram), q.ram_limit) {
         over.push("ram".to_string());
     }
     if exceeds(
         q.volumes,
-        volume.map_or(0, |v| v.size as i64),
+        count * volume.map_or(0, |v| v.size as i64),
         q.volumes_limit,
     ) {
         over.push("volumes".to_string());

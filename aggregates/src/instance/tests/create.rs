@@ -1473,3 +1473,18 @@ fn quota_wins_over_configuration_group() {
         .when(create(|c| c.configuration = Some("missing".into())))
         .then_err(DomainError::QuotaExceeded(vec!["instances".into()]));
 }
+
+#[test]
+fn a_replica_batch_is_charged_as_a_whole_by_its_first_create() {
+    // Two slots left: a batch of three replicas is refused up front...
+    given(&[])
+        .catalog(|c| c.quota = quota((8, 10), (0, -1), (0, -1)))
+        .when(create_replica(PRIMARY, |c| c.replica_count = Some(3)))
+        .then_err(DomainError::QuotaExceeded(vec!["instances".into()]));
+    // ...and a batch of two fits.
+    let events = given(&[])
+        .catalog(|c| c.quota = quota((8, 10), (0, -1), (0, -1)))
+        .when(create_replica(PRIMARY, |c| c.replica_count = Some(2)))
+        .events();
+    assert_eq!(events.len(), 1);
+}
