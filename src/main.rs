@@ -19,7 +19,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(cfg) => {
             let listener = TcpListener::bind(cfg.listen).await?;
             let server = Server::start(&cfg, listener, shutdown_signal()).await?;
-            server.wait().await
+            Ok(server.wait().await?)
         }
     }
 }

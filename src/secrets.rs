@@ -151,6 +151,23 @@ impl Vault {
         Ok(plain.and_then(|p| String::from_utf8(p).ok()))
     }
 
+    /// Deletes the keys of many instances in one transaction (blocking). Idempotent.
+    pub fn shred_all(&self, instance_ids: &[Uuid]) -> Result<(), VaultError> {
+        if instance_ids.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn.lock().map_err(|_| VaultError::Poisoned)?;
+        let tx = conn.transaction()?;
+        {
+            let mut stmt = tx.prepare("DELETE FROM keys WHERE instance_id = ?1")?;
+            for id in instance_ids {
+                stmt.execute(params![id.to_string()])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Deletes every key of `instance_id` (blocking). Idempotent.
     pub fn shred(&self, instance_id: Uuid) -> Result<(), VaultError> {
         let conn = self.conn.lock().map_err(|_| VaultError::Poisoned)?;

@@ -1,19 +1,23 @@
 //! Assembly: opens the stores, rebuilds the read models from the log, starts the
 //! projector and the lifecycle driver, and serves HTTP until shutdown.
 //!
-//! [`Server::start`] takes an already bound listener and returns a handle, so tests can
-//! run the real server on `127.0.0.1:0` in-process and the binary stays thin.
+//! [`Server::start`] takes an already bound listener and returns a handle, so the binary
+//! stays thin. Lifecycle rules: one process per data directory (an exclusive lock on
+//! `LOCK`); if the projector or the driver stops on its own, the server stops with an
+//! error (serving stale reads forever would be worse); on shutdown, HTTP stops first,
+//! then the background tasks are signalled and awaited, then the store drains its queue.
 
+use std::fs::File;
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 
-use crate::catalog::{Limits, StaticCatalog};
+use crate::catalog::{CatalogError, Limits, StaticCatalog};
 use crate::config::ServeConfig;
 use crate::http::auth::AuthMode;
 use crate::http::{self, AppState};
@@ -21,17 +25,82 @@ use crate::runtime::commands::CommandBus;
 use crate::runtime::lookups::Lookups;
 use crate::runtime::projector::{self, Models};
 use crate::saga::Driver;
-use crate::secrets::Vault;
+use crate::secrets::{Vault, VaultError};
 use crate::store::sqlite::SqliteStore;
-use crate::store::{EventStore, Position};
+use crate::store::{EventStore, Position, StoreError};
+
+/// Why the server could not start, or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("data directory {0} is in use by another troved process")]
+    Locked(PathBuf),
+    #[error("event store: {0}")]
+    Store(#[from] StoreError),
+    #[error("secret vault: {0}")]
+    Vault(#[from] VaultError),
+    #[error("http server: {0}")]
+    Http(std::io::Error),
+    #[error("{0} stopped unexpectedly")]
+    TaskDied(&'static str),
+}
 
 /// A running server.
 pub struct Server {
     /// Where it listens.
     pub addr: std::net::SocketAddr,
     http: JoinHandle<std::io::Result<()>>,
-    tasks: Vec<JoinHandle<()>>,
+    /// Projector and driver; each task returns its name when it ends.
+    tasks: JoinSet<&'static str>,
+    stop_tasks: watch::Sender<bool>,
     store: SqliteStore,
+    /// Held for the process's lifetime: the exclusive lock on the data directory.
+    _lock: File,
+}
+
+/// Takes the exclusive lock on `<data dir>/LOCK` (one process per data directory: a
+/// second one would serve reads that never see the first one's writes).
+fn lock_data_dir(cfg: &ServeConfig) -> Result<File, ServerError> {
+    let dir = &cfg.data_dir;
+    let io = |source| ServerError::DataDir {
+        path: dir.clone(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    restrict_permissions(dir, 0o700);
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("LOCK"))
+        .map_err(io)?;
+    match lock.try_lock() {
+        Ok(()) => Ok(lock),
+        Err(std::fs::TryLockError::WouldBlock) => Err(ServerError::Locked(dir.clone())),
+        Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
+    }
+}
+
+/// The data directory and its files are the operator's alone: the log holds every
+/// instance's history and `secrets.db` its keys.
+fn restrict_permissions(path: &std::path::Path, mode: u32) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)) {
+            tracing::warn!(path = %path.display(), error = %e, "could not restrict permissions");
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, mode);
 }
 
 impl Server {
@@ -41,13 +110,14 @@ impl Server {
         cfg: &ServeConfig,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<Server> {
-        let auth = AuthMode::from_flag(&cfg.auth)?;
-        let addr = listener.local_addr()?;
+    ) -> Result<Server, ServerError> {
+        let auth =
+            AuthMode::from_flag(&cfg.auth).map_err(|e| ServerError::Config(e.to_string()))?;
+        let addr = listener.local_addr().map_err(ServerError::Http)?;
         if auth.is_noauth() && !addr.ip().is_loopback() && !cfg.allow_insecure_noauth {
-            anyhow::bail!(
+            return Err(ServerError::Config(format!(
                 "refusing to serve --auth noauth on the non-loopback address {addr}: anyone who can reach it could act as any project; use --auth tokens:FILE, or --allow-insecure-noauth if you really mean it"
-            );
+            )));
         }
         let catalog = Arc::new(StaticCatalog::load(
             cfg.catalog.as_deref(),
@@ -59,10 +129,12 @@ impl Server {
                 quota_volumes: cfg.quota_volumes,
             },
         )?);
-        std::fs::create_dir_all(&cfg.data_dir)
-            .with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
-        let store = SqliteStore::open(&cfg.events_path()).context("opening the event store")?;
-        let vault = Arc::new(Vault::open(&cfg.secrets_path()).context("opening the secret vault")?);
+        let lock = lock_data_dir(cfg)?;
+        let store = SqliteStore::open(&cfg.events_path())?;
+        let vault = Arc::new(Vault::open(&cfg.secrets_path())?);
+        for f in [cfg.events_path(), cfg.secrets_path()] {
+            restrict_permissions(&f, 0o600);
+        }
         let dyn_store: Arc<dyn EventStore> = Arc::new(store.clone());
 
         let all = Models::default();
@@ -84,27 +156,31 @@ impl Server {
             Duration::from_millis(cfg.read_your_writes_timeout_ms),
         );
 
-        let mut tasks = Vec::new();
+        let (stop_tasks, stop_rx) = watch::channel(false);
+        let mut tasks = JoinSet::new();
         {
-            let (store, all) = (dyn_store.clone(), all.clone());
-            tasks.push(tokio::spawn(async move {
-                if let Err(e) = projector::run(store, all, reached, applied_tx).await {
-                    tracing::info!(error = %e, "projector stopped");
+            let (store, all, stop) = (dyn_store.clone(), all.clone(), stop_rx.clone());
+            tasks.spawn(async move {
+                if let Err(e) = projector::run(store, all, reached, applied_tx, stop).await {
+                    tracing::error!(error = %e, "projector stopped");
                 }
-            }));
+                "the projector"
+            });
         }
         {
             let driver = Driver::new(
                 bus.clone(),
                 vault.clone(),
                 Duration::from_millis(cfg.sim_latency_ms),
+                stop_rx.clone(),
             );
             let (store, models) = (dyn_store.clone(), models.clone());
-            tasks.push(tokio::spawn(async move {
+            tasks.spawn(async move {
                 if let Err(e) = driver.run(store, models).await {
-                    tracing::info!(error = %e, "lifecycle driver stopped");
+                    tracing::error!(error = %e, "lifecycle driver stopped");
                 }
-            }));
+                "the lifecycle driver"
+            });
         }
 
         let state = AppState {
@@ -129,19 +205,36 @@ impl Server {
             addr,
             http,
             tasks,
+            stop_tasks,
             store,
+            _lock: lock,
         })
     }
 
-    /// Waits for HTTP to stop (after the shutdown future resolved), then stops the
-    /// background tasks and closes the store (every acknowledged append is on disk).
-    pub async fn wait(self) -> anyhow::Result<()> {
-        let served = self.http.await;
-        for t in &self.tasks {
-            t.abort();
+    /// Runs until the shutdown future resolves (then stops in order: HTTP, background
+    /// tasks, store) or until a background task dies (an error: the process should exit
+    /// and be restarted; the log is intact).
+    pub async fn wait(mut self) -> Result<(), ServerError> {
+        let outcome = tokio::select! {
+            served = &mut self.http => served
+                .map_err(|e| ServerError::Http(std::io::Error::other(e)))
+                .and_then(|r| r.map_err(ServerError::Http)),
+            ended = self.tasks.join_next() => Err(ServerError::TaskDied(
+                ended.and_then(Result::ok).unwrap_or("a background task"),
+            )),
+        };
+        if outcome.is_err() {
+            self.http.abort();
+        }
+        let _ = self.stop_tasks.send(true);
+        let drained = async { while self.tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(Duration::from_secs(5), drained)
+            .await
+            .is_err()
+        {
+            self.tasks.abort_all();
         }
         self.store.shutdown().await;
-        served.context("http task")?.context("http server")?;
-        Ok(())
+        outcome
     }
 }

@@ -27,7 +27,7 @@ use super::auth::Identity;
 use super::error::{ApiError, ApiResult};
 use super::schema;
 use super::{AppState, RequestId};
-use crate::runtime::codec::{self, Actor, CodecError, CommandMeta};
+use crate::runtime::codec::{self, CodecError, CommandMeta};
 use crate::runtime::commands::CommandError;
 use crate::runtime::lookups::Lookups;
 use crate::store::RecordedEvent;
@@ -268,13 +268,7 @@ async fn execute(
         models: state.models.clone(),
         configurations: state.configurations.clone(),
     };
-    let cause = Uuid::new_v4();
-    let meta = CommandMeta {
-        actor: Actor::from(caller),
-        request_id: rid.0.clone(),
-        causation_id: cause,
-        correlation_id: cause,
-    };
+    let meta = CommandMeta::for_request(caller, &rid.0);
     let done = state
         .bus
         .run(
@@ -292,7 +286,7 @@ async fn execute(
                 };
                 configuration::decide(group, cmd, &ctx).map_err(rejected)
             },
-            |e: &ConfigurationEvent| {
+            |e: &ConfigurationEvent, _| {
                 let (event_type, version, data) = e.encode();
                 codec::encode_parts(event_type, version, &data, e.at(), &meta)
             },

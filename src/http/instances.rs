@@ -21,7 +21,7 @@ use super::auth::{require_admin, Identity};
 use super::error::{ApiError, ApiResult};
 use super::schema::{self, UpdateMethod};
 use super::{AppState, RequestId};
-use crate::runtime::codec::{Actor, CommandMeta};
+use crate::runtime::codec::CommandMeta;
 use crate::secrets::PendingKey;
 
 /// The instance routes, all below `/v1.0/{project_id}`.
@@ -130,13 +130,7 @@ fn next_link(base: &str, path: &str, q: &[(String, String)], marker: &str) -> Va
 }
 
 fn meta(caller: &Caller, request_id: &RequestId) -> CommandMeta {
-    let cause = Uuid::new_v4();
-    CommandMeta {
-        actor: Actor::from(caller),
-        request_id: request_id.0.clone(),
-        causation_id: cause,
-        correlation_id: cause,
-    }
+    CommandMeta::for_request(caller, &request_id.0)
 }
 
 #[derive(Clone, Copy)]

@@ -66,7 +66,9 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(configurations::router())
         .fallback(fallback)
         .method_not_allowed_fallback(fallback)
-        .layer(DefaultBodyLimit::max(max_body_bytes))
+        // Our own limit (below) has already bounded the body.
+        .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn_with_state(max_body_bytes, limit_body))
         .layer(middleware::from_fn(request_id))
         .with_state(state)
 }
@@ -89,6 +91,27 @@ async fn request_id(mut req: Request, next: Next) -> Response {
         resp.headers_mut().insert("x-openstack-request-id", v);
     }
     resp
+}
+
+/// Bounds request bodies at `max` bytes (413 `overLimit` beyond). A body somewhat over
+/// the limit is still read to its end before the refusal: answering while the client is
+/// still sending makes the kernel reset the connection, and the client would see a
+/// broken connection instead of the 413.
+async fn limit_body(
+    axum::extract::State(max): axum::extract::State<usize>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    let drain_cap = max.saturating_mul(4).max(64 * 1024);
+    match axum::body::to_bytes(body, drain_cap).await {
+        Ok(bytes) if bytes.len() <= max => {
+            next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+                .await
+        }
+        _ => ApiError::over_limit(format!("Request body is too large (limit {max} bytes)."))
+            .into_response(),
+    }
 }
 
 fn is_json(resp: &Response) -> bool {

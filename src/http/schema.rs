@@ -438,7 +438,7 @@ fn database(i: usize, d: &Value) -> Result<DatabaseSpec, ApiError> {
             .transpose()
     };
     Ok(DatabaseSpec {
-        name: name_string(&format!("{p}['name']"), name, 64)?,
+        name: name_string(&format!("{p}['name']"), name, 255)?,
         character_set: opt("character_set")?,
         collate: opt("collate")?,
     })
@@ -454,7 +454,8 @@ fn user(i: usize, u: &Value) -> Result<(aggregates::instance::UserRequest, Strin
     let password = o
         .get("password")
         .ok_or_else(|| err(&p, "'password' is a required property"))?;
-    let name = name_string(&format!("{p}['name']"), name, 255)?;
+    // Upstream's schema sets no maximum on user names.
+    let name = name_string(&format!("{p}['name']"), name, usize::MAX)?;
     let password = name_string(&format!("{p}['password']"), password, 255)?;
     let host = match o.get("host") {
         None | Some(Value::Null) => None,
@@ -485,7 +486,7 @@ fn user(i: usize, u: &Value) -> Result<(aggregates::instance::UserRequest, Strin
             let n = dob
                 .get("name")
                 .ok_or_else(|| err(&ip, "'name' is a required property"))?;
-            let n = name_string(&format!("{ip}['name']"), n, 64)?;
+            let n = name_string(&format!("{ip}['name']"), n, 255)?;
             if databases.contains(&n) {
                 return Err(err(&dp, format!("{} has non-unique elements", short(v))));
             }

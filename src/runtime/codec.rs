@@ -60,26 +60,41 @@ pub struct CommandMeta {
     pub request_id: String,
     pub causation_id: Uuid,
     pub correlation_id: Uuid,
+    /// `None`: random event ids (user commands). `Some(base)`: the n-th event decided
+    /// gets `v5(base, n)`, so a step retried after an unknown outcome appends the same
+    /// ids and the store deduplicates it (saga steps).
+    pub derived_ids: Option<Uuid>,
 }
 
-/// Encodes one domain event for the store with a fresh random event id.
-pub fn encode(event: &InstanceEvent, meta: &CommandMeta) -> NewEvent {
-    let (event_type, version, data) = event.encode();
-    let metadata = EventMetadata {
-        schema_version: version,
-        causation_id: meta.causation_id,
-        correlation_id: meta.correlation_id,
-        actor: meta.actor.clone(),
-        request_id: meta.request_id.clone(),
-        time: event.at(),
-    };
-    NewEvent {
-        id: Uuid::new_v4(),
-        event_type: event_type.to_string(),
-        // Serializing a Value or a plain derived struct to bytes cannot fail.
-        data: serde_json::to_vec(&data).unwrap_or_default(),
-        metadata: serde_json::to_vec(&metadata).unwrap_or_default(),
+impl CommandMeta {
+    /// The envelope of a user request: the request is both the cause and the start of
+    /// the workflow it triggers; event ids are random.
+    pub fn for_request(caller: &Caller, request_id: &str) -> CommandMeta {
+        let cause = Uuid::new_v4();
+        CommandMeta {
+            actor: Actor::from(caller),
+            request_id: request_id.to_string(),
+            causation_id: cause,
+            correlation_id: cause,
+            derived_ids: None,
+        }
     }
+
+    /// The id of the `n`-th event of this command.
+    pub fn event_id(&self, n: usize) -> Uuid {
+        match self.derived_ids {
+            Some(base) => Uuid::new_v5(&base, &(n as u64).to_be_bytes()),
+            None => Uuid::new_v4(),
+        }
+    }
+}
+
+/// Encodes the `n`-th event a command decided, for the store.
+pub fn encode(event: &InstanceEvent, meta: &CommandMeta, n: usize) -> NewEvent {
+    let (event_type, version, data) = event.encode();
+    let mut e = encode_parts(event_type, version, &data, event.at(), meta);
+    e.id = meta.event_id(n);
+    e
 }
 
 /// Decodes a stored instance event with its envelope.

@@ -10,6 +10,7 @@ use aggregates::instance::{
     self, decide_all, Caller, DecideCtx, DomainError, Instance, InstanceCommand, InstanceEvent,
 };
 use chrono::Utc;
+use dashmap::DashMap;
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -72,6 +73,8 @@ pub struct CommandBus {
     applied: watch::Receiver<Position>,
     /// Bound on the read-your-writes wait.
     ryw_timeout: Duration,
+    /// Keyed locks serializing related commands (see [`CommandBus::execute`]).
+    locks: KeyedLocks,
 }
 
 impl CommandBus {
@@ -87,7 +90,13 @@ impl CommandBus {
             lookups,
             applied,
             ryw_timeout,
+            locks: KeyedLocks::default(),
         }
+    }
+
+    /// Reads a whole stream.
+    pub async fn read(&self, stream: &str) -> Result<Vec<RecordedEvent>, CommandError> {
+        Ok(self.store.read_stream(stream).await?)
     }
 
     /// Loads an instance's state from its stream (the source of truth).
@@ -97,6 +106,13 @@ impl CommandBus {
     }
 
     /// Decides `cmds` (all or nothing) for instance `id` and appends the events.
+    ///
+    /// Commands are serialized in this process by keyed locks held until the read models
+    /// show the result, so decisions that read other aggregates through the read models
+    /// see every earlier decision: per instance (no optimistic-concurrency storms on a
+    /// hot instance; a replica create and its primary's DELETE exclude each other) and
+    /// per project for creates (the quota). One process per data directory makes this
+    /// exact for the embedded store.
     pub async fn execute(
         &self,
         id: Uuid,
@@ -104,6 +120,16 @@ impl CommandBus {
         caller: &Caller,
         meta: &CommandMeta,
     ) -> Result<Executed, CommandError> {
+        let mut keys = vec![format!("instance:{id}")];
+        for cmd in cmds {
+            if let InstanceCommand::CreateInstance(c) = cmd {
+                keys.push(format!("quota:{}", caller.project_id));
+                if let Some(primary) = c.replica_of {
+                    keys.push(format!("instance:{primary}"));
+                }
+            }
+        }
+        let _guards = self.locks.lock_all(keys).await;
         let done = self
             .run(
                 &instance::stream_name(id),
@@ -117,7 +143,7 @@ impl CommandBus {
                     };
                     decide_all(state, cmds, &ctx).map_err(CommandError::from)
                 },
-                |e: &InstanceEvent| codec::encode(e, meta),
+                |e: &InstanceEvent, n| codec::encode(e, meta, n),
                 instance::evolve,
             )
             .await?;
@@ -136,9 +162,10 @@ impl CommandBus {
         stream: &str,
         fold: impl Fn(&[RecordedEvent]) -> Result<S, CommandError>,
         decide: impl Fn(&S) -> Result<Vec<E>, CommandError>,
-        encode: impl Fn(&E) -> NewEvent,
+        encode: impl Fn(&E, usize) -> NewEvent,
         evolve: impl Fn(S, &E) -> S,
     ) -> Result<Ran<S, E>, CommandError> {
+        let mut attempt = 0u32;
         for _ in 0..MAX_ATTEMPTS {
             let records = self.store.read_stream(stream).await?;
             let state = fold(&records)?;
@@ -154,10 +181,14 @@ impl CommandBus {
                 None => ExpectedRevision::NoStream,
                 Some(r) => ExpectedRevision::Exact(r.revision),
             };
-            let batch = events.iter().map(&encode).collect();
+            let batch = events
+                .iter()
+                .enumerate()
+                .map(|(n, e)| encode(e, n))
+                .collect();
             match self.store.append(stream, expected, batch).await {
                 Ok(outcome) => {
-                    self.wait_applied(outcome.position).await;
+                    self.wait_applied(outcome.position).await?;
                     let state = events.iter().fold(state, &evolve);
                     return Ok(Ran {
                         state,
@@ -166,7 +197,14 @@ impl CommandBus {
                     });
                 }
                 Err(StoreError::WrongExpectedVersion { .. }) => {
-                    tokio::task::yield_now().await;
+                    // Lost a race with another writer (in this process only a saga
+                    // step or a configuration command can race: instance commands are
+                    // serialized per instance). Back off a little, with jitter, so
+                    // retries do not collide again in lock step.
+                    attempt += 1;
+                    let jitter = u64::from(Uuid::new_v4().as_bytes()[0]) % 8;
+                    let ms = (1u64 << attempt.min(5)) + jitter;
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
                     continue;
                 }
                 Err(e) => return Err(e.into()),
@@ -176,13 +214,21 @@ impl CommandBus {
     }
 
     /// Waits (bounded) until the read models applied `position`, so the client's next
-    /// read sees its change. On timeout the command still succeeded (it is durable);
-    /// the wait is logged.
-    pub async fn wait_applied(&self, position: Position) {
+    /// read sees its change. On timeout the command still succeeded (it is durable) and
+    /// the wait is logged; if the projector is gone, reads can never catch up, and the
+    /// caller is told the service is unavailable (the server is stopping).
+    pub async fn wait_applied(&self, position: Position) -> Result<(), CommandError> {
         let mut rx = self.applied.clone();
-        let waited = tokio::time::timeout(self.ryw_timeout, rx.wait_for(|p| *p >= position)).await;
-        if waited.is_err() {
-            tracing::warn!(%position, "read models did not catch up within the read-your-writes bound");
+        let waited = tokio::time::timeout(self.ryw_timeout, rx.wait_for(|p| *p >= position))
+            .await
+            .map(|r| r.map(|_| ()));
+        match waited {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(StoreError::Unavailable("the projector stopped".into()).into()),
+            Err(_) => {
+                tracing::warn!(%position, "read models did not catch up within the read-your-writes bound");
+                Ok(())
+            }
         }
     }
 }
@@ -195,4 +241,46 @@ pub fn fold_instance(records: &[RecordedEvent]) -> Result<Instance, CommandError
         state = instance::evolve(state, &event);
     }
     Ok(state)
+}
+
+/// Async mutexes by name, created on demand and dropped when no one holds or waits for
+/// them.
+#[derive(Clone, Default)]
+pub struct KeyedLocks {
+    map: Arc<DashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// Holds some keyed locks; releases them (and forgets idle ones) on drop.
+pub struct KeyedGuards {
+    locks: KeyedLocks,
+    held: Vec<(String, tokio::sync::OwnedMutexGuard<()>)>,
+}
+
+impl KeyedLocks {
+    /// Takes every lock in `keys`, in sorted order (so two callers never deadlock).
+    pub async fn lock_all(&self, mut keys: Vec<String>) -> KeyedGuards {
+        keys.sort();
+        keys.dedup();
+        let mut held = Vec::with_capacity(keys.len());
+        for key in keys {
+            let mutex = self.map.entry(key.clone()).or_default().clone();
+            held.push((key, mutex.lock_owned().await));
+        }
+        KeyedGuards {
+            locks: self.clone(),
+            held,
+        }
+    }
+}
+
+impl Drop for KeyedGuards {
+    fn drop(&mut self) {
+        for (key, guard) in self.held.drain(..) {
+            drop(guard);
+            // Only the map's own reference left: nobody holds or waits; forget it.
+            self.locks
+                .map
+                .remove_if(&key, |_, m| Arc::strong_count(m) == 1);
+        }
+    }
 }

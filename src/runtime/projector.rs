@@ -131,18 +131,24 @@ pub async fn catch_up(
     Ok(pos)
 }
 
-/// Runs the live projector until the store closes: subscribes after `from` and
-/// publishes each applied position on `applied`.
+/// Runs the live projector until the store closes or `stop` turns true: subscribes
+/// after `from` and publishes each applied position on `applied`.
 pub async fn run(
     store: Arc<dyn EventStore>,
     models: Models,
     from: Position,
     applied: watch::Sender<Position>,
+    mut stop: watch::Receiver<bool>,
 ) -> Result<(), StoreError> {
     let mut sub = store.subscribe_all(from).await?;
     loop {
-        let r = sub.next().await?;
-        apply_recorded(&models, &r);
-        applied.send_replace(r.position);
+        tokio::select! {
+            r = sub.next() => {
+                let r = r?;
+                apply_recorded(&models, &r);
+                applied.send_replace(r.position);
+            }
+            _ = stop.changed() => return Ok(()),
+        }
     }
 }

@@ -15,17 +15,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aggregates::instance::{
-    instance_id_of_stream, Address, Caller, ComputeStatus, Instance, InstanceCommand,
+    self, instance_id_of_stream, Address, Caller, ComputeStatus, Instance, InstanceCommand,
     ServiceStatus, Task,
 };
 use dashmap::DashMap;
 use projections::ReadModels;
+use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::runtime::codec::{Actor, CommandMeta};
-use crate::runtime::commands::CommandBus;
-use crate::secrets::Vault;
-use crate::store::{EventStore, StoreError};
+use crate::runtime::codec::{Actor, CommandMeta, EventMetadata};
+use crate::runtime::commands::{fold_instance, CommandBus, CommandError};
+use crate::secrets::{Vault, VaultError};
+use crate::store::{EventStore, RecordedEvent, StoreError};
 
 /// Namespace of the ids the simulated cloud derives from instance ids, so a repeated
 /// step names the same volume and server.
@@ -122,6 +123,17 @@ fn sim_addresses(id: Uuid, s: &Instance) -> Vec<Address> {
     out
 }
 
+/// Why a step did not complete (it is retried).
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+    #[error("vault task: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
 /// Runs workflows.
 #[derive(Clone)]
 pub struct Driver {
@@ -131,41 +143,66 @@ pub struct Driver {
     latency: Duration,
     /// Instances with a running worker; `true` = new events arrived meanwhile, look again.
     running: Arc<DashMap<Uuid, bool>>,
+    /// Becomes `true` when the server shuts down; workers stop between steps.
+    shutdown: watch::Receiver<bool>,
 }
 
 impl Driver {
     /// A driver executing through `bus`.
-    pub fn new(bus: CommandBus, vault: Arc<Vault>, latency: Duration) -> Driver {
+    pub fn new(
+        bus: CommandBus,
+        vault: Arc<Vault>,
+        latency: Duration,
+        shutdown: watch::Receiver<bool>,
+    ) -> Driver {
         Driver {
             bus,
             vault,
             latency,
             running: Arc::new(DashMap::new()),
+            shutdown,
         }
     }
 
-    /// Picks up every unfinished workflow (after a restart), then follows `$all` from
-    /// the store's head until the store closes.
+    /// Picks up every unfinished workflow and shreds the keys of deleted instances
+    /// (after a restart), then follows `$all` until the store closes or shutdown.
     pub async fn run(
-        self,
+        mut self,
         store: Arc<dyn EventStore>,
         models: Arc<ReadModels>,
     ) -> Result<(), StoreError> {
-        let from = store.head().await?;
-        let live = projections::MgmtFilter {
-            deleted: Some(false),
+        // Everything the models have applied is covered by the scan below; everything
+        // after it by the subscription. Reading the store's head instead could miss the
+        // events between the two.
+        let from = models.position();
+        let all = projections::MgmtFilter {
+            deleted: None,
             project: None,
         };
-        for s in models.mgmt_page(&live, 0, usize::MAX) {
-            if let (Some(id), Some(_)) = (s.id, next_step(&s)) {
-                self.poke(id);
+        let mut deleted = Vec::new();
+        for s in models.mgmt_page(&all, 0, usize::MAX) {
+            match s.id {
+                Some(id) if s.deleted => deleted.push(id),
+                Some(id) if next_step(&s).is_some() => self.poke(id),
+                _ => {}
             }
+        }
+        // A crash between `InstanceDeleted` and the shred left keys behind.
+        let vault = self.vault.clone();
+        match tokio::task::spawn_blocking(move || vault.shred_all(&deleted)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "shredding keys of deleted instances failed"),
+            Err(e) => tracing::error!(error = %e, "shredding keys of deleted instances failed"),
         }
         let mut sub = store.subscribe_all(from).await?;
         loop {
-            let r = sub.next().await?;
-            if let Some(id) = instance_id_of_stream(&r.stream) {
-                self.poke(id);
+            tokio::select! {
+                r = sub.next() => {
+                    if let Some(id) = instance_id_of_stream(&r?.stream) {
+                        self.poke(id);
+                    }
+                }
+                _ = self.shutdown.changed() => return Ok(()),
             }
         }
     }
@@ -188,9 +225,14 @@ impl Driver {
     async fn work(self, id: Uuid) {
         let mut failures = 0u32;
         loop {
+            if *self.shutdown.borrow() {
+                self.running.remove(&id);
+                return;
+            }
             match self.step(id).await {
                 Ok(true) => failures = 0,
                 Ok(false) => {
+                    failures = 0;
                     // Done unless something arrived while we looked: decide atomically.
                     let rerun = self.running.remove_if(&id, |_, again| !*again).is_none();
                     if !rerun {
@@ -201,23 +243,29 @@ impl Driver {
                     }
                 }
                 Err(e) => {
-                    failures += 1;
-                    tracing::warn!(instance = %id, error = %e, failures, "workflow step failed; retrying");
-                    if failures >= 10 {
-                        self.running.remove(&id);
-                        tracing::error!(instance = %id, "workflow step keeps failing; giving up until the next event");
-                        return;
+                    // Steps only fail when the store or the vault does; keep trying with
+                    // a capped backoff (giving up would leave the instance stuck: no
+                    // user command can move an instance in BUILD).
+                    failures = failures.saturating_add(1);
+                    if failures % 10 == 1 {
+                        tracing::warn!(instance = %id, error = %e, failures, "workflow step failed; retrying");
                     }
-                    tokio::time::sleep(Duration::from_millis(100 * u64::from(failures))).await;
+                    let backoff = 50u64.saturating_mul(1 << failures.min(7));
+                    tokio::time::sleep(Duration::from_millis(backoff.min(5_000))).await;
                 }
             }
         }
     }
 
-    /// Takes one step; `Ok(false)` when there is nothing to do.
-    async fn step(&self, id: Uuid) -> anyhow::Result<bool> {
-        let state = self.bus.load(id).await?;
-        let Some(cmd) = next_step(&state) else {
+    /// Takes one step; `Ok(false)` when there is nothing (more) to do.
+    async fn step(&self, id: Uuid) -> Result<bool, StepError> {
+        let records = self.bus.read(&instance::stream_name(id)).await?;
+        let state = fold_instance(&records)?;
+        if state.deleted {
+            self.shred(id).await?;
+            return Ok(false);
+        }
+        let (Some(cmd), Some(last)) = (next_step(&state), records.last()) else {
             return Ok(false);
         };
         if !self.latency.is_zero() {
@@ -227,8 +275,15 @@ impl Driver {
         let meta = CommandMeta {
             actor: Actor::from(&caller),
             request_id: format!("saga:{}", cmd.name()),
-            causation_id: Uuid::new_v4(),
-            correlation_id: id,
+            // The event this step reacts to.
+            causation_id: last.id,
+            // The workflow: the user request that put the instance where it is.
+            correlation_id: workflow_of(&records).unwrap_or(id),
+            // Same state, same step, same ids: a retried append is deduplicated.
+            derived_ids: Some(Uuid::new_v5(
+                &SIM_NS,
+                format!("{id}/{}/{}", last.revision, cmd.name()).as_bytes(),
+            )),
         };
         let done = self
             .bus
@@ -237,9 +292,23 @@ impl Driver {
         if done.state.deleted {
             // Crypto-shred the instance's secrets: the sealed passwords in the log are
             // unreadable from now on.
-            let vault = self.vault.clone();
-            tokio::task::spawn_blocking(move || vault.shred(id)).await??;
+            self.shred(id).await?;
         }
-        Ok(true)
+        Ok(!done.events.is_empty())
     }
+
+    async fn shred(&self, id: Uuid) -> Result<(), StepError> {
+        let vault = self.vault.clone();
+        tokio::task::spawn_blocking(move || vault.shred(id)).await??;
+        Ok(())
+    }
+}
+
+/// The correlation id of the newest event a user (not the driver) caused.
+fn workflow_of(records: &[RecordedEvent]) -> Option<Uuid> {
+    let saga = saga_caller().user_id;
+    records.iter().rev().find_map(|r| {
+        let meta: EventMetadata = serde_json::from_slice(&r.metadata).ok()?;
+        (meta.actor.user_id != saga).then_some(meta.correlation_id)
+    })
 }

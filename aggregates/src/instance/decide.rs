@@ -740,10 +740,15 @@ fn report(
                 },
             )
         }
-        RecordGuestStatus { status } => Ok(vec![E::GuestStatusReported {
-            status: *status,
-            at,
-        }]),
+        // Idempotent like every report; periodic heartbeats that refresh the time
+        // without a change of status are a separate concern (no guest sends them yet).
+        RecordGuestStatus { status } => one(
+            state.service != *status,
+            E::GuestStatusReported {
+                status: *status,
+                at,
+            },
+        ),
         RecordAddresses { addresses } => one(
             state.addresses != *addresses,
             E::AddressesAssigned {

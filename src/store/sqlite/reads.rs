@@ -18,6 +18,8 @@ use crate::store::{Position, RecordedEvent, StoreError};
 /// short, so a handful covers the steady state; bursts beyond it open extra connections
 /// that are closed again when returned.
 const POOL_IDLE_MAX: usize = 8;
+/// At most this many reads run at once (each holds a connection and a blocking thread).
+const READS_IN_FLIGHT_MAX: usize = 32;
 
 const SELECT_EVENT: &str =
     "SELECT position, stream, revision, id, event_type, data, metadata FROM events";
@@ -28,6 +30,10 @@ pub(super) struct Reads {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
     closed: AtomicBool,
+    /// Bounds the reads in flight (and so the open connections and blocking threads):
+    /// under a burst, readers wait here instead of opening connections until the
+    /// process runs out of file descriptors.
+    permits: tokio::sync::Semaphore,
 }
 
 impl Reads {
@@ -36,6 +42,7 @@ impl Reads {
             path,
             idle: Mutex::new(Vec::new()),
             closed: AtomicBool::new(false),
+            permits: tokio::sync::Semaphore::new(READS_IN_FLIGHT_MAX),
         }
     }
 
@@ -68,6 +75,7 @@ impl Reads {
         if self.is_closed() {
             return Err(shut_down());
         }
+        let _permit = self.permits.acquire().await.map_err(|_| shut_down())?;
         let this = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
             let conn = match this.lock_idle().pop() {

@@ -106,9 +106,11 @@ fn run(
     // `Unavailable`; dropping `head` ends the subscriptions.
 }
 
+/// Fails a whole batch as `Unavailable`: the caller may retry later (with the same
+/// event ids, a retry is deduplicated if the batch did reach the disk after all).
 fn reply_all(batch: Vec<AppendRequest>, e: &StoreError) {
     for req in batch {
-        let _ = req.reply.send(Err(StoreError::Io(e.to_string())));
+        let _ = req.reply.send(Err(StoreError::Unavailable(e.to_string())));
     }
 }
 
