@@ -173,6 +173,7 @@ impl Server {
                 vault.clone(),
                 Duration::from_millis(cfg.sim_latency_ms),
                 stop_rx.clone(),
+                all.configurations.clone(),
             );
             let (store, models) = (dyn_store.clone(), models.clone());
             tasks.spawn(async move {

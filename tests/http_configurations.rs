@@ -871,3 +871,55 @@ async fn parameter_catalogue_is_listed_per_datastore_version() {
         .await;
     assert_eq!(status, 400, "{body}");
 }
+
+#[tokio::test]
+async fn changing_an_attached_group_reaches_its_instances() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(dir.path(), &["--sim-latency-ms", "0"]).await;
+    let group = create_group(
+        &s,
+        "alice",
+        "p1",
+        &group_body("live", "8.0", json!({"max_connections": 100})),
+    )
+    .await;
+    let gid = id_of(&group);
+    let inst = active_instance(&s, "p1", create_body("cfg-rev")).await;
+    let (status, body) = attach(&s, "p1", &inst, json!(gid)).await;
+    assert_eq!(status, 202, "{body}");
+    let shown = s
+        .wait_for("alice", "p1", &inst, |i| i["status"] == "ACTIVE")
+        .await;
+    assert_eq!(
+        shown["configuration"]["id"],
+        json!(gid),
+        "a live-only group needs no restart"
+    );
+
+    // A change of a key applied live: the instance stays ACTIVE.
+    let (status, body) = s
+        .patch(
+            "alice",
+            "p1",
+            &format!("/configurations/{gid}"),
+            &json!({"configuration": {"values": {"max_connections": 300}}}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (_, shown) = s.get("alice", "p1", &format!("/instances/{inst}")).await;
+    assert_eq!(shown["instance"]["status"], "ACTIVE");
+
+    // A change of a key that needs a restart: the instance reports RESTART_REQUIRED.
+    let (status, body) = s
+        .patch(
+            "alice",
+            "p1",
+            &format!("/configurations/{gid}"),
+            &json!({"configuration": {"values": {"innodb_buffer_pool_size": 134217728}}}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    s.wait_for("alice", "p1", &inst, |i| i["status"] == "RESTART_REQUIRED")
+        .await;
+}

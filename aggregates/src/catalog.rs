@@ -65,6 +65,10 @@ pub struct ConfigurationGroup {
     pub datastore_version_id: Uuid,
     /// True when any of the group's keys needs a database restart to apply.
     pub restart_required: bool,
+    /// The group's revision (events folded); instances record the one they run.
+    pub revision: u64,
+    /// The revision of the last change that needs a restart to apply (0: none).
+    pub restart_required_since: u64,
 }
 
 /// A backup as instance create needs it (restore).

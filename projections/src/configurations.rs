@@ -303,6 +303,15 @@ impl ConfigurationModels {
         InstanceIdPage { ids, next_marker }
     }
 
+    /// Every live instance using `group`, of every project (the lifecycle driver applies
+    /// a group's new revision to each).
+    pub fn all_instances_using(&self, group: Uuid) -> Vec<Uuid> {
+        self.inner
+            .usage
+            .get(&group)
+            .map_or_else(Vec::new, |m| m.iter().map(|(id, _)| *id).collect())
+    }
+
     /// The group instance `instance_id` uses, if any.
     pub fn group_of(&self, instance_id: Uuid) -> Option<Uuid> {
         self.inner.attached.get(&instance_id).map(|g| *g)

@@ -47,6 +47,8 @@ impl aggregates::catalog::Catalog for Lookups {
         Some(aggregates::catalog::ConfigurationGroup {
             id,
             restart_required: group.restart_required(),
+            revision: group.version,
+            restart_required_since: group.restart_required_since,
             datastore_version_id: group.datastore.version_id,
             name: group.name,
             project_id: group.project_id,

@@ -14,11 +14,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use aggregates::configuration::{configuration_id_of_stream, Configuration};
 use aggregates::instance::{
     self, instance_id_of_stream, Address, Caller, ComputeStatus, Instance, InstanceCommand,
     ServiceStatus, Task,
 };
 use dashmap::DashMap;
+use projections::configurations::ConfigurationModels;
 use projections::ReadModels;
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -41,12 +43,16 @@ pub fn saga_caller() -> Caller {
     }
 }
 
-/// The next step an instance's state calls for, if any.
-pub fn next_step(s: &Instance) -> Option<InstanceCommand> {
+/// The next step an instance's state calls for, if any. `group` is the current state of
+/// the configuration group attached to it, if any.
+pub fn next_step(s: &Instance, group: Option<&Configuration>) -> Option<InstanceCommand> {
     use InstanceCommand as C;
     let id = s.id?;
     if s.deleted {
         return None;
+    }
+    if let Some(step) = configuration_step(s, group) {
+        return Some(step);
     }
     match s.task {
         Task::Deleting => Some(C::CompleteDeletion),
@@ -56,6 +62,21 @@ pub fn next_step(s: &Instance) -> Option<InstanceCommand> {
         Task::Building => Some(build_step(id, s)),
         _ => None,
     }
+}
+
+/// A newer revision of the attached group is applied once the instance is idle (not
+/// building, upgrading, ...), needing a restart if a key changed since the instance's
+/// revision needs one.
+fn configuration_step(s: &Instance, group: Option<&Configuration>) -> Option<InstanceCommand> {
+    let group = group.filter(|g| g.id.is_some() && g.id == s.configuration_id)?;
+    let idle = matches!(s.task, Task::None | Task::RestartRequired);
+    (idle && group.version > s.configuration_revision).then(|| {
+        InstanceCommand::ApplyConfigurationRevision {
+            configuration_id: s.configuration_id.unwrap_or_default(),
+            revision: group.version,
+            restart_required: group.restart_required_since > s.configuration_revision,
+        }
+    })
 }
 
 fn build_step(id: Uuid, s: &Instance) -> InstanceCommand {
@@ -145,6 +166,8 @@ pub struct Driver {
     running: Arc<DashMap<Uuid, bool>>,
     /// Becomes `true` when the server shuts down; workers stop between steps.
     shutdown: watch::Receiver<bool>,
+    /// Configuration groups: their revisions, and which instances use them.
+    configurations: Arc<ConfigurationModels>,
 }
 
 impl Driver {
@@ -154,6 +177,7 @@ impl Driver {
         vault: Arc<Vault>,
         latency: Duration,
         shutdown: watch::Receiver<bool>,
+        configurations: Arc<ConfigurationModels>,
     ) -> Driver {
         Driver {
             bus,
@@ -161,6 +185,7 @@ impl Driver {
             latency,
             running: Arc::new(DashMap::new()),
             shutdown,
+            configurations,
         }
     }
 
@@ -183,7 +208,7 @@ impl Driver {
         for s in models.mgmt_page(&all, 0, usize::MAX) {
             match s.id {
                 Some(id) if s.deleted => deleted.push(id),
-                Some(id) if next_step(&s).is_some() => self.poke(id),
+                Some(id) if next_step(&s, self.group_of(&s).as_ref()).is_some() => self.poke(id),
                 _ => {}
             }
         }
@@ -198,8 +223,19 @@ impl Driver {
         loop {
             tokio::select! {
                 r = sub.next() => {
-                    if let Some(id) = instance_id_of_stream(&r?.stream) {
+                    let r = r?;
+                    if let Some(id) = instance_id_of_stream(&r.stream) {
                         self.poke(id);
+                    } else if let Some(group) = configuration_id_of_stream(&r.stream) {
+                        // A group changed: every instance using it may have a step. The
+                        // workers read the group from the read models, so wait until
+                        // they show this event.
+                        self.bus.wait_applied(r.position).await.map_err(|e| {
+                            StoreError::Unavailable(e.to_string())
+                        })?;
+                        for id in self.configurations.all_instances_using(group) {
+                            self.poke(id);
+                        }
                     }
                 }
                 _ = self.shutdown.changed() => return Ok(()),
@@ -265,7 +301,8 @@ impl Driver {
             self.shred(id).await?;
             return Ok(false);
         }
-        let (Some(cmd), Some(last)) = (next_step(&state), records.last()) else {
+        let group = self.group_of(&state);
+        let (Some(cmd), Some(last)) = (next_step(&state, group.as_ref()), records.last()) else {
             return Ok(false);
         };
         if !self.latency.is_zero() {
@@ -295,6 +332,12 @@ impl Driver {
             self.shred(id).await?;
         }
         Ok(!done.events.is_empty())
+    }
+
+    /// The current state of the group attached to `s`, if any.
+    fn group_of(&self, s: &Instance) -> Option<Configuration> {
+        s.configuration_id
+            .and_then(|g| self.configurations.configuration(g))
     }
 
     async fn shred(&self, id: Uuid) -> Result<(), StepError> {

@@ -1,6 +1,7 @@
 //! `evolve`: applies one event to the state. Total: an event is a fact.
 
 use super::event::ConfigurationEvent;
+use super::parameters::restart_required;
 use super::state::Configuration;
 
 /// Applies one event.
@@ -21,6 +22,7 @@ pub fn evolve(mut s: Configuration, event: &ConfigurationEvent) -> Configuration
                 deleted: false,
                 deleted_at: None,
                 version: s.version,
+                restart_required_since: 0,
             };
         }
         ConfigurationEvent::ConfigurationUpdated {
@@ -29,6 +31,16 @@ pub fn evolve(mut s: Configuration, event: &ConfigurationEvent) -> Configuration
             values,
             at,
         } => {
+            let changed: Vec<&str> = s
+                .values
+                .keys()
+                .chain(values.keys())
+                .filter(|k| s.values.get(*k) != values.get(*k))
+                .map(String::as_str)
+                .collect();
+            if restart_required(&s.datastore.manager, changed) {
+                s.restart_required_since = s.version;
+            }
             s.name = name.clone();
             s.description = description.clone();
             s.values = values.clone();

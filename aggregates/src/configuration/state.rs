@@ -27,8 +27,11 @@ pub struct Configuration {
     pub updated: DateTime<Utc>,
     pub deleted: bool,
     pub deleted_at: Option<DateTime<Utc>>,
-    /// Number of events folded.
+    /// Number of events folded: the group's revision.
     pub version: u64,
+    /// The revision of the last update that changed a key needing a database restart
+    /// (0: none). Instances attached at an older revision must restart to apply it.
+    pub restart_required_since: u64,
 }
 
 impl Configuration {

@@ -103,6 +103,12 @@ pub enum InstanceCommand {
     RecordGuestStatus { status: ServiceStatus },
     /// Addresses were assigned.
     RecordAddresses { addresses: Vec<Address> },
+    /// The attached group changed: apply its revision `revision` to the guest.
+    ApplyConfigurationRevision {
+        configuration_id: Uuid,
+        revision: u64,
+        restart_required: bool,
+    },
     /// Provisioning finished successfully.
     CompleteProvisioning,
     /// A provisioning step failed for good: `task` must be an error task.
@@ -141,6 +147,7 @@ impl InstanceCommand {
             RecordComputeStatus { .. } => "RecordComputeStatus",
             RecordGuestStatus { .. } => "RecordGuestStatus",
             RecordAddresses { .. } => "RecordAddresses",
+            ApplyConfigurationRevision { .. } => "ApplyConfigurationRevision",
             CompleteProvisioning => "CompleteProvisioning",
             FailProvisioning { .. } => "FailProvisioning",
             CompleteUpgrade => "CompleteUpgrade",

@@ -194,6 +194,7 @@ fn attach(
     Ok(vec![InstanceEvent::ConfigurationAttached {
         configuration_id: group.id,
         restart_required: group.restart_required,
+        revision: group.revision,
         at: ctx.now,
     }])
 }
@@ -422,7 +423,7 @@ fn create(
     )?;
     // Step 15: configuration group, validated before anything is written (upstream
     // writes the row first and leaves an orphan, spec §8.10).
-    let configuration_id = match c.configuration.as_deref().filter(|s| !s.is_empty()) {
+    let configuration = match c.configuration.as_deref().filter(|s| !s.is_empty()) {
         None => None,
         Some(raw) => {
             let group = Uuid::parse_str(raw)
@@ -437,7 +438,7 @@ fn create(
                     instance: version.id,
                 });
             }
-            Some(group.id)
+            Some((group.id, group.revision))
         }
     };
     let root_password = if version.root_on_create && c.restore_backup_id.is_none() {
@@ -471,7 +472,8 @@ fn create(
         restore_backup_id: c.restore_backup_id,
         replica_of: c.replica_of,
         locality: c.locality.clone(),
-        configuration_id,
+        configuration_id: configuration.map(|(id, _)| id),
+        configuration_revision: configuration.map_or(0, |(_, rev)| rev),
         access: c.access.clone(),
         root_password,
         at: ctx.now,
@@ -753,6 +755,20 @@ fn report(
             state.addresses != *addresses,
             E::AddressesAssigned {
                 addresses: addresses.clone(),
+                at,
+            },
+        ),
+        ApplyConfigurationRevision {
+            configuration_id,
+            revision,
+            restart_required,
+        } => one(
+            state.configuration_id == Some(*configuration_id)
+                && *revision > state.configuration_revision,
+            E::ConfigurationRevisionApplied {
+                configuration_id: *configuration_id,
+                revision: *revision,
+                restart_required: *restart_required,
                 at,
             },
         ),

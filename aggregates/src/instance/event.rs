@@ -127,6 +127,9 @@ pub struct InstanceCreated {
     pub replica_of: Option<Uuid>,
     pub locality: Option<String>,
     pub configuration_id: Option<Uuid>,
+    /// Revision of that group at create (0 in events written before it was recorded).
+    #[serde(default)]
+    pub configuration_revision: u64,
     /// The `access` object as given at create (extra keys kept verbatim), if any.
     pub access: Option<serde_json::Value>,
     /// Generated root password, sealed; only when the datastore has `root_on_create`.
@@ -148,6 +151,17 @@ pub enum InstanceEvent {
     /// A configuration group was attached; task RESTART_REQUIRED if `restart_required`.
     ConfigurationAttached {
         configuration_id: Uuid,
+        restart_required: bool,
+        /// The group's revision attached (0 in events written before it was recorded).
+        #[serde(default)]
+        revision: u64,
+        at: DateTime<Utc>,
+    },
+    /// A later revision of the attached group was applied; task RESTART_REQUIRED if a
+    /// key changed since the instance's revision needs a restart.
+    ConfigurationRevisionApplied {
+        configuration_id: Uuid,
+        revision: u64,
         restart_required: bool,
         at: DateTime<Utc>,
     },
@@ -225,6 +239,7 @@ pub const EVENT_VERSIONS: &[(&str, u32)] = &[
     ("InstanceCreated", 1),
     ("InstanceRenamed", 1),
     ("ConfigurationAttached", 1),
+    ("ConfigurationRevisionApplied", 1),
     ("ConfigurationDetached", 1),
     ("DatastoreVersionUpgradeRequested", 1),
     ("DatastoreVersionUpgraded", 1),
@@ -273,6 +288,7 @@ impl InstanceEvent {
             InstanceCreated(_) => "InstanceCreated",
             InstanceRenamed { .. } => "InstanceRenamed",
             ConfigurationAttached { .. } => "ConfigurationAttached",
+            ConfigurationRevisionApplied { .. } => "ConfigurationRevisionApplied",
             ConfigurationDetached { .. } => "ConfigurationDetached",
             DatastoreVersionUpgradeRequested { .. } => "DatastoreVersionUpgradeRequested",
             DatastoreVersionUpgraded { .. } => "DatastoreVersionUpgraded",
@@ -307,6 +323,7 @@ impl InstanceEvent {
             InstanceCreated(c) => c.at,
             InstanceRenamed { at, .. }
             | ConfigurationAttached { at, .. }
+            | ConfigurationRevisionApplied { at, .. }
             | ConfigurationDetached { at, .. }
             | DatastoreVersionUpgradeRequested { at, .. }
             | DatastoreVersionUpgraded { at }

@@ -18,10 +18,24 @@ pub fn evolve(mut s: Instance, event: &InstanceEvent) -> Instance {
         ConfigurationAttached {
             configuration_id,
             restart_required,
+            revision,
             at,
         } => {
             s.configuration_id = Some(*configuration_id);
+            s.configuration_revision = *revision;
             if *restart_required {
+                s.task = Task::RestartRequired;
+            }
+            s.updated = *at;
+        }
+        ConfigurationRevisionApplied {
+            revision,
+            restart_required,
+            at,
+            ..
+        } => {
+            s.configuration_revision = *revision;
+            if *restart_required && s.task == Task::None {
                 s.task = Task::RestartRequired;
             }
             s.updated = *at;
@@ -32,6 +46,7 @@ pub fn evolve(mut s: Instance, event: &InstanceEvent) -> Instance {
             ..
         } => {
             s.configuration_id = None;
+            s.configuration_revision = 0;
             if *restart_required {
                 s.task = Task::RestartRequired;
             }
@@ -92,6 +107,7 @@ pub fn evolve(mut s: Instance, event: &InstanceEvent) -> Instance {
         InstanceDeletionRequested { at } => {
             s.task = Task::Deleting;
             s.configuration_id = None;
+            s.configuration_revision = 0;
             s.updated = *at;
         }
         InstanceDeleted { at } => {
@@ -171,6 +187,7 @@ fn created(version: u64, c: &InstanceCreated) -> Instance {
         created: c.at,
         updated: c.at,
         configuration_id: c.configuration_id,
+        configuration_revision: c.configuration_revision,
         replica_of: c.replica_of,
         access: c.access.clone(),
         region: c.region.clone(),

@@ -55,6 +55,8 @@ pub struct Instance {
     pub updated: DateTime<Utc>,
     pub fault: Option<Fault>,
     pub configuration_id: Option<Uuid>,
+    /// Revision of the attached group this instance runs (0: unknown / none).
+    pub configuration_revision: u64,
     pub replica_of: Option<Uuid>,
     /// The stored access object (`None` when none was given and none applied).
     pub access: Option<serde_json::Value>,

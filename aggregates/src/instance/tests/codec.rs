@@ -54,6 +54,7 @@ fn one_of_each() -> Vec<InstanceEvent> {
         ConfigurationAttached {
             configuration_id: CFG_MYSQL80,
             restart_required: true,
+            revision: 0,
             at,
         },
         ConfigurationDetached {
@@ -124,6 +125,12 @@ fn one_of_each() -> Vec<InstanceEvent> {
             fault: fault(),
             at,
         },
+        ConfigurationRevisionApplied {
+            configuration_id: CFG_MYSQL80,
+            revision: 3,
+            restart_required: true,
+            at,
+        },
     ]
 }
 
@@ -153,13 +160,14 @@ fn variant_number(e: &InstanceEvent) -> usize {
         AddressesAssigned { .. } => 19,
         ProvisioningCompleted { .. } => 20,
         ProvisioningFailed { .. } => 21,
+        ConfigurationRevisionApplied { .. } => 22,
     }
 }
 
 #[test]
 fn samples_cover_every_variant_once() {
     let numbers: Vec<usize> = one_of_each().iter().map(variant_number).collect();
-    assert_eq!(numbers, (0..22).collect::<Vec<_>>());
+    assert_eq!(numbers, (0..23).collect::<Vec<_>>());
 }
 
 #[test]
@@ -192,7 +200,7 @@ fn event_versions_list_every_variant_exactly_once() {
     let unique: BTreeSet<&str> = listed.iter().copied().collect();
     assert_eq!(unique.len(), listed.len(), "no name listed twice");
     let produced: BTreeSet<&str> = one_of_each().iter().map(|e| e.event_type()).collect();
-    assert_eq!(produced.len(), 22, "event_type() is distinct per variant");
+    assert_eq!(produced.len(), 23, "event_type() is distinct per variant");
     assert_eq!(
         produced, unique,
         "the list has neither missing nor extra names"
@@ -253,4 +261,25 @@ fn statuses_are_stored_by_name() {
     }
     .encode();
     assert_eq!(data["status"], "FAILED_TIMEOUT_GUESTAGENT");
+}
+
+#[test]
+fn events_written_before_revisions_were_recorded_still_decode() {
+    // v1 bodies from before `revision` / `configuration_revision` existed.
+    let attached = serde_json::json!({
+        "configuration_id": CFG_MYSQL80, "restart_required": true, "at": "2026-01-01T00:00:00Z"
+    });
+    match decode("ConfigurationAttached", 1, attached).expect("decodes") {
+        InstanceEvent::ConfigurationAttached { revision, .. } => assert_eq!(revision, 0),
+        other => panic!("{other:?}"),
+    }
+    let (_, _, mut created) = InstanceEvent::InstanceCreated(Box::new(instance_created())).encode();
+    created
+        .as_object_mut()
+        .unwrap()
+        .remove("configuration_revision");
+    match decode("InstanceCreated", 1, created).expect("decodes") {
+        InstanceEvent::InstanceCreated(c) => assert_eq!(c.configuration_revision, 0),
+        other => panic!("{other:?}"),
+    }
 }

@@ -226,6 +226,8 @@ fn group(id: Uuid, project: &str, version: Uuid, restart_required: bool) -> Conf
         project_id: project.into(),
         datastore_version_id: version,
         restart_required,
+        revision: 0,
+        restart_required_since: 0,
     }
 }
 
@@ -434,6 +436,7 @@ pub fn instance_created() -> InstanceCreated {
         replica_of: None,
         locality: None,
         configuration_id: None,
+        configuration_revision: 0,
         access: None,
         root_password: None,
         at: now(),
@@ -546,6 +549,7 @@ pub fn attached(configuration_id: Uuid, restart_required: bool) -> InstanceEvent
     InstanceEvent::ConfigurationAttached {
         configuration_id,
         restart_required,
+        revision: 0,
         at: earlier(),
     }
 }

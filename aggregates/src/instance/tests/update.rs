@@ -210,6 +210,7 @@ fn ready_instance_attach_restart_group_requires_restart() {
             .then(&[InstanceEvent::ConfigurationAttached {
                 configuration_id: CFG_MYSQL80,
                 restart_required: true,
+                revision: 0,
                 at: now(),
             }]);
     assert_eq!(state.configuration_id, Some(CFG_MYSQL80));
@@ -223,6 +224,7 @@ fn ready_instance_attach_live_group_keeps_task_none() {
         InstanceEvent::ConfigurationAttached {
             configuration_id: CFG_MYSQL80_LIVE,
             restart_required: false,
+            revision: 0,
             at: now(),
         },
     ]);
@@ -239,6 +241,7 @@ fn admin_may_attach_another_projects_group() {
         .then(&[InstanceEvent::ConfigurationAttached {
             configuration_id: CFG_OTHER_PROJECT,
             restart_required: true,
+            revision: 0,
             at: now(),
         }]);
 }
@@ -314,6 +317,7 @@ fn guest_in_unknown_state_may_still_attach() {
         .then(&[InstanceEvent::ConfigurationAttached {
             configuration_id: CFG_MYSQL80_LIVE,
             restart_required: false,
+            revision: 0,
             at: now(),
         }]);
 }
@@ -751,4 +755,60 @@ fn later_commands_see_the_effects_of_earlier_ones() {
 #[test]
 fn empty_batch_decides_nothing() {
     given(&ready()).when_all(&[]).then_nothing();
+}
+
+// ---- a later revision of the attached group (saga report) ----------------------------
+
+fn apply_revision(id: Uuid, revision: u64, restart_required: bool) -> InstanceCommand {
+    InstanceCommand::ApplyConfigurationRevision {
+        configuration_id: id,
+        revision,
+        restart_required,
+    }
+}
+
+#[test]
+fn a_newer_revision_needing_a_restart_requires_one() {
+    let state = given(&ready_then(&[attached(CFG_MYSQL80_LIVE, false)]))
+        .when(apply_revision(CFG_MYSQL80_LIVE, 2, true))
+        .then(&[InstanceEvent::ConfigurationRevisionApplied {
+            configuration_id: CFG_MYSQL80_LIVE,
+            revision: 2,
+            restart_required: true,
+            at: now(),
+        }]);
+    assert_eq!(state.configuration_revision, 2);
+    assert_eq!(state.command_status(), "RESTART_REQUIRED");
+}
+
+#[test]
+fn a_newer_revision_applied_live_keeps_the_instance_active() {
+    let state = given(&ready_then(&[attached(CFG_MYSQL80_LIVE, false)]))
+        .when(apply_revision(CFG_MYSQL80_LIVE, 2, false))
+        .then(&[InstanceEvent::ConfigurationRevisionApplied {
+            configuration_id: CFG_MYSQL80_LIVE,
+            revision: 2,
+            restart_required: false,
+            at: now(),
+        }]);
+    assert_eq!(state.command_status(), "ACTIVE");
+}
+
+#[test]
+fn an_old_revision_or_another_group_is_ignored() {
+    let history = ready_then(&[
+        attached(CFG_MYSQL80_LIVE, false),
+        InstanceEvent::ConfigurationRevisionApplied {
+            configuration_id: CFG_MYSQL80_LIVE,
+            revision: 3,
+            restart_required: false,
+            at: earlier(),
+        },
+    ]);
+    given(&history)
+        .when(apply_revision(CFG_MYSQL80_LIVE, 3, true))
+        .then_nothing();
+    given(&history)
+        .when(apply_revision(CFG_MYSQL80, 9, true))
+        .then_nothing();
 }
