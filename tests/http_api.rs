@@ -504,3 +504,61 @@ async fn responses_carry_every_key_of_the_upstream_samples() {
         .collect();
     assert!(missing.is_empty(), "list item lacks {missing:?}");
 }
+
+#[tokio::test]
+async fn access_update_adds_and_removes_the_public_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(dir.path(), &["--sim-latency-ms", "0"]).await;
+    let mut body = create_body("reachable");
+    body["instance"]["access"] = json!({"is_public": true, "allowed_cidrs": ["10.0.0.0/8"]});
+    let (status, created) = s.post("alice", "p1", "/instances", &body).await;
+    assert_eq!(status, 200, "{created}");
+    let id = created["instance"]["id"].as_str().unwrap().to_string();
+    let public = |i: &Value| {
+        i["addresses"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|x| x["type"] == "public"))
+    };
+    let shown = s
+        .wait_for("alice", "p1", &id, |i| i["status"] == "ACTIVE")
+        .await;
+    assert!(public(&shown), "{shown}");
+
+    let path = format!("/instances/{id}");
+    let (status, _) = s
+        .put(
+            "alice",
+            "p1",
+            &path,
+            &json!({"instance": {"access": {"is_public": false}}}),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let shown = s
+        .wait_for("alice", "p1", &id, |i| {
+            i["operating_status"] == "HEALTHY" && i["access"]["is_public"] == false
+        })
+        .await;
+    assert!(!public(&shown), "{shown}");
+    assert_eq!(
+        shown["access"],
+        json!({"is_public": false, "allowed_cidrs": []})
+    );
+    assert_eq!(shown["ip"].as_array().unwrap().len(), 1);
+
+    let (status, _) = s
+        .put(
+            "alice",
+            "p1",
+            &path,
+            &json!({"instance": {"access": {"is_public": true}}}),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let shown = s
+        .wait_for("alice", "p1", &id, |i| {
+            i["operating_status"] == "HEALTHY" && i["access"]["is_public"] == true
+        })
+        .await;
+    assert!(public(&shown), "{shown}");
+}

@@ -58,7 +58,7 @@ pub fn next_step(s: &Instance, group: Option<&Configuration>) -> Option<Instance
         Task::Deleting => Some(C::CompleteDeletion),
         Task::Upgrading => Some(C::CompleteUpgrade),
         Task::Detaching => Some(C::CompleteReplicaDetach),
-        Task::Updating => Some(C::CompleteAccessUpdate),
+        Task::Updating => Some(access_step(id, s)),
         Task::Building => Some(build_step(id, s)),
         _ => None,
     }
@@ -77,6 +77,20 @@ fn configuration_step(s: &Instance, group: Option<&Configuration>) -> Option<Ins
             restart_required: group.restart_required_since > s.configuration_revision,
         }
     })
+}
+
+/// An access update first makes the user port public or private (adds or removes the
+/// floating address), then records the new access (lifecycle §7.7).
+fn access_step(id: Uuid, s: &Instance) -> InstanceCommand {
+    let want_public = s.pending_access.as_ref().is_some_and(|a| a.is_public);
+    let has_public = s.addresses.iter().any(|a| a.kind == "public");
+    if want_public != has_public {
+        InstanceCommand::RecordAddresses {
+            addresses: sim_addresses(id, s, want_public),
+        }
+    } else {
+        InstanceCommand::CompleteAccessUpdate
+    }
 }
 
 fn build_step(id: Uuid, s: &Instance) -> InstanceCommand {
@@ -99,8 +113,14 @@ fn build_step(id: Uuid, s: &Instance) -> InstanceCommand {
         };
     }
     if s.addresses.is_empty() {
+        let public = s
+            .access
+            .as_ref()
+            .and_then(|a| a.get("is_public"))
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false);
         return C::RecordAddresses {
-            addresses: sim_addresses(id, s),
+            addresses: sim_addresses(id, s, public),
         };
     }
     match s.service {
@@ -115,8 +135,8 @@ fn build_step(id: Uuid, s: &Instance) -> InstanceCommand {
 }
 
 /// A private address on the requested (or a default) network, derived from the id, plus
-/// a public one when access asks for it.
-fn sim_addresses(id: Uuid, s: &Instance) -> Vec<Address> {
+/// a public (floating) one when `public`.
+fn sim_addresses(id: Uuid, s: &Instance, public: bool) -> Vec<Address> {
     let b = id.as_bytes();
     let network = s
         .nics
@@ -128,12 +148,6 @@ fn sim_addresses(id: Uuid, s: &Instance) -> Vec<Address> {
         kind: "private".into(),
         network: Some(network),
     }];
-    let public = s
-        .access
-        .as_ref()
-        .and_then(|a| a.get("is_public"))
-        .and_then(|v| v.as_bool())
-        .unwrap_or(false);
     if public {
         out.push(Address {
             address: format!("172.24.{}.{}", b[3], b[4].max(2)),

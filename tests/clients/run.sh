@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Real-client test: the OpenStack CLI (python-openstackclient + python-troveclient)
+# against `troved serve` on the embedded defaults. See tests/clients/test_cli.py.
+#
+#   bash tests/clients/run.sh [path/to/troved]     (default: target/debug/troved)
+#
+# Environment: CLI_VENV (default target/cli-venv; reused when it already holds the
+# pinned versions), PYTHON (default python3, 3.10 or newer, with the venv module).
+# Ends with the test's summary line `N passed, M failed`; exits non-zero on failure.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+OSC_VERSION=10.5.0
+TROVECLIENT_VERSION=8.11.0
+
+troved="${1:-target/debug/troved}"
+venv="${CLI_VENV:-target/cli-venv}"
+python="${PYTHON:-python3}"
+
+if [ ! -x "$troved" ]; then
+    echo "no troved binary at $troved (build it first: cargo build, or cargo test)" >&2
+    exit 2
+fi
+
+pinned() {
+    [ -x "$venv/bin/python" ] && [ -x "$venv/bin/openstack" ] && "$venv/bin/python" - <<EOF 2>/dev/null
+import importlib.metadata as m
+assert m.version("python-openstackclient") == "$OSC_VERSION"
+assert m.version("python-troveclient") == "$TROVECLIENT_VERSION"
+EOF
+}
+
+if ! pinned; then
+    echo "== creating $venv with python-openstackclient $OSC_VERSION, python-troveclient $TROVECLIENT_VERSION"
+    if [ ! -x "$venv/bin/python" ]; then
+        "$python" -m venv "$venv" || {
+            echo "cannot create a venv with $python (on Debian/Ubuntu: apt-get install python3-venv)" >&2
+            exit 2
+        }
+    fi
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+        "python-openstackclient==$OSC_VERSION" "python-troveclient==$TROVECLIENT_VERSION"
+    pinned || { echo "the venv at $venv does not hold the pinned clients" >&2; exit 2; }
+fi
+
+echo "== real-client test ($("$venv/bin/openstack" --version 2>&1), troved: $troved)"
+exec "$venv/bin/python" tests/clients/test_cli.py --troved "$troved" --openstack "$venv/bin/openstack"
