@@ -8,6 +8,7 @@
 //! - [`store`]: the `EventStore` port and the embedded SQLite adapter (group commit).
 //! - [`saga`]: the lifecycle driver that provisions instances in a simulated cloud and
 //!   records each step as events.
+//! - [`sim`]: the simulated cloud behind the provider ports (persisted apart from the log).
 //! - [`secrets`]: per-instance keys that seal passwords before they reach the log.
 //! - [`catalog`]: flavors, datastores, limits; the lookups `decide` consults.
 //! - [`server`]: assembly of the above around a bound listener.
@@ -22,4 +23,5 @@ pub mod runtime;
 pub mod saga;
 pub mod secrets;
 pub mod server;
+pub mod sim;
 pub mod store;

@@ -309,7 +309,7 @@ impl ConfigurationModels {
         self.inner
             .usage
             .get(&group)
-            .map_or_else(Vec::new, |m| m.iter().map(|(id, _)| *id).collect())
+            .map_or_else(Vec::new, |m| m.keys().copied().collect())
     }
 
     /// The group instance `instance_id` uses, if any.

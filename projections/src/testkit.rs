@@ -136,6 +136,7 @@ pub fn creation(id: Uuid, project: &str, at: DateTime<Utc>) -> InstanceCreated {
         replica_of: None,
         locality: None,
         configuration_id: None,
+        configuration_revision: 0,
         access: None,
         root_password: None,
         at,

@@ -8,30 +8,29 @@
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Uri};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use projections::backups::{backup_view, BackupFilter, BackupRecord};
 use serde_json::{json, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::auth::Identity;
 use super::datastores::find_datastore;
 use super::error::{ApiError, ApiResult};
 use super::flavors::{instance_with_server, view_ctx};
+use super::openapi as oa;
 use super::AppState;
 
 /// `backups_page_size`: the default page size (not a cap).
 const BACKUPS_PAGE_SIZE: usize = 20;
 
 /// The backup routes, below `/v1.0/{project_id}`.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1.0/{project_id}/backups", get(list))
-        .route("/v1.0/{project_id}/backups/{id}", get(show))
-        .route(
-            "/v1.0/{project_id}/instances/{id}/backups",
-            get(instance_backups),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(show))
+        .routes(routes!(instance_backups))
 }
 
 type QueryPairs = Query<Vec<(String, String)>>;
@@ -114,6 +113,16 @@ fn page_body(
 /// `GET /v1.0/{project_id}/backups` (`backup:index`): the caller's project's backups.
 /// Filters `datastore` (name or id; unknown → 404), `instance_id`; `project_id` or a
 /// true `all_projects` need `backup:index:all_projects` (admin), else 403.
+#[utoipa::path(
+    get,
+    path = "/v1.0/{project_id}/backups",
+    operation_id = "listBackups",
+    tag = "backups",
+    params(oa::ProjectPath, oa::BackupListQuery),
+    responses(
+        (status = 200, description = "A page of backups", body = oa::BackupList),
+    ),
+)]
 async fn list(
     State(state): State<AppState>,
     Identity(caller): Identity,
@@ -160,6 +169,16 @@ async fn list(
 
 /// `GET /v1.0/{project_id}/backups/{id}` (`backup:show`): missing, deleted, or another
 /// project's (non-admin) → 404 `Resource <id> cannot be found.`
+#[utoipa::path(
+    get,
+    path = "/v1.0/{project_id}/backups/{id}",
+    operation_id = "showBackup",
+    tag = "backups",
+    params(oa::IdPath),
+    responses(
+        (status = 200, description = "The backup", body = oa::BackupShow),
+    ),
+)]
 async fn show(
     State(state): State<AppState>,
     Path((_project, raw_id)): Path<(String, String)>,
@@ -179,6 +198,17 @@ async fn show(
 /// `GET /v1.0/{project_id}/instances/{id}/backups` (`instance:backups`, spec
 /// `instances-api.md` §13): the instance's non-deleted backups (non-admins: of their
 /// own project only). The instance must have a compute server (404 / 422 first).
+#[utoipa::path(
+    get,
+    path = "/v1.0/{project_id}/instances/{id}/backups",
+    operation_id = "listInstanceBackups",
+    tag = "instances",
+    params(oa::IdPath, oa::OffsetPaging),
+    responses(
+        (status = 200, description = "A page of the instance's backups", body = oa::BackupList),
+        (status = 422, description = "The instance has no server yet", body = oa::ErrorBody),
+    ),
+)]
 async fn instance_backups(
     State(state): State<AppState>,
     Path((_project, raw_id)): Path<(String, String)>,

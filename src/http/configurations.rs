@@ -16,15 +16,17 @@ use aggregates::instance::{Caller, DatastoreRequest};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::get;
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use chrono::Utc;
 use projections::configurations::{detail_view, parameter_view, summary_view, PAGE_MAX};
 use serde_json::{json, Map, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::auth::Identity;
 use super::error::{ApiError, ApiResult};
+use super::openapi as oa;
 use super::schema;
 use super::{AppState, RequestId};
 use crate::runtime::codec::{self, CodecError, CommandMeta};
@@ -35,33 +37,15 @@ use crate::store::RecordedEvent;
 /// The routes of this resource, all below `/v1.0/{project_id}`. The datastore paths use
 /// the parameter names of the datastores router (`{ds}`, `{version}`): both routers
 /// are merged into one app, and the router refuses two names at one position.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1.0/{project_id}/configurations", get(list).post(create))
-        .route(
-            "/v1.0/{project_id}/configurations/{id}",
-            get(show).put(put).patch(patch).delete(delete),
-        )
-        .route(
-            "/v1.0/{project_id}/configurations/{id}/instances",
-            get(instances),
-        )
-        .route(
-            "/v1.0/{project_id}/datastores/{ds}/versions/{version}/parameters",
-            get(parameter_list),
-        )
-        .route(
-            "/v1.0/{project_id}/datastores/{ds}/versions/{version}/parameters/{name}",
-            get(parameter_show),
-        )
-        .route(
-            "/v1.0/{project_id}/datastores/versions/{version}/parameters",
-            get(parameter_list_by_version),
-        )
-        .route(
-            "/v1.0/{project_id}/datastores/versions/{version}/parameters/{name}",
-            get(parameter_show_by_version),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(show, put, patch, delete))
+        .routes(routes!(instances))
+        .routes(routes!(parameter_list))
+        .routes(routes!(parameter_show))
+        .routes(routes!(parameter_list_by_version))
+        .routes(routes!(parameter_show_by_version))
 }
 
 type QueryPairs = Query<Vec<(String, String)>>;
@@ -72,6 +56,16 @@ type QueryPairs = Query<Vec<(String, String)>>;
 /// project's live groups, every project's for admins; keyset paging by id, limit capped
 /// at 20, `links` only when more exist (scheme A). Items in id order (upstream does not
 /// re-sort this list).
+#[utoipa::path(
+    get,
+    path = "/v1.0/{project_id}/configurations",
+    operation_id = "listConfigurations",
+    tag = "configurations",
+    params(oa::ProjectPath, oa::KeysetPaging),
+    responses(
+        (status = 200, description = "A page of configuration groups", body = oa::ConfigurationList),
+    ),
+)]
 async fn list(
     State(state): State<AppState>,
     Identity(caller): Identity,
@@ -94,6 +88,16 @@ async fn list(
 
 /// `GET /v1.0/{project_id}/configurations/{id}` (`configuration:show`): the detail
 /// view; missing, deleted and other projects' groups (non-admin) are the same 404.
+#[utoipa::path(
+    get,
+    path = "/v1.0/{project_id}/configurations/{id}",
+    operation_id = "showConfiguration",
+    tag = "configurations",
+    params(oa::IdPath),
+    responses(
+        (status = 200, description = "The group", body = oa::ConfigurationShow),
+    ),
+)]
 async fn show(
     State(state): State<AppState>,
     Path((_project, raw_id)): Path<(String, String)>,
@@ -108,6 +112,16 @@ async fn show(
 /// `GET /v1.0/{project_id}/configurations/{id}/instances`: `{"instances": [{"id",
 /// "name"}]}` of the live instances using the group (the caller's project's; every
 /// project's for admins), keyset paging like the instance list.
+#[utoipa::path(
+    get,
+    path = "/v1.0/{project_id}/configurations/{id}/instances",
+    operation_id = "listConfigurationInstances",
+    tag = "configurations",
+    params(oa::IdPath, oa::KeysetPaging),
+    responses(
+        (status = 200, description = "The instances using the group", body = oa::ConfigurationInstanceList),
+    ),
+)]
 async fn instances(
     State(state): State<AppState>,
     Path((_project, raw_id)): Path<(String, String)>,
@@ -174,6 +188,15 @@ fn detail(state: &AppState, caller: &Caller, group: &Configuration) -> Value {
 
 /// `POST /v1.0/{project_id}/configurations` (`configuration:create`): answers 200 with
 /// `{"configuration": <detail>}` (upstream's code, not 202).
+#[utoipa::path(
+    post,
+    path = "/v1.0/{project_id}/configurations",
+    operation_id = "createConfiguration",
+    tag = "configurations",
+    params(oa::ProjectPath),
+    request_body = oa::ConfigurationCreateBody,
+    responses((status = 200, description = "Created", body = oa::ConfigurationShow)),
+)]
 async fn create(
     State(state): State<AppState>,
     Identity(caller): Identity,
@@ -192,6 +215,15 @@ async fn create(
 /// values (absent `values` leaves none, as upstream) and sets `name`/`description` when
 /// given. 202. Deviation: instances using the group keep their status (upstream pushes
 /// the new values to them and may mark them RESTART_REQUIRED).
+#[utoipa::path(
+    put,
+    path = "/v1.0/{project_id}/configurations/{id}",
+    operation_id = "updateConfiguration",
+    tag = "configurations",
+    params(oa::IdPath),
+    request_body = oa::ConfigurationPutBody,
+    responses((status = 202, description = "Accepted")),
+)]
 async fn put(
     State(state): State<AppState>,
     Path((_project, raw_id)): Path<(String, String)>,
@@ -212,6 +244,15 @@ async fn put(
 
 /// `PATCH /v1.0/{project_id}/configurations/{id}` (`configuration:edit`): merges
 /// `values` into the group's; other keys are ignored, as upstream. 202.
+#[utoipa::path(
+    patch,
+    path = "/v1.0/{project_id}/configurations/{id}",
+    operation_id = "patchConfiguration",
+    tag = "configurations",
+    params(oa::IdPath),
+    request_body = oa::ConfigurationPatchBody,
+    responses((status = 202, description = "Accepted")),
+)]
 async fn patch(
     State(state): State<AppState>,
     Path((_project, raw_id)): Path<(String, String)>,
@@ -232,6 +273,14 @@ async fn patch(
 
 /// `DELETE /v1.0/{project_id}/configurations/{id}` (`configuration:delete`): 202;
 /// refused (400) while live instances use the group.
+#[utoipa::path(
+    delete,
+    path = "/v1.0/{project_id}/configurations/{id}",
+    operation_id = "deleteConfiguration",
+    tag = "configurations",
+    params(oa::IdPath),
+    responses((status = 202, description = "Accepted")),
+)]
 async fn delete(
     State(state): State<AppState>,
     Path((_project, raw_id)): Path<(String, String)>,
@@ -317,6 +366,16 @@ pub fn fold_configuration(records: &[RecordedEvent]) -> Result<Configuration, Co
 /// `GET /v1.0/{project_id}/datastores/{ds}/versions/{version}/parameters`: the
 /// catalogue of the version (resolved as at instance create: by id or name, active
 /// only), `{"configuration-parameters": [...]}`.
+#[utoipa::path(
+    get,
+    path = "/v1.0/{project_id}/datastores/{ds}/versions/{version}/parameters",
+    operation_id = "listParameters",
+    tag = "configurations",
+    params(oa::DatastoreVersionPath),
+    responses(
+        (status = 200, description = "The version's parameters", body = oa::ConfigurationParameterList),
+    ),
+)]
 async fn parameter_list(
     State(state): State<AppState>,
     Path((_project, ds, version)): Path<(String, String, String)>,
@@ -328,6 +387,16 @@ async fn parameter_list(
 
 /// `GET /v1.0/{project_id}/datastores/{ds}/versions/{version}/parameters/{name}`: one
 /// parameter (unwrapped, as upstream); unknown → 404 `Resource <name> cannot be found.`
+#[utoipa::path(
+    get,
+    path = "/v1.0/{project_id}/datastores/{ds}/versions/{version}/parameters/{name}",
+    operation_id = "showParameter",
+    tag = "configurations",
+    params(oa::ParameterPath),
+    responses(
+        (status = 200, description = "The parameter", body = oa::ConfigurationParameter),
+    ),
+)]
 async fn parameter_show(
     State(state): State<AppState>,
     Path((_project, ds, version, name)): Path<(String, String, String, String)>,
@@ -340,6 +409,16 @@ async fn parameter_show(
 /// `GET /v1.0/{project_id}/datastores/versions/{version}/parameters`: as above with the
 /// version by UUID only (the CLI without `--datastore`); unknown → 400
 /// `Datastore version '<v>' cannot be found.`
+#[utoipa::path(
+    get,
+    path = "/v1.0/{project_id}/datastores/versions/{version}/parameters",
+    operation_id = "listParametersByVersion",
+    tag = "configurations",
+    params(oa::VersionPath),
+    responses(
+        (status = 200, description = "The version's parameters", body = oa::ConfigurationParameterList),
+    ),
+)]
 async fn parameter_list_by_version(
     State(state): State<AppState>,
     Path((_project, version)): Path<(String, String)>,
@@ -350,6 +429,16 @@ async fn parameter_list_by_version(
 }
 
 /// `GET /v1.0/{project_id}/datastores/versions/{version}/parameters/{name}`.
+#[utoipa::path(
+    get,
+    path = "/v1.0/{project_id}/datastores/versions/{version}/parameters/{name}",
+    operation_id = "showParameterByVersion",
+    tag = "configurations",
+    params(oa::VersionParameterPath),
+    responses(
+        (status = 200, description = "The parameter", body = oa::ConfigurationParameter),
+    ),
+)]
 async fn parameter_show_by_version(
     State(state): State<AppState>,
     Path((_project, version, name)): Path<(String, String, String)>,

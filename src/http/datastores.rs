@@ -9,37 +9,30 @@
 use aggregates::catalog::{Datastore, DatastoreVersion};
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use projections::views::ViewCtx;
 use serde_json::{json, Map, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::auth::Identity;
 use super::error::{ApiError, ApiResult};
 use super::flavors::{instance_with_server, view_ctx};
+use super::openapi as oa;
 use super::AppState;
 use crate::catalog::defaults::{default_configuration, TemplateError, TemplateInput};
 use crate::catalog::StaticCatalog;
 
 /// The datastore routes and `/instances/{id}/configuration`, below `/v1.0/{project_id}`.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1.0/{project_id}/datastores", get(list))
-        .route(
-            "/v1.0/{project_id}/datastores/versions/{version}",
-            get(version_by_uuid),
-        )
-        .route("/v1.0/{project_id}/datastores/{ds}", get(show))
-        .route("/v1.0/{project_id}/datastores/{ds}/versions", get(versions))
-        .route(
-            "/v1.0/{project_id}/datastores/{ds}/versions/{version}",
-            get(version_show),
-        )
-        .route(
-            "/v1.0/{project_id}/instances/{id}/configuration",
-            get(instance_configuration),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(version_by_uuid))
+        .routes(routes!(show))
+        .routes(routes!(versions))
+        .routes(routes!(version_show))
+        .routes(routes!(instance_configuration))
 }
 
 /// A datastore by id or name; unknown → 404 `Datastore '<x>' cannot be found.`
@@ -148,6 +141,16 @@ fn active(ds: &Datastore) -> Vec<&DatastoreVersion> {
 /// `GET /v1.0/{project_id}/datastores` (`datastore:index`, anyone). Non-admins: the
 /// datastores having an active version, each with its active versions only; admins:
 /// every datastore with every version.
+#[utoipa::path(
+    get,
+    path = "/v1.0/{project_id}/datastores",
+    operation_id = "listDatastores",
+    tag = "datastores",
+    params(oa::ProjectPath),
+    responses(
+        (status = 200, description = "The datastores", body = oa::DatastoreList),
+    ),
+)]
 async fn list(
     State(state): State<AppState>,
     Identity(caller): Identity,
@@ -173,6 +176,16 @@ async fn list(
 
 /// `GET /v1.0/{project_id}/datastores/{ds}` (`datastore:show`): by id or name, with
 /// its active versions only (for admins too, as upstream).
+#[utoipa::path(
+    get,
+    path = "/v1.0/{project_id}/datastores/{ds}",
+    operation_id = "showDatastore",
+    tag = "datastores",
+    params(oa::DatastorePath),
+    responses(
+        (status = 200, description = "The datastore", body = oa::DatastoreShow),
+    ),
+)]
 async fn show(
     State(state): State<AppState>,
     Path((_project, key)): Path<(String, String)>,
@@ -188,6 +201,16 @@ async fn show(
 
 /// `GET /v1.0/{project_id}/datastores/{ds}/versions` (`datastore:version_index`):
 /// active versions for non-admins, all for admins; each with its `datastore` id.
+#[utoipa::path(
+    get,
+    path = "/v1.0/{project_id}/datastores/{ds}/versions",
+    operation_id = "listDatastoreVersions",
+    tag = "datastores",
+    params(oa::DatastorePath),
+    responses(
+        (status = 200, description = "The datastore's versions", body = oa::DatastoreVersionList),
+    ),
+)]
 async fn versions(
     State(state): State<AppState>,
     Path((_project, key)): Path<(String, String)>,
@@ -208,6 +231,16 @@ async fn versions(
 /// `GET /v1.0/{project_id}/datastores/{ds}/versions/{version}`
 /// (`datastore:version_show`): the version by id or name inside the datastore (errors
 /// in [`resolve_version`]). Inactive versions are shown to anyone, as upstream.
+#[utoipa::path(
+    get,
+    path = "/v1.0/{project_id}/datastores/{ds}/versions/{version}",
+    operation_id = "showDatastoreVersion",
+    tag = "datastores",
+    params(oa::DatastoreVersionPath),
+    responses(
+        (status = 200, description = "The version", body = oa::DatastoreVersionShow),
+    ),
+)]
 async fn version_show(
     State(state): State<AppState>,
     Path((_project, ds_key, version_key)): Path<(String, String, String)>,
@@ -224,6 +257,16 @@ async fn version_show(
 /// `GET /v1.0/{project_id}/datastores/versions/{uuid}`
 /// (`datastore:version_show_by_uuid`): any datastore's version by id; unknown (or not
 /// a UUID) → **400** `Datastore version '<uuid>' cannot be found.`, as upstream.
+#[utoipa::path(
+    get,
+    path = "/v1.0/{project_id}/datastores/versions/{version}",
+    operation_id = "showDatastoreVersionById",
+    tag = "datastores",
+    params(oa::VersionPath),
+    responses(
+        (status = 200, description = "The version", body = oa::DatastoreVersionShow),
+    ),
+)]
 async fn version_by_uuid(
     State(state): State<AppState>,
     Path((_project, key)): Path<(String, String)>,
@@ -247,6 +290,17 @@ async fn version_by_uuid(
 /// and datastore version (spec `supporting-resources.md` §5). 404 / 422 as every
 /// "needs a server" load; a manager without a parser → 400. It never includes the
 /// values of an attached configuration group.
+#[utoipa::path(
+    get,
+    path = "/v1.0/{project_id}/instances/{id}/configuration",
+    operation_id = "showInstanceConfiguration",
+    tag = "instances",
+    params(oa::IdPath),
+    responses(
+        (status = 200, description = "The default configuration", body = oa::DefaultConfigurationShow),
+        (status = 422, description = "The instance has no server yet", body = oa::ErrorBody),
+    ),
+)]
 async fn instance_configuration(
     State(state): State<AppState>,
     Path((_project, raw_id)): Path<(String, String)>,

@@ -11,27 +11,26 @@ use aggregates::fault::Fault;
 use aggregates::instance::{Caller, Instance};
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use chrono::Utc;
 use projections::views::ViewCtx;
 use serde_json::{json, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::auth::Identity;
 use super::datastores::resolve_version;
 use super::error::{ApiError, ApiResult};
+use super::openapi as oa;
 use super::AppState;
 
 /// The flavor routes, all below `/v1.0/{project_id}`.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1.0/{project_id}/flavors", get(list))
-        .route("/v1.0/{project_id}/flavors/{id}", get(show))
-        .route(
-            "/v1.0/{project_id}/datastores/{ds}/versions/{version}/flavors",
-            get(list_for_version),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(show))
+        .routes(routes!(list_for_version))
 }
 
 /// The links context of a request (spec `instances-api.md` §3.3): `https://<Host>` or
@@ -114,6 +113,16 @@ fn flavors_body<'a>(flavors: impl IntoIterator<Item = &'a Flavor>, ctx: &ViewCtx
 
 /// `GET /v1.0/{project_id}/flavors` (`flavor:index`, anyone): every flavor, catalog
 /// order, no pagination.
+#[utoipa::path(
+    get,
+    path = "/v1.0/{project_id}/flavors",
+    operation_id = "listFlavors",
+    tag = "flavors",
+    params(oa::ProjectPath),
+    responses(
+        (status = 200, description = "Every flavor", body = oa::FlavorList),
+    ),
+)]
 async fn list(
     State(state): State<AppState>,
     Identity(caller): Identity,
@@ -125,6 +134,16 @@ async fn list(
 
 /// `GET /v1.0/{project_id}/flavors/{id}` (`flavor:show`, anyone); an unknown id is 404
 /// `Resource <id> cannot be found.` (the CLI's name lookup relies on the 404).
+#[utoipa::path(
+    get,
+    path = "/v1.0/{project_id}/flavors/{id}",
+    operation_id = "showFlavor",
+    tag = "flavors",
+    params(oa::IdPath),
+    responses(
+        (status = 200, description = "The flavor", body = oa::FlavorShow),
+    ),
+)]
 async fn show(
     State(state): State<AppState>,
     Path((_project, id)): Path<(String, String)>,
@@ -144,6 +163,16 @@ async fn show(
 /// every flavor when none is bound. The version is resolved as upstream's
 /// `get_datastore_version` does, so an inactive version is 400 `Datastore version
 /// '<name>' is not active.`
+#[utoipa::path(
+    get,
+    path = "/v1.0/{project_id}/datastores/{ds}/versions/{version}/flavors",
+    operation_id = "listVersionFlavors",
+    tag = "flavors",
+    params(oa::DatastoreVersionPath),
+    responses(
+        (status = 200, description = "The flavors of the version", body = oa::FlavorList),
+    ),
+)]
 async fn list_for_version(
     State(state): State<AppState>,
     Path((_project, ds, version)): Path<(String, String, String)>,

@@ -9,32 +9,31 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use chrono::Utc;
 use projections::views::{self, Lookup, ModelLookup, ViewCtx};
 use projections::MgmtFilter;
 use serde_json::{json, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::auth::{require_admin, Identity};
 use super::error::{ApiError, ApiResult};
+use super::openapi as oa;
 use super::schema::{self, UpdateMethod};
 use super::{AppState, RequestId};
 use crate::runtime::codec::CommandMeta;
 use crate::secrets::PendingKey;
 
 /// The instance routes, all below `/v1.0/{project_id}`.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1.0/{project_id}/instances", get(list).post(create))
-        .route("/v1.0/{project_id}/instances/detail", get(detail))
-        .route(
-            "/v1.0/{project_id}/instances/{id}",
-            get(show).put(put).patch(patch).delete(delete),
-        )
-        .route("/v1.0/{project_id}/mgmt/instances", get(mgmt_list))
-        .route("/v1.0/{project_id}/mgmt/instances/{id}", get(mgmt_show))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(detail))
+        .routes(routes!(show, put, patch, delete))
+        .routes(routes!(mgmt_list))
+        .routes(routes!(mgmt_show))
 }
 
 type QueryPairs = Query<Vec<(String, String)>>;
@@ -174,6 +173,14 @@ async fn list_views(
 
 /// `GET /v1.0/{project_id}/instances`: the caller's project's instances, basic view,
 /// keyset paging by id (spec §6). `include_clustered` is accepted; no clusters exist.
+#[utoipa::path(
+    get,
+    path = "/v1.0/{project_id}/instances",
+    operation_id = "listInstances",
+    tag = "instances",
+    params(oa::ProjectPath, oa::InstanceListQuery),
+    responses((status = 200, description = "The caller's instances, basic view", body = oa::InstanceList)),
+)]
 async fn list(
     State(state): State<AppState>,
     Identity(caller): Identity,
@@ -184,6 +191,14 @@ async fn list(
 }
 
 /// `GET /v1.0/{project_id}/instances/detail`: as the list, detail view (spec §7).
+#[utoipa::path(
+    get,
+    path = "/v1.0/{project_id}/instances/detail",
+    operation_id = "listInstancesDetail",
+    tag = "instances",
+    params(oa::ProjectPath, oa::InstanceListQuery),
+    responses((status = 200, description = "The caller's instances, detail view", body = oa::InstanceDetailList)),
+)]
 async fn detail(
     State(state): State<AppState>,
     Identity(caller): Identity,
@@ -194,6 +209,14 @@ async fn detail(
 }
 
 /// `GET /v1.0/{project_id}/instances/{id}`: the show view (spec §9).
+#[utoipa::path(
+    get,
+    path = "/v1.0/{project_id}/instances/{id}",
+    operation_id = "showInstance",
+    tag = "instances",
+    params(oa::IdPath),
+    responses((status = 200, description = "The instance", body = oa::InstanceShow)),
+)]
 async fn show(
     State(state): State<AppState>,
     Path((_project, raw_id)): Path<(String, String)>,
@@ -214,6 +237,18 @@ async fn show(
 /// `POST /v1.0/{project_id}/instances`: create (spec §8). Answers 200 with the detail
 /// view of the new instance in BUILD. With `replica_of` and `replica_count` N > 1, N
 /// replicas named `<name>-1..N` are created and the last one is shown (as upstream).
+#[utoipa::path(
+    post,
+    path = "/v1.0/{project_id}/instances",
+    operation_id = "createInstance",
+    tag = "instances",
+    params(oa::ProjectPath),
+    request_body = oa::InstanceCreateBody,
+    responses(
+        (status = 200, description = "Created, in BUILD", body = oa::InstanceShow),
+        (status = 501, description = "Volumes are not supported", body = oa::ErrorBody),
+    ),
+)]
 async fn create(
     State(state): State<AppState>,
     Identity(caller): Identity,
@@ -304,6 +339,15 @@ async fn update(
 /// replica, upgrade, access (spec §11). Deviation: a rename combined with a refused
 /// second operation is refused as a whole (upstream keeps the rename); we never
 /// half-apply a request.
+#[utoipa::path(
+    put,
+    path = "/v1.0/{project_id}/instances/{id}",
+    operation_id = "updateInstance",
+    tag = "instances",
+    params(oa::IdPath),
+    request_body = oa::InstancePutBody,
+    responses((status = 202, description = "Accepted")),
+)]
 async fn put(
     State(state): State<AppState>,
     Path((_project, raw_id)): Path<(String, String)>,
@@ -318,6 +362,15 @@ async fn put(
 
 /// `PATCH /v1.0/{project_id}/instances/{id}`: as PUT, with `slave_of` and without
 /// `access` (spec §11.1).
+#[utoipa::path(
+    patch,
+    path = "/v1.0/{project_id}/instances/{id}",
+    operation_id = "patchInstance",
+    tag = "instances",
+    params(oa::IdPath),
+    request_body = oa::InstancePatchBody,
+    responses((status = 202, description = "Accepted")),
+)]
 async fn patch(
     State(state): State<AppState>,
     Path((_project, raw_id)): Path<(String, String)>,
@@ -332,6 +385,14 @@ async fn patch(
 
 /// `DELETE /v1.0/{project_id}/instances/{id}` (spec §12): 202; refused in BUILD (422)
 /// and for a source with live replicas (403); a repeated DELETE is a no-op 202.
+#[utoipa::path(
+    delete,
+    path = "/v1.0/{project_id}/instances/{id}",
+    operation_id = "deleteInstance",
+    tag = "instances",
+    params(oa::IdPath),
+    responses((status = 202, description = "Accepted (also when already deleted)")),
+)]
 async fn delete(
     State(state): State<AppState>,
     Path((_project, raw_id)): Path<(String, String)>,
@@ -361,6 +422,14 @@ fn true_ish(v: Option<&str>) -> Option<bool> {
 
 /// `GET /v1.0/{project_id}/mgmt/instances`: admin only; every project, soft-deleted
 /// included unless `deleted` says otherwise; offset paging (spec §10.1).
+#[utoipa::path(
+    get,
+    path = "/v1.0/{project_id}/mgmt/instances",
+    operation_id = "listMgmtInstances",
+    tag = "mgmt",
+    params(oa::ProjectPath, oa::MgmtListQuery),
+    responses((status = 200, description = "Every project's instances (admin)", body = oa::MgmtInstanceList)),
+)]
 async fn mgmt_list(
     State(state): State<AppState>,
     Identity(caller): Identity,
@@ -392,6 +461,14 @@ async fn mgmt_list(
 
 /// `GET /v1.0/{project_id}/mgmt/instances/{id}`: admin only; `deleted=true` also shows
 /// a soft-deleted instance (spec §10.2).
+#[utoipa::path(
+    get,
+    path = "/v1.0/{project_id}/mgmt/instances/{id}",
+    operation_id = "showMgmtInstance",
+    tag = "mgmt",
+    params(oa::IdPath, oa::MgmtShowQuery),
+    responses((status = 200, description = "The instance, admin view", body = oa::MgmtInstanceShow)),
+)]
 async fn mgmt_show(
     State(state): State<AppState>,
     Path((_project, raw_id)): Path<(String, String)>,

@@ -8,6 +8,7 @@ pub mod datastores;
 pub mod error;
 pub mod flavors;
 pub mod instances;
+pub mod openapi;
 pub mod schema;
 pub mod versions;
 
@@ -18,12 +19,14 @@ use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use axum::Router;
 use projections::backups::BackupModels;
 use projections::configurations::ConfigurationModels;
 use projections::ReadModels;
 use tracing::Instrument;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::catalog::StaticCatalog;
 use crate::runtime::commands::CommandBus;
@@ -53,17 +56,26 @@ pub struct AppState {
 #[derive(Clone, Debug)]
 pub struct RequestId(pub String);
 
-/// The whole API. `max_body_bytes` bounds every request body (413 beyond).
-pub fn router(state: AppState, max_body_bytes: usize) -> Router {
-    Router::new()
-        .route("/", get(versions::root))
-        .route("/v1.0", get(versions::v1))
-        .route("/v1.0/", get(versions::v1))
+/// Every route of the API with its OpenAPI description: each is registered with
+/// `routes!`, which takes the path and method from the handler's `#[utoipa::path]`, so
+/// the router and the document ([`openapi`]) come from the same registrations.
+pub fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(versions::root))
+        .routes(routes!(versions::v1))
+        .routes(routes!(versions::v1_slash))
+        .routes(routes!(openapi::openapi_json))
         .merge(instances::router())
         .merge(flavors::router())
         .merge(datastores::router())
         .merge(backups::router())
         .merge(configurations::router())
+}
+
+/// The whole API. `max_body_bytes` bounds every request body (413 beyond).
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    let (routes, _document) = api().split_for_parts();
+    routes
         .fallback(fallback)
         .method_not_allowed_fallback(fallback)
         // Our own limit (below) has already bounded the body.

@@ -6,6 +6,8 @@ use axum::response::IntoResponse;
 use axum::Json;
 use serde_json::json;
 
+use super::openapi as oa;
+
 fn base(headers: &HeaderMap) -> String {
     let host = headers
         .get("host")
@@ -15,6 +17,13 @@ fn base(headers: &HeaderMap) -> String {
 }
 
 /// `GET /`: the list of versions.
+#[utoipa::path(
+    get,
+    path = "/",
+    operation_id = "listVersions",
+    tag = "versions",
+    responses((status = 200, description = "The API versions", body = oa::VersionList)),
+)]
 pub async fn root(headers: HeaderMap) -> impl IntoResponse {
     let href = format!("{}/v1.0/", base(&headers));
     Json(json!({"versions": [{
@@ -24,10 +33,29 @@ pub async fn root(headers: HeaderMap) -> impl IntoResponse {
 }
 
 /// `GET /v1.0`: this version.
+#[utoipa::path(
+    get,
+    path = "/v1.0",
+    operation_id = "showVersion",
+    tag = "versions",
+    responses((status = 200, description = "This version", body = oa::VersionShow)),
+)]
 pub async fn v1(headers: HeaderMap) -> impl IntoResponse {
     let href = format!("{}/v1.0/", base(&headers));
     Json(json!({"version": {
         "id": "v1.0", "status": "CURRENT", "updated": "2012-08-01T00:00:00Z",
         "links": [{"rel": "self", "href": href}]
     }}))
+}
+
+/// `GET /v1.0/`: as `GET /v1.0`.
+#[utoipa::path(
+    get,
+    path = "/v1.0/",
+    operation_id = "showVersionSlash",
+    tag = "versions",
+    responses((status = 200, description = "This version", body = oa::VersionShow)),
+)]
+pub async fn v1_slash(headers: HeaderMap) -> impl IntoResponse {
+    v1(headers).await
 }

@@ -11,6 +11,8 @@
 //! issue replaces the instant simulated steps with provider ports, failures and
 //! compensation.
 
+pub mod ports;
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -97,6 +97,19 @@ pub enum InstanceCommand {
     },
     /// The compute server was created.
     RecordServerCreated { server_id: String },
+    /// The guest accepted the prepare request.
+    RecordGuestPrepared,
+    /// The guest reported volume usage (GB).
+    RecordVolumeUsage { used: f64, total: f64 },
+    /// The guest applied this configuration (group and revision; `None`: no group).
+    RecordGuestConfiguration {
+        configuration_id: Option<Uuid>,
+        revision: u64,
+    },
+    /// The compute server was deleted.
+    RecordServerDeleted { server_id: String },
+    /// The data volume was deleted.
+    RecordVolumeDeleted { volume_id: String },
     /// The compute server's status changed.
     RecordComputeStatus { status: ComputeStatus },
     /// The guest reported (a heartbeat).
@@ -144,6 +157,11 @@ impl InstanceCommand {
             DeleteInstance => "DeleteInstance",
             RecordVolumeCreated { .. } => "RecordVolumeCreated",
             RecordServerCreated { .. } => "RecordServerCreated",
+            RecordGuestPrepared => "RecordGuestPrepared",
+            RecordVolumeUsage { .. } => "RecordVolumeUsage",
+            RecordGuestConfiguration { .. } => "RecordGuestConfiguration",
+            RecordServerDeleted { .. } => "RecordServerDeleted",
+            RecordVolumeDeleted { .. } => "RecordVolumeDeleted",
             RecordComputeStatus { .. } => "RecordComputeStatus",
             RecordGuestStatus { .. } => "RecordGuestStatus",
             RecordAddresses { .. } => "RecordAddresses",

@@ -728,6 +728,40 @@ fn report(
                 at,
             },
         ),
+        RecordGuestPrepared => one(!state.guest_prepared, E::GuestPrepared { at }),
+        RecordVolumeUsage { used, total } => one(
+            state.volume_usage != Some((*used, *total)),
+            E::VolumeUsageReported {
+                used: *used,
+                total: *total,
+                at,
+            },
+        ),
+        RecordGuestConfiguration {
+            configuration_id,
+            revision,
+        } => one(
+            state.guest_configuration != Some((*configuration_id, *revision)),
+            E::GuestConfigurationApplied {
+                configuration_id: *configuration_id,
+                revision: *revision,
+                at,
+            },
+        ),
+        RecordServerDeleted { server_id } => one(
+            state.server_id.as_ref() == Some(server_id),
+            E::ServerDeleted {
+                server_id: server_id.clone(),
+                at,
+            },
+        ),
+        RecordVolumeDeleted { volume_id } => one(
+            state.volume_id.as_ref() == Some(volume_id),
+            E::VolumeDeleted {
+                volume_id: volume_id.clone(),
+                at,
+            },
+        ),
         RecordComputeStatus { status } => {
             if state.server_id.is_none() {
                 return Err(DomainError::InvalidReport(

@@ -209,6 +209,31 @@ pub enum InstanceEvent {
         server_id: String,
         at: DateTime<Utc>,
     },
+    /// The guest agent accepted the prepare request (databases, users, configuration,
+    /// replication source).
+    GuestPrepared { at: DateTime<Utc> },
+    /// The guest reported the data volume's usage (GB): shown as `volume.used`.
+    VolumeUsageReported {
+        used: f64,
+        total: f64,
+        at: DateTime<Utc>,
+    },
+    /// The guest runs this configuration (group and revision; `None`: no group).
+    GuestConfigurationApplied {
+        configuration_id: Option<Uuid>,
+        revision: u64,
+        at: DateTime<Utc>,
+    },
+    /// The compute server is gone (deleted by teardown or compensation).
+    ServerDeleted {
+        server_id: String,
+        at: DateTime<Utc>,
+    },
+    /// The data volume is gone (deleted by teardown or compensation).
+    VolumeDeleted {
+        volume_id: String,
+        at: DateTime<Utc>,
+    },
     /// The compute service reports a new server status.
     ComputeStatusChanged {
         status: ComputeStatus,
@@ -254,6 +279,11 @@ pub const EVENT_VERSIONS: &[(&str, u32)] = &[
     ("InstanceDeleted", 1),
     ("VolumeCreated", 1),
     ("ServerCreated", 1),
+    ("GuestPrepared", 1),
+    ("VolumeUsageReported", 1),
+    ("GuestConfigurationApplied", 1),
+    ("ServerDeleted", 1),
+    ("VolumeDeleted", 1),
     ("ComputeStatusChanged", 1),
     ("GuestStatusReported", 1),
     ("AddressesAssigned", 1),
@@ -303,6 +333,11 @@ impl InstanceEvent {
             InstanceDeleted { .. } => "InstanceDeleted",
             VolumeCreated { .. } => "VolumeCreated",
             ServerCreated { .. } => "ServerCreated",
+            GuestPrepared { .. } => "GuestPrepared",
+            VolumeUsageReported { .. } => "VolumeUsageReported",
+            GuestConfigurationApplied { .. } => "GuestConfigurationApplied",
+            ServerDeleted { .. } => "ServerDeleted",
+            VolumeDeleted { .. } => "VolumeDeleted",
             ComputeStatusChanged { .. } => "ComputeStatusChanged",
             GuestStatusReported { .. } => "GuestStatusReported",
             AddressesAssigned { .. } => "AddressesAssigned",
@@ -338,6 +373,11 @@ impl InstanceEvent {
             | InstanceDeleted { at }
             | VolumeCreated { at, .. }
             | ServerCreated { at, .. }
+            | GuestPrepared { at }
+            | VolumeUsageReported { at, .. }
+            | GuestConfigurationApplied { at, .. }
+            | ServerDeleted { at, .. }
+            | VolumeDeleted { at, .. }
             | ComputeStatusChanged { at, .. }
             | GuestStatusReported { at, .. }
             | AddressesAssigned { at, .. }

@@ -141,6 +141,36 @@ pub fn evolve(mut s: Instance, event: &InstanceEvent) -> Instance {
             s.compute = Some(ComputeStatus::Build);
             s.updated = *at;
         }
+        GuestPrepared { at } => {
+            s.guest_prepared = true;
+            s.updated = *at;
+        }
+        VolumeUsageReported { used, total, .. } => {
+            // Live data (like the compute status): `updated` stays.
+            s.volume_usage = Some((*used, *total));
+        }
+        GuestConfigurationApplied {
+            configuration_id,
+            revision,
+            ..
+        } => {
+            s.guest_configuration = Some((*configuration_id, *revision));
+        }
+        ServerDeleted { server_id, at } => {
+            if s.server_id.as_ref() == Some(server_id) {
+                s.server_id = None;
+                s.compute = None;
+                s.addresses.clear();
+            }
+            s.updated = *at;
+        }
+        VolumeDeleted { volume_id, at } => {
+            if s.volume_id.as_ref() == Some(volume_id) {
+                s.volume_id = None;
+                s.volume_usage = None;
+            }
+            s.updated = *at;
+        }
         ComputeStatusChanged { status, .. } => {
             // The compute status is live data upstream (not a record change): `updated`
             // stays.

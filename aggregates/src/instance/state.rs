@@ -42,8 +42,14 @@ pub struct Instance {
     pub volume: Option<VolumeSpec>,
     /// Set once provisioning created the volume.
     pub volume_id: Option<String>,
-    /// Set once provisioning created the compute server.
+    /// Set once provisioning created the compute server; cleared when it is deleted.
     pub server_id: Option<String>,
+    /// Whether the guest accepted its prepare request.
+    pub guest_prepared: bool,
+    /// Volume usage last reported by the guest: (used GB, total GB).
+    pub volume_usage: Option<(f64, f64)>,
+    /// The configuration the guest runs: (group, revision); `None` before any apply.
+    pub guest_configuration: Option<(Option<Uuid>, u64)>,
     /// `None` only after deletion (the reference is cleared, as upstream does).
     pub datastore: Option<DatastoreRef>,
     pub task: Task,

@@ -450,6 +450,7 @@ fn statuses_follow_the_lifecycle_table() {
         vec![ConfigurationAttached {
             configuration_id: Uuid::from_u128(7),
             restart_required: true,
+            revision: 1,
             at: t(5),
         }],
     );

@@ -131,6 +131,25 @@ fn one_of_each() -> Vec<InstanceEvent> {
             restart_required: true,
             at,
         },
+        GuestPrepared { at },
+        VolumeUsageReported {
+            used: 0.12,
+            total: 4.9,
+            at,
+        },
+        GuestConfigurationApplied {
+            configuration_id: Some(CFG_MYSQL80),
+            revision: 2,
+            at,
+        },
+        ServerDeleted {
+            server_id: "srv-1".into(),
+            at,
+        },
+        VolumeDeleted {
+            volume_id: "vol-1".into(),
+            at,
+        },
     ]
 }
 
@@ -161,13 +180,18 @@ fn variant_number(e: &InstanceEvent) -> usize {
         ProvisioningCompleted { .. } => 20,
         ProvisioningFailed { .. } => 21,
         ConfigurationRevisionApplied { .. } => 22,
+        GuestPrepared { .. } => 23,
+        VolumeUsageReported { .. } => 24,
+        GuestConfigurationApplied { .. } => 25,
+        ServerDeleted { .. } => 26,
+        VolumeDeleted { .. } => 27,
     }
 }
 
 #[test]
 fn samples_cover_every_variant_once() {
     let numbers: Vec<usize> = one_of_each().iter().map(variant_number).collect();
-    assert_eq!(numbers, (0..23).collect::<Vec<_>>());
+    assert_eq!(numbers, (0..28).collect::<Vec<_>>());
 }
 
 #[test]
@@ -200,7 +224,7 @@ fn event_versions_list_every_variant_exactly_once() {
     let unique: BTreeSet<&str> = listed.iter().copied().collect();
     assert_eq!(unique.len(), listed.len(), "no name listed twice");
     let produced: BTreeSet<&str> = one_of_each().iter().map(|e| e.event_type()).collect();
-    assert_eq!(produced.len(), 23, "event_type() is distinct per variant");
+    assert_eq!(produced.len(), 28, "event_type() is distinct per variant");
     assert_eq!(
         produced, unique,
         "the list has neither missing nor extra names"

@@ -1,0 +1,188 @@
+//! Provider ports: the narrow, async seam between the saga runner and a cloud.
+//!
+//! The simulated cloud (`crate::sim`) implements them today; real clouds (OpenStack
+//! Nova/Cinder, Kubernetes) later. Every call that creates something takes an
+//! idempotency key derived from the instance and the step: calling it again with the
+//! same key returns the resource created the first time instead of a second one, so a
+//! step retried after a crash or a lost answer never duplicates anything. Deletes are
+//! idempotent too (deleting what is gone succeeds).
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Why a provider call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProviderError {
+    /// Worth retrying (timeouts, transient API errors, injected transient faults).
+    #[error("{0}")]
+    Transient(String),
+    /// Will not get better by retrying (no capacity, bad request, injected permanent
+    /// faults): the workflow fails with this message as the fault.
+    #[error("{0}")]
+    Permanent(String),
+    /// The resource does not exist (a status or usage query after it vanished).
+    #[error("{0} not found")]
+    NotFound(String),
+}
+
+/// Identifies one effect: the same key always means the same resource.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct IdempotencyKey(pub String);
+
+impl IdempotencyKey {
+    /// The key of `step` for instance `instance` (e.g. `instance-<id>/volume`).
+    pub fn new(instance: Uuid, step: &str) -> IdempotencyKey {
+        IdempotencyKey(format!("instance-{instance}/{step}"))
+    }
+}
+
+/// A data volume to create.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeSpec {
+    pub instance_id: Uuid,
+    /// GB.
+    pub size: u64,
+    pub volume_type: Option<String>,
+    pub availability_zone: Option<String>,
+    /// Instance name, for fault injection by name pattern and for operators.
+    pub instance_name: String,
+}
+
+/// A volume as the provider reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Volume {
+    pub id: String,
+    pub instance_id: Uuid,
+    pub size: u64,
+    pub volume_type: Option<String>,
+    pub availability_zone: String,
+    /// `available`, `in-use`, `deleting`, ...
+    pub status: String,
+    /// Server it is attached to.
+    pub attached_to: Option<String>,
+}
+
+/// Filesystem usage of a volume, GB.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VolumeUsage {
+    pub used_gb: f64,
+    pub total_gb: f64,
+}
+
+/// A compute server to create.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerSpec {
+    pub instance_id: Uuid,
+    pub instance_name: String,
+    pub flavor_id: String,
+    pub vcpus: u32,
+    /// MB.
+    pub ram: u32,
+    pub availability_zone: Option<String>,
+    /// The user network, if one was requested.
+    pub network_id: Option<String>,
+    /// Whether the user port gets a floating (public) address.
+    pub public: bool,
+    /// The data volume to attach.
+    pub volume_id: Option<String>,
+}
+
+/// An address of a server.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerAddress {
+    pub address: String,
+    /// `private` or `public`.
+    pub kind: String,
+    pub network: Option<String>,
+}
+
+/// A server as the provider reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Server {
+    pub id: String,
+    pub instance_id: Uuid,
+    /// `BUILD`, `ACTIVE`, `ERROR`, ...
+    pub status: String,
+    pub availability_zone: String,
+    pub addresses: Vec<ServerAddress>,
+}
+
+/// Creates, inspects and deletes data volumes.
+#[async_trait]
+pub trait VolumeProvider: Send + Sync {
+    async fn create_volume(
+        &self,
+        key: &IdempotencyKey,
+        spec: &VolumeSpec,
+    ) -> Result<Volume, ProviderError>;
+    async fn attach_volume(&self, volume_id: &str, server_id: &str) -> Result<(), ProviderError>;
+    async fn detach_volume(&self, volume_id: &str) -> Result<(), ProviderError>;
+    async fn delete_volume(&self, volume_id: &str) -> Result<(), ProviderError>;
+    async fn volume_usage(&self, volume_id: &str) -> Result<VolumeUsage, ProviderError>;
+}
+
+/// Creates, inspects and deletes compute servers.
+#[async_trait]
+pub trait ComputeProvider: Send + Sync {
+    async fn create_server(
+        &self,
+        key: &IdempotencyKey,
+        spec: &ServerSpec,
+    ) -> Result<Server, ProviderError>;
+    async fn server(&self, server_id: &str) -> Result<Server, ProviderError>;
+    /// Makes the user port public or private (adds or removes the floating address).
+    async fn set_public(&self, server_id: &str, public: bool) -> Result<Server, ProviderError>;
+    async fn delete_server(&self, server_id: &str) -> Result<(), ProviderError>;
+}
+
+/// What the guest is asked to prepare.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PrepareRequest {
+    pub instance_id: Uuid,
+    pub instance_name: String,
+    pub server_id: String,
+    pub datastore_manager: String,
+    pub datastore_version: String,
+    pub databases: Vec<String>,
+    /// (name, host, password): passwords unsealed for the guest only.
+    pub users: Vec<(String, String, String)>,
+    pub configuration: Option<serde_json::Value>,
+    /// The primary to replicate from, for replicas.
+    pub replica_of: Option<Uuid>,
+}
+
+/// The guest's status as its agent reports it (lifecycle §2.2 names: `HEALTHY`,
+/// `BUILDING`, `FAILED`, ...).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestReport {
+    pub status: String,
+}
+
+/// The database agent inside a server.
+#[async_trait]
+pub trait GuestAgent: Send + Sync {
+    async fn prepare(
+        &self,
+        key: &IdempotencyKey,
+        req: &PrepareRequest,
+    ) -> Result<(), ProviderError>;
+    async fn status(&self, server_id: &str) -> Result<GuestReport, ProviderError>;
+    async fn upgrade(
+        &self,
+        key: &IdempotencyKey,
+        server_id: &str,
+        version: &str,
+    ) -> Result<(), ProviderError>;
+    async fn apply_configuration(
+        &self,
+        key: &IdempotencyKey,
+        server_id: &str,
+        values: Option<&serde_json::Value>,
+    ) -> Result<(), ProviderError>;
+    async fn detach_replica(
+        &self,
+        key: &IdempotencyKey,
+        server_id: &str,
+    ) -> Result<(), ProviderError>;
+}
