@@ -1,0 +1,1 @@
+//! The simulated cloud behind the provider ports (being written).
