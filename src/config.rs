@@ -20,7 +20,22 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the API server (embedded event store, simulated cloud).
-    Serve(ServeConfig),
+    Serve(Box<ServeConfig>),
+    /// Inspect the simulated cloud.
+    #[command(subcommand)]
+    Sim(SimCommand),
+}
+
+/// `troved sim ...`.
+#[derive(Debug, Subcommand)]
+pub enum SimCommand {
+    /// Print the simulated cloud's servers and volumes as JSON
+    /// (`{"servers": [...], "volumes": [...]}`); works while the server runs.
+    List {
+        /// The data directory of the server whose cloud to list.
+        #[arg(long, env = "TROVED_DATA_DIR", default_value = "./data")]
+        data_dir: PathBuf,
+    },
 }
 
 /// `troved serve`.
@@ -90,9 +105,40 @@ pub struct ServeConfig {
     )]
     pub quota_volumes: i64,
 
-    /// Simulated cloud: delay of each provisioning step, in milliseconds.
+    /// Where instances are provisioned: `sim`, the simulated cloud persisted in
+    /// `cloud.db` in the data directory (the only provider for now).
+    #[arg(long, env = "TROVED_PROVIDER", default_value = "sim")]
+    pub provider: String,
+
+    /// Simulated cloud: delay of each provider call, in milliseconds.
     #[arg(long, env = "TROVED_SIM_LATENCY_MS", default_value_t = 200)]
     pub sim_latency_ms: u64,
+
+    /// Simulated cloud: inject faults, e.g. `create_server:rate=0.3` or
+    /// `prepare:name=crash-*:permanent` (repeatable; see docs/sagas.md).
+    #[arg(long = "sim-fault", env = "TROVED_SIM_FAULTS", value_delimiter = ';')]
+    pub sim_faults: Vec<String>,
+
+    /// Simulated cloud: seed of the fault injection (same seed, same failures).
+    #[arg(long, env = "TROVED_SIM_SEED", default_value_t = 1)]
+    pub sim_seed: u64,
+
+    /// A provider call without an answer after this many milliseconds is retried.
+    #[arg(long, env = "TROVED_PROVIDER_TIMEOUT_MS", default_value_t = 30_000)]
+    pub provider_timeout_ms: u64,
+
+    /// A build not finished after this many seconds fails (upstream `usage_timeout`).
+    #[arg(long, env = "TROVED_BUILD_TIMEOUT_SECS", default_value_t = 1800)]
+    pub build_timeout_secs: i64,
+
+    /// An upgrade not finished after this many seconds fails.
+    #[arg(long, env = "TROVED_UPGRADE_TIMEOUT_SECS", default_value_t = 600)]
+    pub upgrade_timeout_secs: i64,
+
+    /// Keep the server and volume of a failed build for inspection instead of
+    /// releasing them (they are released when the instance is deleted).
+    #[arg(long, env = "TROVED_KEEP_FAILED_RESOURCES")]
+    pub keep_failed_resources: bool,
 
     /// How long a command's answer waits for the read models to show its change.
     #[arg(
@@ -107,6 +153,11 @@ impl ServeConfig {
     /// The event store file.
     pub fn events_path(&self) -> PathBuf {
         self.data_dir.join("events.db")
+    }
+
+    /// The simulated cloud's own state (an external cloud's, as far as troved knows).
+    pub fn cloud_path(&self) -> PathBuf {
+        self.data_dir.join("cloud.db")
     }
 
     /// The secret-key file (kept apart from the log; see docs/security.md).

@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use tokio::net::TcpListener;
-use troved::config::{Cli, Command};
+use troved::config::{Cli, Command, SimCommand};
 use troved::server::Server;
 
 #[tokio::main]
@@ -17,9 +17,14 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(cfg) => {
+            let cfg = *cfg;
             let listener = TcpListener::bind(cfg.listen).await?;
             let server = Server::start(&cfg, listener, shutdown_signal()).await?;
             Ok(server.wait().await?)
+        }
+        Command::Sim(SimCommand::List { data_dir }) => {
+            println!("{}", troved::sim::list_json(&data_dir)?);
+            Ok(())
         }
     }
 }

@@ -24,8 +24,9 @@ use crate::http::{self, AppState};
 use crate::runtime::commands::CommandBus;
 use crate::runtime::lookups::Lookups;
 use crate::runtime::projector::{self, Models};
-use crate::saga::Driver;
+use crate::saga::{Driver, DriverDeps, Policy, Providers};
 use crate::secrets::{Vault, VaultError};
+use crate::sim::{FaultSpec, SimCloud, SimConfig, SimError};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{EventStore, Position, StoreError};
 
@@ -51,6 +52,33 @@ pub enum ServerError {
     Http(std::io::Error),
     #[error("{0} stopped unexpectedly")]
     TaskDied(&'static str),
+    #[error("simulated cloud: {0}")]
+    Sim(#[from] SimError),
+}
+
+/// The provider behind the saga: the simulated cloud (the only one for now).
+fn open_cloud(cfg: &ServeConfig) -> Result<SimCloud, ServerError> {
+    if cfg.provider != "sim" {
+        return Err(ServerError::Config(format!(
+            "--provider must be `sim` (the only provider so far), not `{}`",
+            cfg.provider
+        )));
+    }
+    let faults = cfg
+        .sim_faults
+        .iter()
+        .filter(|f| !f.trim().is_empty())
+        .map(|f| {
+            FaultSpec::parse(f).map_err(|e| ServerError::Config(format!("--sim-fault {f}: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let config = SimConfig {
+        latency: Duration::from_millis(cfg.sim_latency_ms),
+        seed: cfg.sim_seed,
+        faults,
+        ..SimConfig::default()
+    };
+    Ok(SimCloud::open_in(&cfg.data_dir, config)?)
 }
 
 /// A running server.
@@ -132,7 +160,8 @@ impl Server {
         let lock = lock_data_dir(cfg)?;
         let store = SqliteStore::open(&cfg.events_path())?;
         let vault = Arc::new(Vault::open(&cfg.secrets_path())?);
-        for f in [cfg.events_path(), cfg.secrets_path()] {
+        let cloud = Arc::new(open_cloud(cfg)?);
+        for f in [cfg.events_path(), cfg.secrets_path(), cfg.cloud_path()] {
             restrict_permissions(&f, 0o600);
         }
         let dyn_store: Arc<dyn EventStore> = Arc::new(store.clone());
@@ -168,13 +197,25 @@ impl Server {
             });
         }
         {
-            let driver = Driver::new(
-                bus.clone(),
-                vault.clone(),
-                Duration::from_millis(cfg.sim_latency_ms),
-                stop_rx.clone(),
-                all.configurations.clone(),
-            );
+            let driver = Driver::new(DriverDeps {
+                bus: bus.clone(),
+                vault: vault.clone(),
+                providers: Providers {
+                    volumes: cloud.clone(),
+                    compute: cloud.clone(),
+                    guests: cloud.clone(),
+                },
+                catalog: catalog.clone(),
+                configurations: all.configurations.clone(),
+                policy: Policy {
+                    build_timeout: chrono::Duration::seconds(cfg.build_timeout_secs),
+                    upgrade_timeout: chrono::Duration::seconds(cfg.upgrade_timeout_secs),
+                    keep_failed_resources: cfg.keep_failed_resources,
+                },
+                poll_interval: Duration::from_millis(cfg.sim_latency_ms.clamp(20, 1000)),
+                call_timeout: Duration::from_millis(cfg.provider_timeout_ms),
+                shutdown: stop_rx.clone(),
+            });
             let (store, models) = (dyn_store.clone(), models.clone());
             tasks.spawn(async move {
                 if let Err(e) = driver.run(store, models).await {

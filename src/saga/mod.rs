@@ -1,40 +1,59 @@
-//! The lifecycle driver: moves instances through the provisioning, upgrade, detach,
-//! access and deletion workflows against a simulated cloud, recording every step as an
-//! event through the command path.
+//! The saga runner: drives every instance workflow (provisioning, deletion, upgrade,
+//! replica detach, access update, configuration) through the provider ports, recording
+//! each step's outcome as an event through the command path.
 //!
-//! It is level-triggered: for an instance it loads the current state from the log and
-//! takes the one next step that state calls for ([`next_step`]), until none is left.
-//! Every step is an idempotent report (`decide` ignores a fact already recorded), so a
-//! crash at any point, or two drivers racing, can repeat a step but never apply it
-//! twice; after a restart every unfinished instance is picked up again from the read
-//! models. This is the minimal driver of the event-sourced core; the provisioning saga
-//! issue replaces the instant simulated steps with provider ports, failures and
-//! compensation.
+//! Level-triggered: for an instance it loads the state from the log, asks [`plan`] for
+//! the one next step, performs it through the ports and records the outcome; then asks
+//! again, until there is nothing to do. So the workflow *is* the log, and a crash at any
+//! point resumes from it:
+//! - effects are exactly-once: every create carries an idempotency key derived from the
+//!   instance and the step, so a repeated step finds the resource made the first time;
+//! - recordings are idempotent: `decide` ignores a report of a fact already recorded,
+//!   and saga events get deterministic ids (a retried append is deduplicated);
+//! - after a restart every instance with work left is picked up from the read models.
+//!
+//! Failures: a transient provider error is retried with capped exponential backoff; a
+//! permanent one (or too many transient ones) fails the workflow with a fault, and a
+//! failed build releases what it created (compensation) unless the operator keeps failed
+//! resources. Timeouts are part of the plan (they depend on the state's timestamps).
 
+pub mod memory;
+pub mod plan;
 pub mod ports;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use aggregates::configuration::{configuration_id_of_stream, Configuration};
 use aggregates::instance::{
-    self, instance_id_of_stream, Address, Caller, ComputeStatus, Instance, InstanceCommand,
-    ServiceStatus, Task,
+    self, instance_id_of_stream, Address, Caller, ComputeStatus, FaultInfo, Instance,
+    InstanceCommand, InstanceEvent, ServiceStatus, Task,
 };
+use chrono::Utc;
 use dashmap::DashMap;
 use projections::configurations::ConfigurationModels;
 use projections::ReadModels;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::runtime::codec::{Actor, CommandMeta, EventMetadata};
+pub use plan::{plan, Policy, Step};
+use ports::{
+    ComputeProvider, GuestAgent, IdempotencyKey, PrepareRequest, ProviderError, ServerSpec,
+    VolumeProvider, VolumeSpec,
+};
+
+use crate::catalog::StaticCatalog;
+use crate::runtime::codec::{self, Actor, CommandMeta, EventMetadata};
 use crate::runtime::commands::{fold_instance, CommandBus, CommandError};
 use crate::secrets::{Vault, VaultError};
 use crate::store::{EventStore, RecordedEvent, StoreError};
 
-/// Namespace of the ids the simulated cloud derives from instance ids, so a repeated
-/// step names the same volume and server.
-const SIM_NS: Uuid = Uuid::from_u128(0x2b7d_51e0_8c3a_4f19_9e62_07a4_c3d8_15f6);
+/// Namespace of the saga's deterministic event ids.
+const SAGA_NS: Uuid = Uuid::from_u128(0x2b7d_51e0_8c3a_4f19_9e62_07a4_c3d8_15f6);
+
+/// Transient failures of one step tolerated before the workflow fails.
+const TRANSIENT_ATTEMPTS: u32 = 6;
 
 /// The identity saga commands run as.
 pub fn saga_caller() -> Caller {
@@ -45,119 +64,12 @@ pub fn saga_caller() -> Caller {
     }
 }
 
-/// The next step an instance's state calls for, if any. `group` is the current state of
-/// the configuration group attached to it, if any.
-pub fn next_step(s: &Instance, group: Option<&Configuration>) -> Option<InstanceCommand> {
-    use InstanceCommand as C;
-    let id = s.id?;
-    if s.deleted {
-        return None;
-    }
-    if let Some(step) = configuration_step(s, group) {
-        return Some(step);
-    }
-    match s.task {
-        Task::Deleting => Some(C::CompleteDeletion),
-        Task::Upgrading => Some(C::CompleteUpgrade),
-        Task::Detaching => Some(C::CompleteReplicaDetach),
-        Task::Updating => Some(access_step(id, s)),
-        Task::Building => Some(build_step(id, s)),
-        _ => None,
-    }
-}
-
-/// A newer revision of the attached group is applied once the instance is idle (not
-/// building, upgrading, ...), needing a restart if a key changed since the instance's
-/// revision needs one.
-fn configuration_step(s: &Instance, group: Option<&Configuration>) -> Option<InstanceCommand> {
-    let group = group.filter(|g| g.id.is_some() && g.id == s.configuration_id)?;
-    let idle = matches!(s.task, Task::None | Task::RestartRequired);
-    (idle && group.version > s.configuration_revision).then(|| {
-        InstanceCommand::ApplyConfigurationRevision {
-            configuration_id: s.configuration_id.unwrap_or_default(),
-            revision: group.version,
-            restart_required: group.restart_required_since > s.configuration_revision,
-        }
-    })
-}
-
-/// An access update first makes the user port public or private (adds or removes the
-/// floating address), then records the new access (lifecycle §7.7).
-fn access_step(id: Uuid, s: &Instance) -> InstanceCommand {
-    let want_public = s.pending_access.as_ref().is_some_and(|a| a.is_public);
-    let has_public = s.addresses.iter().any(|a| a.kind == "public");
-    if want_public != has_public {
-        InstanceCommand::RecordAddresses {
-            addresses: sim_addresses(id, s, want_public),
-        }
-    } else {
-        InstanceCommand::CompleteAccessUpdate
-    }
-}
-
-fn build_step(id: Uuid, s: &Instance) -> InstanceCommand {
-    use InstanceCommand as C;
-    if let (Some(v), None) = (&s.volume, &s.volume_id) {
-        return C::RecordVolumeCreated {
-            volume_id: Uuid::new_v5(&SIM_NS, format!("{id}/volume").as_bytes()).to_string(),
-            size: v.size,
-            volume_type: v.volume_type.clone(),
-        };
-    }
-    if s.server_id.is_none() {
-        return C::RecordServerCreated {
-            server_id: Uuid::new_v5(&SIM_NS, format!("{id}/server").as_bytes()).to_string(),
-        };
-    }
-    if s.compute == Some(ComputeStatus::Build) {
-        return C::RecordComputeStatus {
-            status: ComputeStatus::Active,
-        };
-    }
-    if s.addresses.is_empty() {
-        let public = s
-            .access
-            .as_ref()
-            .and_then(|a| a.get("is_public"))
-            .and_then(|v| v.as_bool())
-            .unwrap_or(false);
-        return C::RecordAddresses {
-            addresses: sim_addresses(id, s, public),
-        };
-    }
-    match s.service {
-        ServiceStatus::New => C::RecordGuestStatus {
-            status: ServiceStatus::Building,
-        },
-        ServiceStatus::Building => C::RecordGuestStatus {
-            status: ServiceStatus::Healthy,
-        },
-        _ => C::CompleteProvisioning,
-    }
-}
-
-/// A private address on the requested (or a default) network, derived from the id, plus
-/// a public (floating) one when `public`.
-fn sim_addresses(id: Uuid, s: &Instance, public: bool) -> Vec<Address> {
-    let b = id.as_bytes();
-    let network = s
-        .nics
-        .first()
-        .and_then(|n| n.network_id.clone())
-        .unwrap_or_else(|| Uuid::new_v5(&SIM_NS, b"private-network").to_string());
-    let mut out = vec![Address {
-        address: format!("10.{}.{}.{}", b[0], b[1], b[2].max(2)),
-        kind: "private".into(),
-        network: Some(network),
-    }];
-    if public {
-        out.push(Address {
-            address: format!("172.24.{}.{}", b[3], b[4].max(2)),
-            kind: "public".into(),
-            network: None,
-        });
-    }
-    out
+/// The cloud the saga works with.
+#[derive(Clone)]
+pub struct Providers {
+    pub volumes: Arc<dyn VolumeProvider>,
+    pub compute: Arc<dyn ComputeProvider>,
+    pub guests: Arc<dyn GuestAgent>,
 }
 
 /// Why a step did not complete (it is retried).
@@ -169,6 +81,16 @@ pub enum StepError {
     Vault(#[from] VaultError),
     #[error("vault task: {0}")]
     Join(#[from] tokio::task::JoinError),
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+}
+
+/// What performing a step produced.
+enum Outcome {
+    /// Record this report.
+    Record(InstanceCommand),
+    /// Nothing changed yet (a server or guest still coming up): look again later.
+    Wait,
 }
 
 /// Runs workflows.
@@ -176,32 +98,48 @@ pub enum StepError {
 pub struct Driver {
     bus: CommandBus,
     vault: Arc<Vault>,
-    /// Delay of each simulated step.
-    latency: Duration,
+    providers: Providers,
+    catalog: Arc<StaticCatalog>,
+    policy: Policy,
+    /// How long to wait before asking a provider again about something in progress.
+    poll_interval: Duration,
+    /// A provider call without an answer after this is a transient failure.
+    call_timeout: Duration,
     /// Instances with a running worker; `true` = new events arrived meanwhile, look again.
     running: Arc<DashMap<Uuid, bool>>,
     /// Becomes `true` when the server shuts down; workers stop between steps.
     shutdown: watch::Receiver<bool>,
-    /// Configuration groups: their revisions, and which instances use them.
+    /// Configuration groups: their revisions and values, and which instances use them.
     configurations: Arc<ConfigurationModels>,
 }
 
+/// What the driver needs; see the fields of [`Driver`].
+pub struct DriverDeps {
+    pub bus: CommandBus,
+    pub vault: Arc<Vault>,
+    pub providers: Providers,
+    pub catalog: Arc<StaticCatalog>,
+    pub configurations: Arc<ConfigurationModels>,
+    pub policy: Policy,
+    pub poll_interval: Duration,
+    pub call_timeout: Duration,
+    pub shutdown: watch::Receiver<bool>,
+}
+
 impl Driver {
-    /// A driver executing through `bus`.
-    pub fn new(
-        bus: CommandBus,
-        vault: Arc<Vault>,
-        latency: Duration,
-        shutdown: watch::Receiver<bool>,
-        configurations: Arc<ConfigurationModels>,
-    ) -> Driver {
+    /// A driver.
+    pub fn new(d: DriverDeps) -> Driver {
         Driver {
-            bus,
-            vault,
-            latency,
+            bus: d.bus,
+            vault: d.vault,
+            providers: d.providers,
+            catalog: d.catalog,
+            policy: d.policy,
+            poll_interval: d.poll_interval,
+            call_timeout: d.call_timeout,
             running: Arc::new(DashMap::new()),
-            shutdown,
-            configurations,
+            shutdown: d.shutdown,
+            configurations: d.configurations,
         }
     }
 
@@ -213,18 +151,20 @@ impl Driver {
         models: Arc<ReadModels>,
     ) -> Result<(), StoreError> {
         // Everything the models have applied is covered by the scan below; everything
-        // after it by the subscription. Reading the store's head instead could miss the
-        // events between the two.
+        // after it by the subscription.
         let from = models.position();
         let all = projections::MgmtFilter {
             deleted: None,
             project: None,
         };
+        let now = Utc::now();
         let mut deleted = Vec::new();
         for s in models.mgmt_page(&all, 0, usize::MAX) {
             match s.id {
                 Some(id) if s.deleted => deleted.push(id),
-                Some(id) if next_step(&s, self.group_of(&s).as_ref()).is_some() => self.poke(id),
+                Some(id) if plan(&s, self.group_of(&s).as_ref(), now, &self.policy).is_some() => {
+                    self.poke(id)
+                }
                 _ => {}
             }
         }
@@ -275,16 +215,17 @@ impl Driver {
     }
 
     async fn work(self, id: Uuid) {
-        let mut failures = 0u32;
+        // Consecutive failures of the current step, by step name.
+        let mut failures: HashMap<&'static str, u32> = HashMap::new();
         loop {
             if *self.shutdown.borrow() {
                 self.running.remove(&id);
                 return;
             }
-            match self.step(id).await {
-                Ok(true) => failures = 0,
-                Ok(false) => {
-                    failures = 0;
+            match self.step(id, &mut failures).await {
+                Ok(Progress::Moved) => {}
+                Ok(Progress::Waiting) => tokio::time::sleep(self.poll_interval).await,
+                Ok(Progress::Idle) => {
                     // Done unless something arrived while we looked: decide atomically.
                     let rerun = self.running.remove_if(&id, |_, again| !*again).is_none();
                     if !rerun {
@@ -295,46 +236,77 @@ impl Driver {
                     }
                 }
                 Err(e) => {
-                    // Steps only fail when the store or the vault does; keep trying with
-                    // a capped backoff (giving up would leave the instance stuck: no
-                    // user command can move an instance in BUILD).
-                    failures = failures.saturating_add(1);
-                    if failures % 10 == 1 {
-                        tracing::warn!(instance = %id, error = %e, failures, "workflow step failed; retrying");
+                    // The store or the vault failed (provider errors are handled in
+                    // `step`): keep trying with a capped backoff; giving up would leave
+                    // the instance stuck.
+                    let n = failures.entry("store").or_default();
+                    *n = n.saturating_add(1);
+                    if *n % 10 == 1 {
+                        tracing::warn!(instance = %id, error = %e, failures = *n, "workflow step failed; retrying");
                     }
-                    let backoff = 50u64.saturating_mul(1 << failures.min(7));
+                    let backoff = 50u64.saturating_mul(1 << (*n).min(7));
                     tokio::time::sleep(Duration::from_millis(backoff.min(5_000))).await;
                 }
             }
         }
     }
 
-    /// Takes one step; `Ok(false)` when there is nothing (more) to do.
-    async fn step(&self, id: Uuid) -> Result<bool, StepError> {
+    /// Takes one step.
+    async fn step(
+        &self,
+        id: Uuid,
+        failures: &mut HashMap<&'static str, u32>,
+    ) -> Result<Progress, StepError> {
         let records = self.bus.read(&instance::stream_name(id)).await?;
         let state = fold_instance(&records)?;
         if state.deleted {
             self.shred(id).await?;
-            return Ok(false);
+            return Ok(Progress::Idle);
         }
         let group = self.group_of(&state);
-        let (Some(cmd), Some(last)) = (next_step(&state, group.as_ref()), records.last()) else {
-            return Ok(false);
+        let (Some(step), Some(last)) = (
+            plan(&state, group.as_ref(), Utc::now(), &self.policy),
+            records.last(),
+        ) else {
+            return Ok(Progress::Idle);
         };
-        if !self.latency.is_zero() {
-            tokio::time::sleep(self.latency).await;
-        }
+        let name = step_name(&step);
+        let performed = tokio::time::timeout(
+            self.call_timeout,
+            self.perform(id, &state, &records, group.as_ref(), &step),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(StepError::Provider(ProviderError::Transient(format!(
+                "no answer within {} ms",
+                self.call_timeout.as_millis()
+            ))))
+        });
+        let cmd = match performed {
+            Ok(Outcome::Record(cmd)) => {
+                failures.remove(name);
+                cmd
+            }
+            Ok(Outcome::Wait) => return Ok(Progress::Waiting),
+            Err(StepError::Provider(e)) => {
+                match self.on_provider_error(id, &state, &step, e, failures) {
+                    Some(cmd) => cmd,
+                    None => return Ok(Progress::Waiting),
+                }
+            }
+            Err(other) => return Err(other),
+        };
         let caller = saga_caller();
         let meta = CommandMeta {
             actor: Actor::from(&caller),
-            request_id: format!("saga:{}", cmd.name()),
+            request_id: format!("saga:{name}"),
             // The event this step reacts to.
             causation_id: last.id,
             // The workflow: the user request that put the instance where it is.
             correlation_id: workflow_of(&records).unwrap_or(id),
             // Same state, same step, same ids: a retried append is deduplicated.
             derived_ids: Some(Uuid::new_v5(
-                &SIM_NS,
+                &SAGA_NS,
                 format!("{id}/{}/{}", last.revision, cmd.name()).as_bytes(),
             )),
         };
@@ -347,7 +319,360 @@ impl Driver {
             // unreadable from now on.
             self.shred(id).await?;
         }
-        Ok(!done.events.is_empty())
+        Ok(if done.events.is_empty() {
+            Progress::Idle
+        } else {
+            Progress::Moved
+        })
+    }
+
+    /// What to record when a provider call failed; `None` = retry later.
+    fn on_provider_error(
+        &self,
+        id: Uuid,
+        state: &Instance,
+        step: &Step,
+        e: ProviderError,
+        failures: &mut HashMap<&'static str, u32>,
+    ) -> Option<InstanceCommand> {
+        let name = step_name(step);
+        let n = failures.entry(name).or_default();
+        *n += 1;
+        let give_up = match &e {
+            ProviderError::Permanent(_) | ProviderError::NotFound(_) => true,
+            ProviderError::Transient(_) => *n >= TRANSIENT_ATTEMPTS,
+        };
+        tracing::warn!(instance = %id, step = name, attempt = *n, error = %e, give_up, "provider call failed");
+        if !give_up {
+            return None;
+        }
+        let fault = |message: String| FaultInfo {
+            message,
+            details: format!("{name} failed after {n} attempt(s): {e}"),
+        };
+        match step {
+            Step::CreateVolume => Some(InstanceCommand::FailProvisioning {
+                task: Task::BuildingErrorVolume,
+                fault: fault(format!("Failed to create volume for instance {id}\n{e}")),
+            }),
+            Step::CreateServer | Step::PollServer => Some(InstanceCommand::FailProvisioning {
+                task: Task::BuildingErrorServer,
+                fault: fault(format!("Failed to create server for instance {id}\n{e}")),
+            }),
+            Step::Prepare | Step::PollGuest | Step::ReportUsage if state.task == Task::Building => {
+                Some(InstanceCommand::FailProvisioning {
+                    task: Task::BuildingErrorTimeoutGa,
+                    fault: fault(format!("Failed to prepare the guest of instance {id}\n{e}")),
+                })
+            }
+            Step::ApplyConfiguration { .. } if state.task == Task::Building => {
+                Some(InstanceCommand::FailProvisioning {
+                    task: Task::BuildingErrorTimeoutGa,
+                    fault: fault(format!(
+                        "Failed to configure the guest of instance {id}\n{e}"
+                    )),
+                })
+            }
+            Step::Upgrade => Some(InstanceCommand::FailUpgrade {
+                fault: fault(format!("Failed to upgrade instance {id}\n{e}")),
+            }),
+            Step::DetachReplica => Some(InstanceCommand::FailReplicaDetach {
+                fault: fault(format!("Failed to detach replica {id}\n{e}")),
+            }),
+            Step::SetPublic { .. } => Some(InstanceCommand::FailAccessUpdate {
+                fault: fault(format!("Failed to update access of instance {id}\n{e}")),
+            }),
+            // Teardown, compensation and idle configuration cannot "fail": a resource
+            // that is gone is what we wanted, anything else is retried (capped backoff).
+            Step::DeleteServer { server_id } | Step::ReleaseServer { server_id }
+                if matches!(e, ProviderError::NotFound(_)) =>
+            {
+                Some(InstanceCommand::RecordServerDeleted {
+                    server_id: server_id.clone(),
+                })
+            }
+            Step::DeleteVolume { volume_id } | Step::ReleaseVolume { volume_id }
+                if matches!(e, ProviderError::NotFound(_)) =>
+            {
+                Some(InstanceCommand::RecordVolumeDeleted {
+                    volume_id: volume_id.clone(),
+                })
+            }
+            _ => {
+                // Keep retrying, but not in a hot loop.
+                *n = (*n).min(TRANSIENT_ATTEMPTS - 1);
+                None
+            }
+        }
+    }
+
+    /// Performs one step through the providers.
+    async fn perform(
+        &self,
+        id: Uuid,
+        s: &Instance,
+        records: &[RecordedEvent],
+        group: Option<&Configuration>,
+        step: &Step,
+    ) -> Result<Outcome, StepError> {
+        use InstanceCommand as C;
+        let key = |name: &str| IdempotencyKey::new(id, name);
+        let rec = |c: InstanceCommand| Ok(Outcome::Record(c));
+        match step {
+            Step::CreateVolume => {
+                let v = s
+                    .volume
+                    .clone()
+                    .unwrap_or(aggregates::instance::VolumeSpec {
+                        size: 1,
+                        volume_type: None,
+                    });
+                let spec = VolumeSpec {
+                    instance_id: id,
+                    size: v.size,
+                    volume_type: v.volume_type,
+                    availability_zone: s.availability_zone.clone(),
+                    instance_name: s.name.clone(),
+                };
+                let vol = self
+                    .providers
+                    .volumes
+                    .create_volume(&key("volume"), &spec)
+                    .await?;
+                rec(C::RecordVolumeCreated {
+                    volume_id: vol.id,
+                    size: vol.size,
+                    volume_type: vol.volume_type,
+                })
+            }
+            Step::CreateServer => {
+                let vcpus = self.catalog.flavor(&s.flavor.id).map_or(1, |f| f.vcpus);
+                let spec = ServerSpec {
+                    instance_id: id,
+                    instance_name: s.name.clone(),
+                    flavor_id: s.flavor.id.clone(),
+                    vcpus,
+                    ram: s.flavor.ram,
+                    availability_zone: s.availability_zone.clone(),
+                    network_id: s.nics.first().and_then(|n| n.network_id.clone()),
+                    public: access_is_public(s),
+                    volume_id: s.volume_id.clone(),
+                };
+                let server = self
+                    .providers
+                    .compute
+                    .create_server(&key("server"), &spec)
+                    .await?;
+                if let Some(vid) = &s.volume_id {
+                    self.providers
+                        .volumes
+                        .attach_volume(vid, &server.id)
+                        .await?;
+                }
+                rec(C::RecordServerCreated {
+                    server_id: server.id,
+                })
+            }
+            Step::PollServer => {
+                let sid = s.server_id.clone().unwrap_or_default();
+                let server = self.providers.compute.server(&sid).await?;
+                let status = compute_status(&server.status);
+                if s.compute != Some(status) {
+                    return rec(C::RecordComputeStatus { status });
+                }
+                let addresses = to_addresses(&server.addresses);
+                if status == ComputeStatus::Active && addresses != s.addresses {
+                    return rec(C::RecordAddresses { addresses });
+                }
+                Ok(Outcome::Wait)
+            }
+            Step::Prepare => {
+                let req = self.prepare_request(id, s, records, group).await?;
+                self.providers.guests.prepare(&key("prepare"), &req).await?;
+                rec(C::RecordGuestPrepared)
+            }
+            Step::PollGuest => {
+                let sid = s.server_id.clone().unwrap_or_default();
+                let report = self.providers.guests.status(&sid).await?;
+                let status = service_status(&report.status);
+                if status != s.service {
+                    rec(C::RecordGuestStatus { status })
+                } else {
+                    Ok(Outcome::Wait)
+                }
+            }
+            Step::ReportUsage => {
+                let vid = s.volume_id.clone().unwrap_or_default();
+                let u = self.providers.volumes.volume_usage(&vid).await?;
+                rec(C::RecordVolumeUsage {
+                    used: u.used_gb,
+                    total: u.total_gb,
+                })
+            }
+            Step::CompleteBuild => rec(C::CompleteProvisioning),
+            Step::FailBuild { task, message } => rec(C::FailProvisioning {
+                task: *task,
+                fault: FaultInfo {
+                    message: message.clone(),
+                    details: format!("instance {id}: {message}"),
+                },
+            }),
+            Step::ReleaseServer { server_id } | Step::DeleteServer { server_id } => {
+                self.providers.compute.delete_server(server_id).await?;
+                rec(C::RecordServerDeleted {
+                    server_id: server_id.clone(),
+                })
+            }
+            Step::ReleaseVolume { volume_id } | Step::DeleteVolume { volume_id } => {
+                self.providers.volumes.delete_volume(volume_id).await?;
+                rec(C::RecordVolumeDeleted {
+                    volume_id: volume_id.clone(),
+                })
+            }
+            Step::FinishDeletion => {
+                self.sweep(id).await?;
+                rec(C::CompleteDeletion)
+            }
+            Step::FinishRelease => {
+                self.sweep(id).await?;
+                rec(C::RecordResourcesReleased)
+            }
+            Step::Upgrade => {
+                let sid = s.server_id.clone().unwrap_or_default();
+                let version = s
+                    .datastore
+                    .as_ref()
+                    .map(|d| d.version_id.to_string())
+                    .unwrap_or_default();
+                // One key per requested upgrade: the version and when it was asked for.
+                let k = key(&format!(
+                    "upgrade/{version}/{}",
+                    s.updated.timestamp_millis()
+                ));
+                self.providers.guests.upgrade(&k, &sid, &version).await?;
+                let report = self.providers.guests.status(&sid).await?;
+                if service_status(&report.status) == ServiceStatus::Healthy {
+                    rec(C::CompleteUpgrade)
+                } else {
+                    Ok(Outcome::Wait)
+                }
+            }
+            Step::FailUpgrade { message } => rec(C::FailUpgrade {
+                fault: FaultInfo {
+                    message: message.clone(),
+                    details: message.clone(),
+                },
+            }),
+            Step::DetachReplica => {
+                let sid = s.server_id.clone().unwrap_or_default();
+                let primary = s.replica_of.map(|p| p.to_string()).unwrap_or_default();
+                self.providers
+                    .guests
+                    .detach_replica(&key(&format!("detach/{primary}")), &sid)
+                    .await?;
+                rec(C::CompleteReplicaDetach)
+            }
+            Step::SetPublic { public } => {
+                let sid = s.server_id.clone().unwrap_or_default();
+                let server = self.providers.compute.set_public(&sid, *public).await?;
+                rec(C::RecordAddresses {
+                    addresses: to_addresses(&server.addresses),
+                })
+            }
+            Step::CompleteAccessUpdate => rec(C::CompleteAccessUpdate),
+            Step::AdoptRevision {
+                configuration_id,
+                revision,
+                restart_required,
+            } => rec(C::ApplyConfigurationRevision {
+                configuration_id: *configuration_id,
+                revision: *revision,
+                restart_required: *restart_required,
+            }),
+            Step::ApplyConfiguration {
+                configuration_id,
+                revision,
+            } => {
+                let sid = s.server_id.clone().unwrap_or_default();
+                let values = group
+                    .filter(|g| configuration_id.is_some() && g.id == *configuration_id)
+                    .map(|g| serde_json::to_value(&g.values).unwrap_or_default());
+                let k = key(&format!(
+                    "configuration/{}/{revision}",
+                    configuration_id
+                        .map(|c| c.to_string())
+                        .unwrap_or_else(|| "none".into())
+                ));
+                self.providers
+                    .guests
+                    .apply_configuration(&k, &sid, values.as_ref())
+                    .await?;
+                rec(C::RecordGuestConfiguration {
+                    configuration_id: *configuration_id,
+                    revision: *revision,
+                })
+            }
+        }
+    }
+
+    /// Deletes the server and the volume created under this instance's keys whose
+    /// creation was never recorded (the process died between the call and the event):
+    /// without this sweep they would leak.
+    async fn sweep(&self, id: Uuid) -> Result<(), StepError> {
+        if let Some(server) = self
+            .providers
+            .compute
+            .find_server(&IdempotencyKey::new(id, "server"))
+            .await?
+        {
+            self.providers.compute.delete_server(&server).await?;
+        }
+        if let Some(volume) = self
+            .providers
+            .volumes
+            .find_volume(&IdempotencyKey::new(id, "volume"))
+            .await?
+        {
+            self.providers.volumes.delete_volume(&volume).await?;
+        }
+        Ok(())
+    }
+
+    /// The prepare request: the create's databases and users, passwords unsealed from
+    /// the vault for the guest only (never logged, never recorded).
+    async fn prepare_request(
+        &self,
+        id: Uuid,
+        s: &Instance,
+        records: &[RecordedEvent],
+        group: Option<&Configuration>,
+    ) -> Result<PrepareRequest, StepError> {
+        let created = records.iter().find_map(|r| match codec::decode(r) {
+            Ok((InstanceEvent::InstanceCreated(c), _)) => Some(c),
+            _ => None,
+        });
+        let mut users = Vec::new();
+        if let Some(c) = &created {
+            for u in &c.users {
+                let (vault, sealed) = (self.vault.clone(), u.password.clone());
+                let password = tokio::task::spawn_blocking(move || vault.unseal(id, &sealed))
+                    .await??
+                    .unwrap_or_default();
+                users.push((u.name.clone(), u.host.clone(), password));
+            }
+        }
+        let ds = s.datastore.clone().unwrap_or_default();
+        Ok(PrepareRequest {
+            instance_id: id,
+            instance_name: s.name.clone(),
+            server_id: s.server_id.clone().unwrap_or_default(),
+            datastore_manager: ds.manager,
+            datastore_version: ds.version_name,
+            databases: s.databases.iter().map(|d| d.name.clone()).collect(),
+            users,
+            configuration: group.map(|g| serde_json::to_value(&g.values).unwrap_or_default()),
+            replica_of: s.replica_of,
+        })
     }
 
     /// The current state of the group attached to `s`, if any.
@@ -360,6 +685,91 @@ impl Driver {
         let vault = self.vault.clone();
         tokio::task::spawn_blocking(move || vault.shred(id)).await??;
         Ok(())
+    }
+}
+
+/// What a step did to the workflow.
+enum Progress {
+    /// An event was recorded: look again at once.
+    Moved,
+    /// Something is in progress outside: look again after the poll interval.
+    Waiting,
+    /// Nothing to do.
+    Idle,
+}
+
+fn step_name(step: &Step) -> &'static str {
+    match step {
+        Step::CreateVolume => "create_volume",
+        Step::CreateServer => "create_server",
+        Step::PollServer => "server_status",
+        Step::Prepare => "prepare",
+        Step::PollGuest => "guest_status",
+        Step::ReportUsage => "volume_usage",
+        Step::CompleteBuild => "complete_build",
+        Step::FailBuild { .. } => "fail_build",
+        Step::ReleaseServer { .. } => "release_server",
+        Step::ReleaseVolume { .. } => "release_volume",
+        Step::DeleteServer { .. } => "delete_server",
+        Step::DeleteVolume { .. } => "delete_volume",
+        Step::FinishDeletion => "finish_deletion",
+        Step::FinishRelease => "finish_release",
+        Step::Upgrade => "upgrade",
+        Step::FailUpgrade { .. } => "fail_upgrade",
+        Step::DetachReplica => "detach_replica",
+        Step::SetPublic { .. } => "set_public",
+        Step::CompleteAccessUpdate => "complete_access_update",
+        Step::AdoptRevision { .. } => "adopt_revision",
+        Step::ApplyConfiguration { .. } => "apply_configuration",
+    }
+}
+
+fn access_is_public(s: &Instance) -> bool {
+    s.access
+        .as_ref()
+        .and_then(|a| a.get("is_public"))
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false)
+}
+
+fn to_addresses(addresses: &[ports::ServerAddress]) -> Vec<Address> {
+    addresses
+        .iter()
+        .map(|a| Address {
+            address: a.address.clone(),
+            kind: a.kind.clone(),
+            network: a.network.clone(),
+        })
+        .collect()
+}
+
+fn compute_status(s: &str) -> ComputeStatus {
+    match s {
+        "ACTIVE" => ComputeStatus::Active,
+        "BUILD" => ComputeStatus::Build,
+        "REBOOT" => ComputeStatus::Reboot,
+        "HARD_REBOOT" => ComputeStatus::HardReboot,
+        "RESIZE" => ComputeStatus::Resize,
+        "VERIFY_RESIZE" => ComputeStatus::VerifyResize,
+        "MIGRATING" => ComputeStatus::Migrating,
+        "SHUTOFF" => ComputeStatus::Shutoff,
+        _ => ComputeStatus::Error,
+    }
+}
+
+fn service_status(s: &str) -> ServiceStatus {
+    match s.to_ascii_uppercase().as_str() {
+        "HEALTHY" => ServiceStatus::Healthy,
+        "RUNNING" | "ACTIVE" => ServiceStatus::Running,
+        "BUILDING" | "BUILD" => ServiceStatus::Building,
+        "NEW" => ServiceStatus::New,
+        "SHUTDOWN" => ServiceStatus::Shutdown,
+        "CRASHED" => ServiceStatus::Crashed,
+        "FAILED" => ServiceStatus::Failed,
+        "UPGRADING" => ServiceStatus::Upgrading,
+        "RESTARTING" => ServiceStatus::Restarting,
+        "INSTANCE_READY" => ServiceStatus::InstanceReady,
+        _ => ServiceStatus::Unknown,
     }
 }
 

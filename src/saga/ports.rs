@@ -120,6 +120,10 @@ pub trait VolumeProvider: Send + Sync {
     async fn detach_volume(&self, volume_id: &str) -> Result<(), ProviderError>;
     async fn delete_volume(&self, volume_id: &str) -> Result<(), ProviderError>;
     async fn volume_usage(&self, volume_id: &str) -> Result<VolumeUsage, ProviderError>;
+    /// The live volume created under `key`, if any: how teardown finds a volume whose
+    /// creation was never recorded (a crash between the call and the event). A real
+    /// cloud answers it by name or metadata (`trove-<instance id>`).
+    async fn find_volume(&self, key: &IdempotencyKey) -> Result<Option<String>, ProviderError>;
 }
 
 /// Creates, inspects and deletes compute servers.
@@ -134,6 +138,8 @@ pub trait ComputeProvider: Send + Sync {
     /// Makes the user port public or private (adds or removes the floating address).
     async fn set_public(&self, server_id: &str, public: bool) -> Result<Server, ProviderError>;
     async fn delete_server(&self, server_id: &str) -> Result<(), ProviderError>;
+    /// The live server created under `key`, if any (see [`VolumeProvider::find_volume`]).
+    async fn find_server(&self, key: &IdempotencyKey) -> Result<Option<String>, ProviderError>;
 }
 
 /// What the guest is asked to prepare.

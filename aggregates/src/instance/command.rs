@@ -110,6 +110,8 @@ pub enum InstanceCommand {
     RecordServerDeleted { server_id: String },
     /// The data volume was deleted.
     RecordVolumeDeleted { volume_id: String },
+    /// A failed build released everything it created.
+    RecordResourcesReleased,
     /// The compute server's status changed.
     RecordComputeStatus { status: ComputeStatus },
     /// The guest reported (a heartbeat).
@@ -162,6 +164,7 @@ impl InstanceCommand {
             RecordGuestConfiguration { .. } => "RecordGuestConfiguration",
             RecordServerDeleted { .. } => "RecordServerDeleted",
             RecordVolumeDeleted { .. } => "RecordVolumeDeleted",
+            RecordResourcesReleased => "RecordResourcesReleased",
             RecordComputeStatus { .. } => "RecordComputeStatus",
             RecordGuestStatus { .. } => "RecordGuestStatus",
             RecordAddresses { .. } => "RecordAddresses",

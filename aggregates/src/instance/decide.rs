@@ -762,6 +762,10 @@ fn report(
                 at,
             },
         ),
+        RecordResourcesReleased => one(
+            state.task.is_error() && !state.resources_released,
+            E::ResourcesReleased { at },
+        ),
         RecordComputeStatus { status } => {
             if state.server_id.is_none() {
                 return Err(DomainError::InvalidReport(

@@ -234,6 +234,8 @@ pub enum InstanceEvent {
         volume_id: String,
         at: DateTime<Utc>,
     },
+    /// A failed build released everything it had created (compensation finished).
+    ResourcesReleased { at: DateTime<Utc> },
     /// The compute service reports a new server status.
     ComputeStatusChanged {
         status: ComputeStatus,
@@ -284,6 +286,7 @@ pub const EVENT_VERSIONS: &[(&str, u32)] = &[
     ("GuestConfigurationApplied", 1),
     ("ServerDeleted", 1),
     ("VolumeDeleted", 1),
+    ("ResourcesReleased", 1),
     ("ComputeStatusChanged", 1),
     ("GuestStatusReported", 1),
     ("AddressesAssigned", 1),
@@ -338,6 +341,7 @@ impl InstanceEvent {
             GuestConfigurationApplied { .. } => "GuestConfigurationApplied",
             ServerDeleted { .. } => "ServerDeleted",
             VolumeDeleted { .. } => "VolumeDeleted",
+            ResourcesReleased { .. } => "ResourcesReleased",
             ComputeStatusChanged { .. } => "ComputeStatusChanged",
             GuestStatusReported { .. } => "GuestStatusReported",
             AddressesAssigned { .. } => "AddressesAssigned",
@@ -378,6 +382,7 @@ impl InstanceEvent {
             | GuestConfigurationApplied { at, .. }
             | ServerDeleted { at, .. }
             | VolumeDeleted { at, .. }
+            | ResourcesReleased { at }
             | ComputeStatusChanged { at, .. }
             | GuestStatusReported { at, .. }
             | AddressesAssigned { at, .. }

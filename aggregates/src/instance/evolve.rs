@@ -141,6 +141,10 @@ pub fn evolve(mut s: Instance, event: &InstanceEvent) -> Instance {
             s.compute = Some(ComputeStatus::Build);
             s.updated = *at;
         }
+        ResourcesReleased { at } => {
+            s.resources_released = true;
+            s.updated = *at;
+        }
         GuestPrepared { at } => {
             s.guest_prepared = true;
             s.updated = *at;

@@ -44,6 +44,8 @@ pub struct Instance {
     pub volume_id: Option<String>,
     /// Set once provisioning created the compute server; cleared when it is deleted.
     pub server_id: Option<String>,
+    /// Whether a failed build's resources were released (compensation finished).
+    pub resources_released: bool,
     /// Whether the guest accepted its prepare request.
     pub guest_prepared: bool,
     /// Volume usage last reported by the guest: (used GB, total GB).

@@ -204,8 +204,8 @@ fn volume(inst: &Instance) -> Value {
         "id": volume_id,
         "size": spec.size,
         "status": status,
-        "used": null,
-        "total": null,
+        "used": inst.volume_usage.map(|(used, _)| used),
+        "total": inst.volume_usage.map(|(_, total)| total),
     })
 }
 

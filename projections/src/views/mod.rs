@@ -156,8 +156,8 @@ pub fn create_view(instance: &Instance, ctx: &ViewCtx, lookup: &dyn Lookup) -> V
 
 /// `GET /instances/{id}` (spec §5.1 "show", §9): the detail view with the show
 /// viewer's status rules plus `locality` (a replica reports its primary's, as it was
-/// scheduled into the primary's server group). No guest usage is known, so
-/// `volume.used` / `used_percent` are omitted (spec §5.3 allows that).
+/// scheduled into the primary's server group), and the volume usage the guest last
+/// reported (spec §5.3).
 pub fn show_view(instance: &Instance, ctx: &ViewCtx, lookup: &dyn Lookup) -> Value {
     let shape = Shape {
         viewer: Viewer::Show,
@@ -166,6 +166,22 @@ pub fn show_view(instance: &Instance, ctx: &ViewCtx, lookup: &dyn Lookup) -> Val
         admin_view: false,
     };
     let mut m = render(instance, ctx, lookup, shape);
+    let status = instance.status_inputs().status(Viewer::Show, false);
+    if let (Some(Value::Object(volume)), Some((used, total))) =
+        (m.get_mut("volume"), instance.volume_usage)
+    {
+        // Upstream asks the guest except in these states, and omits a zero usage.
+        let asked = !matches!(
+            status,
+            "BUILD" | "REBOOT" | "RESIZE" | "PROMOTE" | "EJECT" | "UPGRADE" | "SHUTDOWN"
+        );
+        if asked && used > 0.0 && total > 0.0 {
+            // At least 0.01 when non-zero, as upstream rounds.
+            let used = round2(used).max(0.01);
+            volume.insert("used".into(), json!(used));
+            volume.insert("used_percent".into(), json!(round2(100.0 * used / total)));
+        }
+    }
     let locality = match instance.replica_of {
         Some(primary) => lookup.locality(primary),
         None => instance.locality.clone(),
@@ -347,3 +363,7 @@ fn reference(ctx: &ViewCtx, id: Uuid) -> Value {
 
 #[cfg(test)]
 mod tests;
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}

@@ -150,6 +150,7 @@ fn one_of_each() -> Vec<InstanceEvent> {
             volume_id: "vol-1".into(),
             at,
         },
+        ResourcesReleased { at },
     ]
 }
 
@@ -185,13 +186,14 @@ fn variant_number(e: &InstanceEvent) -> usize {
         GuestConfigurationApplied { .. } => 25,
         ServerDeleted { .. } => 26,
         VolumeDeleted { .. } => 27,
+        ResourcesReleased { .. } => 28,
     }
 }
 
 #[test]
 fn samples_cover_every_variant_once() {
     let numbers: Vec<usize> = one_of_each().iter().map(variant_number).collect();
-    assert_eq!(numbers, (0..28).collect::<Vec<_>>());
+    assert_eq!(numbers, (0..29).collect::<Vec<_>>());
 }
 
 #[test]
@@ -224,7 +226,7 @@ fn event_versions_list_every_variant_exactly_once() {
     let unique: BTreeSet<&str> = listed.iter().copied().collect();
     assert_eq!(unique.len(), listed.len(), "no name listed twice");
     let produced: BTreeSet<&str> = one_of_each().iter().map(|e| e.event_type()).collect();
-    assert_eq!(produced.len(), 28, "event_type() is distinct per variant");
+    assert_eq!(produced.len(), 29, "event_type() is distinct per variant");
     assert_eq!(
         produced, unique,
         "the list has neither missing nor extra names"

@@ -1,0 +1,246 @@
+//! What an instance needs next: a pure function of its folded state, the state of its
+//! configuration group, the clock and the policy. The runner ([`super::Driver`]) performs
+//! the step through the provider ports and records its outcome as an event, then asks
+//! again: the workflow is the sequence of states, so it resumes from the log after any
+//! crash.
+
+use aggregates::configuration::Configuration;
+use aggregates::instance::{ComputeStatus, Instance, ServiceStatus, Task};
+use chrono::{DateTime, Duration, Utc};
+use uuid::Uuid;
+
+/// Timeouts and compensation policy.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    /// A build not finished after this fails with `Polling request timed out.`
+    /// (upstream `usage_timeout`).
+    pub build_timeout: Duration,
+    /// An upgrade not finished after this fails (upstream waits 600 s).
+    pub upgrade_timeout: Duration,
+    /// Keep what a failed build created, for inspection, instead of releasing it.
+    pub keep_failed_resources: bool,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            build_timeout: Duration::seconds(1800),
+            upgrade_timeout: Duration::seconds(600),
+            keep_failed_resources: false,
+        }
+    }
+}
+
+/// One step of a workflow.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Step {
+    // ---- build (task BUILDING) ------------------------------------------------------
+    /// Create the data volume.
+    CreateVolume,
+    /// Create the compute server (with the volume attached).
+    CreateServer,
+    /// Ask the compute service for the server's status (and addresses).
+    PollServer,
+    /// Send "prepare" to the guest (databases, users, configuration, replication).
+    Prepare,
+    /// Ask the guest for its status until it is healthy.
+    PollGuest,
+    /// Ask the guest for the volume's usage.
+    ReportUsage,
+    /// Everything is up: task NONE.
+    CompleteBuild,
+    /// The build cannot succeed: record the error task and the fault.
+    FailBuild {
+        task: Task,
+        message: String,
+    },
+    // ---- compensation of a failed build ---------------------------------------------
+    /// Delete the server a failed build left (unless kept for inspection).
+    ReleaseServer {
+        server_id: String,
+    },
+    /// Delete the volume a failed build left.
+    ReleaseVolume {
+        volume_id: String,
+    },
+    /// Delete what a failed build created without recording it (found by idempotency
+    /// key), then record the compensation as finished.
+    FinishRelease,
+    // ---- delete (task DELETING) -----------------------------------------------------
+    DeleteServer {
+        server_id: String,
+    },
+    DeleteVolume {
+        volume_id: String,
+    },
+    /// Delete what was created without being recorded (found by idempotency key), then
+    /// soft-delete the record.
+    FinishDeletion,
+    // ---- other workflows ------------------------------------------------------------
+    /// Upgrade the guest to the instance's (already switched) datastore version and wait
+    /// until it is healthy.
+    Upgrade,
+    /// The upgrade did not finish in time.
+    FailUpgrade {
+        message: String,
+    },
+    /// Stop replicating from the primary.
+    DetachReplica,
+    /// Make the user port public or private.
+    SetPublic {
+        public: bool,
+    },
+    /// The access change is applied.
+    CompleteAccessUpdate,
+    /// Record that the attached group has a newer revision (no guest call).
+    AdoptRevision {
+        configuration_id: Uuid,
+        revision: u64,
+        restart_required: bool,
+    },
+    /// Make the guest run the attached configuration (or none).
+    ApplyConfiguration {
+        configuration_id: Option<Uuid>,
+        revision: u64,
+    },
+}
+
+/// The next step for `s`, if any.
+pub fn plan(
+    s: &Instance,
+    group: Option<&Configuration>,
+    now: DateTime<Utc>,
+    policy: &Policy,
+) -> Option<Step> {
+    let id = s.id?;
+    if s.deleted {
+        return None;
+    }
+    match s.task {
+        Task::Deleting => Some(teardown(s)),
+        Task::Building => Some(build(id, s, now, policy)),
+        Task::Upgrading => Some(if now - s.updated > policy.upgrade_timeout {
+            Step::FailUpgrade {
+                message: format!("Upgrade of instance {id} timed out."),
+            }
+        } else {
+            Step::Upgrade
+        }),
+        Task::Detaching => Some(Step::DetachReplica),
+        Task::Updating => {
+            let want = s.pending_access.as_ref().is_some_and(|a| a.is_public);
+            let has = s.addresses.iter().any(|a| a.kind == "public");
+            Some(if want != has && s.server_id.is_some() {
+                Step::SetPublic { public: want }
+            } else {
+                Step::CompleteAccessUpdate
+            })
+        }
+        Task::None | Task::RestartRequired => configuration(s, group),
+        t if t.is_error() => compensation(s, policy),
+        _ => None,
+    }
+}
+
+fn build(id: Uuid, s: &Instance, now: DateTime<Utc>, policy: &Policy) -> Step {
+    if now - s.created > policy.build_timeout {
+        return Step::FailBuild {
+            task: Task::BuildingErrorTimeoutGa,
+            message: "Polling request timed out.".into(),
+        };
+    }
+    if s.volume.is_some() && s.volume_id.is_none() {
+        return Step::CreateVolume;
+    }
+    if s.server_id.is_none() {
+        return Step::CreateServer;
+    }
+    match s.compute {
+        Some(ComputeStatus::Error) => {
+            return Step::FailBuild {
+                task: Task::BuildingErrorTimeoutGa,
+                message: format!(
+                    "Server not active, status: ERROR\nServer of instance {id} is in error."
+                ),
+            }
+        }
+        Some(ComputeStatus::Active) if !s.addresses.is_empty() => {}
+        _ => return Step::PollServer,
+    }
+    if !s.guest_prepared {
+        return Step::Prepare;
+    }
+    match s.service {
+        ServiceStatus::Healthy | ServiceStatus::Running => {}
+        ServiceStatus::Failed | ServiceStatus::Shutdown | ServiceStatus::Crashed => {
+            return Step::FailBuild {
+                task: Task::BuildingErrorTimeoutGa,
+                message: format!("Service not active, status: {}", s.service.description()),
+            }
+        }
+        _ => return Step::PollGuest,
+    }
+    if s.volume_id.is_some() && s.volume_usage.is_none() {
+        return Step::ReportUsage;
+    }
+    let desired = (s.configuration_id, s.configuration_revision);
+    if s.guest_configuration != Some(desired) {
+        return Step::ApplyConfiguration {
+            configuration_id: desired.0,
+            revision: desired.1,
+        };
+    }
+    Step::CompleteBuild
+}
+
+fn teardown(s: &Instance) -> Step {
+    if let Some(server_id) = &s.server_id {
+        return Step::DeleteServer {
+            server_id: server_id.clone(),
+        };
+    }
+    if let Some(volume_id) = &s.volume_id {
+        return Step::DeleteVolume {
+            volume_id: volume_id.clone(),
+        };
+    }
+    Step::FinishDeletion
+}
+
+fn compensation(s: &Instance, policy: &Policy) -> Option<Step> {
+    if policy.keep_failed_resources {
+        return None;
+    }
+    if let Some(server_id) = &s.server_id {
+        return Some(Step::ReleaseServer {
+            server_id: server_id.clone(),
+        });
+    }
+    if let Some(volume_id) = &s.volume_id {
+        return Some(Step::ReleaseVolume {
+            volume_id: volume_id.clone(),
+        });
+    }
+    (!s.resources_released).then_some(Step::FinishRelease)
+}
+
+/// An idle instance follows its group: first adopt a newer revision (RESTART_REQUIRED
+/// when a changed key needs it), then make the guest run what is attached.
+fn configuration(s: &Instance, group: Option<&Configuration>) -> Option<Step> {
+    if let Some(g) = group.filter(|g| g.id.is_some() && g.id == s.configuration_id) {
+        if g.version > s.configuration_revision {
+            return Some(Step::AdoptRevision {
+                configuration_id: s.configuration_id.unwrap_or_default(),
+                revision: g.version,
+                restart_required: g.restart_required_since > s.configuration_revision,
+            });
+        }
+    }
+    let desired = (s.configuration_id, s.configuration_revision);
+    // An instance that never had a guest configuration and has no group needs nothing.
+    let current = s.guest_configuration.unwrap_or((None, 0));
+    (s.server_id.is_some() && current != desired).then_some(Step::ApplyConfiguration {
+        configuration_id: desired.0,
+        revision: desired.1,
+    })
+}
