@@ -1179,19 +1179,6 @@ pub(super) fn usage_by_zone(conn: &Connection) -> OpResult<BTreeMap<String, (u64
     Ok(out)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn addresses_skip_network_and_broadcast_numbers() {
-        assert_eq!(nth_address(10, 0, 256, 0), "10.0.0.1");
-        assert_eq!(nth_address(10, 0, 256, 253), "10.0.0.254");
-        assert_eq!(nth_address(10, 0, 256, 254), "10.0.1.1");
-        assert_eq!(nth_address(172, 24, 8, 254 * 256), "172.25.0.1");
-    }
-}
-
 /// The live resource of `kind` (`volume` or `server`) created under `key`, if any.
 pub(super) fn find_live_by_key(
     conn: &mut Connection,
@@ -1210,4 +1197,17 @@ pub(super) fn find_live_by_key(
     };
     tx.commit()?;
     Ok(live.then_some(id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_skip_network_and_broadcast_numbers() {
+        assert_eq!(nth_address(10, 0, 256, 0), "10.0.0.1");
+        assert_eq!(nth_address(10, 0, 256, 253), "10.0.0.254");
+        assert_eq!(nth_address(10, 0, 256, 254), "10.0.1.1");
+        assert_eq!(nth_address(172, 24, 8, 254 * 256), "172.25.0.1");
+    }
 }
