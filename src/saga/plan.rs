@@ -244,3 +244,231 @@ fn configuration(s: &Instance, group: Option<&Configuration>) -> Option<Step> {
         revision: desired.1,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aggregates::instance::{
+        evolve, Address, DatastoreRef, FaultInfo, FlavorRef, InstanceCreated, InstanceEvent as E,
+        VolumeSpec,
+    };
+
+    fn t(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap()
+    }
+
+    fn created() -> E {
+        E::InstanceCreated(Box::new(InstanceCreated {
+            instance_id: Uuid::from_u128(1),
+            project_id: "p".into(),
+            user_id: "u".into(),
+            name: "db".into(),
+            flavor: FlavorRef {
+                id: "2".into(),
+                ram: 2048,
+            },
+            volume: Some(VolumeSpec {
+                size: 1,
+                volume_type: None,
+            }),
+            datastore: DatastoreRef::default(),
+            databases: vec![],
+            users: vec![],
+            nics: vec![],
+            availability_zone: None,
+            region: "RegionOne".into(),
+            modules: vec![],
+            restore_backup_id: None,
+            replica_of: None,
+            locality: None,
+            configuration_id: None,
+            configuration_revision: 0,
+            access: None,
+            root_password: None,
+            at: t(0),
+        }))
+    }
+
+    fn state(events: &[E]) -> Instance {
+        events.iter().fold(Instance::default(), evolve)
+    }
+
+    fn next(events: &[E], now: i64) -> Option<Step> {
+        plan(&state(events), None, t(now), &Policy::default())
+    }
+
+    #[test]
+    fn a_build_walks_volume_server_guest_usage_configuration_then_completes() {
+        let mut log = vec![created()];
+        assert_eq!(next(&log, 1), Some(Step::CreateVolume));
+        log.push(E::VolumeCreated {
+            volume_id: "v".into(),
+            size: 1,
+            volume_type: None,
+            at: t(1),
+        });
+        assert_eq!(next(&log, 1), Some(Step::CreateServer));
+        log.push(E::ServerCreated {
+            server_id: "s".into(),
+            at: t(2),
+        });
+        assert_eq!(next(&log, 2), Some(Step::PollServer));
+        log.push(E::ComputeStatusChanged {
+            status: ComputeStatus::Active,
+            at: t(3),
+        });
+        assert_eq!(
+            next(&log, 3),
+            Some(Step::PollServer),
+            "addresses still unknown"
+        );
+        let address = Address {
+            address: "10.0.0.1".into(),
+            kind: "private".into(),
+            network: None,
+        };
+        log.push(E::AddressesAssigned {
+            addresses: vec![address],
+            at: t(3),
+        });
+        assert_eq!(next(&log, 3), Some(Step::Prepare));
+        log.push(E::GuestPrepared { at: t(4) });
+        assert_eq!(next(&log, 4), Some(Step::PollGuest));
+        log.push(E::GuestStatusReported {
+            status: ServiceStatus::Healthy,
+            at: t(5),
+        });
+        assert_eq!(next(&log, 5), Some(Step::ReportUsage));
+        log.push(E::VolumeUsageReported {
+            used: 0.1,
+            total: 1.0,
+            at: t(5),
+        });
+        assert_eq!(
+            next(&log, 5),
+            Some(Step::ApplyConfiguration {
+                configuration_id: None,
+                revision: 0
+            })
+        );
+        log.push(E::GuestConfigurationApplied {
+            configuration_id: None,
+            revision: 0,
+            at: t(5),
+        });
+        assert_eq!(next(&log, 5), Some(Step::CompleteBuild));
+        log.push(E::ProvisioningCompleted { at: t(6) });
+        assert_eq!(
+            next(&log, 6),
+            None,
+            "an idle, healthy instance needs nothing"
+        );
+    }
+
+    #[test]
+    fn a_build_past_its_deadline_times_out() {
+        let step = next(&[created()], 1801);
+        assert_eq!(
+            step,
+            Some(Step::FailBuild {
+                task: Task::BuildingErrorTimeoutGa,
+                message: "Polling request timed out.".into()
+            })
+        );
+    }
+
+    #[test]
+    fn a_failed_build_releases_server_then_volume_then_records_it() {
+        let fault = FaultInfo {
+            message: "m".into(),
+            details: "d".into(),
+        };
+        let mut log = vec![
+            created(),
+            E::VolumeCreated {
+                volume_id: "v".into(),
+                size: 1,
+                volume_type: None,
+                at: t(1),
+            },
+            E::ServerCreated {
+                server_id: "s".into(),
+                at: t(2),
+            },
+            E::ProvisioningFailed {
+                task: Task::BuildingErrorServer,
+                fault,
+                at: t(3),
+            },
+        ];
+        assert_eq!(
+            next(&log, 4),
+            Some(Step::ReleaseServer {
+                server_id: "s".into()
+            })
+        );
+        log.push(E::ServerDeleted {
+            server_id: "s".into(),
+            at: t(4),
+        });
+        assert_eq!(
+            next(&log, 4),
+            Some(Step::ReleaseVolume {
+                volume_id: "v".into()
+            })
+        );
+        log.push(E::VolumeDeleted {
+            volume_id: "v".into(),
+            at: t(4),
+        });
+        assert_eq!(next(&log, 4), Some(Step::FinishRelease));
+        log.push(E::ResourcesReleased { at: t(5) });
+        assert_eq!(next(&log, 5), None);
+        let keep = Policy {
+            keep_failed_resources: true,
+            ..Policy::default()
+        };
+        assert_eq!(plan(&state(&log[..4]), None, t(4), &keep), None);
+    }
+
+    #[test]
+    fn a_delete_tears_down_server_then_volume_then_finishes() {
+        let mut log = vec![
+            created(),
+            E::VolumeCreated {
+                volume_id: "v".into(),
+                size: 1,
+                volume_type: None,
+                at: t(1),
+            },
+            E::ServerCreated {
+                server_id: "s".into(),
+                at: t(2),
+            },
+            E::InstanceDeletionRequested { at: t(3) },
+        ];
+        assert_eq!(
+            next(&log, 3),
+            Some(Step::DeleteServer {
+                server_id: "s".into()
+            })
+        );
+        log.push(E::ServerDeleted {
+            server_id: "s".into(),
+            at: t(4),
+        });
+        assert_eq!(
+            next(&log, 4),
+            Some(Step::DeleteVolume {
+                volume_id: "v".into()
+            })
+        );
+        log.push(E::VolumeDeleted {
+            volume_id: "v".into(),
+            at: t(4),
+        });
+        assert_eq!(next(&log, 4), Some(Step::FinishDeletion));
+        log.push(E::InstanceDeleted { at: t(5) });
+        assert_eq!(next(&log, 5), None);
+    }
+}

@@ -56,7 +56,7 @@ impl TestServer {
                 .arg("--data-dir")
                 .arg(&self.data_dir)
                 .args(&self.extra_args)
-                .env("RUST_LOG", "warn")
+                .env("RUST_LOG", "error")
                 .stdout(Stdio::null())
                 .stderr(Stdio::inherit())
                 .spawn()

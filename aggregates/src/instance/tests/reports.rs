@@ -540,3 +540,123 @@ fn live_instance_complete_deletion_decides_nothing() {
         .when(InstanceCommand::CompleteDeletion)
         .then_nothing();
 }
+
+// ---- provisioning steps added with the provider ports -------------------------------
+
+#[test]
+fn guest_prepared_is_recorded_once() {
+    let history = vec![created(), volume_created(), server_created()];
+    let state = given(&history)
+        .when(InstanceCommand::RecordGuestPrepared)
+        .then(&[InstanceEvent::GuestPrepared { at: now() }]);
+    assert!(state.guest_prepared);
+    let mut again = history.clone();
+    again.push(InstanceEvent::GuestPrepared { at: earlier() });
+    given(&again)
+        .when(InstanceCommand::RecordGuestPrepared)
+        .then_nothing();
+}
+
+#[test]
+fn volume_usage_is_recorded_when_it_changes() {
+    let cmd = InstanceCommand::RecordVolumeUsage {
+        used: 0.12,
+        total: 4.9,
+    };
+    let state = given(&ready())
+        .when(cmd.clone())
+        .then(&[InstanceEvent::VolumeUsageReported {
+            used: 0.12,
+            total: 4.9,
+            at: now(),
+        }]);
+    assert_eq!(state.volume_usage, Some((0.12, 4.9)));
+    given(&ready_then(&[InstanceEvent::VolumeUsageReported {
+        used: 0.12,
+        total: 4.9,
+        at: earlier(),
+    }]))
+    .when(cmd)
+    .then_nothing();
+}
+
+#[test]
+fn deleting_the_server_and_volume_clears_them_once() {
+    let state = given(&ready())
+        .when(InstanceCommand::RecordServerDeleted {
+            server_id: "server-1".into(),
+        })
+        .then(&[InstanceEvent::ServerDeleted {
+            server_id: "server-1".into(),
+            at: now(),
+        }]);
+    assert_eq!(state.server_id, None);
+    assert!(state.addresses.is_empty());
+    // Another server's deletion, or a repeated one, is not a fact about this instance.
+    given(&ready())
+        .when(InstanceCommand::RecordServerDeleted {
+            server_id: "server-9".into(),
+        })
+        .then_nothing();
+    let state = given(&ready())
+        .when(InstanceCommand::RecordVolumeDeleted {
+            volume_id: "volume-1".into(),
+        })
+        .then(&[InstanceEvent::VolumeDeleted {
+            volume_id: "volume-1".into(),
+            at: now(),
+        }]);
+    assert_eq!(state.volume_id, None);
+}
+
+#[test]
+fn resources_released_only_after_a_failed_build_and_only_once() {
+    given(&ready())
+        .when(InstanceCommand::RecordResourcesReleased)
+        .then_nothing();
+    let failed = vec![
+        created(),
+        InstanceEvent::ProvisioningFailed {
+            task: Task::BuildingErrorVolume,
+            fault: FaultInfo {
+                message: "Failed to create volume".into(),
+                details: "d".into(),
+            },
+            at: earlier(),
+        },
+    ];
+    let state = given(&failed)
+        .when(InstanceCommand::RecordResourcesReleased)
+        .then(&[InstanceEvent::ResourcesReleased { at: now() }]);
+    assert!(state.resources_released);
+    assert_eq!(state.command_status(), "ERROR");
+    let mut done = failed.clone();
+    done.push(InstanceEvent::ResourcesReleased { at: earlier() });
+    given(&done)
+        .when(InstanceCommand::RecordResourcesReleased)
+        .then_nothing();
+}
+
+#[test]
+fn guest_configuration_is_recorded_when_it_changes() {
+    let cmd = InstanceCommand::RecordGuestConfiguration {
+        configuration_id: None,
+        revision: 0,
+    };
+    let state =
+        given(&ready())
+            .when(cmd.clone())
+            .then(&[InstanceEvent::GuestConfigurationApplied {
+                configuration_id: None,
+                revision: 0,
+                at: now(),
+            }]);
+    assert_eq!(state.guest_configuration, Some((None, 0)));
+    given(&ready_then(&[InstanceEvent::GuestConfigurationApplied {
+        configuration_id: None,
+        revision: 0,
+        at: earlier(),
+    }]))
+    .when(cmd)
+    .then_nothing();
+}
