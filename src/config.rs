@@ -24,6 +24,49 @@ pub enum Command {
     /// Inspect the simulated cloud.
     #[command(subcommand)]
     Sim(SimCommand),
+    /// An instance's full history (who did what, when), or its state at a moment.
+    History(HistoryArgs),
+    /// Check the event store's tamper evidence.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+/// `troved history INSTANCE_ID`.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// The instance's id.
+    pub instance_id: String,
+    /// The data directory holding the event store.
+    #[arg(long, env = "TROVED_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// An event store URL instead of the data directory (e.g. `sqlite:///path/events.db`).
+    #[arg(long, env = "TROVED_EVENT_STORE")]
+    pub event_store: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = HistoryFormat::Table)]
+    pub format: HistoryFormat,
+    /// Instead of the timeline, print the instance's detail view as it was at this
+    /// moment (RFC 3339, e.g. `2026-11-26T14:02:00Z`).
+    #[arg(long)]
+    pub as_of: Option<String>,
+}
+
+/// How `troved history` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum HistoryFormat {
+    Table,
+    Json,
+}
+
+/// `troved audit ...`.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute every hash chain of the event store and report the first bad position.
+    Verify {
+        /// The data directory holding the event store.
+        #[arg(long, env = "TROVED_DATA_DIR", default_value = "./data")]
+        data_dir: PathBuf,
+    },
 }
 
 /// `troved sim ...`.

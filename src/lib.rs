@@ -1,6 +1,7 @@
 //! troved: an event-sourced control plane speaking the OpenStack Trove v1.0 Instances API.
 //!
 //! Layout (read `docs/architecture.md` for the why):
+//! - [`cli`]: operator and auditor commands (`history`, `audit verify`).
 //! - [`config`]: the command line and environment (clap).
 //! - [`http`]: axum routes, identity, Trove error bodies; one module per resource.
 //! - [`runtime`]: the command path (load → decide → append → wait for projections), the
@@ -17,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 pub mod catalog;
+pub mod cli;
 pub mod config;
 pub mod http;
 pub mod runtime;

@@ -22,6 +22,8 @@ async fn main() -> anyhow::Result<()> {
             let server = Server::start(&cfg, listener, shutdown_signal()).await?;
             Ok(server.wait().await?)
         }
+        Command::History(args) => troved::cli::history::run(args).await,
+        Command::Audit(cmd) => troved::cli::audit::run(cmd).await,
         Command::Sim(SimCommand::List { data_dir }) => {
             println!("{}", troved::sim::list_json(&data_dir)?);
             Ok(())

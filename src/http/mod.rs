@@ -7,6 +7,7 @@ pub mod configurations;
 pub mod datastores;
 pub mod error;
 pub mod flavors;
+pub mod history;
 pub mod instances;
 pub mod openapi;
 pub mod schema;
@@ -70,6 +71,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(datastores::router())
         .merge(backups::router())
         .merge(configurations::router())
+        .merge(history::router())
 }
 
 /// The whole API. `max_body_bytes` bounds every request body (413 beyond).
