@@ -143,8 +143,14 @@ async fn a_create_failing_at_any_step_ends_in_error_with_a_fault_and_releases_ev
         args.push("--sim-fault".into());
         args.push(format!("{step}:name=fail-{step}-*:permanent"));
     }
+    // A server made but whose answer is always lost: never recorded, still released.
+    args.push("--sim-fault".into());
+    args.push("create_server:name=fail-lost-*:lost:times=50".into());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let s = TestServer::start(dir.path(), &args).await;
+    let cases = cases
+        .into_iter()
+        .chain([("lost", "Failed to create server for instance")]);
     for (step, message) in cases {
         let id = s.create("alice", "p1", &format!("fail-{step}-1")).await["id"]
             .as_str()
@@ -337,6 +343,21 @@ async fn upgrade_configuration_and_replica_workflows_reach_the_guest() {
         .0,
         202
     );
+    // The detach reaches the guest too: it no longer runs the group's values.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let inv = cloud(dir.path());
+        let guest = of_instance(&inv, "servers", &id)[0]["guest"].clone();
+        if guest["configuration"].is_null() {
+            assert_eq!(guest["datastore_version"], "5.7", "upgraded guest: {guest}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "detach never reached the guest: {guest}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // A replica is prepared against its primary, then detached on the guest.
     let (status, rep) = s
@@ -401,6 +422,11 @@ async fn upgrade_configuration_and_replica_workflows_reach_the_guest() {
             .starts_with("Failed to upgrade instance"),
         "{failed}"
     );
+    // A failed upgrade is not a failed build: the database keeps its server and data.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let inv = cloud(dir.path());
+    assert_eq!(of_instance(&inv, "servers", &brittle).len(), 1, "{inv}");
+    assert_eq!(of_instance(&inv, "volumes", &brittle).len(), 1, "{inv}");
 }
 
 #[tokio::test]

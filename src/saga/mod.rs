@@ -17,7 +17,6 @@
 //! failed build releases what it created (compensation) unless the operator keeps failed
 //! resources. Timeouts are part of the plan (they depend on the state's timestamps).
 
-pub mod memory;
 pub mod plan;
 pub mod ports;
 
@@ -223,9 +222,16 @@ impl Driver {
                 return;
             }
             match self.step(id, &mut failures).await {
-                Ok(Progress::Moved) => {}
-                Ok(Progress::Waiting) => tokio::time::sleep(self.poll_interval).await,
+                Ok(Progress::Moved) => {
+                    failures.remove("store");
+                }
+                Ok(Progress::Waiting) => {
+                    failures.remove("store");
+                    tokio::time::sleep(self.poll_interval).await
+                }
+                Ok(Progress::Backoff(pause)) => tokio::time::sleep(pause).await,
                 Ok(Progress::Idle) => {
+                    failures.remove("store");
                     // Done unless something arrived while we looked: decide atomically.
                     let rerun = self.running.remove_if(&id, |_, again| !*again).is_none();
                     if !rerun {
@@ -287,11 +293,18 @@ impl Driver {
                 failures.remove(name);
                 cmd
             }
-            Ok(Outcome::Wait) => return Ok(Progress::Waiting),
+            Ok(Outcome::Wait) => {
+                // Only consecutive failures count: an answer resets the step's count.
+                failures.remove(name);
+                return Ok(Progress::Waiting);
+            }
             Err(StepError::Provider(e)) => {
                 match self.on_provider_error(id, &state, &step, e, failures) {
                     Some(cmd) => cmd,
-                    None => return Ok(Progress::Waiting),
+                    None => {
+                        let n = failures.get(name).copied().unwrap_or(1);
+                        return Ok(Progress::Backoff(backoff(self.poll_interval, n)));
+                    }
                 }
             }
             Err(other) => return Err(other),
@@ -355,11 +368,25 @@ impl Driver {
                 task: Task::BuildingErrorVolume,
                 fault: fault(format!("Failed to create volume for instance {id}\n{e}")),
             }),
-            Step::CreateServer | Step::PollServer => Some(InstanceCommand::FailProvisioning {
+            Step::CreateServer => Some(InstanceCommand::FailProvisioning {
                 task: Task::BuildingErrorServer,
                 fault: fault(format!("Failed to create server for instance {id}\n{e}")),
             }),
-            Step::Prepare | Step::PollGuest | Step::ReportUsage if state.task == Task::Building => {
+            Step::PollServer => Some(InstanceCommand::FailProvisioning {
+                task: Task::BuildingErrorTimeoutGa,
+                fault: fault(format!(
+                    "Server not active, status: unknown, fault message: {e}"
+                )),
+            }),
+            Step::ReportUsage if state.task == Task::Building => {
+                Some(InstanceCommand::FailProvisioning {
+                    task: Task::BuildingErrorTimeoutGa,
+                    fault: fault(format!(
+                        "Failed to read the volume usage of instance {id}\n{e}"
+                    )),
+                })
+            }
+            Step::Prepare | Step::PollGuest if state.task == Task::Building => {
                 Some(InstanceCommand::FailProvisioning {
                     task: Task::BuildingErrorTimeoutGa,
                     fault: fault(format!("Failed to prepare the guest of instance {id}\n{e}")),
@@ -399,8 +426,10 @@ impl Driver {
                 })
             }
             _ => {
-                // Keep retrying, but not in a hot loop.
-                *n = (*n).min(TRANSIENT_ATTEMPTS - 1);
+                // Keep retrying (teardown, compensation, idle configuration cannot
+                // fail for good), with a growing pause; cap the count so it stays
+                // "not yet given up" and the log line rate stays low.
+                *n = (*n).min(64);
                 None
             }
         }
@@ -463,12 +492,9 @@ impl Driver {
                     .compute
                     .create_server(&key("server"), &spec)
                     .await?;
-                if let Some(vid) = &s.volume_id {
-                    self.providers
-                        .volumes
-                        .attach_volume(vid, &server.id)
-                        .await?;
-                }
+                // The provider attaches `spec.volume_id` as part of the create (one
+                // effect, one key): a separate attach that failed would leave a server
+                // that was never recorded.
                 rec(C::RecordServerCreated {
                     server_id: server.id,
                 })
@@ -524,6 +550,16 @@ impl Driver {
                 })
             }
             Step::ReleaseVolume { volume_id } | Step::DeleteVolume { volume_id } => {
+                // A server created but never recorded still holds the volume: delete it
+                // first (a provider refuses to delete an attached volume).
+                if let Some(server) = self
+                    .providers
+                    .compute
+                    .find_server(&IdempotencyKey::new(id, "server"))
+                    .await?
+                {
+                    self.providers.compute.delete_server(&server).await?;
+                }
                 self.providers.volumes.delete_volume(volume_id).await?;
                 rec(C::RecordVolumeDeleted {
                     volume_id: volume_id.clone(),
@@ -542,13 +578,11 @@ impl Driver {
                 let version = s
                     .datastore
                     .as_ref()
-                    .map(|d| d.version_id.to_string())
+                    .map(|d| d.version_name.clone())
                     .unwrap_or_default();
-                // One key per requested upgrade: the version and when it was asked for.
-                let k = key(&format!(
-                    "upgrade/{version}/{}",
-                    s.updated.timestamp_millis()
-                ));
+                // One key per requested upgrade: the log position of the request.
+                let requested = s.upgrade_requested.map_or(0, |(_, n)| n);
+                let k = key(&format!("upgrade/{requested}"));
                 self.providers.guests.upgrade(&k, &sid, &version).await?;
                 let report = self.providers.guests.status(&sid).await?;
                 if service_status(&report.status) == ServiceStatus::Healthy {
@@ -597,12 +631,9 @@ impl Driver {
                 let values = group
                     .filter(|g| configuration_id.is_some() && g.id == *configuration_id)
                     .map(|g| serde_json::to_value(&g.values).unwrap_or_default());
-                let k = key(&format!(
-                    "configuration/{}/{revision}",
-                    configuration_id
-                        .map(|c| c.to_string())
-                        .unwrap_or_else(|| "none".into())
-                ));
+                // One key per change of the desired configuration (its log position), so
+                // a detach, or attaching the same group again, reaches the guest.
+                let k = key(&format!("configuration/{}", s.configuration_changed_at));
                 self.providers
                     .guests
                     .apply_configuration(&k, &sid, values.as_ref())
@@ -694,8 +725,17 @@ enum Progress {
     Moved,
     /// Something is in progress outside: look again after the poll interval.
     Waiting,
+    /// A provider call failed and will be retried after this pause.
+    Backoff(Duration),
     /// Nothing to do.
     Idle,
+}
+
+/// Pause before retrying a failed provider call: the poll interval doubled per
+/// consecutive failure, at most 5 s.
+fn backoff(poll: Duration, failures: u32) -> Duration {
+    let factor = 1u32 << failures.saturating_sub(1).min(8);
+    (poll * factor).min(Duration::from_secs(5))
 }
 
 fn step_name(step: &Step) -> &'static str {

@@ -119,7 +119,7 @@ pub fn plan(
     match s.task {
         Task::Deleting => Some(teardown(s)),
         Task::Building => Some(build(id, s, now, policy)),
-        Task::Upgrading => Some(if now - s.updated > policy.upgrade_timeout {
+        Task::Upgrading => Some(if now - upgrade_started(s) > policy.upgrade_timeout {
             Step::FailUpgrade {
                 message: format!("Upgrade of instance {id} timed out."),
             }
@@ -137,9 +137,16 @@ pub fn plan(
             })
         }
         Task::None | Task::RestartRequired => configuration(s, group),
-        t if t.is_error() => compensation(s, policy),
+        // Only a failed build releases what it created; a failed upgrade or access
+        // update keeps the instance's server and data until the user deletes it.
+        t if t.is_error() && s.build_failed => compensation(s, policy),
         _ => None,
     }
+}
+
+/// When the current upgrade was asked for (a rename must not restart its deadline).
+fn upgrade_started(s: &Instance) -> DateTime<Utc> {
+    s.upgrade_requested.map_or(s.updated, |(at, _)| at)
 }
 
 fn build(id: Uuid, s: &Instance, now: DateTime<Utc>, policy: &Policy) -> Step {
@@ -160,7 +167,9 @@ fn build(id: Uuid, s: &Instance, now: DateTime<Utc>, policy: &Policy) -> Step {
             return Step::FailBuild {
                 task: Task::BuildingErrorTimeoutGa,
                 message: format!(
-                    "Server not active, status: ERROR\nServer of instance {id} is in error."
+                    "Server not active, status: ERROR, fault message: the compute service \
+                     reports server {} of instance {id} in ERROR",
+                    s.server_id.as_deref().unwrap_or("?")
                 ),
             }
         }
@@ -171,7 +180,7 @@ fn build(id: Uuid, s: &Instance, now: DateTime<Utc>, policy: &Policy) -> Step {
         return Step::Prepare;
     }
     match s.service {
-        ServiceStatus::Healthy | ServiceStatus::Running => {}
+        ServiceStatus::Healthy | ServiceStatus::Running | ServiceStatus::InstanceReady => {}
         ServiceStatus::Failed | ServiceStatus::Shutdown | ServiceStatus::Crashed => {
             return Step::FailBuild {
                 task: Task::BuildingErrorTimeoutGa,

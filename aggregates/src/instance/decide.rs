@@ -763,7 +763,7 @@ fn report(
             },
         ),
         RecordResourcesReleased => one(
-            state.task.is_error() && !state.resources_released,
+            state.build_failed && !state.resources_released,
             E::ResourcesReleased { at },
         ),
         RecordComputeStatus { status } => {

@@ -23,6 +23,7 @@ pub fn evolve(mut s: Instance, event: &InstanceEvent) -> Instance {
         } => {
             s.configuration_id = Some(*configuration_id);
             s.configuration_revision = *revision;
+            s.configuration_changed_at = s.version;
             if *restart_required {
                 s.task = Task::RestartRequired;
             }
@@ -35,6 +36,7 @@ pub fn evolve(mut s: Instance, event: &InstanceEvent) -> Instance {
             ..
         } => {
             s.configuration_revision = *revision;
+            s.configuration_changed_at = s.version;
             if *restart_required && s.task == Task::None {
                 s.task = Task::RestartRequired;
             }
@@ -47,6 +49,7 @@ pub fn evolve(mut s: Instance, event: &InstanceEvent) -> Instance {
         } => {
             s.configuration_id = None;
             s.configuration_revision = 0;
+            s.configuration_changed_at = s.version;
             if *restart_required {
                 s.task = Task::RestartRequired;
             }
@@ -54,6 +57,7 @@ pub fn evolve(mut s: Instance, event: &InstanceEvent) -> Instance {
         }
         DatastoreVersionUpgradeRequested { to, at, .. } => {
             s.datastore = Some(to.clone());
+            s.upgrade_requested = Some((*at, s.version));
             s.task = Task::Upgrading;
             s.service = ServiceStatus::Upgrading;
             s.service_updated = *at;
@@ -198,6 +202,12 @@ pub fn evolve(mut s: Instance, event: &InstanceEvent) -> Instance {
         }
         ProvisioningFailed { task, fault, at } => {
             s.task = *task;
+            s.build_failed = true;
+            // Lifecycle §7.1 step 7: a server in error, a guest that failed or a
+            // timeout leave the guest status FAILED_TIMEOUT_GUESTAGENT.
+            if *task == Task::BuildingErrorTimeoutGa {
+                s.service = ServiceStatus::FailedTimeoutGuestagent;
+            }
             s.fault = Some(Fault::from_info(fault, *at));
             s.updated = *at;
         }
@@ -237,6 +247,7 @@ fn created(version: u64, c: &InstanceCreated) -> Instance {
         modules: c.modules.clone(),
         restore_backup_id: c.restore_backup_id,
         version,
+        configuration_changed_at: version,
         ..Instance::default()
     }
 }

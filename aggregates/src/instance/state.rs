@@ -44,8 +44,17 @@ pub struct Instance {
     pub volume_id: Option<String>,
     /// Set once provisioning created the compute server; cleared when it is deleted.
     pub server_id: Option<String>,
+    /// Whether the build failed (`ProvisioningFailed`): only then are the resources
+    /// released by compensation (a failed upgrade or access update keeps them).
+    pub build_failed: bool,
     /// Whether a failed build's resources were released (compensation finished).
     pub resources_released: bool,
+    /// Number of events folded when the desired configuration last changed (create,
+    /// attach, detach, new revision): names the guest apply that follows it.
+    pub configuration_changed_at: u64,
+    /// When the current upgrade was requested, and the number of events folded then:
+    /// its deadline and the name of its guest call (a rename must not restart either).
+    pub upgrade_requested: Option<(DateTime<Utc>, u64)>,
     /// Whether the guest accepted its prepare request.
     pub guest_prepared: bool,
     /// Volume usage last reported by the guest: (used GB, total GB).
