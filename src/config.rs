@@ -29,6 +29,27 @@ pub enum Command {
     /// Check the event store's tamper evidence.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Rebuild or check the read models from the log.
+    #[command(subcommand)]
+    Projections(ProjectionsCommand),
+}
+
+/// `troved projections ...`.
+#[derive(Debug, Subcommand)]
+pub enum ProjectionsCommand {
+    /// Rebuild every read model from the log, with progress (position, events/s, ETA).
+    Rebuild {
+        /// The data directory holding the event store.
+        #[arg(long, env = "TROVED_DATA_DIR", default_value = "./data")]
+        data_dir: PathBuf,
+    },
+    /// Rebuild into scratch models and compare them with an independent fold of every
+    /// stream; report any difference.
+    Verify {
+        /// The data directory holding the event store.
+        #[arg(long, env = "TROVED_DATA_DIR", default_value = "./data")]
+        data_dir: PathBuf,
+    },
 }
 
 /// `troved history INSTANCE_ID`.

@@ -24,6 +24,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::History(args) => troved::cli::history::run(args).await,
         Command::Audit(cmd) => troved::cli::audit::run(cmd).await,
+        Command::Projections(cmd) => troved::cli::projections::run(cmd).await,
         Command::Sim(SimCommand::List { data_dir }) => {
             println!("{}", troved::sim::list_json(&data_dir)?);
             Ok(())

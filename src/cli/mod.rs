@@ -3,3 +3,4 @@
 
 pub mod audit;
 pub mod history;
+pub mod projections;
