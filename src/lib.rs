@@ -20,7 +20,9 @@
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod history;
 pub mod http;
+pub mod metrics;
 pub mod runtime;
 pub mod saga;
 pub mod secrets;

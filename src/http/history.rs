@@ -1,10 +1,317 @@
-//! The history extension (being written).
+//! Our extension beside the Trove API (docs/api.md, "Extension: instance history"):
+//! an instance's events and its state as of a time, for its owner and admins.
+//!
+//! Both read the instance's stream from the store (the source of truth, not the read
+//! models) and build their answers with [`crate::history`], as `troved history` does.
+//! Visibility: the owner's project or an admin, also after deletion (auditors need the
+//! history of deleted instances); anyone else gets 404, as for show.
 
+use aggregates::instance::{self, Caller, Instance};
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::Json;
+use serde_json::{json, Value};
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
 
+use super::auth::Identity;
+use super::error::{ApiError, ApiResult};
+use super::flavors::view_ctx;
+use super::openapi as oa;
 use super::AppState;
+use crate::history::{self, AsOfLookup, HistoryEntry};
+use crate::store::RecordedEvent;
 
-/// The routes of this resource.
+/// Entries per page when `limit` is absent.
+pub const PAGE_DEFAULT: usize = 50;
+/// The most entries a page holds, whatever `limit` says.
+pub const PAGE_MAX: usize = 500;
+
+/// The routes of this resource, below `/v1.0/{project_id}`.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(state_as_of))
+}
+
+type QueryPairs = Query<Vec<(String, String)>>;
+
+/// The last value of a query parameter.
+fn param<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    q.iter()
+        .rev()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+/// `limit`: a positive integer, capped at [`PAGE_MAX`].
+fn limit(q: &[(String, String)]) -> ApiResult<usize> {
+    match param(q, "limit") {
+        None => Ok(PAGE_DEFAULT),
+        Some(v) => match v.trim().parse::<i64>() {
+            Ok(n) if n > 0 => Ok(usize::try_from(n).unwrap_or(PAGE_MAX).min(PAGE_MAX)),
+            _ => Err(ApiError::bad_request(format!(
+                "Invalid limit '{v}': must be a positive integer."
+            ))),
+        },
+    }
+}
+
+/// `marker`: the position of the last entry of the previous page (a non-negative
+/// 64-bit signed integer, as documented).
+fn marker(q: &[(String, String)]) -> ApiResult<Option<u64>> {
+    param(q, "marker")
+        .map(|v| {
+            v.trim()
+                .parse::<i64>()
+                .ok()
+                .and_then(|n| u64::try_from(n).ok())
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "Invalid marker '{v}': must be a non-negative integer."
+                    ))
+                })
+        })
+        .transpose()
+}
+
+/// The instance's stream if the caller may read its history: it exists (deleted or
+/// not) and belongs to the caller's project, or the caller is an admin.
+async fn readable_stream(
+    state: &AppState,
+    caller: &Caller,
+    raw_id: &str,
+) -> ApiResult<(Uuid, Vec<RecordedEvent>)> {
+    let id = Uuid::parse_str(raw_id).map_err(|_| ApiError::resource_not_found(raw_id))?;
+    let records = state.bus.read(&instance::stream_name(id)).await?;
+    let owner = owner_of(&records)?;
+    match owner {
+        Some(project) if caller.can_see(&project) => Ok((id, records)),
+        _ => Err(ApiError::resource_not_found(raw_id)),
+    }
+}
+
+/// The project of the stream's `InstanceCreated`, if it has one.
+fn owner_of(records: &[RecordedEvent]) -> ApiResult<Option<String>> {
+    let Some(first) = records.first() else {
+        return Ok(None);
+    };
+    let (event, _) = crate::runtime::codec::decode(first).map_err(|e| ApiError::internal(&e))?;
+    let created = aggregates::instance::evolve(Instance::default(), &event);
+    Ok(created.exists().then_some(created.project_id))
+}
+
+/// One page of entries after `marker` (by position), and whether more follow.
+fn page(entries: Vec<HistoryEntry>, after: Option<u64>, limit: usize) -> (Vec<HistoryEntry>, bool) {
+    let mut rest: Vec<HistoryEntry> = entries
+        .into_iter()
+        .filter(|e| after.is_none_or(|m| e.position > m))
+        .take(limit + 1)
+        .collect();
+    let more = rest.len() > limit;
+    rest.truncate(limit);
+    (rest, more)
+}
+
+/// The `next` link: the request's path with the other parameters kept and `marker`
+/// replaced or appended.
+fn next_link(base: &str, path: &str, q: &[(String, String)], marker: u64) -> Value {
+    let mut pairs: Vec<(String, String)> =
+        q.iter().filter(|(k, _)| k != "marker").cloned().collect();
+    pairs.push(("marker".into(), marker.to_string()));
+    let query = serde_urlencoded::to_string(&pairs).unwrap_or_default();
+    json!([{"rel": "next", "href": format!("{base}{path}?{query}")}])
+}
+
+/// `GET /v1.0/{project_id}/instances/{id}/history` (extension): the instance's events,
+/// oldest first, keyset paging by position.
+#[utoipa::path(
+    get,
+    path = "/v1.0/{project_id}/instances/{id}/history",
+    operation_id = "listInstanceHistory",
+    tag = "history",
+    params(oa::IdPath, HistoryPaging),
+    responses(
+        (status = 200, description = "A page of the instance's events, oldest first", body = HistoryList),
+    ),
+)]
+async fn list(
+    State(state): State<AppState>,
+    Path((project, raw_id)): Path<(String, String)>,
+    Identity(caller): Identity,
+    headers: HeaderMap,
+    Query(q): QueryPairs,
+) -> ApiResult<Json<Value>> {
+    let limit = limit(&q)?;
+    let after = marker(&q)?;
+    let (id, records) = readable_stream(&state, &caller, &raw_id).await?;
+    let mut entries = history::timeline(&records).map_err(|e| ApiError::internal(&e))?;
+    if !caller.is_admin() {
+        entries.iter_mut().for_each(history::hide_fault_details);
+    }
+    let (entries, more) = page(entries, after, limit);
+    let mut body = json!({ "history": entries });
+    if let (true, Some(last)) = (more, entries.last()) {
+        let base = view_ctx(&state, &headers, &caller).base_url;
+        let path = format!("/v1.0/{project}/instances/{id}/history");
+        body["links"] = next_link(&base, &path, &q, last.position);
+    }
+    Ok(Json(body))
+}
+
+/// `GET /v1.0/{project_id}/instances/{id}/history/state?as_of=TIME` (extension): the
+/// instance's detail view as it was at `TIME`, folded from its events up to then.
+#[utoipa::path(
+    get,
+    path = "/v1.0/{project_id}/instances/{id}/history/state",
+    operation_id = "showInstanceStateAsOf",
+    tag = "history",
+    params(oa::IdPath, AsOfQuery),
+    responses(
+        (status = 200, description = "The instance as it was at that time, detail view", body = oa::InstanceShow),
+    ),
+)]
+async fn state_as_of(
+    State(state): State<AppState>,
+    Path((_project, raw_id)): Path<(String, String)>,
+    Identity(caller): Identity,
+    headers: HeaderMap,
+    Query(q): QueryPairs,
+) -> ApiResult<Json<Value>> {
+    let raw_time = param(&q, "as_of")
+        .ok_or_else(|| ApiError::bad_request("Missing as_of: the time to show (RFC 3339)."))?;
+    let t = history::parse_time(raw_time)
+        .map_err(|e| ApiError::bad_request(format!("Invalid as_of: {e}.")))?;
+    let (id, records) = readable_stream(&state, &caller, &raw_id).await?;
+    let folded = history::state_as_of(&records, t).map_err(|e| ApiError::internal(&e))?;
+    if !folded.instance.exists() {
+        return Err(ApiError::not_found(format!(
+            "Instance {id} did not exist at {}.",
+            t.format(history::TIME_FORMAT)
+        )));
+    }
+    let inst = &folded.instance;
+    let configuration = match inst.configuration_id {
+        Some(g) => {
+            let group = state
+                .bus
+                .read(&aggregates::configuration::stream_name(g))
+                .await?;
+            let name =
+                history::configuration_name_as_of(&group, t).map_err(|e| ApiError::internal(&e))?;
+            Some((g, name))
+        }
+        None => None,
+    };
+    let mut ctx = view_ctx(&state, &headers, &caller);
+    ctx.now = t;
+    ctx.heartbeat_expiry = None;
+    let view = history::as_of_view(inst, &ctx, &AsOfLookup { configuration });
+    Ok(Json(json!({ "instance": view })))
+}
+
+// ---- documentation-only types (see `super::openapi`) ----------------------------------
+
+/// Paging of an instance's history.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct HistoryPaging {
+    /// Page size (default 50); at most 500 entries are returned whatever the value.
+    #[param(minimum = 1, maximum = 9223372036854775807_i64, nullable = false)]
+    limit: Option<i64>,
+    /// The `position` of the last entry of the previous page (from the `next` link).
+    #[param(minimum = 0, nullable = false)]
+    marker: Option<i64>,
+}
+
+/// The moment to show.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct AsOfQuery {
+    /// RFC 3339 (`2026-11-26T14:02:00Z`); a time without zone is UTC. A time to the
+    /// second covers that whole second.
+    #[param(format = DateTime, example = "2026-11-26T14:02:00Z")]
+    as_of: String,
+}
+
+/// One event of an instance's history.
+#[derive(ToSchema)]
+#[schema(as = HistoryEntry)]
+#[allow(dead_code)]
+pub struct HistoryEntryDoc {
+    /// Position in the global log; the paging marker.
+    position: u64,
+    /// Revision within the instance's stream, from 0.
+    revision: u64,
+    event_id: String,
+    /// When the event was decided, UTC, to the second (`2026-11-26T14:02:00Z`).
+    time: String,
+    /// The event type (docs/events.md), e.g. `InstanceRenamed`.
+    event_type: String,
+    /// `user@project` of the caller (`troved-saga@service` for lifecycle steps).
+    actor: String,
+    /// The request's `x-openstack-request-id`, or `saga:<Command>`.
+    request_id: String,
+    /// Groups the events of one workflow.
+    correlation_id: String,
+    /// What changed, in one line.
+    summary: String,
+    /// The event's body (docs/events.md) without secrets; `fault.details` is null for
+    /// non-admins.
+    #[schema(value_type = Object)]
+    data: Value,
+}
+
+/// `GET /instances/{id}/history`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct HistoryList {
+    history: Vec<HistoryEntryDoc>,
+    /// `rel=next` when more exist.
+    #[schema(nullable = false)]
+    links: Option<Vec<oa::Link>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn limit_defaults_caps_and_refuses_non_positive() {
+        assert_eq!(limit(&q(&[])).unwrap(), PAGE_DEFAULT);
+        assert_eq!(limit(&q(&[("limit", "7")])).unwrap(), 7);
+        assert_eq!(limit(&q(&[("limit", "100000")])).unwrap(), PAGE_MAX);
+        for bad in ["0", "-1", "x", ""] {
+            assert_eq!(limit(&q(&[("limit", bad)])).unwrap_err().status, 400);
+        }
+        assert_eq!(marker(&q(&[("marker", "12")])).unwrap(), Some(12));
+        for bad in ["-1", "9223372036854775808", "x"] {
+            assert_eq!(marker(&q(&[("marker", bad)])).unwrap_err().status, 400);
+        }
+    }
+
+    #[test]
+    fn next_link_keeps_other_parameters_and_replaces_the_marker() {
+        let link = next_link(
+            "https://h",
+            "/v1.0/p1/instances/i/history",
+            &q(&[("limit", "2"), ("marker", "3")]),
+            9,
+        );
+        assert_eq!(
+            link[0]["href"],
+            "https://h/v1.0/p1/instances/i/history?limit=2&marker=9"
+        );
+    }
 }
