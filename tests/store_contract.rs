@@ -964,7 +964,7 @@ async fn sqlite_schema_and_pragmas() {
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(version, "1");
+    assert_eq!(version, "2");
     let (position, stream, revision, id_len): (i64, String, i64, i64) = conn
         .query_row(
             "SELECT position, stream, revision, length(id) FROM events",

@@ -12,15 +12,23 @@
 //!   ([`reads`]); WAL snapshots mean they never see part of a batch and never block the
 //!   writer;
 //! * the writer publishes the committed head on a `watch` channel that live
-//!   subscriptions wait on.
+//!   subscriptions wait on;
+//! * every row carries its links in a per-stream and an `$all` hash chain, computed by
+//!   the writer in the same transaction ([`chain`]), which [`verify`] recomputes to
+//!   detect edited, removed or reordered events (tamper evidence, not prevention).
 //!
 //! Positions are the dense sequence numbers 1, 2, 3, … (`commit == prepare`).
 //! The file must be used by one process at a time; positions are assigned by the writer
 //! thread of that process.
 
+mod chain;
 mod reads;
 mod schema;
+mod verify;
 mod writer;
+
+pub use self::chain::{to_hex, Digest, GENESIS};
+pub use self::verify::{verify, Finding, Problem, VerifyReport};
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};

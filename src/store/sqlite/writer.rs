@@ -6,6 +6,11 @@
 //! still judged on its own: it runs its own idempotency and expected-revision checks
 //! against the state left by the requests before it in the batch, inside its own
 //! SAVEPOINT, and gets its own result. Callers hear back only after COMMIT returned.
+//!
+//! Each inserted row also gets its links in the hash chains ([`super::chain`]), chained
+//! on the rows before it in the same batch: the batch keeps each touched stream's last
+//! hash and the last `$all` hash, and takes them back with the rows of a request whose
+//! savepoint is rolled back.
 
 use std::collections::{HashMap, HashSet};
 use std::thread::JoinHandle;
@@ -15,6 +20,7 @@ use rusqlite::{Connection, OptionalExtension};
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
+use super::chain::{self, Digest, EventFields, GENESIS};
 use super::reads::{id_bytes, seq_position};
 use super::schema::{from_sql_int, sql_err, to_sql_int};
 use crate::store::{AppendOutcome, ExpectedRevision, NewEvent, Position, StoreError};
@@ -122,14 +128,24 @@ enum BatchError {
     Fatal(StoreError),
 }
 
-/// The last revision and its position for a stream, as of this point in the batch.
-type StreamHead = Option<(u64, u64)>;
+/// A stream's last event as of this point in the batch; `None` for a missing stream.
+type StreamHead = Option<StreamTip>;
+
+#[derive(Clone, Copy)]
+struct StreamTip {
+    revision: u64,
+    position: u64,
+    /// Its stream hash: the next event of the stream chains on it.
+    hash: Digest,
+}
 
 /// Per-batch state: what earlier requests of the batch did, so later ones see it.
 struct Batch<'c> {
     conn: &'c Connection,
     /// Last position used; the next event gets `last_position + 1`.
     last_position: u64,
+    /// The `$all` hash at `last_position`; the next event chains on it.
+    last_all_hash: Digest,
     /// Streams touched or looked up in this batch. Only valid inside one transaction,
     /// so it is rebuilt for every batch.
     heads: HashMap<String, StreamHead>,
@@ -144,13 +160,14 @@ fn write_batch(
     // half-way (only relevant if another process opened the file, which we do not do).
     conn.execute_batch("BEGIN IMMEDIATE")
         .map_err(|e| BatchError::Retryable(sql_err(e)))?;
-    let last_position = match max_position(conn) {
-        Ok(p) => p,
+    let (last_position, last_all_hash) = match tail(conn) {
+        Ok(t) => t,
         Err(e) => return Err(abort(conn, e)),
     };
     let mut state = Batch {
         conn,
         last_position,
+        last_all_hash,
         heads: HashMap::new(),
         recorded_at: unix_ms(),
     };
@@ -189,13 +206,22 @@ fn abort(conn: &Connection, e: StoreError) -> BatchError {
     }
 }
 
-fn max_position(conn: &Connection) -> Result<u64, StoreError> {
-    let last: i64 = conn
-        .query_row("SELECT COALESCE(MAX(position), 0) FROM events", [], |row| {
-            row.get(0)
-        })
+/// The last position and its `$all` hash; `(0, GENESIS)` for an empty store.
+fn tail(conn: &Connection) -> Result<(u64, Digest), StoreError> {
+    let last: Option<(i64, Option<Vec<u8>>)> = conn
+        .prepare_cached("SELECT position, all_hash FROM events ORDER BY position DESC LIMIT 1")
+        .map_err(sql_err)?
+        .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()
         .map_err(sql_err)?;
-    from_sql_int(last, "position")
+    let Some((position, hash)) = last else {
+        return Ok((0, GENESIS));
+    };
+    let hash = chain::stored_digest(hash).ok_or_else(|| {
+        // Chaining on a made-up value would hide the damage; `audit verify` names it.
+        StoreError::Corrupt(format!("the $all hash at position {position} is missing"))
+    })?;
+    Ok((from_sql_int(position, "position")?, hash))
 }
 
 fn unix_ms() -> i64 {
@@ -210,8 +236,9 @@ fn unix_ms() -> i64 {
 enum Decision {
     /// Answered without writing (replay, conflict, empty append).
     Done(Reply),
-    /// Write the events with revisions from `first_revision`.
-    Write { first_revision: u64 },
+    /// Write the events with revisions from `first_revision`, chained on the stream
+    /// hash `prev`.
+    Write { first_revision: u64, prev: Digest },
 }
 
 /// An already stored event, as far as the idempotency check needs it.
@@ -228,9 +255,12 @@ impl Batch<'_> {
     /// intact; `Err` means the batch transaction is in an unknown state and must be
     /// rolled back as a whole.
     fn apply(&mut self, req: &AppendRequest) -> Result<Reply, StoreError> {
-        let first_revision = match self.decide(req) {
+        let (first_revision, prev) = match self.decide(req) {
             Ok(Decision::Done(reply)) => return Ok(reply),
-            Ok(Decision::Write { first_revision }) => first_revision,
+            Ok(Decision::Write {
+                first_revision,
+                prev,
+            }) => (first_revision, prev),
             // The checks only read, so a failure there leaves nothing behind.
             Err(e) => return Ok(Err(e)),
         };
@@ -239,18 +269,22 @@ impl Batch<'_> {
         if let Err(e) = self.conn.execute_batch("SAVEPOINT append") {
             return Ok(Err(sql_err(e)));
         }
-        let position_before = self.last_position;
-        match self.insert(req, first_revision) {
-            Ok(outcome) => {
+        let before = (self.last_position, self.last_all_hash);
+        match self.insert(req, first_revision, prev) {
+            Ok((outcome, hash)) => {
                 self.conn.execute_batch("RELEASE append").map_err(sql_err)?;
                 self.heads.insert(
                     req.stream.clone(),
-                    Some((outcome.next_revision, outcome.position.commit)),
+                    Some(StreamTip {
+                        revision: outcome.next_revision,
+                        position: outcome.position.commit,
+                        hash,
+                    }),
                 );
                 Ok(Ok(outcome))
             }
             Err(e) => {
-                self.last_position = position_before;
+                (self.last_position, self.last_all_hash) = before;
                 self.conn
                     .execute_batch("ROLLBACK TO append; RELEASE append")
                     .map_err(sql_err)?;
@@ -272,7 +306,7 @@ impl Batch<'_> {
             return Ok(Decision::Done(reply));
         }
         let head = self.stream_head(&req.stream)?;
-        let current = head.map(|(revision, _)| revision);
+        let current = head.map(|tip| tip.revision);
         let ok = match req.expected {
             ExpectedRevision::Any => true,
             ExpectedRevision::NoStream => current.is_none(),
@@ -290,9 +324,9 @@ impl Batch<'_> {
             // stream exists, report where the stream is; a missing stream has no
             // revision or position to report, so that is reported as `actual: None`.
             return Ok(Decision::Done(match head {
-                Some((revision, position)) => Ok(AppendOutcome {
-                    next_revision: revision,
-                    position: seq_position(position),
+                Some(tip) => Ok(AppendOutcome {
+                    next_revision: tip.revision,
+                    position: seq_position(tip.position),
                 }),
                 None => Err(StoreError::WrongExpectedVersion {
                     stream: req.stream.clone(),
@@ -303,6 +337,7 @@ impl Batch<'_> {
         }
         Ok(Decision::Write {
             first_revision: current.map_or(0, |r| r + 1),
+            prev: head.map_or(GENESIS, |tip| tip.hash),
         })
     }
 
@@ -371,44 +406,71 @@ impl Batch<'_> {
         if let Some(head) = self.heads.get(stream) {
             return Ok(*head);
         }
-        let row: Option<(i64, i64)> = self
+        let row: Option<(i64, i64, Option<Vec<u8>>)> = self
             .conn
             .prepare_cached(
-                "SELECT revision, position FROM events WHERE stream = ?1 \
+                "SELECT revision, position, stream_hash FROM events WHERE stream = ?1 \
                  ORDER BY revision DESC LIMIT 1",
             )
             .map_err(sql_err)?
-            .query_row([stream], |row| Ok((row.get(0)?, row.get(1)?)))
+            .query_row([stream], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
             .optional()
             .map_err(sql_err)?;
         let head = match row {
-            Some((revision, position)) => Some((
-                from_sql_int(revision, "revision")?,
-                from_sql_int(position, "position")?,
-            )),
+            Some((revision, position, hash)) => Some(StreamTip {
+                revision: from_sql_int(revision, "revision")?,
+                position: from_sql_int(position, "position")?,
+                // Refuse to extend a chain whose end is gone rather than start it anew
+                // and hide the damage; `audit verify` names the row.
+                hash: chain::stored_digest(hash).ok_or_else(|| {
+                    StoreError::Corrupt(format!(
+                        "the stream hash at position {position} of {stream} is missing"
+                    ))
+                })?,
+            }),
             None => None,
         };
         self.heads.insert(stream.to_string(), head);
         Ok(head)
     }
 
+    /// Inserts the request's events; returns the outcome and the stream hash of its last
+    /// event. On `Err` the caller rolls the savepoint back and restores the position and
+    /// `$all` hash it had.
     fn insert(
         &mut self,
         req: &AppendRequest,
         first_revision: u64,
-    ) -> Result<AppendOutcome, StoreError> {
+        prev: Digest,
+    ) -> Result<(AppendOutcome, Digest), StoreError> {
         let mut stmt = self
             .conn
             .prepare_cached(
                 "INSERT INTO events \
-                 (position, stream, revision, id, event_type, data, metadata, recorded_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                 (position, stream, revision, id, event_type, data, metadata, recorded_at, \
+                  stream_hash, all_hash) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )
             .map_err(sql_err)?;
         let mut revision = first_revision;
+        let mut stream_hash = prev;
         for (k, e) in req.events.iter().enumerate() {
             revision = first_revision + k as u64;
             self.last_position += 1;
+            stream_hash = chain::stream_hash(
+                &stream_hash,
+                &EventFields {
+                    stream: &req.stream,
+                    revision,
+                    id: id_bytes(&e.id),
+                    event_type: &e.event_type,
+                    data: &e.data,
+                    metadata: &e.metadata,
+                    recorded_at: self.recorded_at,
+                },
+            );
+            self.last_all_hash =
+                chain::all_hash(&self.last_all_hash, &stream_hash, self.last_position);
             stmt.execute((
                 to_sql_int(self.last_position)?,
                 &req.stream,
@@ -418,6 +480,8 @@ impl Batch<'_> {
                 &e.data,
                 &e.metadata,
                 self.recorded_at,
+                &stream_hash[..],
+                &self.last_all_hash[..],
             ))
             .map_err(|err| match &err {
                 // `replay` rules this out; should it happen anyway (a check bug), the
@@ -431,10 +495,13 @@ impl Batch<'_> {
                 _ => sql_err(err),
             })?;
         }
-        Ok(AppendOutcome {
-            next_revision: revision,
-            position: seq_position(self.last_position),
-        })
+        Ok((
+            AppendOutcome {
+                next_revision: revision,
+                position: seq_position(self.last_position),
+            },
+            stream_hash,
+        ))
     }
 }
 
