@@ -1,9 +1,11 @@
 //! troved: an event-sourced control plane speaking the OpenStack Trove v1.0 Instances API.
 //!
 //! Layout (read `docs/architecture.md` for the why):
-//! - [`cli`]: operator and auditor commands (`history`, `audit verify`).
+//! - [`cli`]: operator and auditor commands (`history`, `audit verify`, `projections
+//!   rebuild|verify`).
 //! - [`config`]: the command line and environment (clap).
 //! - [`http`]: axum routes, identity, Trove error bodies; one module per resource.
+//! - [`metrics`]: the Prometheus registry behind `GET /metrics`.
 //! - [`runtime`]: the command path (load → decide → append → wait for projections), the
 //!   projector that feeds the read models, and the event codec (metadata envelope).
 //! - [`store`]: the `EventStore` port and the embedded SQLite adapter (group commit).

@@ -139,7 +139,7 @@ async fn hostile_bodies_paths_and_queries_get_trove_shaped_4xx() {
     assert_eq!(status, 400);
     assert_eq!(body["badRequest"]["message"], "Malformed request body");
     // Deeply nested JSON is refused, not a stack overflow.
-    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let deep = format!("{}{}", "[".repeat(1_000), "]".repeat(1_000));
     let (status, _) = send(post(deep.into_bytes())).await;
     assert!(status == 400 || status == 413, "{status}");
     // Wrong types everywhere.

@@ -341,8 +341,9 @@ async fn execute(
             },
             configuration::evolve,
         )
-        .await?;
-    Ok(done.state)
+        .await;
+    crate::metrics::global().commands([cmd.name()], &done);
+    Ok(done?.state)
 }
 
 fn rejected(e: ConfigurationError) -> CommandError {

@@ -10,13 +10,14 @@ pub mod flavors;
 pub mod history;
 pub mod instances;
 pub mod openapi;
+pub mod operators;
 pub mod schema;
 pub mod versions;
 
 use std::sync::Arc;
 
-use axum::extract::DefaultBodyLimit;
 use axum::extract::Request;
+use axum::extract::{DefaultBodyLimit, MatchedPath};
 use axum::http::{header, HeaderValue, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -72,6 +73,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(backups::router())
         .merge(configurations::router())
         .merge(history::router())
+        .merge(operators::router())
 }
 
 /// The whole API. `max_body_bytes` bounds every request body (413 beyond).
@@ -84,6 +86,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .layer(DefaultBodyLimit::disable())
         .layer(middleware::from_fn_with_state(max_body_bytes, limit_body))
         .layer(middleware::from_fn(request_id))
+        .layer(middleware::from_fn(observe_latency))
         .with_state(state)
 }
 
@@ -104,6 +107,24 @@ async fn request_id(mut req: Request, next: Next) -> Response {
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-openstack-request-id", v);
     }
+    resp
+}
+
+/// Observes every request's latency (`troved_http_request_duration_seconds`) by method,
+/// route template and status class. Outermost, so it covers the body limit and the
+/// error rewriting too; the template (axum's [`MatchedPath`]), not the path, keeps the
+/// number of series bounded.
+async fn observe_latency(req: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let method = req.method().clone();
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let resp = next.run(req).await;
+    crate::metrics::global().http_request(
+        &method,
+        route.as_ref().map(MatchedPath::as_str),
+        resp.status(),
+        started.elapsed(),
+    );
     resp
 }
 

@@ -94,6 +94,11 @@ impl CommandBus {
         }
     }
 
+    /// Position of the last event in the store (projection lag, `/metrics`).
+    pub async fn head(&self) -> Result<Position, CommandError> {
+        Ok(self.store.head().await?)
+    }
+
     /// Reads a whole stream.
     pub async fn read(&self, stream: &str) -> Result<Vec<RecordedEvent>, CommandError> {
         Ok(self.store.read_stream(stream).await?)
@@ -146,7 +151,9 @@ impl CommandBus {
                 |e: &InstanceEvent, n| codec::encode(e, meta, n),
                 instance::evolve,
             )
-            .await?;
+            .await;
+        crate::metrics::global().commands(cmds.iter().map(InstanceCommand::name), &done);
+        let done = done?;
         Ok(Executed {
             state: done.state,
             events: done.events,
@@ -188,6 +195,7 @@ impl CommandBus {
                 .collect();
             match self.store.append(stream, expected, batch).await {
                 Ok(outcome) => {
+                    crate::metrics::global().events_appended(stream, events.len());
                     self.wait_applied(outcome.position).await?;
                     let state = events.iter().fold(state, &evolve);
                     return Ok(Ran {

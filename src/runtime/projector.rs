@@ -11,6 +11,7 @@ use projections::{ApplyOutcome, ProjectedEvent, ReadModels};
 use tokio::sync::watch;
 
 use super::codec;
+use crate::metrics::{self, ProjectionAnomaly};
 use crate::store::{EventStore, Position, RecordedEvent, StoreError};
 
 /// Every read model the projector maintains. Cheap to clone.
@@ -28,6 +29,7 @@ pub struct Models {
 /// that does not decode is logged and skipped (the position still advances, so one bad
 /// record cannot stop every read).
 pub fn apply_recorded(models: &Models, r: &RecordedEvent) {
+    metrics::global().event_projected();
     if let Some(instance_id) = instance_id_of_stream(&r.stream) {
         apply_instance(&models.instances, instance_id, r);
         if CONFIGURATION_USAGE_EVENTS.contains(&r.event_type.as_str()) {
@@ -52,10 +54,12 @@ fn apply_instance(models: &ReadModels, instance_id: uuid::Uuid, r: &RecordedEven
                 event,
             });
             if let ApplyOutcome::AppliedAfterGap { expected, actual } = outcome {
+                metrics::global().projection_anomaly(ProjectionAnomaly::Gap);
                 tracing::error!(stream = %r.stream, expected, actual, "projection skipped events of a stream; rebuild the read models");
             }
         }
         Err(e) => {
+            metrics::global().projection_anomaly(ProjectionAnomaly::Undecodable);
             tracing::error!(position = %r.position, stream = %r.stream, error = %e, "undecodable event skipped");
             models.advance_to(r.position);
         }
@@ -101,10 +105,12 @@ fn apply_configuration(
                 event,
             });
             if let ApplyOutcome::AppliedAfterGap { expected, actual } = outcome {
+                metrics::global().projection_anomaly(ProjectionAnomaly::Gap);
                 tracing::error!(stream = %r.stream, expected, actual, "projection skipped events of a stream; rebuild the read models");
             }
         }
         Err(e) => {
+            metrics::global().projection_anomaly(ProjectionAnomaly::Undecodable);
             tracing::error!(position = %r.position, stream = %r.stream, error = %e, "undecodable event skipped");
         }
     }

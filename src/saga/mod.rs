@@ -43,6 +43,7 @@ use ports::{
 };
 
 use crate::catalog::StaticCatalog;
+use crate::metrics::{self, StepOutcome};
 use crate::runtime::codec::{self, Actor, CommandMeta, EventMetadata};
 use crate::runtime::commands::{fold_instance, CommandBus, CommandError};
 use crate::secrets::{Vault, VaultError};
@@ -288,26 +289,31 @@ impl Driver {
                 self.call_timeout.as_millis()
             ))))
         });
-        let cmd = match performed {
+        let (cmd, outcome) = match performed {
             Ok(Outcome::Record(cmd)) => {
                 failures.remove(name);
-                cmd
+                (cmd, StepOutcome::Recorded)
             }
             Ok(Outcome::Wait) => {
                 // Only consecutive failures count: an answer resets the step's count.
                 failures.remove(name);
+                metrics::global().saga_step(name, StepOutcome::Waiting);
                 return Ok(Progress::Waiting);
             }
             Err(StepError::Provider(e)) => {
                 match self.on_provider_error(id, &state, &step, e, failures) {
-                    Some(cmd) => cmd,
+                    Some(cmd) => (cmd, StepOutcome::Failed),
                     None => {
+                        metrics::global().saga_step(name, StepOutcome::Retried);
                         let n = failures.get(name).copied().unwrap_or(1);
                         return Ok(Progress::Backoff(backoff(self.poll_interval, n)));
                     }
                 }
             }
-            Err(other) => return Err(other),
+            Err(other) => {
+                metrics::global().saga_step(name, StepOutcome::Retried);
+                return Err(other);
+            }
         };
         let caller = saga_caller();
         let meta = CommandMeta {
@@ -326,7 +332,15 @@ impl Driver {
         let done = self
             .bus
             .execute(id, std::slice::from_ref(&cmd), &caller, &meta)
-            .await?;
+            .await;
+        // A report that could not be recorded is retried by the worker loop.
+        let outcome = if done.is_ok() {
+            outcome
+        } else {
+            StepOutcome::Retried
+        };
+        metrics::global().saga_step(name, outcome);
+        let done = done?;
         if done.state.deleted {
             // Crypto-shred the instance's secrets: the sealed passwords in the log are
             // unreadable from now on.

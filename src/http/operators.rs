@@ -1,0 +1,142 @@
+//! Operator endpoints beside the Trove API: `GET /metrics` (Prometheus) and the admin
+//! view of the read models' positions, `GET /v1.0/{project_id}/mgmt/projections`.
+//!
+//! Both only read: the counters of [`crate::metrics`], the models' applied positions and
+//! the store's head. They must not start or change anything (a live rebuild is a
+//! separate, later endpoint).
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::auth::{require_admin, Identity};
+use super::error::{ApiError, ApiResult};
+use super::openapi as oa;
+use super::AppState;
+use crate::metrics::{self, ProjectionGauges};
+
+/// The operator routes.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(scrape))
+        .routes(routes!(projections))
+}
+
+/// `GET /metrics`: every metric in the Prometheus text format 0.0.4. Like
+/// `/openapi.json` it needs no token: it names no project, instance or user, only
+/// counts by route template, command and step. Not part of the Trove API.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "operators",
+    responses((status = 200, description = "Prometheus text format 0.0.4 (`text/plain; version=0.0.4`): events appended, commands, saga steps, projection position and lag, HTTP latency. See docs/operations.md, \"Metrics\".")),
+)]
+pub async fn scrape(State(state): State<AppState>) -> Response {
+    let gauges = ProjectionGauges {
+        applied: state.models.position(),
+        head: match state.bus.head().await {
+            Ok(head) => Some(head),
+            Err(e) => {
+                // Scrapes go on (counters are still worth having); the head gauges are
+                // left out so that a broken store does not read as "no lag".
+                tracing::warn!(error = %e, "cannot read the store's head for /metrics");
+                None
+            }
+        },
+    };
+    (
+        [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
+        metrics::global().render(&gauges),
+    )
+        .into_response()
+}
+
+/// `GET /v1.0/{project_id}/mgmt/projections`: admin only (401 otherwise, like the other
+/// mgmt endpoints); where the read models are in the log. Our extension, not Trove's.
+#[utoipa::path(
+    get,
+    path = "/v1.0/{project_id}/mgmt/projections",
+    operation_id = "showProjections",
+    tag = "mgmt",
+    params(oa::ProjectPath),
+    responses((status = 200, description = "The read models' positions and lag (admin)", body = ProjectionsShow)),
+)]
+async fn projections(
+    State(state): State<AppState>,
+    Identity(caller): Identity,
+) -> ApiResult<Json<ProjectionsShow>> {
+    require_admin(&caller)?;
+    // Positions first, head second: the head can only be later, so the lag is never
+    // negative even while events are being applied.
+    let models = state.models.positions();
+    let position = models.min().commit;
+    let head = state
+        .bus
+        .head()
+        .await
+        .map_err(|e| ApiError::internal(&e))?
+        .commit;
+    Ok(Json(ProjectionsShow {
+        projections: ProjectionsStatus {
+            position,
+            head,
+            lag: head.saturating_sub(position),
+            models: ModelPositionsView {
+                records: models.records.commit,
+                lists: models.lists.commit,
+                mgmt: models.mgmt.commit,
+                replicas: models.replicas.commit,
+                quota: models.quota.commit,
+            },
+            instances: state.models.len(),
+            backups: state.backups.len(),
+        },
+    }))
+}
+
+/// The body of `GET /mgmt/projections`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProjectionsShow {
+    pub projections: ProjectionsStatus,
+}
+
+/// Where the read models are in the log. Positions are those of `$all` (the embedded
+/// store's dense sequence numbers, 0 = nothing applied).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProjectionsStatus {
+    /// The position every read model has applied: what read-your-writes waits on.
+    pub position: u64,
+    /// The store's last position.
+    pub head: u64,
+    /// `head - position`: events appended but not yet visible in reads (exact for the
+    /// embedded store, an estimate for stores whose positions have gaps).
+    pub lag: u64,
+    /// Each instance model's last applied position (configuration and backup models are
+    /// fed by the same projector, in the same order, and follow `position`).
+    pub models: ModelPositionsView,
+    /// Instances in the records model, soft-deleted ones included.
+    pub instances: usize,
+    /// Live backups.
+    pub backups: usize,
+}
+
+/// Last applied position of each instance model.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelPositionsView {
+    /// Instance records.
+    pub records: u64,
+    /// Per-project lists (`GET /instances`).
+    pub lists: u64,
+    /// The admin list (`GET /mgmt/instances`).
+    pub mgmt: u64,
+    /// The replicas index.
+    pub replicas: u64,
+    /// Quota usage.
+    pub quota: u64,
+}
