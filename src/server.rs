@@ -24,6 +24,7 @@ use crate::http::{self, AppState};
 use crate::runtime::commands::CommandBus;
 use crate::runtime::lookups::Lookups;
 use crate::runtime::projector::{self, Models};
+use crate::runtime::rebuild::Rebuilder;
 use crate::saga::{Driver, DriverDeps, Policy, Providers};
 use crate::secrets::{Vault, VaultError};
 use crate::sim::{FaultSpec, SimCloud, SimConfig, SimError};
@@ -225,7 +226,9 @@ impl Server {
             });
         }
 
+        let rebuilder = Arc::new(Rebuilder::new(dyn_store.clone(), models.clone()));
         let state = AppState {
+            rebuilder,
             bus,
             models,
             configurations: all.configurations.clone(),

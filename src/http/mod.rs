@@ -46,6 +46,8 @@ pub struct AppState {
     pub backups: Arc<BackupModels>,
     pub catalog: Arc<StaticCatalog>,
     pub vault: Arc<Vault>,
+    /// Live rebuilds of the read models (admin endpoint).
+    pub rebuilder: Arc<crate::runtime::rebuild::Rebuilder>,
     /// How callers are identified.
     pub auth: Arc<auth::AuthMode>,
     /// Base of the links we emit (`https://host:port`); `None` = from the request's Host.

@@ -25,6 +25,94 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(scrape))
         .routes(routes!(projections))
+        .routes(routes!(start_rebuild, rebuild_status))
+}
+
+/// The body of a rebuild request: nothing is needed (any body is ignored).
+#[derive(Serialize, ToSchema)]
+pub struct RebuildRequest {}
+
+/// A live rebuild's status.
+#[derive(Serialize, ToSchema)]
+pub struct RebuildShow {
+    rebuild: RebuildBody,
+}
+
+/// The fields of a live rebuild's status (docs/operations.md).
+#[derive(Serialize, ToSchema)]
+pub struct RebuildBody {
+    /// `idle`, `running`, `done` or `failed`.
+    state: String,
+    started: Option<String>,
+    finished: Option<String>,
+    /// Events the new models have applied.
+    events: u64,
+    /// Position the new models reached.
+    position: u64,
+    /// The store's head when the rebuild started.
+    head: u64,
+    error: Option<String>,
+}
+
+impl From<crate::runtime::rebuild::RebuildStatus> for RebuildShow {
+    fn from(s: crate::runtime::rebuild::RebuildStatus) -> Self {
+        RebuildShow {
+            rebuild: RebuildBody {
+                state: s.state,
+                started: s.started.map(|t| t.to_rfc3339()),
+                finished: s.finished.map(|t| t.to_rfc3339()),
+                events: s.events,
+                position: s.position,
+                head: s.head,
+                error: s.error,
+            },
+        }
+    }
+}
+
+/// `POST /v1.0/{project_id}/mgmt/projections/rebuild`: admin only. Rebuilds the
+/// instance read models from the log in the background while the current ones keep
+/// serving, then swaps them in atomically. 202 with the status; 409 while one runs.
+#[utoipa::path(
+    post,
+    path = "/v1.0/{project_id}/mgmt/projections/rebuild",
+    operation_id = "startProjectionRebuild",
+    tag = "mgmt",
+    params(oa::ProjectPath),
+    request_body(content = RebuildRequest, description = "Ignored; may be empty or `{}`"),
+    responses(
+        (status = 202, description = "The rebuild started", body = RebuildShow),
+        (status = 409, description = "A rebuild is already running"),
+    ),
+)]
+pub async fn start_rebuild(
+    State(state): State<AppState>,
+    Identity(caller): Identity,
+) -> ApiResult<(axum::http::StatusCode, Json<RebuildShow>)> {
+    require_admin(&caller)?;
+    let status = state
+        .rebuilder
+        .start()
+        .map_err(|e| ApiError::conflict(e.to_string()))?;
+    Ok((axum::http::StatusCode::ACCEPTED, Json(status.into())))
+}
+
+/// `GET /v1.0/{project_id}/mgmt/projections/rebuild`: admin only; the last (or
+/// current) live rebuild's progress.
+#[utoipa::path(
+    get,
+    path = "/v1.0/{project_id}/mgmt/projections/rebuild",
+    operation_id = "showProjectionRebuild",
+    tag = "mgmt",
+    params(oa::ProjectPath),
+    responses((status = 200, description = "The live rebuild's status", body = RebuildShow)),
+)]
+pub async fn rebuild_status(
+    State(state): State<AppState>,
+    Identity(caller): Identity,
+) -> ApiResult<Json<RebuildShow>> {
+    require_admin(&caller)?;
+    Ok(Json(state.rebuilder.status().into()))
 }
 
 /// `GET /metrics`: every metric in the Prometheus text format 0.0.4. Like

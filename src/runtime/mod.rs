@@ -5,3 +5,4 @@ pub mod codec;
 pub mod commands;
 pub mod lookups;
 pub mod projector;
+pub mod rebuild;

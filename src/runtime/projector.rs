@@ -44,6 +44,16 @@ pub fn apply_recorded(models: &Models, r: &RecordedEvent) {
     models.instances.advance_to(r.position);
 }
 
+/// Applies one stored event to the instance read models only (a live rebuild builds
+/// those beside the served ones): instance events are folded, others only advance the
+/// position.
+pub fn apply_to_instances(models: &ReadModels, r: &RecordedEvent) {
+    match instance_id_of_stream(&r.stream) {
+        Some(instance_id) => apply_instance(models, instance_id, r),
+        None => models.advance_to(r.position),
+    }
+}
+
 fn apply_instance(models: &ReadModels, instance_id: uuid::Uuid, r: &RecordedEvent) {
     match codec::decode(r) {
         Ok((event, _)) => {

@@ -26,7 +26,7 @@ mod quota;
 mod replicas;
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use aggregates::instance::{evolve, Instance, InstanceEvent};
 use chrono::{DateTime, Utc};
@@ -180,11 +180,10 @@ pub struct Snapshot {
     pub quota: BTreeMap<String, QuotaInUse>,
 }
 
-/// All read models. `Send + Sync`: share it as `Arc<ReadModels>` between the projector
-/// (the only caller of [`ReadModels::apply`] / [`ReadModels::advance_to`]) and the
-/// handlers.
+/// One complete set of the read models (what [`ReadModels`] serves, and what a live
+/// rebuild builds beside it before swapping it in).
 #[derive(Debug, Default)]
-pub struct ReadModels {
+struct ModelSet {
     /// Serializes writers. `apply` reads the old footprint, folds, then updates the
     /// indexes; two concurrent applies to one instance would interleave those steps.
     /// One projector means this lock is never contended; it makes misuse harmless.
@@ -199,26 +198,11 @@ pub struct ReadModels {
     positions: Mutex<ModelPositions>,
 }
 
-impl ReadModels {
-    /// Empty models at [`Position::START`].
-    pub fn new() -> ReadModels {
-        ReadModels::default()
-    }
-
-    /// Models built by applying `events` in order to fresh models: what a rebuild (or
-    /// the `rebuild-projection` command) produces.
-    pub fn from_events<'a>(events: impl IntoIterator<Item = &'a ProjectedEvent>) -> ReadModels {
-        let models = ReadModels::new();
-        for ev in events {
-            models.apply(ev);
-        }
-        models
-    }
-
+impl ModelSet {
     /// Applies one event to every model. Idempotent: an event at or below the last
     /// applied position (globally or for its instance) changes nothing, so the projector
     /// may resume from an older checkpoint and redeliver freely.
-    pub fn apply(&self, ev: &ProjectedEvent) -> ApplyOutcome {
+    fn apply(&self, ev: &ProjectedEvent) -> ApplyOutcome {
         let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         if ev.position <= self.position() {
             return ApplyOutcome::AlreadyApplied;
@@ -298,7 +282,7 @@ impl ReadModels {
     /// Marks `position` as processed without an instance event (another stream, or a
     /// record the projector could not decode and logged), so read-your-writes waits on
     /// later positions still progress. Never moves backwards.
-    pub fn advance_to(&self, position: Position) {
+    fn advance_to(&self, position: Position) {
         let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         self.advance_all(position);
     }
@@ -331,12 +315,12 @@ impl ReadModels {
 
     /// The last global position every model has applied ([`Position::START`] when
     /// none). Handlers wait for it to reach their append's position before answering.
-    pub fn position(&self) -> Position {
+    fn position(&self) -> Position {
         self.positions().min()
     }
 
     /// The last position of each model (for per-model checkpoints and diagnostics).
-    pub fn positions(&self) -> ModelPositions {
+    fn positions(&self) -> ModelPositions {
         *self
             .positions
             .lock()
@@ -344,24 +328,24 @@ impl ReadModels {
     }
 
     /// Number of instances known, soft-deleted ones included.
-    pub fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.records.len()
     }
 
     /// True when no instance was ever created.
-    pub fn is_empty(&self) -> bool {
+    fn is_empty(&self) -> bool {
         self.records.is_empty()
     }
 
     /// An instance's folded state, soft-deleted or not (`None` if never created).
-    pub fn instance(&self, id: Uuid) -> Option<Instance> {
+    fn instance(&self, id: Uuid) -> Option<Instance> {
         self.records.get(&id).map(|r| r.instance())
     }
 
     /// The instance as `GET /instances/{id}` may show it (spec §2): `None` when it does
     /// not exist, is soft-deleted, or belongs to another project and the caller is not
     /// admin — all of which answer the same 404.
-    pub fn instance_visible_to(
+    fn instance_visible_to(
         &self,
         id: Uuid,
         caller_project: &str,
@@ -379,7 +363,7 @@ impl ReadModels {
     /// (compared as strings; any text is accepted). `limit` is capped at
     /// [`LIST_PAGE_MAX`]; the HTTP layer rejects a zero or negative limit (400), and a
     /// zero reaching here is treated as 1 so the function stays total.
-    pub fn list_page(&self, project: &str, marker: Option<&str>, limit: usize) -> ListPage {
+    fn list_page(&self, project: &str, marker: Option<&str>, limit: usize) -> ListPage {
         let limit = limit.clamp(1, LIST_PAGE_MAX);
         // limit + 1 rows tell whether a next page exists without counting.
         let mut ids = self.lists.ids_after(project, marker, limit + 1);
@@ -403,7 +387,7 @@ impl ReadModels {
     /// instances ordered by `updated` descending, then re-sorted by `created` descending
     /// for output (stable). `limit` is not capped (spec §3.4 B). The caller emits a
     /// `next` link (`marker = offset + limit`) when the page is full.
-    pub fn mgmt_page(&self, filter: &MgmtFilter, offset: usize, limit: usize) -> Vec<Instance> {
+    fn mgmt_page(&self, filter: &MgmtFilter, offset: usize, limit: usize) -> Vec<Instance> {
         let mut instances: Vec<Instance> = self
             .mgmt
             .page(filter, offset, limit)
@@ -415,29 +399,29 @@ impl ReadModels {
     }
 
     /// Ids of `primary`'s replicas that are not soft-deleted, ascending.
-    pub fn live_replicas(&self, primary: Uuid) -> Vec<Uuid> {
+    fn live_replicas(&self, primary: Uuid) -> Vec<Uuid> {
         self.replicas.of(primary)
     }
 
     /// How many live replicas `primary` has (the catalog's `live_replicas`).
-    pub fn live_replica_count(&self, primary: Uuid) -> usize {
+    fn live_replica_count(&self, primary: Uuid) -> usize {
         self.replicas.count(primary)
     }
 
     /// The `locality` recorded at create (replicas record none; views use the primary's).
-    pub fn locality(&self, id: Uuid) -> Option<String> {
+    fn locality(&self, id: Uuid) -> Option<String> {
         self.records
             .get(&id)
             .and_then(|r| r.folded.locality.clone())
     }
 
     /// What `project`'s charged instances use (zero for an unknown project).
-    pub fn quota_usage(&self, project: &str) -> QuotaInUse {
+    fn quota_usage(&self, project: &str) -> QuotaInUse {
         self.quota.usage(project)
     }
 
     /// A deterministic copy of every model (see [`Snapshot`]).
-    pub fn snapshot(&self) -> Snapshot {
+    fn snapshot(&self) -> Snapshot {
         let records = self
             .records
             .iter()
@@ -475,3 +459,145 @@ impl ReadModels {
 
 #[cfg(test)]
 mod tests;
+
+/// All read models. `Send + Sync`: share it as `Arc<ReadModels>` between the projector
+/// (the only caller of [`ReadModels::apply`] / [`ReadModels::advance_to`]) and the
+/// handlers.
+///
+/// The models live in one [`ModelSet`] behind a pointer that a live rebuild replaces
+/// atomically ([`ReadModels::swap_in`]): each query works on the set current when it
+/// starts, so a reader sees either the old set or the new one, never a mix or an empty
+/// set.
+#[derive(Debug, Default)]
+pub struct ReadModels {
+    current: RwLock<Arc<ModelSet>>,
+}
+
+impl ReadModels {
+    /// Empty models at [`Position::START`].
+    pub fn new() -> ReadModels {
+        ReadModels::default()
+    }
+
+    /// Models built by applying `events` in order to fresh models: what a rebuild (or
+    /// the `rebuild-projection` command) produces.
+    pub fn from_events<'a>(events: impl IntoIterator<Item = &'a ProjectedEvent>) -> ReadModels {
+        let models = ReadModels::new();
+        for ev in events {
+            models.apply(ev);
+        }
+        models
+    }
+
+    fn set(&self) -> Arc<ModelSet> {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the served models with `fresh`'s if both have applied exactly the same
+    /// position (a live rebuild that caught up); `false` (nothing changed) otherwise.
+    /// Holding the write side of the pointer while comparing means the projector cannot
+    /// apply an event in between: the swap loses nothing.
+    pub fn swap_in(&self, fresh: &ReadModels) -> bool {
+        let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
+        let candidate = fresh.set();
+        if candidate.position() != current.position() {
+            return false;
+        }
+        *current = candidate;
+        true
+    }
+
+    /// Applies one event to every model. Idempotent: an event at or below the last
+    /// applied position (globally or for its instance) changes nothing, so the projector
+    /// may resume from an older checkpoint and redeliver freely.
+    pub fn apply(&self, ev: &ProjectedEvent) -> ApplyOutcome {
+        // Held for the whole apply so a swap cannot slip between the event and the set.
+        let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
+        current.apply(ev)
+    }
+
+    /// Marks `position` as processed without an instance event (another stream, or a
+    /// record the projector could not decode and logged), so read-your-writes waits on
+    /// later positions still progress. Never moves backwards.
+    pub fn advance_to(&self, position: Position) {
+        let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
+        current.advance_to(position)
+    }
+
+    /// The last global position every model has applied ([`Position::START`] when
+    /// none). Handlers wait for it to reach their append's position before answering.
+    pub fn position(&self) -> Position {
+        self.set().position()
+    }
+
+    /// The last position of each model (for per-model checkpoints and diagnostics).
+    pub fn positions(&self) -> ModelPositions {
+        self.set().positions()
+    }
+
+    /// Number of instances known, soft-deleted ones included.
+    pub fn len(&self) -> usize {
+        self.set().len()
+    }
+
+    /// True when no instance was ever created.
+    pub fn is_empty(&self) -> bool {
+        self.set().is_empty()
+    }
+
+    /// An instance's folded state, soft-deleted or not (`None` if never created).
+    pub fn instance(&self, id: Uuid) -> Option<Instance> {
+        self.set().instance(id)
+    }
+
+    /// The instance as `GET /instances/{id}` may show it (spec §2): `None` when it does
+    /// not exist, is soft-deleted, or belongs to another project and the caller is not
+    /// admin — all of which answer the same 404.
+    pub fn instance_visible_to(
+        &self,
+        id: Uuid,
+        caller_project: &str,
+        caller_is_admin: bool,
+    ) -> Option<Instance> {
+        self.set()
+            .instance_visible_to(id, caller_project, caller_is_admin)
+    }
+
+    /// One page of `project`'s non-deleted instances (see `ModelSet::list_page`).
+    pub fn list_page(&self, project: &str, marker: Option<&str>, limit: usize) -> ListPage {
+        self.set().list_page(project, marker, limit)
+    }
+
+    /// One page of `GET /mgmt/instances` (see `ModelSet::mgmt_page`).
+    pub fn mgmt_page(&self, filter: &MgmtFilter, offset: usize, limit: usize) -> Vec<Instance> {
+        self.set().mgmt_page(filter, offset, limit)
+    }
+
+    /// Ids of `primary`'s replicas that are not soft-deleted, ascending.
+    pub fn live_replicas(&self, primary: Uuid) -> Vec<Uuid> {
+        self.set().live_replicas(primary)
+    }
+
+    /// How many live replicas `primary` has (the catalog's `live_replicas`).
+    pub fn live_replica_count(&self, primary: Uuid) -> usize {
+        self.set().live_replica_count(primary)
+    }
+
+    /// The `locality` recorded at create (replicas record none; views use the primary's).
+    pub fn locality(&self, id: Uuid) -> Option<String> {
+        self.set().locality(id)
+    }
+
+    /// What `project`'s charged instances use (zero for an unknown project).
+    pub fn quota_usage(&self, project: &str) -> QuotaInUse {
+        self.set().quota_usage(project)
+    }
+
+    /// A deterministic copy of every model (see [`Snapshot`]).
+    pub fn snapshot(&self) -> Snapshot {
+        self.set().snapshot()
+    }
+}

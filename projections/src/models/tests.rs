@@ -466,3 +466,34 @@ fn record_memory_stays_small() {
     let inline = std::mem::size_of::<Record>();
     assert!(inline <= 1024, "Record is {inline} bytes inline");
 }
+
+#[test]
+fn a_rebuilt_set_is_swapped_in_only_at_the_same_position() {
+    let live = ReadModels::new();
+    let fresh = ReadModels::new();
+    let event = |n: u64| ProjectedEvent {
+        position: Position {
+            commit: n,
+            prepare: n,
+        },
+        instance_id: id(n as u128),
+        revision: 0,
+        event: InstanceEvent::InstanceCreated(Box::new(creation(id(n as u128), "p", at(n as i64)))),
+    };
+    let events: Vec<ProjectedEvent> = (1..=3).map(event).collect();
+    for e in &events {
+        live.apply(e);
+    }
+    fresh.apply(&events[0]);
+    assert!(!live.swap_in(&fresh), "behind: not swapped");
+    assert_eq!(live.len(), 3);
+    for e in &events[1..] {
+        fresh.apply(e);
+    }
+    assert!(live.swap_in(&fresh), "caught up: swapped");
+    assert_eq!(live.snapshot(), fresh.snapshot());
+    // The projector goes on applying to the swapped-in set.
+    live.apply(&event(4));
+    assert_eq!(live.len(), 4);
+    assert_eq!(live.list_page("p", None, 20).instances.len(), 4);
+}
