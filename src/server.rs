@@ -187,11 +187,19 @@ impl Server {
         );
 
         let (stop_tasks, stop_rx) = watch::channel(false);
+        // The projector applies each event under this gate; a live rebuild holds it for
+        // its last catch-up and the swap.
+        let gate = Arc::new(tokio::sync::Mutex::new(()));
         let mut tasks = JoinSet::new();
         {
-            let (store, all, stop) = (dyn_store.clone(), all.clone(), stop_rx.clone());
+            let (store, all, stop, gate) = (
+                dyn_store.clone(),
+                all.clone(),
+                stop_rx.clone(),
+                gate.clone(),
+            );
             tasks.spawn(async move {
-                if let Err(e) = projector::run(store, all, reached, applied_tx, stop).await {
+                if let Err(e) = projector::run(store, all, reached, applied_tx, stop, gate).await {
                     tracing::error!(error = %e, "projector stopped");
                 }
                 "the projector"
@@ -226,7 +234,7 @@ impl Server {
             });
         }
 
-        let rebuilder = Arc::new(Rebuilder::new(dyn_store.clone(), models.clone()));
+        let rebuilder = Arc::new(Rebuilder::new(dyn_store.clone(), models.clone(), gate));
         let state = AppState {
             rebuilder,
             bus,

@@ -64,6 +64,24 @@ async fn a_live_rebuild_serves_every_request_and_swaps_in() {
         }));
     }
 
+    // A writer renames all the time: the rebuild must still finish (it holds the
+    // projector still for its last catch-up).
+    let writer = {
+        let (s, stop, id) = (s.clone(), stop.clone(), ids[29].clone());
+        tokio::spawn(async move {
+            let mut n = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                let body = json!({"instance": {"name": format!("w{n}")}});
+                let (status, resp) = s
+                    .patch("alice", "p1", &format!("/instances/{id}"), &body)
+                    .await;
+                assert_eq!(status, 202, "{resp}");
+                n += 1;
+            }
+            n
+        })
+    };
+
     // Only admins may rebuild.
     let (status, _) = s
         .post("alice", "p1", "/mgmt/projections/rebuild", &json!({}))
@@ -93,6 +111,7 @@ async fn a_live_rebuild_serves_every_request_and_swaps_in() {
     for r in readers {
         r.await.expect("a reader saw a failure");
     }
+    assert!(writer.await.expect("the writer saw a failure") > 0);
     assert!(served.load(Ordering::Relaxed) > 10);
 
     // The swapped-in models keep following the log: a new write is visible at once.

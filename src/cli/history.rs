@@ -113,8 +113,10 @@ fn as_of_view(
 fn events_path(args: &HistoryArgs) -> anyhow::Result<PathBuf> {
     match &args.event_store {
         Some(url) => {
+            // Only the scheme is echoed: another store's URL may carry credentials.
+            let scheme = url.split("://").next().unwrap_or("");
             let path = url.strip_prefix("sqlite://").ok_or_else(|| {
-                anyhow!("--event-store {url:?}: only sqlite:///PATH stores can be read")
+                anyhow!("--event-store {scheme}://...: only sqlite:///PATH stores can be read")
             })?;
             if path.is_empty() {
                 bail!("--event-store {url:?}: no path");

@@ -1,9 +1,9 @@
-//! Operator endpoints beside the Trove API: `GET /metrics` (Prometheus) and the admin
-//! view of the read models' positions, `GET /v1.0/{project_id}/mgmt/projections`.
+//! Operator endpoints beside the Trove API: `GET /metrics` (Prometheus), the admin view
+//! of the read models' positions, `GET /v1.0/{project_id}/mgmt/projections`, and the
+//! admin live rebuild, `POST`/`GET /v1.0/{project_id}/mgmt/projections/rebuild`.
 //!
-//! Both only read: the counters of [`crate::metrics`], the models' applied positions and
-//! the store's head. They must not start or change anything (a live rebuild is a
-//! separate, later endpoint).
+//! The first two only read (the counters of [`crate::metrics`], the models' positions,
+//! the store's head); the rebuild starts background work ([`crate::runtime::rebuild`]).
 
 use axum::extract::State;
 use axum::http::header;

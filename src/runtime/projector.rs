@@ -47,9 +47,21 @@ pub fn apply_recorded(models: &Models, r: &RecordedEvent) {
 /// Applies one stored event to the instance read models only (a live rebuild builds
 /// those beside the served ones): instance events are folded, others only advance the
 /// position.
+/// Anomalies (gaps, undecodable events) are not counted or logged again: the serving
+/// projector already reported them.
 pub fn apply_to_instances(models: &ReadModels, r: &RecordedEvent) {
     match instance_id_of_stream(&r.stream) {
-        Some(instance_id) => apply_instance(models, instance_id, r),
+        Some(instance_id) => match codec::decode(r) {
+            Ok((event, _)) => {
+                models.apply(&ProjectedEvent {
+                    position: r.position,
+                    instance_id,
+                    revision: r.revision,
+                    event,
+                });
+            }
+            Err(_) => models.advance_to(r.position),
+        },
         None => models.advance_to(r.position),
     }
 }
@@ -148,19 +160,23 @@ pub async fn catch_up(
 }
 
 /// Runs the live projector until the store closes or `stop` turns true: subscribes
-/// after `from` and publishes each applied position on `applied`.
+/// after `from` and publishes each applied position on `applied`. Each event is applied
+/// under `gate`, which a live rebuild takes to hold the projector still for its last
+/// catch-up and the swap.
 pub async fn run(
     store: Arc<dyn EventStore>,
     models: Models,
     from: Position,
     applied: watch::Sender<Position>,
     mut stop: watch::Receiver<bool>,
+    gate: Arc<tokio::sync::Mutex<()>>,
 ) -> Result<(), StoreError> {
     let mut sub = store.subscribe_all(from).await?;
     loop {
         tokio::select! {
             r = sub.next() => {
                 let r = r?;
+                let _held = gate.lock().await;
                 apply_recorded(&models, &r);
                 applied.send_replace(r.position);
             }

@@ -38,15 +38,23 @@ pub struct AlreadyRunning(pub String);
 pub struct Rebuilder {
     store: Arc<dyn EventStore>,
     live: Arc<ReadModels>,
+    /// Taken by the projector around each event; the rebuild takes it for its last
+    /// catch-up and the swap, so writes cannot keep it from ever catching up.
+    gate: Arc<tokio::sync::Mutex<()>>,
     status: Mutex<RebuildStatus>,
 }
 
 impl Rebuilder {
     /// A rebuilder of `live`, reading from `store`.
-    pub fn new(store: Arc<dyn EventStore>, live: Arc<ReadModels>) -> Rebuilder {
+    pub fn new(
+        store: Arc<dyn EventStore>,
+        live: Arc<ReadModels>,
+        gate: Arc<tokio::sync::Mutex<()>>,
+    ) -> Rebuilder {
         Rebuilder {
             store,
             live,
+            gate,
             status: Mutex::new(RebuildStatus {
                 state: "idle".into(),
                 ..RebuildStatus::default()
@@ -82,7 +90,13 @@ impl Rebuilder {
         }
         let me = self.clone();
         tokio::spawn(async move {
-            let outcome = me.run().await;
+            // The work runs in its own task so that a panic in it is reported as a
+            // failed rebuild instead of leaving the state `running` for ever.
+            let worker = me.clone();
+            let outcome = match tokio::spawn(async move { worker.run().await }).await {
+                Ok(outcome) => outcome,
+                Err(e) => Err(StoreError::Corrupt(format!("the rebuild task failed: {e}"))),
+            };
             me.update(|s| {
                 s.finished = Some(Utc::now());
                 match outcome {
@@ -107,36 +121,64 @@ impl Rebuilder {
         let fresh = ReadModels::new();
         let mut pos = Position::START;
         let mut applied_events = 0u64;
+        // Catch up with the served models while they keep moving, until a round finds
+        // little left to do...
         loop {
-            // Catch up with what the served models have applied, then try to swap; the
-            // projector may have moved on meanwhile: then catch up again (a few events).
             let target = self.live.position();
-            while pos < target {
-                let batch = self.store.read_all(pos, 4096).await?;
-                let Some(last) = batch.last().map(|r| r.position) else {
-                    break;
-                };
-                for r in batch.iter().take_while(|r| r.position <= target) {
-                    projector::apply_to_instances(&fresh, r);
-                    pos = r.position;
-                    applied_events += 1;
-                }
-                let applied = pos;
-                self.update(|s| {
-                    s.events = applied_events;
-                    s.position = applied.commit;
-                });
-                if last > target {
-                    break;
-                }
-                // Let the serving side breathe between batches.
-                tokio::task::yield_now().await;
+            let before = applied_events;
+            self.catch_up(&fresh, &mut pos, target, &mut applied_events)
+                .await?;
+            if applied_events - before < 256 {
+                break;
             }
-            if self.live.swap_in(&fresh) {
-                return Ok(());
+        }
+        // ...then hold the projector still, apply the last few events and swap: the
+        // served position cannot move while the gate is held, so the swap succeeds.
+        let _held = self.gate.lock().await;
+        let target = self.live.position();
+        self.catch_up(&fresh, &mut pos, target, &mut applied_events)
+            .await?;
+        if self.live.swap_in(&fresh) {
+            Ok(())
+        } else {
+            Err(StoreError::Corrupt(format!(
+                "the rebuilt models reached {} but the served ones are at {}",
+                fresh.position(),
+                self.live.position()
+            )))
+        }
+    }
+
+    /// Applies the events after `pos` up to `target` to `fresh`.
+    async fn catch_up(
+        &self,
+        fresh: &ReadModels,
+        pos: &mut Position,
+        target: Position,
+        applied_events: &mut u64,
+    ) -> Result<(), StoreError> {
+        while *pos < target {
+            let batch = self.store.read_all(*pos, 4096).await?;
+            if batch.is_empty() {
+                break;
             }
+            for r in batch.iter().take_while(|r| r.position <= target) {
+                projector::apply_to_instances(fresh, r);
+                *pos = r.position;
+                *applied_events += 1;
+            }
+            let (applied, events) = (*pos, *applied_events);
+            self.update(|s| {
+                s.events = events;
+                s.position = applied.commit;
+            });
+            if batch.last().is_some_and(|r| r.position > target) {
+                break;
+            }
+            // Let the serving side breathe between batches.
             tokio::task::yield_now().await;
         }
+        Ok(())
     }
 }
 
@@ -152,6 +194,7 @@ mod tests {
         let rebuilder = Arc::new(Rebuilder::new(
             Arc::new(store.clone()),
             Arc::new(ReadModels::new()),
+            Arc::new(tokio::sync::Mutex::new(())),
         ));
         assert_eq!(rebuilder.status().state, "idle");
         let first = rebuilder.start().unwrap();
