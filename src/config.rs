@@ -183,6 +183,12 @@ pub struct ServeConfig {
     #[arg(long = "sim-fault", env = "TROVED_SIM_FAULTS", value_delimiter = ';')]
     pub sim_faults: Vec<String>,
 
+    /// Simulated cloud: an availability zone and its capacity,
+    /// `NAME[:vcpus=N][:ram_mb=N][:volume_gb=N]` (repeatable; replaces the default zone
+    /// `nova` with 256 vCPU, 1 TiB RAM, 10 TiB volumes; the first is the default zone).
+    #[arg(long = "sim-zone", env = "TROVED_SIM_ZONES", value_delimiter = ';')]
+    pub sim_zones: Vec<String>,
+
     /// Simulated cloud: seed of the fault injection (same seed, same failures).
     #[arg(long, env = "TROVED_SIM_SEED", default_value_t = 1)]
     pub sim_seed: u64,

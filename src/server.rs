@@ -27,7 +27,7 @@ use crate::runtime::projector::{self, Models};
 use crate::runtime::rebuild::Rebuilder;
 use crate::saga::{Driver, DriverDeps, Policy, Providers};
 use crate::secrets::{Vault, VaultError};
-use crate::sim::{FaultSpec, SimCloud, SimConfig, SimError};
+use crate::sim::{FaultSpec, SimCloud, SimConfig, SimError, ZoneCapacity};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{EventStore, Position, StoreError};
 
@@ -73,12 +73,25 @@ fn open_cloud(cfg: &ServeConfig) -> Result<SimCloud, ServerError> {
             FaultSpec::parse(f).map_err(|e| ServerError::Config(format!("--sim-fault {f}: {e}")))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let config = SimConfig {
+    let mut config = SimConfig {
         latency: Duration::from_millis(cfg.sim_latency_ms),
         seed: cfg.sim_seed,
         faults,
         ..SimConfig::default()
     };
+    let zones = cfg
+        .sim_zones
+        .iter()
+        .filter(|z| !z.trim().is_empty())
+        .map(|z| {
+            ZoneCapacity::parse_zone(z)
+                .map_err(|e| ServerError::Config(format!("--sim-zone {z}: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some((first, _)) = zones.first() {
+        config.default_zone = first.clone();
+        config.zones = zones.into_iter().collect();
+    }
     Ok(SimCloud::open_in(&cfg.data_dir, config)?)
 }
 

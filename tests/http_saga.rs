@@ -462,3 +462,29 @@ async fn delete_removes_server_volume_and_record() {
         at: chrono::Utc::now(),
     };
 }
+
+#[tokio::test]
+async fn an_exhausted_zone_fails_the_build_with_a_clear_fault() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(
+        dir.path(),
+        &["--sim-latency-ms", "0", "--sim-zone", "nova:vcpus=1"],
+    )
+    .await;
+    let first = s.create("alice", "p1", "fits").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.wait_for("alice", "p1", &first, |i| i["status"] == "ACTIVE")
+        .await;
+    let second = s.create("alice", "p1", "too-many").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let failed = s
+        .wait_for("alice", "p1", &second, |i| i["status"] == "ERROR")
+        .await;
+    let fault = failed["fault"]["message"].as_str().unwrap_or_default();
+    assert!(fault.contains("Insufficient capacity"), "{fault}");
+    wait_released(dir.path(), &second).await;
+}
