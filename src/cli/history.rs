@@ -6,21 +6,19 @@
 //! writer, creates and migrates nothing, and never checkpoints the WAL.
 
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::PathBuf;
 
 use aggregates::{configuration, instance};
 use anyhow::{anyhow, bail, Context as _};
 use chrono::{DateTime, Utc};
 use projections::views::ViewCtx;
-use rusqlite::config::DbConfig;
-use rusqlite::{Connection, OpenFlags};
 use serde_json::json;
 use uuid::Uuid;
 
+use super::log::ReadOnlyLog;
 use crate::config::{HistoryArgs, HistoryFormat};
 use crate::history::{self, AsOfLookup, TIME_FORMAT};
-use crate::store::{Position, RecordedEvent};
+use crate::store::RecordedEvent;
 
 /// The base of the links in an as-of view (there is no request to take a host from).
 const BASE_URL: &str = "https://localhost";
@@ -124,72 +122,6 @@ fn events_path(args: &HistoryArgs) -> anyhow::Result<PathBuf> {
             Ok(PathBuf::from(path))
         }
         None => Ok(args.data_dir.join("events.db")),
-    }
-}
-
-/// A read-only view of the embedded store's file, safe beside a running server.
-///
-/// The connection is opened read-write at the file level (a truly read-only connection
-/// cannot join a WAL database whose `-shm` it may not write, nor run WAL recovery after
-/// a crash) but `query_only`, without `SQLITE_OPEN_CREATE`, and with checkpoint-on-close
-/// off, so it changes nothing. If the file is not writable for this user (an auditor's
-/// copy), it falls back to a read-only open.
-pub struct ReadOnlyLog {
-    conn: Connection,
-}
-
-impl ReadOnlyLog {
-    /// Opens the store file at `path`, which must exist.
-    pub fn open(path: &Path) -> anyhow::Result<ReadOnlyLog> {
-        if !path.is_file() {
-            bail!("no event store at {}", path.display());
-        }
-        let flags = OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
-        let conn = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_READ_WRITE)
-            .or_else(|_| {
-                Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_READ_ONLY)
-            })
-            .with_context(|| format!("opening the event store {}", path.display()))?;
-        conn.busy_timeout(Duration::from_secs(5))?;
-        conn.pragma_update(None, "query_only", "ON")?;
-        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
-        Ok(ReadOnlyLog { conn })
-    }
-
-    /// A whole stream, oldest first (empty if it does not exist). One SELECT: one
-    /// snapshot, never part of a batch being written.
-    pub fn read_stream(&self, stream: &str) -> anyhow::Result<Vec<RecordedEvent>> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT position, revision, id, event_type, data, metadata FROM events \
-                 WHERE stream = ?1 ORDER BY revision",
-            )
-            .context("reading the event store (is it a troved event store?)")?;
-        let mut rows = stmt.query([stream])?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next()? {
-            let position: i64 = row.get(0)?;
-            let revision: i64 = row.get(1)?;
-            let id: Vec<u8> = row.get(2)?;
-            let position = u64::try_from(position)
-                .map_err(|_| anyhow!("negative position {position} in {stream}"))?;
-            out.push(RecordedEvent {
-                id: Uuid::from_slice(&id)
-                    .with_context(|| format!("event id at position {position}"))?,
-                stream: stream.to_string(),
-                revision: u64::try_from(revision)
-                    .map_err(|_| anyhow!("negative revision {revision} in {stream}"))?,
-                position: Position {
-                    commit: position,
-                    prepare: position,
-                },
-                event_type: row.get(3)?,
-                data: row.get(4)?,
-                metadata: row.get(5)?,
-            });
-        }
-        Ok(out)
     }
 }
 

@@ -3,4 +3,5 @@
 
 pub mod audit;
 pub mod history;
+pub mod log;
 pub mod projections;

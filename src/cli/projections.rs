@@ -27,24 +27,20 @@ use std::time::{Duration, Instant};
 
 use aggregates::configuration::{configuration_id_of_stream, Configuration};
 use aggregates::instance::{instance_id_of_stream, Instance};
-use anyhow::{anyhow, bail, Context as _};
+use anyhow::{bail, Context as _};
 use chrono::{DateTime, Utc};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use projections::{QuotaInUse, Snapshot, LIST_PAGE_MAX};
-use rusqlite::config::DbConfig;
-use rusqlite::{Connection, OpenFlags};
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::log::{ReadOnlyLog, PAGE};
 use crate::config::ProjectionsCommand;
 use crate::http::configurations::fold_configuration;
 use crate::metrics::{self, ProjectionAnomaly};
 use crate::runtime::commands::fold_instance;
 use crate::runtime::projector::{apply_recorded, Models};
 use crate::store::{Position, RecordedEvent};
-
-/// Events read per query while replaying (the server's start-up replay reads 4096).
-const PAGE: usize = 4096;
 
 /// Plain progress lines (stderr not a terminal): at most one per this interval, plus
 /// one at every tenth of the log.
@@ -97,7 +93,7 @@ fn events_path(data_dir: &Path) -> PathBuf {
 // ---- rebuild -------------------------------------------------------------------------------
 
 fn rebuild(path: &Path) -> anyhow::Result<Outcome> {
-    let log = Log::open(path)?;
+    let log = ReadOnlyLog::open(path)?;
     let head = log.head()?;
     let models = Models::default();
     let replay = replay(&log, &models, head, "rebuild")?;
@@ -201,7 +197,12 @@ fn per_second(events: u64, elapsed: Duration) -> u64 {
 
 /// Applies every event up to `head` to `models` with the projector's own apply, showing
 /// progress on stderr.
-fn replay(log: &Log, models: &Models, head: Position, what: &str) -> anyhow::Result<Replay> {
+fn replay(
+    log: &ReadOnlyLog,
+    models: &Models,
+    head: Position,
+    what: &str,
+) -> anyhow::Result<Replay> {
     // The projector counts what it skips in the process's metrics; this process is
     // fresh, so the difference is this replay's.
     let anomalies = |a| metrics::global().projection_anomalies(a);
@@ -354,7 +355,7 @@ fn progress_line(what: &str, position: u64, total: u64, events: u64, started: In
 
 fn verify(path: &Path) -> anyhow::Result<Outcome> {
     let started = Instant::now();
-    let log = Log::open(path)?;
+    let log = ReadOnlyLog::open(path)?;
     let head = log.head()?;
     let models = Models::default();
     let replay = replay(&log, &models, head, "verify")?;
@@ -468,7 +469,7 @@ struct LogFold {
 impl LogFold {
     /// Reads the log stream by stream (ordered by stream and revision, one stream in
     /// memory at a time) and folds each.
-    fn read(log: &Log, head: Position) -> anyhow::Result<LogFold> {
+    fn read(log: &ReadOnlyLog, head: Position) -> anyhow::Result<LogFold> {
         let mut fold = LogFold {
             head,
             ..LogFold::default()
@@ -914,130 +915,6 @@ fn compare_configurations(models: &Models, fold: &LogFold, out: &mut Vec<Differe
             &got,
         );
     }
-}
-
-// ---- the log, read only --------------------------------------------------------------------
-
-/// The embedded store's file, read through one `query_only` connection.
-///
-/// Opened read-write at the file level (a read-only connection cannot run WAL recovery
-/// after a crash, nor join a WAL whose `-shm` it may not write) but `query_only`,
-/// without `SQLITE_OPEN_CREATE` and without a checkpoint on close, so it changes nothing
-/// in the database; falls back to a read-only open for a copy the user may not write.
-/// It takes no lock on the data directory: it works on a stopped server's directory and
-/// beside a running one alike.
-struct Log {
-    conn: Connection,
-}
-
-const SELECT_EVENT: &str =
-    "SELECT position, stream, revision, id, event_type, data, metadata FROM events";
-
-impl Log {
-    fn open(path: &Path) -> anyhow::Result<Log> {
-        if !path.is_file() {
-            bail!("no event store at {}", path.display());
-        }
-        let flags = OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
-        let conn = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_READ_WRITE)
-            .or_else(|_| {
-                Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_READ_ONLY)
-            })
-            .with_context(|| format!("opening the event store {}", path.display()))?;
-        conn.busy_timeout(Duration::from_secs(5))?;
-        conn.pragma_update(None, "query_only", "ON")?;
-        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
-        Ok(Log { conn })
-    }
-
-    /// The last position; everything is read up to it, so a live server's later appends
-    /// are not half-seen.
-    fn head(&self) -> anyhow::Result<Position> {
-        let head: i64 = self
-            .conn
-            .query_row("SELECT COALESCE(MAX(position), 0) FROM events", [], |r| {
-                r.get(0)
-            })
-            .context("reading the event store (is it a troved event store?)")?;
-        position(head)
-    }
-
-    /// Up to `max` events after `from` and at most `to`, in order.
-    fn read_all(
-        &self,
-        from: Position,
-        to: Position,
-        max: usize,
-    ) -> anyhow::Result<Vec<RecordedEvent>> {
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "{SELECT_EVENT} WHERE position > ?1 AND position <= ?2 ORDER BY position LIMIT ?3"
-        ))?;
-        let mut rows = stmt.query((
-            sql_int(from.commit)?,
-            sql_int(to.commit)?,
-            i64::try_from(max).unwrap_or(i64::MAX),
-        ))?;
-        let mut out = Vec::with_capacity(max.min(PAGE));
-        while let Some(row) = rows.next()? {
-            out.push(event(row)?);
-        }
-        Ok(out)
-    }
-
-    /// Calls `f` with each stream (up to `to`), whole and oldest first, one at a time.
-    /// One query over the `(stream, revision)` index.
-    fn for_each_stream(
-        &self,
-        to: Position,
-        mut f: impl FnMut(&str, &[RecordedEvent]),
-    ) -> anyhow::Result<()> {
-        let mut stmt = self.conn.prepare(&format!(
-            "{SELECT_EVENT} WHERE position <= ?1 ORDER BY stream, revision"
-        ))?;
-        let mut rows = stmt.query([sql_int(to.commit)?])?;
-        let mut current: Vec<RecordedEvent> = Vec::new();
-        while let Some(row) = rows.next()? {
-            let e = event(row)?;
-            if current.first().is_some_and(|c| c.stream != e.stream) {
-                f(&current[0].stream, &current);
-                current.clear();
-            }
-            current.push(e);
-        }
-        if let Some(first) = current.first() {
-            f(&first.stream, &current);
-        }
-        Ok(())
-    }
-}
-
-fn position(p: i64) -> anyhow::Result<Position> {
-    let p = u64::try_from(p).map_err(|_| anyhow!("negative position {p} in the event store"))?;
-    Ok(Position {
-        commit: p,
-        prepare: p,
-    })
-}
-
-fn sql_int(v: u64) -> anyhow::Result<i64> {
-    i64::try_from(v).map_err(|_| anyhow!("position {v} out of SQLite's range"))
-}
-
-/// A row selected with [`SELECT_EVENT`]'s columns.
-fn event(row: &rusqlite::Row<'_>) -> anyhow::Result<RecordedEvent> {
-    let at = position(row.get(0)?)?;
-    let revision: i64 = row.get(2)?;
-    let id: Vec<u8> = row.get(3)?;
-    Ok(RecordedEvent {
-        id: Uuid::from_slice(&id).with_context(|| format!("event id at position {at}"))?,
-        stream: row.get(1)?,
-        revision: u64::try_from(revision)
-            .map_err(|_| anyhow!("negative revision at position {at}"))?,
-        position: at,
-        event_type: row.get(4)?,
-        data: row.get(5)?,
-        metadata: row.get(6)?,
-    })
 }
 
 #[cfg(test)]
