@@ -7,7 +7,6 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use aggregates::instance::InstanceEvent;
 use common::{create_body, TestServer};
 use serde_json::{json, Value};
 use troved::runtime::codec;
@@ -458,9 +457,6 @@ async fn delete_removes_server_volume_and_record() {
         ],
         "{log:?}"
     );
-    let _ = InstanceEvent::InstanceDeleted {
-        at: chrono::Utc::now(),
-    };
 }
 
 #[tokio::test]

@@ -18,8 +18,9 @@ use uuid::Uuid;
 use super::auth::Identity;
 use super::datastores::find_datastore;
 use super::error::{ApiError, ApiResult};
-use super::flavors::{instance_with_server, view_ctx};
+use super::flavors::instance_with_server;
 use super::openapi as oa;
+use super::request::{limit, offset, param, view_ctx, QueryPairs};
 use super::AppState;
 
 /// `backups_page_size`: the default page size (not a cap).
@@ -33,16 +34,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(instance_backups))
 }
 
-type QueryPairs = Query<Vec<(String, String)>>;
-
-/// The last value of a query parameter (upstream's webob `GET.get`).
-fn param<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    q.iter()
-        .rev()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
-}
-
 /// oslo's `bool_from_string`: only these spellings are true.
 fn truthy(v: Option<&str>) -> bool {
     v.map(|s| s.trim().to_ascii_lowercase())
@@ -52,26 +43,7 @@ fn truthy(v: Option<&str>) -> bool {
 /// `(offset, limit)` from `marker` and `limit`. Upstream answers 500 to non-integers;
 /// we answer 400 (spec §3.4 recommendation), with the instance lists' wording.
 fn paging(q: &[(String, String)]) -> ApiResult<(usize, usize)> {
-    let limit = match param(q, "limit") {
-        None => BACKUPS_PAGE_SIZE,
-        Some(v) => match v.trim().parse::<i64>() {
-            Ok(n) if n > 0 => usize::try_from(n).unwrap_or(usize::MAX),
-            _ => {
-                return Err(ApiError::bad_request(format!(
-                    "Invalid limit '{v}': must be a positive integer."
-                )))
-            }
-        },
-    };
-    let offset = match param(q, "marker") {
-        None => 0,
-        Some(v) => v.trim().parse::<usize>().map_err(|_| {
-            ApiError::bad_request(format!(
-                "Invalid marker '{v}': must be a non-negative integer."
-            ))
-        })?,
-    };
-    Ok((offset, limit))
+    Ok((offset(q)?, limit(q, BACKUPS_PAGE_SIZE, None)?))
 }
 
 /// `{"backups": [...]}` plus, when the page is full, a `next` link: the request URL

@@ -27,6 +27,7 @@ use uuid::Uuid;
 use super::auth::Identity;
 use super::error::{ApiError, ApiResult};
 use super::openapi as oa;
+use super::request::{base_url, limit, next_link, param, QueryPairs};
 use super::schema;
 use super::{AppState, RequestId};
 use crate::runtime::codec::{self, CodecError, CommandMeta};
@@ -47,8 +48,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(parameter_list_by_version))
         .routes(routes!(parameter_show_by_version))
 }
-
-type QueryPairs = Query<Vec<(String, String)>>;
 
 // ---- reads -----------------------------------------------------------------------------
 
@@ -72,7 +71,7 @@ async fn list(
     headers: HeaderMap,
     Query(q): QueryPairs,
 ) -> ApiResult<Json<Value>> {
-    let limit = limit(&q)?;
+    let limit = limit(&q, PAGE_MAX, Some(PAGE_MAX))?;
     let scope = scope(&caller);
     let page = state
         .configurations
@@ -81,7 +80,7 @@ async fn list(
     let mut body = json!({ "configurations": items });
     if let Some(marker) = page.next_marker {
         let path = format!("/v1.0/{}/configurations", caller.project_id);
-        body["links"] = next_link(&state, &headers, &path, &q, &marker.to_string());
+        body["links"] = next_link(&base_url(&state, &headers), &path, &q, &marker.to_string());
     }
     Ok(Json(body))
 }
@@ -131,7 +130,7 @@ async fn instances(
 ) -> ApiResult<Json<Value>> {
     let group = visible(&state, &caller, &raw_id)?;
     let id = group.id.unwrap_or_default();
-    let limit = limit(&q)?;
+    let limit = limit(&q, PAGE_MAX, Some(PAGE_MAX))?;
     let scope = scope(&caller);
     let page =
         state
@@ -147,7 +146,7 @@ async fn instances(
     let mut body = json!({ "instances": items });
     if let Some(marker) = page.next_marker {
         let path = format!("/v1.0/{}/configurations/{id}/instances", caller.project_id);
-        body["links"] = next_link(&state, &headers, &path, &q, &marker.to_string());
+        body["links"] = next_link(&base_url(&state, &headers), &path, &q, &marker.to_string());
     }
     Ok(Json(body))
 }
@@ -593,63 +592,4 @@ fn non_empty_string(path: &str, v: &Value) -> ApiResult<String> {
         )));
     }
     Ok(s.to_string())
-}
-
-// ---- paging ----------------------------------------------------------------------------
-
-fn param<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    q.iter()
-        .rev()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
-}
-
-/// `limit`: default and cap 20. Upstream answers 500 for a non-integer or non-positive
-/// limit; we answer 400 (spec §3.4 recommendation).
-fn limit(q: &[(String, String)]) -> ApiResult<usize> {
-    match param(q, "limit") {
-        None => Ok(PAGE_MAX),
-        Some(v) => match v.trim().parse::<i64>() {
-            Ok(n) if n > 0 => Ok(usize::try_from(n).unwrap_or(PAGE_MAX).min(PAGE_MAX)),
-            _ => Err(ApiError::bad_request(format!(
-                "Invalid limit '{v}': must be a positive integer."
-            ))),
-        },
-    }
-}
-
-/// The `next` link: the request URL with scheme https, `marker` replaced or appended,
-/// other parameters kept in order (spec `instances-api.md` §3.4).
-fn next_link(
-    state: &AppState,
-    headers: &HeaderMap,
-    path: &str,
-    q: &[(String, String)],
-    marker: &str,
-) -> Value {
-    let base = match &state.public_url {
-        Some(u) => u.trim_end_matches('/').to_string(),
-        None => {
-            let host = headers
-                .get("host")
-                .and_then(|h| h.to_str().ok())
-                .unwrap_or("localhost");
-            format!("https://{host}")
-        }
-    };
-    let mut pairs: Vec<(String, String)> = Vec::with_capacity(q.len() + 1);
-    let mut replaced = false;
-    for (k, v) in q {
-        if k != "marker" {
-            pairs.push((k.clone(), v.clone()));
-        } else if !replaced {
-            pairs.push((k.clone(), marker.to_string()));
-            replaced = true;
-        }
-    }
-    if !replaced {
-        pairs.push(("marker".into(), marker.to_string()));
-    }
-    let query = serde_urlencoded::to_string(&pairs).unwrap_or_default();
-    json!([{"rel": "next", "href": format!("{base}{path}?{query}")}])
 }

@@ -18,8 +18,9 @@ use uuid::Uuid;
 
 use super::auth::Identity;
 use super::error::{ApiError, ApiResult};
-use super::flavors::{instance_with_server, view_ctx};
+use super::flavors::instance_with_server;
 use super::openapi as oa;
+use super::request::view_ctx;
 use super::AppState;
 use crate::catalog::defaults::{default_configuration, TemplateError, TemplateInput};
 use crate::catalog::StaticCatalog;

@@ -12,7 +12,6 @@ use aggregates::instance::{Caller, Instance};
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::Json;
-use chrono::Utc;
 use projections::views::ViewCtx;
 use serde_json::{json, Value};
 use utoipa_axum::router::OpenApiRouter;
@@ -23,6 +22,7 @@ use super::auth::Identity;
 use super::datastores::resolve_version;
 use super::error::{ApiError, ApiResult};
 use super::openapi as oa;
+use super::request::view_ctx;
 use super::AppState;
 
 /// The flavor routes, all below `/v1.0/{project_id}`.
@@ -31,29 +31,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list))
         .routes(routes!(show))
         .routes(routes!(list_for_version))
-}
-
-/// The links context of a request (spec `instances-api.md` §3.3): `https://<Host>` or
-/// the configured public URL, the caller's project, and the caller's admin flag.
-pub(super) fn view_ctx(state: &AppState, headers: &HeaderMap, caller: &Caller) -> ViewCtx {
-    let base_url = match &state.public_url {
-        Some(u) => u.trim_end_matches('/').to_string(),
-        None => {
-            let host = headers
-                .get("host")
-                .and_then(|h| h.to_str().ok())
-                .unwrap_or("localhost");
-            format!("https://{host}")
-        }
-    };
-    ViewCtx {
-        base_url,
-        api_version: "1.0".into(),
-        caller_project: caller.project_id.clone(),
-        caller_is_admin: caller.is_admin(),
-        now: Utc::now(),
-        heartbeat_expiry: state.heartbeat_expiry,
-    }
 }
 
 /// Upstream's instance load with `needs_server` (spec `instances-api.md` §13-14 step 1):

@@ -18,8 +18,8 @@ use uuid::Uuid;
 
 use super::auth::Identity;
 use super::error::{ApiError, ApiResult};
-use super::flavors::view_ctx;
 use super::openapi as oa;
+use super::request::{limit, next_link, param, view_ctx, QueryPairs};
 use super::AppState;
 use crate::history::{self, AsOfLookup, HistoryEntry};
 use crate::store::RecordedEvent;
@@ -34,29 +34,6 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list))
         .routes(routes!(state_as_of))
-}
-
-type QueryPairs = Query<Vec<(String, String)>>;
-
-/// The last value of a query parameter.
-fn param<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    q.iter()
-        .rev()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
-}
-
-/// `limit`: a positive integer, capped at [`PAGE_MAX`].
-fn limit(q: &[(String, String)]) -> ApiResult<usize> {
-    match param(q, "limit") {
-        None => Ok(PAGE_DEFAULT),
-        Some(v) => match v.trim().parse::<i64>() {
-            Ok(n) if n > 0 => Ok(usize::try_from(n).unwrap_or(PAGE_MAX).min(PAGE_MAX)),
-            _ => Err(ApiError::bad_request(format!(
-                "Invalid limit '{v}': must be a positive integer."
-            ))),
-        },
-    }
 }
 
 /// `marker`: the position of the last entry of the previous page (a non-negative
@@ -115,16 +92,6 @@ fn page(entries: Vec<HistoryEntry>, after: Option<u64>, limit: usize) -> (Vec<Hi
     (rest, more)
 }
 
-/// The `next` link: the request's path with the other parameters kept and `marker`
-/// replaced or appended.
-fn next_link(base: &str, path: &str, q: &[(String, String)], marker: u64) -> Value {
-    let mut pairs: Vec<(String, String)> =
-        q.iter().filter(|(k, _)| k != "marker").cloned().collect();
-    pairs.push(("marker".into(), marker.to_string()));
-    let query = serde_urlencoded::to_string(&pairs).unwrap_or_default();
-    json!([{"rel": "next", "href": format!("{base}{path}?{query}")}])
-}
-
 /// `GET /v1.0/{project_id}/instances/{id}/history` (extension): the instance's events,
 /// oldest first, keyset paging by position.
 #[utoipa::path(
@@ -144,7 +111,7 @@ async fn list(
     headers: HeaderMap,
     Query(q): QueryPairs,
 ) -> ApiResult<Json<Value>> {
-    let limit = limit(&q)?;
+    let limit = page_limit(&q)?;
     let after = marker(&q)?;
     let (id, records) = readable_stream(&state, &caller, &raw_id).await?;
     let mut entries = history::timeline(&records).map_err(|e| ApiError::internal(&e))?;
@@ -156,7 +123,7 @@ async fn list(
     if let (true, Some(last)) = (more, entries.last()) {
         let base = view_ctx(&state, &headers, &caller).base_url;
         let path = format!("/v1.0/{project}/instances/{id}/history");
-        body["links"] = next_link(&base, &path, &q, last.position);
+        body["links"] = next_link(&base, &path, &q, &last.position.to_string());
     }
     Ok(Json(body))
 }
@@ -276,6 +243,11 @@ pub struct HistoryList {
     links: Option<Vec<oa::Link>>,
 }
 
+/// `limit`: [`PAGE_DEFAULT`] when absent, capped at [`PAGE_MAX`].
+fn page_limit(q: &[(String, String)]) -> ApiResult<usize> {
+    limit(q, PAGE_DEFAULT, Some(PAGE_MAX))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,11 +261,11 @@ mod tests {
 
     #[test]
     fn limit_defaults_caps_and_refuses_non_positive() {
-        assert_eq!(limit(&q(&[])).unwrap(), PAGE_DEFAULT);
-        assert_eq!(limit(&q(&[("limit", "7")])).unwrap(), 7);
-        assert_eq!(limit(&q(&[("limit", "100000")])).unwrap(), PAGE_MAX);
+        assert_eq!(page_limit(&q(&[])).unwrap(), PAGE_DEFAULT);
+        assert_eq!(page_limit(&q(&[("limit", "7")])).unwrap(), 7);
+        assert_eq!(page_limit(&q(&[("limit", "100000")])).unwrap(), PAGE_MAX);
         for bad in ["0", "-1", "x", ""] {
-            assert_eq!(limit(&q(&[("limit", bad)])).unwrap_err().status, 400);
+            assert_eq!(page_limit(&q(&[("limit", bad)])).unwrap_err().status, 400);
         }
         assert_eq!(marker(&q(&[("marker", "12")])).unwrap(), Some(12));
         for bad in ["-1", "9223372036854775808", "x"] {
@@ -307,7 +279,7 @@ mod tests {
             "https://h",
             "/v1.0/p1/instances/i/history",
             &q(&[("limit", "2"), ("marker", "3")]),
-            9,
+            "9",
         );
         assert_eq!(
             link[0]["href"],

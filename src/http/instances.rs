@@ -10,8 +10,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use chrono::Utc;
-use projections::views::{self, Lookup, ModelLookup, ViewCtx};
+use projections::views::{self, Lookup, ModelLookup};
 use projections::MgmtFilter;
 use serde_json::{json, Value};
 use utoipa_axum::router::OpenApiRouter;
@@ -21,6 +20,7 @@ use uuid::Uuid;
 use super::auth::{require_admin, Identity};
 use super::error::{ApiError, ApiResult};
 use super::openapi as oa;
+use super::request::{limit, next_link, offset, param, view_ctx, QueryPairs};
 use super::schema::{self, UpdateMethod};
 use super::{AppState, RequestId};
 use crate::runtime::codec::CommandMeta;
@@ -36,38 +36,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(mgmt_show))
 }
 
-type QueryPairs = Query<Vec<(String, String)>>;
-
-fn param<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    q.iter()
-        .rev()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
-}
-
-/// `https://<Host>` (spec §3.3: always https), or the configured public URL.
-fn base_url(state: &AppState, headers: &HeaderMap) -> String {
-    if let Some(u) = &state.public_url {
-        return u.trim_end_matches('/').to_string();
-    }
-    let host = headers
-        .get("host")
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost");
-    format!("https://{host}")
-}
-
-fn view_ctx(state: &AppState, headers: &HeaderMap, caller: &Caller) -> ViewCtx {
-    ViewCtx {
-        base_url: base_url(state, headers),
-        api_version: "1.0".into(),
-        caller_project: caller.project_id.clone(),
-        caller_is_admin: caller.is_admin(),
-        now: Utc::now(),
-        heartbeat_expiry: state.heartbeat_expiry,
-    }
-}
-
 /// What the instance views look up: replicas from the instance models, configuration
 /// group names (`configuration.name`) from the configuration models.
 fn lookup(state: &AppState) -> ModelLookup<'_> {
@@ -81,51 +49,6 @@ fn lookup(state: &AppState) -> ModelLookup<'_> {
 /// on `GET /instances/<name>` answering 404 before it falls back to listing).
 fn path_id(raw: &str) -> ApiResult<Uuid> {
     Uuid::parse_str(raw).map_err(|_| ApiError::resource_not_found(raw))
-}
-
-fn positive(q: &[(String, String)], key: &str, default: usize) -> ApiResult<usize> {
-    match param(q, key) {
-        None => Ok(default),
-        Some(v) => match v.trim().parse::<i64>() {
-            Ok(n) if n > 0 => Ok(n as usize),
-            _ => Err(ApiError::bad_request(format!(
-                "Invalid {key} '{v}': must be a positive integer."
-            ))),
-        },
-    }
-}
-
-fn offset(q: &[(String, String)]) -> ApiResult<usize> {
-    match param(q, "marker") {
-        None => Ok(0),
-        Some(v) => v.trim().parse::<usize>().map_err(|_| {
-            ApiError::bad_request(format!(
-                "Invalid marker '{v}': must be a non-negative integer."
-            ))
-        }),
-    }
-}
-
-/// The `next` link: the request URL, scheme forced to https, with `marker` replaced or
-/// appended and the other parameters kept in order (spec §3.4).
-fn next_link(base: &str, path: &str, q: &[(String, String)], marker: &str) -> Value {
-    let mut pairs: Vec<(String, String)> = Vec::with_capacity(q.len() + 1);
-    let mut replaced = false;
-    for (k, v) in q {
-        if k == "marker" {
-            if !replaced {
-                pairs.push((k.clone(), marker.to_string()));
-                replaced = true;
-            }
-        } else {
-            pairs.push((k.clone(), v.clone()));
-        }
-    }
-    if !replaced {
-        pairs.push(("marker".into(), marker.to_string()));
-    }
-    let query = serde_urlencoded::to_string(&pairs).unwrap_or_default();
-    json!([{"rel": "next", "href": format!("{base}{path}?{query}")}])
 }
 
 fn meta(caller: &Caller, request_id: &RequestId) -> CommandMeta {
@@ -146,7 +69,7 @@ async fn list_views(
     kind: ListKind,
 ) -> ApiResult<Json<Value>> {
     let project = caller.project_id.clone();
-    let limit = positive(&q, "limit", projections::LIST_PAGE_MAX)?;
+    let limit = limit(&q, projections::LIST_PAGE_MAX, None)?;
     let page = state
         .models
         .list_page(&caller.project_id, param(&q, "marker"), limit);
@@ -438,7 +361,7 @@ async fn mgmt_list(
 ) -> ApiResult<Json<Value>> {
     require_admin(&caller)?;
     let project = caller.project_id.clone();
-    let limit = positive(&q, "limit", 20)?;
+    let limit = limit(&q, 20, None)?;
     let offset = offset(&q)?;
     let filter = MgmtFilter {
         deleted: true_ish(param(&q, "deleted")),

@@ -11,6 +11,7 @@ pub mod history;
 pub mod instances;
 pub mod openapi;
 pub mod operators;
+pub mod request;
 pub mod schema;
 pub mod versions;
 

@@ -1,0 +1,148 @@
+//! What handlers read off a request besides its body: query parameters, paging
+//! parameters, the `next` link, and the context views build links with. One copy for
+//! every resource, so paging errors and links look the same everywhere.
+
+use aggregates::instance::Caller;
+use axum::extract::Query;
+use axum::http::HeaderMap;
+use chrono::Utc;
+use projections::views::ViewCtx;
+use serde_json::{json, Value};
+
+use super::error::{ApiError, ApiResult};
+use super::AppState;
+
+/// The query string as ordered pairs (order matters for `next` links).
+pub type QueryPairs = Query<Vec<(String, String)>>;
+
+/// The last value of a query parameter (upstream's webob `GET.get`).
+pub fn param<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    q.iter()
+        .rev()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+/// `limit`: `default` when absent, capped at `cap` when given. Upstream answers 500 for
+/// a non-integer or non-positive limit; we answer 400 (spec §3.4 recommendation).
+pub fn limit(q: &[(String, String)], default: usize, cap: Option<usize>) -> ApiResult<usize> {
+    match param(q, "limit") {
+        None => Ok(default),
+        Some(v) => match v.trim().parse::<i64>() {
+            Ok(n) if n > 0 => {
+                let n = usize::try_from(n).unwrap_or(usize::MAX);
+                Ok(cap.map_or(n, |c| n.min(c)))
+            }
+            _ => Err(ApiError::bad_request(format!(
+                "Invalid limit '{v}': must be a positive integer."
+            ))),
+        },
+    }
+}
+
+/// An offset `marker` (paging scheme B): 0 when absent; 400 unless a non-negative
+/// integer (upstream: 500).
+pub fn offset(q: &[(String, String)]) -> ApiResult<usize> {
+    match param(q, "marker") {
+        None => Ok(0),
+        Some(v) => v.trim().parse::<usize>().map_err(|_| {
+            ApiError::bad_request(format!(
+                "Invalid marker '{v}': must be a non-negative integer."
+            ))
+        }),
+    }
+}
+
+/// `https://<Host>` (spec §3.3: always https), or the configured public URL.
+pub fn base_url(state: &AppState, headers: &HeaderMap) -> String {
+    if let Some(u) = &state.public_url {
+        return u.trim_end_matches('/').to_string();
+    }
+    let host = headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    format!("https://{host}")
+}
+
+/// The links context of a request (spec §3.3): the base URL, the caller's project and
+/// admin flag, the clock and the heartbeat rule.
+pub fn view_ctx(state: &AppState, headers: &HeaderMap, caller: &Caller) -> ViewCtx {
+    ViewCtx {
+        base_url: base_url(state, headers),
+        api_version: "1.0".into(),
+        caller_project: caller.project_id.clone(),
+        caller_is_admin: caller.is_admin(),
+        now: Utc::now(),
+        heartbeat_expiry: state.heartbeat_expiry,
+    }
+}
+
+/// The `next` link: the request URL on `base`, with `marker` replaced in place (or
+/// appended) and the other parameters kept in order (spec §3.4).
+pub fn next_link(base: &str, path: &str, q: &[(String, String)], marker: &str) -> Value {
+    let mut pairs: Vec<(String, String)> = Vec::with_capacity(q.len() + 1);
+    let mut replaced = false;
+    for (k, v) in q {
+        if k != "marker" {
+            pairs.push((k.clone(), v.clone()));
+        } else if !replaced {
+            pairs.push((k.clone(), marker.to_string()));
+            replaced = true;
+        }
+    }
+    if !replaced {
+        pairs.push(("marker".into(), marker.to_string()));
+    }
+    let query = serde_urlencoded::to_string(&pairs).unwrap_or_default();
+    json!([{"rel": "next", "href": format!("{base}{path}?{query}")}])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn limit_is_positive_defaulted_and_capped() {
+        assert_eq!(limit(&q(&[]), 20, Some(20)).unwrap(), 20);
+        assert_eq!(limit(&q(&[("limit", "7")]), 20, Some(20)).unwrap(), 7);
+        assert_eq!(limit(&q(&[("limit", "99")]), 20, Some(20)).unwrap(), 20);
+        assert_eq!(limit(&q(&[("limit", "99")]), 20, None).unwrap(), 99);
+        for bad in ["0", "-1", "x", ""] {
+            assert_eq!(
+                limit(&q(&[("limit", bad)]), 20, None).unwrap_err().status,
+                400
+            );
+        }
+    }
+
+    #[test]
+    fn offset_is_a_non_negative_integer() {
+        assert_eq!(offset(&q(&[])).unwrap(), 0);
+        assert_eq!(offset(&q(&[("marker", "40")])).unwrap(), 40);
+        assert_eq!(offset(&q(&[("marker", "-1")])).unwrap_err().status, 400);
+    }
+
+    #[test]
+    fn next_link_replaces_the_marker_in_place_and_keeps_the_rest() {
+        let link = next_link(
+            "https://h",
+            "/v1.0/p/instances",
+            &q(&[("marker", "a"), ("limit", "2")]),
+            "b",
+        );
+        assert_eq!(
+            link[0]["href"],
+            "https://h/v1.0/p/instances?marker=b&limit=2"
+        );
+        let link = next_link("https://h", "/x", &q(&[("limit", "2")]), "b");
+        assert_eq!(link[0]["href"], "https://h/x?limit=2&marker=b");
+    }
+}
