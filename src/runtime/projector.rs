@@ -46,27 +46,35 @@ pub fn apply_recorded(models: &Models, r: &RecordedEvent) {
 
 /// Applies one stored event to the instance read models only (a live rebuild builds
 /// those beside the served ones): instance events are folded, others only advance the
-/// position.
-/// Anomalies (gaps, undecodable events) are not counted or logged again: the serving
-/// projector already reported them.
+/// position. Anomalies (gaps, undecodable events) are not counted or logged again: the
+/// serving projector already reported them.
 pub fn apply_to_instances(models: &ReadModels, r: &RecordedEvent) {
     match instance_id_of_stream(&r.stream) {
-        Some(instance_id) => match codec::decode(r) {
-            Ok((event, _)) => {
-                models.apply(&ProjectedEvent {
-                    position: r.position,
-                    instance_id,
-                    revision: r.revision,
-                    event,
-                });
-            }
-            Err(_) => models.advance_to(r.position),
-        },
+        Some(instance_id) => fold_instance_event(models, instance_id, r, Report::Quiet),
         None => models.advance_to(r.position),
     }
 }
 
+/// Whether anomalies met while applying are counted and logged.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Report {
+    /// The serving projector: count and log each anomaly once.
+    Anomalies,
+    /// A replay of what the serving projector already reported.
+    Quiet,
+}
+
 fn apply_instance(models: &ReadModels, instance_id: uuid::Uuid, r: &RecordedEvent) {
+    fold_instance_event(models, instance_id, r, Report::Anomalies)
+}
+
+fn fold_instance_event(
+    models: &ReadModels,
+    instance_id: uuid::Uuid,
+    r: &RecordedEvent,
+    report: Report,
+) {
+    let report = report == Report::Anomalies;
     match codec::decode(r) {
         Ok((event, _)) => {
             let outcome = models.apply(&ProjectedEvent {
@@ -75,14 +83,16 @@ fn apply_instance(models: &ReadModels, instance_id: uuid::Uuid, r: &RecordedEven
                 revision: r.revision,
                 event,
             });
-            if let ApplyOutcome::AppliedAfterGap { expected, actual } = outcome {
+            if let (true, ApplyOutcome::AppliedAfterGap { expected, actual }) = (report, outcome) {
                 metrics::global().projection_anomaly(ProjectionAnomaly::Gap);
                 tracing::error!(stream = %r.stream, expected, actual, "projection skipped events of a stream; rebuild the read models");
             }
         }
         Err(e) => {
-            metrics::global().projection_anomaly(ProjectionAnomaly::Undecodable);
-            tracing::error!(position = %r.position, stream = %r.stream, error = %e, "undecodable event skipped");
+            if report {
+                metrics::global().projection_anomaly(ProjectionAnomaly::Undecodable);
+                tracing::error!(position = %r.position, stream = %r.stream, error = %e, "undecodable event skipped");
+            }
             models.advance_to(r.position);
         }
     }
