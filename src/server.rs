@@ -111,7 +111,14 @@ pub struct Server {
 /// Takes the exclusive lock on `<data dir>/LOCK` (one process per data directory: a
 /// second one would serve reads that never see the first one's writes).
 fn lock_data_dir(cfg: &ServeConfig) -> Result<File, ServerError> {
-    let dir = &cfg.data_dir;
+    lock_dir(&cfg.data_dir)
+}
+
+/// Takes the exclusive lock on `<dir>/LOCK`, creating the directory (mode 0700) if need
+/// be; held until the returned file is dropped. `troved migrate` takes it on an embedded
+/// store's directory too, so it never copies from or into a store a server is using.
+pub fn lock_dir(dir: &std::path::Path) -> Result<File, ServerError> {
+    let dir = &dir.to_path_buf();
     let io = |source| ServerError::DataDir {
         path: dir.clone(),
         source,

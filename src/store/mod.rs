@@ -2,13 +2,17 @@
 //!
 //! The store knows nothing about instances: it keeps streams of opaque, typed JSON events
 //! and one global order over all of them (`$all`). Adapters: [`sqlite`] (the embedded
-//! default, one file) and, later, EventStoreDB. Both must pass the contract suite in
-//! `tests/store_contract.rs`.
+//! default, one file) and [`esdb`] (EventStoreDB/KurrentDB over gRPC). Both pass the
+//! contract suite in `tests/store_contract.rs`; [`StoreUrl`] says which one a URL means.
 //!
 //! Positions are opaque and ordered; callers never do arithmetic on them (EventStoreDB
 //! positions are byte offsets with gaps). Revisions are per stream and dense from 0.
 
+pub mod esdb;
 pub mod sqlite;
+
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use uuid::Uuid;
@@ -121,4 +125,102 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// Position of the last event in `$all` (`Position::START` when empty).
     async fn head(&self) -> Result<Position, StoreError>;
+
+    /// Finishes pending writes and releases the store; subscriptions then end with
+    /// `Unavailable`. Appends after it fail with `Unavailable`.
+    async fn shutdown(&self) {}
+}
+
+/// Which event store, from `--event-store` (and `troved migrate --from/--to`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreUrl {
+    /// `sqlite://PATH`: the embedded store's file (`sqlite:///abs/events.db`,
+    /// `sqlite://data/events.db`).
+    Sqlite(PathBuf),
+    /// `esdb://...`, `esdb+discover://...` (or the `kurrentdb` spellings): any connection
+    /// string the `eventstore` client accepts, passed on as given.
+    Esdb(String),
+}
+
+impl StoreUrl {
+    /// Parses a store URL. The error never repeats the URL, which may hold credentials.
+    pub fn parse(url: &str) -> Result<StoreUrl, String> {
+        let (scheme, rest) = url.split_once("://").ok_or_else(|| {
+            "an event store URL looks like sqlite://PATH or esdb://HOST:2113?tls=false".to_string()
+        })?;
+        match scheme.to_ascii_lowercase().as_str() {
+            "sqlite" if rest.is_empty() => Err("sqlite://: no path".into()),
+            "sqlite" => Ok(StoreUrl::Sqlite(PathBuf::from(rest))),
+            "esdb" | "esdb+discover" => Ok(StoreUrl::Esdb(url.to_string())),
+            "kurrentdb" | "kurrent" => Ok(StoreUrl::Esdb(format!("esdb://{rest}"))),
+            "kurrentdb+discover" | "kurrent+discover" => {
+                Ok(StoreUrl::Esdb(format!("esdb+discover://{rest}")))
+            }
+            other => Err(format!(
+                "unknown event store scheme {other:?}: use sqlite://PATH or esdb://HOST:PORT"
+            )),
+        }
+    }
+
+    /// The URL for logs and messages: an EventStoreDB URL without its user info.
+    pub fn redacted(&self) -> String {
+        match self {
+            StoreUrl::Sqlite(p) => format!("sqlite://{}", p.display()),
+            StoreUrl::Esdb(url) => {
+                let (scheme, rest) = url.split_once("://").unwrap_or(("esdb", url));
+                let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+                format!("{scheme}://{rest}")
+            }
+        }
+    }
+
+    /// Opens (creating if need be) the store.
+    pub async fn open(&self) -> Result<Arc<dyn EventStore>, StoreError> {
+        Ok(match self {
+            StoreUrl::Sqlite(path) => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| StoreError::Io(format!("creating {}: {e}", dir.display())))?;
+                }
+                Arc::new(sqlite::SqliteStore::open(path)?)
+            }
+            StoreUrl::Esdb(url) => Arc::new(esdb::EsdbStore::connect(url).await?),
+        })
+    }
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::*;
+
+    #[test]
+    fn store_urls() {
+        assert_eq!(
+            StoreUrl::parse("sqlite:///var/lib/troved/events.db").unwrap(),
+            StoreUrl::Sqlite(PathBuf::from("/var/lib/troved/events.db"))
+        );
+        assert_eq!(
+            StoreUrl::parse("sqlite://data/events.db").unwrap(),
+            StoreUrl::Sqlite(PathBuf::from("data/events.db"))
+        );
+        assert_eq!(
+            StoreUrl::parse("esdb://localhost:2113?tls=false").unwrap(),
+            StoreUrl::Esdb("esdb://localhost:2113?tls=false".into())
+        );
+        assert_eq!(
+            StoreUrl::parse("kurrentdb+discover://a:2113,b:2113").unwrap(),
+            StoreUrl::Esdb("esdb+discover://a:2113,b:2113".into())
+        );
+        assert!(StoreUrl::parse("sqlite://").is_err());
+        assert!(StoreUrl::parse("postgres://u:secret@h/db")
+            .unwrap_err()
+            .contains("postgres"));
+        assert!(!StoreUrl::parse("nothing").unwrap_err().contains("nothing"));
+        assert_eq!(
+            StoreUrl::parse("esdb://admin:changeit@node1:2113?tls=true")
+                .unwrap()
+                .redacted(),
+            "esdb://node1:2113?tls=true"
+        );
+    }
 }

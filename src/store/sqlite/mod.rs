@@ -206,6 +206,10 @@ impl EventStore for SqliteStore {
     async fn head(&self) -> Result<Position, StoreError> {
         self.shared.reads.run(head_blocking).await
     }
+
+    async fn shutdown(&self) {
+        SqliteStore::shutdown(self).await;
+    }
 }
 
 /// Catch-up subscription: reads `$all` in pages after the last delivered position and,

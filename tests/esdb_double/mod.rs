@@ -1,0 +1,1 @@
+//! In-process EventStoreDB test double (being written).
