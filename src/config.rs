@@ -32,6 +32,59 @@ pub enum Command {
     /// Rebuild or check the read models from the log.
     #[command(subcommand)]
     Projections(ProjectionsCommand),
+    /// Copy every event from one event store to another (e.g. the embedded SQLite store
+    /// to EventStoreDB), resumably, and verify the copy.
+    Migrate(MigrateArgs),
+}
+
+/// `troved migrate --from URL --to URL`.
+///
+/// The URLs may hold credentials: their environment variables keep them off the command
+/// line, and their values are never shown in `--help` or in messages.
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// The store to copy from: `sqlite://PATH` (a stopped server's `events.db`) or
+    /// `esdb://HOST:2113?tls=false`.
+    #[arg(
+        long,
+        env = "TROVED_MIGRATE_FROM",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub from: String,
+    /// The store to copy into (created if missing): `sqlite://PATH` or
+    /// `esdb://HOST:2113?tls=false`. It must be empty or hold a prefix of the source
+    /// (an interrupted migration, which this run then resumes).
+    #[arg(
+        long,
+        env = "TROVED_MIGRATE_TO",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub to: String,
+    /// Events read from the source per request (and at most that many per append).
+    #[arg(
+        long,
+        env = "TROVED_MIGRATE_BATCH_SIZE",
+        value_name = "N",
+        default_value_t = 500,
+        value_parser = clap::value_parser!(u64).range(1..=100_000)
+    )]
+    pub batch_size: u64,
+    /// Copy nothing: only compare both stores (event counts and SHA-256 digests) and
+    /// fail if they differ.
+    #[arg(long, env = "TROVED_MIGRATE_VERIFY_ONLY")]
+    pub verify_only: bool,
+    /// A store that is unavailable (lost connection, leader election) is tried again
+    /// 6 times, first after this many milliseconds, then twice as long each time (at
+    /// most 5 s); then the migration stops, and a second run resumes it.
+    #[arg(
+        long,
+        env = "TROVED_MIGRATE_RETRY_DELAY_MS",
+        value_name = "MS",
+        default_value_t = 200
+    )]
+    pub retry_delay_ms: u64,
 }
 
 /// `troved projections ...`.
@@ -114,6 +167,12 @@ pub struct ServeConfig {
     /// (`secrets.db`). Created if missing.
     #[arg(long, env = "TROVED_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
+
+    /// The event store: `sqlite://PATH` or an EventStoreDB/KurrentDB connection string
+    /// such as `esdb://HOST:2113?tls=false` (docs/event-stores.md). Default: the
+    /// embedded store `<data dir>/events.db`.
+    #[arg(long, env = "TROVED_EVENT_STORE")]
+    pub event_store: Option<String>,
 
     /// Identity: `noauth` (`X-Auth-Token: user:project`; only on a loopback address
     /// unless `--allow-insecure-noauth`) or `tokens:FILE` (static tokens, see
@@ -220,9 +279,19 @@ pub struct ServeConfig {
 }
 
 impl ServeConfig {
-    /// The event store file.
+    /// The embedded event store's default file.
     pub fn events_path(&self) -> PathBuf {
         self.data_dir.join("events.db")
+    }
+
+    /// The event store to use: `--event-store`, or the embedded default.
+    pub fn store_url(&self) -> Result<crate::store::StoreUrl, String> {
+        match &self.event_store {
+            Some(url) => {
+                crate::store::StoreUrl::parse(url).map_err(|e| format!("--event-store: {e}"))
+            }
+            None => Ok(crate::store::StoreUrl::Sqlite(self.events_path())),
+        }
     }
 
     /// The simulated cloud's own state (an external cloud's, as far as troved knows).

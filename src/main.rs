@@ -25,6 +25,7 @@ async fn main() -> anyhow::Result<()> {
         Command::History(args) => troved::cli::history::run(args).await,
         Command::Audit(cmd) => troved::cli::audit::run(cmd).await,
         Command::Projections(cmd) => troved::cli::projections::run(cmd).await,
+        Command::Migrate(args) => troved::cli::migrate::run(args).await,
         Command::Sim(SimCommand::List { data_dir }) => {
             println!("{}", troved::sim::list_json(&data_dir)?);
             Ok(())

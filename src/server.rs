@@ -28,8 +28,7 @@ use crate::runtime::rebuild::Rebuilder;
 use crate::saga::{Driver, DriverDeps, Policy, Providers};
 use crate::secrets::{Vault, VaultError};
 use crate::sim::{FaultSpec, SimCloud, SimConfig, SimError, ZoneCapacity};
-use crate::store::sqlite::SqliteStore;
-use crate::store::{EventStore, Position, StoreError};
+use crate::store::{EventStore, Position, StoreError, StoreUrl};
 
 /// Why the server could not start, or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -103,9 +102,10 @@ pub struct Server {
     /// Projector and driver; each task returns its name when it ends.
     tasks: JoinSet<&'static str>,
     stop_tasks: watch::Sender<bool>,
-    store: SqliteStore,
-    /// Held for the process's lifetime: the exclusive lock on the data directory.
-    _lock: File,
+    store: Arc<dyn EventStore>,
+    /// Held for the process's lifetime: the exclusive lock on the data directory (and on
+    /// an embedded store's directory when that is elsewhere).
+    _lock: (File, Option<File>),
 }
 
 /// Takes the exclusive lock on `<data dir>/LOCK` (one process per data directory: a
@@ -179,13 +179,40 @@ impl Server {
             },
         )?);
         let lock = lock_data_dir(cfg)?;
-        let store = SqliteStore::open(&cfg.events_path())?;
+        let store_url = cfg.store_url().map_err(ServerError::Config)?;
+        // An embedded store elsewhere than the data directory: its directory is locked
+        // too, so no second server appends to it unseen by this one's projector.
+        let _store_lock = match &store_url {
+            StoreUrl::Sqlite(path) => {
+                let dir = match path.parent() {
+                    Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+                    _ => std::path::PathBuf::from("."),
+                };
+                std::fs::create_dir_all(&dir).map_err(|source| ServerError::DataDir {
+                    path: dir.clone(),
+                    source,
+                })?;
+                let same =
+                    std::fs::canonicalize(&dir).ok() == std::fs::canonicalize(&cfg.data_dir).ok();
+                if same {
+                    None
+                } else {
+                    Some(lock_dir(&dir)?)
+                }
+            }
+            StoreUrl::Esdb(_) => None,
+        };
+        let dyn_store = store_url.open().await?;
         let vault = Arc::new(Vault::open(&cfg.secrets_path())?);
         let cloud = Arc::new(open_cloud(cfg)?);
-        for f in [cfg.events_path(), cfg.secrets_path(), cfg.cloud_path()] {
+        let mut private = vec![cfg.secrets_path(), cfg.cloud_path()];
+        if let StoreUrl::Sqlite(path) = &store_url {
+            private.push(path.clone());
+        }
+        for f in private {
             restrict_permissions(&f, 0o600);
         }
-        let dyn_store: Arc<dyn EventStore> = Arc::new(store.clone());
+        tracing::info!(event_store = %store_url.redacted(), "event store opened");
 
         let all = Models::default();
         let started = std::time::Instant::now();
@@ -279,8 +306,8 @@ impl Server {
             http,
             tasks,
             stop_tasks,
-            store,
-            _lock: lock,
+            store: dyn_store,
+            _lock: (lock, _store_lock),
         })
     }
 

@@ -3,7 +3,12 @@
 //! [`Fixture`]. Adding an adapter (EventStoreDB) means one `Fixture` impl and one
 //! `contract_tests!` line.
 //!
-//! Below the contract: SQLite-specific tests (documented edge cases, schema, a
+//! Adapters under the contract: SQLite; EventStoreDB against the in-process gRPC test
+//! double (`tests/esdb_double`); EventStoreDB against a real node when
+//! `TROVED_TEST_EVENTSTORE_URL` is set (docs/event-stores.md).
+//!
+//! Below the contract: EventStoreDB-specific tests (resubscription, system events,
+//! deleted streams, an unreachable server), SQLite-specific tests (documented edge cases, schema, a
 //! throughput print) and the SIGKILL durability test, which re-executes this test binary
 //! as a child writer (`crash_child`) and kills it.
 
@@ -22,6 +27,12 @@ use troved::store::{
 };
 use uuid::Uuid;
 
+#[path = "esdb_double/mod.rs"]
+mod esdb_double;
+
+use esdb_double::EsdbDouble;
+use troved::store::esdb::EsdbStore;
+
 // ---------------------------------------------------------------------------------------
 // Fixtures
 // ---------------------------------------------------------------------------------------
@@ -33,13 +44,19 @@ struct Caps {
     dense_positions: bool,
     /// The store holds only this test's events (no system or foreign streams in `$all`).
     private: bool,
+    /// Event ids are unique in the whole store and compared with their content: a
+    /// known id is refused whatever the expected revision says. EventStoreDB checks ids
+    /// per stream only, and only against the expected revision (docs/event-stores.md).
+    strict_ids: bool,
 }
 
 /// A store under test, fresh for each test.
 #[async_trait]
 trait Fixture: Send + Sync + Sized + 'static {
     const CAPS: Caps;
-    async fn create() -> Self;
+    /// A fresh store, or `None` when this adapter cannot run here (a real EventStoreDB
+    /// without `TROVED_TEST_EVENTSTORE_URL`).
+    async fn create() -> Option<Self>;
     fn store(&self) -> Arc<dyn EventStore>;
     /// Stops the store; its subscriptions must end with `Unavailable`.
     async fn shutdown(&self);
@@ -58,17 +75,18 @@ impl Fixture for SqliteFixture {
     const CAPS: Caps = Caps {
         dense_positions: true,
         private: true,
+        strict_ids: true,
     };
 
-    async fn create() -> Self {
+    async fn create() -> Option<Self> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("events.db");
         let store = SqliteStore::open(&path).unwrap();
-        SqliteFixture {
+        Some(SqliteFixture {
             _dir: dir,
             path,
             store,
-        }
+        })
     }
 
     fn store(&self) -> Arc<dyn EventStore> {
@@ -85,6 +103,84 @@ impl Fixture for SqliteFixture {
     }
 }
 
+/// The EventStoreDB adapter against the in-process gRPC double: a fresh server per test.
+struct EsdbDoubleFixture {
+    double: EsdbDouble,
+    store: EsdbStore,
+}
+
+#[async_trait]
+impl Fixture for EsdbDoubleFixture {
+    const CAPS: Caps = Caps {
+        dense_positions: false,
+        private: true,
+        strict_ids: false,
+    };
+
+    async fn create() -> Option<Self> {
+        let double = EsdbDouble::start().await;
+        let store = EsdbStore::connect(&double.url()).await.unwrap();
+        Some(EsdbDoubleFixture { double, store })
+    }
+
+    fn store(&self) -> Arc<dyn EventStore> {
+        Arc::new(self.store.clone())
+    }
+
+    async fn shutdown(&self) {
+        EventStore::shutdown(&self.store).await;
+    }
+
+    /// The server restarts (same data, same port); the adapter is a new one.
+    async fn restart(&mut self) {
+        EventStore::shutdown(&self.store).await;
+        self.double.stop().await;
+        self.double.restart().await;
+        self.store = EsdbStore::connect(&self.double.url()).await.unwrap();
+    }
+}
+
+/// The EventStoreDB adapter against a real node: `TROVED_TEST_EVENTSTORE_URL`, e.g.
+/// `esdb://127.0.0.1:2113?tls=false` for `docker run -p 2113:2113
+/// eventstore/eventstore --insecure --run-projections=none`. The database is shared
+/// between tests and runs: streams are unique per test, and `$all` holds other data.
+struct EsdbLiveFixture {
+    url: String,
+    store: EsdbStore,
+}
+
+#[async_trait]
+impl Fixture for EsdbLiveFixture {
+    const CAPS: Caps = Caps {
+        dense_positions: false,
+        private: false,
+        strict_ids: false,
+    };
+
+    async fn create() -> Option<Self> {
+        let Ok(url) = std::env::var("TROVED_TEST_EVENTSTORE_URL") else {
+            eprintln!("skipped: TROVED_TEST_EVENTSTORE_URL is not set");
+            return None;
+        };
+        let store = EsdbStore::connect(&url).await.unwrap();
+        Some(EsdbLiveFixture { url, store })
+    }
+
+    fn store(&self) -> Arc<dyn EventStore> {
+        Arc::new(self.store.clone())
+    }
+
+    async fn shutdown(&self) {
+        EventStore::shutdown(&self.store).await;
+    }
+
+    /// A real server is not ours to restart: a new connection stands in for it.
+    async fn restart(&mut self) {
+        EventStore::shutdown(&self.store).await;
+        self.store = EsdbStore::connect(&self.url).await.unwrap();
+    }
+}
+
 /// Runs every contract function against a fresh store from `$fixture`.
 macro_rules! contract_tests {
     ($module:ident, $fixture:ty) => {
@@ -93,43 +189,57 @@ macro_rules! contract_tests {
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn expected_revision() {
-                let fx = <$fixture>::create().await;
+                let Some(fx) = <$fixture>::create().await else {
+                    return;
+                };
                 contract_expected_revision(fx.store(), <$fixture>::CAPS).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn idempotent_append() {
-                let fx = <$fixture>::create().await;
-                contract_idempotent_append(fx.store()).await;
+                let Some(fx) = <$fixture>::create().await else {
+                    return;
+                };
+                contract_idempotent_append(fx.store(), <$fixture>::CAPS).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn concurrent_writers_one_stream() {
-                let fx = <$fixture>::create().await;
+                let Some(fx) = <$fixture>::create().await else {
+                    return;
+                };
                 contract_concurrent_writers_one_stream(fx.store()).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn group_commit_isolation() {
-                let fx = <$fixture>::create().await;
+                let Some(fx) = <$fixture>::create().await else {
+                    return;
+                };
                 contract_group_commit_isolation(fx.store(), <$fixture>::CAPS).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn subscription_order() {
-                let fx = <$fixture>::create().await;
+                let Some(fx) = <$fixture>::create().await else {
+                    return;
+                };
                 contract_subscription_order(fx.store(), <$fixture>::CAPS).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn shutdown_ends_subscriptions() {
-                let fx = <$fixture>::create().await;
+                let Some(fx) = <$fixture>::create().await else {
+                    return;
+                };
                 contract_shutdown(&fx).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn reopen_after_restart() {
-                let mut fx = <$fixture>::create().await;
+                let Some(mut fx) = <$fixture>::create().await else {
+                    return;
+                };
                 contract_restart(&mut fx).await;
             }
         }
@@ -137,6 +247,8 @@ macro_rules! contract_tests {
 }
 
 contract_tests!(sqlite, SqliteFixture);
+contract_tests!(esdb_on_double, EsdbDoubleFixture);
+contract_tests!(esdb_live, EsdbLiveFixture);
 
 // ---------------------------------------------------------------------------------------
 // Helpers
@@ -344,7 +456,7 @@ async fn contract_expected_revision(store: Arc<dyn EventStore>, caps: Caps) {
 
 /// Contract 2: Appending the same event ids again succeeds with the original outcome and stores
 /// nothing; overlapping or altered ids are rejected.
-async fn contract_idempotent_append(store: Arc<dyn EventStore>) {
+async fn contract_idempotent_append(store: Arc<dyn EventStore>, caps: Caps) {
     let s = uniq("idem");
     let ab = events(2);
     let first = store
@@ -387,13 +499,14 @@ async fn contract_idempotent_append(store: Arc<dyn EventStore>) {
         oc
     );
 
-    // Partial overlap: one new, one old id.
+    // Partial overlap (one new, one old id) from a stale expected revision: the old
+    // ones are there but not all, in place.
     let d = event("Tested", 9);
     assert_duplicate(
         store
             .append(
                 &s,
-                ExpectedRevision::Exact(2),
+                ExpectedRevision::Exact(0),
                 vec![ab[1].clone(), d.clone()],
             )
             .await,
@@ -403,11 +516,28 @@ async fn contract_idempotent_append(store: Arc<dyn EventStore>) {
         store
             .append(
                 &s,
-                ExpectedRevision::Exact(2),
+                ExpectedRevision::Exact(0),
                 vec![d.clone(), ab[0].clone()],
             )
             .await,
         ab[0].id,
+    );
+    if !caps.strict_ids {
+        // EventStoreDB: an id is known per stream, by the expected revision only.
+        let stream = store.read_stream(&s).await.unwrap();
+        assert_eq!(ids(&stream), vec![ab[0].id, ab[1].id, c[0].id]);
+        return;
+    }
+    // The same at the current revision.
+    assert_duplicate(
+        store
+            .append(
+                &s,
+                ExpectedRevision::Exact(2),
+                vec![ab[1].clone(), d.clone()],
+            )
+            .await,
+        ab[1].id,
     );
     // Same id, other content.
     let mut altered = ab[0].clone();
@@ -848,7 +978,7 @@ async fn contract_restart<F: Fixture>(fx: &mut F) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_documented_edge_cases() {
-    let fx = SqliteFixture::create().await;
+    let fx = SqliteFixture::create().await.unwrap();
     let store = fx.store();
     let s = uniq("edge");
 
@@ -947,7 +1077,7 @@ async fn sqlite_documented_edge_cases() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_schema_and_pragmas() {
-    let fx = SqliteFixture::create().await;
+    let fx = SqliteFixture::create().await.unwrap();
     fx.store()
         .append("s", ExpectedRevision::NoStream, events(1))
         .await
@@ -1020,7 +1150,7 @@ async fn sqlite_drop_closes_cleanly() {
 /// shows group commit at work. Never asserts timings.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_throughput_print() {
-    let fx = SqliteFixture::create().await;
+    let fx = SqliteFixture::create().await.unwrap();
     let store = fx.store();
 
     const SEQUENTIAL: usize = 100;
@@ -1250,4 +1380,253 @@ fn sqlite_survives_sigkill() {
             all.len()
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// EventStoreDB-specific behaviour, against the test double
+// ---------------------------------------------------------------------------------------
+
+/// Reads `n` events from `sub` whose stream starts with `prefix`, bounded in time.
+async fn next_of(
+    sub: &mut Box<dyn troved::store::Subscription>,
+    prefix: &str,
+    n: usize,
+) -> Vec<RecordedEvent> {
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while got.len() < n {
+        let e = tokio::time::timeout_at(deadline, sub.next())
+            .await
+            .expect("subscription stalled")
+            .unwrap();
+        if e.stream.starts_with(prefix) {
+            got.push(e);
+        }
+    }
+    got
+}
+
+/// A subscription outlives a dropped connection and a server restart: it resubscribes
+/// from the last event it delivered, so nothing is missed and nothing comes twice, and
+/// writes made while it was away arrive in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn esdb_subscription_resubscribes_after_drops_and_restarts() {
+    let double = EsdbDouble::start().await;
+    let store = EsdbStore::connect(&double.url()).await.unwrap();
+    let s = uniq("resub");
+    let mut expected = ExpectedRevision::NoStream;
+    let mut append = |n: u64| {
+        let (store, s) = (store.clone(), s.clone());
+        let exp = expected;
+        expected = ExpectedRevision::Exact(n);
+        async move {
+            store
+                .append(&s, exp, vec![event("Tested", n)])
+                .await
+                .unwrap()
+        }
+    };
+    for n in 0..5 {
+        append(n).await;
+    }
+    let mut sub = store.subscribe_all(Position::START).await.unwrap();
+    let mut got = next_of(&mut sub, &s, 5).await;
+
+    // A network blip with the subscriber idle, then new events.
+    double.drop_connections().await;
+    for n in 5..10 {
+        append(n).await;
+    }
+    got.extend(next_of(&mut sub, &s, 5).await);
+
+    // The server goes away while the subscriber waits; events appended once it is back.
+    double.stop().await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    double.restart().await;
+    for n in 10..15 {
+        let mut tries = 0;
+        loop {
+            let exp = if n == 0 {
+                ExpectedRevision::NoStream
+            } else {
+                ExpectedRevision::Exact(n - 1)
+            };
+            match store.append(&s, exp, vec![event("Tested", n)]).await {
+                Ok(_) => break,
+                Err(StoreError::Unavailable(_)) if tries < 100 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("append after restart: {e}"),
+            }
+        }
+    }
+    got.extend(next_of(&mut sub, &s, 5).await);
+
+    let stream = store.read_stream(&s).await.unwrap();
+    assert_eq!(got, stream, "exactly the stream, in order, once each");
+    assert!(
+        store.resubscriptions() >= 2,
+        "{} resubscriptions",
+        store.resubscriptions()
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), sub.next())
+            .await
+            .is_err(),
+        "an event delivered twice after resubscribing"
+    );
+}
+
+/// The server's own events never reach troved: not in reads, not in subscriptions, not
+/// as the head.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn esdb_system_events_are_hidden() {
+    let double = EsdbDouble::start().await;
+    let store = EsdbStore::connect(&double.url()).await.unwrap();
+    assert_eq!(
+        store.head().await.unwrap(),
+        Position::START,
+        "only system events so far"
+    );
+    assert!(store
+        .read_all(Position::START, 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    let s = uniq("user");
+    let o = store
+        .append(&s, ExpectedRevision::NoStream, events(2))
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        double.append_system_event();
+    }
+    assert_eq!(
+        store.head().await.unwrap(),
+        o.position,
+        "the head skips system events"
+    );
+    let all = read_everything(&store, Position::START).await;
+    assert_eq!(all.len(), 2);
+    assert!(all.iter().all(|e| e.stream == s));
+    // A page boundary inside a run of system events still finds later user events.
+    let later = store
+        .append(&s, ExpectedRevision::Exact(1), events(1))
+        .await
+        .unwrap();
+    let page = store.read_all(o.position, 1).await.unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0].position, later.position);
+
+    let mut sub = store.subscribe_all(Position::START).await.unwrap();
+    let got = next_of(&mut sub, &s, 3).await;
+    assert_eq!(got, store.read_stream(&s).await.unwrap());
+    double.append_system_event();
+    assert!(tokio::time::timeout(Duration::from_millis(200), sub.next())
+        .await
+        .is_err());
+}
+
+/// A deleted (tombstoned) stream is `StreamDeleted` for reads and appends, which the API
+/// answers with 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn esdb_deleted_stream() {
+    let double = EsdbDouble::start().await;
+    let store = EsdbStore::connect(&double.url()).await.unwrap();
+    let s = uniq("gone");
+    store
+        .append(&s, ExpectedRevision::NoStream, events(1))
+        .await
+        .unwrap();
+    double.tombstone(&s);
+    assert!(matches!(store.read_stream(&s).await, Err(StoreError::StreamDeleted(x)) if x == s));
+    assert!(matches!(
+        store.append(&s, ExpectedRevision::Exact(0), events(1)).await,
+        Err(StoreError::StreamDeleted(x)) if x == s
+    ));
+}
+
+/// An unreachable server is `Unavailable` (503 on the API), never a hang or a panic, and
+/// the same adapter works again once the server is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn esdb_unavailable_then_back() {
+    let double = EsdbDouble::start().await;
+    let store = EsdbStore::connect(&double.url()).await.unwrap();
+    let s = uniq("away");
+    store
+        .append(&s, ExpectedRevision::NoStream, events(1))
+        .await
+        .unwrap();
+    double.stop().await;
+    let started = Instant::now();
+    let append = store
+        .append(&s, ExpectedRevision::Exact(0), events(1))
+        .await;
+    assert!(
+        matches!(append, Err(StoreError::Unavailable(_))),
+        "{append:?}"
+    );
+    assert!(matches!(
+        store.read_stream(&s).await,
+        Err(StoreError::Unavailable(_))
+    ));
+    assert!(matches!(
+        store.head().await,
+        Err(StoreError::Unavailable(_))
+    ));
+    assert!(started.elapsed() < WAIT);
+    double.restart().await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match store
+            .append(&s, ExpectedRevision::Exact(0), events(1))
+            .await
+        {
+            Ok(o) => {
+                assert_eq!(o.next_revision, 1);
+                break;
+            }
+            Err(StoreError::Unavailable(_)) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("after restart: {e}"),
+        }
+    }
+    assert_eq!(store.read_stream(&s).await.unwrap().len(), 2);
+}
+
+/// The `eventstore` client gives up for good when its first call finds no server (every
+/// later call: `ConnectionClosed`); the adapter replaces it, so troved recovers once the
+/// server is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn esdb_a_client_that_gave_up_is_replaced() {
+    let double = EsdbDouble::start().await;
+    double.stop().await;
+    let store = EsdbStore::connect(&double.url()).await.unwrap();
+    let s = uniq("late");
+    assert!(matches!(
+        store
+            .append(&s, ExpectedRevision::NoStream, events(1))
+            .await,
+        Err(StoreError::Unavailable(_))
+    ));
+    let mut sub = store.subscribe_all(Position::START).await.unwrap();
+    double.restart().await;
+    let deadline = Instant::now() + WAIT;
+    let written = loop {
+        match store
+            .append(&s, ExpectedRevision::NoStream, events(1))
+            .await
+        {
+            Ok(o) => break o,
+            Err(StoreError::Unavailable(_)) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("never recovered: {e}"),
+        }
+    };
+    let got = next_of(&mut sub, &s, 1).await;
+    assert_eq!(got[0].position, written.position);
 }

@@ -4,4 +4,5 @@
 pub mod audit;
 pub mod history;
 pub mod log;
+pub mod migrate;
 pub mod projections;

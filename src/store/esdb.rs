@@ -1,21 +1,347 @@
-//! EventStoreDB / KurrentDB adapter (work in progress).
+//! The event store port over EventStoreDB / KurrentDB, through the `eventstore` gRPC
+//! client (`--event-store esdb://HOST:2113?tls=false`, or any connection string the
+//! client accepts: clusters with `esdb+discover://`, TLS, credentials).
+//!
+//! What the port promises and how it is kept here (docs/event-stores.md):
+//! - **Expected revision** maps one to one (`NoStream`, `Exact`, `Any`); the server
+//!   decides, so several troved processes on one database still get optimistic
+//!   concurrency per stream.
+//! - **Idempotent appends.** Event ids are kept. The server treats a retry that carries
+//!   the original expected revision as a no-op; a retry whose expected revision has gone
+//!   stale comes back as a wrong expected version, and the adapter then looks for the ids
+//!   in the stream: all there, in order, is the original append's outcome; some there is
+//!   [`StoreError::DuplicateEventId`]. Unlike the embedded store, the server compares
+//!   ids only (not content) and ids are unique per stream, not across streams.
+//! - **Positions** are the server's (commit, prepare) pairs, read from each event. The
+//!   position an append reports is its last event's: the server reports a multi-event
+//!   append by its transaction's position, so such appends (and any answer without a
+//!   position) read the stream's last event back.
+//! - **`$all`** hides system events (types and streams starting with `$`): reads skip
+//!   them, subscriptions filter them on the server. Reads from a position are inclusive
+//!   on the server and made exclusive here.
+//! - **Subscriptions** resubscribe on their own after a dropped connection or a server
+//!   restart, from the last position they delivered (so no gap and no duplicate), with
+//!   backoff, until the store is shut down. The client's own retry is not used.
+//! - **Errors:** an unreachable server, a timeout, a leader change are
+//!   [`StoreError::Unavailable`] (the API answers 503 with `Retry-After`); a deleted
+//!   stream is [`StoreError::StreamDeleted`] (404).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
+use eventstore::{
+    AppendToStreamOptions, Client, ClientSettings, EventData, ReadAllOptions, ReadStreamOptions,
+    StreamPosition, SubscribeToAllOptions, SubscriptionFilter,
+};
+use tokio::sync::watch;
 
 use super::{
     AppendOutcome, EventStore, ExpectedRevision, NewEvent, Position, RecordedEvent, StoreError,
     Subscription,
 };
 
+/// How long one append or read may take before it counts as unavailable.
+const DEADLINE: Duration = Duration::from_secs(10);
+/// Resubscription backoff: from the first to the most.
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Events per page when `head` walks back over system events.
+const HEAD_PAGE: usize = 64;
+
+/// The client, and its replacement once it has given up: after failing to reach the
+/// server on its first call, or running out of discovery attempts, an `eventstore`
+/// client answers `ConnectionClosed` to every later call, even once the server is back.
+struct Connection {
+    settings: ClientSettings,
+    /// (generation, client): a failure replaces only the client that failed.
+    current: std::sync::Mutex<(u64, Client)>,
+}
+
+impl Connection {
+    fn get(&self) -> (u64, Client) {
+        let current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        (current.0, current.1.clone())
+    }
+
+    /// Maps a client error to the port's, replacing the client if it gave up for good.
+    fn error(&self, generation: u64, e: eventstore::Error) -> StoreError {
+        if matches!(e, eventstore::Error::ConnectionClosed) {
+            let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+            if current.0 == generation {
+                match Client::new(self.settings.clone()) {
+                    Ok(client) => {
+                        *current = (generation + 1, client);
+                        tracing::warn!("the EventStoreDB client gave up; a new one takes over");
+                    }
+                    Err(err) => {
+                        tracing::error!(error = %err, "cannot make a new EventStoreDB client")
+                    }
+                }
+            }
+        }
+        store_error(e)
+    }
+
+    /// A missing stream reads as empty; a deleted one is an error.
+    fn missing_is_empty<T: Default>(
+        &self,
+        generation: u64,
+        stream: &str,
+        e: eventstore::Error,
+    ) -> Result<T, StoreError> {
+        match e {
+            eventstore::Error::ResourceNotFound => Ok(T::default()),
+            eventstore::Error::ResourceDeleted => {
+                Err(StoreError::StreamDeleted(stream.to_string()))
+            }
+            other => Err(self.error(generation, other)),
+        }
+    }
+}
+
 /// The event store port over an EventStoreDB node or cluster.
-pub struct EsdbStore {}
+#[derive(Clone)]
+pub struct EsdbStore {
+    conn: Arc<Connection>,
+    stopped: watch::Sender<bool>,
+    /// Resubscriptions after a dropped subscription, for `/metrics` and the logs.
+    resubscriptions: Arc<AtomicU64>,
+}
 
 impl EsdbStore {
-    /// Connects with any connection string the `eventstore` client accepts.
-    pub async fn connect(_url: &str) -> Result<EsdbStore, StoreError> {
-        Err(StoreError::Unavailable(
-            "the EventStoreDB adapter is not built yet".into(),
-        ))
+    /// Prepares a client for `url` (any connection string the `eventstore` client
+    /// accepts). Connecting is lazy: an unreachable server shows as `Unavailable` on the
+    /// first call, not here. The error never repeats the URL (it may hold credentials).
+    pub async fn connect(url: &str) -> Result<EsdbStore, StoreError> {
+        let settings: ClientSettings =
+            url.parse()
+                .map_err(|e: eventstore::ClientSettingsParseError| {
+                    StoreError::Io(format!(
+                        "invalid EventStoreDB connection string{}",
+                        e.error().map(|k| format!(" ({k})")).unwrap_or_default()
+                    ))
+                })?;
+        let client = Client::new(settings.clone())
+            .map_err(|e| StoreError::Io(format!("EventStoreDB client: {e}")))?;
+        Ok(EsdbStore {
+            conn: Arc::new(Connection {
+                settings,
+                current: std::sync::Mutex::new((0, client)),
+            }),
+            stopped: watch::channel(false).0,
+            resubscriptions: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// How many times subscriptions had to resubscribe since the start.
+    pub fn resubscriptions(&self) -> u64 {
+        self.resubscriptions.load(Ordering::Relaxed)
+    }
+
+    fn check_open(&self) -> Result<(), StoreError> {
+        if *self.stopped.borrow() {
+            return Err(StoreError::Unavailable(
+                "the event store is shut down".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Reads the stream's events (all of them); a missing stream is empty.
+    async fn read_stream_events(&self, stream: &str) -> Result<Vec<RecordedEvent>, StoreError> {
+        let options = ReadStreamOptions::default()
+            .forwards()
+            .position(StreamPosition::Start)
+            .deadline(DEADLINE);
+        let (generation, client) = self.conn.get();
+        let mut read = match client.read_stream(stream, &options).await {
+            Ok(read) => read,
+            Err(e) => return self.conn.missing_is_empty(generation, stream, e),
+        };
+        let mut out = Vec::new();
+        loop {
+            match read.next().await {
+                Ok(Some(event)) => out.push(recorded(&event)),
+                Ok(None) => return Ok(out),
+                Err(e) => return self.conn.missing_is_empty(generation, stream, e),
+            }
+        }
+    }
+
+    /// The stream's event at `revision` (`None`: its last), if any.
+    async fn event_at(
+        &self,
+        stream: &str,
+        revision: Option<u64>,
+    ) -> Result<Option<RecordedEvent>, StoreError> {
+        let options = ReadStreamOptions::default()
+            .backwards()
+            .position(revision.map_or(StreamPosition::End, StreamPosition::Position))
+            .max_count(1)
+            .deadline(DEADLINE);
+        let (generation, client) = self.conn.get();
+        let mut read = match client.read_stream(stream, &options).await {
+            Ok(read) => read,
+            Err(e) => return self.conn.missing_is_empty(generation, stream, e),
+        };
+        match read.next().await {
+            Ok(event) => Ok(event.as_ref().map(recorded)),
+            Err(e) => self.conn.missing_is_empty(generation, stream, e),
+        }
+    }
+
+    /// After a wrong expected version: were these events appended already (a retry whose
+    /// expected revision went stale)? All of them in order: the original outcome. Some of
+    /// them: a duplicate. None: the wrong expected version stands.
+    async fn earlier_append(
+        &self,
+        stream: &str,
+        events: &[NewEvent],
+    ) -> Result<Option<AppendOutcome>, StoreError> {
+        let stored = self.read_stream_events(stream).await?;
+        let Some(start) = stored.iter().position(|e| e.id == events[0].id) else {
+            if let Some(dup) = events.iter().find(|n| stored.iter().any(|e| e.id == n.id)) {
+                return Err(StoreError::DuplicateEventId(dup.id));
+            }
+            return Ok(None);
+        };
+        let run = &stored[start..];
+        let matches = run.len() >= events.len()
+            && run.iter().zip(events).all(|(e, n)| {
+                e.id == n.id
+                    && e.event_type == n.event_type
+                    && e.data == n.data
+                    && e.metadata == n.metadata
+            });
+        if !matches {
+            let dup = events
+                .iter()
+                .find(|n| stored.iter().any(|e| e.id == n.id))
+                .map_or(events[0].id, |n| n.id);
+            return Err(StoreError::DuplicateEventId(dup));
+        }
+        let last = &run[events.len() - 1];
+        Ok(Some(AppendOutcome {
+            next_revision: last.revision,
+            position: last.position,
+        }))
+    }
+
+    /// Up to `max` user events of `$all` strictly after `from`, skipping system events.
+    async fn read_all_after(
+        &self,
+        from: Position,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let mut out = Vec::new();
+        let mut cursor = from;
+        while out.len() < max {
+            // The server's read is inclusive of `cursor`: one more than needed.
+            let want = (max - out.len()).saturating_add(1);
+            let start = if cursor == Position::START {
+                StreamPosition::Start
+            } else {
+                StreamPosition::Position(to_esdb(cursor))
+            };
+            let options = ReadAllOptions::default()
+                .forwards()
+                .position(start)
+                .max_count(want)
+                .deadline(DEADLINE);
+            let (generation, client) = self.conn.get();
+            let error = |e| self.conn.error(generation, e);
+            let mut read = client.read_all(&options).await.map_err(error)?;
+            let mut seen = 0usize;
+            while let Some(event) = read.next().await.map_err(error)? {
+                seen += 1;
+                let event = recorded(&event);
+                if event.position <= cursor {
+                    continue;
+                }
+                cursor = event.position;
+                if is_system(&event) {
+                    continue;
+                }
+                out.push(event);
+                if out.len() == max {
+                    break;
+                }
+            }
+            if seen < want {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The client's errors as the port's. Anything about reaching the server is
+/// `Unavailable`, which the API answers with 503 and `Retry-After`.
+fn store_error(e: eventstore::Error) -> StoreError {
+    use eventstore::Error as E;
+    match e {
+        E::ConnectionClosed
+        | E::GrpcConnectionError(_)
+        | E::ServerError(_)
+        | E::DeadlineExceeded
+        | E::NotLeaderException(_) => StoreError::Unavailable(e.to_string()),
+        E::AccessDenied => StoreError::Unavailable(
+            "EventStoreDB denied access: check the connection string's credentials".into(),
+        ),
+        other => StoreError::Io(other.to_string()),
+    }
+}
+
+fn to_esdb(p: Position) -> eventstore::Position {
+    eventstore::Position {
+        commit: p.commit,
+        prepare: p.prepare,
+    }
+}
+
+fn recorded(event: &eventstore::ResolvedEvent) -> RecordedEvent {
+    let e = event.get_original_event();
+    RecordedEvent {
+        id: e.id,
+        stream: e.stream_id.clone(),
+        revision: e.revision,
+        position: Position {
+            commit: e.position.commit,
+            prepare: e.position.prepare,
+        },
+        event_type: e.event_type.clone(),
+        data: e.data.to_vec(),
+        metadata: e.custom_metadata.to_vec(),
+    }
+}
+
+/// EventStoreDB's own events: types and streams starting with `$`.
+fn is_system(e: &RecordedEvent) -> bool {
+    e.event_type.starts_with('$') || e.stream.starts_with('$')
+}
+
+/// An event for the wire: JSON bodies are marked JSON (so the server's UI and
+/// projections can read them) when that keeps their bytes exactly; others go binary.
+fn event_data(e: &NewEvent) -> EventData {
+    let json = std::str::from_utf8(&e.data)
+        .ok()
+        .and_then(|s| serde_json::value::RawValue::from_string(s.to_string()).ok())
+        .and_then(|raw| EventData::json(e.event_type.as_str(), &raw).ok());
+    let data = match json {
+        Some(data) => data,
+        None => EventData::binary(e.event_type.as_str(), Bytes::copy_from_slice(&e.data)),
+    };
+    data.id(e.id).metadata(Bytes::copy_from_slice(&e.metadata))
+}
+
+fn expected(e: ExpectedRevision) -> eventstore::ExpectedRevision {
+    match e {
+        ExpectedRevision::NoStream => eventstore::ExpectedRevision::NoStream,
+        ExpectedRevision::Exact(r) => eventstore::ExpectedRevision::Exact(r),
+        ExpectedRevision::Any => eventstore::ExpectedRevision::Any,
     }
 }
 
@@ -23,26 +349,256 @@ impl EsdbStore {
 impl EventStore for EsdbStore {
     async fn append(
         &self,
-        _stream: &str,
-        _expected: ExpectedRevision,
-        _events: Vec<NewEvent>,
+        stream: &str,
+        expected_revision: ExpectedRevision,
+        events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, StoreError> {
-        unimplemented!()
+        self.check_open()?;
+        if events.is_empty() {
+            // A check of the expectation only, as on the embedded store.
+            let last = self.event_at(stream, None).await?;
+            let actual = last.as_ref().map(|e| e.revision);
+            let holds = match expected_revision {
+                ExpectedRevision::NoStream => actual.is_none(),
+                ExpectedRevision::Exact(r) => actual == Some(r),
+                ExpectedRevision::Any => actual.is_some(),
+            };
+            return match last {
+                Some(last) if holds => Ok(AppendOutcome {
+                    next_revision: last.revision,
+                    position: last.position,
+                }),
+                _ => Err(StoreError::WrongExpectedVersion {
+                    stream: stream.to_string(),
+                    expected: expected_revision,
+                    actual,
+                }),
+            };
+        }
+        let options = AppendToStreamOptions::default()
+            .expected_revision(expected(expected_revision))
+            .deadline(DEADLINE);
+        let wire: Vec<EventData> = events.iter().map(event_data).collect();
+        let (generation, client) = self.conn.get();
+        match client.append_to_stream(stream, &options, wire).await {
+            Ok(written) => {
+                let position = Position {
+                    commit: written.position.commit,
+                    prepare: written.position.prepare,
+                };
+                if events.len() == 1 && position != Position::START {
+                    return Ok(AppendOutcome {
+                        next_revision: written.next_expected_version,
+                        position,
+                    });
+                }
+                // A transaction's position, or none: the last event's own, read back.
+                let want = events[events.len() - 1].id;
+                let last = match self
+                    .event_at(stream, Some(written.next_expected_version))
+                    .await?
+                {
+                    Some(e) if e.id == want => e,
+                    _ => self
+                        .read_stream_events(stream)
+                        .await?
+                        .into_iter()
+                        .find(|e| e.id == want)
+                        .ok_or_else(|| {
+                            StoreError::Corrupt(format!(
+                                "{stream}: event {want} not found right after its append"
+                            ))
+                        })?,
+                };
+                Ok(AppendOutcome {
+                    next_revision: last.revision,
+                    position: last.position,
+                })
+            }
+            Err(eventstore::Error::WrongExpectedVersion { current, .. }) => {
+                if let Some(outcome) = self.earlier_append(stream, &events).await? {
+                    return Ok(outcome);
+                }
+                Err(StoreError::WrongExpectedVersion {
+                    stream: stream.to_string(),
+                    expected: expected_revision,
+                    actual: match current {
+                        eventstore::CurrentRevision::Current(r) => Some(r),
+                        eventstore::CurrentRevision::NoStream => None,
+                    },
+                })
+            }
+            Err(eventstore::Error::ResourceDeleted) => {
+                Err(StoreError::StreamDeleted(stream.to_string()))
+            }
+            Err(e) => Err(self.conn.error(generation, e)),
+        }
     }
-    async fn read_stream(&self, _stream: &str) -> Result<Vec<RecordedEvent>, StoreError> {
-        unimplemented!()
+
+    async fn read_stream(&self, stream: &str) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.check_open()?;
+        self.read_stream_events(stream).await
     }
-    async fn read_all(
-        &self,
-        _from: Position,
-        _max: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        unimplemented!()
+
+    async fn read_all(&self, from: Position, max: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.check_open()?;
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        self.read_all_after(from, max).await
     }
-    async fn subscribe_all(&self, _from: Position) -> Result<Box<dyn Subscription>, StoreError> {
-        unimplemented!()
+
+    async fn subscribe_all(&self, from: Position) -> Result<Box<dyn Subscription>, StoreError> {
+        self.check_open()?;
+        Ok(Box::new(EsdbSubscription {
+            conn: self.conn.clone(),
+            generation: 0,
+            last: from,
+            inner: None,
+            stopped: self.stopped.subscribe(),
+            backoff: BACKOFF_MIN,
+            resubscriptions: self.resubscriptions.clone(),
+        }))
     }
+
     async fn head(&self) -> Result<Position, StoreError> {
-        unimplemented!()
+        self.check_open()?;
+        let mut cursor = StreamPosition::End;
+        loop {
+            let options = ReadAllOptions::default()
+                .backwards()
+                .position(cursor)
+                .max_count(HEAD_PAGE)
+                .deadline(DEADLINE);
+            let (generation, client) = self.conn.get();
+            let error = |e| self.conn.error(generation, e);
+            let mut read = client.read_all(&options).await.map_err(error)?;
+            let mut seen = 0usize;
+            let mut oldest = None;
+            while let Some(event) = read.next().await.map_err(error)? {
+                seen += 1;
+                let event = recorded(&event);
+                if !is_system(&event) {
+                    return Ok(event.position);
+                }
+                oldest = Some(event.position);
+            }
+            match oldest {
+                Some(p) if seen == HEAD_PAGE => cursor = StreamPosition::Position(to_esdb(p)),
+                _ => return Ok(Position::START),
+            }
+        }
+    }
+
+    async fn shutdown(&self) {
+        let _ = self.stopped.send(true);
+    }
+}
+
+/// A catch-up subscription to `$all` that survives dropped connections: it resubscribes
+/// from the last position it delivered, with backoff, until the store shuts down.
+struct EsdbSubscription {
+    conn: Arc<Connection>,
+    /// The generation of the client the open subscription runs on.
+    generation: u64,
+    /// The last position delivered (or the start position).
+    last: Position,
+    inner: Option<eventstore::Subscription>,
+    stopped: watch::Receiver<bool>,
+    backoff: Duration,
+    resubscriptions: Arc<AtomicU64>,
+}
+
+/// A server subscription to `$all` strictly after `last`, without system events.
+async fn subscribe_after(client: &Client, last: Position) -> eventstore::Subscription {
+    let start = if last == Position::START {
+        StreamPosition::Start
+    } else {
+        StreamPosition::Position(to_esdb(last))
+    };
+    let options = SubscribeToAllOptions::default()
+        .position(start)
+        .filter(SubscriptionFilter::on_event_type().exclude_system_events());
+    client.subscribe_to_all(&options).await
+}
+
+#[async_trait]
+impl Subscription for EsdbSubscription {
+    async fn next(&mut self) -> Result<RecordedEvent, StoreError> {
+        loop {
+            if *self.stopped.borrow() {
+                return Err(StoreError::Unavailable(
+                    "the event store is shut down".into(),
+                ));
+            }
+            if self.inner.is_none() {
+                let (generation, client) = self.conn.get();
+                self.generation = generation;
+                self.inner = Some(subscribe_after(&client, self.last).await);
+            }
+            let sub = self.inner.as_mut().expect("just opened");
+            let outcome = tokio::select! {
+                _ = self.stopped.changed() => continue,
+                outcome = sub.next() => outcome,
+            };
+            match outcome {
+                Ok(event) => {
+                    self.backoff = BACKOFF_MIN;
+                    let event = recorded(&event);
+                    // After a resubscription the server starts strictly after `last`;
+                    // the check keeps that promise whatever the server does.
+                    if event.position <= self.last || is_system(&event) {
+                        continue;
+                    }
+                    self.last = event.position;
+                    return Ok(event);
+                }
+                Err(e) => {
+                    self.inner = None;
+                    let e = self.conn.error(self.generation, e);
+                    self.resubscriptions.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(error = %e, from = %self.last, retry_in_ms = self.backoff.as_millis() as u64, "EventStoreDB subscription dropped; resubscribing");
+                    let wait = self.backoff;
+                    self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+                    tokio::select! {
+                        _ = self.stopped.changed() => {}
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn system_events_are_recognised() {
+        let mut e = RecordedEvent {
+            id: uuid::Uuid::nil(),
+            stream: "instance-1".into(),
+            revision: 0,
+            position: Position::START,
+            event_type: "InstanceCreated".into(),
+            data: vec![],
+            metadata: vec![],
+        };
+        assert!(!is_system(&e));
+        e.event_type = "$metadata".into();
+        assert!(is_system(&e));
+        e.event_type = "Any".into();
+        e.stream = "$$$settings".into();
+        assert!(is_system(&e));
+    }
+
+    #[tokio::test]
+    async fn a_bad_connection_string_is_refused_without_echoing_it() {
+        let err = EsdbStore::connect("esdb://admin:s3cret@[bad")
+            .await
+            .err()
+            .expect("refused");
+        assert!(!err.to_string().contains("s3cret"), "{err}");
     }
 }

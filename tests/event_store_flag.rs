@@ -1,0 +1,76 @@
+//! `--event-store`: an embedded store outside the data directory is used (and locked),
+//! and a bad URL is refused at start without echoing its credentials.
+
+mod common;
+
+use std::process::{Command, Stdio};
+
+use common::TestServer;
+use troved::store::sqlite::SqliteStore;
+use troved::store::EventStore;
+
+#[tokio::test]
+async fn an_embedded_store_elsewhere_is_used_and_locked() {
+    let data = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let file = elsewhere.path().join("log").join("events.db");
+    let url = format!("sqlite://{}", file.display());
+    let mut s = TestServer::start(data.path(), &["--event-store", &url]).await;
+    let id = s.create("alice", "p1", "elsewhere").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.kill_and_restart().await;
+    assert_eq!(
+        s.get("alice", "p1", &format!("/instances/{id}")).await.0,
+        200,
+        "the instance survived the restart, read back from {url}"
+    );
+    assert!(
+        !data.path().join("events.db").exists(),
+        "the default store was not used"
+    );
+
+    // A second server with its own data directory but the same store is refused.
+    let other = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_troved"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(other.path())
+        .args(["--event-store", &url])
+        .stdout(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("in use by another troved process"), "{err}");
+    s.kill();
+
+    let store = SqliteStore::open(&file).unwrap();
+    let events = store.read_stream(&format!("instance-{id}")).await.unwrap();
+    assert!(!events.is_empty());
+    store.shutdown().await;
+}
+
+#[test]
+fn a_bad_event_store_url_is_refused_without_its_secrets() {
+    let data = tempfile::tempdir().unwrap();
+    for url in [
+        "postgres://admin:hunter2@db/troved",
+        "esdb://admin:hunter2@[::1",
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_troved"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data.path())
+            .args(["--event-store", url])
+            .stdout(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{url} accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("event store") || err.contains("EventStoreDB"),
+            "{err}"
+        );
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+}

@@ -1,0 +1,244 @@
+//! The real server with `--event-store` pointing at the in-process EventStoreDB test
+//! double (`tests/esdb_double`): a full instance life through the HTTP API, a restart
+//! that rebuilds the read models from EventStoreDB, 503 + `Retry-After` while the
+//! database is away (and recovery after it), 404 for a deleted stream.
+
+mod common;
+
+#[path = "esdb_double/mod.rs"]
+mod esdb_double;
+
+use std::time::{Duration, Instant};
+
+use common::{send, TestServer};
+use esdb_double::EsdbDouble;
+use serde_json::{json, Value};
+use troved::runtime::codec;
+use troved::store::esdb::EsdbStore;
+use troved::store::EventStore;
+
+async fn start(double: &EsdbDouble, dir: &std::path::Path) -> TestServer {
+    TestServer::start(
+        dir,
+        &["--event-store", &double.url(), "--sim-latency-ms", "10"],
+    )
+    .await
+}
+
+/// The event types of an instance's stream, as EventStoreDB holds them.
+async fn stream_types(double: &EsdbDouble, id: &str) -> Vec<&'static str> {
+    let store = EsdbStore::connect(&double.url()).await.unwrap();
+    let events = store.read_stream(&format!("instance-{id}")).await.unwrap();
+    events
+        .iter()
+        .map(|e| {
+            codec::decode(e)
+                .unwrap_or_else(|err| panic!("{} does not decode: {err}", e.event_type))
+                .0
+                .event_type()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_instance_life_on_eventstoredb() {
+    let double = EsdbDouble::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = start(&double, dir.path()).await;
+
+    // Create, ACTIVE, rename, configuration attach/detach, upgrade.
+    let id = s.create("alice", "p1", "main").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = format!("/instances/{id}");
+    s.wait_for("alice", "p1", &id, |i| i["status"] == "ACTIVE")
+        .await;
+    let (status, body) = s
+        .patch(
+            "alice",
+            "p1",
+            &path,
+            &json!({"instance": {"name": "renamed"}}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(
+        s.get("alice", "p1", &path).await.1["instance"]["name"],
+        "renamed"
+    );
+
+    let (status, group) = s
+        .post(
+            "alice",
+            "p1",
+            "/configurations",
+            &json!({"configuration": {"name": "g", "values": {"max_connections": 150}, "datastore": {"type": "mysql", "version": "8.0"}}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{group}");
+    let gid = group["configuration"]["id"].as_str().unwrap().to_string();
+    let (status, body) = s
+        .put(
+            "alice",
+            "p1",
+            &path,
+            &json!({"instance": {"configuration": gid}}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let shown = s.get("alice", "p1", &path).await.1;
+    assert_eq!(shown["instance"]["configuration"]["id"], json!(gid));
+    s.wait_for("alice", "p1", &id, |i| i["status"] == "ACTIVE")
+        .await;
+    let (status, body) = s
+        .put(
+            "alice",
+            "p1",
+            &path,
+            &json!({"instance": {"configuration": null}}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    s.wait_for("alice", "p1", &id, |i| i["status"] == "ACTIVE")
+        .await;
+    let (status, body) = s
+        .patch(
+            "alice",
+            "p1",
+            &path,
+            &json!({"instance": {"datastore_version": "5.7"}}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let upgraded = s
+        .wait_for("alice", "p1", &id, |i| {
+            i["status"] == "ACTIVE" && i["datastore"]["version"] == "5.7"
+        })
+        .await;
+    assert_eq!(upgraded["name"], "renamed");
+
+    // A second instance, to be deleted later.
+    let other = s.create("alice", "p1", "other").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.wait_for("alice", "p1", &other, |i| i["status"] == "ACTIVE")
+        .await;
+
+    // A restart rebuilds the read models from EventStoreDB alone: same views.
+    let (_, list_before) = s.get("alice", "p1", "/instances/detail").await;
+    let (_, show_before) = s.get("alice", "p1", &path).await;
+    s.kill_and_restart().await;
+    assert_eq!(
+        s.get("alice", "p1", "/instances/detail").await.1,
+        list_before
+    );
+    assert_eq!(s.get("alice", "p1", &path).await.1, show_before);
+    let (status, history) = s
+        .get("alice", "p1", &format!("{path}/history?limit=100"))
+        .await;
+    assert_eq!(status, 200, "{history}");
+
+    // Delete: the instance goes, its stream tells the whole story.
+    assert_eq!(s.delete("alice", "p1", &path).await.0, 202);
+    s.wait_for("alice", "p1", &id, |i| i.is_null()).await;
+    let types = stream_types(&double, &id).await;
+    assert_eq!(types.first(), Some(&"InstanceCreated"), "{types:?}");
+    assert_eq!(types.last(), Some(&"InstanceDeleted"), "{types:?}");
+    for t in ["InstanceRenamed", "InstanceDeletionRequested"] {
+        assert!(types.contains(&t), "{t} missing from {types:?}");
+    }
+    let (_, list) = s.get("alice", "p1", "/instances").await;
+    let ids: Vec<&Value> = list["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| &i["id"])
+        .collect();
+    assert_eq!(ids, [&json!(other)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eventstoredb_away_is_503_with_retry_after_and_nothing_half_applied() {
+    let double = EsdbDouble::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(&double, dir.path()).await;
+    let id = s.create("alice", "p1", "steady").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = format!("/instances/{id}");
+    s.wait_for("alice", "p1", &id, |i| i["status"] == "ACTIVE")
+        .await;
+    let events_before = double.user_event_count();
+
+    double.stop().await;
+    // Commands: 503 in Trove's shape with Retry-After, quickly.
+    let started = Instant::now();
+    let resp = s
+        .req(reqwest::Method::PATCH, "alice", "p1", &path)
+        .json(&json!({"instance": {"name": "while-away"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 503);
+    assert!(resp.headers().contains_key("retry-after"));
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["serviceUnavailable"]["code"], 503, "{body}");
+    assert!(started.elapsed() < Duration::from_secs(15));
+    let (status, body) = s
+        .post("alice", "p1", "/instances", &common::create_body("refused"))
+        .await;
+    assert_eq!(status, 503, "{body}");
+    // Reads keep being served from the read models.
+    let (status, shown) = s.get("alice", "p1", &path).await;
+    assert_eq!(status, 200);
+    assert_eq!(shown["instance"]["name"], "steady");
+
+    double.restart().await;
+    // Back: the same rename goes through; nothing of the refused calls was recorded.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, body) = send(
+            s.req(reqwest::Method::PATCH, "alice", "p1", &path)
+                .json(&json!({"instance": {"name": "after"}})),
+        )
+        .await;
+        if status == 202 {
+            break;
+        }
+        assert_eq!(status, 503, "{body}");
+        assert!(Instant::now() < deadline, "still unavailable");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        s.get("alice", "p1", &path).await.1["instance"]["name"],
+        "after"
+    );
+    assert_eq!(double.user_event_count(), events_before + 1);
+    let (_, list) = s.get("alice", "p1", "/instances").await;
+    assert_eq!(list["instances"].as_array().unwrap().len(), 1, "{list}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_stream_is_404() {
+    let double = EsdbDouble::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(&double, dir.path()).await;
+    let id = s.create("alice", "p1", "tombstoned").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = format!("/instances/{id}");
+    s.wait_for("alice", "p1", &id, |i| i["status"] == "ACTIVE")
+        .await;
+    double.tombstone(&format!("instance-{id}"));
+    let (status, body) = s
+        .patch("alice", "p1", &path, &json!({"instance": {"name": "x"}}))
+        .await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["itemNotFound"]["code"], 404, "{body}");
+    let (status, body) = s.get("alice", "p1", &format!("{path}/history")).await;
+    assert_eq!(status, 404, "{body}");
+}
