@@ -14,7 +14,7 @@
 //!   another writer on the target is detected instead of interleaved.
 //! * **User events only.** Events whose stream or type starts with `$` (EventStoreDB's
 //!   system streams, stream metadata `$$…`, statistics, link events) are neither copied,
-//!   nor compared, nor counted ([`is_system`]).
+//!   nor compared, nor counted ([`RecordedEvent::is_system`]).
 //! * **Verification.** Both sides are read again in `$all` order and reduced to an event
 //!   count and a SHA-256 digest over every field but the position ([`Tally`]).
 
@@ -202,12 +202,6 @@ impl Verification {
     pub fn matches(&self) -> bool {
         self.source == self.target && self.first_difference.is_none()
     }
-}
-
-/// The store's own events (EventStoreDB's system and metadata streams, link events):
-/// stream or type starting with `$`, as the EventStoreDB adapter sees them.
-pub fn is_system(event: &RecordedEvent) -> bool {
-    event.stream.starts_with('$') || event.event_type.starts_with('$')
 }
 
 /// Copies the user events of `source` that `target` lacks; see the module doc.
@@ -467,7 +461,7 @@ impl<'a> Cursor<'a> {
     async fn next(&mut self) -> Result<Option<RecordedEvent>, StoreError> {
         loop {
             if let Some(e) = self.buffer.pop_front() {
-                if is_system(&e) {
+                if e.is_system() {
                     self.system += 1;
                     continue;
                 }
@@ -1055,12 +1049,12 @@ mod tests {
 
     #[test]
     fn system_streams_are_the_dollar_ones() {
-        assert!(is_system(&event("$stats-127.0.0.1:2113", 0, b"")));
-        assert!(is_system(&event("$$instance-1", 0, b"")));
-        assert!(!is_system(&event("instance-$1", 0, b"")));
+        assert!(event("$stats-127.0.0.1:2113", 0, b"").is_system());
+        assert!(event("$$instance-1", 0, b"").is_system());
+        assert!(!event("instance-$1", 0, b"").is_system());
         let mut link = event("instance-1", 0, b"");
         link.event_type = "$>".into();
-        assert!(is_system(&link));
+        assert!(link.is_system());
     }
 
     #[test]

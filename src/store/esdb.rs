@@ -262,7 +262,7 @@ impl EsdbStore {
                     continue;
                 }
                 cursor = event.position;
-                if is_system(&event) {
+                if event.is_system() {
                     continue;
                 }
                 out.push(event);
@@ -316,11 +316,6 @@ fn recorded(event: &eventstore::ResolvedEvent) -> RecordedEvent {
         data: e.data.to_vec(),
         metadata: e.custom_metadata.to_vec(),
     }
-}
-
-/// EventStoreDB's own events: types and streams starting with `$`.
-fn is_system(e: &RecordedEvent) -> bool {
-    e.event_type.starts_with('$') || e.stream.starts_with('$')
 }
 
 /// An event for the wire: JSON bodies are marked JSON (so the server's UI and
@@ -478,7 +473,7 @@ impl EventStore for EsdbStore {
             while let Some(event) = read.next().await.map_err(error)? {
                 seen += 1;
                 let event = recorded(&event);
-                if !is_system(&event) {
+                if !event.is_system() {
                     return Ok(event.position);
                 }
                 oldest = Some(event.position);
@@ -547,7 +542,7 @@ impl Subscription for EsdbSubscription {
                     let event = recorded(&event);
                     // After a resubscription the server starts strictly after `last`;
                     // the check keeps that promise whatever the server does.
-                    if event.position <= self.last || is_system(&event) {
+                    if event.position <= self.last || event.is_system() {
                         continue;
                     }
                     self.last = event.position;
@@ -573,25 +568,6 @@ impl Subscription for EsdbSubscription {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn system_events_are_recognised() {
-        let mut e = RecordedEvent {
-            id: uuid::Uuid::nil(),
-            stream: "instance-1".into(),
-            revision: 0,
-            position: Position::START,
-            event_type: "InstanceCreated".into(),
-            data: vec![],
-            metadata: vec![],
-        };
-        assert!(!is_system(&e));
-        e.event_type = "$metadata".into();
-        assert!(is_system(&e));
-        e.event_type = "Any".into();
-        e.stream = "$$$settings".into();
-        assert!(is_system(&e));
-    }
 
     #[tokio::test]
     async fn a_bad_connection_string_is_refused_without_echoing_it() {

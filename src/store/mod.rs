@@ -57,6 +57,15 @@ pub struct RecordedEvent {
     pub metadata: Vec<u8>,
 }
 
+impl RecordedEvent {
+    /// A store's own event, not troved's: EventStoreDB's system and metadata streams,
+    /// statistics and link events (stream or type starting with `$`). Adapters hide
+    /// them; `troved migrate` neither copies nor counts them.
+    pub fn is_system(&self) -> bool {
+        self.stream.starts_with('$') || self.event_type.starts_with('$')
+    }
+}
+
 /// Result of a successful append.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AppendOutcome {
