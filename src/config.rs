@@ -113,8 +113,9 @@ pub struct HistoryArgs {
     /// The data directory holding the event store.
     #[arg(long, env = "TROVED_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
-    /// An event store URL instead of the data directory (e.g. `sqlite:///path/events.db`).
-    #[arg(long, env = "TROVED_EVENT_STORE")]
+    /// An event store URL instead of the data directory: `sqlite:///path/events.db` or
+    /// `esdb://HOST:2113?tls=false`.
+    #[arg(long, env = "TROVED_EVENT_STORE", hide_env_values = true)]
     pub event_store: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = HistoryFormat::Table)]
@@ -276,6 +277,11 @@ pub struct ServeConfig {
         default_value_t = 5000
     )]
     pub read_your_writes_timeout_ms: u64,
+
+    /// Start by replaying the whole event log, ignoring the read-model snapshot in the
+    /// data directory (`read-models.snapshot`; a new one is still written at shutdown).
+    #[arg(long, env = "TROVED_NO_SNAPSHOT")]
+    pub no_snapshot: bool,
 }
 
 impl ServeConfig {

@@ -149,6 +149,31 @@ async fn a_full_instance_life_on_eventstoredb() {
     for t in ["InstanceRenamed", "InstanceDeletionRequested"] {
         assert!(types.contains(&t), "{t} missing from {types:?}");
     }
+    // The auditor's command reads EventStoreDB too.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_troved"))
+        .args([
+            "history",
+            &id,
+            "--format",
+            "json",
+            "--event-store",
+            &double.url(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let timeline: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let entries = timeline.as_array().unwrap();
+    assert_eq!(entries.len(), types.len());
+    assert!(
+        entries.iter().any(|e| e.to_string().contains("renamed")),
+        "{timeline}"
+    );
+
     let (_, list) = s.get("alice", "p1", "/instances").await;
     let ids: Vec<&Value> = list["instances"]
         .as_array()

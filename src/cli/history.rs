@@ -1,12 +1,12 @@
 //! `troved history INSTANCE_ID`: an instance's full timeline from the log (who did
 //! what, when), or with `--as-of TIME` its detail view as it was at that moment.
 //!
-//! Reads the store file directly through a read-only connection ([`ReadOnlyLog`]), so
-//! it works while a server runs on the same data directory: it takes no lock, starts no
-//! writer, creates and migrates nothing, and never checkpoints the WAL.
+//! Reads the embedded store's file directly through a read-only connection
+//! ([`super::log::ReadOnlyLog`]), so it works while a server runs on the same data
+//! directory: it takes no lock, starts no writer, creates and migrates nothing, and never
+//! checkpoints the WAL. With `--event-store esdb://...` it reads EventStoreDB.
 
 use std::io::Write as _;
-use std::path::PathBuf;
 
 use aggregates::{configuration, instance};
 use anyhow::{anyhow, bail, Context as _};
@@ -15,7 +15,7 @@ use projections::views::ViewCtx;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::log::ReadOnlyLog;
+use super::log::StreamReader;
 use crate::config::{HistoryArgs, HistoryFormat};
 use crate::history::{self, AsOfLookup, TIME_FORMAT};
 use crate::store::RecordedEvent;
@@ -49,11 +49,10 @@ fn render(args: &HistoryArgs) -> anyhow::Result<String> {
         .map(history::parse_time)
         .transpose()
         .map_err(|e| anyhow!("--as-of: {e}"))?;
-    let path = events_path(args)?;
-    let log = ReadOnlyLog::open(&path)?;
+    let (log, name) = StreamReader::open(args.event_store.as_deref(), &args.data_dir)?;
     let records = log.read_stream(&instance::stream_name(id))?;
     if records.is_empty() {
-        bail!("no instance {id} in the event store {}", path.display());
+        bail!("no instance {id} in the event store {name}");
     }
     match as_of {
         None => {
@@ -69,7 +68,7 @@ fn render(args: &HistoryArgs) -> anyhow::Result<String> {
 
 /// `--as-of`: `{"instance": <detail view>}` as it was at `t`, pretty JSON.
 fn as_of_view(
-    log: &ReadOnlyLog,
+    log: &StreamReader,
     id: Uuid,
     records: &[RecordedEvent],
     t: DateTime<Utc>,
@@ -107,57 +106,25 @@ fn as_of_view(
     ))
 }
 
-/// The store file: `--event-store sqlite:///PATH` or `<data dir>/events.db`.
-fn events_path(args: &HistoryArgs) -> anyhow::Result<PathBuf> {
-    match &args.event_store {
-        Some(url) => {
-            // Only the scheme is echoed: another store's URL may carry credentials.
-            let scheme = url.split("://").next().unwrap_or("");
-            let path = url.strip_prefix("sqlite://").ok_or_else(|| {
-                anyhow!("--event-store {scheme}://...: only sqlite:///PATH stores can be read")
-            })?;
-            if path.is_empty() {
-                bail!("--event-store {url:?}: no path");
-            }
-            Ok(PathBuf::from(path))
-        }
-        None => Ok(args.data_dir.join("events.db")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn args(event_store: Option<&str>) -> HistoryArgs {
-        HistoryArgs {
-            instance_id: Uuid::nil().to_string(),
-            data_dir: PathBuf::from("/srv/troved"),
-            event_store: event_store.map(str::to_string),
-            format: HistoryFormat::Table,
-            as_of: None,
-        }
-    }
-
-    #[test]
-    fn the_store_is_the_data_dirs_or_a_sqlite_url() {
-        assert_eq!(
-            events_path(&args(None)).unwrap(),
-            PathBuf::from("/srv/troved/events.db")
-        );
-        assert_eq!(
-            events_path(&args(Some("sqlite:///tmp/e.db"))).unwrap(),
-            PathBuf::from("/tmp/e.db")
-        );
-        assert!(events_path(&args(Some("esdb://localhost:2113"))).is_err());
-        assert!(events_path(&args(Some("sqlite://"))).is_err());
-    }
-
-    #[test]
-    fn a_missing_store_is_not_created() {
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_missing_store_is_not_created() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("events.db");
-        assert!(ReadOnlyLog::open(&path).is_err());
-        assert!(!path.exists());
+        let data_dir = dir.path().to_path_buf();
+        let elsewhere = format!("sqlite://{}", dir.path().join("other.db").display());
+        let (a, b) = tokio::task::spawn_blocking(move || {
+            (
+                StreamReader::open(None, &data_dir).is_err(),
+                StreamReader::open(Some(&elsewhere), &data_dir).is_err(),
+            )
+        })
+        .await
+        .unwrap();
+        assert!(a && b);
+        assert!(!dir.path().join("events.db").exists());
+        assert!(!dir.path().join("other.db").exists());
     }
 }

@@ -155,3 +155,49 @@ fn event(row: &rusqlite::Row<'_>) -> anyhow::Result<RecordedEvent> {
         metadata: row.get(6)?,
     })
 }
+
+/// Where an auditor's command reads streams: the embedded store's file (read-only, no
+/// lock), or an EventStoreDB through the adapter. Blocking: call it off the runtime's
+/// worker threads (`spawn_blocking`).
+pub enum StreamReader {
+    File(ReadOnlyLog),
+    Store {
+        store: std::sync::Arc<dyn crate::store::EventStore>,
+        runtime: tokio::runtime::Handle,
+    },
+}
+
+impl StreamReader {
+    /// `--event-store URL`, or the data directory's `events.db`. Must be called from
+    /// inside the runtime (a blocking thread of it is fine).
+    pub fn open(url: Option<&str>, data_dir: &Path) -> anyhow::Result<(StreamReader, String)> {
+        let url = match url {
+            Some(url) => {
+                crate::store::StoreUrl::parse(url).map_err(|e| anyhow!("--event-store: {e}"))?
+            }
+            None => crate::store::StoreUrl::Sqlite(data_dir.join("events.db")),
+        };
+        let name = url.redacted();
+        let reader = match url {
+            crate::store::StoreUrl::Sqlite(path) => StreamReader::File(ReadOnlyLog::open(&path)?),
+            esdb @ crate::store::StoreUrl::Esdb(_) => {
+                let runtime = tokio::runtime::Handle::current();
+                let store = runtime
+                    .block_on(esdb.open())
+                    .map_err(|e| anyhow!("opening the event store {name}: {e}"))?;
+                StreamReader::Store { store, runtime }
+            }
+        };
+        Ok((reader, name))
+    }
+
+    /// A whole stream, oldest first (empty if it does not exist).
+    pub fn read_stream(&self, stream: &str) -> anyhow::Result<Vec<RecordedEvent>> {
+        match self {
+            StreamReader::File(log) => log.read_stream(stream),
+            StreamReader::Store { store, runtime } => runtime
+                .block_on(store.read_stream(stream))
+                .map_err(|e| anyhow!("reading {stream}: {e}")),
+        }
+    }
+}
