@@ -204,6 +204,73 @@ async fn exhausted_compute_capacity_fails_permanently_and_deleting_frees_it() {
         .expect("capacity was released by the delete");
 }
 
+/// The usage a capacity check reads is kept incrementally (one row per zone) and
+/// recomputed at open: after creates, deletes and a reopen it still equals the sums over
+/// the live resources, and the checks still refuse and admit exactly as before.
+#[tokio::test]
+async fn zone_usage_survives_deletes_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut servers = Vec::new();
+    {
+        let cloud = open(dir.path(), small_zone());
+        for i in 0..2 {
+            let id = Uuid::new_v4();
+            servers.push(
+                cloud
+                    .create_server(
+                        &key(id, "server"),
+                        &server_spec(id, &format!("s{i}"), 1, 1024),
+                    )
+                    .await
+                    .unwrap(),
+            );
+        }
+        let v = Uuid::new_v4();
+        cloud
+            .create_volume(&key(v, "volume"), &volume_spec(v, "v", 10))
+            .await
+            .unwrap();
+        cloud.delete_server(&servers[0].id).await.unwrap();
+        let zones = cloud.zones().await.unwrap();
+        assert_eq!(
+            (
+                zones[0].used.vcpus,
+                zones[0].used.ram_mb,
+                zones[0].used.volume_gb
+            ),
+            (1, 1024, 10)
+        );
+    }
+    let cloud = open(dir.path(), small_zone());
+    let zones = cloud.zones().await.unwrap();
+    assert_eq!(
+        (
+            zones[0].used.vcpus,
+            zones[0].used.ram_mb,
+            zones[0].used.volume_gb
+        ),
+        (1, 1024, 10)
+    );
+    // 3 vCPU left: a 3-vCPU server fits, then nothing more does.
+    let id = Uuid::new_v4();
+    cloud
+        .create_server(&key(id, "server"), &server_spec(id, "big", 3, 1024))
+        .await
+        .unwrap();
+    let id = Uuid::new_v4();
+    let err = cloud
+        .create_server(&key(id, "server"), &server_spec(id, "more", 1, 1024))
+        .await
+        .unwrap_err();
+    assert!(is_permanent(&err, "free: 0 vCPU"), "{err:?}");
+    let v = Uuid::new_v4();
+    let err = cloud
+        .create_volume(&key(v, "volume"), &volume_spec(v, "w", 6))
+        .await
+        .unwrap_err();
+    assert!(is_permanent(&err, "free: 5 GB"), "{err:?}");
+}
+
 #[tokio::test]
 async fn exhausted_volume_capacity_fails_permanently_and_deleting_frees_it() {
     let dir = tempfile::tempdir().unwrap();

@@ -111,7 +111,16 @@ pub struct Driver {
     shutdown: watch::Receiver<bool>,
     /// Configuration groups: their revisions and values, and which instances use them.
     configurations: Arc<ConfigurationModels>,
+    /// Steps taken at once, over all instances. Without a bound, a burst of creates
+    /// (or the start-up scan after a crash under load) ran a step for every instance at
+    /// once: each holding its stream in memory and contending for the store and the
+    /// providers, which made the whole burst slower and the memory peak large.
+    steps: Arc<tokio::sync::Semaphore>,
 }
+
+/// Steps in flight at once (see [`Driver::steps`]): enough to keep the store's group
+/// commit and the providers busy.
+pub const CONCURRENT_STEPS: usize = 128;
 
 /// What the driver needs; see the fields of [`Driver`].
 pub struct DriverDeps {
@@ -140,6 +149,7 @@ impl Driver {
             running: Arc::new(DashMap::new()),
             shutdown: d.shutdown,
             configurations: d.configurations,
+            steps: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_STEPS)),
         }
     }
 
@@ -222,7 +232,14 @@ impl Driver {
                 self.running.remove(&id);
                 return;
             }
-            match self.step(id, &mut failures).await {
+            let taken = {
+                let Ok(_permit) = self.steps.acquire().await else {
+                    self.running.remove(&id);
+                    return;
+                };
+                self.step(id, &mut failures).await
+            };
+            match taken {
                 Ok(Progress::Moved) => {
                     failures.remove("store");
                 }

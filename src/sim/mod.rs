@@ -3,7 +3,7 @@
 //!
 //! Responsibility: behave like an external cloud that the saga drives, with state the
 //! event log does not own. Its servers, volumes, guests and idempotency keys live in
-//! their own SQLite file (`cloud.db` in the data directory, WAL, `synchronous=FULL`), so
+//! their own SQLite file (`cloud.db` in the data directory, WAL, `synchronous=NORMAL`), so
 //! after a SIGKILL a crash test can compare what the cloud holds with what the log says
 //! and find duplicates and leaks. It must not read or write the event store, and it
 //! knows nothing about instances beyond what the calls tell it.
