@@ -268,6 +268,11 @@ impl Metrics {
         self.projected.add(Vec::new(), 1);
     }
 
+    /// Counts `n` events applied by the projector at once (a replayed page).
+    pub fn events_projected(&self, n: u64) {
+        self.projected.add(Vec::new(), n);
+    }
+
     /// Counts a projection anomaly.
     pub fn projection_anomaly(&self, anomaly: ProjectionAnomaly) {
         self.projection_anomalies

@@ -25,6 +25,7 @@ use crate::runtime::commands::CommandBus;
 use crate::runtime::lookups::Lookups;
 use crate::runtime::projector::{self, Models};
 use crate::runtime::rebuild::Rebuilder;
+use crate::runtime::snapshot;
 use crate::saga::{Driver, DriverDeps, Policy, Providers};
 use crate::secrets::{Vault, VaultError};
 use crate::sim::{FaultSpec, SimCloud, SimConfig, SimError, ZoneCapacity};
@@ -216,7 +217,16 @@ impl Server {
 
         let all = Models::default();
         let started = std::time::Instant::now();
-        let reached = projector::catch_up(dyn_store.as_ref(), &all, Position::START).await?;
+        // Read-model snapshot (runtime::snapshot): load it if valid, replay what follows.
+        let from = if cfg.no_snapshot {
+            tracing::info!("--no-snapshot: replaying the whole log");
+            Position::START
+        } else {
+            snapshot::restore(dyn_store.as_ref(), &cfg.data_dir, &all)
+                .await
+                .position
+        };
+        let reached = projector::catch_up(dyn_store.as_ref(), &all, from).await?;
         tracing::info!(position = %reached, instances = all.instances.len(), elapsed_ms = started.elapsed().as_millis() as u64, "read models rebuilt from the log");
         let models = all.instances.clone();
 
@@ -281,6 +291,14 @@ impl Server {
             });
         }
 
+        // Read-model snapshots: periodically and at shutdown (runtime::snapshot).
+        tasks.spawn(snapshot::keep(
+            cfg.data_dir.clone(),
+            all.clone(),
+            gate.clone(),
+            from,
+            stop_rx.clone(),
+        ));
         let rebuilder = Arc::new(Rebuilder::new(dyn_store.clone(), models.clone(), gate));
         let state = AppState {
             rebuilder,

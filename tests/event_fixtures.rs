@@ -135,10 +135,15 @@ fn recorded(f: &Fixture, stream: &str, revision: u64) -> RecordedEvent {
     }
 }
 
-/// Decodes an instance fixture the way the runtime reads the store.
+/// Decodes an instance fixture the way the runtime reads the store, through both the
+/// command path's decoder and the projector's fast path, which must agree.
 fn decode_instance(f: &Fixture) -> (InstanceEvent, EventMetadata) {
     let r = recorded(f, &format!("instance-{INSTANCE}"), 0);
-    codec::decode(&r).unwrap_or_else(|e| panic!("{} does not decode: {e}", f.file))
+    let decoded = codec::decode(&r).unwrap_or_else(|e| panic!("{} does not decode: {e}", f.file));
+    let fast = codec::decode_event(&r)
+        .unwrap_or_else(|e| panic!("{} does not decode on the fast path: {e}", f.file));
+    assert_eq!(fast, decoded.0, "{}: the two decoders disagree", f.file);
+    decoded
 }
 
 /// Decodes a configuration fixture the way the runtime reads the store.
@@ -148,6 +153,9 @@ fn decode_configuration(f: &Fixture) -> (ConfigurationEvent, EventMetadata) {
         codec::decode_parts(&r).unwrap_or_else(|e| panic!("{} envelope: {e}", f.file));
     let event = configuration::decode(&r.event_type, meta.schema_version, data)
         .unwrap_or_else(|e| panic!("{} does not decode: {e}", f.file));
+    let fast = codec::decode_configuration_event(&r)
+        .unwrap_or_else(|e| panic!("{} does not decode on the fast path: {e}", f.file));
+    assert_eq!(fast, event, "{}: the two decoders disagree", f.file);
     (event, meta)
 }
 

@@ -20,3 +20,5 @@ pub mod catalog;
 pub mod configuration;
 pub mod fault;
 pub mod instance;
+mod tagged;
+mod time;

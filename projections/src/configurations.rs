@@ -344,6 +344,69 @@ impl ConfigurationModels {
     }
 }
 
+/// One configuration group as data, for the read-model snapshot.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ConfigurationImage {
+    /// The folded group.
+    pub state: Configuration,
+    /// Position of its last applied event.
+    pub position: Position,
+}
+
+impl ConfigurationModels {
+    /// Copies every group, by ascending id. Take it while nothing is applied. The usage
+    /// index is not included: it follows the instances (the projector restores it from
+    /// the instance models).
+    pub fn image(&self) -> Vec<ConfigurationImage> {
+        let mut groups: Vec<ConfigurationImage> = self
+            .inner
+            .records
+            .iter()
+            .map(|e| ConfigurationImage {
+                state: e.value().state.clone(),
+                position: e.value().position,
+            })
+            .collect();
+        groups.sort_unstable_by_key(|g| g.state.id);
+        groups
+    }
+
+    /// Loads `groups` into these models, which must be empty, deriving the lists. Refuses
+    /// (changing nothing) a group that does not exist or appears twice.
+    pub fn restore(&self, groups: Vec<ConfigurationImage>) -> Result<(), String> {
+        let inner = &self.inner;
+        if !inner.records.is_empty() || !inner.attached.is_empty() {
+            return Err("the configuration models are not empty".into());
+        }
+        let mut seen = BTreeSet::new();
+        for g in &groups {
+            match g.state.id {
+                None => return Err("a group that was never created".into()),
+                Some(id) if !seen.insert(id) => {
+                    return Err(format!("configuration group {id} is recorded twice"))
+                }
+                Some(_) => {}
+            }
+        }
+        let _writer = inner.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        for g in groups {
+            let Some(id) = g.state.id else { continue };
+            if let Some(project) = listing(&g.state) {
+                inner.by_project.entry(project).or_default().insert(id);
+                write(&inner.all).insert(id);
+            }
+            inner.records.insert(
+                id,
+                Record {
+                    state: g.state,
+                    position: g.position,
+                },
+            );
+        }
+        Ok(())
+    }
+}
+
 /// The list a group belongs to: its project while live, none otherwise.
 fn listing(c: &Configuration) -> Option<String> {
     c.is_live().then(|| c.project_id.clone())

@@ -39,7 +39,7 @@ use crate::config::ProjectionsCommand;
 use crate::http::configurations::fold_configuration;
 use crate::metrics::{self, ProjectionAnomaly};
 use crate::runtime::commands::fold_instance;
-use crate::runtime::projector::{apply_recorded, Models};
+use crate::runtime::projector::{apply_page, decode, Decoded, Models};
 use crate::store::{Position, RecordedEvent};
 
 /// Plain progress lines (stderr not a terminal): at most one per this interval, plus
@@ -215,23 +215,50 @@ fn replay(
     let mut pos = Position::START;
     let mut events = 0u64;
     let mut by_category: BTreeMap<String, u64> = BTreeMap::new();
-    while pos < head {
-        let batch = log.read_all(pos, head, PAGE)?;
-        let Some(last) = batch.last() else { break };
-        pos = last.position;
-        for r in &batch {
-            apply_recorded(models, r);
-            let category = r.stream.split_once('-').map_or(r.stream.as_str(), |c| c.0);
-            match by_category.get_mut(category) {
-                Some(n) => *n += 1,
-                None => {
-                    by_category.insert(category.to_string(), 1);
+    // The projector's replay pipeline, on threads: this one reads pages, one decodes
+    // them, one applies them in order (see `runtime::projector`).
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let (to_decode, pages) = std::sync::mpsc::sync_channel::<Vec<RecordedEvent>>(2);
+        let (to_apply, decoded) = std::sync::mpsc::sync_channel::<Vec<Decoded>>(2);
+        // Decoded pages come back to be read into again (`ReadOnlyLog::read_page`).
+        let (give_back, returned) = std::sync::mpsc::channel::<Vec<RecordedEvent>>();
+        scope.spawn(move || {
+            for page in pages {
+                let decoded: Vec<Decoded> = page.iter().map(decode).collect();
+                let _ = give_back.send(page);
+                if to_apply.send(decoded).is_err() {
+                    break;
                 }
             }
+        });
+        scope.spawn(move || {
+            for page in decoded {
+                apply_page(models, page);
+            }
+        });
+        while pos < head {
+            let mut batch = returned.try_recv().unwrap_or_default();
+            log.read_page(pos, head, PAGE, &mut batch)?;
+            let Some(last) = batch.last() else { break };
+            pos = last.position;
+            for r in &batch {
+                let category = r.stream.split_once('-').map_or(r.stream.as_str(), |c| c.0);
+                match by_category.get_mut(category) {
+                    Some(n) => *n += 1,
+                    None => {
+                        by_category.insert(category.to_string(), 1);
+                    }
+                }
+            }
+            events += batch.len() as u64;
+            if to_decode.send(batch).is_err() {
+                bail!("the replay's decoding thread stopped");
+            }
+            progress.update(pos.commit, events);
         }
-        events += batch.len() as u64;
-        progress.update(pos.commit, events);
-    }
+        // Dropping the sender ends the decoder, then the applier; the scope joins both.
+        Ok(())
+    })?;
     progress.finish(pos.commit, events);
     Ok(Replay {
         events,
@@ -922,6 +949,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::runtime::projector::apply_recorded;
 
     const P1: &str = "02363685-de1a-4274-aa7b-e3e07a715b9d";
     const P2: &str = "6f0b1f0e-2d55-4c1e-9d0a-53a4a8f0c001";

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use aggregates::instance::{Caller, Instance, InstanceCommand};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use projections::views::{self, Lookup, ModelLookup};
+use projections::views::{self, ItemKind, Lookup, ModelLookup};
 use projections::MgmtFilter;
 use serde_json::{json, Value};
 use utoipa_axum::router::OpenApiRouter;
@@ -20,7 +20,7 @@ use uuid::Uuid;
 use super::auth::{require_admin, Identity};
 use super::error::{ApiError, ApiResult};
 use super::openapi as oa;
-use super::request::{limit, next_link, offset, param, view_ctx, QueryPairs};
+use super::request::{limit, next_link, offset, param, view_ctx, write_next_link, QueryPairs};
 use super::schema::{self, UpdateMethod};
 use super::{AppState, RequestId};
 use crate::runtime::codec::CommandMeta;
@@ -55,43 +55,49 @@ fn meta(caller: &Caller, request_id: &RequestId) -> CommandMeta {
     CommandMeta::for_request(caller, &request_id.0)
 }
 
-#[derive(Clone, Copy)]
-enum ListKind {
-    Basic,
-    Detail,
+/// A response with a JSON body rendered to bytes beforehand: the headers `Json` sets.
+fn json_bytes(body: Vec<u8>) -> Response {
+    let content_type = HeaderValue::from_static("application/json");
+    ([(header::CONTENT_TYPE, content_type)], Bytes::from(body)).into_response()
 }
 
+/// `GET /instances` and `GET /instances/detail`: the page is rendered straight to bytes
+/// from the read models (`views::write_list_items`), byte for byte what serializing
+/// `{"instances": [basic_view or detail_view, ...], "links": ...}` gives.
 async fn list_views(
     state: AppState,
     caller: Caller,
     headers: HeaderMap,
     q: Vec<(String, String)>,
-    kind: ListKind,
-) -> ApiResult<Json<Value>> {
-    let project = caller.project_id.clone();
+    kind: ItemKind,
+) -> ApiResult<Response> {
     let limit = limit(&q, projections::LIST_PAGE_MAX, None)?;
-    let page = state
-        .models
-        .list_page(&caller.project_id, param(&q, "marker"), limit);
     let ctx = view_ctx(&state, &headers, &caller);
-    let lk = lookup(&state);
-    let items: Vec<Value> = page
-        .instances
-        .iter()
-        .map(|i| match kind {
-            ListKind::Basic => views::basic_view(i, &ctx, &lk),
-            ListKind::Detail => views::detail_view(i, &ctx, &lk),
-        })
-        .collect();
-    let mut body = json!({ "instances": items });
-    if let Some(marker) = page.next_marker {
+    let rows = limit.min(projections::LIST_PAGE_MAX);
+    let mut body = Vec::with_capacity(256 + rows * views::bytes::ITEM_BYTES_HINT);
+    body.extend_from_slice(b"{\"instances\":[");
+    let next_marker = views::write_list_items(
+        &state.models,
+        &caller.project_id,
+        param(&q, "marker"),
+        limit,
+        kind,
+        &ctx,
+        state.configurations.names(),
+        &mut body,
+    );
+    body.push(b']');
+    if let Some(marker) = next_marker {
+        let project = &caller.project_id;
         let path = match kind {
-            ListKind::Basic => format!("/v1.0/{project}/instances"),
-            ListKind::Detail => format!("/v1.0/{project}/instances/detail"),
+            ItemKind::Detail => format!("/v1.0/{project}/instances/detail"),
+            _ => format!("/v1.0/{project}/instances"),
         };
-        body["links"] = next_link(&ctx.base_url, &path, &q, &marker.to_string());
+        body.extend_from_slice(b",\"links\":");
+        write_next_link(&mut body, &ctx.base_url, &path, &q, &marker.to_string());
     }
-    Ok(Json(body))
+    body.push(b'}');
+    Ok(json_bytes(body))
 }
 
 /// `GET /v1.0/{project_id}/instances`: the caller's project's instances, basic view,
@@ -109,8 +115,8 @@ async fn list(
     Identity(caller): Identity,
     headers: HeaderMap,
     Query(q): QueryPairs,
-) -> ApiResult<Json<Value>> {
-    list_views(state, caller, headers, q, ListKind::Basic).await
+) -> ApiResult<Response> {
+    list_views(state, caller, headers, q, ItemKind::Basic).await
 }
 
 /// `GET /v1.0/{project_id}/instances/detail`: as the list, detail view (spec §7).
@@ -127,8 +133,8 @@ async fn detail(
     Identity(caller): Identity,
     headers: HeaderMap,
     Query(q): QueryPairs,
-) -> ApiResult<Json<Value>> {
-    list_views(state, caller, headers, q, ListKind::Detail).await
+) -> ApiResult<Response> {
+    list_views(state, caller, headers, q, ItemKind::Detail).await
 }
 
 /// `GET /v1.0/{project_id}/instances/{id}`: the show view (spec §9).
@@ -145,16 +151,19 @@ async fn show(
     Path((_project, raw_id)): Path<(String, String)>,
     Identity(caller): Identity,
     headers: HeaderMap,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let id = path_id(&raw_id)?;
-    let inst = state
-        .models
-        .instance_visible_to(id, &caller.project_id, caller.is_admin())
-        .ok_or_else(|| ApiError::resource_not_found(&raw_id))?;
     let ctx = view_ctx(&state, &headers, &caller);
-    Ok(Json(
-        json!({ "instance": views::show_view(&inst, &ctx, &lookup(&state)) }),
-    ))
+    // Rendered straight to bytes (`views::write_show`), as `show_view` would serialize;
+    // visibility as `instance_visible_to` decides it (the caller's project unless admin).
+    let mut body = Vec::with_capacity(64 + 2 * views::bytes::ITEM_BYTES_HINT);
+    body.extend_from_slice(b"{\"instance\":");
+    let names = state.configurations.names();
+    if !views::write_show(&state.models, id, &ctx, names, &mut body) {
+        return Err(ApiError::resource_not_found(&raw_id));
+    }
+    body.push(b'}');
+    Ok(json_bytes(body))
 }
 
 /// `POST /v1.0/{project_id}/instances`: create (spec §8). Answers 200 with the detail

@@ -15,8 +15,10 @@ pub mod request;
 pub mod schema;
 pub mod versions;
 
+use std::future::Future;
 use std::sync::Arc;
 
+use axum::body::HttpBody as _;
 use axum::extract::Request;
 use axum::extract::{DefaultBodyLimit, MatchedPath};
 use axum::http::{header, HeaderValue, StatusCode, Uri};
@@ -85,11 +87,9 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     routes
         .fallback(fallback)
         .method_not_allowed_fallback(fallback)
-        // Our own limit (below) has already bounded the body.
+        // Our own limit (`per_request`) has already bounded the body.
         .layer(DefaultBodyLimit::disable())
-        .layer(middleware::from_fn_with_state(max_body_bytes, limit_body))
-        .layer(middleware::from_fn(request_id))
-        .layer(middleware::from_fn(observe_latency))
+        .layer(middleware::from_fn_with_state(max_body_bytes, per_request))
         .with_state(state)
 }
 
@@ -98,30 +98,71 @@ async fn fallback(_uri: Uri) -> ApiError {
     ApiError::no_route()
 }
 
+/// What every request goes through, outermost first: its latency is observed
+/// ([`observe_latency`]), it gets a request id ([`request_id`]), its body is bounded
+/// ([`limit_body`]). One middleware rather than three layers: each `from_fn` layer
+/// clones the boxed inner service and allocates a future per request, which showed in
+/// the profile of the read endpoints (~10% of a `GET /instances/{id}`).
+async fn per_request(
+    axum::extract::State(max): axum::extract::State<usize>,
+    req: Request,
+    next: Next,
+) -> Response {
+    observe_latency(req, |req| request_id(req, |req| limit_body(max, req, next))).await
+}
+
 /// Gives every request an `x-openstack-request-id` and echoes it on the response.
-async fn request_id(mut req: Request, next: Next) -> Response {
-    let id = format!("req-{}", uuid::Uuid::new_v4());
+async fn request_id<F: Future<Output = Response>>(
+    mut req: Request,
+    inner: impl FnOnce(Request) -> F,
+) -> Response {
+    let id = format!("req-{}", request_uuid());
     req.extensions_mut().insert(RequestId(id.clone()));
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
-    let mut resp = next.run(req).instrument(span).await;
+    let mut resp = inner(req).instrument(span).await;
     if !is_json(&resp) && (resp.status().is_client_error() || resp.status().is_server_error()) {
         resp = trove_shaped(resp).await;
     }
-    if let Ok(v) = HeaderValue::from_str(&id) {
+    if let Ok(v) = HeaderValue::try_from(id) {
         resp.headers_mut().insert("x-openstack-request-id", v);
     }
     resp
+}
+
+/// A random (version 4) UUID for a request id, without a system call: `Uuid::new_v4`
+/// asks the OS for 16 bytes on every call (`getrandom`, a third of the system calls
+/// of a read request). Here each thread draws from SipHash-1-3 of a counter under a
+/// 128-bit key taken from the OS once (std's `RandomState`), a keyed pseudorandom
+/// function: distinct, unpredictable ids without the kernel. Request ids are
+/// correlation handles, not secrets.
+fn request_uuid() -> uuid::Uuid {
+    use std::cell::Cell;
+    use std::collections::hash_map::RandomState;
+    use std::hash::BuildHasher;
+    thread_local! {
+        static DRAW: (RandomState, Cell<u64>) = (RandomState::new(), Cell::new(0));
+    }
+    DRAW.with(|(key, counter)| {
+        let n = counter.get();
+        counter.set(n.wrapping_add(1));
+        let (hi, lo) = (key.hash_one((n, 0u8)), key.hash_one((n, 1u8)));
+        let bytes = ((u128::from(hi) << 64) | u128::from(lo)).to_le_bytes();
+        uuid::Builder::from_random_bytes(bytes).into_uuid()
+    })
 }
 
 /// Observes every request's latency (`troved_http_request_duration_seconds`) by method,
 /// route template and status class. Outermost, so it covers the body limit and the
 /// error rewriting too; the template (axum's [`MatchedPath`]), not the path, keeps the
 /// number of series bounded.
-async fn observe_latency(req: Request, next: Next) -> Response {
+async fn observe_latency<F: Future<Output = Response>>(
+    req: Request,
+    inner: impl FnOnce(Request) -> F,
+) -> Response {
     let started = std::time::Instant::now();
     let method = req.method().clone();
     let route = req.extensions().get::<MatchedPath>().cloned();
-    let resp = next.run(req).await;
+    let resp = inner(req).await;
     crate::metrics::global().http_request(
         &method,
         route.as_ref().map(MatchedPath::as_str),
@@ -134,12 +175,12 @@ async fn observe_latency(req: Request, next: Next) -> Response {
 /// Bounds request bodies at `max` bytes (413 `overLimit` beyond). A body somewhat over
 /// the limit is still read to its end before the refusal: answering while the client is
 /// still sending makes the kernel reset the connection, and the client would see a
-/// broken connection instead of the 413.
-async fn limit_body(
-    axum::extract::State(max): axum::extract::State<usize>,
-    req: Request,
-    next: Next,
-) -> Response {
+/// broken connection instead of the 413. A request that says it has no body (a GET
+/// without `Content-Length`) goes through untouched.
+async fn limit_body(max: usize, req: Request, next: Next) -> Response {
+    if req.body().size_hint().exact() == Some(0) {
+        return next.run(req).await;
+    }
     let (parts, body) = req.into_parts();
     let drain_cap = max.saturating_mul(4).max(64 * 1024);
     match axum::body::to_bytes(body, drain_cap).await {

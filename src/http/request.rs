@@ -62,7 +62,12 @@ pub fn base_url(state: &AppState, headers: &HeaderMap) -> String {
         .get("host")
         .and_then(|h| h.to_str().ok())
         .unwrap_or("localhost");
-    format!("https://{host}")
+    // Not `format!`: this runs on every read and the formatting machinery cost more
+    // than the rest of the function.
+    let mut url = String::with_capacity("https://".len() + host.len());
+    url.push_str("https://");
+    url.push_str(host);
+    url
 }
 
 /// The links context of a request (spec §3.3): the base URL, the caller's project and
@@ -81,21 +86,41 @@ pub fn view_ctx(state: &AppState, headers: &HeaderMap, caller: &Caller) -> ViewC
 /// The `next` link: the request URL on `base`, with `marker` replaced in place (or
 /// appended) and the other parameters kept in order (spec §3.4).
 pub fn next_link(base: &str, path: &str, q: &[(String, String)], marker: &str) -> Value {
-    let mut pairs: Vec<(String, String)> = Vec::with_capacity(q.len() + 1);
+    json!([{"rel": "next", "href": next_href(base, path, q, marker)}])
+}
+
+/// [`next_link`] serialized, without building the value (the list endpoints render
+/// their bodies to bytes): `[{"href":"…","rel":"next"}]`.
+pub fn write_next_link(
+    out: &mut Vec<u8>,
+    base: &str,
+    path: &str,
+    q: &[(String, String)],
+    marker: &str,
+) {
+    out.extend_from_slice(b"[{\"href\":");
+    // Serializing a string into a `Vec` cannot fail.
+    let _ = serde_json::to_writer(&mut *out, &next_href(base, path, q, marker));
+    out.extend_from_slice(b",\"rel\":\"next\"}]");
+}
+
+/// The `href` of the `next` link.
+fn next_href(base: &str, path: &str, q: &[(String, String)], marker: &str) -> String {
+    let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(q.len() + 1);
     let mut replaced = false;
     for (k, v) in q {
         if k != "marker" {
-            pairs.push((k.clone(), v.clone()));
+            pairs.push((k, v));
         } else if !replaced {
-            pairs.push((k.clone(), marker.to_string()));
+            pairs.push((k, marker));
             replaced = true;
         }
     }
     if !replaced {
-        pairs.push(("marker".into(), marker.to_string()));
+        pairs.push(("marker", marker));
     }
     let query = serde_urlencoded::to_string(&pairs).unwrap_or_default();
-    json!([{"rel": "next", "href": format!("{base}{path}?{query}")}])
+    format!("{base}{path}?{query}")
 }
 
 #[cfg(test)]
@@ -144,5 +169,25 @@ mod tests {
         );
         let link = next_link("https://h", "/x", &q(&[("limit", "2")]), "b");
         assert_eq!(link[0]["href"], "https://h/x?limit=2&marker=b");
+    }
+
+    #[test]
+    fn the_written_next_link_is_the_serialized_value() {
+        for (base, pairs) in [
+            (
+                "https://h",
+                q(&[("marker", "a"), ("limit", "2"), ("marker", "c")]),
+            ),
+            (
+                "https://we\"ird",
+                q(&[("x", "a b&c=\u{1}é"), ("limit", "2")]),
+            ),
+            ("https://h:1", q(&[])),
+        ] {
+            let mut out = Vec::new();
+            write_next_link(&mut out, base, "/v1.0/p/instances", &pairs, "m\"k");
+            let value = next_link(base, "/v1.0/p/instances", &pairs, "m\"k");
+            assert_eq!(out, serde_json::to_vec(&value).unwrap());
+        }
     }
 }

@@ -64,9 +64,14 @@ pub struct Executed {
     pub position: Option<Position>,
 }
 
-/// Executes commands against instance streams.
+/// Executes commands against instance streams. Cheap to clone: one reference count
+/// (every HTTP request clones the handlers' state, the bus included, several times).
 #[derive(Clone)]
 pub struct CommandBus {
+    inner: Arc<Bus>,
+}
+
+struct Bus {
     store: Arc<dyn EventStore>,
     lookups: Lookups,
     /// The read models' applied position, published by the projector.
@@ -86,27 +91,33 @@ impl CommandBus {
         ryw_timeout: Duration,
     ) -> CommandBus {
         CommandBus {
-            store,
-            lookups,
-            applied,
-            ryw_timeout,
-            locks: KeyedLocks::default(),
+            inner: Arc::new(Bus {
+                store,
+                lookups,
+                applied,
+                ryw_timeout,
+                locks: KeyedLocks::default(),
+            }),
         }
     }
 
     /// Position of the last event in the store (projection lag, `/metrics`).
     pub async fn head(&self) -> Result<Position, CommandError> {
-        Ok(self.store.head().await?)
+        Ok(self.inner.store.head().await?)
     }
 
     /// Reads a whole stream.
     pub async fn read(&self, stream: &str) -> Result<Vec<RecordedEvent>, CommandError> {
-        Ok(self.store.read_stream(stream).await?)
+        Ok(self.inner.store.read_stream(stream).await?)
     }
 
     /// Loads an instance's state from its stream (the source of truth).
     pub async fn load(&self, id: Uuid) -> Result<Instance, CommandError> {
-        let records = self.store.read_stream(&instance::stream_name(id)).await?;
+        let records = self
+            .inner
+            .store
+            .read_stream(&instance::stream_name(id))
+            .await?;
         fold_instance(&records)
     }
 
@@ -134,7 +145,7 @@ impl CommandBus {
                 }
             }
         }
-        let _guards = self.locks.lock_all(keys).await;
+        let _guards = self.inner.locks.lock_all(keys).await;
         let done = self
             .run(
                 &instance::stream_name(id),
@@ -144,7 +155,7 @@ impl CommandBus {
                         now: Utc::now(),
                         instance_id: id,
                         caller,
-                        catalog: &self.lookups,
+                        catalog: &self.inner.lookups,
                     };
                     decide_all(state, cmds, &ctx).map_err(CommandError::from)
                 },
@@ -174,7 +185,7 @@ impl CommandBus {
     ) -> Result<Ran<S, E>, CommandError> {
         let mut attempt = 0u32;
         for _ in 0..MAX_ATTEMPTS {
-            let records = self.store.read_stream(stream).await?;
+            let records = self.inner.store.read_stream(stream).await?;
             let state = fold(&records)?;
             let events = decide(&state)?;
             if events.is_empty() {
@@ -193,7 +204,7 @@ impl CommandBus {
                 .enumerate()
                 .map(|(n, e)| encode(e, n))
                 .collect();
-            match self.store.append(stream, expected, batch).await {
+            match self.inner.store.append(stream, expected, batch).await {
                 Ok(outcome) => {
                     crate::metrics::global().events_appended(stream, events.len());
                     self.wait_applied(outcome.position).await?;
@@ -226,8 +237,8 @@ impl CommandBus {
     /// the wait is logged; if the projector is gone, reads can never catch up, and the
     /// caller is told the service is unavailable (the server is stopping).
     pub async fn wait_applied(&self, position: Position) -> Result<(), CommandError> {
-        let mut rx = self.applied.clone();
-        let waited = tokio::time::timeout(self.ryw_timeout, rx.wait_for(|p| *p >= position))
+        let mut rx = self.inner.applied.clone();
+        let waited = tokio::time::timeout(self.inner.ryw_timeout, rx.wait_for(|p| *p >= position))
             .await
             .map(|r| r.map(|_| ()));
         match waited {

@@ -6,3 +6,4 @@ pub mod commands;
 pub mod lookups;
 pub mod projector;
 pub mod rebuild;
+pub mod snapshot;

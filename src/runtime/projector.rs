@@ -1,18 +1,33 @@
 //! The projector: feeds every event of `$all` to the read models, in order, and
 //! publishes the position applied so command answers can wait for it.
+//!
+//! Applying an event is two halves: [`decode`] (JSON to a typed event: most of the
+//! cost, and independent of every other event) and [`apply_decoded`] (the fold into the
+//! models, strictly in log order). The live projector does both per event; the replay at
+//! start-up ([`catch_up`]) runs them as a pipeline on separate threads (read a page,
+//! decode it, apply it) so a 2-core machine replays at the speed of the slowest stage
+//! rather than of their sum.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
-use aggregates::configuration::{self, configuration_id_of_stream};
-use aggregates::instance::instance_id_of_stream;
+use aggregates::configuration::{configuration_id_of_stream, ConfigurationEvent};
+use aggregates::instance::{instance_id_of_stream, InstanceEvent};
 use projections::backups::BackupModels;
 use projections::configurations::{ConfigurationModels, ProjectedConfigurationEvent};
 use projections::{ApplyOutcome, ProjectedEvent, ReadModels};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
+use uuid::Uuid;
 
-use super::codec;
+use super::codec::{self, CodecError};
 use crate::metrics::{self, ProjectionAnomaly};
 use crate::store::{EventStore, Position, RecordedEvent, StoreError};
+
+/// Events read per page while replaying.
+pub const REPLAY_PAGE: usize = 4096;
+
+/// Decoded pages queued between the decoding and the applying stage of a replay: enough
+/// to ride out scheduling hiccups, few enough to bound memory (a page is ~1-2 MB).
+const REPLAY_QUEUE: usize = 4;
 
 /// Every read model the projector maintains. Cheap to clone.
 #[derive(Clone, Default)]
@@ -23,6 +38,109 @@ pub struct Models {
     pub configurations: Arc<ConfigurationModels>,
     /// Backups.
     pub backups: Arc<BackupModels>,
+    /// Where in the log the models are: what a read-model snapshot records.
+    pub applied: Arc<Applied>,
+}
+
+/// The last event applied to the models, and the one before it: a snapshot taken now
+/// reflects the log up to `position`, and a later start checks that the log still holds
+/// event `id` there (reading after `before`, a position every adapter knows).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Cursor {
+    /// Position of the last event applied ([`Position::START`]: none yet).
+    pub position: Position,
+    /// That event's id (nil for none).
+    pub id: Uuid,
+    /// Position of the event before it in `$all` ([`Position::START`] for the first).
+    pub before: Position,
+}
+
+/// The models' [`Cursor`], and how many events this process applied (a snapshot writer
+/// compares it with the count at its last snapshot).
+#[derive(Debug, Default)]
+pub struct Applied {
+    inner: Mutex<(Cursor, u64)>,
+}
+
+impl Applied {
+    /// The cursor now, and the events applied so far by this process.
+    pub fn get(&self) -> (Cursor, u64) {
+        *self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Starts from `cursor` (the models were restored from a snapshot taken there).
+    pub fn set(&self, cursor: Cursor) {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner).0 = cursor;
+    }
+
+    /// Records that `count` events were applied, the last of which are `last` (in
+    /// order; the last two are enough to know the cursor).
+    fn advance(&self, last: &[(Position, Uuid)], count: u64) {
+        let mut guard = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let (cursor, applied) = &mut *guard;
+        for &(position, id) in last {
+            *cursor = Cursor {
+                position,
+                id,
+                before: cursor.position,
+            };
+        }
+        *applied += count;
+    }
+}
+
+/// A stored event decoded for the read models ([`decode`]), ready for
+/// [`apply_decoded`]. `Send`: a replay decodes on one thread and applies on another.
+pub struct Decoded {
+    position: Position,
+    id: Uuid,
+    revision: u64,
+    target: Target,
+}
+
+enum Target {
+    Instance(Uuid, Result<InstanceEvent, Undecodable>),
+    Configuration(Uuid, Result<ConfigurationEvent, Undecodable>),
+    /// Another category: the models only move their position.
+    Other,
+}
+
+/// What the anomaly report of an undecodable event needs.
+struct Undecodable {
+    stream: String,
+    error: CodecError,
+}
+
+impl Decoded {
+    /// The event's position in `$all`.
+    pub fn position(&self) -> Position {
+        self.position
+    }
+}
+
+/// Decodes a stored event for the read models: its category and id from the stream
+/// name, and the typed event. Pure: any number may run at once, in any order.
+pub fn decode(r: &RecordedEvent) -> Decoded {
+    let undecodable = |error| Undecodable {
+        stream: r.stream.clone(),
+        error,
+    };
+    let target = if let Some(id) = instance_id_of_stream(&r.stream) {
+        Target::Instance(id, codec::decode_event(r).map_err(undecodable))
+    } else if let Some(id) = configuration_id_of_stream(&r.stream) {
+        Target::Configuration(
+            id,
+            codec::decode_configuration_event(r).map_err(undecodable),
+        )
+    } else {
+        Target::Other
+    };
+    Decoded {
+        position: r.position,
+        id: r.id,
+        revision: r.revision,
+        target,
+    }
 }
 
 /// Applies one stored event to the models it concerns, by stream category. An event
@@ -30,18 +148,41 @@ pub struct Models {
 /// record cannot stop every read).
 pub fn apply_recorded(models: &Models, r: &RecordedEvent) {
     metrics::global().event_projected();
-    if let Some(instance_id) = instance_id_of_stream(&r.stream) {
-        apply_instance(&models.instances, instance_id, r);
-        if CONFIGURATION_USAGE_EVENTS.contains(&r.event_type.as_str()) {
-            sync_configuration_usage(models, instance_id);
+    apply_decoded(models, decode(r));
+    models.applied.advance(&[(r.position, r.id)], 1);
+}
+
+/// Applies a decoded event (see [`apply_recorded`]); events must come in log order.
+/// Does not count it in the metrics nor move [`Models::applied`] (the caller does, per
+/// event or per page).
+pub fn apply_decoded(models: &Models, d: Decoded) {
+    match d.target {
+        Target::Instance(instance_id, event) => {
+            let usage = event.as_ref().is_ok_and(changes_configuration_usage);
+            fold_instance_event(
+                &models.instances,
+                instance_id,
+                d.position,
+                d.revision,
+                event,
+                Report::Anomalies,
+            );
+            if usage {
+                sync_configuration_usage(models, instance_id);
+            }
         }
-        return;
+        Target::Configuration(configuration_id, event) => {
+            apply_configuration(
+                &models.configurations,
+                configuration_id,
+                d.position,
+                d.revision,
+                event,
+            );
+            models.instances.advance_to(d.position);
+        }
+        Target::Other => models.instances.advance_to(d.position),
     }
-    if let Some(configuration_id) = configuration_id_of_stream(&r.stream) {
-        apply_configuration(&models.configurations, configuration_id, r);
-    }
-    // Other categories: the instance models only move their position.
-    models.instances.advance_to(r.position);
 }
 
 /// Applies one stored event to the instance read models only (a live rebuild builds
@@ -50,7 +191,17 @@ pub fn apply_recorded(models: &Models, r: &RecordedEvent) {
 /// serving projector already reported them.
 pub fn apply_to_instances(models: &ReadModels, r: &RecordedEvent) {
     match instance_id_of_stream(&r.stream) {
-        Some(instance_id) => fold_instance_event(models, instance_id, r, Report::Quiet),
+        Some(instance_id) => fold_instance_event(
+            models,
+            instance_id,
+            r.position,
+            r.revision,
+            codec::decode_event(r).map_err(|error| Undecodable {
+                stream: String::new(),
+                error,
+            }),
+            Report::Quiet,
+        ),
         None => models.advance_to(r.position),
     }
 }
@@ -64,109 +215,159 @@ enum Report {
     Quiet,
 }
 
-fn apply_instance(models: &ReadModels, instance_id: uuid::Uuid, r: &RecordedEvent) {
-    fold_instance_event(models, instance_id, r, Report::Anomalies)
-}
-
 fn fold_instance_event(
     models: &ReadModels,
-    instance_id: uuid::Uuid,
-    r: &RecordedEvent,
+    instance_id: Uuid,
+    position: Position,
+    revision: u64,
+    event: Result<InstanceEvent, Undecodable>,
     report: Report,
 ) {
     let report = report == Report::Anomalies;
-    match codec::decode(r) {
-        Ok((event, _)) => {
+    match event {
+        Ok(event) => {
             let outcome = models.apply(&ProjectedEvent {
-                position: r.position,
+                position,
                 instance_id,
-                revision: r.revision,
+                revision,
                 event,
             });
             if let (true, ApplyOutcome::AppliedAfterGap { expected, actual }) = (report, outcome) {
                 metrics::global().projection_anomaly(ProjectionAnomaly::Gap);
-                tracing::error!(stream = %r.stream, expected, actual, "projection skipped events of a stream; rebuild the read models");
+                tracing::error!(stream = %format!("instance-{instance_id}"), expected, actual, "projection skipped events of a stream; rebuild the read models");
             }
         }
-        Err(e) => {
+        Err(Undecodable { stream, error }) => {
             if report {
                 metrics::global().projection_anomaly(ProjectionAnomaly::Undecodable);
-                tracing::error!(position = %r.position, stream = %r.stream, error = %e, "undecodable event skipped");
+                tracing::error!(position = %position, stream = %stream, error = %error, "undecodable event skipped");
             }
-            models.advance_to(r.position);
+            models.advance_to(position);
         }
     }
 }
 
-/// Instance event types that can change which configuration group an instance uses
+/// Instance events that can change which configuration group an instance uses
 /// (attach, detach, create with a group, deletion clears it). Only these cost a read of
 /// the instance's record; heartbeats and other reports do not.
-const CONFIGURATION_USAGE_EVENTS: [&str; 5] = [
-    "InstanceCreated",
-    "ConfigurationAttached",
-    "ConfigurationDetached",
-    "InstanceDeletionRequested",
-    "InstanceDeleted",
-];
+fn changes_configuration_usage(event: &InstanceEvent) -> bool {
+    matches!(
+        event,
+        InstanceEvent::InstanceCreated(_)
+            | InstanceEvent::ConfigurationAttached { .. }
+            | InstanceEvent::ConfigurationDetached { .. }
+            | InstanceEvent::InstanceDeletionRequested { .. }
+            | InstanceEvent::InstanceDeleted { .. }
+    )
+}
 
 /// Copies the instance's current group (none once deleted or being deleted) into the
 /// configuration models' usage index. A state, not a delta: redelivery is harmless.
-fn sync_configuration_usage(models: &Models, instance_id: uuid::Uuid) {
-    if let Some(i) = models.instances.instance(instance_id) {
-        let group = i.configuration_id.filter(|_| i.is_live());
+fn sync_configuration_usage(models: &Models, instance_id: Uuid) {
+    if let Some((project, group)) = models.instances.configuration_usage(instance_id) {
         models
             .configurations
-            .instance_changed(instance_id, &i.project_id, group);
+            .instance_changed(instance_id, &project, group);
     }
 }
 
 fn apply_configuration(
     models: &ConfigurationModels,
-    configuration_id: uuid::Uuid,
-    r: &RecordedEvent,
+    configuration_id: Uuid,
+    position: Position,
+    revision: u64,
+    event: Result<ConfigurationEvent, Undecodable>,
 ) {
-    let decoded = codec::decode_parts(r).and_then(|(data, meta)| {
-        configuration::decode(&r.event_type, meta.schema_version, data).map_err(Into::into)
-    });
-    match decoded {
+    match event {
         Ok(event) => {
             let outcome = models.apply(&ProjectedConfigurationEvent {
-                position: r.position,
+                position,
                 configuration_id,
-                revision: r.revision,
+                revision,
                 event,
             });
             if let ApplyOutcome::AppliedAfterGap { expected, actual } = outcome {
                 metrics::global().projection_anomaly(ProjectionAnomaly::Gap);
-                tracing::error!(stream = %r.stream, expected, actual, "projection skipped events of a stream; rebuild the read models");
+                tracing::error!(stream = %format!("configuration-{configuration_id}"), expected, actual, "projection skipped events of a stream; rebuild the read models");
             }
         }
-        Err(e) => {
+        Err(Undecodable { stream, error }) => {
             metrics::global().projection_anomaly(ProjectionAnomaly::Undecodable);
-            tracing::error!(position = %r.position, stream = %r.stream, error = %e, "undecodable event skipped");
+            tracing::error!(position = %position, stream = %stream, error = %error, "undecodable event skipped");
         }
     }
 }
 
+/// Applies a page of decoded events in order, counting them in the metrics and in
+/// [`Models::applied`].
+pub fn apply_page(models: &Models, page: Vec<Decoded>) {
+    let n = page.len();
+    let last: Vec<(Position, Uuid)> = page[n.saturating_sub(2)..]
+        .iter()
+        .map(|d| (d.position, d.id))
+        .collect();
+    for d in page {
+        apply_decoded(models, d);
+    }
+    metrics::global().events_projected(n as u64);
+    models.applied.advance(&last, n as u64);
+}
+
 /// Replays the log into `models` from `from` up to the store's head; returns the
 /// position reached.
+///
+/// A pipeline of three stages on different threads: the store reads the next page
+/// (its own blocking thread for the embedded store) while this task decodes the current
+/// one and a blocking thread applies the previous ones, in order.
 pub async fn catch_up(
     store: &dyn EventStore,
     models: &Models,
     from: Position,
 ) -> Result<Position, StoreError> {
     let head = store.head().await?;
-    let mut pos = from;
-    while pos < head {
-        let batch = store.read_all(pos, 4096).await?;
-        let Some(last) = batch.last() else { break };
-        let last = last.position;
-        for r in &batch {
-            apply_recorded(models, r);
-        }
-        pos = last;
+    if from >= head {
+        return Ok(from);
     }
-    Ok(pos)
+    let (pages, mut queued) = mpsc::channel::<Vec<Decoded>>(REPLAY_QUEUE);
+    let applier = {
+        let models = models.clone();
+        tokio::task::spawn_blocking(move || {
+            while let Some(page) = queued.blocking_recv() {
+                apply_page(&models, page);
+            }
+        })
+    };
+    let read = async {
+        let mut pos = from;
+        let mut page = store.read_all(pos, REPLAY_PAGE).await?;
+        while let Some(last) = page.last().map(|r| r.position) {
+            pos = last;
+            // Ask for the next page before decoding this one: the read runs meanwhile.
+            let more = pos < head;
+            let (next, decoded) = tokio::join!(
+                async {
+                    if more {
+                        store.read_all(pos, REPLAY_PAGE).await
+                    } else {
+                        Ok(Vec::new())
+                    }
+                },
+                async { page.iter().map(decode).collect::<Vec<_>>() }
+            );
+            if pages.send(decoded).await.is_err() {
+                break; // the applier died; its join below reports it
+            }
+            page = next?;
+        }
+        Ok::<Position, StoreError>(pos)
+    };
+    let read = read.await;
+    // Closing the queue lets the applier finish what was read, then stop.
+    drop(pages);
+    applier.await.map_err(|e| {
+        StoreError::Corrupt(format!("applying the log to the read models failed: {e}"))
+    })?;
+    read
 }
 
 /// Runs the live projector until the store closes or `stop` turns true: subscribes

@@ -31,6 +31,7 @@ pub struct ConfigurationCreated {
     /// The datastore version it is bound to, names as of the event.
     pub datastore: DatastoreRef,
     pub values: Values,
+    #[serde(deserialize_with = "crate::time::deserialize")]
     pub at: DateTime<Utc>,
 }
 
@@ -50,10 +51,14 @@ pub enum ConfigurationEvent {
         name: String,
         description: Option<String>,
         values: Values,
+        #[serde(deserialize_with = "crate::time::deserialize")]
         at: DateTime<Utc>,
     },
     /// The group is soft-deleted: gone from lists and lookups.
-    ConfigurationDeleted { at: DateTime<Utc> },
+    ConfigurationDeleted {
+        #[serde(deserialize_with = "crate::time::deserialize")]
+        at: DateTime<Utc>,
+    },
 }
 
 /// Every event type name with its current version.
@@ -130,4 +135,34 @@ pub fn decode(
         version,
         source,
     })
+}
+
+/// [`decode`] from the stored JSON bytes. A body at the current version is deserialized
+/// straight from them, without building a `serde_json::Value` tree first (the replay of
+/// the log at start-up decodes every event; this is most of its cost); an older version
+/// goes through [`decode`] and its upcasting.
+pub fn decode_slice(
+    event_type: &str,
+    version: u32,
+    data: &[u8],
+) -> Result<ConfigurationEvent, DecodeError> {
+    let known =
+        current_version(event_type).ok_or_else(|| DecodeError::UnknownType(event_type.into()))?;
+    let malformed = |source| DecodeError::Malformed {
+        event_type: event_type.into(),
+        version,
+        source,
+    };
+    if version > known {
+        return Err(DecodeError::FutureVersion {
+            event_type: event_type.into(),
+            version,
+            known,
+        });
+    }
+    if version < known {
+        let data = serde_json::from_slice(data).map_err(malformed)?;
+        return decode(event_type, version, data);
+    }
+    crate::tagged::from_tagged_slice(event_type, data).map_err(malformed)
 }

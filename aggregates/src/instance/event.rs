@@ -134,6 +134,7 @@ pub struct InstanceCreated {
     pub access: Option<serde_json::Value>,
     /// Generated root password, sealed; only when the datastore has `root_on_create`.
     pub root_password: Option<SealedSecret>,
+    #[serde(deserialize_with = "crate::time::deserialize")]
     pub at: DateTime<Utc>,
 }
 
@@ -147,7 +148,11 @@ pub enum InstanceEvent {
     /// A create was accepted: task BUILDING, service NEW.
     InstanceCreated(Box<InstanceCreated>),
     /// The name changed.
-    InstanceRenamed { name: String, at: DateTime<Utc> },
+    InstanceRenamed {
+        name: String,
+        #[serde(deserialize_with = "crate::time::deserialize")]
+        at: DateTime<Utc>,
+    },
     /// A configuration group was attached; task RESTART_REQUIRED if `restart_required`.
     ConfigurationAttached {
         configuration_id: Uuid,
@@ -155,6 +160,7 @@ pub enum InstanceEvent {
         /// The group's revision attached (0 in events written before it was recorded).
         #[serde(default)]
         revision: u64,
+        #[serde(deserialize_with = "crate::time::deserialize")]
         at: DateTime<Utc>,
     },
     /// A later revision of the attached group was applied; task RESTART_REQUIRED if a
@@ -163,100 +169,158 @@ pub enum InstanceEvent {
         configuration_id: Uuid,
         revision: u64,
         restart_required: bool,
+        #[serde(deserialize_with = "crate::time::deserialize")]
         at: DateTime<Utc>,
     },
     /// The configuration group was detached; task RESTART_REQUIRED if `restart_required`.
     ConfigurationDetached {
         configuration_id: Uuid,
         restart_required: bool,
+        #[serde(deserialize_with = "crate::time::deserialize")]
         at: DateTime<Utc>,
     },
     /// An upgrade was accepted: the version switches at once, task UPGRADING.
     DatastoreVersionUpgradeRequested {
         from: DatastoreRef,
         to: DatastoreRef,
+        #[serde(deserialize_with = "crate::time::deserialize")]
         at: DateTime<Utc>,
     },
     /// The guest runs the new version and is healthy: task NONE.
-    DatastoreVersionUpgraded { at: DateTime<Utc> },
+    DatastoreVersionUpgraded {
+        #[serde(deserialize_with = "crate::time::deserialize")]
+        at: DateTime<Utc>,
+    },
     /// The upgrade failed: task BUILDING_ERROR_SERVER (status ERROR), fault recorded.
-    DatastoreVersionUpgradeFailed { fault: FaultInfo, at: DateTime<Utc> },
+    DatastoreVersionUpgradeFailed {
+        fault: FaultInfo,
+        #[serde(deserialize_with = "crate::time::deserialize")]
+        at: DateTime<Utc>,
+    },
     /// Detaching from the primary was accepted: task DETACHING.
-    ReplicaDetachRequested { at: DateTime<Utc> },
+    ReplicaDetachRequested {
+        #[serde(deserialize_with = "crate::time::deserialize")]
+        at: DateTime<Utc>,
+    },
     /// The replica is standalone now: `replica_of` cleared, task NONE.
-    ReplicaDetached { primary_id: Uuid, at: DateTime<Utc> },
+    ReplicaDetached {
+        primary_id: Uuid,
+        #[serde(deserialize_with = "crate::time::deserialize")]
+        at: DateTime<Utc>,
+    },
     /// Detaching failed: task NONE, still a replica, fault recorded.
-    ReplicaDetachFailed { fault: FaultInfo, at: DateTime<Utc> },
+    ReplicaDetachFailed {
+        fault: FaultInfo,
+        #[serde(deserialize_with = "crate::time::deserialize")]
+        at: DateTime<Utc>,
+    },
     /// An access change was accepted: task UPDATING.
-    AccessUpdateRequested { access: Access, at: DateTime<Utc> },
+    AccessUpdateRequested {
+        access: Access,
+        #[serde(deserialize_with = "crate::time::deserialize")]
+        at: DateTime<Utc>,
+    },
     /// The access change is applied: stored access replaced, task NONE.
-    AccessUpdated { access: Access, at: DateTime<Utc> },
+    AccessUpdated {
+        access: Access,
+        #[serde(deserialize_with = "crate::time::deserialize")]
+        at: DateTime<Utc>,
+    },
     /// The access change failed: task UPDATING_ERROR_ACCESS (status ERROR), fault.
-    AccessUpdateFailed { fault: FaultInfo, at: DateTime<Utc> },
+    AccessUpdateFailed {
+        fault: FaultInfo,
+        #[serde(deserialize_with = "crate::time::deserialize")]
+        at: DateTime<Utc>,
+    },
     /// Delete was accepted: task DELETING, configuration cleared, quota released.
-    InstanceDeletionRequested { at: DateTime<Utc> },
+    InstanceDeletionRequested {
+        #[serde(deserialize_with = "crate::time::deserialize")]
+        at: DateTime<Utc>,
+    },
     /// Teardown finished: the instance is soft-deleted (admin views only).
-    InstanceDeleted { at: DateTime<Utc> },
+    InstanceDeleted {
+        #[serde(deserialize_with = "crate::time::deserialize")]
+        at: DateTime<Utc>,
+    },
     /// Provisioning: the data volume exists.
     VolumeCreated {
         volume_id: String,
         size: u64,
         volume_type: Option<String>,
+        #[serde(deserialize_with = "crate::time::deserialize")]
         at: DateTime<Utc>,
     },
     /// Provisioning: the compute server exists.
     ServerCreated {
         server_id: String,
+        #[serde(deserialize_with = "crate::time::deserialize")]
         at: DateTime<Utc>,
     },
     /// The guest agent accepted the prepare request (databases, users, configuration,
     /// replication source).
-    GuestPrepared { at: DateTime<Utc> },
+    GuestPrepared {
+        #[serde(deserialize_with = "crate::time::deserialize")]
+        at: DateTime<Utc>,
+    },
     /// The guest reported the data volume's usage (GB): shown as `volume.used`.
     VolumeUsageReported {
         used: f64,
         total: f64,
+        #[serde(deserialize_with = "crate::time::deserialize")]
         at: DateTime<Utc>,
     },
     /// The guest runs this configuration (group and revision; `None`: no group).
     GuestConfigurationApplied {
         configuration_id: Option<Uuid>,
         revision: u64,
+        #[serde(deserialize_with = "crate::time::deserialize")]
         at: DateTime<Utc>,
     },
     /// The compute server is gone (deleted by teardown or compensation).
     ServerDeleted {
         server_id: String,
+        #[serde(deserialize_with = "crate::time::deserialize")]
         at: DateTime<Utc>,
     },
     /// The data volume is gone (deleted by teardown or compensation).
     VolumeDeleted {
         volume_id: String,
+        #[serde(deserialize_with = "crate::time::deserialize")]
         at: DateTime<Utc>,
     },
     /// A failed build released everything it had created (compensation finished).
-    ResourcesReleased { at: DateTime<Utc> },
+    ResourcesReleased {
+        #[serde(deserialize_with = "crate::time::deserialize")]
+        at: DateTime<Utc>,
+    },
     /// The compute service reports a new server status.
     ComputeStatusChanged {
         status: ComputeStatus,
+        #[serde(deserialize_with = "crate::time::deserialize")]
         at: DateTime<Utc>,
     },
     /// The guest agent reports its status (refreshes `service_status_updated`).
     GuestStatusReported {
         status: ServiceStatus,
+        #[serde(deserialize_with = "crate::time::deserialize")]
         at: DateTime<Utc>,
     },
     /// The instance's user-visible addresses are known.
     AddressesAssigned {
         addresses: Vec<Address>,
+        #[serde(deserialize_with = "crate::time::deserialize")]
         at: DateTime<Utc>,
     },
     /// Provisioning finished: task NONE.
-    ProvisioningCompleted { at: DateTime<Utc> },
+    ProvisioningCompleted {
+        #[serde(deserialize_with = "crate::time::deserialize")]
+        at: DateTime<Utc>,
+    },
     /// A provisioning step failed: the error task and the fault.
     ProvisioningFailed {
         task: Task,
         fault: FaultInfo,
+        #[serde(deserialize_with = "crate::time::deserialize")]
         at: DateTime<Utc>,
     },
 }
@@ -437,4 +501,34 @@ pub fn decode(
         version,
         source,
     })
+}
+
+/// [`decode`] from the stored JSON bytes. A body at the current version is deserialized
+/// straight from them, without building a `serde_json::Value` tree first (the replay of
+/// the log at start-up decodes every event; this is most of its cost); an older version
+/// goes through [`decode`] and its upcasting.
+pub fn decode_slice(
+    event_type: &str,
+    version: u32,
+    data: &[u8],
+) -> Result<InstanceEvent, DecodeError> {
+    let known =
+        current_version(event_type).ok_or_else(|| DecodeError::UnknownType(event_type.into()))?;
+    let malformed = |source| DecodeError::Malformed {
+        event_type: event_type.into(),
+        version,
+        source,
+    };
+    if version > known {
+        return Err(DecodeError::FutureVersion {
+            event_type: event_type.into(),
+            version,
+            known,
+        });
+    }
+    if version < known {
+        let data = serde_json::from_slice(data).map_err(malformed)?;
+        return decode(event_type, version, data);
+    }
+    crate::tagged::from_tagged_slice(event_type, data).map_err(malformed)
 }

@@ -20,8 +20,10 @@
 //! Nothing here does I/O, reads a clock or spawns: it is pure state plus locks.
 
 mod footprint;
+mod id_hash;
 mod list;
 mod mgmt;
+mod persist;
 mod quota;
 mod replicas;
 
@@ -36,12 +38,14 @@ use uuid::Uuid;
 use crate::event::{ApplyOutcome, ProjectedEvent};
 use crate::Position;
 use footprint::Footprint;
+use id_hash::IdHashBuilder;
 use list::ListModel;
 use mgmt::MgmtModel;
 use quota::QuotaModel;
 use replicas::ReplicaIndex;
 
 pub use mgmt::MgmtFilter;
+pub use persist::{InstancesImage, RecordImage};
 pub use quota::QuotaInUse;
 
 /// `instances_page_size`: the hard cap (and default) of a `GET /instances` page.
@@ -91,6 +95,21 @@ impl Record {
             .and_then(|v| serde_json::to_string(&v).ok())
             .map(String::into_boxed_str);
         self.folded = instance;
+    }
+
+    /// Folds one event. Only `InstanceCreated` and `AccessUpdated` write `access`, and
+    /// no event reads it, so every other event folds without turning `access_json` into
+    /// a `Value` and back (that round trip was a third of the cost of a replay's apply).
+    fn fold(&mut self, event: &InstanceEvent) {
+        if matches!(
+            event,
+            InstanceEvent::InstanceCreated(_) | InstanceEvent::AccessUpdated { .. }
+        ) {
+            let folded = evolve(self.take_instance(), event);
+            self.put_instance(folded);
+        } else {
+            self.folded = evolve(std::mem::take(&mut self.folded), event);
+        }
     }
 
     fn access(&self) -> Option<serde_json::Value> {
@@ -183,14 +202,14 @@ pub struct Snapshot {
 /// One complete set of the read models (what [`ReadModels`] serves, and what a live
 /// rebuild builds beside it before swapping it in).
 #[derive(Debug, Default)]
-struct ModelSet {
+pub(crate) struct ModelSet {
     /// Serializes writers. `apply` reads the old footprint, folds, then updates the
     /// indexes; two concurrent applies to one instance would interleave those steps.
     /// One projector means this lock is never contended; it makes misuse harmless.
     writer: Mutex<()>,
     /// Boxed: a record is ~800 bytes inline, and hash tables keep up to half their slots
     /// empty after growing; boxing makes an empty slot cost 24 bytes instead.
-    records: DashMap<Uuid, Box<Record>>,
+    records: DashMap<Uuid, Box<Record>, IdHashBuilder>,
     lists: ListModel,
     mgmt: MgmtModel,
     replicas: ReplicaIndex,
@@ -252,8 +271,7 @@ impl ModelSet {
                 (stale, None, None, rec.folded.exists())
             } else {
                 let old = Footprint::of(&rec.folded, rec.quota_released);
-                let folded = evolve(rec.take_instance(), &ev.event);
-                rec.put_instance(folded);
+                rec.fold(&ev.event);
                 rec.position = ev.position;
                 if matches!(ev.event, InstanceEvent::InstanceDeletionRequested { .. }) {
                     rec.quota_released = true;
@@ -342,6 +360,17 @@ impl ModelSet {
         self.records.get(&id).map(|r| r.instance())
     }
 
+    /// See [`ReadModels::configuration_usage`].
+    fn configuration_usage(&self, id: Uuid) -> Option<(String, Option<Uuid>)> {
+        self.records.get(&id).map(|r| {
+            let i = &r.folded;
+            (
+                i.project_id.clone(),
+                i.configuration_id.filter(|_| i.is_live()),
+            )
+        })
+    }
+
     /// The instance as `GET /instances/{id}` may show it (spec §2): `None` when it does
     /// not exist, is soft-deleted, or belongs to another project and the caller is not
     /// admin — all of which answer the same 404.
@@ -357,6 +386,30 @@ impl ModelSet {
                 r.folded.is_live() && (caller_is_admin || r.folded.project_id == caller_project)
             })
             .map(|r| r.instance())
+    }
+
+    /// Runs `f` on an instance's folded state (without `access`) and its stored `access`
+    /// as compact JSON text, under the record's read guard: no clone. `f` must not
+    /// query the models (a guard of this map is held); `None` if never created.
+    pub(crate) fn with_record<R>(
+        &self,
+        id: Uuid,
+        f: impl FnOnce(&Instance, Option<&str>) -> R,
+    ) -> Option<R> {
+        self.records
+            .get(&id)
+            .map(|r| f(&r.folded, r.access_json.as_deref()))
+    }
+
+    /// Up to `take` listed ids of `project` after `marker`, ascending (see
+    /// [`ModelSet::list_page`]).
+    pub(crate) fn listed_ids_after(
+        &self,
+        project: &str,
+        marker: Option<&str>,
+        take: usize,
+    ) -> Vec<Uuid> {
+        self.lists.ids_after(project, marker, take)
     }
 
     /// One page of `project`'s non-deleted instances with ids greater than `marker`
@@ -399,7 +452,7 @@ impl ModelSet {
     }
 
     /// Ids of `primary`'s replicas that are not soft-deleted, ascending.
-    fn live_replicas(&self, primary: Uuid) -> Vec<Uuid> {
+    pub(crate) fn live_replicas(&self, primary: Uuid) -> Vec<Uuid> {
         self.replicas.of(primary)
     }
 
@@ -409,7 +462,7 @@ impl ModelSet {
     }
 
     /// The `locality` recorded at create (replicas record none; views use the primary's).
-    fn locality(&self, id: Uuid) -> Option<String> {
+    pub(crate) fn locality(&self, id: Uuid) -> Option<String> {
         self.records
             .get(&id)
             .and_then(|r| r.folded.locality.clone())
@@ -496,6 +549,12 @@ impl ReadModels {
             .clone()
     }
 
+    /// The model set served now: a query that takes it once sees one consistent set
+    /// even if a live rebuild swaps another in meanwhile.
+    pub(crate) fn current(&self) -> Arc<ModelSet> {
+        self.set()
+    }
+
     /// Replaces the served models with `fresh`'s if both have applied exactly the same
     /// position (a live rebuild that caught up); `false` (nothing changed) otherwise.
     /// Holding the write side of the pointer while comparing means the projector cannot
@@ -551,6 +610,14 @@ impl ReadModels {
     /// An instance's folded state, soft-deleted or not (`None` if never created).
     pub fn instance(&self, id: Uuid) -> Option<Instance> {
         self.set().instance(id)
+    }
+
+    /// The instance's project and the configuration group it uses (none once deleted or
+    /// soft-deleted), `None` for an unknown instance:
+    /// what the projector copies into the configuration models' usage index, without
+    /// copying the whole instance.
+    pub fn configuration_usage(&self, id: Uuid) -> Option<(String, Option<Uuid>)> {
+        self.set().configuration_usage(id)
     }
 
     /// The instance as `GET /instances/{id}` may show it (spec §2): `None` when it does

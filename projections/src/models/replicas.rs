@@ -12,11 +12,12 @@ use dashmap::DashMap;
 use uuid::Uuid;
 
 use super::footprint::Footprint;
+use super::id_hash::IdHashBuilder;
 
 /// Primary → replicas, ascending ids; primaries without live replicas have no entry.
 #[derive(Debug, Default)]
 pub(crate) struct ReplicaIndex {
-    by_primary: DashMap<Uuid, BTreeSet<Uuid>>,
+    by_primary: DashMap<Uuid, BTreeSet<Uuid>, IdHashBuilder>,
 }
 
 impl ReplicaIndex {

@@ -7,11 +7,18 @@
 //! read and never stored: `status` and `operating_status` depend on the caller's view
 //! and on `now` (lifecycle §3-§4), and stored JSON would cost memory per instance.
 //!
+//! Two renderers of the same representation: the functions here build a
+//! `serde_json::Value` (the reference, used by the admin views, history and tests), and
+//! [`bytes`] writes the basic, detail and show views straight to JSON bytes from the
+//! records, for the hot read endpoints. `bytes_tests.rs` holds them byte-equal; a change
+//! to one needs the same change to the other.
+//!
 //! What the views must not do: decide visibility (the handler checks project, deletion
 //! and admin rights before rendering) or build the list envelope and `next` link (the
 //! handler owns the request URL).
 
 mod admin;
+pub mod bytes;
 
 use aggregates::instance::{Address, Instance, Viewer};
 use chrono::{DateTime, Duration, Utc};
@@ -21,6 +28,7 @@ use uuid::Uuid;
 use crate::ReadModels;
 
 pub use admin::{mgmt_list_item, mgmt_show};
+pub use bytes::{write_list_items, write_show, write_view, ItemKind};
 
 /// Everything a view needs from the request and the service configuration.
 #[derive(Clone, Debug, PartialEq)]
@@ -363,6 +371,9 @@ fn reference(ctx: &ViewCtx, id: Uuid) -> Value {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod bytes_tests;
 
 fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0

@@ -175,8 +175,13 @@ pub(super) fn seq_position(n: u64) -> Position {
 fn decode(row: &Row<'_>) -> Result<RecordedEvent, StoreError> {
     let position: i64 = row.get(0).map_err(sql_err)?;
     let revision: i64 = row.get(2).map_err(sql_err)?;
-    let id: Vec<u8> = row.get(3).map_err(sql_err)?;
-    let id = Uuid::from_slice(&id)
+    // Borrowed: the 16 bytes go straight into the Uuid, no Vec in between.
+    let id = row
+        .get_ref(3)
+        .map_err(sql_err)?
+        .as_blob()
+        .map_err(|e| StoreError::Corrupt(format!("event id at position {position}: {e}")))?;
+    let id = Uuid::from_slice(id)
         .map_err(|e| StoreError::Corrupt(format!("event id at position {position}: {e}")))?;
     Ok(RecordedEvent {
         id,
