@@ -25,6 +25,17 @@ async fn start(double: &EsdbDouble, dir: &std::path::Path) -> TestServer {
     .await
 }
 
+/// Creates an instance as alice of p1 and waits until it is ACTIVE; its id.
+async fn active(s: &TestServer, name: &str) -> String {
+    let id = s.create("alice", "p1", name).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.wait_for("alice", "p1", &id, |i| i["status"] == "ACTIVE")
+        .await;
+    id
+}
+
 /// The event types of an instance's stream, as EventStoreDB holds them.
 async fn stream_types(double: &EsdbDouble, id: &str) -> Vec<&'static str> {
     let store = EsdbStore::connect(&double.url()).await.unwrap();
@@ -47,13 +58,8 @@ async fn a_full_instance_life_on_eventstoredb() {
     let mut s = start(&double, dir.path()).await;
 
     // Create, ACTIVE, rename, configuration attach/detach, upgrade.
-    let id = s.create("alice", "p1", "main").await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = active(&s, "main").await;
     let path = format!("/instances/{id}");
-    s.wait_for("alice", "p1", &id, |i| i["status"] == "ACTIVE")
-        .await;
     let (status, body) = s
         .patch(
             "alice",
@@ -119,12 +125,7 @@ async fn a_full_instance_life_on_eventstoredb() {
     assert_eq!(upgraded["name"], "renamed");
 
     // A second instance, to be deleted later.
-    let other = s.create("alice", "p1", "other").await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    s.wait_for("alice", "p1", &other, |i| i["status"] == "ACTIVE")
-        .await;
+    let other = active(&s, "other").await;
 
     // A restart rebuilds the read models from EventStoreDB alone: same views.
     let (_, list_before) = s.get("alice", "p1", "/instances/detail").await;
@@ -189,13 +190,8 @@ async fn eventstoredb_away_is_503_with_retry_after_and_nothing_half_applied() {
     let double = EsdbDouble::start().await;
     let dir = tempfile::tempdir().unwrap();
     let s = start(&double, dir.path()).await;
-    let id = s.create("alice", "p1", "steady").await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = active(&s, "steady").await;
     let path = format!("/instances/{id}");
-    s.wait_for("alice", "p1", &id, |i| i["status"] == "ACTIVE")
-        .await;
     let events_before = double.user_event_count();
 
     double.stop().await;
@@ -251,13 +247,8 @@ async fn a_deleted_stream_is_404() {
     let double = EsdbDouble::start().await;
     let dir = tempfile::tempdir().unwrap();
     let s = start(&double, dir.path()).await;
-    let id = s.create("alice", "p1", "tombstoned").await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = active(&s, "tombstoned").await;
     let path = format!("/instances/{id}");
-    s.wait_for("alice", "p1", &id, |i| i["status"] == "ACTIVE")
-        .await;
     double.tombstone(&format!("instance-{id}"));
     let (status, body) = s
         .patch("alice", "p1", &path, &json!({"instance": {"name": "x"}}))
