@@ -85,6 +85,37 @@ impl<'de> MapAccess<'de> for TaggedMap<'de> {
     }
 }
 
+/// The shared body of the aggregates' `decode_slice`: a body at the current version
+/// (`known`, `None` for an unknown type) is deserialized straight from the stored bytes;
+/// an older one is parsed and handed to the aggregate's upcasting `decode`.
+pub(crate) fn decode_slice_with<T: DeserializeOwned>(
+    event_type: &str,
+    version: u32,
+    data: &[u8],
+    known: Option<u32>,
+    upcast: impl FnOnce(&str, u32, serde_json::Value) -> Result<T, crate::instance::DecodeError>,
+) -> Result<T, crate::instance::DecodeError> {
+    use crate::instance::DecodeError;
+    let known = known.ok_or_else(|| DecodeError::UnknownType(event_type.into()))?;
+    let malformed = |source| DecodeError::Malformed {
+        event_type: event_type.into(),
+        version,
+        source,
+    };
+    if version > known {
+        return Err(DecodeError::FutureVersion {
+            event_type: event_type.into(),
+            version,
+            known,
+        });
+    }
+    if version < known {
+        let data = serde_json::from_slice(data).map_err(malformed)?;
+        return upcast(event_type, version, data);
+    }
+    from_tagged_slice(event_type, data).map_err(malformed)
+}
+
 #[cfg(test)]
 mod tests {
     use crate::instance::{self, InstanceEvent};

@@ -146,23 +146,11 @@ pub fn decode_slice(
     version: u32,
     data: &[u8],
 ) -> Result<ConfigurationEvent, DecodeError> {
-    let known =
-        current_version(event_type).ok_or_else(|| DecodeError::UnknownType(event_type.into()))?;
-    let malformed = |source| DecodeError::Malformed {
-        event_type: event_type.into(),
+    crate::tagged::decode_slice_with(
+        event_type,
         version,
-        source,
-    };
-    if version > known {
-        return Err(DecodeError::FutureVersion {
-            event_type: event_type.into(),
-            version,
-            known,
-        });
-    }
-    if version < known {
-        let data = serde_json::from_slice(data).map_err(malformed)?;
-        return decode(event_type, version, data);
-    }
-    crate::tagged::from_tagged_slice(event_type, data).map_err(malformed)
+        data,
+        current_version(event_type),
+        decode,
+    )
 }
