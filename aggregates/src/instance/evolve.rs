@@ -7,10 +7,17 @@ use super::status::{ComputeStatus, ServiceStatus, Task};
 
 /// Applies one event.
 pub fn evolve(mut s: Instance, event: &InstanceEvent) -> Instance {
+    evolve_in_place(&mut s, event);
+    s
+}
+
+/// [`evolve`] on a state the caller keeps (a read model's record): the same fold,
+/// without moving the whole state in and out per event.
+pub fn evolve_in_place(s: &mut Instance, event: &InstanceEvent) {
     use InstanceEvent::*;
     s.version += 1;
     match event {
-        InstanceCreated(c) => return created(s.version, c),
+        InstanceCreated(c) => *s = created(s.version, c),
         InstanceRenamed { name, at } => {
             s.name = name.clone();
             s.updated = *at;
@@ -212,7 +219,6 @@ pub fn evolve(mut s: Instance, event: &InstanceEvent) -> Instance {
             s.updated = *at;
         }
     }
-    s
 }
 
 fn created(version: u64, c: &InstanceCreated) -> Instance {

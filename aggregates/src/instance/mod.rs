@@ -22,7 +22,7 @@ pub use command::*;
 pub use decide::{decide, decide_all, Caller, DecideCtx};
 pub use error::DomainError;
 pub use event::*;
-pub use evolve::{evolve, fold};
+pub use evolve::{evolve, evolve_in_place, fold};
 pub use state::*;
 pub use status::*;
 

@@ -24,22 +24,34 @@ pub(crate) struct ListModel {
 impl ListModel {
     /// Moves `id` from its old entry to its new one.
     pub fn update(&self, id: Uuid, old: Option<&Footprint>, new: Option<&Footprint>) {
-        let key = |f: Option<&Footprint>| f.filter(|f| f.listed()).map(|f| f.project.clone());
+        fn key(f: Option<&Footprint>) -> Option<&str> {
+            f.filter(|f| f.listed()).map(|f| f.project.as_str())
+        }
         let (old, new) = (key(old), key(new));
         if old == new {
             return;
         }
         if let Some(project) = old {
-            let now_empty = self.by_project.get_mut(&project).is_some_and(|mut set| {
+            let now_empty = self.by_project.get_mut(project).is_some_and(|mut set| {
                 set.remove(&id);
                 set.is_empty()
             });
             if now_empty {
-                self.by_project.remove_if(&project, |_, set| set.is_empty());
+                self.by_project.remove_if(project, |_, set| set.is_empty());
             }
         }
         if let Some(project) = new {
-            self.by_project.entry(project).or_default().insert(id);
+            match self.by_project.get_mut(project) {
+                Some(mut set) => {
+                    set.insert(id);
+                }
+                None => {
+                    self.by_project
+                        .entry(project.to_string())
+                        .or_default()
+                        .insert(id);
+                }
+            }
         }
     }
 

@@ -125,7 +125,9 @@ pub(crate) struct MgmtModel {
 impl MgmtModel {
     /// Replaces the instance's old entry by its new one.
     pub fn update(&self, id: Uuid, old: Option<&Footprint>, new: Option<&Footprint>) {
-        let key = |f: Option<&Footprint>| f.map(|f| (f.deleted, f.updated, f.project.clone()));
+        fn key(f: Option<&Footprint>) -> Option<(bool, DateTime<Utc>, &str)> {
+            f.map(|f| (f.deleted, f.updated, f.project.as_str()))
+        }
         if key(old) == key(new) {
             return;
         }
@@ -151,10 +153,15 @@ impl MgmtModel {
             }
         }
         if let Some(f) = new {
-            self.by_project
-                .entry(f.project.clone())
-                .or_default()
-                .insert(f, id);
+            // One writer: no other apply can add the project between these two steps.
+            match self.by_project.get_mut(&f.project) {
+                Some(mut sets) => sets.insert(f, id),
+                None => self
+                    .by_project
+                    .entry(f.project.clone())
+                    .or_default()
+                    .insert(f, id),
+            }
         }
     }
 

@@ -30,7 +30,7 @@ mod replicas;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
-use aggregates::instance::{evolve, Instance, InstanceEvent};
+use aggregates::instance::{evolve, evolve_in_place, Instance, InstanceEvent};
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
 use uuid::Uuid;
@@ -108,7 +108,7 @@ impl Record {
             let folded = evolve(self.take_instance(), event);
             self.put_instance(folded);
         } else {
-            self.folded = evolve(std::mem::take(&mut self.folded), event);
+            evolve_in_place(&mut self.folded, event);
         }
     }
 

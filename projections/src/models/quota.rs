@@ -7,7 +7,7 @@
 use dashmap::DashMap;
 use uuid::Uuid;
 
-use super::footprint::Footprint;
+use super::footprint::{Charge, Footprint};
 
 /// Resources in use by one project's charged instances.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -36,17 +36,18 @@ pub(crate) struct QuotaModel {
 impl QuotaModel {
     /// Subtracts the old charge and adds the new one.
     pub fn update(&self, _id: Uuid, old: Option<&Footprint>, new: Option<&Footprint>) {
-        let charge =
-            |f: Option<&Footprint>| f.and_then(|f| f.charge.map(|c| (f.project.clone(), c)));
+        fn charge(f: Option<&Footprint>) -> Option<(&str, Charge)> {
+            f.and_then(|f| f.charge.map(|c| (f.project.as_str(), c)))
+        }
         let (old, new) = (charge(old), charge(new));
         if old == new {
             return;
         }
         if let Some((project, c)) = old {
-            self.add(&project, -1, -c.ram, -c.volumes);
+            self.add(project, -1, -c.ram, -c.volumes);
         }
         if let Some((project, c)) = new {
-            self.add(&project, 1, c.ram, c.volumes);
+            self.add(project, 1, c.ram, c.volumes);
         }
     }
 
