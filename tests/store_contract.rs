@@ -1531,6 +1531,27 @@ async fn esdb_system_events_are_hidden() {
 
 /// A deleted (tombstoned) stream is `StreamDeleted` for reads and appends, which the API
 /// answers with 404.
+/// A lost connection costs no failed call: the client only notices it on its next call,
+/// which the adapter makes again (appends only when that cannot duplicate them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn esdb_calls_right_after_a_lost_connection_succeed() {
+    let double = EsdbDouble::start().await;
+    let store = EsdbStore::connect(&double.url()).await.unwrap();
+    let s = uniq("blip");
+    for n in 0..200u64 {
+        double.drop_connections().await;
+        let expected = match n {
+            0 => ExpectedRevision::NoStream,
+            n => ExpectedRevision::Exact(n - 1),
+        };
+        let appended = store.append(&s, expected, vec![event("Tested", n)]).await;
+        assert_eq!(appended.expect("append after a blip").next_revision, n);
+        double.drop_connections().await;
+        let read = store.read_stream(&s).await.expect("read after a blip");
+        assert_eq!(read.len() as u64, n + 1, "each append landed once");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn esdb_deleted_stream() {
     let double = EsdbDouble::start().await;

@@ -50,6 +50,21 @@ const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Events per page when `head` walks back over system events.
 const HEAD_PAGE: usize = 64;
+/// A call that failed to reach the server is made again this many times, after
+/// `RETRY_DELAY` times the attempt: the client only notices a lost connection when its
+/// next call fails, and reconnects for the one after.
+const RETRIES: u32 = 3;
+const RETRY_DELAY: Duration = Duration::from_millis(50);
+
+/// Whether a call failed for want of a connection (and may simply be made again).
+fn transient(e: &eventstore::Error) -> bool {
+    matches!(
+        e,
+        eventstore::Error::ServerError(_)
+            | eventstore::Error::GrpcConnectionError(_)
+            | eventstore::Error::ConnectionClosed
+    )
+}
 
 /// The client, and its replacement once it has given up: after failing to reach the
 /// server on its first call, or running out of discovery attempts, an `eventstore`
@@ -156,17 +171,41 @@ impl EsdbStore {
             .forwards()
             .position(StreamPosition::Start)
             .deadline(DEADLINE);
-        let (generation, client) = self.conn.get();
-        let mut read = match client.read_stream(stream, &options).await {
-            Ok(read) => read,
-            Err(e) => return self.conn.missing_is_empty(generation, stream, e),
-        };
-        let mut out = Vec::new();
-        loop {
-            match read.next().await {
-                Ok(Some(event)) => out.push(recorded(&event)),
-                Ok(None) => return Ok(out),
-                Err(e) => return self.conn.missing_is_empty(generation, stream, e),
+        let mut attempt = 0;
+        'read: loop {
+            let (generation, client) = self.conn.get();
+            let mut failed = |e: eventstore::Error| {
+                if transient(&e) && attempt < RETRIES {
+                    let _ = self.conn.error(generation, e);
+                    attempt += 1;
+                    None
+                } else {
+                    Some(self.conn.missing_is_empty(generation, stream, e))
+                }
+            };
+            let mut read = match client.read_stream(stream, &options).await {
+                Ok(read) => read,
+                Err(e) => match failed(e) {
+                    Some(result) => return result,
+                    None => {
+                        tokio::time::sleep(RETRY_DELAY * attempt).await;
+                        continue 'read;
+                    }
+                },
+            };
+            let mut out = Vec::new();
+            loop {
+                match read.next().await {
+                    Ok(Some(event)) => out.push(recorded(&event)),
+                    Ok(None) => return Ok(out),
+                    Err(e) => match failed(e) {
+                        Some(result) => return result,
+                        None => {
+                            tokio::time::sleep(RETRY_DELAY * attempt).await;
+                            continue 'read;
+                        }
+                    },
+                }
             }
         }
     }
@@ -373,9 +412,24 @@ impl EventStore for EsdbStore {
         let options = AppendToStreamOptions::default()
             .expected_revision(expected(expected_revision))
             .deadline(DEADLINE);
-        let wire: Vec<EventData> = events.iter().map(event_data).collect();
-        let (generation, client) = self.conn.get();
-        match client.append_to_stream(stream, &options, wire).await {
+        // Made again only when it cannot duplicate: with an exact or "no stream"
+        // expectation and the same event ids, an append that did land the first time
+        // answers "wrong expected version" and is recognised below.
+        let repeatable = !matches!(expected_revision, ExpectedRevision::Any);
+        let mut attempt = 0;
+        let (generation, written) = loop {
+            let wire: Vec<EventData> = events.iter().map(event_data).collect();
+            let (generation, client) = self.conn.get();
+            match client.append_to_stream(stream, &options, wire).await {
+                Err(e) if repeatable && transient(&e) && attempt < RETRIES => {
+                    let _ = self.conn.error(generation, e);
+                    attempt += 1;
+                    tokio::time::sleep(RETRY_DELAY * attempt).await;
+                }
+                written => break (generation, written),
+            }
+        };
+        match written {
             Ok(written) => {
                 let position = Position {
                     commit: written.position.commit,
