@@ -10,7 +10,7 @@
 //! - HTTP latency by method, matched route template and status class: a middleware.
 //!
 //! The projection gauges (applied position, store head, lag) are not kept here: they are
-//! read from the read models and the store when scraped ([`ProjectionGauges`]), so they
+//! read from the read models and the store when scraped ([`Gauges`]), so they
 //! are never stale.
 //!
 //! Why hand-written and not the `prometheus` crate: four counter families and one
@@ -196,17 +196,19 @@ pub enum ProjectionAnomaly {
     Gap,
 }
 
-/// The projection gauges, read when scraped.
+/// The gauges read when scraped: the projection's, and the command path's cache.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ProjectionGauges {
+pub struct Gauges {
     /// The position every read model has applied.
     pub applied: Position,
     /// The store's last position; `None` if the store could not be asked (the gauges
     /// that need it are then left out of the scrape rather than reported as 0).
     pub head: Option<Position>,
+    /// Instance streams the command path keeps folded (`runtime::commands`).
+    pub cached_streams: u64,
 }
 
-impl ProjectionGauges {
+impl Gauges {
     /// Events appended but not applied yet. Exact for the embedded store, whose
     /// positions are dense (1, 2, 3, …); for a store with gaps in its positions
     /// (EventStoreDB) the difference of commit positions is only an upper estimate.
@@ -330,7 +332,7 @@ impl Metrics {
     }
 
     /// Every family in the text format 0.0.4, projection gauges included.
-    pub fn render(&self, gauges: &ProjectionGauges) -> String {
+    pub fn render(&self, gauges: &Gauges) -> String {
         let mut out = String::with_capacity(8 * 1024);
         counter_family(
             &mut out,
@@ -379,6 +381,12 @@ impl Metrics {
             "troved_projection_lag_events",
             "Events appended but not yet applied to the read models (store head minus applied position; exact for the embedded store, an estimate for stores whose positions have gaps).",
             gauges.lag(),
+        );
+        gauge(
+            &mut out,
+            "troved_command_cached_streams",
+            "Instance streams kept folded by the command path (instances with a command or a workflow step in flight; bounded).",
+            Some(gauges.cached_streams),
         );
         self.render_latency(&mut out);
         out
@@ -513,9 +521,10 @@ mod tests {
         m.saga_step("create_server", StepOutcome::Waiting);
         m.event_projected();
         m.projection_anomaly(ProjectionAnomaly::Gap);
-        let text = m.render(&ProjectionGauges {
+        let text = m.render(&Gauges {
             applied: at(7),
             head: Some(at(9)),
+            cached_streams: 3,
         });
         for line in [
             "# TYPE troved_events_appended_total counter",
@@ -531,14 +540,16 @@ mod tests {
             "troved_projection_position 7",
             "troved_store_head_position 9",
             "troved_projection_lag_events 2",
+            "troved_command_cached_streams 3",
         ] {
             assert!(text.lines().any(|l| l == line), "{line:?} missing in\n{text}");
         }
         assert_eq!(m.appended("instance"), 3);
         // Same registry, same text.
-        let again = m.render(&ProjectionGauges {
+        let again = m.render(&Gauges {
             applied: at(7),
             head: Some(at(9)),
+            cached_streams: 3,
         });
         assert_eq!(text, again);
     }
@@ -561,9 +572,10 @@ mod tests {
             StatusCode::NOT_FOUND,
             Duration::from_millis(1),
         );
-        let text = m.render(&ProjectionGauges {
+        let text = m.render(&Gauges {
             applied: at(0),
             head: None,
+            cached_streams: 0,
         });
         let base = "method=\"GET\",route=\"/v1.0/{project_id}/instances\",status=\"2xx\"";
         for line in [

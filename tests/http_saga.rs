@@ -258,6 +258,69 @@ async fn transient_faults_are_retried_and_a_silent_guest_times_out() {
     );
 }
 
+/// The saga's steps are decided on the instance's stream as the command path last left
+/// it (a cache, not a read): each step's event still names the event it reacted to and
+/// continues the workflow of the user request before it.
+#[tokio::test]
+async fn each_saga_event_continues_the_workflow_of_the_user_request_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(dir.path(), &["--sim-latency-ms", "5"]).await;
+    let id = s.create("alice", "p1", "flow").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.wait_for("alice", "p1", &id, |i| i["status"] == "ACTIVE")
+        .await;
+    let path = format!("/instances/{id}");
+    let upgrade = json!({"instance": {"datastore_version": "5.7"}});
+    assert_eq!(s.patch("alice", "p1", &path, &upgrade).await.0, 202);
+    s.wait_for("alice", "p1", &id, |i| {
+        i["status"] == "ACTIVE" && i["datastore"]["version"] == "5.7"
+    })
+    .await;
+
+    let store = SqliteStore::open(&dir.path().join("events.db")).unwrap();
+    let records = store.read_stream(&format!("instance-{id}")).await.unwrap();
+    store.shutdown().await;
+    let mut workflows = Vec::new();
+    let mut seen = Vec::new();
+    for r in &records {
+        let (event, meta) = codec::decode(r).unwrap();
+        if meta.actor.user_id == "troved-saga" {
+            let workflow = workflows.last().copied();
+            assert_eq!(
+                Some(meta.correlation_id),
+                workflow,
+                "{} at revision {} is not in the workflow of the request before it",
+                event.event_type(),
+                r.revision
+            );
+            assert!(
+                seen.contains(&meta.causation_id),
+                "{} at revision {} names no earlier event as its cause",
+                event.event_type(),
+                r.revision
+            );
+        } else {
+            workflows.push(meta.correlation_id);
+        }
+        seen.push(r.id);
+    }
+    assert_eq!(workflows.len(), 2, "the create and the upgrade request");
+    assert_ne!(workflows[0], workflows[1]);
+    let after_upgrade = records
+        .iter()
+        .skip_while(|r| {
+            codec::decode(r).unwrap().0.event_type() != "DatastoreVersionUpgradeRequested"
+        })
+        .skip(1)
+        .count();
+    assert!(
+        after_upgrade >= 1,
+        "the saga recorded the upgrade's outcome"
+    );
+}
+
 #[tokio::test]
 async fn upgrade_configuration_and_replica_workflows_reach_the_guest() {
     let dir = tempfile::tempdir().unwrap();

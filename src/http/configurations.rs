@@ -321,6 +321,7 @@ async fn execute(
         .bus
         .run(
             &configuration::stream_name(id),
+            None,
             fold_configuration,
             |group: &Configuration| {
                 let ctx = DecideCtx {

@@ -18,7 +18,7 @@ use super::auth::{require_admin, Identity};
 use super::error::{ApiError, ApiResult};
 use super::openapi as oa;
 use super::AppState;
-use crate::metrics::{self, ProjectionGauges};
+use crate::metrics::{self, Gauges};
 
 /// The operator routes.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -126,7 +126,7 @@ pub async fn rebuild_status(
     responses((status = 200, description = "Prometheus text format 0.0.4 (`text/plain; version=0.0.4`): events appended, commands, saga steps, projection position and lag, HTTP latency. See docs/operations.md, \"Metrics\".")),
 )]
 pub async fn scrape(State(state): State<AppState>) -> Response {
-    let gauges = ProjectionGauges {
+    let gauges = Gauges {
         applied: state.models.position(),
         head: match state.bus.head().await {
             Ok(head) => Some(head),
@@ -137,6 +137,7 @@ pub async fn scrape(State(state): State<AppState>) -> Response {
                 None
             }
         },
+        cached_streams: state.bus.cached_views() as u64,
     };
     (
         [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],

@@ -1,8 +1,16 @@
 //! The command path: load the stream, fold, decide, append with the revision read; on a
 //! concurrency conflict reload and decide again (bounded), then wait until the read
 //! models show the change (read your writes).
+//!
+//! Instance streams this process is working on (a command, a saga step) are kept folded
+//! in a small cache of [`StreamView`]s, so the next command or step on the same instance
+//! neither reads nor folds its stream again. The cache is only a hint: every append
+//! still carries the revision its state was folded at, so an entry made stale by a write
+//! this process did not see fails the append with `WrongExpectedVersion`, and the
+//! command is decided again on the stream as read.
 
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use aggregates::fault::Fault;
@@ -23,6 +31,15 @@ use crate::store::{EventStore, ExpectedRevision, NewEvent, Position, RecordedEve
 /// read), and a loser only loses to a writer that made progress, so this bounds latency,
 /// not correctness.
 const MAX_ATTEMPTS: usize = 64;
+
+/// Instance streams kept folded (see the module documentation). The saga forgets an
+/// instance once it has nothing left to do for it, so in steady state this holds only
+/// instances with work in flight; a burst beyond it evicts the oldest entries, which
+/// costs their next command one stream read.
+const CACHED_STREAMS_MAX: usize = 4096;
+
+/// The user id of the saga's commands (`saga::saga_caller`).
+pub const SAGA_USER: &str = "troved-saga";
 
 /// Why a command did not go through.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +68,101 @@ pub struct Ran<S, E> {
     pub events: Vec<E>,
     /// Position of the last appended event, if any.
     pub position: Option<Position>,
+    /// The stream's last revision and last event id after the command (`None` for a
+    /// no-op on a stream that does not exist).
+    pub last: Option<(u64, Uuid)>,
+    /// Whether the state was decided on a re-read after a concurrency conflict (the
+    /// caller's starting state was stale).
+    pub reread: bool,
+}
+
+/// An instance stream, folded: what the command path and the saga need of it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StreamView {
+    /// The folded state.
+    pub state: Instance,
+    /// Revision of the stream's last event.
+    pub revision: u64,
+    /// Id of the stream's last event.
+    pub last_id: Uuid,
+    /// The correlation id of the newest event a user (not the saga) caused: the
+    /// workflow the saga's steps continue.
+    pub workflow: Option<Uuid>,
+}
+
+impl StreamView {
+    /// Folds a stream; `None` when it is empty.
+    pub fn of(records: &[RecordedEvent]) -> Result<Option<StreamView>, CommandError> {
+        let Some(last) = records.last() else {
+            return Ok(None);
+        };
+        let mut state = Instance::default();
+        let mut workflow = None;
+        for r in records {
+            let (event, meta) = codec::decode(r)?;
+            instance::evolve_in_place(&mut state, &event);
+            if meta.actor.user_id != SAGA_USER {
+                workflow = Some(meta.correlation_id);
+            }
+        }
+        Ok(Some(StreamView {
+            state,
+            revision: last.revision,
+            last_id: last.id,
+            workflow,
+        }))
+    }
+}
+
+/// The bounded cache of [`StreamView`]s by instance id.
+#[derive(Default)]
+struct Views {
+    inner: Mutex<ViewsInner>,
+}
+
+#[derive(Default)]
+struct ViewsInner {
+    /// Boxed: a view is ~1 KiB and the table keeps its capacity after a burst.
+    map: HashMap<Uuid, Box<StreamView>>,
+    /// Insertion order, for eviction; may hold ids already forgotten.
+    order: VecDeque<Uuid>,
+}
+
+impl Views {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ViewsInner> {
+        // Every mutation below leaves the map valid, so a panic elsewhere while holding
+        // the lock does not make it unusable.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn get(&self, id: Uuid) -> Option<StreamView> {
+        self.lock().map.get(&id).map(|v| StreamView::clone(v))
+    }
+
+    fn put(&self, id: Uuid, view: StreamView) {
+        let mut v = self.lock();
+        if v.map.insert(id, Box::new(view)).is_none() {
+            v.order.push_back(id);
+        }
+        while v.map.len() > CACHED_STREAMS_MAX {
+            let Some(old) = v.order.pop_front() else {
+                break;
+            };
+            v.map.remove(&old);
+        }
+        if v.order.len() > 2 * CACHED_STREAMS_MAX {
+            let ViewsInner { map, order } = &mut *v;
+            order.retain(|id| map.contains_key(id));
+        }
+    }
+
+    fn forget(&self, id: Uuid) {
+        self.lock().map.remove(&id);
+    }
+
+    fn len(&self) -> usize {
+        self.lock().map.len()
+    }
 }
 
 /// What an instance command did.
@@ -80,6 +192,8 @@ struct Bus {
     ryw_timeout: Duration,
     /// Keyed locks serializing related commands (see [`CommandBus::execute`]).
     locks: KeyedLocks,
+    /// Instance streams kept folded.
+    views: Views,
 }
 
 impl CommandBus {
@@ -97,6 +211,7 @@ impl CommandBus {
                 applied,
                 ryw_timeout,
                 locks: KeyedLocks::default(),
+                views: Views::default(),
             }),
         }
     }
@@ -146,9 +261,64 @@ impl CommandBus {
             }
         }
         let _guards = self.inner.locks.lock_all(keys).await;
+        // The stream as this process last saw it; a create of a fresh id needs no read
+        // (if the stream exists after all, the append fails and the retry reads it).
+        let creates_only = cmds
+            .iter()
+            .all(|c| matches!(c, InstanceCommand::CreateInstance(_)));
+        let cached = self.inner.views.get(id);
+        let cached_revision = cached.as_ref().map(|v| v.revision);
+        let known = match cached {
+            Some(view) => Ok(Some(view)),
+            None if creates_only => Ok(None),
+            None => self.read_view(id).await,
+        };
+        let mut done = match known {
+            Ok(known) => self.execute_from(id, known, cmds, caller, meta).await,
+            Err(e) => Err(e),
+        };
+        // An append checks the revision its state was folded at; a refusal or a no-op
+        // appends nothing, so when decided on a cached view it is confirmed against
+        // the stream: a write this process did not make must not change the answer.
+        let unappended = match &done {
+            Ok(ran) => ran.events.is_empty(),
+            Err(e) => matches!(e, CommandError::Domain(_) | CommandError::Rejected(..)),
+        };
+        if let (Some(revision), true) = (cached_revision, unappended) {
+            done = match self.read_view(id).await {
+                Ok(fresh) if fresh.as_ref().map(|v| v.revision) != Some(revision) => {
+                    self.execute_from(id, fresh, cmds, caller, meta).await
+                }
+                Ok(_) => done,
+                Err(e) => Err(e),
+            };
+        }
+        crate::metrics::global().commands(cmds.iter().map(InstanceCommand::name), &done);
+        let done = done?;
+        Ok(Executed {
+            state: done.state,
+            events: done.events,
+            position: done.position,
+        })
+    }
+
+    async fn execute_from(
+        &self,
+        id: Uuid,
+        known: Option<StreamView>,
+        cmds: &[InstanceCommand],
+        caller: &Caller,
+        meta: &CommandMeta,
+    ) -> Result<Ran<Instance, InstanceEvent>, CommandError> {
+        let workflow = known.as_ref().and_then(|v| v.workflow);
+        let start = match known {
+            Some(v) => (v.state, ExpectedRevision::Exact(v.revision)),
+            None => (Instance::default(), ExpectedRevision::NoStream),
+        };
         let done = self
             .run(
                 &instance::stream_name(id),
+                Some(start),
                 fold_instance,
                 |state: &Instance| {
                     let ctx = DecideCtx {
@@ -163,47 +333,120 @@ impl CommandBus {
                 instance::evolve,
             )
             .await;
-        crate::metrics::global().commands(cmds.iter().map(InstanceCommand::name), &done);
-        let done = done?;
-        Ok(Executed {
-            state: done.state,
-            events: done.events,
-            position: done.position,
-        })
+        let views = &self.inner.views;
+        match &done {
+            Ok(ran) if ran.reread => views.forget(id),
+            Ok(ran) => {
+                if let Some((revision, last_id)) = ran.last {
+                    let workflow = if caller.user_id == SAGA_USER {
+                        workflow
+                    } else {
+                        Some(meta.correlation_id)
+                    };
+                    let state = ran.state.clone();
+                    views.put(
+                        id,
+                        StreamView {
+                            state,
+                            revision,
+                            last_id,
+                            workflow,
+                        },
+                    );
+                }
+            }
+            // Refused: nothing was appended, the view still holds.
+            Err(CommandError::Domain(_) | CommandError::Rejected(..)) => {}
+            // The append's outcome may be unknown (the store went away mid-call).
+            Err(_) => views.forget(id),
+        }
+        done
+    }
+
+    /// The instance's stream, folded: from the cache if it holds the stream up to
+    /// revision `at_least` (the newest event the caller knows of), else read (and
+    /// then cached). `None` when the stream is empty.
+    pub async fn view(
+        &self,
+        id: Uuid,
+        at_least: Option<u64>,
+    ) -> Result<Option<StreamView>, CommandError> {
+        match self.inner.views.get(id) {
+            Some(view) if at_least.is_none_or(|r| view.revision >= r) => Ok(Some(view)),
+            _ => self.read_view(id).await,
+        }
+    }
+
+    async fn read_view(&self, id: Uuid) -> Result<Option<StreamView>, CommandError> {
+        let records = self
+            .inner
+            .store
+            .read_stream(&instance::stream_name(id))
+            .await?;
+        let view = StreamView::of(&records)?;
+        if let Some(v) = &view {
+            self.inner.views.put(id, v.clone());
+        }
+        Ok(view)
+    }
+
+    /// Drops the instance's cached view (the saga has nothing left to do for it).
+    pub fn forget(&self, id: Uuid) {
+        self.inner.views.forget(id);
+    }
+
+    /// How many instance streams are kept folded.
+    pub fn cached_views(&self) -> usize {
+        self.inner.views.len()
     }
 
     /// The command path for any aggregate stored in one stream: read the stream, `fold`
     /// it into a state and its version (events folded), `decide`, append with that
     /// revision, retry on a concurrency conflict, wait for the read models.
+    ///
+    /// `start`: a state the caller already holds and the revision it was folded at,
+    /// decided on without reading the stream first (a conflict reads it as usual).
+    #[allow(clippy::too_many_arguments)]
     pub async fn run<S, E>(
         &self,
         stream: &str,
+        start: Option<(S, ExpectedRevision)>,
         fold: impl Fn(&[RecordedEvent]) -> Result<S, CommandError>,
         decide: impl Fn(&S) -> Result<Vec<E>, CommandError>,
         encode: impl Fn(&E, usize) -> NewEvent,
         evolve: impl Fn(S, &E) -> S,
     ) -> Result<Ran<S, E>, CommandError> {
         let mut attempt = 0u32;
+        let mut start = start;
         for _ in 0..MAX_ATTEMPTS {
-            let records = self.inner.store.read_stream(stream).await?;
-            let state = fold(&records)?;
+            let (state, expected) = match start.take() {
+                Some(known) => known,
+                None => {
+                    let records = self.inner.store.read_stream(stream).await?;
+                    let expected = match records.last() {
+                        None => ExpectedRevision::NoStream,
+                        Some(r) => ExpectedRevision::Exact(r.revision),
+                    };
+                    (fold(&records)?, expected)
+                }
+            };
+            let reread = attempt > 0;
             let events = decide(&state)?;
             if events.is_empty() {
                 return Ok(Ran {
                     state,
                     events,
                     position: None,
+                    last: None,
+                    reread,
                 });
             }
-            let expected = match records.last() {
-                None => ExpectedRevision::NoStream,
-                Some(r) => ExpectedRevision::Exact(r.revision),
-            };
-            let batch = events
+            let batch: Vec<NewEvent> = events
                 .iter()
                 .enumerate()
                 .map(|(n, e)| encode(e, n))
                 .collect();
+            let last_id = batch.last().map_or(Uuid::nil(), |e| e.id);
             match self.inner.store.append(stream, expected, batch).await {
                 Ok(outcome) => {
                     crate::metrics::global().events_appended(stream, events.len());
@@ -213,6 +456,8 @@ impl CommandBus {
                         state,
                         events,
                         position: Some(outcome.position),
+                        last: Some((outcome.next_revision, last_id)),
+                        reread,
                     });
                 }
                 Err(StoreError::WrongExpectedVersion { .. }) => {
@@ -301,5 +546,257 @@ impl Drop for KeyedGuards {
                 .map
                 .remove_if(&key, |_, m| Arc::strong_count(m) == 1);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aggregates::instance::{CreateInstance, DatastoreRequest, VolumeRequest};
+
+    use super::*;
+    use crate::catalog::{Limits, StaticCatalog};
+    use crate::store::sqlite::SqliteStore;
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        store: Arc<dyn EventStore>,
+        bus: CommandBus,
+        caller: Caller,
+        /// Kept so read-your-writes waits see a live projector that is always ahead.
+        _applied: watch::Sender<Position>,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn EventStore> =
+            Arc::new(SqliteStore::open(&dir.path().join("events.db")).unwrap());
+        let lookups = Lookups {
+            catalog: Arc::new(StaticCatalog::builtin(Limits::default())),
+            models: Arc::default(),
+            configurations: Arc::default(),
+        };
+        let ahead = Position {
+            commit: u64::MAX,
+            prepare: u64::MAX,
+        };
+        let (applied, rx) = watch::channel(ahead);
+        Fixture {
+            _dir: dir,
+            bus: CommandBus::new(store.clone(), lookups, rx, Duration::from_secs(1)),
+            store,
+            caller: Caller {
+                user_id: "alice".into(),
+                project_id: "p1".into(),
+                roles: vec!["member".into()],
+            },
+            _applied: applied,
+        }
+    }
+
+    fn create(id: Uuid) -> InstanceCommand {
+        InstanceCommand::CreateInstance(Box::new(CreateInstance {
+            instance_id: id,
+            name: "db1".into(),
+            flavor_ref: Some("2".into()),
+            volume: Some(VolumeRequest {
+                size: 1,
+                volume_type: None,
+            }),
+            datastore: Some(DatastoreRequest {
+                datastore_type: Some("mysql".into()),
+                version: Some("8.0".into()),
+                version_number: None,
+            }),
+            databases: vec![],
+            users: vec![],
+            nics: vec![],
+            availability_zone: None,
+            region_name: None,
+            modules: vec![],
+            restore_backup_id: None,
+            replica_of: None,
+            replica_count: None,
+            locality: None,
+            configuration: None,
+            access: None,
+            root_password: None,
+        }))
+    }
+
+    impl Fixture {
+        async fn run(&self, id: Uuid, cmd: InstanceCommand) -> Result<Executed, CommandError> {
+            let meta = CommandMeta::for_request(&self.caller, "req-test");
+            self.bus.execute(id, &[cmd], &self.caller, &meta).await
+        }
+
+        /// A saga report, as the saga records it.
+        async fn report(&self, id: Uuid, cmd: InstanceCommand) -> Executed {
+            let saga = crate::saga::saga_caller();
+            let meta = CommandMeta::for_request(&saga, "saga:test");
+            self.bus.execute(id, &[cmd], &saga, &meta).await.unwrap()
+        }
+
+        /// Another writer's event, appended behind the bus's back.
+        async fn append_elsewhere(&self, id: Uuid, revision: u64, event: InstanceEvent) {
+            let meta = CommandMeta::for_request(&self.caller, "req-elsewhere");
+            self.store
+                .append(
+                    &instance::stream_name(id),
+                    ExpectedRevision::Exact(revision),
+                    vec![codec::encode(&event, &meta, 0)],
+                )
+                .await
+                .unwrap();
+        }
+
+        /// The stream as stored, folded from scratch.
+        async fn stored(&self, id: Uuid) -> StreamView {
+            let records = self
+                .store
+                .read_stream(&instance::stream_name(id))
+                .await
+                .unwrap();
+            StreamView::of(&records).unwrap().unwrap()
+        }
+    }
+
+    #[tokio::test]
+    async fn the_cached_view_is_the_stream_folded_after_every_command() {
+        let f = fixture();
+        let id = Uuid::new_v4();
+        f.run(id, create(id)).await.unwrap();
+        let create_workflow = f.stored(id).await.workflow;
+        assert!(create_workflow.is_some());
+        let reports = [
+            InstanceCommand::RecordVolumeCreated {
+                volume_id: "vol-1".into(),
+                size: 1,
+                volume_type: None,
+            },
+            InstanceCommand::RecordServerCreated {
+                server_id: "srv-1".into(),
+            },
+        ];
+        for report in reports {
+            assert_eq!(f.bus.cached_views(), 1, "the last command left its view");
+            let cached = f.bus.view(id, None).await.unwrap().unwrap();
+            assert_eq!(cached, f.stored(id).await);
+            assert_eq!(f.report(id, report).await.events.len(), 1);
+        }
+        let cached = f.bus.view(id, None).await.unwrap().unwrap();
+        let stored = f.stored(id).await;
+        assert_eq!(cached, stored);
+        assert_eq!(stored.revision, 2);
+        assert_eq!(stored.state.server_id.as_deref(), Some("srv-1"));
+        // The saga's reports continue the create's workflow.
+        assert_eq!(stored.workflow, create_workflow);
+        f.bus.forget(id);
+        assert_eq!(f.bus.cached_views(), 0);
+        assert_eq!(f.bus.view(id, None).await.unwrap().unwrap(), stored);
+    }
+
+    #[tokio::test]
+    async fn a_write_the_bus_did_not_see_is_never_decided_over() {
+        let f = fixture();
+        let id = Uuid::new_v4();
+        f.run(id, create(id)).await.unwrap();
+        // Another writer records the volume behind the bus's back: the bus's cached
+        // view (revision 0) is now stale.
+        let volume = InstanceEvent::VolumeCreated {
+            volume_id: "vol-elsewhere".into(),
+            size: 1,
+            volume_type: None,
+            at: Utc::now(),
+        };
+        f.append_elsewhere(id, 0, volume).await;
+        // Decided on the stale view, the same report would append a second volume; the
+        // append carries the view's revision, fails, and the report is decided again
+        // on the stream as stored, where it changes nothing.
+        let again = InstanceCommand::RecordVolumeCreated {
+            volume_id: "vol-elsewhere".into(),
+            size: 1,
+            volume_type: None,
+        };
+        assert!(f.report(id, again).await.events.is_empty());
+        let stored = f.stored(id).await;
+        assert_eq!(stored.revision, 1, "nothing appended after the other write");
+        assert_eq!(f.bus.view(id, None).await.unwrap().unwrap(), stored);
+    }
+
+    #[tokio::test]
+    async fn a_refusal_decided_on_a_stale_view_is_confirmed_on_the_stream() {
+        let f = fixture();
+        let id = Uuid::new_v4();
+        f.run(id, create(id)).await.unwrap();
+        // The bus holds the instance building; another writer takes it to ACTIVE.
+        let at = Utc::now();
+        let to_active = [
+            InstanceEvent::VolumeCreated {
+                volume_id: "vol-1".into(),
+                size: 1,
+                volume_type: None,
+                at,
+            },
+            InstanceEvent::ServerCreated {
+                server_id: "srv-1".into(),
+                at,
+            },
+            InstanceEvent::ComputeStatusChanged {
+                status: aggregates::instance::ComputeStatus::Active,
+                at,
+            },
+            InstanceEvent::GuestStatusReported {
+                status: aggregates::instance::ServiceStatus::Healthy,
+                at,
+            },
+            InstanceEvent::ProvisioningCompleted { at },
+        ];
+        for (n, event) in to_active.into_iter().enumerate() {
+            f.append_elsewhere(id, n as u64, event).await;
+        }
+        // On the stale view a rename is refused (not ready); nothing would be appended,
+        // so no revision check would catch it. The refusal is confirmed on the stream,
+        // where the instance is ACTIVE, and the rename goes through.
+        let done = f
+            .run(id, InstanceCommand::RenameInstance { name: "x".into() })
+            .await
+            .unwrap();
+        assert_eq!(done.events.len(), 1);
+        let stored = f.stored(id).await;
+        assert_eq!((stored.revision, stored.state.name.as_str()), (6, "x"));
+        assert_eq!(f.bus.view(id, None).await.unwrap().unwrap(), stored);
+    }
+
+    #[tokio::test]
+    async fn a_view_older_than_the_newest_event_the_caller_knows_is_read_again() {
+        let f = fixture();
+        let id = Uuid::new_v4();
+        f.run(id, create(id)).await.unwrap();
+        let renamed = InstanceEvent::InstanceRenamed {
+            name: "elsewhere".into(),
+            at: Utc::now(),
+        };
+        f.append_elsewhere(id, 0, renamed).await;
+        // Without a bound the cached (stale) view is what the bus holds.
+        let cached = f.bus.view(id, None).await.unwrap().unwrap();
+        assert_eq!((cached.revision, cached.state.name.as_str()), (0, "db1"));
+        // The saga knows revision 1 was delivered: that view is not good enough.
+        let fresh = f.bus.view(id, Some(1)).await.unwrap().unwrap();
+        assert_eq!(fresh, f.stored(id).await);
+        assert_eq!(fresh.state.name, "elsewhere");
+        assert_eq!(f.bus.view(id, None).await.unwrap().unwrap(), fresh);
+    }
+
+    #[tokio::test]
+    async fn a_create_of_an_existing_stream_is_refused_without_a_cached_view() {
+        let f = fixture();
+        let id = Uuid::new_v4();
+        f.run(id, create(id)).await.unwrap();
+        f.bus.forget(id);
+        // No view: the create is appended as the stream's first event, conflicts, and is
+        // decided again on the stored stream.
+        let again = f.run(id, create(id)).await;
+        assert!(matches!(again, Err(CommandError::Domain(_))), "{again:?}");
+        assert_eq!(f.stored(id).await.revision, 0);
     }
 }

@@ -44,10 +44,10 @@ use ports::{
 
 use crate::catalog::StaticCatalog;
 use crate::metrics::{self, StepOutcome};
-use crate::runtime::codec::{self, Actor, CommandMeta, EventMetadata};
-use crate::runtime::commands::{fold_instance, CommandBus, CommandError};
+use crate::runtime::codec::{self, Actor, CommandMeta};
+use crate::runtime::commands::{CommandBus, CommandError, StreamView, SAGA_USER};
 use crate::secrets::{Vault, VaultError};
-use crate::store::{EventStore, RecordedEvent, StoreError};
+use crate::store::{EventStore, StoreError};
 
 /// Namespace of the saga's deterministic event ids.
 const SAGA_NS: Uuid = Uuid::from_u128(0x2b7d_51e0_8c3a_4f19_9e62_07a4_c3d8_15f6);
@@ -58,7 +58,7 @@ const TRANSIENT_ATTEMPTS: u32 = 6;
 /// The identity saga commands run as.
 pub fn saga_caller() -> Caller {
     Caller {
-        user_id: "troved-saga".into(),
+        user_id: SAGA_USER.into(),
         project_id: "service".into(),
         roles: vec!["admin".into()],
     }
@@ -107,6 +107,10 @@ pub struct Driver {
     call_timeout: Duration,
     /// Instances with a running worker; `true` = new events arrived meanwhile, look again.
     running: Arc<DashMap<Uuid, bool>>,
+    /// The newest revision of each instance's stream the subscription delivered: a
+    /// step decides on a state that includes it. The command bus's cached view is
+    /// written after its append commits, so an event can arrive here first.
+    newest: Arc<DashMap<Uuid, u64>>,
     /// Becomes `true` when the server shuts down; workers stop between steps.
     shutdown: watch::Receiver<bool>,
     /// Configuration groups: their revisions and values, and which instances use them.
@@ -147,6 +151,7 @@ impl Driver {
             poll_interval: d.poll_interval,
             call_timeout: d.call_timeout,
             running: Arc::new(DashMap::new()),
+            newest: Arc::new(DashMap::new()),
             shutdown: d.shutdown,
             configurations: d.configurations,
             steps: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_STEPS)),
@@ -191,6 +196,10 @@ impl Driver {
                 r = sub.next() => {
                     let r = r?;
                     if let Some(id) = instance_id_of_stream(&r.stream) {
+                        self.newest
+                            .entry(id)
+                            .and_modify(|n| *n = (*n).max(r.revision))
+                            .or_insert(r.revision);
                         self.poke(id);
                     } else if let Some(group) = configuration_id_of_stream(&r.stream) {
                         // A group changed: every instance using it may have a step. The
@@ -227,6 +236,8 @@ impl Driver {
     async fn work(self, id: Uuid) {
         // Consecutive failures of the current step, by step name.
         let mut failures: HashMap<&'static str, u32> = HashMap::new();
+        // The revision of the stream the last step looked at.
+        let mut viewed = 0u64;
         loop {
             if *self.shutdown.borrow() {
                 self.running.remove(&id);
@@ -237,7 +248,10 @@ impl Driver {
                     self.running.remove(&id);
                     return;
                 };
-                self.step(id, &mut failures).await
+                // Boxed: a step's future is several KiB (provider calls inline), and a
+                // burst of creates leaves thousands of workers waiting for a permit
+                // above; unboxed, each waiting worker would hold that much.
+                Box::pin(self.step(id, &mut failures, &mut viewed)).await
             };
             match taken {
                 Ok(Progress::Moved) => {
@@ -250,9 +264,14 @@ impl Driver {
                 Ok(Progress::Backoff(pause)) => tokio::time::sleep(pause).await,
                 Ok(Progress::Idle) => {
                     failures.remove("store");
+                    // What the step saw covers every delivered event, unless one newer
+                    // arrived meanwhile (which also asked for a rerun below).
+                    self.newest.remove_if(&id, |_, n| *n <= viewed);
                     // Done unless something arrived while we looked: decide atomically.
                     let rerun = self.running.remove_if(&id, |_, again| !*again).is_none();
                     if !rerun {
+                        // Nothing left to do: the next command reads the stream again.
+                        self.bus.forget(id);
                         return;
                     }
                     if let Some(mut again) = self.running.get_mut(&id) {
@@ -280,24 +299,33 @@ impl Driver {
         &self,
         id: Uuid,
         failures: &mut HashMap<&'static str, u32>,
+        viewed: &mut u64,
     ) -> Result<Progress, StepError> {
-        let records = self.bus.read(&instance::stream_name(id)).await?;
-        let state = fold_instance(&records)?;
+        // The stream as the last command left it (cached by the bus), or as read when
+        // that misses an event already delivered.
+        let newest = self.newest.get(&id).map(|n| *n);
+        let Some(view) = self.bus.view(id, newest).await? else {
+            return Ok(Progress::Idle);
+        };
+        *viewed = view.revision;
+        let StreamView {
+            state,
+            revision,
+            last_id,
+            workflow,
+        } = view;
         if state.deleted {
             self.shred(id).await?;
             return Ok(Progress::Idle);
         }
         let group = self.group_of(&state);
-        let (Some(step), Some(last)) = (
-            plan(&state, group.as_ref(), Utc::now(), &self.policy),
-            records.last(),
-        ) else {
+        let Some(step) = plan(&state, group.as_ref(), Utc::now(), &self.policy) else {
             return Ok(Progress::Idle);
         };
         let name = step_name(&step);
         let performed = tokio::time::timeout(
             self.call_timeout,
-            self.perform(id, &state, &records, group.as_ref(), &step),
+            self.perform(id, &state, group.as_ref(), &step),
         )
         .await
         .unwrap_or_else(|_| {
@@ -337,13 +365,13 @@ impl Driver {
             actor: Actor::from(&caller),
             request_id: format!("saga:{name}"),
             // The event this step reacts to.
-            causation_id: last.id,
+            causation_id: last_id,
             // The workflow: the user request that put the instance where it is.
-            correlation_id: workflow_of(&records).unwrap_or(id),
+            correlation_id: workflow.unwrap_or(id),
             // Same state, same step, same ids: a retried append is deduplicated.
             derived_ids: Some(Uuid::new_v5(
                 &SAGA_NS,
-                format!("{id}/{}/{}", last.revision, cmd.name()).as_bytes(),
+                format!("{id}/{revision}/{}", cmd.name()).as_bytes(),
             )),
         };
         let done = self
@@ -471,7 +499,6 @@ impl Driver {
         &self,
         id: Uuid,
         s: &Instance,
-        records: &[RecordedEvent],
         group: Option<&Configuration>,
         step: &Step,
     ) -> Result<Outcome, StepError> {
@@ -544,7 +571,7 @@ impl Driver {
                 Ok(Outcome::Wait)
             }
             Step::Prepare => {
-                let req = self.prepare_request(id, s, records, group).await?;
+                let req = self.prepare_request(id, s, group).await?;
                 self.providers.guests.prepare(&key("prepare"), &req).await?;
                 rec(C::RecordGuestPrepared)
             }
@@ -706,9 +733,10 @@ impl Driver {
         &self,
         id: Uuid,
         s: &Instance,
-        records: &[RecordedEvent],
         group: Option<&Configuration>,
     ) -> Result<PrepareRequest, StepError> {
+        // The sealed passwords are in the creation event only (the state keeps none).
+        let records = self.bus.read(&instance::stream_name(id)).await?;
         let created = records.iter().find_map(|r| match codec::decode(r) {
             Ok((InstanceEvent::InstanceCreated(c), _)) => Some(c),
             _ => None,
@@ -842,13 +870,4 @@ fn service_status(s: &str) -> ServiceStatus {
         "INSTANCE_READY" => ServiceStatus::InstanceReady,
         _ => ServiceStatus::Unknown,
     }
-}
-
-/// The correlation id of the newest event a user (not the driver) caused.
-fn workflow_of(records: &[RecordedEvent]) -> Option<Uuid> {
-    let saga = saga_caller().user_id;
-    records.iter().rev().find_map(|r| {
-        let meta: EventMetadata = serde_json::from_slice(&r.metadata).ok()?;
-        (meta.actor.user_id != saga).then_some(meta.correlation_id)
-    })
 }
