@@ -11,7 +11,12 @@
 //! 3. starts `troved serve` on it `--runs` times, replaying the log (`--no-snapshot`),
 //!    and measures the time from spawn to the first 200 from `GET /v1.0` and the RSS
 //!    then; stops it with SIGTERM (which writes a read-model snapshot);
-//! 4. the same with that snapshot.
+//! 4. the same with that snapshot;
+//! 5. in this process, replays the log into the read models with the projector's own
+//!    decode and apply and counts the heap they hold (a counting allocator: the bytes
+//!    glibc's malloc takes for each live allocation, header and rounding included), per
+//!    instance: the "RSS per instance in read models" target, without the rest of the
+//!    process (store caches, the allocator's free memory, thread stacks).
 //!
 //! Run: `cargo bench --bench replay -- [--events N] [--dir DIR] [--runs R]
 //! [--troved PATH]`. With
@@ -36,9 +41,70 @@ use aggregates::instance::{
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::json;
 use troved::runtime::codec::{self, CommandMeta};
+use troved::runtime::projector::{self, Models};
 use troved::store::sqlite::SqliteStore;
-use troved::store::{EventStore, ExpectedRevision, NewEvent};
+use troved::store::{EventStore, ExpectedRevision, NewEvent, Position};
 use uuid::Uuid;
+
+/// The bytes glibc's malloc takes for live allocations: a chunk is the request plus an
+/// 8-byte header, rounded up to 16, at least 32 (x86_64).
+struct Counting;
+
+static HEAP: AtomicU64 = AtomicU64::new(0);
+
+fn chunk(size: usize) -> u64 {
+    ((size + 8).div_ceil(16) * 16).max(32) as u64
+}
+
+// SAFETY: every call is forwarded to the system allocator unchanged; the counter is
+// only arithmetic on the sizes.
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        HEAP.fetch_add(chunk(layout.size()), Ordering::Relaxed);
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        HEAP.fetch_add(chunk(layout.size()), Ordering::Relaxed);
+        unsafe { std::alloc::System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        HEAP.fetch_sub(chunk(layout.size()), Ordering::Relaxed);
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        HEAP.fetch_add(chunk(new_size), Ordering::Relaxed);
+        HEAP.fetch_sub(chunk(layout.size()), Ordering::Relaxed);
+        unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// Replays the log at `dir` into fresh read models in this process; returns the heap
+/// they hold and the instances in them.
+fn models_heap(dir: &Path) -> (u64, usize) {
+    let log = troved::cli::log::ReadOnlyLog::open(&dir.join("events.db")).expect("log");
+    let head = log.head().expect("head");
+    let before = HEAP.load(Ordering::Relaxed);
+    let models = Models::default();
+    let mut pos = Position::START;
+    let mut page = Vec::new();
+    while pos < head {
+        log.read_page(pos, head, projector::REPLAY_PAGE, &mut page)
+            .expect("read");
+        let Some(last) = page.last() else { break };
+        pos = last.position;
+        projector::apply_page(&models, page.iter().map(projector::decode).collect());
+    }
+    drop(page);
+    drop(log);
+    let held = HEAP.load(Ordering::Relaxed).saturating_sub(before);
+    (held, models.instances.len())
+}
 
 struct Opts {
     events: u64,
@@ -169,6 +235,19 @@ fn main() {
             median_u64(&rss) as f64 / (1024.0 * 1024.0),
         ));
     }
+
+    let (heap, instances) = models_heap(&dir);
+    let per = heap as f64 / instances.max(1) as f64;
+    println!(
+        "read models in process: {:.1} MiB of heap for {instances} instances = {per:.0} B each",
+        heap as f64 / (1024.0 * 1024.0)
+    );
+    rows.push(format!(
+        "| heap held by the read models (replayed in process; malloc chunks counted) | {:.2} KiB per instance | {:.1} MiB for {} instances | <= 2 KiB per instance |",
+        per / 1024.0,
+        heap as f64 / (1024.0 * 1024.0),
+        thousands(instances as u64)
+    ));
 
     let mut commit = sh("git", &["rev-parse", "--short", "HEAD"]);
     if !sh("git", &["status", "--porcelain"]).is_empty() {
