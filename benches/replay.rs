@@ -253,10 +253,23 @@ fn main() {
     if !sh("git", &["status", "--porcelain"]).is_empty() {
         commit.push_str(" (with uncommitted changes)");
     }
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--bench")
-        .collect();
+    // The paths given are this machine's: the docs name them by role.
+    let mut args: Vec<String> = Vec::new();
+    let mut given = std::env::args().skip(1).filter(|a| a != "--bench");
+    while let Some(a) = given.next() {
+        let role = match a.as_str() {
+            "--dir" => "DIR",
+            "--troved" => "PATH",
+            _ => {
+                args.push(a);
+                continue;
+            }
+        };
+        args.push(a);
+        if given.next().is_some() {
+            args.push(role.to_string());
+        }
+    }
     let block = format!(
         "Machine: {} cores (nproc). Commit: `{commit}`. Date: {}.\n\
          Command: `cargo bench --bench replay -- {}` (whole run {:.0} s after generating the log).\n\
