@@ -139,10 +139,17 @@ impl Views {
         self.lock().map.get(&id).map(|v| StreamView::clone(v))
     }
 
+    /// Keeps the newer of `view` and the one held: a read that started before a
+    /// command's append may finish after the command cached its result.
     fn put(&self, id: Uuid, view: StreamView) {
         let mut v = self.lock();
-        if v.map.insert(id, Box::new(view)).is_none() {
-            v.order.push_back(id);
+        match v.map.get_mut(&id) {
+            Some(held) if held.revision > view.revision => {}
+            Some(held) => **held = view,
+            None => {
+                v.map.insert(id, Box::new(view));
+                v.order.push_back(id);
+            }
         }
         while v.map.len() > CACHED_STREAMS_MAX {
             let Some(old) = v.order.pop_front() else {
@@ -785,6 +792,35 @@ mod tests {
         assert_eq!(fresh, f.stored(id).await);
         assert_eq!(fresh.state.name, "elsewhere");
         assert_eq!(f.bus.view(id, None).await.unwrap().unwrap(), fresh);
+    }
+
+    #[test]
+    fn the_cache_keeps_the_newer_view_and_evicts_the_oldest_entries() {
+        let views = Views::default();
+        let view = |revision| StreamView {
+            state: Instance::default(),
+            revision,
+            last_id: Uuid::nil(),
+            workflow: None,
+        };
+        let id = Uuid::new_v4();
+        views.put(id, view(3));
+        views.put(id, view(2));
+        assert_eq!(views.get(id).map(|v| v.revision), Some(3));
+        views.put(id, view(4));
+        assert_eq!(views.get(id).map(|v| v.revision), Some(4));
+        let more: Vec<Uuid> = (0..CACHED_STREAMS_MAX).map(|_| Uuid::new_v4()).collect();
+        for other in &more {
+            views.put(*other, view(0));
+        }
+        assert_eq!(views.len(), CACHED_STREAMS_MAX);
+        assert!(views.get(id).is_none(), "the oldest entry made room");
+        assert!(views.get(more[0]).is_some());
+        for other in &more {
+            views.forget(*other);
+        }
+        assert_eq!(views.len(), 0);
+        assert!(views.lock().order.len() <= 2 * CACHED_STREAMS_MAX);
     }
 
     #[tokio::test]
