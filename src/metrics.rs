@@ -385,7 +385,7 @@ impl Metrics {
         gauge(
             &mut out,
             "troved_command_cached_streams",
-            "Instance streams kept folded by the command path (instances with a command or a workflow step in flight; bounded).",
+            "Instance streams kept folded by the command path (mostly instances with a command or a workflow step in flight; at most 4096).",
             Some(gauges.cached_streams),
         );
         self.render_latency(&mut out);

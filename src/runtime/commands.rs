@@ -33,9 +33,12 @@ use crate::store::{EventStore, ExpectedRevision, NewEvent, Position, RecordedEve
 const MAX_ATTEMPTS: usize = 64;
 
 /// Instance streams kept folded (see the module documentation). The saga forgets an
-/// instance once it has nothing left to do for it, so in steady state this holds only
-/// instances with work in flight; a burst beyond it evicts the oldest entries, which
-/// costs their next command one stream read.
+/// instance once it has nothing left to do for it, so this holds mostly instances with
+/// work in flight; an idle instance stays when a command on it caches its result after
+/// the saga already looked (the saga reacts to the event before the command's
+/// read-your-writes wait ends), or when a refused command read it. Beyond the bound the
+/// oldest entries go (first in, first out), which costs their next command one stream
+/// read. At most ~10 MiB.
 const CACHED_STREAMS_MAX: usize = 4096;
 
 /// The user id of the saga's commands (`saga::saga_caller`).
