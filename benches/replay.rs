@@ -98,7 +98,8 @@ fn models_heap(dir: &Path) -> (u64, usize) {
             .expect("read");
         let Some(last) = page.last() else { break };
         pos = last.position;
-        projector::apply_page(&models, page.iter().map(projector::decode).collect());
+        let decoded: Vec<_> = page.iter().map(projector::decode).collect();
+        projector::apply_page(&models, &decoded);
     }
     drop(page);
     drop(log);

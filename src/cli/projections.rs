@@ -220,11 +220,14 @@ fn replay(
     std::thread::scope(|scope| -> anyhow::Result<()> {
         let (to_decode, pages) = std::sync::mpsc::sync_channel::<Vec<RecordedEvent>>(2);
         let (to_apply, decoded) = std::sync::mpsc::sync_channel::<Vec<Decoded>>(2);
-        // Decoded pages come back to be read into again (`ReadOnlyLog::read_page`).
+        // Decoded pages come back to be read into again (`ReadOnlyLog::read_page`), and
+        // applied ones to be freed and refilled by the decoder that allocated them.
         let (give_back, returned) = std::sync::mpsc::channel::<Vec<RecordedEvent>>();
+        let (applied_back, applied) = std::sync::mpsc::channel::<Vec<Decoded>>();
         scope.spawn(move || {
             for page in pages {
-                let decoded: Vec<Decoded> = page.iter().map(decode).collect();
+                let mut decoded = reuse(&applied);
+                decoded.extend(page.iter().map(decode));
                 let _ = give_back.send(page);
                 if to_apply.send(decoded).is_err() {
                     break;
@@ -233,7 +236,8 @@ fn replay(
         });
         scope.spawn(move || {
             for page in decoded {
-                apply_page(models, page);
+                apply_page(models, &page);
+                let _ = applied_back.send(page);
             }
         });
         while pos < head {
@@ -267,6 +271,17 @@ fn replay(
         gaps: anomalies(ProjectionAnomaly::Gap) - gaps0,
         elapsed: started.elapsed(),
     })
+}
+
+/// An applied page back from the applier, emptied here (its events freed on the thread
+/// that decoded them), or a new one.
+fn reuse(applied: &std::sync::mpsc::Receiver<Vec<Decoded>>) -> Vec<Decoded> {
+    let mut spare = Vec::new();
+    while let Ok(mut page) = applied.try_recv() {
+        page.clear();
+        spare = page;
+    }
+    spare
 }
 
 /// Progress on stderr: a bar (position, events/s, ETA) on a terminal, plain lines

@@ -10,7 +10,7 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use aggregates::configuration::{configuration_id_of_stream, ConfigurationEvent};
+use aggregates::configuration::configuration_id_of_stream;
 use aggregates::instance::{instance_id_of_stream, InstanceEvent};
 use projections::backups::BackupModels;
 use projections::configurations::{ConfigurationModels, ProjectedConfigurationEvent};
@@ -94,13 +94,12 @@ impl Applied {
 pub struct Decoded {
     position: Position,
     id: Uuid,
-    revision: u64,
     target: Target,
 }
 
 enum Target {
-    Instance(Uuid, Result<InstanceEvent, Undecodable>),
-    Configuration(Uuid, Result<ConfigurationEvent, Undecodable>),
+    Instance(Result<ProjectedEvent, Undecodable>),
+    Configuration(Result<ProjectedConfigurationEvent, Undecodable>),
     /// Another category: the models only move their position.
     Other,
 }
@@ -125,12 +124,27 @@ pub fn decode(r: &RecordedEvent) -> Decoded {
         stream: r.stream.clone(),
         error,
     };
-    let target = if let Some(id) = instance_id_of_stream(&r.stream) {
-        Target::Instance(id, codec::decode_event(r).map_err(undecodable))
-    } else if let Some(id) = configuration_id_of_stream(&r.stream) {
+    let target = if let Some(instance_id) = instance_id_of_stream(&r.stream) {
+        Target::Instance(
+            codec::decode_event(r)
+                .map(|event| ProjectedEvent {
+                    position: r.position,
+                    instance_id,
+                    revision: r.revision,
+                    event,
+                })
+                .map_err(undecodable),
+        )
+    } else if let Some(configuration_id) = configuration_id_of_stream(&r.stream) {
         Target::Configuration(
-            id,
-            codec::decode_configuration_event(r).map_err(undecodable),
+            codec::decode_configuration_event(r)
+                .map(|event| ProjectedConfigurationEvent {
+                    position: r.position,
+                    configuration_id,
+                    revision: r.revision,
+                    event,
+                })
+                .map_err(undecodable),
         )
     } else {
         Target::Other
@@ -138,7 +152,6 @@ pub fn decode(r: &RecordedEvent) -> Decoded {
     Decoded {
         position: r.position,
         id: r.id,
-        revision: r.revision,
         target,
     }
 }
@@ -148,37 +161,30 @@ pub fn decode(r: &RecordedEvent) -> Decoded {
 /// record cannot stop every read).
 pub fn apply_recorded(models: &Models, r: &RecordedEvent) {
     metrics::global().event_projected();
-    apply_decoded(models, decode(r));
+    apply_decoded(models, &decode(r));
     models.applied.advance(&[(r.position, r.id)], 1);
 }
 
 /// Applies a decoded event (see [`apply_recorded`]); events must come in log order.
 /// Does not count it in the metrics nor move [`Models::applied`] (the caller does, per
 /// event or per page).
-pub fn apply_decoded(models: &Models, d: Decoded) {
-    match d.target {
-        Target::Instance(instance_id, event) => {
-            let usage = event.as_ref().is_ok_and(changes_configuration_usage);
+pub fn apply_decoded(models: &Models, d: &Decoded) {
+    match &d.target {
+        Target::Instance(event) => {
             fold_instance_event(
                 &models.instances,
-                instance_id,
                 d.position,
-                d.revision,
-                event,
+                event.as_ref(),
                 Report::Anomalies,
             );
-            if usage {
-                sync_configuration_usage(models, instance_id);
+            if let Ok(e) = event {
+                if changes_configuration_usage(&e.event) {
+                    sync_configuration_usage(models, e.instance_id);
+                }
             }
         }
-        Target::Configuration(configuration_id, event) => {
-            apply_configuration(
-                &models.configurations,
-                configuration_id,
-                d.position,
-                d.revision,
-                event,
-            );
+        Target::Configuration(event) => {
+            apply_configuration(&models.configurations, d.position, event.as_ref());
             models.instances.advance_to(d.position);
         }
         Target::Other => models.instances.advance_to(d.position),
@@ -191,17 +197,20 @@ pub fn apply_decoded(models: &Models, d: Decoded) {
 /// serving projector already reported them.
 pub fn apply_to_instances(models: &ReadModels, r: &RecordedEvent) {
     match instance_id_of_stream(&r.stream) {
-        Some(instance_id) => fold_instance_event(
-            models,
-            instance_id,
-            r.position,
-            r.revision,
-            codec::decode_event(r).map_err(|error| Undecodable {
-                stream: String::new(),
-                error,
-            }),
-            Report::Quiet,
-        ),
+        Some(instance_id) => {
+            let event = codec::decode_event(r)
+                .map(|event| ProjectedEvent {
+                    position: r.position,
+                    instance_id,
+                    revision: r.revision,
+                    event,
+                })
+                .map_err(|error| Undecodable {
+                    stream: String::new(),
+                    error,
+                });
+            fold_instance_event(models, r.position, event.as_ref(), Report::Quiet)
+        }
         None => models.advance_to(r.position),
     }
 }
@@ -217,22 +226,16 @@ enum Report {
 
 fn fold_instance_event(
     models: &ReadModels,
-    instance_id: Uuid,
     position: Position,
-    revision: u64,
-    event: Result<InstanceEvent, Undecodable>,
+    event: Result<&ProjectedEvent, &Undecodable>,
     report: Report,
 ) {
     let report = report == Report::Anomalies;
     match event {
         Ok(event) => {
-            let outcome = models.apply(&ProjectedEvent {
-                position,
-                instance_id,
-                revision,
-                event,
-            });
+            let outcome = models.apply(event);
             if let (true, ApplyOutcome::AppliedAfterGap { expected, actual }) = (report, outcome) {
+                let instance_id = event.instance_id;
                 metrics::global().projection_anomaly(ProjectionAnomaly::Gap);
                 tracing::error!(stream = %format!("instance-{instance_id}"), expected, actual, "projection skipped events of a stream; rebuild the read models");
             }
@@ -273,20 +276,14 @@ fn sync_configuration_usage(models: &Models, instance_id: Uuid) {
 
 fn apply_configuration(
     models: &ConfigurationModels,
-    configuration_id: Uuid,
     position: Position,
-    revision: u64,
-    event: Result<ConfigurationEvent, Undecodable>,
+    event: Result<&ProjectedConfigurationEvent, &Undecodable>,
 ) {
     match event {
         Ok(event) => {
-            let outcome = models.apply(&ProjectedConfigurationEvent {
-                position,
-                configuration_id,
-                revision,
-                event,
-            });
+            let outcome = models.apply(event);
             if let ApplyOutcome::AppliedAfterGap { expected, actual } = outcome {
+                let configuration_id = event.configuration_id;
                 metrics::global().projection_anomaly(ProjectionAnomaly::Gap);
                 tracing::error!(stream = %format!("configuration-{configuration_id}"), expected, actual, "projection skipped events of a stream; rebuild the read models");
             }
@@ -300,7 +297,10 @@ fn apply_configuration(
 
 /// Applies a page of decoded events in order, counting them in the metrics and in
 /// [`Models::applied`].
-pub fn apply_page(models: &Models, page: Vec<Decoded>) {
+/// Applies a page of decoded events in order. The page is only read, so a replay can
+/// hand it back to the thread that decoded it: the events' memory is then freed where
+/// it was allocated (glibc frees across threads slowly, under its arenas' locks).
+pub fn apply_page(models: &Models, page: &[Decoded]) {
     let n = page.len();
     let last: Vec<(Position, Uuid)> = page[n.saturating_sub(2)..]
         .iter()
@@ -329,11 +329,14 @@ pub async fn catch_up(
         return Ok(from);
     }
     let (pages, mut queued) = mpsc::channel::<Vec<Decoded>>(REPLAY_QUEUE);
+    // Applied pages come back to be freed (and refilled) where they were decoded.
+    let (applied_back, mut applied) = mpsc::unbounded_channel::<Vec<Decoded>>();
     let applier = {
         let models = models.clone();
         tokio::task::spawn_blocking(move || {
             while let Some(page) = queued.blocking_recv() {
-                apply_page(&models, page);
+                apply_page(&models, &page);
+                let _ = applied_back.send(page);
             }
         })
     };
@@ -352,7 +355,15 @@ pub async fn catch_up(
                         Ok(Vec::new())
                     }
                 },
-                async { page.iter().map(decode).collect::<Vec<_>>() }
+                async {
+                    let mut spare = Vec::new();
+                    while let Ok(mut used) = applied.try_recv() {
+                        used.clear();
+                        spare = used;
+                    }
+                    spare.extend(page.iter().map(decode));
+                    spare
+                }
             );
             if pages.send(decoded).await.is_err() {
                 break; // the applier died; its join below reports it
