@@ -95,6 +95,10 @@ pub enum ProjectionsCommand {
         /// The data directory holding the event store.
         #[arg(long, env = "TROVED_DATA_DIR", default_value = "./data")]
         data_dir: PathBuf,
+        /// An event store URL instead of the data directory: `sqlite:///path/events.db`
+        /// or `esdb://HOST:2113?tls=false`.
+        #[arg(long, env = "TROVED_EVENT_STORE", hide_env_values = true)]
+        event_store: Option<String>,
     },
     /// Rebuild into scratch models and compare them with an independent fold of every
     /// stream; report any difference.
@@ -102,6 +106,10 @@ pub enum ProjectionsCommand {
         /// The data directory holding the event store.
         #[arg(long, env = "TROVED_DATA_DIR", default_value = "./data")]
         data_dir: PathBuf,
+        /// An event store URL instead of the data directory: `sqlite:///path/events.db`
+        /// or `esdb://HOST:2113?tls=false`.
+        #[arg(long, env = "TROVED_EVENT_STORE", hide_env_values = true)]
+        event_store: Option<String>,
     },
 }
 

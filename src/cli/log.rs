@@ -1,7 +1,8 @@
 //! The embedded store's file read through one `query_only` connection, for the auditor
 //! and operator commands (`history`, `projections rebuild/verify`): it changes nothing
 //! and takes no lock, so it works on a stopped server's data directory, on one left by
-//! a crash, and beside a running server alike.
+//! a crash, and beside a running server alike. [`StreamReader`] gives those commands
+//! the same reads over EventStoreDB.
 
 use std::path::Path;
 use std::time::Duration;
@@ -236,6 +237,70 @@ impl StreamReader {
             StreamReader::Store { store, runtime } => runtime
                 .block_on(store.read_stream(stream))
                 .map_err(|e| anyhow!("reading {stream}: {e}")),
+        }
+    }
+
+    /// The last position; a command reads up to it, so later appends (a running
+    /// server's) are not half-seen.
+    pub fn head(&self) -> anyhow::Result<Position> {
+        match self {
+            StreamReader::File(log) => log.head(),
+            StreamReader::Store { store, runtime } => runtime
+                .block_on(store.head())
+                .map_err(|e| anyhow!("reading the store's last position: {e}")),
+        }
+    }
+
+    /// Up to `max` events after `from` and at most `to`, in order, into `page`
+    /// ([`ReadOnlyLog::read_page`]).
+    pub fn read_page(
+        &self,
+        from: Position,
+        to: Position,
+        max: usize,
+        page: &mut Vec<RecordedEvent>,
+    ) -> anyhow::Result<()> {
+        match self {
+            StreamReader::File(log) => log.read_page(from, to, max, page),
+            StreamReader::Store { store, runtime } => {
+                let read = runtime
+                    .block_on(store.read_all(from, max))
+                    .map_err(|e| anyhow!("reading $all after {from}: {e}"))?;
+                page.clear();
+                page.extend(read.into_iter().take_while(|e| e.position <= to));
+                Ok(())
+            }
+        }
+    }
+
+    /// Calls `f` with each stream holding events up to `to`, whole (up to `to`) and
+    /// oldest first, one at a time ([`ReadOnlyLog::for_each_stream`]). Over a store,
+    /// `$all` is read once for the stream names, then each stream on its own.
+    pub fn for_each_stream(
+        &self,
+        to: Position,
+        mut f: impl FnMut(&str, &[RecordedEvent]),
+    ) -> anyhow::Result<()> {
+        match self {
+            StreamReader::File(log) => log.for_each_stream(to, f),
+            StreamReader::Store { .. } => {
+                let mut streams = std::collections::BTreeSet::new();
+                let (mut from, mut page) = (Position::START, Vec::new());
+                while from < to {
+                    self.read_page(from, to, PAGE, &mut page)?;
+                    let Some(last) = page.last() else { break };
+                    from = last.position;
+                    streams.extend(page.iter().map(|e| e.stream.clone()));
+                }
+                for stream in &streams {
+                    let mut records = self.read_stream(stream)?;
+                    records.retain(|e| e.position <= to);
+                    if !records.is_empty() {
+                        f(stream, &records);
+                    }
+                }
+                Ok(())
+            }
         }
     }
 }

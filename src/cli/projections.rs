@@ -22,7 +22,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::io::{IsTerminal as _, Write as _};
-use std::path::{Path, PathBuf};
+
 use std::time::{Duration, Instant};
 
 use aggregates::configuration::{configuration_id_of_stream, Configuration};
@@ -34,7 +34,7 @@ use projections::{QuotaInUse, Snapshot, LIST_PAGE_MAX};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::log::{ReadOnlyLog, PAGE};
+use super::log::{StreamReader, PAGE};
 use crate::config::ProjectionsCommand;
 use crate::http::configurations::fold_configuration;
 use crate::metrics::{self, ProjectionAnomaly};
@@ -49,8 +49,20 @@ const LINE_INTERVAL: Duration = Duration::from_secs(1);
 /// Runs `troved projections ...`.
 pub async fn run(cmd: ProjectionsCommand) -> anyhow::Result<()> {
     let output = tokio::task::spawn_blocking(move || match cmd {
-        ProjectionsCommand::Rebuild { data_dir } => rebuild(&events_path(&data_dir)),
-        ProjectionsCommand::Verify { data_dir } => verify(&events_path(&data_dir)),
+        ProjectionsCommand::Rebuild {
+            data_dir,
+            event_store,
+        } => {
+            let (log, name) = StreamReader::open(event_store.as_deref(), &data_dir)?;
+            rebuild(&log, &name)
+        }
+        ProjectionsCommand::Verify {
+            data_dir,
+            event_store,
+        } => {
+            let (log, name) = StreamReader::open(event_store.as_deref(), &data_dir)?;
+            verify(&log, &name)
+        }
     })
     .await
     .context("the projections task failed")?;
@@ -86,17 +98,12 @@ enum Outcome {
     },
 }
 
-fn events_path(data_dir: &Path) -> PathBuf {
-    data_dir.join("events.db")
-}
-
 // ---- rebuild -------------------------------------------------------------------------------
 
-fn rebuild(path: &Path) -> anyhow::Result<Outcome> {
-    let log = ReadOnlyLog::open(path)?;
+fn rebuild(log: &StreamReader, name: &str) -> anyhow::Result<Outcome> {
     let head = log.head()?;
     let models = Models::default();
-    let replay = replay(&log, &models, head, "rebuild")?;
+    let replay = replay(log, &models, head, "rebuild")?;
     let snap = models.instances.snapshot();
     let listed: usize = snap.lists.values().map(Vec::len).sum();
     let deleted = snap.records.values().filter(|r| r.instance.deleted).count();
@@ -105,10 +112,7 @@ fn rebuild(path: &Path) -> anyhow::Result<Outcome> {
     let w = &mut out;
     line(
         w,
-        format!(
-            "rebuilt every read model from {} (read only: nothing was written)",
-            path.display()
-        ),
+        format!("rebuilt every read model from {name} (read only: nothing was written)"),
     );
     line(
         w,
@@ -198,7 +202,7 @@ fn per_second(events: u64, elapsed: Duration) -> u64 {
 /// Applies every event up to `head` to `models` with the projector's own apply, showing
 /// progress on stderr.
 fn replay(
-    log: &ReadOnlyLog,
+    log: &StreamReader,
     models: &Models,
     head: Position,
     what: &str,
@@ -395,13 +399,12 @@ fn progress_line(what: &str, position: u64, total: u64, events: u64, started: In
 
 // ---- verify --------------------------------------------------------------------------------
 
-fn verify(path: &Path) -> anyhow::Result<Outcome> {
+fn verify(log: &StreamReader, name: &str) -> anyhow::Result<Outcome> {
     let started = Instant::now();
-    let log = ReadOnlyLog::open(path)?;
     let head = log.head()?;
     let models = Models::default();
-    let replay = replay(&log, &models, head, "verify")?;
-    let fold = LogFold::read(&log, head)?;
+    let replay = replay(log, &models, head, "verify")?;
+    let fold = LogFold::read(log, head)?;
     let differences = compare(&models, &fold);
     let mut out = String::new();
     for d in &differences {
@@ -424,10 +427,7 @@ fn verify(path: &Path) -> anyhow::Result<Outcome> {
     let w = &mut out;
     line(
         w,
-        format!(
-            "read models match an independent fold of the log in {} (position {head})",
-            path.display()
-        ),
+        format!("read models match an independent fold of the log in {name} (position {head})"),
     );
     line(
         w,
@@ -511,7 +511,7 @@ struct LogFold {
 impl LogFold {
     /// Reads the log stream by stream (ordered by stream and revision, one stream in
     /// memory at a time) and folds each.
-    fn read(log: &ReadOnlyLog, head: Position) -> anyhow::Result<LogFold> {
+    fn read(log: &StreamReader, head: Position) -> anyhow::Result<LogFold> {
         let mut fold = LogFold {
             head,
             ..LogFold::default()
