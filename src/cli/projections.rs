@@ -199,6 +199,9 @@ fn per_second(events: u64, elapsed: Duration) -> u64 {
     }
 }
 
+/// Decoding threads of a replay.
+const DECODERS: usize = 2;
+
 /// Applies every event up to `head` to `models` with the projector's own apply, showing
 /// progress on stderr.
 fn replay(
@@ -219,31 +222,47 @@ fn replay(
     let mut pos = Position::START;
     let mut events = 0u64;
     let mut by_category: BTreeMap<String, u64> = BTreeMap::new();
-    // The projector's replay pipeline, on threads: this one reads pages, one decodes
-    // them, one applies them in order (see `runtime::projector`).
+    // The projector's replay pipeline, on threads: this one reads pages, two decode
+    // them (page n goes to decoder n % 2: decoding is the longest stage), one applies
+    // them in the order they were read (see `runtime::projector`).
     std::thread::scope(|scope| -> anyhow::Result<()> {
-        let (to_decode, pages) = std::sync::mpsc::sync_channel::<Vec<RecordedEvent>>(2);
-        let (to_apply, decoded) = std::sync::mpsc::sync_channel::<Vec<Decoded>>(2);
         // Decoded pages come back to be read into again (`ReadOnlyLog::read_page`), and
         // applied ones to be freed and refilled by the decoder that allocated them.
         let (give_back, returned) = std::sync::mpsc::channel::<Vec<RecordedEvent>>();
-        let (applied_back, applied) = std::sync::mpsc::channel::<Vec<Decoded>>();
-        scope.spawn(move || {
-            for page in pages {
-                let mut decoded = reuse(&applied);
-                decoded.extend(page.iter().map(decode));
-                let _ = give_back.send(page);
-                if to_apply.send(decoded).is_err() {
-                    break;
+        let mut to_decode = Vec::with_capacity(DECODERS);
+        let mut decoded = Vec::with_capacity(DECODERS);
+        let mut applied_back = Vec::with_capacity(DECODERS);
+        for _ in 0..DECODERS {
+            let (to_decoder, pages) = std::sync::mpsc::sync_channel::<Vec<RecordedEvent>>(1);
+            let (to_apply, from_decoder) = std::sync::mpsc::sync_channel::<Vec<Decoded>>(1);
+            let (back, applied) = std::sync::mpsc::channel::<Vec<Decoded>>();
+            let give_back = give_back.clone();
+            scope.spawn(move || {
+                for page in pages {
+                    let mut out = reuse(&applied);
+                    out.extend(page.iter().map(decode));
+                    let _ = give_back.send(page);
+                    if to_apply.send(out).is_err() {
+                        break;
+                    }
                 }
-            }
-        });
+            });
+            to_decode.push(to_decoder);
+            decoded.push(from_decoder);
+            applied_back.push(back);
+        }
         scope.spawn(move || {
-            for page in decoded {
+            // Page n comes from decoder n % DECODERS; the first decoder to run out
+            // (its sender dropped after the last page) ends the replay.
+            for n in 0.. {
+                let Ok(page) = decoded[n % DECODERS].recv() else {
+                    break;
+                };
                 apply_page(models, &page);
-                let _ = applied_back.send(page);
+                let _ = applied_back[n % DECODERS].send(page);
             }
         });
+        let mut sent = 0usize;
         while pos < head {
             let mut batch = returned.try_recv().unwrap_or_default();
             log.read_page(pos, head, PAGE, &mut batch)?;
@@ -259,12 +278,13 @@ fn replay(
                 }
             }
             events += batch.len() as u64;
-            if to_decode.send(batch).is_err() {
+            if to_decode[sent % DECODERS].send(batch).is_err() {
                 bail!("the replay's decoding thread stopped");
             }
+            sent += 1;
             progress.update(pos.commit, events);
         }
-        // Dropping the sender ends the decoder, then the applier; the scope joins both.
+        // Dropping the senders ends the decoders, then the applier; the scope joins them.
         Ok(())
     })?;
     progress.finish(pos.commit, events);
