@@ -1171,4 +1171,84 @@ mod tests {
             "verify: position 0/0 (100%), 0 events/s, ETA ?"
         );
     }
+
+    /// A log of two pages per decoding thread, three streams interleaved in runs:
+    /// the replay applies the pages in read order whichever thread decoded them (out of
+    /// order, each stream would show revision gaps and end on an older name).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_replay_over_many_pages_applies_them_in_log_order() {
+        use crate::store::sqlite::SqliteStore;
+        use crate::store::{EventStore, ExpectedRevision, NewEvent};
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.db");
+        let store = SqliteStore::open(&path).unwrap();
+        let ids = [P1, P2, "7a3c1e55-0b2d-4f6e-8a9c-1d2e3f4a5b6c"];
+        let event = |event_type: &str, data: Value| NewEvent {
+            id: Uuid::new_v4(),
+            event_type: event_type.into(),
+            data: data.to_string().into_bytes(),
+            metadata: meta(),
+        };
+        for (n, id) in ids.iter().enumerate() {
+            let body = created(id, &format!("p{n}"), "r0");
+            store
+                .append(
+                    &format!("instance-{id}"),
+                    ExpectedRevision::NoStream,
+                    vec![event("InstanceCreated", body)],
+                )
+                .await
+                .unwrap();
+        }
+        // 3 streams x 90 runs of 50 renames: 13,500 events, 4 pages.
+        const RUN: u64 = 50;
+        for run in 0..90u64 {
+            for id in ids {
+                let renames = (0..RUN)
+                    .map(|k| {
+                        let name = format!("r{}", run * RUN + k + 1);
+                        event(
+                            "InstanceRenamed",
+                            json!({"name": name, "at": "2026-11-26T19:41:00Z"}),
+                        )
+                    })
+                    .collect();
+                store
+                    .append(
+                        &format!("instance-{id}"),
+                        ExpectedRevision::Exact(run * RUN),
+                        renames,
+                    )
+                    .await
+                    .unwrap();
+            }
+        }
+        store.shutdown().await;
+        let outcome = tokio::task::spawn_blocking(move || {
+            let log = StreamReader::File(super::super::log::ReadOnlyLog::open(&path).unwrap());
+            let head = log.head().unwrap();
+            let models = Models::default();
+            let replay = replay(&log, &models, head, "test").unwrap();
+            let names: Vec<String> = ids
+                .iter()
+                .map(|id| {
+                    let id = Uuid::parse_str(id).unwrap();
+                    models.instances.instance(id).unwrap().name
+                })
+                .collect();
+            let verified = verify(&log, "test").unwrap();
+            (replay.events, replay.gaps, names, verified)
+        })
+        .await
+        .unwrap();
+        let (events, gaps, names, verified) = outcome;
+        assert!(
+            events > 3 * PAGE as u64,
+            "{events} events: two pages per decoder"
+        );
+        assert_eq!(gaps, 0);
+        assert_eq!(names, ["r4500", "r4500", "r4500"]);
+        assert!(matches!(verified, Outcome::Report(_)));
+    }
 }
