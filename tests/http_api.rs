@@ -98,12 +98,7 @@ async fn delete_during_build_is_refused_with_422() {
 async fn two_hundred_concurrent_renames_all_land_and_the_last_appended_wins() {
     let dir = tempfile::tempdir().unwrap();
     let s = TestServer::start(dir.path(), &["--sim-latency-ms", "0"]).await;
-    let id = s.create("alice", "p1", "race").await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    s.wait_for("alice", "p1", &id, |i| i["status"] == "ACTIVE")
-        .await;
+    let id = s.create_active("alice", "p1", "race").await;
 
     let s = Arc::new(s);
     let mut tasks = Vec::new();
@@ -366,12 +361,7 @@ async fn every_response_carries_a_request_id() {
 async fn other_projects_instances_are_indistinguishable_from_missing_ones() {
     let dir = tempfile::tempdir().unwrap();
     let s = TestServer::start(dir.path(), &["--sim-latency-ms", "0"]).await;
-    let id = s.create("alice", "p1", "mine").await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    s.wait_for("alice", "p1", &id, |i| i["status"] == "ACTIVE")
-        .await;
+    let id = s.create_active("alice", "p1", "mine").await;
     let path = format!("/instances/{id}");
     let expected = json!({"itemNotFound": {"code": 404, "message": format!("Resource {id} cannot be found.")}});
     assert_eq!(s.get("bob", "p2", &path).await, (404, expected.clone()));

@@ -801,12 +801,7 @@ async fn active_mysql_instance_has_the_default_configuration_of_its_flavor() {
     let dir = tempfile::tempdir().unwrap();
     let s = TestServer::start(dir.path(), &["--sim-latency-ms", "0"]).await;
     // flavor 2 = m1.small, 2048 MB; mysql 8.0 (8.0.36).
-    let id = s.create("alice", "p1", "configured").await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    s.wait_for("alice", "p1", &id, |i| i["status"] == "ACTIVE")
-        .await;
+    let id = s.create_active("alice", "p1", "configured").await;
 
     let path = format!("/instances/{id}/configuration");
     let (status, body) = s.get("alice", "p1", &path).await;

@@ -27,13 +27,7 @@ async fn start(double: &EsdbDouble, dir: &std::path::Path) -> TestServer {
 
 /// Creates an instance as alice of p1 and waits until it is ACTIVE; its id.
 async fn active(s: &TestServer, name: &str) -> String {
-    let id = s.create("alice", "p1", name).await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    s.wait_for("alice", "p1", &id, |i| i["status"] == "ACTIVE")
-        .await;
-    id
+    s.create_active("alice", "p1", name).await
 }
 
 /// The event types of an instance's stream, as EventStoreDB holds them.

@@ -265,12 +265,7 @@ async fn transient_faults_are_retried_and_a_silent_guest_times_out() {
 async fn each_saga_event_continues_the_workflow_of_the_user_request_before_it() {
     let dir = tempfile::tempdir().unwrap();
     let s = TestServer::start(dir.path(), &["--sim-latency-ms", "5"]).await;
-    let id = s.create("alice", "p1", "flow").await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    s.wait_for("alice", "p1", &id, |i| i["status"] == "ACTIVE")
-        .await;
+    let id = s.create_active("alice", "p1", "flow").await;
     let path = format!("/instances/{id}");
     let upgrade = json!({"instance": {"datastore_version": "5.7"}});
     assert_eq!(s.patch("alice", "p1", &path, &upgrade).await.0, 202);
@@ -334,12 +329,7 @@ async fn upgrade_configuration_and_replica_workflows_reach_the_guest() {
         ],
     )
     .await;
-    let id = s.create("alice", "p1", "main").await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    s.wait_for("alice", "p1", &id, |i| i["status"] == "ACTIVE")
-        .await;
+    let id = s.create_active("alice", "p1", "main").await;
     let path = format!("/instances/{id}");
 
     // Upgrade: UPGRADE, then ACTIVE on the new version; the guest ran the upgrade.
@@ -495,12 +485,7 @@ async fn upgrade_configuration_and_replica_workflows_reach_the_guest() {
 async fn delete_removes_server_volume_and_record() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = TestServer::start(dir.path(), &["--sim-latency-ms", "10"]).await;
-    let id = s.create("alice", "p1", "doomed").await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    s.wait_for("alice", "p1", &id, |i| i["status"] == "ACTIVE")
-        .await;
+    let id = s.create_active("alice", "p1", "doomed").await;
     assert_eq!(
         s.delete("alice", "p1", &format!("/instances/{id}")).await.0,
         202

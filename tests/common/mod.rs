@@ -160,6 +160,17 @@ impl TestServer {
         body["instance"].clone()
     }
 
+    /// POST /instances, then polls until the instance is ACTIVE; its id.
+    pub async fn create_active(&self, user: &str, project: &str, name: &str) -> String {
+        let id = self.create(user, project, name).await["id"]
+            .as_str()
+            .expect("the created instance's id")
+            .to_string();
+        self.wait_for(user, project, &id, |i| i["status"] == "ACTIVE")
+            .await;
+        id
+    }
+
     /// Polls show until `pred` holds (bounded).
     pub async fn wait_for(
         &self,
