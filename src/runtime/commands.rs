@@ -236,16 +236,6 @@ impl CommandBus {
         Ok(self.inner.store.read_stream(stream).await?)
     }
 
-    /// Loads an instance's state from its stream (the source of truth).
-    pub async fn load(&self, id: Uuid) -> Result<Instance, CommandError> {
-        let records = self
-            .inner
-            .store
-            .read_stream(&instance::stream_name(id))
-            .await?;
-        fold_instance(&records)
-    }
-
     /// Decides `cmds` (all or nothing) for instance `id` and appends the events.
     ///
     /// Commands are serialized in this process by keyed locks held until the read models
