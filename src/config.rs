@@ -3,10 +3,14 @@
 //! Every flag also has an environment variable (`TROVED_…`); every default works on a
 //! fresh machine with no configuration and no server besides troved itself.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::str::FromStr;
 
 use clap::{Args, Parser, Subcommand};
+
+use crate::store::StoreUrl;
 
 /// troved: an event-sourced control plane for the OpenStack Trove v1.0 Instances API.
 #[derive(Debug, Parser)]
@@ -51,7 +55,7 @@ pub struct MigrateArgs {
         value_name = "URL",
         hide_env_values = true
     )]
-    pub from: String,
+    pub from: StoreUrlArg,
     /// The store to copy into (created if missing): `sqlite://PATH` or
     /// `esdb://HOST:2113?tls=false`. It must be empty or hold a prefix of the source
     /// (an interrupted migration, which this run then resumes).
@@ -61,7 +65,7 @@ pub struct MigrateArgs {
         value_name = "URL",
         hide_env_values = true
     )]
-    pub to: String,
+    pub to: StoreUrlArg,
     /// Events read from the source per request (and at most that many per append).
     #[arg(
         long,
@@ -98,7 +102,7 @@ pub enum ProjectionsCommand {
         /// An event store URL instead of the data directory: `sqlite:///path/events.db`
         /// or `esdb://HOST:2113?tls=false`.
         #[arg(long, env = "TROVED_EVENT_STORE", hide_env_values = true)]
-        event_store: Option<String>,
+        event_store: Option<StoreUrlArg>,
     },
     /// Rebuild into scratch models and compare them with an independent fold of every
     /// stream; report any difference.
@@ -109,7 +113,7 @@ pub enum ProjectionsCommand {
         /// An event store URL instead of the data directory: `sqlite:///path/events.db`
         /// or `esdb://HOST:2113?tls=false`.
         #[arg(long, env = "TROVED_EVENT_STORE", hide_env_values = true)]
-        event_store: Option<String>,
+        event_store: Option<StoreUrlArg>,
     },
 }
 
@@ -124,7 +128,7 @@ pub struct HistoryArgs {
     /// An event store URL instead of the data directory: `sqlite:///path/events.db` or
     /// `esdb://HOST:2113?tls=false`.
     #[arg(long, env = "TROVED_EVENT_STORE", hide_env_values = true)]
-    pub event_store: Option<String>,
+    pub event_store: Option<StoreUrlArg>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = HistoryFormat::Table)]
     pub format: HistoryFormat,
@@ -179,9 +183,10 @@ pub struct ServeConfig {
 
     /// The event store: `sqlite://PATH` or an EventStoreDB/KurrentDB connection string
     /// such as `esdb://HOST:2113?tls=false` (docs/event-stores.md). Default: the
-    /// embedded store `<data dir>/events.db`.
-    #[arg(long, env = "TROVED_EVENT_STORE")]
-    pub event_store: Option<String>,
+    /// embedded store `<data dir>/events.db`. May hold credentials: its value is never
+    /// shown in `--help` or in messages.
+    #[arg(long, env = "TROVED_EVENT_STORE", hide_env_values = true)]
+    pub event_store: Option<StoreUrlArg>,
 
     /// Identity: `noauth` (`X-Auth-Token: user:project`; only on a loopback address
     /// unless `--allow-insecure-noauth`) or `tokens:FILE` (static tokens, see
@@ -299,12 +304,10 @@ impl ServeConfig {
     }
 
     /// The event store to use: `--event-store`, or the embedded default.
-    pub fn store_url(&self) -> Result<crate::store::StoreUrl, String> {
+    pub fn store_url(&self) -> Result<StoreUrl, String> {
         match &self.event_store {
-            Some(url) => {
-                crate::store::StoreUrl::parse(url).map_err(|e| format!("--event-store: {e}"))
-            }
-            None => Ok(crate::store::StoreUrl::Sqlite(self.events_path())),
+            Some(url) => url.parse().map_err(|e| format!("--event-store: {e}")),
+            None => Ok(StoreUrl::Sqlite(self.events_path())),
         }
     }
 
@@ -316,5 +319,62 @@ impl ServeConfig {
     /// The secret-key file (kept apart from the log; see docs/security.md).
     pub fn secrets_path(&self) -> PathBuf {
         self.data_dir.join("secrets.db")
+    }
+}
+
+/// An event store URL as given (`--event-store`, `--from`, `--to`, or their environment
+/// variables). It may hold credentials (`esdb://admin:password@host:2113`), so it is
+/// kept apart from plain strings: `Debug` shows it without its user info, and it is
+/// parsed only when used ([`StoreUrl::parse`] never repeats it in an error). clap's own
+/// parse error would echo the value, which is why this one cannot fail.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoreUrlArg(String);
+
+impl StoreUrlArg {
+    /// The URL as given, credentials included: for opening the store only.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The parsed URL.
+    pub fn parse(&self) -> Result<StoreUrl, String> {
+        StoreUrl::parse(&self.0)
+    }
+}
+
+impl FromStr for StoreUrlArg {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<StoreUrlArg, Self::Err> {
+        Ok(StoreUrlArg(s.to_string()))
+    }
+}
+
+impl fmt::Debug for StoreUrlArg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.parse() {
+            Ok(url) => fmt::Debug::fmt(&url, f),
+            Err(_) => f.write_str("StoreUrlArg(<unparsed, not shown>)"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_url_argument_never_debug_prints_its_credentials() {
+        for raw in [
+            "esdb://admin:pw-123@node1:2113?tls=false",
+            "kurrentdb+discover://admin:pw-123@a:2113,b:2113",
+            "postgres://admin:pw-123@db/troved",
+            "esdb://admin:pw-123@[::1",
+        ] {
+            let arg: StoreUrlArg = raw.parse().unwrap();
+            let shown = format!("{arg:?} {:?}", arg.parse());
+            assert!(!shown.contains("pw-123"), "{shown}");
+            assert_eq!(arg.as_str(), raw);
+        }
     }
 }

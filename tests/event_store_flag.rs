@@ -74,3 +74,39 @@ fn a_bad_event_store_url_is_refused_without_its_secrets() {
         assert!(!err.contains("hunter2"), "{err}");
     }
 }
+
+/// Every `--help` of every subcommand, with every variable that can name an event store
+/// set to a URL with a password: the password is never printed (clap shows the values
+/// of environment variables in `--help` unless told not to).
+#[test]
+fn no_help_text_shows_a_store_password() {
+    use clap::CommandFactory;
+    fn paths(cmd: &clap::Command, prefix: &[String], out: &mut Vec<Vec<String>>) {
+        out.push(prefix.to_vec());
+        for sub in cmd.get_subcommands() {
+            let mut p = prefix.to_vec();
+            p.push(sub.get_name().to_string());
+            paths(sub, &p, out);
+        }
+    }
+    let mut all = Vec::new();
+    paths(&troved::config::Cli::command(), &[], &mut all);
+    assert!(all.iter().any(|p| p == &["serve"]), "{all:?}");
+    let url = "esdb://admin:pw-5ecret@host:2113";
+    for path in all {
+        let out = Command::new(env!("CARGO_BIN_EXE_troved"))
+            .args(&path)
+            .arg("--help")
+            .env("TROVED_EVENT_STORE", url)
+            .env("TROVED_MIGRATE_FROM", url)
+            .env("TROVED_MIGRATE_TO", url)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{path:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            !text.contains("pw-5ecret"),
+            "troved {path:?} --help: {text}"
+        );
+    }
+}

@@ -16,7 +16,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::log::StreamReader;
-use crate::config::{HistoryArgs, HistoryFormat};
+use crate::config::{HistoryArgs, HistoryFormat, StoreUrlArg};
 use crate::history::{self, AsOfLookup, TIME_FORMAT};
 use crate::store::RecordedEvent;
 
@@ -49,7 +49,10 @@ fn render(args: &HistoryArgs) -> anyhow::Result<String> {
         .map(history::parse_time)
         .transpose()
         .map_err(|e| anyhow!("--as-of: {e}"))?;
-    let (log, name) = StreamReader::open(args.event_store.as_deref(), &args.data_dir)?;
+    let (log, name) = StreamReader::open(
+        args.event_store.as_ref().map(StoreUrlArg::as_str),
+        &args.data_dir,
+    )?;
     let records = log.read_stream(&instance::stream_name(id))?;
     if records.is_empty() {
         bail!("no instance {id} in the event store {name}");

@@ -735,8 +735,8 @@ fn progress_line(
 /// progress. Fails (exit code 1) on any error and when the verification finds a
 /// difference. Messages name stores by [`StoreUrl::redacted`] only.
 pub async fn run(args: MigrateArgs) -> anyhow::Result<()> {
-    let from = StoreUrl::parse(&args.from).map_err(|e| anyhow!("--from: {e}"))?;
-    let to = StoreUrl::parse(&args.to).map_err(|e| anyhow!("--to: {e}"))?;
+    let from = args.from.parse().map_err(|e| anyhow!("--from: {e}"))?;
+    let to = args.to.parse().map_err(|e| anyhow!("--to: {e}"))?;
     let secrets = Secrets::of(&[&from, &to]);
     let result = migrate(&from, &to, &args).await;
     result.map_err(|e| anyhow!(secrets.scrub(&e.to_string())))

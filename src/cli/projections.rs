@@ -35,7 +35,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::log::{StreamReader, PAGE};
-use crate::config::ProjectionsCommand;
+use crate::config::{ProjectionsCommand, StoreUrlArg};
 use crate::http::configurations::fold_configuration;
 use crate::metrics::{self, ProjectionAnomaly};
 use crate::runtime::commands::fold_instance;
@@ -53,14 +53,16 @@ pub async fn run(cmd: ProjectionsCommand) -> anyhow::Result<()> {
             data_dir,
             event_store,
         } => {
-            let (log, name) = StreamReader::open(event_store.as_deref(), &data_dir)?;
+            let (log, name) =
+                StreamReader::open(event_store.as_ref().map(StoreUrlArg::as_str), &data_dir)?;
             rebuild(&log, &name)
         }
         ProjectionsCommand::Verify {
             data_dir,
             event_store,
         } => {
-            let (log, name) = StreamReader::open(event_store.as_deref(), &data_dir)?;
+            let (log, name) =
+                StreamReader::open(event_store.as_ref().map(StoreUrlArg::as_str), &data_dir)?;
             verify(&log, &name)
         }
     })

@@ -140,8 +140,9 @@ pub trait EventStore: Send + Sync + 'static {
     async fn shutdown(&self) {}
 }
 
-/// Which event store, from `--event-store` (and `troved migrate --from/--to`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Which event store, from `--event-store` (and `troved migrate --from/--to`). Its
+/// `Debug` is [`StoreUrl::redacted`]: an EventStoreDB URL may hold credentials.
+#[derive(Clone, PartialEq, Eq)]
 pub enum StoreUrl {
     /// `sqlite://PATH`: the embedded store's file (`sqlite:///abs/events.db`,
     /// `sqlite://data/events.db`).
@@ -195,6 +196,12 @@ impl StoreUrl {
             }
             StoreUrl::Esdb(url) => Arc::new(esdb::EsdbStore::connect(url).await?),
         })
+    }
+}
+
+impl std::fmt::Debug for StoreUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StoreUrl({:?})", self.redacted())
     }
 }
 
