@@ -3,6 +3,7 @@
 
 pub mod codec;
 pub mod commands;
+pub mod configurations;
 pub mod lookups;
 pub mod projector;
 pub mod rebuild;
