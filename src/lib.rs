@@ -6,6 +6,7 @@
 //! - [`config`]: the command line and environment (clap).
 //! - [`http`]: axum routes, identity, Trove error bodies; one module per resource.
 //! - [`metrics`]: the Prometheus registry behind `GET /metrics`.
+//! - [`retry`]: [`retry::Backoff`], the one retry policy type every retrying caller names.
 //! - [`runtime`]: the command path (load → decide → append → wait for projections), the
 //!   projector that feeds the read models, and the event codec (metadata envelope).
 //! - [`store`]: the `EventStore` port and the embedded SQLite adapter (group commit).
@@ -25,6 +26,7 @@ pub mod config;
 pub mod history;
 pub mod http;
 pub mod metrics;
+pub mod retry;
 pub mod runtime;
 pub mod saga;
 pub mod secrets;

@@ -24,6 +24,7 @@ use uuid::Uuid;
 
 use super::codec::{self, CodecError, CommandMeta};
 use super::lookups::Lookups;
+use crate::retry::Backoff;
 use crate::store::{EventStore, ExpectedRevision, NewEvent, Position, RecordedEvent, StoreError};
 
 /// How many times a command is re-decided after losing an optimistic-concurrency race.
@@ -31,6 +32,12 @@ use crate::store::{EventStore, ExpectedRevision, NewEvent, Position, RecordedEve
 /// read), and a loser only loses to a writer that made progress, so this bounds latency,
 /// not correctness.
 const MAX_ATTEMPTS: usize = 64;
+
+/// The pause before deciding again after a lost race: short (the winner made progress),
+/// doubling, and jittered so that retries do not collide again in lock step.
+const CONFLICT_RETRY: Backoff =
+    Backoff::doubling(Duration::from_millis(2), Duration::from_millis(32))
+        .with_jitter(Duration::from_millis(8));
 
 /// Instance streams kept folded (see the module documentation). The saga forgets an
 /// instance once it has nothing left to do for it, so this holds mostly instances with
@@ -452,12 +459,9 @@ impl CommandBus {
                 Err(StoreError::WrongExpectedVersion { .. }) => {
                     // Lost a race with another writer (in this process only a saga
                     // step or a configuration command can race: instance commands are
-                    // serialized per instance). Back off a little, with jitter, so
-                    // retries do not collide again in lock step.
+                    // serialized per instance).
                     attempt += 1;
-                    let jitter = u64::from(Uuid::new_v4().as_bytes()[0]) % 8;
-                    let ms = (1u64 << attempt.min(5)) + jitter;
-                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    tokio::time::sleep(CONFLICT_RETRY.delay(attempt)).await;
                     continue;
                 }
                 Err(e) => return Err(e.into()),

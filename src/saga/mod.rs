@@ -44,6 +44,7 @@ use ports::{
 
 use crate::catalog::StaticCatalog;
 use crate::metrics::{self, StepOutcome};
+use crate::retry::Backoff;
 use crate::runtime::codec::{self, Actor, CommandMeta};
 use crate::runtime::commands::{CommandBus, CommandError, StreamView, SAGA_USER};
 use crate::secrets::{Vault, VaultError};
@@ -287,8 +288,7 @@ impl Driver {
                     if *n % 10 == 1 {
                         tracing::warn!(instance = %id, error = %e, failures = *n, "workflow step failed; retrying");
                     }
-                    let backoff = 50u64.saturating_mul(1 << (*n).min(7));
-                    tokio::time::sleep(Duration::from_millis(backoff.min(5_000))).await;
+                    tokio::time::sleep(STORE_RETRY.delay(*n)).await;
                 }
             }
         }
@@ -351,7 +351,9 @@ impl Driver {
                     None => {
                         metrics::global().saga_step(name, StepOutcome::Retried);
                         let n = failures.get(name).copied().unwrap_or(1);
-                        return Ok(Progress::Backoff(backoff(self.poll_interval, n)));
+                        return Ok(Progress::Backoff(
+                            provider_retry(self.poll_interval).delay(n),
+                        ));
                     }
                 }
             }
@@ -790,12 +792,15 @@ enum Progress {
     Idle,
 }
 
-/// Pause before retrying a failed provider call: the poll interval doubled per
-/// consecutive failure, at most 5 s.
-fn backoff(poll: Duration, failures: u32) -> Duration {
-    let factor = 1u32 << failures.saturating_sub(1).min(8);
-    (poll * factor).min(Duration::from_secs(5))
+/// Pauses before retrying a failed provider call: the poll interval doubled per
+/// consecutive failure, at most 5 s ([`TRANSIENT_ATTEMPTS`] bounds the retries).
+fn provider_retry(poll: Duration) -> Backoff {
+    Backoff::doubling(poll, Duration::from_secs(5))
 }
+
+/// Pauses before trying a step again after the store or the vault failed: 100 ms
+/// doubling to 5 s, for as long as it takes (giving up would leave the instance stuck).
+const STORE_RETRY: Backoff = Backoff::doubling(Duration::from_millis(100), Duration::from_secs(5));
 
 fn step_name(step: &Step) -> &'static str {
     match step {
