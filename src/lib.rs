@@ -15,6 +15,8 @@
 //! - [`sim`]: the simulated cloud behind the provider ports (persisted apart from the log).
 //! - [`secrets`]: per-instance keys that seal passwords before they reach the log.
 //! - [`catalog`]: flavors, datastores, limits; the lookups `decide` consults.
+//! - [`timeline`]: an instance's timeline from its stream (who, what, when) and its state
+//!   as of a moment; served as *history* by `troved history` and the HTTP extension.
 //! - [`server`]: assembly of the above around a bound listener.
 //!
 //! The pure domain lives in the `aggregates` crate, the read models in `projections`.
@@ -23,7 +25,6 @@
 pub mod catalog;
 pub mod cli;
 pub mod config;
-pub mod history;
 pub mod http;
 pub mod metrics;
 pub mod retry;
@@ -33,3 +34,4 @@ pub mod secrets;
 pub mod server;
 pub mod sim;
 pub mod store;
+pub mod timeline;

@@ -1,7 +1,8 @@
-//! An instance's history for auditors, built from its stream alone: the timeline (who
-//! did what, when, in one readable line per event) and the instance as it was at a
-//! moment. Shared by `troved history` ([`crate::cli::history`]) and the HTTP extension
-//! ([`crate::http::history`]), so both answer the same.
+//! An instance's timeline for auditors, built from its stream alone: who did what, when,
+//! in one readable line per event, and the instance as it was at a moment. It is served
+//! as the instance's *history* by `troved history` ([`crate::cli::history`]) and the HTTP
+//! extension ([`crate::http::history`]), so both answer the same; this module is the one
+//! place that builds it.
 //!
 //! Pure: callers read the records (the CLI from a read-only connection to the store
 //! file, the server through its store) and pass them in.
