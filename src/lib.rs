@@ -35,3 +35,6 @@ pub mod server;
 pub mod sim;
 pub mod store;
 pub mod timeline;
+
+#[cfg(test)]
+mod module_graph;
