@@ -261,6 +261,8 @@ fn delete(state: &Instance, ctx: &DecideCtx) -> Result<Vec<InstanceEvent>, Domai
 
 // ---- create ------------------------------------------------------------------------------
 
+/// Decides a create: upstream's checks in upstream's order (spec §8.3; the step numbers
+/// are its), each in a function of its own, then the event that records the instance.
 fn create(
     state: &Instance,
     c: &CreateInstance,
@@ -269,7 +271,81 @@ fn create(
     if state.exists() {
         return Err(DomainError::InstanceAlreadyExists(c.instance_id));
     }
-    // Step 2: what a replica may not specify.
+    check_replica_request(c)?;
+    let primary = find_primary(c, ctx)?;
+    let region = served_region(c, ctx)?;
+    // Step 4: datastore and version.
+    let (datastore, version) = match &primary {
+        Some((_, p)) => primary_datastore(p, ctx.catalog)?,
+        None => resolve_datastore(c.datastore.as_ref(), ctx.catalog)?,
+    };
+    // Step 6: databases and users.
+    check_databases_and_users(c, primary.is_some())?;
+    check_nics(c, primary.is_some())?;
+    check_locality(c)?;
+    // Step 10: flavor.
+    let flavor = match &primary {
+        Some((_, p)) => p.flavor.clone(),
+        None => decide_flavor(c, &version, ctx.catalog)?,
+    };
+    // Step 11: volume.
+    let volume = match &primary {
+        Some((_, p)) => p.volume.clone(),
+        None => decide_volume(c, &version, ctx.catalog)?,
+    };
+    // Step 12: backup to restore.
+    if let Some(bid) = c.restore_backup_id {
+        let available = restore_target_size(volume.as_ref(), &flavor, ctx.catalog);
+        check_backup(bid, &datastore, available, ctx)?;
+    }
+    // Step 13: replication.
+    if let Some((pid, p)) = &primary {
+        if !version.replication {
+            return Err(DomainError::ReplicationNotSupported(datastore.name.clone()));
+        }
+        can_perform_action(p, *pid)?;
+    }
+    // Step 14: quota.
+    check_quota(
+        &ctx.caller.project_id,
+        &flavor,
+        volume.as_ref(),
+        quota_batch(c, primary.is_some()),
+        ctx.catalog,
+    )?;
+    let configuration = decide_configuration(c, &version, ctx)?;
+    let root_password = if version.root_on_create && c.restore_backup_id.is_none() {
+        c.root_password.clone()
+    } else {
+        None
+    };
+    Ok(InstanceEvent::InstanceCreated(Box::new(InstanceCreated {
+        instance_id: c.instance_id,
+        project_id: ctx.caller.project_id.clone(),
+        user_id: ctx.caller.user_id.clone(),
+        name: c.name.clone(),
+        flavor,
+        volume,
+        datastore: datastore_ref(&datastore, &version),
+        databases: c.databases.clone(),
+        users: user_specs(c),
+        nics: c.nics.clone(),
+        availability_zone: c.availability_zone.clone(),
+        region,
+        modules: c.modules.clone(),
+        restore_backup_id: c.restore_backup_id,
+        replica_of: c.replica_of,
+        locality: c.locality.clone(),
+        configuration_id: configuration.map(|(id, _)| id),
+        configuration_revision: configuration.map_or(0, |(_, rev)| rev),
+        access: c.access.clone(),
+        root_password,
+        at: ctx.now,
+    })))
+}
+
+/// Create step 2: what a replica may not specify.
+fn check_replica_request(c: &CreateInstance) -> Result<(), DomainError> {
     if c.replica_of.is_some() {
         if c.flavor_ref.is_some() {
             return Err(DomainError::ReplicaWithFlavor);
@@ -289,53 +365,61 @@ fn create(
     } else if let Some(n) = c.replica_count.filter(|n| *n > 1) {
         return Err(DomainError::ReplicaCountWithoutReplicaOf(n));
     }
-    // Step 3: the primary.
-    let primary = match c.replica_of {
-        Some(pid) => {
-            let p = ctx
-                .catalog
-                .instance(pid)
-                .filter(|p| p.is_live() && ctx.caller.can_see(&p.project_id))
-                .ok_or_else(|| DomainError::ResourceNotFound(pid.to_string()))?;
-            if p.replica_of.is_some() {
-                return Err(DomainError::ReplicaOfReplica(pid));
-            }
-            Some((pid, p))
-        }
-        None => None,
+    Ok(())
+}
+
+/// Create step 3: the primary a replica copies (live, visible, not a replica itself).
+fn find_primary(
+    c: &CreateInstance,
+    ctx: &DecideCtx,
+) -> Result<Option<(Uuid, Instance)>, DomainError> {
+    let Some(pid) = c.replica_of else {
+        return Ok(None);
     };
-    let region = match &c.region_name {
-        Some(r) if r != ctx.catalog.region() => {
-            return Err(DomainError::RegionNotServed {
-                requested: r.clone(),
-                served: ctx.catalog.region().to_string(),
-            })
-        }
-        _ => ctx.catalog.region().to_string(),
-    };
-    // Step 4: datastore and version.
-    let (datastore, version) = match &primary {
-        Some((_, p)) => {
-            let pref = p.datastore.clone().unwrap_or_default();
-            let ds = ctx
-                .catalog
-                .datastore(&pref.datastore_id.to_string())
-                .ok_or(DomainError::DatastoreVersionIdNotFound)?;
-            let v = ds
-                .versions
-                .iter()
-                .find(|v| v.id == pref.version_id)
-                .cloned()
-                .ok_or(DomainError::DatastoreVersionIdNotFound)?;
-            (ds, v)
-        }
-        None => resolve_datastore(c.datastore.as_ref(), ctx.catalog)?,
-    };
-    // Step 6: databases and users.
-    check_databases_and_users(c, primary.is_some())?;
-    // Step 8: networks.
+    let p = ctx
+        .catalog
+        .instance(pid)
+        .filter(|p| p.is_live() && ctx.caller.can_see(&p.project_id))
+        .ok_or_else(|| DomainError::ResourceNotFound(pid.to_string()))?;
+    if p.replica_of.is_some() {
+        return Err(DomainError::ReplicaOfReplica(pid));
+    }
+    Ok(Some((pid, p)))
+}
+
+/// Create step 3, continued: the region, which must be the one this service serves.
+fn served_region(c: &CreateInstance, ctx: &DecideCtx) -> Result<String, DomainError> {
+    match &c.region_name {
+        Some(r) if r != ctx.catalog.region() => Err(DomainError::RegionNotServed {
+            requested: r.clone(),
+            served: ctx.catalog.region().to_string(),
+        }),
+        _ => Ok(ctx.catalog.region().to_string()),
+    }
+}
+
+/// Create step 4 for a replica: the primary's datastore and version.
+fn primary_datastore(
+    primary: &Instance,
+    catalog: &dyn Catalog,
+) -> Result<(Datastore, DatastoreVersion), DomainError> {
+    let pref = primary.datastore.clone().unwrap_or_default();
+    let ds = catalog
+        .datastore(&pref.datastore_id.to_string())
+        .ok_or(DomainError::DatastoreVersionIdNotFound)?;
+    let v = ds
+        .versions
+        .iter()
+        .find(|v| v.id == pref.version_id)
+        .cloned()
+        .ok_or(DomainError::DatastoreVersionIdNotFound)?;
+    Ok((ds, v))
+}
+
+/// Create step 8: networks.
+fn check_nics(c: &CreateInstance, replica: bool) -> Result<(), DomainError> {
     for nic in &c.nics {
-        if primary.is_some() && nic.ip_address.is_some() {
+        if replica && nic.ip_address.is_some() {
             return Err(DomainError::ReplicaNicWithIp);
         }
         if nic.network_id.is_none() && nic.subnet_id.is_none() {
@@ -345,7 +429,11 @@ fn create(
             return Err(DomainError::NicIpWithoutSubnet);
         }
     }
-    // Step 9: locality.
+    Ok(())
+}
+
+/// Create step 9: locality.
+fn check_locality(c: &CreateInstance) -> Result<(), DomainError> {
     if let Some(l) = &c.locality {
         if ![
             "affinity",
@@ -358,126 +446,95 @@ fn create(
             return Err(DomainError::InvalidLocality(l.clone()));
         }
     }
-    // Step 10: flavor.
-    let flavor = match &primary {
-        Some((_, p)) => p.flavor.clone(),
-        None => {
-            // An omitted flavorRef becomes the literal "None" upstream, and fails lookup.
-            let fid = c.flavor_ref.clone().unwrap_or_else(|| "None".into());
-            if let Some(allowed) = &version.allowed_flavors {
-                if !allowed.contains(&fid) {
-                    return Err(DomainError::FlavorNotSupported {
-                        flavor: fid,
-                        version_id: version.id,
-                    });
-                }
-            }
-            let f = ctx
-                .catalog
-                .flavor(&fid)
-                .ok_or(DomainError::FlavorNotFound(fid))?;
-            FlavorRef {
-                id: f.id,
-                ram: f.ram,
-            }
+    Ok(())
+}
+
+/// Create step 10 for a non-replica: the requested flavor, which the version must allow.
+fn decide_flavor(
+    c: &CreateInstance,
+    version: &DatastoreVersion,
+    catalog: &dyn Catalog,
+) -> Result<FlavorRef, DomainError> {
+    // An omitted flavorRef becomes the literal "None" upstream, and fails lookup.
+    let fid = c.flavor_ref.clone().unwrap_or_else(|| "None".into());
+    if let Some(allowed) = &version.allowed_flavors {
+        if !allowed.contains(&fid) {
+            return Err(DomainError::FlavorNotSupported {
+                flavor: fid,
+                version_id: version.id,
+            });
         }
-    };
-    // Step 11: volume.
-    let volume = match &primary {
-        Some((_, p)) => p.volume.clone(),
-        None => decide_volume(c, &version, ctx.catalog)?,
-    };
-    // Step 12: backup to restore. It must fit the volume or, without volume support,
-    // the flavor's root disk (upstream's `target_size`).
-    if let Some(bid) = c.restore_backup_id {
-        let available = match &volume {
-            Some(v) => v.size,
-            None => ctx
-                .catalog
-                .flavor(&flavor.id)
-                .map_or(0, |f| u64::from(f.disk)),
-        };
-        check_backup(bid, &datastore, available, ctx)?;
     }
-    // Step 13: replication.
-    if let Some((pid, p)) = &primary {
-        if !version.replication {
-            return Err(DomainError::ReplicationNotSupported(datastore.name.clone()));
-        }
-        can_perform_action(p, *pid)?;
+    let f = catalog
+        .flavor(&fid)
+        .ok_or(DomainError::FlavorNotFound(fid))?;
+    Ok(FlavorRef {
+        id: f.id,
+        ram: f.ram,
+    })
+}
+
+/// Create step 12: the size a restored backup must fit, the volume or, without volume
+/// support, the flavor's root disk (upstream's `target_size`).
+fn restore_target_size(
+    volume: Option<&VolumeSpec>,
+    flavor: &FlavorRef,
+    catalog: &dyn Catalog,
+) -> u64 {
+    match volume {
+        Some(v) => v.size,
+        None => catalog.flavor(&flavor.id).map_or(0, |f| u64::from(f.disk)),
     }
-    // Step 14: quota. Replicas are charged like any instance, and a batch of
-    // `replica_count` replicas is checked as a whole by its first create (upstream
-    // charges a batch once, which lets it overshoot; the shell sends each later create
-    // of the batch with the count still to come).
-    let batch = match primary {
-        Some(_) => i64::from(c.replica_count.unwrap_or(1).max(1)),
-        None => 1,
-    };
-    check_quota(
-        &ctx.caller.project_id,
-        &flavor,
-        volume.as_ref(),
-        batch,
-        ctx.catalog,
-    )?;
-    // Step 15: configuration group, validated before anything is written (upstream
-    // writes the row first and leaves an orphan, spec §8.10).
-    let configuration = match c.configuration.as_deref().filter(|s| !s.is_empty()) {
-        None => None,
-        Some(raw) => {
-            let group = Uuid::parse_str(raw)
-                .ok()
-                .and_then(|g| ctx.catalog.configuration_group(g))
-                .filter(|g| ctx.caller.can_see(&g.project_id))
-                .ok_or_else(|| DomainError::CreateConfigurationNotFound(raw.to_string()))?;
-            // Stricter than upstream (spec §8.6 recommendation): the group must match.
-            if group.datastore_version_id != version.id {
-                return Err(DomainError::ConfigurationDatastoreMismatch {
-                    group: group.datastore_version_id,
-                    instance: version.id,
-                });
-            }
-            Some((group.id, group.revision))
-        }
-    };
-    let root_password = if version.root_on_create && c.restore_backup_id.is_none() {
-        c.root_password.clone()
+}
+
+/// Create step 14: how many instances the quota check charges. Replicas are charged like
+/// any instance, and a batch of `replica_count` replicas is checked as a whole by its
+/// first create (upstream charges a batch once, which lets it overshoot; the shell sends
+/// each later create of the batch with the count still to come).
+fn quota_batch(c: &CreateInstance, replica: bool) -> i64 {
+    if replica {
+        i64::from(c.replica_count.unwrap_or(1).max(1))
     } else {
-        None
+        1
+    }
+}
+
+/// Create step 15: the configuration group and its revision, validated before anything
+/// is written (upstream writes the row first and leaves an orphan, spec §8.10).
+fn decide_configuration(
+    c: &CreateInstance,
+    version: &DatastoreVersion,
+    ctx: &DecideCtx,
+) -> Result<Option<(Uuid, u64)>, DomainError> {
+    let Some(raw) = c.configuration.as_deref().filter(|s| !s.is_empty()) else {
+        return Ok(None);
     };
-    Ok(InstanceEvent::InstanceCreated(Box::new(InstanceCreated {
-        instance_id: c.instance_id,
-        project_id: ctx.caller.project_id.clone(),
-        user_id: ctx.caller.user_id.clone(),
-        name: c.name.clone(),
-        flavor,
-        volume,
-        datastore: datastore_ref(&datastore, &version),
-        databases: c.databases.clone(),
-        users: c
-            .users
-            .iter()
-            .map(|u| UserSpec {
-                name: u.name.clone(),
-                host: u.host.clone().unwrap_or_else(|| "%".into()),
-                password: u.password.clone(),
-                databases: u.databases.clone(),
-            })
-            .collect(),
-        nics: c.nics.clone(),
-        availability_zone: c.availability_zone.clone(),
-        region,
-        modules: c.modules.clone(),
-        restore_backup_id: c.restore_backup_id,
-        replica_of: c.replica_of,
-        locality: c.locality.clone(),
-        configuration_id: configuration.map(|(id, _)| id),
-        configuration_revision: configuration.map_or(0, |(_, rev)| rev),
-        access: c.access.clone(),
-        root_password,
-        at: ctx.now,
-    })))
+    let group = Uuid::parse_str(raw)
+        .ok()
+        .and_then(|g| ctx.catalog.configuration_group(g))
+        .filter(|g| ctx.caller.can_see(&g.project_id))
+        .ok_or_else(|| DomainError::CreateConfigurationNotFound(raw.to_string()))?;
+    // Stricter than upstream (spec §8.6 recommendation): the group must match.
+    if group.datastore_version_id != version.id {
+        return Err(DomainError::ConfigurationDatastoreMismatch {
+            group: group.datastore_version_id,
+            instance: version.id,
+        });
+    }
+    Ok(Some((group.id, group.revision)))
+}
+
+/// The users to create, each with its host (`%`, any host, when none was given).
+fn user_specs(c: &CreateInstance) -> Vec<UserSpec> {
+    c.users
+        .iter()
+        .map(|u| UserSpec {
+            name: u.name.clone(),
+            host: u.host.clone().unwrap_or_else(|| "%".into()),
+            password: u.password.clone(),
+            databases: u.databases.clone(),
+        })
+        .collect()
 }
 
 const RESERVED_DATABASES: [&str; 4] = ["mysql", "information_schema", "performance_schema", "sys"];
