@@ -749,13 +749,15 @@ fn datastore_ref(ds: &Datastore, v: &DatastoreVersion) -> DatastoreRef {
 
 /// Reports from the provisioning saga. Each is idempotent: a fact the state already
 /// holds, or a report about a step that is no longer running, decides no event.
+///
+/// Routes each report to the function for its family; the match stays exhaustive, so a
+/// new command does not compile until it is routed.
 fn report(
     state: &Instance,
     cmd: &InstanceCommand,
     ctx: &DecideCtx,
 ) -> Result<Vec<InstanceEvent>, DomainError> {
     use InstanceCommand::*;
-    use InstanceEvent as E;
     if !state.exists() {
         return Err(DomainError::ResourceNotFound(ctx.instance_id.to_string()));
     }
@@ -763,13 +765,61 @@ fn report(
         return Ok(vec![]); // late reports about a deleted instance change nothing
     }
     let at = ctx.now;
-    let one = |cond: bool, e: InstanceEvent| Ok(if cond { vec![e] } else { vec![] });
+    match cmd {
+        RecordVolumeCreated { .. }
+        | RecordServerCreated { .. }
+        | RecordGuestPrepared
+        | RecordServerDeleted { .. }
+        | RecordVolumeDeleted { .. }
+        | RecordResourcesReleased => report_resource(state, cmd, at),
+        RecordVolumeUsage { .. }
+        | RecordGuestConfiguration { .. }
+        | RecordComputeStatus { .. }
+        | RecordGuestStatus { .. }
+        | RecordAddresses { .. }
+        | ApplyConfigurationRevision { .. } => report_live_status(state, cmd, at),
+        CompleteProvisioning | FailProvisioning { .. } | CompleteDeletion => {
+            report_provisioning_end(state, cmd, at)
+        }
+        CompleteUpgrade
+        | FailUpgrade { .. }
+        | CompleteReplicaDetach
+        | FailReplicaDetach { .. }
+        | CompleteAccessUpdate
+        | FailAccessUpdate { .. } => report_task_end(state, cmd, at),
+        CreateInstance(_)
+        | RenameInstance { .. }
+        | AttachConfiguration { .. }
+        | DetachConfiguration
+        | UpgradeDatastoreVersion { .. }
+        | DetachReplica
+        | UpdateAccess { .. }
+        | DeleteInstance => not_routed_here(cmd),
+    }
+}
+
+/// `e` when `cond` holds (the report is news), else no event.
+fn event_if(cond: bool, e: InstanceEvent) -> Result<Vec<InstanceEvent>, DomainError> {
+    Ok(if cond { vec![e] } else { vec![] })
+}
+
+// Each `report_*` function below is called by `report` with commands of its own family
+// only; the catch-all arm that ends each match is never taken.
+
+/// A cloud resource created, prepared, deleted or released by the saga.
+fn report_resource(
+    state: &Instance,
+    cmd: &InstanceCommand,
+    at: DateTime<Utc>,
+) -> Result<Vec<InstanceEvent>, DomainError> {
+    use InstanceCommand::*;
+    use InstanceEvent as E;
     match cmd {
         RecordVolumeCreated {
             volume_id,
             size,
             volume_type,
-        } => one(
+        } => event_if(
             state.volume_id.as_ref() != Some(volume_id),
             E::VolumeCreated {
                 volume_id: volume_id.clone(),
@@ -778,15 +828,46 @@ fn report(
                 at,
             },
         ),
-        RecordServerCreated { server_id } => one(
+        RecordServerCreated { server_id } => event_if(
             state.server_id.as_ref() != Some(server_id),
             E::ServerCreated {
                 server_id: server_id.clone(),
                 at,
             },
         ),
-        RecordGuestPrepared => one(!state.guest_prepared, E::GuestPrepared { at }),
-        RecordVolumeUsage { used, total } => one(
+        RecordGuestPrepared => event_if(!state.guest_prepared, E::GuestPrepared { at }),
+        RecordServerDeleted { server_id } => event_if(
+            state.server_id.as_ref() == Some(server_id),
+            E::ServerDeleted {
+                server_id: server_id.clone(),
+                at,
+            },
+        ),
+        RecordVolumeDeleted { volume_id } => event_if(
+            state.volume_id.as_ref() == Some(volume_id),
+            E::VolumeDeleted {
+                volume_id: volume_id.clone(),
+                at,
+            },
+        ),
+        RecordResourcesReleased => event_if(
+            state.build_failed && !state.resources_released,
+            E::ResourcesReleased { at },
+        ),
+        _ => not_routed_here(cmd),
+    }
+}
+
+/// Live data from the cloud and the guest: usage, statuses, addresses, configuration.
+fn report_live_status(
+    state: &Instance,
+    cmd: &InstanceCommand,
+    at: DateTime<Utc>,
+) -> Result<Vec<InstanceEvent>, DomainError> {
+    use InstanceCommand::*;
+    use InstanceEvent as E;
+    match cmd {
+        RecordVolumeUsage { used, total } => event_if(
             state.volume_usage != Some((*used, *total)),
             E::VolumeUsageReported {
                 used: *used,
@@ -797,7 +878,7 @@ fn report(
         RecordGuestConfiguration {
             configuration_id,
             revision,
-        } => one(
+        } => event_if(
             state.guest_configuration != Some((*configuration_id, *revision)),
             E::GuestConfigurationApplied {
                 configuration_id: *configuration_id,
@@ -805,31 +886,13 @@ fn report(
                 at,
             },
         ),
-        RecordServerDeleted { server_id } => one(
-            state.server_id.as_ref() == Some(server_id),
-            E::ServerDeleted {
-                server_id: server_id.clone(),
-                at,
-            },
-        ),
-        RecordVolumeDeleted { volume_id } => one(
-            state.volume_id.as_ref() == Some(volume_id),
-            E::VolumeDeleted {
-                volume_id: volume_id.clone(),
-                at,
-            },
-        ),
-        RecordResourcesReleased => one(
-            state.build_failed && !state.resources_released,
-            E::ResourcesReleased { at },
-        ),
         RecordComputeStatus { status } => {
             if state.server_id.is_none() {
                 return Err(DomainError::InvalidReport(
                     "compute status reported before a server exists".into(),
                 ));
             }
-            one(
+            event_if(
                 state.compute != Some(*status),
                 E::ComputeStatusChanged {
                     status: *status,
@@ -839,14 +902,14 @@ fn report(
         }
         // Idempotent like every report; periodic heartbeats that refresh the time
         // without a change of status are a separate concern (no guest sends them yet).
-        RecordGuestStatus { status } => one(
+        RecordGuestStatus { status } => event_if(
             state.service != *status,
             E::GuestStatusReported {
                 status: *status,
                 at,
             },
         ),
-        RecordAddresses { addresses } => one(
+        RecordAddresses { addresses } => event_if(
             state.addresses != *addresses,
             E::AddressesAssigned {
                 addresses: addresses.clone(),
@@ -857,7 +920,7 @@ fn report(
             configuration_id,
             revision,
             restart_required,
-        } => one(
+        } => event_if(
             state.configuration_id == Some(*configuration_id)
                 && *revision > state.configuration_revision,
             E::ConfigurationRevisionApplied {
@@ -867,7 +930,20 @@ fn report(
                 at,
             },
         ),
-        CompleteProvisioning => one(
+        _ => not_routed_here(cmd),
+    }
+}
+
+/// The end of a build (done or failed) or of a deletion.
+fn report_provisioning_end(
+    state: &Instance,
+    cmd: &InstanceCommand,
+    at: DateTime<Utc>,
+) -> Result<Vec<InstanceEvent>, DomainError> {
+    use InstanceCommand::*;
+    use InstanceEvent as E;
+    match cmd {
+        CompleteProvisioning => event_if(
             state.task == Task::Building,
             E::ProvisioningCompleted { at },
         ),
@@ -878,7 +954,7 @@ fn report(
                     task.description()
                 )));
             }
-            one(
+            event_if(
                 state.task == Task::Building,
                 E::ProvisioningFailed {
                     task: *task,
@@ -887,11 +963,26 @@ fn report(
                 },
             )
         }
-        CompleteUpgrade => one(
+        CompleteDeletion => event_if(state.task == Task::Deleting, E::InstanceDeleted { at }),
+        _ => not_routed_here(cmd),
+    }
+}
+
+/// The end (done or failed) of a task on a live instance: upgrade, replica detach,
+/// access update.
+fn report_task_end(
+    state: &Instance,
+    cmd: &InstanceCommand,
+    at: DateTime<Utc>,
+) -> Result<Vec<InstanceEvent>, DomainError> {
+    use InstanceCommand::*;
+    use InstanceEvent as E;
+    match cmd {
+        CompleteUpgrade => event_if(
             state.task == Task::Upgrading,
             E::DatastoreVersionUpgraded { at },
         ),
-        FailUpgrade { fault } => one(
+        FailUpgrade { fault } => event_if(
             state.task == Task::Upgrading,
             E::DatastoreVersionUpgradeFailed {
                 fault: fault.clone(),
@@ -902,7 +993,7 @@ fn report(
             (Task::Detaching, Some(primary_id)) => Ok(vec![E::ReplicaDetached { primary_id, at }]),
             _ => Ok(vec![]),
         },
-        FailReplicaDetach { fault } => one(
+        FailReplicaDetach { fault } => event_if(
             state.task == Task::Detaching,
             E::ReplicaDetachFailed {
                 fault: fault.clone(),
@@ -916,28 +1007,20 @@ fn report(
             }]),
             _ => Ok(vec![]),
         },
-        FailAccessUpdate { fault } => one(
+        FailAccessUpdate { fault } => event_if(
             state.task == Task::Updating,
             E::AccessUpdateFailed {
                 fault: fault.clone(),
                 at,
             },
         ),
-        CompleteDeletion => one(state.task == Task::Deleting, E::InstanceDeleted { at }),
-        CreateInstance(_)
-        | RenameInstance { .. }
-        | AttachConfiguration { .. }
-        | DetachConfiguration
-        | UpgradeDatastoreVersion { .. }
-        | DetachReplica
-        | UpdateAccess { .. }
-        | DeleteInstance => unreachable_user_command(cmd),
+        _ => not_routed_here(cmd),
     }
 }
 
-/// `decide` routes user commands before calling `report`; this keeps `report` total
-/// without a panic path.
-fn unreachable_user_command(cmd: &InstanceCommand) -> Result<Vec<InstanceEvent>, DomainError> {
+/// `decide` routes user commands before calling `report`, and `report` routes each
+/// report to its family; this keeps every function total without a panic path.
+fn not_routed_here(cmd: &InstanceCommand) -> Result<Vec<InstanceEvent>, DomainError> {
     Err(DomainError::InvalidReport(format!(
         "{} is not a provisioning report",
         cmd.name()
