@@ -270,6 +270,76 @@ impl EsdbStore {
         }))
     }
 
+    /// An append of no events: only checks the expected revision against the stream's
+    /// last event, and answers with that event's place.
+    async fn check_expectation(
+        &self,
+        stream: &str,
+        expected_revision: ExpectedRevision,
+    ) -> Result<AppendOutcome, StoreError> {
+        let last = self.event_at(stream, None).await?;
+        let actual = last.as_ref().map(|e| e.revision);
+        let holds = match expected_revision {
+            ExpectedRevision::NoStream => actual.is_none(),
+            ExpectedRevision::Exact(r) => actual == Some(r),
+            ExpectedRevision::Any => actual.is_some(),
+        };
+        match last {
+            Some(last) if holds => Ok(AppendOutcome {
+                next_revision: last.revision,
+                position: last.position,
+            }),
+            _ => Err(StoreError::WrongExpectedVersion {
+                stream: stream.to_string(),
+                expected: expected_revision,
+                actual,
+            }),
+        }
+    }
+
+    /// The outcome of an append the server accepted: its last event's revision and
+    /// position (read back when the server answered with a transaction's position, or
+    /// with none).
+    async fn appended(
+        &self,
+        stream: &str,
+        events: &[NewEvent],
+        written: &eventstore::WriteResult,
+    ) -> Result<AppendOutcome, StoreError> {
+        let position = Position {
+            commit: written.position.commit,
+            prepare: written.position.prepare,
+        };
+        if events.len() == 1 && position != Position::START {
+            return Ok(AppendOutcome {
+                next_revision: written.next_expected_version,
+                position,
+            });
+        }
+        // A transaction's position, or none: the last event's own, read back.
+        let want = events[events.len() - 1].id;
+        let last = match self
+            .event_at(stream, Some(written.next_expected_version))
+            .await?
+        {
+            Some(e) if e.id == want => e,
+            _ => self
+                .read_stream_events(stream)
+                .await?
+                .into_iter()
+                .find(|e| e.id == want)
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!(
+                        "{stream}: event {want} not found right after its append"
+                    ))
+                })?,
+        };
+        Ok(AppendOutcome {
+            next_revision: last.revision,
+            position: last.position,
+        })
+    }
+
     /// Up to `max` user events of `$all` strictly after `from`, skipping system events.
     async fn read_all_after(
         &self,
@@ -391,24 +461,7 @@ impl EventStore for EsdbStore {
         self.check_open()?;
         if events.is_empty() {
             // A check of the expectation only, as on the embedded store.
-            let last = self.event_at(stream, None).await?;
-            let actual = last.as_ref().map(|e| e.revision);
-            let holds = match expected_revision {
-                ExpectedRevision::NoStream => actual.is_none(),
-                ExpectedRevision::Exact(r) => actual == Some(r),
-                ExpectedRevision::Any => actual.is_some(),
-            };
-            return match last {
-                Some(last) if holds => Ok(AppendOutcome {
-                    next_revision: last.revision,
-                    position: last.position,
-                }),
-                _ => Err(StoreError::WrongExpectedVersion {
-                    stream: stream.to_string(),
-                    expected: expected_revision,
-                    actual,
-                }),
-            };
+            return self.check_expectation(stream, expected_revision).await;
         }
         let options = AppendToStreamOptions::default()
             .expected_revision(expected(expected_revision))
@@ -431,40 +484,7 @@ impl EventStore for EsdbStore {
             }
         };
         match written {
-            Ok(written) => {
-                let position = Position {
-                    commit: written.position.commit,
-                    prepare: written.position.prepare,
-                };
-                if events.len() == 1 && position != Position::START {
-                    return Ok(AppendOutcome {
-                        next_revision: written.next_expected_version,
-                        position,
-                    });
-                }
-                // A transaction's position, or none: the last event's own, read back.
-                let want = events[events.len() - 1].id;
-                let last = match self
-                    .event_at(stream, Some(written.next_expected_version))
-                    .await?
-                {
-                    Some(e) if e.id == want => e,
-                    _ => self
-                        .read_stream_events(stream)
-                        .await?
-                        .into_iter()
-                        .find(|e| e.id == want)
-                        .ok_or_else(|| {
-                            StoreError::Corrupt(format!(
-                                "{stream}: event {want} not found right after its append"
-                            ))
-                        })?,
-                };
-                Ok(AppendOutcome {
-                    next_revision: last.revision,
-                    position: last.position,
-                })
-            }
+            Ok(written) => self.appended(stream, &events, &written).await,
             Err(eventstore::Error::WrongExpectedVersion { current, .. }) => {
                 if let Some(outcome) = self.earlier_append(stream, &events).await? {
                     return Ok(outcome);
