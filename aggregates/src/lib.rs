@@ -18,6 +18,8 @@
 //! time, ids and identity in. That is what makes `decide` testable as given/when/then
 //! and `evolve` replayable forever.
 #![forbid(unsafe_code)]
+// Functions stay short enough to read at once: the threshold (80 lines) is in clippy.toml.
+#![warn(clippy::too_many_lines)]
 
 pub mod catalog;
 pub mod configuration;
