@@ -10,7 +10,7 @@
 //! - [`runtime`]: the command path (load → decide → append → wait for projections), the
 //!   projector that feeds the read models, and the event codec (metadata envelope).
 //! - [`store`]: the `EventStore` port and the embedded SQLite adapter (group commit).
-//! - [`saga`]: the lifecycle driver that provisions instances in a simulated cloud and
+//! - [`saga`]: the saga runner that provisions instances in a simulated cloud and
 //!   records each step as events.
 //! - [`sim`]: the simulated cloud behind the provider ports (persisted apart from the log).
 //! - [`secrets`]: per-instance keys that seal passwords before they reach the log.

@@ -1,9 +1,9 @@
 //! Assembly: opens the stores, rebuilds the read models from the log, starts the
-//! projector and the lifecycle driver, and serves HTTP until shutdown.
+//! projector and the saga runner, and serves HTTP until shutdown.
 //!
 //! [`Server::start`] takes an already bound listener and returns a handle, so the binary
 //! stays thin. Lifecycle rules: one process per data directory (an exclusive lock on
-//! `LOCK`); if the projector or the driver stops on its own, the server stops with an
+//! `LOCK`); if the projector or the saga runner stops on its own, the server stops with an
 //! error (serving stale reads forever would be worse); on shutdown, HTTP stops first,
 //! then the background tasks are signalled and awaited, then the store drains its queue.
 
@@ -26,7 +26,7 @@ use crate::runtime::lookups::Lookups;
 use crate::runtime::projector::{self, Models};
 use crate::runtime::rebuild::Rebuilder;
 use crate::runtime::snapshot;
-use crate::saga::{Driver, DriverDeps, Policy, Providers};
+use crate::saga::{Policy, Providers, SagaRunner, SagaRunnerDeps};
 use crate::secrets::{Vault, VaultError};
 use crate::sim::{FaultSpec, SimCloud, SimConfig, SimError, ZoneCapacity};
 use crate::store::{EventStore, Position, StoreError, StoreUrl};
@@ -100,7 +100,7 @@ pub struct Server {
     /// Where it listens.
     pub addr: std::net::SocketAddr,
     http: JoinHandle<std::io::Result<()>>,
-    /// Projector and driver; each task returns its name when it ends.
+    /// Projector and saga runner; each task returns its name when it ends.
     tasks: JoinSet<&'static str>,
     stop_tasks: watch::Sender<bool>,
     store: Arc<dyn EventStore>,
@@ -200,8 +200,8 @@ impl Server {
             stop_rx.clone(),
             gate.clone(),
         ));
-        let driver = lifecycle_driver(cfg, &bus, &vault, &cloud, &catalog, &all, stop_rx.clone());
-        tasks.spawn(run_driver(driver, dyn_store.clone(), models.clone()));
+        let runner = saga_runner(cfg, &bus, &vault, &cloud, &catalog, &all, stop_rx.clone());
+        tasks.spawn(run_saga_runner(runner, dyn_store.clone(), models.clone()));
         // Read-model snapshots: periodically and at shutdown (runtime::snapshot).
         tasks.spawn(snapshot::keep(
             cfg.data_dir.clone(),
@@ -368,9 +368,9 @@ async fn run_projector(
     "the projector"
 }
 
-/// The lifecycle driver (the saga runner) over the simulated cloud, with the operator's
+/// The saga runner over the simulated cloud, with the operator's
 /// timeouts.
-fn lifecycle_driver(
+fn saga_runner(
     cfg: &ServeConfig,
     bus: &CommandBus,
     vault: &Arc<Vault>,
@@ -378,8 +378,8 @@ fn lifecycle_driver(
     catalog: &Arc<StaticCatalog>,
     all: &Models,
     shutdown: watch::Receiver<bool>,
-) -> Driver {
-    Driver::new(DriverDeps {
+) -> SagaRunner {
+    SagaRunner::new(SagaRunnerDeps {
         bus: bus.clone(),
         vault: vault.clone(),
         providers: Providers {
@@ -400,16 +400,16 @@ fn lifecycle_driver(
     })
 }
 
-/// Background task: the lifecycle driver; returns its name when it ends.
-async fn run_driver(
-    driver: Driver,
+/// Background task: the saga runner; returns its name when it ends.
+async fn run_saga_runner(
+    runner: SagaRunner,
     store: Arc<dyn EventStore>,
     models: Arc<projections::ReadModels>,
 ) -> &'static str {
-    if let Err(e) = driver.run(store, models).await {
-        tracing::error!(error = %e, "lifecycle driver stopped");
+    if let Err(e) = runner.run(store, models).await {
+        tracing::error!(error = %e, "saga runner stopped");
     }
-    "the lifecycle driver"
+    "the saga runner"
 }
 
 /// Serves HTTP on `listener` until `shutdown` resolves (in-flight requests finish).

@@ -42,9 +42,9 @@ pub struct HistoryEntry {
     pub time: String,
     pub event_type: String,
     /// `user@project` of the caller whose command produced the event (the lifecycle
-    /// driver is `troved-saga@service`).
+    /// saga runner is `troved-saga@service`).
     pub actor: String,
-    /// The request's `x-openstack-request-id`, or `saga:<Command>` for driver steps.
+    /// The request's `x-openstack-request-id`, or `saga:<Command>` for saga steps.
     pub request_id: String,
     /// Groups the events of one workflow (a request and the steps it started).
     pub correlation_id: Uuid,

@@ -96,7 +96,7 @@ enum Outcome {
 
 /// Runs workflows.
 #[derive(Clone)]
-pub struct Driver {
+pub struct SagaRunner {
     bus: CommandBus,
     vault: Arc<Vault>,
     providers: Providers,
@@ -123,12 +123,12 @@ pub struct Driver {
     steps: Arc<tokio::sync::Semaphore>,
 }
 
-/// Steps in flight at once (see [`Driver::steps`]): enough to keep the store's group
+/// Steps in flight at once (see [`SagaRunner::steps`]): enough to keep the store's group
 /// commit and the providers busy.
 pub const CONCURRENT_STEPS: usize = 128;
 
-/// What the driver needs; see the fields of [`Driver`].
-pub struct DriverDeps {
+/// What the saga runner needs; see the fields of [`SagaRunner`].
+pub struct SagaRunnerDeps {
     pub bus: CommandBus,
     pub vault: Arc<Vault>,
     pub providers: Providers,
@@ -140,10 +140,10 @@ pub struct DriverDeps {
     pub shutdown: watch::Receiver<bool>,
 }
 
-impl Driver {
-    /// A driver.
-    pub fn new(d: DriverDeps) -> Driver {
-        Driver {
+impl SagaRunner {
+    /// A saga runner.
+    pub fn new(d: SagaRunnerDeps) -> SagaRunner {
+        SagaRunner {
             bus: d.bus,
             vault: d.vault,
             providers: d.providers,
@@ -351,7 +351,7 @@ impl Driver {
         self.record(id, &view, name, cmd, outcome).await
     }
 
-    /// [`Driver::perform`], with no answer within the call timeout counted as a
+    /// [`SagaRunner::perform`], with no answer within the call timeout counted as a
     /// transient provider failure.
     async fn perform_in_time(
         &self,
