@@ -137,7 +137,7 @@ pub async fn scrape(State(state): State<AppState>) -> Response {
                 None
             }
         },
-        cached_streams: state.bus.cached_views() as u64,
+        cached_streams: state.bus.cached_streams() as u64,
     };
     (
         [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],

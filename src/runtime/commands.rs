@@ -3,7 +3,7 @@
 //! models show the change (read your writes).
 //!
 //! Instance streams this process is working on (a command, a saga step) are kept folded
-//! in a small cache of [`StreamView`]s, so the next command or step on the same instance
+//! in a small cache of [`FoldedStream`]s, so the next command or step on the same instance
 //! neither reads nor folds its stream again. The cache is only a hint: every append
 //! still carries the revision its state was folded at, so an entry made stale by a write
 //! this process did not see fails the append with `WrongExpectedVersion`, and the
@@ -88,7 +88,7 @@ pub struct Ran<S, E> {
 
 /// An instance stream, folded: what the command path and the saga need of it.
 #[derive(Clone, Debug, PartialEq)]
-pub struct StreamView {
+pub struct FoldedStream {
     /// The folded state.
     pub state: Instance,
     /// Revision of the stream's last event.
@@ -100,9 +100,9 @@ pub struct StreamView {
     pub workflow: Option<Uuid>,
 }
 
-impl StreamView {
+impl FoldedStream {
     /// Folds a stream; `None` when it is empty.
-    pub fn of(records: &[RecordedEvent]) -> Result<Option<StreamView>, CommandError> {
+    pub fn of(records: &[RecordedEvent]) -> Result<Option<FoldedStream>, CommandError> {
         let Some(last) = records.last() else {
             return Ok(None);
         };
@@ -115,7 +115,7 @@ impl StreamView {
                 workflow = Some(meta.correlation_id);
             }
         }
-        Ok(Some(StreamView {
+        Ok(Some(FoldedStream {
             state,
             revision: last.revision,
             last_id: last.id,
@@ -124,34 +124,34 @@ impl StreamView {
     }
 }
 
-/// The bounded cache of [`StreamView`]s by instance id.
+/// The bounded cache of [`FoldedStream`]s by instance id.
 #[derive(Default)]
-struct Views {
-    inner: Mutex<ViewsInner>,
+struct StreamCache {
+    inner: Mutex<StreamCacheInner>,
 }
 
 #[derive(Default)]
-struct ViewsInner {
-    /// Boxed: a view is ~1 KiB and the table keeps its capacity after a burst.
-    map: HashMap<Uuid, Box<StreamView>>,
+struct StreamCacheInner {
+    /// Boxed: an entry is ~1 KiB and the table keeps its capacity after a burst.
+    map: HashMap<Uuid, Box<FoldedStream>>,
     /// Insertion order, for eviction; may hold ids already forgotten.
     order: VecDeque<Uuid>,
 }
 
-impl Views {
-    fn lock(&self) -> std::sync::MutexGuard<'_, ViewsInner> {
+impl StreamCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, StreamCacheInner> {
         // Every mutation below leaves the map valid, so a panic elsewhere while holding
         // the lock does not make it unusable.
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn get(&self, id: Uuid) -> Option<StreamView> {
-        self.lock().map.get(&id).map(|v| StreamView::clone(v))
+    fn get(&self, id: Uuid) -> Option<FoldedStream> {
+        self.lock().map.get(&id).map(|v| FoldedStream::clone(v))
     }
 
     /// Keeps the newer of `view` and the one held: a read that started before a
     /// command's append may finish after the command cached its result.
-    fn put(&self, id: Uuid, view: StreamView) {
+    fn put(&self, id: Uuid, view: FoldedStream) {
         let mut v = self.lock();
         match v.map.get_mut(&id) {
             Some(held) if held.revision > view.revision => {}
@@ -168,7 +168,7 @@ impl Views {
             v.map.remove(&old);
         }
         if v.order.len() > 2 * CACHED_STREAMS_MAX {
-            let ViewsInner { map, order } = &mut *v;
+            let StreamCacheInner { map, order } = &mut *v;
             order.retain(|id| map.contains_key(id));
         }
     }
@@ -210,7 +210,7 @@ struct Bus {
     /// Keyed locks serializing related commands (see [`CommandBus::execute`]).
     locks: KeyedLocks,
     /// Instance streams kept folded.
-    views: Views,
+    streams: StreamCache,
 }
 
 impl CommandBus {
@@ -228,7 +228,7 @@ impl CommandBus {
                 applied,
                 ryw_timeout,
                 locks: KeyedLocks::default(),
-                views: Views::default(),
+                streams: StreamCache::default(),
             }),
         }
     }
@@ -273,26 +273,26 @@ impl CommandBus {
         let creates_only = cmds
             .iter()
             .all(|c| matches!(c, InstanceCommand::CreateInstance(_)));
-        let cached = self.inner.views.get(id);
+        let cached = self.inner.streams.get(id);
         let cached_revision = cached.as_ref().map(|v| v.revision);
         let known = match cached {
-            Some(view) => Ok(Some(view)),
+            Some(folded) => Ok(Some(folded)),
             None if creates_only => Ok(None),
-            None => self.read_view(id).await,
+            None => self.read_folded(id).await,
         };
         let mut done = match known {
             Ok(known) => self.execute_from(id, known, cmds, caller, meta).await,
             Err(e) => Err(e),
         };
         // An append checks the revision its state was folded at; a refusal or a no-op
-        // appends nothing, so when decided on a cached view it is confirmed against
+        // appends nothing, so when decided on a cached folded it is confirmed against
         // the stream: a write this process did not make must not change the answer.
         let unappended = match &done {
             Ok(ran) => ran.events.is_empty(),
             Err(e) => matches!(e, CommandError::Domain(_) | CommandError::Rejected(..)),
         };
         if let (Some(revision), true) = (cached_revision, unappended) {
-            done = match self.read_view(id).await {
+            done = match self.read_folded(id).await {
                 Ok(fresh) if fresh.as_ref().map(|v| v.revision) != Some(revision) => {
                     self.execute_from(id, fresh, cmds, caller, meta).await
                 }
@@ -312,7 +312,7 @@ impl CommandBus {
     async fn execute_from(
         &self,
         id: Uuid,
-        known: Option<StreamView>,
+        known: Option<FoldedStream>,
         cmds: &[InstanceCommand],
         caller: &Caller,
         meta: &CommandMeta,
@@ -332,9 +332,9 @@ impl CommandBus {
         let done = self
             .run(&instance::stream_name(id), Some(start), &command)
             .await;
-        let views = &self.inner.views;
+        let streams = &self.inner.streams;
         match &done {
-            Ok(ran) if ran.reread => views.forget(id),
+            Ok(ran) if ran.reread => streams.forget(id),
             Ok(ran) => {
                 if let Some((revision, last_id)) = ran.last {
                     let workflow = if caller.user_id == SAGA_USER {
@@ -343,9 +343,9 @@ impl CommandBus {
                         Some(meta.correlation_id)
                     };
                     let state = ran.state.clone();
-                    views.put(
+                    streams.put(
                         id,
-                        StreamView {
+                        FoldedStream {
                             state,
                             revision,
                             last_id,
@@ -354,10 +354,10 @@ impl CommandBus {
                     );
                 }
             }
-            // Refused: nothing was appended, the view still holds.
+            // Refused: nothing was appended, the folded still holds.
             Err(CommandError::Domain(_) | CommandError::Rejected(..)) => {}
             // The append's outcome may be unknown (the store went away mid-call).
-            Err(_) => views.forget(id),
+            Err(_) => streams.forget(id),
         }
         done
     }
@@ -365,38 +365,38 @@ impl CommandBus {
     /// The instance's stream, folded: from the cache if it holds the stream up to
     /// revision `at_least` (the newest event the caller knows of), else read (and
     /// then cached). `None` when the stream is empty.
-    pub async fn view(
+    pub async fn folded(
         &self,
         id: Uuid,
         at_least: Option<u64>,
-    ) -> Result<Option<StreamView>, CommandError> {
-        match self.inner.views.get(id) {
-            Some(view) if at_least.is_none_or(|r| view.revision >= r) => Ok(Some(view)),
-            _ => self.read_view(id).await,
+    ) -> Result<Option<FoldedStream>, CommandError> {
+        match self.inner.streams.get(id) {
+            Some(folded) if at_least.is_none_or(|r| folded.revision >= r) => Ok(Some(folded)),
+            _ => self.read_folded(id).await,
         }
     }
 
-    async fn read_view(&self, id: Uuid) -> Result<Option<StreamView>, CommandError> {
+    async fn read_folded(&self, id: Uuid) -> Result<Option<FoldedStream>, CommandError> {
         let records = self
             .inner
             .store
             .read_stream(&instance::stream_name(id))
             .await?;
-        let view = StreamView::of(&records)?;
-        if let Some(v) = &view {
-            self.inner.views.put(id, v.clone());
+        let folded = FoldedStream::of(&records)?;
+        if let Some(v) = &folded {
+            self.inner.streams.put(id, v.clone());
         }
-        Ok(view)
+        Ok(folded)
     }
 
-    /// Drops the instance's cached view (the saga has nothing left to do for it).
+    /// Drops the instance's cached folded (the saga has nothing left to do for it).
     pub fn forget(&self, id: Uuid) {
-        self.inner.views.forget(id);
+        self.inner.streams.forget(id);
     }
 
     /// How many instance streams are kept folded.
-    pub fn cached_views(&self) -> usize {
-        self.inner.views.len()
+    pub fn cached_streams(&self) -> usize {
+        self.inner.streams.len()
     }
 
     /// The command path for any aggregate stored in one stream: read the stream, fold
@@ -702,13 +702,13 @@ mod tests {
         }
 
         /// The stream as stored, folded from scratch.
-        async fn stored(&self, id: Uuid) -> StreamView {
+        async fn stored(&self, id: Uuid) -> FoldedStream {
             let records = self
                 .store
                 .read_stream(&instance::stream_name(id))
                 .await
                 .unwrap();
-            StreamView::of(&records).unwrap().unwrap()
+            FoldedStream::of(&records).unwrap().unwrap()
         }
     }
 
@@ -730,12 +730,12 @@ mod tests {
             },
         ];
         for report in reports {
-            assert_eq!(f.bus.cached_views(), 1, "the last command left its view");
-            let cached = f.bus.view(id, None).await.unwrap().unwrap();
+            assert_eq!(f.bus.cached_streams(), 1, "the last command left its view");
+            let cached = f.bus.folded(id, None).await.unwrap().unwrap();
             assert_eq!(cached, f.stored(id).await);
             assert_eq!(f.report(id, report).await.events.len(), 1);
         }
-        let cached = f.bus.view(id, None).await.unwrap().unwrap();
+        let cached = f.bus.folded(id, None).await.unwrap().unwrap();
         let stored = f.stored(id).await;
         assert_eq!(cached, stored);
         assert_eq!(stored.revision, 2);
@@ -743,8 +743,8 @@ mod tests {
         // The saga's reports continue the create's workflow.
         assert_eq!(stored.workflow, create_workflow);
         f.bus.forget(id);
-        assert_eq!(f.bus.cached_views(), 0);
-        assert_eq!(f.bus.view(id, None).await.unwrap().unwrap(), stored);
+        assert_eq!(f.bus.cached_streams(), 0);
+        assert_eq!(f.bus.folded(id, None).await.unwrap().unwrap(), stored);
     }
 
     #[tokio::test]
@@ -772,7 +772,7 @@ mod tests {
         assert!(f.report(id, again).await.events.is_empty());
         let stored = f.stored(id).await;
         assert_eq!(stored.revision, 1, "nothing appended after the other write");
-        assert_eq!(f.bus.view(id, None).await.unwrap().unwrap(), stored);
+        assert_eq!(f.bus.folded(id, None).await.unwrap().unwrap(), stored);
     }
 
     #[tokio::test]
@@ -816,7 +816,7 @@ mod tests {
         assert_eq!(done.events.len(), 1);
         let stored = f.stored(id).await;
         assert_eq!((stored.revision, stored.state.name.as_str()), (6, "x"));
-        assert_eq!(f.bus.view(id, None).await.unwrap().unwrap(), stored);
+        assert_eq!(f.bus.folded(id, None).await.unwrap().unwrap(), stored);
     }
 
     #[tokio::test]
@@ -830,42 +830,42 @@ mod tests {
         };
         f.append_elsewhere(id, 0, renamed).await;
         // Without a bound the cached (stale) view is what the bus holds.
-        let cached = f.bus.view(id, None).await.unwrap().unwrap();
+        let cached = f.bus.folded(id, None).await.unwrap().unwrap();
         assert_eq!((cached.revision, cached.state.name.as_str()), (0, "db1"));
         // The saga knows revision 1 was delivered: that view is not good enough.
-        let fresh = f.bus.view(id, Some(1)).await.unwrap().unwrap();
+        let fresh = f.bus.folded(id, Some(1)).await.unwrap().unwrap();
         assert_eq!(fresh, f.stored(id).await);
         assert_eq!(fresh.state.name, "elsewhere");
-        assert_eq!(f.bus.view(id, None).await.unwrap().unwrap(), fresh);
+        assert_eq!(f.bus.folded(id, None).await.unwrap().unwrap(), fresh);
     }
 
     #[test]
     fn the_cache_keeps_the_newer_view_and_evicts_the_oldest_entries() {
-        let views = Views::default();
-        let view = |revision| StreamView {
+        let cache = StreamCache::default();
+        let view = |revision| FoldedStream {
             state: Instance::default(),
             revision,
             last_id: Uuid::nil(),
             workflow: None,
         };
         let id = Uuid::new_v4();
-        views.put(id, view(3));
-        views.put(id, view(2));
-        assert_eq!(views.get(id).map(|v| v.revision), Some(3));
-        views.put(id, view(4));
-        assert_eq!(views.get(id).map(|v| v.revision), Some(4));
+        cache.put(id, view(3));
+        cache.put(id, view(2));
+        assert_eq!(cache.get(id).map(|v| v.revision), Some(3));
+        cache.put(id, view(4));
+        assert_eq!(cache.get(id).map(|v| v.revision), Some(4));
         let more: Vec<Uuid> = (0..CACHED_STREAMS_MAX).map(|_| Uuid::new_v4()).collect();
         for other in &more {
-            views.put(*other, view(0));
+            cache.put(*other, view(0));
         }
-        assert_eq!(views.len(), CACHED_STREAMS_MAX);
-        assert!(views.get(id).is_none(), "the oldest entry made room");
-        assert!(views.get(more[0]).is_some());
+        assert_eq!(cache.len(), CACHED_STREAMS_MAX);
+        assert!(cache.get(id).is_none(), "the oldest entry made room");
+        assert!(cache.get(more[0]).is_some());
         for other in &more {
-            views.forget(*other);
+            cache.forget(*other);
         }
-        assert_eq!(views.len(), 0);
-        assert!(views.lock().order.len() <= 2 * CACHED_STREAMS_MAX);
+        assert_eq!(cache.len(), 0);
+        assert!(cache.lock().order.len() <= 2 * CACHED_STREAMS_MAX);
     }
 
     #[tokio::test]

@@ -46,7 +46,7 @@ use crate::catalog::StaticCatalog;
 use crate::metrics::{self, StepOutcome};
 use crate::retry::Backoff;
 use crate::runtime::codec::{self, Actor, CommandMeta};
-use crate::runtime::commands::{CommandBus, CommandError, StreamView, SAGA_USER};
+use crate::runtime::commands::{CommandBus, CommandError, FoldedStream, SAGA_USER};
 use crate::secrets::{Vault, VaultError};
 use crate::store::{EventStore, StoreError};
 
@@ -109,7 +109,7 @@ pub struct SagaRunner {
     /// Instances with a running worker; `true` = new events arrived meanwhile, look again.
     running: Arc<DashMap<Uuid, bool>>,
     /// The newest revision of each instance's stream the subscription delivered: a
-    /// step decides on a state that includes it. The command bus's cached view is
+    /// step decides on a state that includes it. The command bus's cached entry is
     /// written after its append commits, so an event can arrive here first.
     newest: Arc<DashMap<Uuid, u64>>,
     /// Becomes `true` when the server shuts down; workers stop between steps.
@@ -305,11 +305,11 @@ impl SagaRunner {
         // The stream as the last command left it (cached by the bus), or as read when
         // that misses an event already delivered.
         let newest = self.newest.get(&id).map(|n| *n);
-        let Some(view) = self.bus.view(id, newest).await? else {
+        let Some(folded) = self.bus.folded(id, newest).await? else {
             return Ok(Progress::Idle);
         };
-        *viewed = view.revision;
-        let state = &view.state;
+        *viewed = folded.revision;
+        let state = &folded.state;
         if state.deleted {
             self.shred(id).await?;
             return Ok(Progress::Idle);
@@ -348,7 +348,7 @@ impl SagaRunner {
                 return Err(other);
             }
         };
-        self.record(id, &view, name, cmd, outcome).await
+        self.record(id, &folded, name, cmd, outcome).await
     }
 
     /// [`SagaRunner::perform`], with no answer within the call timeout counted as a
@@ -376,7 +376,7 @@ impl SagaRunner {
     async fn record(
         &self,
         id: Uuid,
-        view: &StreamView,
+        folded: &FoldedStream,
         name: &'static str,
         cmd: InstanceCommand,
         outcome: StepOutcome,
@@ -386,13 +386,13 @@ impl SagaRunner {
             actor: Actor::from(&caller),
             request_id: format!("saga:{name}"),
             // The event this step reacts to.
-            causation_id: view.last_id,
+            causation_id: folded.last_id,
             // The workflow: the user request that put the instance where it is.
-            correlation_id: view.workflow.unwrap_or(id),
+            correlation_id: folded.workflow.unwrap_or(id),
             // Same state, same step, same ids: a retried append is deduplicated.
             derived_ids: Some(Uuid::new_v5(
                 &SAGA_NS,
-                format!("{id}/{}/{}", view.revision, cmd.name()).as_bytes(),
+                format!("{id}/{}/{}", folded.revision, cmd.name()).as_bytes(),
             )),
         };
         let done = self
