@@ -164,7 +164,7 @@ fn visible(state: &AppState, caller: &Caller, raw_id: &str) -> ApiResult<Configu
 }
 
 fn not_found(raw_id: &str) -> ApiError {
-    ApiError::not_found(format!(
+    ApiError::NotFound(format!(
         "Configuration group with ID {raw_id} could not be found."
     ))
 }
@@ -476,7 +476,10 @@ fn resolve_version(state: &AppState, ds: &str, version: &str) -> ApiResult<Datas
     };
     configuration::resolve_datastore_version(&lookups, &req)
         .map(|(_, v)| v)
-        .map_err(|e| ApiError::from_fault(e.fault(), e.to_string()))
+        .map_err(|e| ApiError::Domain {
+            fault: e.fault(),
+            message: e.to_string(),
+        })
 }
 
 fn version_by_uuid(state: &AppState, raw: &str) -> ApiResult<DatastoreVersion> {
@@ -491,7 +494,7 @@ fn version_by_uuid(state: &AppState, raw: &str) -> ApiResult<DatastoreVersion> {
                 .find(|v| v.id == id)
                 .cloned()
         })
-        .ok_or_else(|| ApiError::bad_request(format!("Datastore version '{raw}' cannot be found.")))
+        .ok_or_else(|| ApiError::BadRequest(format!("Datastore version '{raw}' cannot be found.")))
 }
 
 // ---- request bodies (upstream's `configuration` JSON schemas) --------------------------
@@ -500,11 +503,11 @@ type Obj = Map<String, Value>;
 
 /// The `configuration` object of a POST/PUT/PATCH body.
 fn configuration_object(body: Option<Value>) -> ApiResult<Obj> {
-    let missing = || ApiError::validation("'configuration' is a required property");
+    let missing = || ApiError::Validation("'configuration' is a required property".into());
     match body {
         Some(Value::Object(mut top)) => match top.remove("configuration") {
             Some(Value::Object(o)) => Ok(o),
-            Some(other) => Err(ApiError::validation(format!(
+            Some(other) => Err(ApiError::Validation(format!(
                 "configuration {other} is not of type 'object'"
             ))),
             None => Err(missing()),
@@ -516,7 +519,7 @@ fn configuration_object(body: Option<Value>) -> ApiResult<Obj> {
 fn create_command(o: &Obj) -> ApiResult<ConfigurationCommand> {
     let required = |k: &str| {
         o.get(k).ok_or_else(|| {
-            ApiError::validation(format!("configuration '{k}' is a required property"))
+            ApiError::Validation(format!("configuration '{k}' is a required property"))
         })
     };
     let values = values(required("values")?)?;
@@ -540,7 +543,7 @@ fn datastore_request(v: &Value) -> ApiResult<DatastoreRequest> {
     const P: &str = "configuration['datastore']";
     let o = v
         .as_object()
-        .ok_or_else(|| ApiError::validation(format!("{P} {v} is not of type 'object'")))?;
+        .ok_or_else(|| ApiError::Validation(format!("{P} {v} is not of type 'object'")))?;
     let field = |k: &str| {
         o.get(k)
             .map(|v| non_empty_string(&format!("{P}['{k}']"), v))
@@ -567,7 +570,7 @@ fn optional_values(o: &Obj) -> ApiResult<Option<Values>> {
 fn values(v: &Value) -> ApiResult<Values> {
     match v {
         Value::Object(m) => Ok(m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
-        other => Err(ApiError::validation(format!(
+        other => Err(ApiError::Validation(format!(
             "configuration['values'] {other} is not of type 'object'"
         ))),
     }
@@ -578,17 +581,17 @@ fn values(v: &Value) -> ApiResult<Values> {
 fn non_empty_string(path: &str, v: &Value) -> ApiResult<String> {
     let s = v
         .as_str()
-        .ok_or_else(|| ApiError::validation(format!("{path} {v} is not of type 'string'")))?;
+        .ok_or_else(|| ApiError::Validation(format!("{path} {v} is not of type 'string'")))?;
     let len = s.chars().count();
     if len == 0 {
-        return Err(ApiError::validation(format!("{path} {v} is too short")));
+        return Err(ApiError::Validation(format!("{path} {v} is too short")));
     }
     if len > 255 {
-        return Err(ApiError::validation(format!("{path} {v} is too long")));
+        return Err(ApiError::Validation(format!("{path} {v} is too long")));
     }
     let line = s.strip_suffix('\n').unwrap_or(s);
     if line.contains('\n') || !line.chars().any(|c| c.is_ascii_alphanumeric()) {
-        return Err(ApiError::validation(format!(
+        return Err(ApiError::Validation(format!(
             "{path} {v} does not match '^.*[0-9a-zA-Z]+.*$'"
         )));
     }

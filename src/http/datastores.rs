@@ -43,7 +43,7 @@ pub(super) fn find_datastore<'a>(
 ) -> ApiResult<&'a Datastore> {
     catalog
         .datastore(key)
-        .ok_or_else(|| ApiError::not_found(format!("Datastore '{key}' cannot be found.")))
+        .ok_or_else(|| ApiError::NotFound(format!("Datastore '{key}' cannot be found.")))
 }
 
 /// Upstream's `DatastoreVersion.load(datastore, id_or_name)`: a UUID-like key must be
@@ -61,7 +61,7 @@ pub(super) fn resolve_version<'a>(
             .iter()
             .find(|v| v.id == id)
             .map(|v| (ds, v))
-            .ok_or_else(|| ApiError::not_found("DBDatastoreVersion Not Found"));
+            .ok_or_else(|| ApiError::NotFound("DBDatastoreVersion Not Found".into()));
     }
     let named: Vec<&DatastoreVersion> = ds
         .versions
@@ -70,10 +70,10 @@ pub(super) fn resolve_version<'a>(
         .collect();
     match named.as_slice() {
         [v] => Ok((ds, v)),
-        [] => Err(ApiError::bad_request(format!(
+        [] => Err(ApiError::BadRequest(format!(
             "Datastore version '{version_key}' cannot be found."
         ))),
-        _ => Err(ApiError::bad_request(format!(
+        _ => Err(ApiError::BadRequest(format!(
             "Multiple datastore versions found for '{version_key}', use an UUID or specify both the name and version number to be more specific."
         ))),
     }
@@ -278,7 +278,7 @@ async fn version_by_uuid(
         .ok()
         .and_then(|id| state.catalog.version(id))
         .ok_or_else(|| {
-            ApiError::bad_request(format!("Datastore version '{key}' cannot be found."))
+            ApiError::BadRequest(format!("Datastore version '{key}' cannot be found."))
         })?;
     let ctx = view_ctx(&state, &headers, &caller);
     Ok(Json(
@@ -323,7 +323,7 @@ async fn instance_configuration(
         instance_id: id,
     })
     .map_err(|e| match e {
-        TemplateError::NoParser(_) => ApiError::bad_request(e.to_string()),
+        TemplateError::NoParser(_) => ApiError::BadRequest(e.to_string()),
     })?;
     let configuration: Map<String, Value> = pairs.into_iter().collect();
     Ok(Json(

@@ -47,10 +47,10 @@ pub(super) fn instance_with_server(
         .instance_visible_to(id, &caller.project_id, caller.is_admin())
         .ok_or_else(|| ApiError::resource_not_found(raw_id))?;
     if instance.server_id.is_none() {
-        return Err(ApiError::from_fault(
-            Fault::UnprocessableEntity,
-            format!("Instance {raw_id} is not ready."),
-        ));
+        return Err(ApiError::Domain {
+            fault: Fault::UnprocessableEntity,
+            message: format!("Instance {raw_id} is not ready."),
+        });
     }
     Ok(instance)
 }
@@ -158,7 +158,7 @@ async fn list_for_version(
 ) -> ApiResult<Json<Value>> {
     let (_, v) = resolve_version(&state.catalog, &ds, &version)?;
     if !v.active {
-        return Err(ApiError::bad_request(format!(
+        return Err(ApiError::BadRequest(format!(
             "Datastore version '{}' is not active.",
             v.name
         )));

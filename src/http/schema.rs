@@ -25,23 +25,23 @@ pub fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Option<Value>, Api
     let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
     let mime = ct.split(';').next().unwrap_or("").trim();
     if mime != "application/json" {
-        return Err(ApiError::bad_media_type());
+        return Err(ApiError::BadMediaType);
     }
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
     serde_json::from_slice(body)
         .map(Some)
-        .map_err(|_| ApiError::bad_request("Malformed request body"))
+        .map_err(|_| ApiError::BadRequest("Malformed request body".into()))
 }
 
 /// The `instance` object of a POST/PUT/PATCH body.
 pub fn instance_object(body: Option<Value>) -> Result<Obj, ApiError> {
-    let missing = || ApiError::validation("'instance' is a required property");
+    let missing = || ApiError::Validation("'instance' is a required property".into());
     match body {
         Some(Value::Object(mut top)) => match top.remove("instance") {
             Some(Value::Object(o)) => Ok(o),
-            Some(other) => Err(ApiError::validation(format!(
+            Some(other) => Err(ApiError::Validation(format!(
                 "instance {} is not of type 'object'",
                 short(&other)
             ))),
@@ -64,7 +64,7 @@ fn short(v: &Value) -> String {
 }
 
 fn err(path: &str, reason: impl AsRef<str>) -> ApiError {
-    ApiError::validation(format!("{path} {}", reason.as_ref()))
+    ApiError::Validation(format!("{path} {}", reason.as_ref()))
 }
 
 fn type_err(path: &str, v: &Value, ty: &str) -> ApiError {
@@ -580,8 +580,8 @@ pub fn update_commands(o: &Obj, method: UpdateMethod) -> Result<Vec<InstanceComm
     }
     let others = o.len() - usize::from(o.contains_key("name"));
     if others > 1 {
-        return Err(ApiError::bad_request(
-            "Only one attribute (except 'name') is allowed to update.",
+        return Err(ApiError::BadRequest(
+            "Only one attribute (except 'name') is allowed to update.".into(),
         ));
     }
     let second = if o.contains_key("replica_of") || o.contains_key("slave_of") {
@@ -693,7 +693,7 @@ mod tests {
         let o = obj(json!({"configuration": null, "datastore_version": "8.0"}));
         let e = update_commands(&o, UpdateMethod::Put).unwrap_err();
         assert_eq!(
-            e.message,
+            e.to_string(),
             "Only one attribute (except 'name') is allowed to update."
         );
     }
