@@ -18,7 +18,7 @@ use uuid::Uuid;
 use super::auth::Identity;
 use super::datastores::find_datastore;
 use super::error::{ApiError, ApiResult};
-use super::flavors::instance_with_server;
+use super::instances::instance_with_server;
 use super::openapi as oa;
 use super::request::{limit, offset, param, view_ctx, QueryPairs};
 use super::AppState;

@@ -382,7 +382,7 @@ async fn parameter_list(
     Path((_project, ds, version)): Path<(String, String, String)>,
     Identity(_caller): Identity,
 ) -> ApiResult<Json<Value>> {
-    let v = resolve_version(&state, &ds, &version)?;
+    let v = active_version(&state, &ds, &version)?;
     Ok(Json(catalogue(&v)))
 }
 
@@ -403,7 +403,7 @@ async fn parameter_show(
     Path((_project, ds, version, name)): Path<(String, String, String, String)>,
     Identity(_caller): Identity,
 ) -> ApiResult<Json<Value>> {
-    let v = resolve_version(&state, &ds, &version)?;
+    let v = active_version(&state, &ds, &version)?;
     one_parameter(&v, &name)
 }
 
@@ -463,7 +463,9 @@ fn one_parameter(v: &DatastoreVersion, name: &str) -> ApiResult<Json<Value>> {
         .ok_or_else(|| ApiError::resource_not_found(name))
 }
 
-fn resolve_version(state: &AppState, ds: &str, version: &str) -> ApiResult<DatastoreVersion> {
+/// The version by datastore and version (each by id or name) as an instance create
+/// resolves it: active versions only (the aggregate's `resolve_datastore_version`).
+fn active_version(state: &AppState, ds: &str, version: &str) -> ApiResult<DatastoreVersion> {
     let lookups = Lookups {
         catalog: state.catalog.clone(),
         models: state.models.clone(),

@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use super::auth::Identity;
 use super::error::{ApiError, ApiResult};
-use super::flavors::instance_with_server;
+use super::instances::instance_with_server;
 use super::openapi as oa;
 use super::request::view_ctx;
 use super::AppState;
@@ -49,7 +49,7 @@ pub(super) fn find_datastore<'a>(
 /// Upstream's `DatastoreVersion.load(datastore, id_or_name)`: a UUID-like key must be
 /// a version of this datastore (404 `DBDatastoreVersion Not Found`); a name must match
 /// exactly one version (400 otherwise). No active check here.
-pub(super) fn resolve_version<'a>(
+pub(super) fn find_version_in_datastore<'a>(
     catalog: &'a StaticCatalog,
     ds_key: &str,
     version_key: &str,
@@ -231,7 +231,7 @@ async fn versions(
 
 /// `GET /v1.0/{project_id}/datastores/{ds}/versions/{version}`
 /// (`datastore:version_show`): the version by id or name inside the datastore (errors
-/// in [`resolve_version`]). Inactive versions are shown to anyone, as upstream.
+/// in [`find_version_in_datastore`]). Inactive versions are shown to anyone, as upstream.
 #[utoipa::path(
     get,
     path = "/v1.0/{project_id}/datastores/{ds}/versions/{version}",
@@ -248,7 +248,7 @@ async fn version_show(
     Identity(caller): Identity,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    let (ds, v) = resolve_version(&state.catalog, &ds_key, &version_key)?;
+    let (ds, v) = find_version_in_datastore(&state.catalog, &ds_key, &version_key)?;
     let ctx = view_ctx(&state, &headers, &caller);
     Ok(Json(
         json!({ "version": version_view(&state.catalog, v, Some(ds.id), &ctx) }),

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use aggregates::fault::Fault;
 use aggregates::instance::{Caller, Instance, InstanceCommand};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -49,6 +50,28 @@ fn lookup(state: &AppState) -> ModelLookup<'_> {
 /// on `GET /instances/<name>` answering 404 before it falls back to listing).
 fn path_id(raw: &str) -> ApiResult<Uuid> {
     Uuid::parse_str(raw).map_err(|_| ApiError::resource_not_found(raw))
+}
+
+/// Upstream's instance load with `needs_server` (spec `instances-api.md` §13-14 step 1):
+/// missing, soft-deleted or another project's (non-admin) → 404; no compute server
+/// yet → 422 `Instance <id> is not ready.`
+pub(super) fn instance_with_server(
+    state: &AppState,
+    caller: &Caller,
+    raw_id: &str,
+) -> ApiResult<Instance> {
+    let id = Uuid::parse_str(raw_id).map_err(|_| ApiError::resource_not_found(raw_id))?;
+    let instance = state
+        .models
+        .instance_visible_to(id, &caller.project_id, caller.is_admin())
+        .ok_or_else(|| ApiError::resource_not_found(raw_id))?;
+    if instance.server_id.is_none() {
+        return Err(ApiError::Domain {
+            fault: Fault::UnprocessableEntity,
+            message: format!("Instance {raw_id} is not ready."),
+        });
+    }
+    Ok(instance)
 }
 
 fn meta(caller: &Caller, request_id: &RequestId) -> CommandMeta {
