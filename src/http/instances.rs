@@ -22,7 +22,10 @@ use super::auth::{require_admin, Identity};
 use super::error::{ApiError, ApiResult};
 use super::openapi as oa;
 use super::request::{limit, next_link, offset, param, view_ctx, write_next_link, QueryPairs};
-use super::schema::{self, UpdateMethod};
+use super::request_body::instance::{
+    CreateRequest, InstanceCreateBody, InstancePatchBody, InstancePutBody,
+};
+use super::request_body::JsonBody;
 use super::{AppState, RequestId};
 use crate::runtime::codec::CommandMeta;
 use crate::secrets::PendingKey;
@@ -198,7 +201,7 @@ async fn show(
     operation_id = "createInstance",
     tag = "instances",
     params(oa::ProjectPath),
-    request_body = oa::InstanceCreateBody,
+    request_body = InstanceCreateBody,
     responses(
         (status = 200, description = "Created, in BUILD", body = oa::InstanceShow),
         (status = 501, description = "Volumes are not supported", body = oa::ErrorBody),
@@ -209,10 +212,9 @@ async fn create(
     Identity(caller): Identity,
     Extension(rid): Extension<RequestId>,
     headers: HeaderMap,
-    body: Bytes,
+    JsonBody(body): JsonBody<InstanceCreateBody>,
 ) -> ApiResult<Response> {
-    let o = schema::instance_object(schema::parse_body(&headers, &body)?)?;
-    let first = schema::create_request(&o, Uuid::new_v4())?;
+    let first = body.instance.into_request(Uuid::nil())?;
     let count = match first.command.replica_of {
         Some(_) => first.command.replica_count.unwrap_or(1).max(1),
         None => 1,
@@ -220,7 +222,8 @@ async fn create(
     let meta = meta(&caller, &rid);
     let mut last: Option<Instance> = None;
     for n in 1..=count {
-        let mut req = schema::create_request(&o, Uuid::new_v4())?;
+        let mut req = first.clone();
+        req.command.instance_id = Uuid::new_v4();
         if count > 1 {
             req.command.name = format!("{}-{n}", req.command.name);
             // The first create checks the quota for the whole batch; each later one
@@ -241,7 +244,7 @@ async fn create_one(
     state: &AppState,
     caller: &Caller,
     meta: &CommandMeta,
-    mut req: schema::CreateRequest,
+    mut req: CreateRequest,
 ) -> ApiResult<Instance> {
     let id = req.command.instance_id;
     let key = if req.passwords.is_empty() {
@@ -271,17 +274,14 @@ async fn create_one(
     }
 }
 
+/// Runs a PUT's or PATCH's commands (the body is checked before the id).
 async fn update(
     state: AppState,
     caller: Caller,
     raw_id: String,
     rid: RequestId,
-    headers: HeaderMap,
-    body: Bytes,
-    method: UpdateMethod,
+    cmds: Vec<InstanceCommand>,
 ) -> ApiResult<StatusCode> {
-    let o = schema::instance_object(schema::parse_body(&headers, &body)?)?;
-    let cmds = schema::update_commands(&o, method)?;
     let id = path_id(&raw_id)?;
     state
         .bus
@@ -300,7 +300,7 @@ async fn update(
     operation_id = "updateInstance",
     tag = "instances",
     params(oa::IdPath),
-    request_body = oa::InstancePutBody,
+    request_body = InstancePutBody,
     responses((status = 202, description = "Accepted")),
 )]
 async fn put(
@@ -308,11 +308,10 @@ async fn put(
     Path((_project, raw_id)): Path<(String, String)>,
     Identity(caller): Identity,
     Extension(rid): Extension<RequestId>,
-    headers: HeaderMap,
-    body: Bytes,
+    JsonBody(body): JsonBody<InstancePutBody>,
 ) -> ApiResult<StatusCode> {
-    let method = UpdateMethod::Put;
-    update(state, caller, raw_id, rid, headers, body, method).await
+    let cmds = body.instance.commands()?;
+    update(state, caller, raw_id, rid, cmds).await
 }
 
 /// `PATCH /v1.0/{project_id}/instances/{id}`: as PUT, with `slave_of` and without
@@ -323,7 +322,7 @@ async fn put(
     operation_id = "patchInstance",
     tag = "instances",
     params(oa::IdPath),
-    request_body = oa::InstancePatchBody,
+    request_body = InstancePatchBody,
     responses((status = 202, description = "Accepted")),
 )]
 async fn patch(
@@ -331,11 +330,10 @@ async fn patch(
     Path((_project, raw_id)): Path<(String, String)>,
     Identity(caller): Identity,
     Extension(rid): Extension<RequestId>,
-    headers: HeaderMap,
-    body: Bytes,
+    JsonBody(body): JsonBody<InstancePatchBody>,
 ) -> ApiResult<StatusCode> {
-    let method = UpdateMethod::Patch;
-    update(state, caller, raw_id, rid, headers, body, method).await
+    let cmds = body.instance.commands()?;
+    update(state, caller, raw_id, rid, cmds).await
 }
 
 /// `DELETE /v1.0/{project_id}/instances/{id}` (spec §12): 202; refused in BUILD (422)

@@ -12,7 +12,7 @@ pub mod instances;
 pub mod openapi;
 pub mod operators;
 pub mod request;
-pub mod schema;
+pub mod request_body;
 pub mod versions;
 
 use std::future::Future;
