@@ -6,7 +6,7 @@
 //! cannot be served without being documented. Request bodies are described by the
 //! types that parse them ([`super::request_body`]). Handlers build their answers with
 //! `serde_json`, so the shapes of the responses are described here by
-//! documentation-only types ([`schemas`]); schemathesis (`tests/schemathesis/run.sh`)
+//! documentation-only types ([`responses`]; path and query parameters in [`params`]); schemathesis (`tests/schemathesis/run.sh`)
 //! checks the server's answers against them.
 //!
 //! Rules for the response schemas: a key is `required` only when the server always
@@ -28,7 +28,8 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityRequirement, Securi
 use utoipa::openapi::{ContentBuilder, ObjectBuilder, Ref, RefOr, Type};
 use utoipa::OpenApi;
 
-pub use schemas::*;
+pub use params::*;
+pub use responses::*;
 
 /// The fixed parts of the document; paths and schemas come from the registrations.
 #[derive(OpenApi)]
@@ -268,7 +269,8 @@ pub async fn openapi_json() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], rendered())
 }
 
-pub mod schemas;
+pub mod params;
+pub mod responses;
 
 #[cfg(test)]
 mod tests {
