@@ -1,5 +1,13 @@
 //! The HTTP shell: the Trove v1.0 routes (axum), identity, request ids, and Trove's
 //! error format for everything that goes wrong, including unknown routes and bad JSON.
+//!
+//! - One module per resource (`instances`, `flavors`, `datastores`, `backups`,
+//!   `configurations`, `history`, `operators`, `versions`), each with its `router()`.
+//! - [`request_body`]: the typed request bodies, which parse a request and document it.
+//! - [`request`]: what handlers read besides the body (query, paging, links).
+//! - [`error`]: [`ApiError`], the only place a status code is chosen.
+//! - [`auth`]: who the caller is.
+//! - [`openapi`]: the OpenAPI document (responses and parameters are described there).
 
 pub mod auth;
 pub mod backups;

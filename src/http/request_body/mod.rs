@@ -287,7 +287,7 @@ macro_rules! objects_only {
 }
 pub(crate) use objects_only;
 
-/// The derived `Deserialize` of a struct (see [`objects_only`]).
+/// The derived `Deserialize` of a struct (see `objects_only!`).
 pub trait Derived<'de>: Sized {
     fn derived<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error>;
 }
