@@ -220,14 +220,6 @@ impl Broken {
     }
 }
 
-impl fmt::Display for Broken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Broken::Because(r) | Broken::Whole(r) => f.write_str(r),
-        }
-    }
-}
-
 /// A value's JSON cut at 60 characters.
 pub fn short(v: &Value) -> String {
     let s = v.to_string();
