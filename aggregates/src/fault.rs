@@ -1,46 +1,33 @@
-//! Trove's fault classes: the HTTP status and body key every refusal maps to.
+//! Trove's fault classes: the class (and error body key) every refusal maps to.
 //!
 //! Upstream maps exception classes to statuses (spec `instances-api.md` §4.2); we map
 //! each domain refusal to one of these explicitly, so the HTTP layer never guesses.
+//! Which status each class answers is the HTTP layer's business (`src/http/error.rs`).
 
 use serde::{Deserialize, Serialize};
 
 /// A Trove fault class.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Fault {
-    /// 400 `badRequest`.
+    /// `badRequest` (400).
     BadRequest,
-    /// 401 `unauthorized` (upstream's `Forbidden` class maps here).
+    /// `unauthorized` (401; upstream's `Forbidden` class maps here).
     Unauthorized,
-    /// 403 `forbidden`.
+    /// `forbidden` (403).
     Forbidden,
-    /// 404 `itemNotFound`.
+    /// `itemNotFound` (404).
     ItemNotFound,
-    /// 409 `conflict`.
+    /// `conflict` (409).
     Conflict,
-    /// 413 `overLimit`.
+    /// `overLimit` (413).
     OverLimit,
-    /// 422 `unprocessableEntity`.
+    /// `unprocessableEntity` (422).
     UnprocessableEntity,
-    /// 501 `notImplemented`.
+    /// `notImplemented` (501).
     NotImplemented,
 }
 
 impl Fault {
-    /// The HTTP status code.
-    pub fn status(self) -> u16 {
-        match self {
-            Fault::BadRequest => 400,
-            Fault::Unauthorized => 401,
-            Fault::Forbidden => 403,
-            Fault::ItemNotFound => 404,
-            Fault::Conflict => 409,
-            Fault::OverLimit => 413,
-            Fault::UnprocessableEntity => 422,
-            Fault::NotImplemented => 501,
-        }
-    }
-
     /// The key of the error body, e.g. `badRequest`.
     pub fn name(self) -> &'static str {
         match self {

@@ -103,12 +103,14 @@ impl AuthMode {
             AuthMode::NoAuth => noauth_caller(token, url_project),
             AuthMode::Tokens(tokens) => {
                 token.and_then(|t| tokens.get(t)).cloned().ok_or_else(|| {
-                    ApiError::unauthorized("The request you have made requires authentication.")
+                    ApiError::Unauthorized(
+                        "The request you have made requires authentication.".into(),
+                    )
                 })?
             }
         };
         if caller.project_id != url_project {
-            return Err(ApiError::forbidden(format!(
+            return Err(ApiError::Forbidden(format!(
                 "User with tenant id {} cannot access this resource.",
                 caller.project_id
             )));
@@ -164,8 +166,8 @@ pub fn require_admin(caller: &Caller) -> Result<(), ApiError> {
     if caller.is_admin() {
         Ok(())
     } else {
-        Err(ApiError::unauthorized(
-            "User does not have admin privileges.",
+        Err(ApiError::Unauthorized(
+            "User does not have admin privileges.".into(),
         ))
     }
 }
@@ -205,7 +207,7 @@ mod tests {
         let e = AuthMode::NoAuth
             .identify(&headers(Some("alice:p1")), "p2")
             .unwrap_err();
-        assert_eq!(e.status.as_u16(), 403);
+        assert_eq!(e.status_code().as_u16(), 403);
     }
 
     #[test]
@@ -227,12 +229,12 @@ mod tests {
             .is_admin());
         for bad in [None, Some("nope"), Some("alice:p1")] {
             let e = auth.identify(&headers(bad), "p1").unwrap_err();
-            assert_eq!(e.status.as_u16(), 401, "{bad:?}");
+            assert_eq!(e.status_code().as_u16(), 401, "{bad:?}");
         }
         assert_eq!(
             auth.identify(&headers(Some("t-alice")), "p2")
                 .unwrap_err()
-                .status
+                .status_code()
                 .as_u16(),
             403
         );

@@ -18,7 +18,7 @@ use uuid::Uuid;
 use super::auth::Identity;
 use super::datastores::find_datastore;
 use super::error::{ApiError, ApiResult};
-use super::flavors::instance_with_server;
+use super::instances::instance_with_server;
 use super::openapi as oa;
 use super::request::{limit, offset, param, view_ctx, QueryPairs};
 use super::AppState;
@@ -106,8 +106,8 @@ async fn list(
     let project = param(&q, "project_id").filter(|p| !p.is_empty());
     let all_projects = truthy(param(&q, "all_projects"));
     if (project.is_some() || all_projects) && !caller.is_admin() {
-        return Err(ApiError::forbidden(
-            "Policy doesn't allow backup:index:all_projects to be performed.",
+        return Err(ApiError::Forbidden(
+            "Policy doesn't allow backup:index:all_projects to be performed.".into(),
         ));
     }
     let paging = paging(&q)?;
@@ -231,15 +231,24 @@ mod tests {
             (40, 50)
         );
         assert_eq!(
-            paging(&q(&[("limit", "0")])).unwrap_err().status.as_u16(),
+            paging(&q(&[("limit", "0")]))
+                .unwrap_err()
+                .status_code()
+                .as_u16(),
             400
         );
         assert_eq!(
-            paging(&q(&[("limit", "x")])).unwrap_err().status.as_u16(),
+            paging(&q(&[("limit", "x")]))
+                .unwrap_err()
+                .status_code()
+                .as_u16(),
             400
         );
         assert_eq!(
-            paging(&q(&[("marker", "-1")])).unwrap_err().status.as_u16(),
+            paging(&q(&[("marker", "-1")]))
+                .unwrap_err()
+                .status_code()
+                .as_u16(),
             400
         );
     }

@@ -7,16 +7,13 @@
 //! the catalog is the aggregate's.
 
 use aggregates::catalog::DatastoreVersion;
-use aggregates::configuration::{
-    self, parameters, Configuration, ConfigurationCommand, CreateConfiguration, UpdateMode, Values,
-};
+use aggregates::configuration::{self, parameters, Configuration, ConfigurationCommand};
 use aggregates::instance::{Caller, DatastoreRequest};
-use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::{Extension, Json};
 use projections::configurations::{detail_view, parameter_view, summary_view, PAGE_MAX};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -25,7 +22,10 @@ use super::auth::Identity;
 use super::error::{ApiError, ApiResult};
 use super::openapi as oa;
 use super::request::{base_url, limit, next_link, param, QueryPairs};
-use super::schema;
+use super::request_body::configuration::{
+    ConfigurationCreateBody, ConfigurationPatchBody, ConfigurationPutBody,
+};
+use super::request_body::JsonBody;
 use super::{AppState, RequestId};
 use crate::runtime::codec::CommandMeta;
 use crate::runtime::lookups::Lookups;
@@ -159,7 +159,7 @@ fn visible(state: &AppState, caller: &Caller, raw_id: &str) -> ApiResult<Configu
 }
 
 fn not_found(raw_id: &str) -> ApiError {
-    ApiError::not_found(format!(
+    ApiError::NotFound(format!(
         "Configuration group with ID {raw_id} could not be found."
     ))
 }
@@ -188,18 +188,16 @@ fn detail(state: &AppState, caller: &Caller, group: &Configuration) -> Value {
     operation_id = "createConfiguration",
     tag = "configurations",
     params(oa::ProjectPath),
-    request_body = oa::ConfigurationCreateBody,
+    request_body = ConfigurationCreateBody,
     responses((status = 200, description = "Created", body = oa::ConfigurationShow)),
 )]
 async fn create(
     State(state): State<AppState>,
     Identity(caller): Identity,
     Extension(rid): Extension<RequestId>,
-    headers: HeaderMap,
-    body: Bytes,
+    JsonBody(body): JsonBody<ConfigurationCreateBody>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let o = configuration_object(schema::parse_body(&headers, &body)?)?;
-    let cmd = create_command(&o)?;
+    let cmd = body.configuration.command();
     let group = execute(&state, Uuid::new_v4(), &cmd, &caller, &rid).await?;
     let view = detail(&state, &caller, &group);
     Ok((StatusCode::OK, Json(json!({ "configuration": view }))))
@@ -215,7 +213,7 @@ async fn create(
     operation_id = "updateConfiguration",
     tag = "configurations",
     params(oa::IdPath),
-    request_body = oa::ConfigurationPutBody,
+    request_body = ConfigurationPutBody,
     responses((status = 202, description = "Accepted")),
 )]
 async fn put(
@@ -223,16 +221,9 @@ async fn put(
     Path((_project, raw_id)): Path<(String, String)>,
     Identity(caller): Identity,
     Extension(rid): Extension<RequestId>,
-    headers: HeaderMap,
-    body: Bytes,
+    JsonBody(body): JsonBody<ConfigurationPutBody>,
 ) -> ApiResult<StatusCode> {
-    let o = configuration_object(schema::parse_body(&headers, &body)?)?;
-    let cmd = ConfigurationCommand::UpdateConfiguration {
-        name: optional_string(&o, "name")?,
-        description: optional_string(&o, "description")?,
-        values: optional_values(&o)?,
-        mode: UpdateMode::Replace,
-    };
+    let cmd = body.configuration.command();
     update(&state, &caller, &raw_id, &rid, cmd).await
 }
 
@@ -244,7 +235,7 @@ async fn put(
     operation_id = "patchConfiguration",
     tag = "configurations",
     params(oa::IdPath),
-    request_body = oa::ConfigurationPatchBody,
+    request_body = ConfigurationPatchBody,
     responses((status = 202, description = "Accepted")),
 )]
 async fn patch(
@@ -252,16 +243,9 @@ async fn patch(
     Path((_project, raw_id)): Path<(String, String)>,
     Identity(caller): Identity,
     Extension(rid): Extension<RequestId>,
-    headers: HeaderMap,
-    body: Bytes,
+    JsonBody(body): JsonBody<ConfigurationPatchBody>,
 ) -> ApiResult<StatusCode> {
-    let o = configuration_object(schema::parse_body(&headers, &body)?)?;
-    let cmd = ConfigurationCommand::UpdateConfiguration {
-        name: None,
-        description: None,
-        values: optional_values(&o)?,
-        mode: UpdateMode::Merge,
-    };
+    let cmd = body.configuration.command();
     update(&state, &caller, &raw_id, &rid, cmd).await
 }
 
@@ -334,7 +318,7 @@ async fn parameter_list(
     Path((_project, ds, version)): Path<(String, String, String)>,
     Identity(_caller): Identity,
 ) -> ApiResult<Json<Value>> {
-    let v = resolve_version(&state, &ds, &version)?;
+    let v = active_version(&state, &ds, &version)?;
     Ok(Json(catalogue(&v)))
 }
 
@@ -355,7 +339,7 @@ async fn parameter_show(
     Path((_project, ds, version, name)): Path<(String, String, String, String)>,
     Identity(_caller): Identity,
 ) -> ApiResult<Json<Value>> {
-    let v = resolve_version(&state, &ds, &version)?;
+    let v = active_version(&state, &ds, &version)?;
     one_parameter(&v, &name)
 }
 
@@ -415,7 +399,9 @@ fn one_parameter(v: &DatastoreVersion, name: &str) -> ApiResult<Json<Value>> {
         .ok_or_else(|| ApiError::resource_not_found(name))
 }
 
-fn resolve_version(state: &AppState, ds: &str, version: &str) -> ApiResult<DatastoreVersion> {
+/// The version by datastore and version (each by id or name) as an instance create
+/// resolves it: active versions only (the aggregate's `resolve_datastore_version`).
+fn active_version(state: &AppState, ds: &str, version: &str) -> ApiResult<DatastoreVersion> {
     let lookups = Lookups {
         catalog: state.catalog.clone(),
         models: state.models.clone(),
@@ -428,7 +414,10 @@ fn resolve_version(state: &AppState, ds: &str, version: &str) -> ApiResult<Datas
     };
     configuration::resolve_datastore_version(&lookups, &req)
         .map(|(_, v)| v)
-        .map_err(|e| ApiError::from_fault(e.fault(), e.to_string()))
+        .map_err(|e| ApiError::Domain {
+            fault: e.fault(),
+            message: e.to_string(),
+        })
 }
 
 fn version_by_uuid(state: &AppState, raw: &str) -> ApiResult<DatastoreVersion> {
@@ -443,106 +432,5 @@ fn version_by_uuid(state: &AppState, raw: &str) -> ApiResult<DatastoreVersion> {
                 .find(|v| v.id == id)
                 .cloned()
         })
-        .ok_or_else(|| ApiError::bad_request(format!("Datastore version '{raw}' cannot be found.")))
-}
-
-// ---- request bodies (upstream's `configuration` JSON schemas) --------------------------
-
-type Obj = Map<String, Value>;
-
-/// The `configuration` object of a POST/PUT/PATCH body.
-fn configuration_object(body: Option<Value>) -> ApiResult<Obj> {
-    let missing = || ApiError::validation("'configuration' is a required property");
-    match body {
-        Some(Value::Object(mut top)) => match top.remove("configuration") {
-            Some(Value::Object(o)) => Ok(o),
-            Some(other) => Err(ApiError::validation(format!(
-                "configuration {other} is not of type 'object'"
-            ))),
-            None => Err(missing()),
-        },
-        _ => Err(missing()),
-    }
-}
-
-fn create_command(o: &Obj) -> ApiResult<ConfigurationCommand> {
-    let required = |k: &str| {
-        o.get(k).ok_or_else(|| {
-            ApiError::validation(format!("configuration '{k}' is a required property"))
-        })
-    };
-    let values = values(required("values")?)?;
-    let name = non_empty_string("configuration['name']", required("name")?)?;
-    let description = optional_string(o, "description")?;
-    let datastore = match o.get("datastore") {
-        None => DatastoreRequest::default(),
-        Some(v) => datastore_request(v)?,
-    };
-    Ok(ConfigurationCommand::CreateConfiguration(Box::new(
-        CreateConfiguration {
-            name,
-            description,
-            values,
-            datastore,
-        },
-    )))
-}
-
-fn datastore_request(v: &Value) -> ApiResult<DatastoreRequest> {
-    const P: &str = "configuration['datastore']";
-    let o = v
-        .as_object()
-        .ok_or_else(|| ApiError::validation(format!("{P} {v} is not of type 'object'")))?;
-    let field = |k: &str| {
-        o.get(k)
-            .map(|v| non_empty_string(&format!("{P}['{k}']"), v))
-            .transpose()
-    };
-    Ok(DatastoreRequest {
-        datastore_type: field("type")?,
-        version: field("version")?,
-        version_number: field("version_number")?,
-    })
-}
-
-fn optional_string(o: &Obj, key: &str) -> ApiResult<Option<String>> {
-    o.get(key)
-        .map(|v| non_empty_string(&format!("configuration['{key}']"), v))
-        .transpose()
-}
-
-fn optional_values(o: &Obj) -> ApiResult<Option<Values>> {
-    o.get("values").map(values).transpose()
-}
-
-/// `values`: an object (what each value may be is the parameter catalogue's business).
-fn values(v: &Value) -> ApiResult<Values> {
-    match v {
-        Value::Object(m) => Ok(m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
-        other => Err(ApiError::validation(format!(
-            "configuration['values'] {other} is not of type 'object'"
-        ))),
-    }
-}
-
-/// Upstream's `non_empty_string`: 1-255 characters with an ASCII letter or digit on
-/// one line (`^.*[0-9a-zA-Z]+.*$`; Python's `$` also matches before a final newline).
-fn non_empty_string(path: &str, v: &Value) -> ApiResult<String> {
-    let s = v
-        .as_str()
-        .ok_or_else(|| ApiError::validation(format!("{path} {v} is not of type 'string'")))?;
-    let len = s.chars().count();
-    if len == 0 {
-        return Err(ApiError::validation(format!("{path} {v} is too short")));
-    }
-    if len > 255 {
-        return Err(ApiError::validation(format!("{path} {v} is too long")));
-    }
-    let line = s.strip_suffix('\n').unwrap_or(s);
-    if line.contains('\n') || !line.chars().any(|c| c.is_ascii_alphanumeric()) {
-        return Err(ApiError::validation(format!(
-            "{path} {v} does not match '^.*[0-9a-zA-Z]+.*$'"
-        )));
-    }
-    Ok(s.to_string())
+        .ok_or_else(|| ApiError::BadRequest(format!("Datastore version '{raw}' cannot be found.")))
 }

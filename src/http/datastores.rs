@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use super::auth::Identity;
 use super::error::{ApiError, ApiResult};
-use super::flavors::instance_with_server;
+use super::instances::instance_with_server;
 use super::openapi as oa;
 use super::request::view_ctx;
 use super::AppState;
@@ -43,13 +43,13 @@ pub(super) fn find_datastore<'a>(
 ) -> ApiResult<&'a Datastore> {
     catalog
         .datastore(key)
-        .ok_or_else(|| ApiError::not_found(format!("Datastore '{key}' cannot be found.")))
+        .ok_or_else(|| ApiError::NotFound(format!("Datastore '{key}' cannot be found.")))
 }
 
 /// Upstream's `DatastoreVersion.load(datastore, id_or_name)`: a UUID-like key must be
 /// a version of this datastore (404 `DBDatastoreVersion Not Found`); a name must match
 /// exactly one version (400 otherwise). No active check here.
-pub(super) fn resolve_version<'a>(
+pub(super) fn find_version_in_datastore<'a>(
     catalog: &'a StaticCatalog,
     ds_key: &str,
     version_key: &str,
@@ -61,7 +61,7 @@ pub(super) fn resolve_version<'a>(
             .iter()
             .find(|v| v.id == id)
             .map(|v| (ds, v))
-            .ok_or_else(|| ApiError::not_found("DBDatastoreVersion Not Found"));
+            .ok_or_else(|| ApiError::NotFound("DBDatastoreVersion Not Found".into()));
     }
     let named: Vec<&DatastoreVersion> = ds
         .versions
@@ -70,10 +70,10 @@ pub(super) fn resolve_version<'a>(
         .collect();
     match named.as_slice() {
         [v] => Ok((ds, v)),
-        [] => Err(ApiError::bad_request(format!(
+        [] => Err(ApiError::BadRequest(format!(
             "Datastore version '{version_key}' cannot be found."
         ))),
-        _ => Err(ApiError::bad_request(format!(
+        _ => Err(ApiError::BadRequest(format!(
             "Multiple datastore versions found for '{version_key}', use an UUID or specify both the name and version number to be more specific."
         ))),
     }
@@ -231,7 +231,7 @@ async fn versions(
 
 /// `GET /v1.0/{project_id}/datastores/{ds}/versions/{version}`
 /// (`datastore:version_show`): the version by id or name inside the datastore (errors
-/// in [`resolve_version`]). Inactive versions are shown to anyone, as upstream.
+/// in [`find_version_in_datastore`]). Inactive versions are shown to anyone, as upstream.
 #[utoipa::path(
     get,
     path = "/v1.0/{project_id}/datastores/{ds}/versions/{version}",
@@ -248,7 +248,7 @@ async fn version_show(
     Identity(caller): Identity,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    let (ds, v) = resolve_version(&state.catalog, &ds_key, &version_key)?;
+    let (ds, v) = find_version_in_datastore(&state.catalog, &ds_key, &version_key)?;
     let ctx = view_ctx(&state, &headers, &caller);
     Ok(Json(
         json!({ "version": version_view(&state.catalog, v, Some(ds.id), &ctx) }),
@@ -278,7 +278,7 @@ async fn version_by_uuid(
         .ok()
         .and_then(|id| state.catalog.version(id))
         .ok_or_else(|| {
-            ApiError::bad_request(format!("Datastore version '{key}' cannot be found."))
+            ApiError::BadRequest(format!("Datastore version '{key}' cannot be found."))
         })?;
     let ctx = view_ctx(&state, &headers, &caller);
     Ok(Json(
@@ -323,7 +323,7 @@ async fn instance_configuration(
         instance_id: id,
     })
     .map_err(|e| match e {
-        TemplateError::NoParser(_) => ApiError::bad_request(e.to_string()),
+        TemplateError::NoParser(_) => ApiError::BadRequest(e.to_string()),
     })?;
     let configuration: Map<String, Value> = pairs.into_iter().collect();
     Ok(Json(

@@ -1,14 +1,7 @@
 //! The flavor endpoints (spec `supporting-resources.md` §1): the catalog's flavors,
 //! read-only, in catalog order, with upstream's flavor shape.
-//!
-//! Also home of two helpers shared by the catalog handlers (flavors, datastores,
-//! backups and the default configuration): [`view_ctx`], which builds the links
-//! context exactly as the instance endpoints do, and [`instance_with_server`], upstream's
-//! "load the instance requiring a compute server" step.
 
 use aggregates::catalog::Flavor;
-use aggregates::fault::Fault;
-use aggregates::instance::{Caller, Instance};
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::Json;
@@ -16,10 +9,9 @@ use projections::views::ViewCtx;
 use serde_json::{json, Value};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use uuid::Uuid;
 
 use super::auth::Identity;
-use super::datastores::resolve_version;
+use super::datastores::find_version_in_datastore;
 use super::error::{ApiError, ApiResult};
 use super::openapi as oa;
 use super::request::view_ctx;
@@ -31,28 +23,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list))
         .routes(routes!(show))
         .routes(routes!(list_for_version))
-}
-
-/// Upstream's instance load with `needs_server` (spec `instances-api.md` §13-14 step 1):
-/// missing, soft-deleted or another project's (non-admin) → 404; no compute server
-/// yet → 422 `Instance <id> is not ready.`
-pub(super) fn instance_with_server(
-    state: &AppState,
-    caller: &Caller,
-    raw_id: &str,
-) -> ApiResult<Instance> {
-    let id = Uuid::parse_str(raw_id).map_err(|_| ApiError::resource_not_found(raw_id))?;
-    let instance = state
-        .models
-        .instance_visible_to(id, &caller.project_id, caller.is_admin())
-        .ok_or_else(|| ApiError::resource_not_found(raw_id))?;
-    if instance.server_id.is_none() {
-        return Err(ApiError::from_fault(
-            Fault::UnprocessableEntity,
-            format!("Instance {raw_id} is not ready."),
-        ));
-    }
-    Ok(instance)
 }
 
 /// Upstream's `id`: an integer when the id is a string of digits not starting with
@@ -156,9 +126,9 @@ async fn list_for_version(
     Identity(caller): Identity,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    let (_, v) = resolve_version(&state.catalog, &ds, &version)?;
+    let (_, v) = find_version_in_datastore(&state.catalog, &ds, &version)?;
     if !v.active {
-        return Err(ApiError::bad_request(format!(
+        return Err(ApiError::BadRequest(format!(
             "Datastore version '{}' is not active.",
             v.name
         )));

@@ -46,7 +46,7 @@ fn marker(q: &[(String, String)]) -> ApiResult<Option<u64>> {
                 .ok()
                 .and_then(|n| u64::try_from(n).ok())
                 .ok_or_else(|| {
-                    ApiError::bad_request(format!(
+                    ApiError::BadRequest(format!(
                         "Invalid marker '{v}': must be a non-negative integer."
                     ))
                 })
@@ -147,14 +147,15 @@ async fn state_as_of(
     headers: HeaderMap,
     Query(q): QueryPairs,
 ) -> ApiResult<Json<Value>> {
-    let raw_time = param(&q, "as_of")
-        .ok_or_else(|| ApiError::bad_request("Missing as_of: the time to show (RFC 3339)."))?;
+    let raw_time = param(&q, "as_of").ok_or_else(|| {
+        ApiError::BadRequest("Missing as_of: the time to show (RFC 3339).".into())
+    })?;
     let t = timeline::parse_time(raw_time)
-        .map_err(|e| ApiError::bad_request(format!("Invalid as_of: {e}.")))?;
+        .map_err(|e| ApiError::BadRequest(format!("Invalid as_of: {e}.")))?;
     let (id, records) = readable_stream(&state, &caller, &raw_id).await?;
     let folded = timeline::state_as_of(&records, t).map_err(|e| ApiError::internal(&e))?;
     if !folded.instance.exists() {
-        return Err(ApiError::not_found(format!(
+        return Err(ApiError::NotFound(format!(
             "Instance {id} did not exist at {}.",
             t.format(timeline::TIME_FORMAT)
         )));
@@ -265,11 +266,17 @@ mod tests {
         assert_eq!(page_limit(&q(&[("limit", "7")])).unwrap(), 7);
         assert_eq!(page_limit(&q(&[("limit", "100000")])).unwrap(), PAGE_MAX);
         for bad in ["0", "-1", "x", ""] {
-            assert_eq!(page_limit(&q(&[("limit", bad)])).unwrap_err().status, 400);
+            assert_eq!(
+                page_limit(&q(&[("limit", bad)])).unwrap_err().status_code(),
+                400
+            );
         }
         assert_eq!(marker(&q(&[("marker", "12")])).unwrap(), Some(12));
         for bad in ["-1", "9223372036854775808", "x"] {
-            assert_eq!(marker(&q(&[("marker", bad)])).unwrap_err().status, 400);
+            assert_eq!(
+                marker(&q(&[("marker", bad)])).unwrap_err().status_code(),
+                400
+            );
         }
     }
 

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use aggregates::fault::Fault;
 use aggregates::instance::{Caller, Instance, InstanceCommand};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -21,7 +22,10 @@ use super::auth::{require_admin, Identity};
 use super::error::{ApiError, ApiResult};
 use super::openapi as oa;
 use super::request::{limit, next_link, offset, param, view_ctx, write_next_link, QueryPairs};
-use super::schema::{self, UpdateMethod};
+use super::request_body::instance::{
+    CreateRequest, InstanceCreateBody, InstancePatchBody, InstancePutBody,
+};
+use super::request_body::JsonBody;
 use super::{AppState, RequestId};
 use crate::runtime::codec::CommandMeta;
 use crate::secrets::PendingKey;
@@ -49,6 +53,28 @@ fn lookup(state: &AppState) -> ModelLookup<'_> {
 /// on `GET /instances/<name>` answering 404 before it falls back to listing).
 fn path_id(raw: &str) -> ApiResult<Uuid> {
     Uuid::parse_str(raw).map_err(|_| ApiError::resource_not_found(raw))
+}
+
+/// Upstream's instance load with `needs_server` (spec `instances-api.md` §13-14 step 1):
+/// missing, soft-deleted or another project's (non-admin) → 404; no compute server
+/// yet → 422 `Instance <id> is not ready.`
+pub(super) fn instance_with_server(
+    state: &AppState,
+    caller: &Caller,
+    raw_id: &str,
+) -> ApiResult<Instance> {
+    let id = Uuid::parse_str(raw_id).map_err(|_| ApiError::resource_not_found(raw_id))?;
+    let instance = state
+        .models
+        .instance_visible_to(id, &caller.project_id, caller.is_admin())
+        .ok_or_else(|| ApiError::resource_not_found(raw_id))?;
+    if instance.server_id.is_none() {
+        return Err(ApiError::Domain {
+            fault: Fault::UnprocessableEntity,
+            message: format!("Instance {raw_id} is not ready."),
+        });
+    }
+    Ok(instance)
 }
 
 fn meta(caller: &Caller, request_id: &RequestId) -> CommandMeta {
@@ -175,7 +201,7 @@ async fn show(
     operation_id = "createInstance",
     tag = "instances",
     params(oa::ProjectPath),
-    request_body = oa::InstanceCreateBody,
+    request_body = InstanceCreateBody,
     responses(
         (status = 200, description = "Created, in BUILD", body = oa::InstanceShow),
         (status = 501, description = "Volumes are not supported", body = oa::ErrorBody),
@@ -186,10 +212,9 @@ async fn create(
     Identity(caller): Identity,
     Extension(rid): Extension<RequestId>,
     headers: HeaderMap,
-    body: Bytes,
+    JsonBody(body): JsonBody<InstanceCreateBody>,
 ) -> ApiResult<Response> {
-    let o = schema::instance_object(schema::parse_body(&headers, &body)?)?;
-    let first = schema::create_request(&o, Uuid::new_v4())?;
+    let first = body.instance.into_request(Uuid::nil())?;
     let count = match first.command.replica_of {
         Some(_) => first.command.replica_count.unwrap_or(1).max(1),
         None => 1,
@@ -197,7 +222,8 @@ async fn create(
     let meta = meta(&caller, &rid);
     let mut last: Option<Instance> = None;
     for n in 1..=count {
-        let mut req = schema::create_request(&o, Uuid::new_v4())?;
+        let mut req = first.clone();
+        req.command.instance_id = Uuid::new_v4();
         if count > 1 {
             req.command.name = format!("{}-{n}", req.command.name);
             // The first create checks the quota for the whole batch; each later one
@@ -218,7 +244,7 @@ async fn create_one(
     state: &AppState,
     caller: &Caller,
     meta: &CommandMeta,
-    mut req: schema::CreateRequest,
+    mut req: CreateRequest,
 ) -> ApiResult<Instance> {
     let id = req.command.instance_id;
     let key = if req.passwords.is_empty() {
@@ -248,17 +274,14 @@ async fn create_one(
     }
 }
 
+/// Runs a PUT's or PATCH's commands (the body is checked before the id).
 async fn update(
     state: AppState,
     caller: Caller,
     raw_id: String,
     rid: RequestId,
-    headers: HeaderMap,
-    body: Bytes,
-    method: UpdateMethod,
+    cmds: Vec<InstanceCommand>,
 ) -> ApiResult<StatusCode> {
-    let o = schema::instance_object(schema::parse_body(&headers, &body)?)?;
-    let cmds = schema::update_commands(&o, method)?;
     let id = path_id(&raw_id)?;
     state
         .bus
@@ -277,7 +300,7 @@ async fn update(
     operation_id = "updateInstance",
     tag = "instances",
     params(oa::IdPath),
-    request_body = oa::InstancePutBody,
+    request_body = InstancePutBody,
     responses((status = 202, description = "Accepted")),
 )]
 async fn put(
@@ -285,11 +308,10 @@ async fn put(
     Path((_project, raw_id)): Path<(String, String)>,
     Identity(caller): Identity,
     Extension(rid): Extension<RequestId>,
-    headers: HeaderMap,
-    body: Bytes,
+    JsonBody(body): JsonBody<InstancePutBody>,
 ) -> ApiResult<StatusCode> {
-    let method = UpdateMethod::Put;
-    update(state, caller, raw_id, rid, headers, body, method).await
+    let cmds = body.instance.commands()?;
+    update(state, caller, raw_id, rid, cmds).await
 }
 
 /// `PATCH /v1.0/{project_id}/instances/{id}`: as PUT, with `slave_of` and without
@@ -300,7 +322,7 @@ async fn put(
     operation_id = "patchInstance",
     tag = "instances",
     params(oa::IdPath),
-    request_body = oa::InstancePatchBody,
+    request_body = InstancePatchBody,
     responses((status = 202, description = "Accepted")),
 )]
 async fn patch(
@@ -308,11 +330,10 @@ async fn patch(
     Path((_project, raw_id)): Path<(String, String)>,
     Identity(caller): Identity,
     Extension(rid): Extension<RequestId>,
-    headers: HeaderMap,
-    body: Bytes,
+    JsonBody(body): JsonBody<InstancePatchBody>,
 ) -> ApiResult<StatusCode> {
-    let method = UpdateMethod::Patch;
-    update(state, caller, raw_id, rid, headers, body, method).await
+    let cmds = body.instance.commands()?;
+    update(state, caller, raw_id, rid, cmds).await
 }
 
 /// `DELETE /v1.0/{project_id}/instances/{id}` (spec §12): 202; refused in BUILD (422)

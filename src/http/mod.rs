@@ -1,5 +1,13 @@
 //! The HTTP shell: the Trove v1.0 routes (axum), identity, request ids, and Trove's
 //! error format for everything that goes wrong, including unknown routes and bad JSON.
+//!
+//! - One module per resource (`instances`, `flavors`, `datastores`, `backups`,
+//!   `configurations`, `history`, `operators`, `versions`), each with its `router()`.
+//! - [`request_body`]: the typed request bodies, which parse a request and document it.
+//! - [`request`]: what handlers read besides the body (query, paging, links).
+//! - [`error`]: [`ApiError`], the only place a status code is chosen.
+//! - [`auth`]: who the caller is.
+//! - [`openapi`]: the OpenAPI document (responses and parameters are described there).
 
 pub mod auth;
 pub mod backups;
@@ -12,7 +20,7 @@ pub mod instances;
 pub mod openapi;
 pub mod operators;
 pub mod request;
-pub mod schema;
+pub mod request_body;
 pub mod versions;
 
 use std::future::Future;
@@ -111,7 +119,9 @@ async fn per_request(
     observe_latency(req, |req| request_id(req, |req| limit_body(max, req, next))).await
 }
 
-/// Gives every request an `x-openstack-request-id` and echoes it on the response.
+/// Gives every request an `x-openstack-request-id` and echoes it on the response. Inside
+/// the request's span, errors that did not come from our handlers get Trove's shape
+/// ([`trove_shaped`]) and a server error is logged, once ([`error::log_server_error`]).
 async fn request_id<F: Future<Output = Response>>(
     mut req: Request,
     inner: impl FnOnce(Request) -> F,
@@ -119,10 +129,16 @@ async fn request_id<F: Future<Output = Response>>(
     let id = format!("req-{}", request_uuid());
     req.extensions_mut().insert(RequestId(id.clone()));
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
-    let mut resp = inner(req).instrument(span).await;
-    if !is_json(&resp) && (resp.status().is_client_error() || resp.status().is_server_error()) {
-        resp = trove_shaped(resp).await;
+    let mut resp = async {
+        let mut resp = inner(req).await;
+        if !is_json(&resp) && (resp.status().is_client_error() || resp.status().is_server_error()) {
+            resp = trove_shaped(resp).await;
+        }
+        error::log_server_error(&mut resp);
+        resp
     }
+    .instrument(span)
+    .await;
     if let Ok(v) = HeaderValue::try_from(id) {
         resp.headers_mut().insert("x-openstack-request-id", v);
     }
@@ -188,7 +204,7 @@ async fn limit_body(max: usize, req: Request, next: Next) -> Response {
             next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
                 .await
         }
-        _ => ApiError::over_limit(format!("Request body is too large (limit {max} bytes)."))
+        _ => ApiError::OverLimit(format!("Request body is too large (limit {max} bytes)."))
             .into_response(),
     }
 }
@@ -210,12 +226,12 @@ async fn trove_shaped(resp: Response) -> Response {
         Err(_) => String::new(),
     };
     let err = match status {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::over_limit("Request body is too large."),
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::OverLimit("Request body is too large.".into()),
         StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => ApiError::no_route(),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::bad_media_type(),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::BadMediaType,
         s if s.is_server_error() => ApiError::internal(&text),
-        _ if text.is_empty() => ApiError::bad_request("Bad request."),
-        _ => ApiError::bad_request(text),
+        _ if text.is_empty() => ApiError::BadRequest("Bad request.".into()),
+        _ => ApiError::BadRequest(text),
     };
     err.into_response()
 }

@@ -3,17 +3,18 @@
 //! It is generated from the code: every route is registered with utoipa-axum's
 //! `routes!` (see [`super::api`]), which adds the handler's `#[utoipa::path]`
 //! annotation to the document and the handler to the router in one step, so a route
-//! cannot be served without being documented. Handlers build their JSON with
-//! `serde_json`, so the shapes of the bodies are described here by documentation-only
-//! types ([`schemas`]); schemathesis (`tests/schemathesis/run.sh`) checks the server's
-//! answers against them.
+//! cannot be served without being documented. Request bodies are described by the
+//! types that parse them ([`super::request_body`]). Handlers build their answers with
+//! `serde_json`, so the shapes of the responses are described here by
+//! documentation-only types ([`responses`]; path and query parameters in [`params`]); schemathesis (`tests/schemathesis/run.sh`)
+//! checks the server's answers against them.
 //!
-//! Rules for the schemas: a key is `required` only when the server always emits it, a
-//! type is nullable wherever the server can emit `null`, and no schema forbids extra
-//! keys (views grow). Request schemas follow upstream's JSON schemas
-//! (`trove/common/apischema.py`), which `schema.rs` and `configurations.rs` implement;
-//! where a rule is awkward to state in JSON Schema, the request schema is looser than
-//! the server, never stricter.
+//! Rules for the response schemas: a key is `required` only when the server always
+//! emits it, a type is nullable wherever the server can emit `null`, and no schema
+//! forbids extra keys (views grow). Request schemas are upstream's JSON schemas
+//! (`trove/common/apischema.py`); where a rule does not fit JSON Schema (one change
+//! per update, the SDK's `flavor` alias), the request schema is looser than the
+//! server, never stricter.
 
 use std::sync::OnceLock;
 
@@ -27,7 +28,8 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityRequirement, Securi
 use utoipa::openapi::{ContentBuilder, ObjectBuilder, Ref, RefOr, Type};
 use utoipa::OpenApi;
 
-pub use schemas::*;
+pub use params::*;
+pub use responses::*;
 
 /// The fixed parts of the document; paths and schemas come from the registrations.
 #[derive(OpenApi)]
@@ -267,7 +269,8 @@ pub async fn openapi_json() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], rendered())
 }
 
-pub mod schemas;
+pub mod params;
+pub mod responses;
 
 #[cfg(test)]
 mod tests {

@@ -93,7 +93,7 @@ pub async fn start_rebuild(
     let status = state
         .rebuilder
         .start()
-        .map_err(|e| ApiError::conflict(e.to_string()))?;
+        .map_err(|e| ApiError::Conflict(e.to_string()))?;
     Ok((axum::http::StatusCode::ACCEPTED, Json(status.into())))
 }
 

@@ -33,7 +33,7 @@ pub fn limit(q: &[(String, String)], default: usize, cap: Option<usize>) -> ApiR
                 let n = usize::try_from(n).unwrap_or(usize::MAX);
                 Ok(cap.map_or(n, |c| n.min(c)))
             }
-            _ => Err(ApiError::bad_request(format!(
+            _ => Err(ApiError::BadRequest(format!(
                 "Invalid limit '{v}': must be a positive integer."
             ))),
         },
@@ -46,7 +46,7 @@ pub fn offset(q: &[(String, String)]) -> ApiResult<usize> {
     match param(q, "marker") {
         None => Ok(0),
         Some(v) => v.trim().parse::<usize>().map_err(|_| {
-            ApiError::bad_request(format!(
+            ApiError::BadRequest(format!(
                 "Invalid marker '{v}': must be a non-negative integer."
             ))
         }),
@@ -142,7 +142,9 @@ mod tests {
         assert_eq!(limit(&q(&[("limit", "99")]), 20, None).unwrap(), 99);
         for bad in ["0", "-1", "x", ""] {
             assert_eq!(
-                limit(&q(&[("limit", bad)]), 20, None).unwrap_err().status,
+                limit(&q(&[("limit", bad)]), 20, None)
+                    .unwrap_err()
+                    .status_code(),
                 400
             );
         }
@@ -152,7 +154,10 @@ mod tests {
     fn offset_is_a_non_negative_integer() {
         assert_eq!(offset(&q(&[])).unwrap(), 0);
         assert_eq!(offset(&q(&[("marker", "40")])).unwrap(), 40);
-        assert_eq!(offset(&q(&[("marker", "-1")])).unwrap_err().status, 400);
+        assert_eq!(
+            offset(&q(&[("marker", "-1")])).unwrap_err().status_code(),
+            400
+        );
     }
 
     #[test]

@@ -100,7 +100,7 @@ fn create_with_an_unknown_datastore_is_not_found() {
         .when(create(|c| c.datastore = ds(Some("foo"), Some("1"), None)))
         .then_err(E::DatastoreNotFound("foo".into()));
     assert_eq!(err.to_string(), "Datastore 'foo' cannot be found.");
-    assert_eq!(err.fault().status(), 404);
+    assert_eq!(err.fault(), Fault::ItemNotFound);
 }
 
 #[test]
@@ -111,7 +111,7 @@ fn create_with_a_version_id_of_another_datastore_is_not_found() {
         }))
         .then_err(E::DatastoreVersionIdNotFound);
     assert_eq!(err.to_string(), "DBDatastoreVersion Not Found");
-    assert_eq!(err.fault().status(), 404);
+    assert_eq!(err.fault(), Fault::ItemNotFound);
 }
 
 #[test]
@@ -122,7 +122,7 @@ fn create_with_an_unknown_version_name_is_a_bad_request() {
         }))
         .then_err(E::DatastoreVersionNotFound("9.9".into()));
     assert_eq!(err.to_string(), "Datastore version '9.9' cannot be found.");
-    assert_eq!(err.fault().status(), 400);
+    assert_eq!(err.fault(), Fault::BadRequest);
 }
 
 #[test]
@@ -193,7 +193,7 @@ fn create_with_values_for_a_datastore_without_catalogue_is_unprocessable() {
         err.to_string(),
         "Configuration groups are not supported for this datastore: redis 7"
     );
-    assert_eq!(err.fault().status(), 422);
+    assert_eq!(err.fault(), Fault::UnprocessableEntity);
 }
 
 #[test]
@@ -277,7 +277,7 @@ fn create_with_a_value_of_the_wrong_type_is_unprocessable() {
                 "The value provided for the configuration parameter {key} is not of type {kind}."
             )
         );
-        assert_eq!(err.fault().status(), 422, "{v}");
+        assert_eq!(err.fault(), Fault::UnprocessableEntity, "{v}");
     }
 }
 
@@ -315,7 +315,7 @@ fn create_below_the_minimum_is_unprocessable() {
         err.to_string(),
         "The value for the configuration parameter connect_timeout is less than the minimum allowed: 2"
     );
-    assert_eq!(err.fault().status(), 422);
+    assert_eq!(err.fault(), Fault::UnprocessableEntity);
 }
 
 #[test]

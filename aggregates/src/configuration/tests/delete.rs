@@ -2,6 +2,7 @@
 
 use super::support::*;
 use crate::configuration::{ConfigurationCommand, ConfigurationError as E, ConfigurationEvent};
+use crate::fault::Fault;
 
 fn delete() -> ConfigurationCommand {
     ConfigurationCommand::DeleteConfiguration
@@ -29,7 +30,7 @@ fn group_in_use_delete_is_a_bad_request() {
          non-terminated instances. Detach the configuration group from all non-terminated \
          instances and please try again."
     );
-    assert_eq!(err.fault().status(), 400);
+    assert_eq!(err.fault(), Fault::BadRequest);
 }
 
 #[test]

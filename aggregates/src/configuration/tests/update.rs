@@ -4,6 +4,7 @@ use serde_json::json;
 
 use super::support::*;
 use crate::configuration::ConfigurationError as E;
+use crate::fault::Fault;
 
 #[test]
 fn put_replaces_name_description_and_all_values() {
@@ -112,7 +113,7 @@ fn update_of_a_missing_deleted_or_foreign_group_is_not_found() {
         err.to_string(),
         format!("Configuration group with ID {GROUP} could not be found.")
     );
-    assert_eq!(err.fault().status(), 404);
+    assert_eq!(err.fault(), Fault::ItemNotFound);
     given(&[created(), deleted()])
         .when(put(Some("x"), None, None))
         .then_err(E::NotFound(GROUP));

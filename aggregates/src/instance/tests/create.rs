@@ -4,6 +4,7 @@ use uuid::Uuid;
 
 use super::support::*;
 use crate::catalog::QuotaUsage;
+use crate::fault::Fault;
 use crate::instance::{
     ComputeStatus, DatabaseSpec, DatastoreRequest, DomainError, FlavorRef, Nic, ServiceStatus,
     UserRequest, UserSpec, VolumeRequest, VolumeSpec,
@@ -112,7 +113,7 @@ fn existing_instance_create_is_a_conflict() {
     let err = given(&[created()])
         .when(create(|_| {}))
         .then_err(DomainError::InstanceAlreadyExists(INSTANCE));
-    assert_eq!(err.fault().status(), 409);
+    assert_eq!(err.fault(), Fault::Conflict);
 }
 
 #[test]
@@ -158,7 +159,7 @@ fn other_region_create_is_refused() {
             requested: "RegionTwo".into(),
             served: "RegionOne".into(),
         });
-    assert_eq!(err.fault().status(), 400);
+    assert_eq!(err.fault(), Fault::BadRequest);
 }
 
 // ---- datastore resolution (supporting-resources.md §2.3) -------------------------------
@@ -231,7 +232,7 @@ fn unknown_datastore_create_is_not_found() {
         .when(create(|c| c.datastore = Some(ds(Some("foo"), None, None))))
         .then_err(DomainError::DatastoreNotFound("foo".into()));
     assert_eq!(err.to_string(), "Datastore 'foo' cannot be found.");
-    assert_eq!(err.fault().status(), 404);
+    assert_eq!(err.fault(), Fault::ItemNotFound);
 }
 
 #[test]
@@ -242,7 +243,7 @@ fn unknown_version_name_create_is_a_bad_request() {
         }))
         .then_err(DomainError::DatastoreVersionNotFound("x".into()));
     assert_eq!(err.to_string(), "Datastore version 'x' cannot be found.");
-    assert_eq!(err.fault().status(), 400);
+    assert_eq!(err.fault(), Fault::BadRequest);
 }
 
 #[test]
@@ -266,7 +267,7 @@ fn inactive_version_create_is_refused() {
         }))
         .then_err(DomainError::DatastoreVersionInactive("5.6".into()));
     assert_eq!(err.to_string(), "Datastore version '5.6' is not active.");
-    assert_eq!(err.fault().status(), 400);
+    assert_eq!(err.fault(), Fault::BadRequest);
 }
 
 #[test]
@@ -290,7 +291,7 @@ fn shared_version_name_create_is_ambiguous() {
         "Multiple datastore versions found for '10.4', use an UUID or specify both the name \
          and version number to be more specific."
     );
-    assert_eq!(err.fault().status(), 400);
+    assert_eq!(err.fault(), Fault::BadRequest);
 }
 
 #[test]
@@ -301,7 +302,7 @@ fn version_uuid_of_another_datastore_create_is_not_found() {
         }))
         .then_err(DomainError::DatastoreVersionIdNotFound);
     assert_eq!(err.to_string(), "DBDatastoreVersion Not Found");
-    assert_eq!(err.fault().status(), 404);
+    assert_eq!(err.fault(), Fault::ItemNotFound);
 }
 
 #[test]
@@ -314,7 +315,7 @@ fn no_default_datastore_create_without_datastore_is_refused() {
         err.to_string(),
         "Please specify datastore. No default datastore is defined."
     );
-    assert_eq!(err.fault().status(), 400);
+    assert_eq!(err.fault(), Fault::BadRequest);
 }
 
 #[test]
@@ -327,7 +328,7 @@ fn missing_default_datastore_create_is_refused() {
         err.to_string(),
         "Please specify datastore. Default datastore 'oracle' cannot be found."
     );
-    assert_eq!(err.fault().status(), 400);
+    assert_eq!(err.fault(), Fault::BadRequest);
 }
 
 #[test]
@@ -341,7 +342,7 @@ fn datastore_without_default_version_create_without_version_is_refused() {
         err.to_string(),
         "Default version for datastore 'mariadb' not found."
     );
-    assert_eq!(err.fault().status(), 400);
+    assert_eq!(err.fault(), Fault::BadRequest);
 }
 
 // ---- databases and users (§8.3 step 6) --------------------------------------------------
@@ -381,7 +382,7 @@ fn reserved_database_create_is_refused() {
         let err = given(&[])
             .when(create(|c| c.databases = vec![db("ok"), db(name)]))
             .then_err(DomainError::ReservedDatabase(name.into()));
-        assert_eq!(err.fault().status(), 400);
+        assert_eq!(err.fault(), Fault::BadRequest);
     }
     let err = DomainError::ReservedDatabase("mysql".into());
     assert_eq!(
@@ -447,7 +448,7 @@ fn user_database_not_listed_create_is_refused() {
         "The request indicates that user app should have access to database stock, but \
          database stock is not included in the initial databases list."
     );
-    assert_eq!(err.fault().status(), 400);
+    assert_eq!(err.fault(), Fault::BadRequest);
 }
 
 #[test]
@@ -522,7 +523,7 @@ fn unknown_locality_is_refused() {
         "Invalid locality 'nearby'. Must be one of ['affinity', 'soft-affinity', \
          'anti-affinity', 'soft-anti-affinity']"
     );
-    assert_eq!(err.fault().status(), 400);
+    assert_eq!(err.fault(), Fault::BadRequest);
 }
 
 // ---- flavor (§8.3 step 10) -------------------------------------------------------------
@@ -552,7 +553,7 @@ fn flavor_not_allowed_for_version_is_refused() {
         err.to_string(),
         format!("Flavor 7 is not supported for datastore version {V_MYSQL_80}")
     );
-    assert_eq!(err.fault().status(), 400);
+    assert_eq!(err.fault(), Fault::BadRequest);
 }
 
 #[test]
@@ -569,7 +570,7 @@ fn unknown_flavor_is_a_bad_request_not_a_404() {
         .when(create(|c| c.flavor_ref = Some("99".into())))
         .then_err(DomainError::FlavorNotFound("99".into()));
     assert_eq!(err.to_string(), "Resource 99 cannot be found.");
-    assert_eq!(err.fault().status(), 400);
+    assert_eq!(err.fault(), Fault::BadRequest);
 }
 
 #[test]
@@ -598,7 +599,7 @@ fn missing_volume_on_volume_datastore_is_refused() {
         .when(create(|c| c.volume = None))
         .then_err(DomainError::VolumeSizeMissing);
     assert_eq!(err.to_string(), "Volume size was not specified.");
-    assert_eq!(err.fault().status(), 400);
+    assert_eq!(err.fault(), Fault::BadRequest);
 }
 
 #[test]
@@ -622,7 +623,7 @@ fn volume_above_the_maximum_is_over_limit() {
         err.to_string(),
         "Volume 'size' cannot exceed maximum of 10 GB, 11 cannot be accepted."
     );
-    assert_eq!(err.fault().status(), 413);
+    assert_eq!(err.fault(), Fault::OverLimit);
 }
 
 #[test]
@@ -638,7 +639,7 @@ fn restricted_volume_types_require_a_type() {
              must specify a valid volume type."
         )
     );
-    assert_eq!(err.fault().status(), 400);
+    assert_eq!(err.fault(), Fault::BadRequest);
 }
 
 #[test]
@@ -677,7 +678,7 @@ fn volume_on_datastore_without_volume_support_is_not_implemented() {
         }))
         .then_err(DomainError::VolumeNotSupported);
     assert_eq!(err.to_string(), "Volume support is not enabled.");
-    assert_eq!(err.fault().status(), 501);
+    assert_eq!(err.fault(), Fault::NotImplemented);
 }
 
 #[test]
@@ -714,7 +715,7 @@ fn unknown_backup_restore_is_not_found() {
         err.to_string(),
         format!("Resource {missing} cannot be found.")
     );
-    assert_eq!(err.fault().status(), 404);
+    assert_eq!(err.fault(), Fault::ItemNotFound);
 }
 
 #[test]
@@ -751,7 +752,7 @@ fn running_backup_restore_is_a_conflict() {
              state: SAVING."
         )
     );
-    assert_eq!(err.fault().status(), 409);
+    assert_eq!(err.fault(), Fault::Conflict);
 }
 
 #[test]
@@ -767,7 +768,7 @@ fn backup_larger_than_volume_restore_is_forbidden() {
         "Backup is too large for given flavor or volume. Backup size: 6.5 GBs. Available \
          size: 5 GBs."
     );
-    assert_eq!(err.fault().status(), 403);
+    assert_eq!(err.fault(), Fault::Forbidden);
 }
 
 #[test]
@@ -822,7 +823,7 @@ fn backup_of_another_datastore_restore_is_refused() {
         "The datastore from which the backup was taken, postgresql, does not match the \
          destination datastore of mysql."
     );
-    assert_eq!(err.fault().status(), 400);
+    assert_eq!(err.fault(), Fault::BadRequest);
 }
 
 #[test]
@@ -882,7 +883,7 @@ fn instances_quota_exceeded_is_over_limit() {
         err.to_string(),
         "Quota exceeded for resources: ['instances']."
     );
-    assert_eq!(err.fault().status(), 413);
+    assert_eq!(err.fault(), Fault::OverLimit);
 }
 
 #[test]
@@ -960,7 +961,7 @@ fn unknown_configuration_group_create_is_not_found() {
         err.to_string(),
         format!("Configuration group with ID {missing} could not be found.")
     );
-    assert_eq!(err.fault().status(), 404);
+    assert_eq!(err.fault(), Fault::ItemNotFound);
 }
 
 #[test]
@@ -998,7 +999,7 @@ fn configuration_group_of_another_version_create_is_refused() {
              Version on the instance {V_MYSQL_80}."
         )
     );
-    assert_eq!(err.fault().status(), 400);
+    assert_eq!(err.fault(), Fault::BadRequest);
 }
 
 // ---- replicas (§8.2, §8.7) -------------------------------------------------------------
@@ -1067,7 +1068,7 @@ fn replica_with_flavor_is_refused() {
         err.to_string(),
         "Cannot specify flavor when creating replicas."
     );
-    assert_eq!(err.fault().status(), 400);
+    assert_eq!(err.fault(), Fault::BadRequest);
 }
 
 #[test]
@@ -1116,7 +1117,7 @@ fn replica_count_without_replica_of_is_refused() {
         err.to_string(),
         "Replica count only valid when creating replicas. Cannot create 2 instances."
     );
-    assert_eq!(err.fault().status(), 400);
+    assert_eq!(err.fault(), Fault::BadRequest);
 }
 
 #[test]
@@ -1128,7 +1129,7 @@ fn unknown_primary_replica_create_is_not_found() {
         err.to_string(),
         format!("Resource {NOWHERE} cannot be found.")
     );
-    assert_eq!(err.fault().status(), 404);
+    assert_eq!(err.fault(), Fault::ItemNotFound);
 }
 
 #[test]
@@ -1165,7 +1166,7 @@ fn replica_of_a_replica_is_unauthorized() {
         err.to_string(),
         format!("Cannot create a replica of a replica {PRIMARY_REPLICA}")
     );
-    assert_eq!(err.fault().status(), 401);
+    assert_eq!(err.fault(), Fault::Unauthorized);
 }
 
 #[test]
@@ -1208,7 +1209,7 @@ fn replica_of_datastore_without_replication_is_refused() {
         err.to_string(),
         "Replication is not supported for the 'redis' datastore."
     );
-    assert_eq!(err.fault().status(), 400);
+    assert_eq!(err.fault(), Fault::BadRequest);
 }
 
 #[test]
@@ -1227,7 +1228,7 @@ fn replica_of_a_busy_primary_is_unprocessable() {
              performed (task status was UPGRADING)."
         )
     );
-    assert_eq!(err.fault().status(), 422);
+    assert_eq!(err.fault(), Fault::UnprocessableEntity);
 }
 
 #[test]

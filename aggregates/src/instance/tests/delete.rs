@@ -1,6 +1,7 @@
 //! `DeleteInstance` (spec `instances-api.md` §12, lifecycle §5.3 and §7.2).
 
 use super::support::*;
+use crate::fault::Fault;
 use crate::instance::{
     ComputeStatus, DomainError, FaultInfo, InstanceCommand, InstanceEvent, Task,
 };
@@ -47,7 +48,7 @@ fn building_instance_delete_is_unprocessable() {
         err.to_string(),
         format!("Instance {INSTANCE} is not ready. (Status is BUILD).")
     );
-    assert_eq!(err.fault().status(), 422);
+    assert_eq!(err.fault(), Fault::UnprocessableEntity);
 }
 
 #[test]
@@ -109,7 +110,7 @@ fn deleted_instance_delete_is_not_found() {
     let err = given(&[ready(), deleted()].concat())
         .when(delete())
         .then_err(DomainError::ResourceNotFound(INSTANCE.to_string()));
-    assert_eq!(err.fault().status(), 404);
+    assert_eq!(err.fault(), Fault::ItemNotFound);
 }
 
 #[test]
@@ -145,7 +146,7 @@ fn primary_with_live_replicas_delete_is_forbidden() {
         err.to_string(),
         "Detach replicas before deleting replica source."
     );
-    assert_eq!(err.fault().status(), 403);
+    assert_eq!(err.fault(), Fault::Forbidden);
 }
 
 #[test]

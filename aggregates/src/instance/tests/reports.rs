@@ -2,6 +2,7 @@
 //! reports about a finished step or a deleted instance decide nothing.
 
 use super::support::*;
+use crate::fault::Fault;
 use crate::instance::{
     Access, Address, ComputeStatus, DomainError, FaultInfo, InstanceCommand, InstanceEvent,
     ServiceStatus, Task,
@@ -155,7 +156,7 @@ fn compute_status_before_a_server_exists_is_an_invalid_report() {
         .then_err(DomainError::InvalidReport(
             "compute status reported before a server exists".into(),
         ));
-    assert_eq!(err.fault().status(), 400);
+    assert_eq!(err.fault(), Fault::BadRequest);
 }
 
 #[test]
@@ -301,7 +302,7 @@ fn fail_provisioning_with_a_non_error_task_is_refused() {
                 "{} is not an error task",
                 task.description()
             )));
-        assert_eq!(err.fault().status(), 400);
+        assert_eq!(err.fault(), Fault::BadRequest);
     }
 }
 

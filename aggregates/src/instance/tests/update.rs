@@ -4,6 +4,7 @@
 use uuid::Uuid;
 
 use super::support::*;
+use crate::fault::Fault;
 use crate::instance::{
     Access, ComputeStatus, DomainError, FaultInfo, InstanceCommand, InstanceEvent, ServiceStatus,
     Task,
@@ -91,7 +92,7 @@ fn every_update_command_on_a_missing_instance_is_not_found() {
             err.to_string(),
             format!("Resource {INSTANCE} cannot be found.")
         );
-        assert_eq!(err.fault().status(), 404);
+        assert_eq!(err.fault(), Fault::ItemNotFound);
     }
 }
 
@@ -144,7 +145,7 @@ fn every_update_command_without_a_compute_server_is_not_ready() {
             err.to_string(),
             format!("Instance {INSTANCE} is not ready.")
         );
-        assert_eq!(err.fault().status(), 422);
+        assert_eq!(err.fault(), Fault::UnprocessableEntity);
     }
 }
 
@@ -261,7 +262,7 @@ fn already_attached_is_refused_before_anything_else() {
         err.to_string(),
         format!("Instance {INSTANCE} already has a Configuration Group attached: {CFG_MYSQL80}.")
     );
-    assert_eq!(err.fault().status(), 400);
+    assert_eq!(err.fault(), Fault::BadRequest);
 }
 
 #[test]
@@ -280,7 +281,7 @@ fn restart_required_instance_attach_is_refused() {
         "The operation you have requested cannot be executed because the instance status is \
          currently: RESTART_REQUIRED."
     );
-    assert_eq!(err.fault().status(), 400);
+    assert_eq!(err.fault(), Fault::BadRequest);
 }
 
 #[test]
@@ -370,7 +371,7 @@ fn unknown_group_attach_is_not_found() {
         err.to_string(),
         format!("Configuration group id: {missing} could not be found.")
     );
-    assert_eq!(err.fault().status(), 404);
+    assert_eq!(err.fault(), Fault::ItemNotFound);
 }
 
 #[test]
@@ -404,7 +405,7 @@ fn group_of_another_version_attach_is_refused() {
              Version on the instance {V_MYSQL_80}."
         )
     );
-    assert_eq!(err.fault().status(), 400);
+    assert_eq!(err.fault(), Fault::BadRequest);
 }
 
 // ---- detach configuration (§11.4) ------------------------------------------------------
@@ -471,7 +472,7 @@ fn restart_required_instance_detach_is_refused() {
     let err = given(&ready_then(&[attached(CFG_MYSQL80, true)]))
         .when(InstanceCommand::DetachConfiguration)
         .then_err(invalid_state("RESTART_REQUIRED"));
-    assert_eq!(err.fault().status(), 400);
+    assert_eq!(err.fault(), Fault::BadRequest);
 }
 
 #[test]
@@ -523,7 +524,7 @@ fn unknown_version_name_upgrade_is_a_bad_request() {
         .when(upgrade("9.9"))
         .then_err(DomainError::DatastoreVersionNotFound("9.9".into()));
     assert_eq!(err.to_string(), "Datastore version '9.9' cannot be found.");
-    assert_eq!(err.fault().status(), 400);
+    assert_eq!(err.fault(), Fault::BadRequest);
 }
 
 #[test]
@@ -540,7 +541,7 @@ fn version_uuid_of_another_datastore_upgrade_is_not_found() {
         .when(upgrade(&V_PG_13.to_string()))
         .then_err(DomainError::DatastoreVersionIdNotFound);
     assert_eq!(err.to_string(), "DBDatastoreVersion Not Found");
-    assert_eq!(err.fault().status(), 404);
+    assert_eq!(err.fault(), Fault::ItemNotFound);
 }
 
 #[test]
@@ -549,7 +550,7 @@ fn shared_version_name_upgrade_is_ambiguous() {
     let err = given(&history)
         .when(upgrade("10.4"))
         .then_err(DomainError::DatastoreVersionAmbiguous("10.4".into()));
-    assert_eq!(err.fault().status(), 400);
+    assert_eq!(err.fault(), Fault::BadRequest);
     given(&history)
         .when(upgrade(&V_MARIADB_B.to_string()))
         .then(&[InstanceEvent::DatastoreVersionUpgradeRequested {
@@ -571,7 +572,7 @@ fn busy_instance_upgrade_is_unprocessable() {
              (task status was UPGRADING)."
         )
     );
-    assert_eq!(err.fault().status(), 422);
+    assert_eq!(err.fault(), Fault::UnprocessableEntity);
 }
 
 #[test]
@@ -616,7 +617,7 @@ fn not_a_replica_detach_is_refused() {
         err.to_string(),
         format!("Instance {INSTANCE} is not a replica.")
     );
-    assert_eq!(err.fault().status(), 400);
+    assert_eq!(err.fault(), Fault::BadRequest);
 }
 
 #[test]
@@ -632,7 +633,7 @@ fn busy_replica_detach_names_the_task() {
              (task status was UPGRADING)."
         )
     );
-    assert_eq!(err.fault().status(), 422);
+    assert_eq!(err.fault(), Fault::UnprocessableEntity);
 }
 
 #[test]
