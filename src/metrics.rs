@@ -49,8 +49,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use crate::runtime::commands::CommandError;
-use crate::store::{Position, StoreError};
+use crate::store::Position;
 
 /// The content type of [`Metrics::render`]'s output.
 pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
@@ -67,7 +66,9 @@ pub fn global() -> &'static Metrics {
     GLOBAL.get_or_init(Metrics::default)
 }
 
-/// How a command ended, for `troved_commands_total`.
+/// How a command ended, for `troved_commands_total`. The command path says which outcome
+/// its result is (`From<&Result<_, CommandError>>` in `runtime::commands`): this module
+/// depends on nothing above the store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CommandOutcome {
     /// Decided and appended (or a no-op).
@@ -81,20 +82,6 @@ pub enum CommandOutcome {
 }
 
 impl CommandOutcome {
-    /// The outcome of a command path's result.
-    pub fn of<T>(result: &Result<T, CommandError>) -> CommandOutcome {
-        match result {
-            Ok(_) => CommandOutcome::Ok,
-            Err(CommandError::Domain(d)) => CommandOutcome::Refused(d.fault().name()),
-            Err(CommandError::Rejected(fault, _)) => CommandOutcome::Refused(fault.name()),
-            Err(CommandError::Conflict(_))
-            | Err(CommandError::Store(StoreError::WrongExpectedVersion { .. })) => {
-                CommandOutcome::Conflict
-            }
-            Err(CommandError::Store(_)) | Err(CommandError::Codec(_)) => CommandOutcome::Error,
-        }
-    }
-
     fn labels(self, command: &'static str) -> CommandLabels {
         let (outcome, fault) = match self {
             CommandOutcome::Ok => ("ok", None),
@@ -311,14 +298,13 @@ impl Metrics {
             .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
     }
 
-    /// Counts each of `commands` (decided together, all or nothing) with the outcome of
-    /// `result`.
-    pub fn commands<T>(
+    /// Counts each of `commands` (decided together, all or nothing) with their
+    /// `outcome`.
+    pub fn commands(
         &self,
         commands: impl IntoIterator<Item = &'static str>,
-        result: &Result<T, CommandError>,
+        outcome: CommandOutcome,
     ) {
-        let outcome = CommandOutcome::of(result);
         for command in commands {
             self.commands.get_or_create(&outcome.labels(command)).inc();
         }
@@ -499,18 +485,12 @@ mod tests {
         m.events_appended("instance-3f2c", 2);
         m.events_appended("configuration-1", 1);
         m.events_appended("instance-9a", 1);
-        m.commands(["RenameInstance"], &Ok::<(), CommandError>(()));
+        m.commands(["RenameInstance"], CommandOutcome::Ok);
         m.commands(
             ["RenameInstance", "AttachConfiguration"],
-            &Err::<(), _>(CommandError::Rejected(
-                Fault::UnprocessableEntity,
-                "not ready".into(),
-            )),
+            CommandOutcome::Refused(Fault::UnprocessableEntity.name()),
         );
-        m.commands(
-            ["DeleteInstance"],
-            &Err::<(), _>(CommandError::Conflict("instance-1".into())),
-        );
+        m.commands(["DeleteInstance"], CommandOutcome::Conflict);
         m.saga_step("create_server", StepOutcome::Waiting);
         m.saga_step("create_server", StepOutcome::Waiting);
         m.event_projected();

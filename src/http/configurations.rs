@@ -30,6 +30,7 @@ use super::openapi as oa;
 use super::request::{base_url, limit, next_link, param, QueryPairs};
 use super::schema;
 use super::{AppState, RequestId};
+use crate::metrics::CommandOutcome;
 use crate::runtime::codec::{self, CodecError, CommandMeta};
 use crate::runtime::commands::CommandError;
 use crate::runtime::lookups::Lookups;
@@ -342,7 +343,7 @@ async fn execute(
             configuration::evolve,
         )
         .await;
-    crate::metrics::global().commands([cmd.name()], &done);
+    crate::metrics::global().commands([cmd.name()], CommandOutcome::from(&done));
     Ok(done?.state)
 }
 
