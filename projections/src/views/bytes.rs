@@ -604,13 +604,13 @@ enum Render {
 /// The ids whose facts a view needs besides the instance's own id (its replicas): its
 /// configuration group (detail views) and its primary (the show view's locality).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct RelatedKeys {
-    configuration: Option<Uuid>,
-    primary: Option<Uuid>,
+pub(crate) struct RelatedKeys {
+    pub(crate) configuration: Option<Uuid>,
+    pub(crate) primary: Option<Uuid>,
 }
 
 impl RelatedKeys {
-    fn of(inst: &Instance, kind: ItemKind) -> RelatedKeys {
+    pub(crate) fn of(inst: &Instance, kind: ItemKind) -> RelatedKeys {
         RelatedKeys {
             configuration: inst.configuration_id.filter(|_| kind.detail()),
             primary: inst.replica_of.filter(|_| kind == ItemKind::Show),

@@ -569,3 +569,124 @@ fn shows_equal_the_serialized_value_show_and_hide_the_same_instances() {
         }
     }
 }
+
+// ---- the typed renderer (`typed.rs`), same checks --------------------------------------
+
+#[test]
+fn typed_views_equal_the_serialized_value_views() {
+    use super::typed;
+    let mut r = Rng(0x5eed_1234_5678_9abc);
+    for n in 0..4000 {
+        let inst = instance(&mut r);
+        let c = request(&mut r);
+        let lookup = FixedLookup {
+            replicas: (0..r.pick(&[0, 0, 1, 3])).map(|_| r.uuid()).collect(),
+            configuration_name: r.maybe_text(),
+            locality: r.maybe_text(),
+        };
+        for kind in [ItemKind::Basic, ItemKind::Detail, ItemKind::Show] {
+            let mut ours = Vec::new();
+            typed::write_view(&mut ours, &inst, &c, &lookup, kind);
+            let ours = String::from_utf8(ours).unwrap_or_else(|e| panic!("#{n}: {e}"));
+            let expected = value_bytes(kind, &inst, &c, &lookup);
+            assert_eq!(ours, expected, "#{n} {kind:?}\n{inst:#?}\n{c:#?}");
+            let text = inst.access.as_ref().map(|v| v.to_string());
+            let stored = Instance {
+                access: text.as_deref().and_then(|t| serde_json::from_str(t).ok()),
+                ..inst.clone()
+            };
+            let expected = value_bytes(kind, &stored, &c, &lookup);
+            let related = Related {
+                replicas: inst.id.map(|_| lookup.replicas.clone()).unwrap_or_default(),
+                configuration_name: lookup.configuration_name.clone(),
+                primary_locality: lookup.locality.clone(),
+            };
+            let mut ours = Vec::new();
+            let access = StoredAccess::Text(text.as_deref());
+            let links = typed::LinkPrefixes::new(&c);
+            typed::write_instance(&mut ours, &inst, access, &c, &links, &related, kind);
+            let ours = String::from_utf8(ours).unwrap_or_else(|e| panic!("#{n}: {e}"));
+            assert_eq!(ours, expected, "#{n} {kind:?} (stored access)\n{inst:#?}");
+        }
+    }
+}
+
+#[test]
+fn typed_timestamps_equal_the_chrono_format() {
+    let mut r = Rng(7);
+    for _ in 0..2000 {
+        let at = r.time();
+        let inst = Instance {
+            id: Some(Uuid::nil()),
+            created: at,
+            ..Instance::default()
+        };
+        let c = ctx("p", false, at);
+        let lookup = FixedLookup {
+            replicas: vec![],
+            configuration_name: None,
+            locality: None,
+        };
+        let mut ours = Vec::new();
+        super::typed::write_view(&mut ours, &inst, &c, &lookup, ItemKind::Detail);
+        let v: Value = serde_json::from_slice(&ours).unwrap_or_default();
+        assert_eq!(v["created"], json!(timestamp(&at)), "{at:?}");
+    }
+}
+
+#[test]
+fn typed_list_pages_and_shows_equal_the_byte_ones() {
+    use super::typed;
+    let (m, mut ids) = models();
+    let mut markers: Vec<Option<String>> = vec![None, Some(String::new()), Some("zzz".into())];
+    markers.extend(ids.iter().step_by(4).map(|id| Some(id.to_string())));
+    for project in PROJECTS {
+        for admin in [false, true] {
+            let c = ctx(project, admin, ts("2024-01-01T00:02:00"));
+            for marker in &markers {
+                for limit in [1, 7, 20, 1000] {
+                    for kind in [ItemKind::Basic, ItemKind::Detail] {
+                        let (mut a, mut b) = (Vec::new(), Vec::new());
+                        let m1 = write_list_items(
+                            &m,
+                            project,
+                            marker.as_deref(),
+                            limit,
+                            kind,
+                            &c,
+                            &names,
+                            &mut a,
+                        );
+                        let m2 = typed::write_list_items(
+                            &m,
+                            project,
+                            marker.as_deref(),
+                            limit,
+                            kind,
+                            &c,
+                            &names,
+                            &mut b,
+                        );
+                        assert_eq!(String::from_utf8_lossy(&b), String::from_utf8_lossy(&a));
+                        assert_eq!(m1, m2);
+                    }
+                }
+            }
+        }
+    }
+    ids.push(Uuid::from_u128(12345));
+    for id in ids {
+        for project in PROJECTS {
+            for admin in [false, true] {
+                let c = ctx(project, admin, ts("2024-01-01T00:02:00"));
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                let s1 = write_show(&m, id, &c, &names, &mut a);
+                let s2 = typed::write_show(&m, id, &c, &names, &mut b);
+                assert_eq!(
+                    (s2, String::from_utf8_lossy(&b)),
+                    (s1, String::from_utf8_lossy(&a))
+                );
+            }
+        }
+    }
+}
