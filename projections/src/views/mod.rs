@@ -19,7 +19,6 @@
 
 mod admin;
 pub mod bytes;
-pub mod typed;
 
 use aggregates::instance::{Address, Instance, Viewer};
 use chrono::{DateTime, Duration, Utc};
