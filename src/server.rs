@@ -1,9 +1,9 @@
 //! Assembly: opens the stores, rebuilds the read models from the log, starts the
-//! projector and the lifecycle driver, and serves HTTP until shutdown.
+//! projector and the saga runner, and serves HTTP until shutdown.
 //!
 //! [`Server::start`] takes an already bound listener and returns a handle, so the binary
 //! stays thin. Lifecycle rules: one process per data directory (an exclusive lock on
-//! `LOCK`); if the projector or the driver stops on its own, the server stops with an
+//! `LOCK`); if the projector or the saga runner stops on its own, the server stops with an
 //! error (serving stale reads forever would be worse); on shutdown, HTTP stops first,
 //! then the background tasks are signalled and awaited, then the store drains its queue.
 
@@ -26,7 +26,7 @@ use crate::runtime::lookups::Lookups;
 use crate::runtime::projector::{self, Models};
 use crate::runtime::rebuild::Rebuilder;
 use crate::runtime::snapshot;
-use crate::saga::{Driver, DriverDeps, Policy, Providers};
+use crate::saga::{Policy, Providers, SagaRunner, SagaRunnerDeps};
 use crate::secrets::{Vault, VaultError};
 use crate::sim::{FaultSpec, SimCloud, SimConfig, SimError, ZoneCapacity};
 use crate::store::{EventStore, Position, StoreError, StoreUrl};
@@ -100,7 +100,7 @@ pub struct Server {
     /// Where it listens.
     pub addr: std::net::SocketAddr,
     http: JoinHandle<std::io::Result<()>>,
-    /// Projector and driver; each task returns its name when it ends.
+    /// Projector and saga runner; each task returns its name when it ends.
     tasks: JoinSet<&'static str>,
     stop_tasks: watch::Sender<bool>,
     store: Arc<dyn EventStore>,
@@ -161,75 +161,19 @@ impl Server {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<Server, ServerError> {
-        let auth =
-            AuthMode::from_flag(&cfg.auth).map_err(|e| ServerError::Config(e.to_string()))?;
-        let addr = listener.local_addr().map_err(ServerError::Http)?;
-        if auth.is_noauth() && !addr.ip().is_loopback() && !cfg.allow_insecure_noauth {
-            return Err(ServerError::Config(format!(
-                "refusing to serve --auth noauth on the non-loopback address {addr}: anyone who can reach it could act as any project; use --auth tokens:FILE, or --allow-insecure-noauth if you really mean it"
-            )));
-        }
-        let catalog = Arc::new(StaticCatalog::load(
-            cfg.catalog.as_deref(),
-            Limits {
-                region: cfg.region.clone(),
-                max_volume_size: cfg.max_volume_size,
-                quota_instances: cfg.quota_instances,
-                quota_ram: cfg.quota_ram,
-                quota_volumes: cfg.quota_volumes,
-            },
-        )?);
+        let (auth, addr) = check_auth(cfg, &listener)?;
+        let catalog = load_catalog(cfg)?;
         let lock = lock_data_dir(cfg)?;
         let store_url = cfg.store_url().map_err(ServerError::Config)?;
-        // An embedded store elsewhere than the data directory: its directory is locked
-        // too, so no second server appends to it unseen by this one's projector.
-        let _store_lock = match &store_url {
-            StoreUrl::Sqlite(path) => {
-                let dir = match path.parent() {
-                    Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-                    _ => std::path::PathBuf::from("."),
-                };
-                std::fs::create_dir_all(&dir).map_err(|source| ServerError::DataDir {
-                    path: dir.clone(),
-                    source,
-                })?;
-                let same =
-                    std::fs::canonicalize(&dir).ok() == std::fs::canonicalize(&cfg.data_dir).ok();
-                if same {
-                    None
-                } else {
-                    Some(lock_dir(&dir)?)
-                }
-            }
-            StoreUrl::Esdb(_) => None,
-        };
+        let store_lock = lock_store_dir(cfg, &store_url)?;
         let dyn_store = store_url.open().await?;
         let vault = Arc::new(Vault::open(&cfg.secrets_path())?);
         let cloud = Arc::new(open_cloud(cfg)?);
-        let mut private = vec![cfg.secrets_path(), cfg.cloud_path()];
-        if let StoreUrl::Sqlite(path) = &store_url {
-            private.push(path.clone());
-        }
-        for f in private {
-            restrict_permissions(&f, 0o600);
-        }
+        restrict_private_files(cfg, &store_url);
         tracing::info!(event_store = %store_url.redacted(), "event store opened");
 
-        let all = Models::default();
-        let started = std::time::Instant::now();
-        // Read-model snapshot (runtime::snapshot): load it if valid, replay what follows.
-        let from = if cfg.no_snapshot {
-            tracing::info!("--no-snapshot: replaying the whole log");
-            Position::START
-        } else {
-            snapshot::restore(dyn_store.as_ref(), &cfg.data_dir, &all)
-                .await
-                .position
-        };
-        let reached = projector::catch_up(dyn_store.as_ref(), &all, from).await?;
-        tracing::info!(position = %reached, instances = all.instances.len(), elapsed_ms = started.elapsed().as_millis() as u64, "read models rebuilt from the log");
+        let (all, from, reached) = rebuild_read_models(cfg, dyn_store.as_ref()).await?;
         let models = all.instances.clone();
-
         let (applied_tx, applied_rx) = watch::channel(reached);
         let lookups = Lookups {
             catalog: catalog.clone(),
@@ -248,49 +192,16 @@ impl Server {
         // its last catch-up and the swap.
         let gate = Arc::new(tokio::sync::Mutex::new(()));
         let mut tasks = JoinSet::new();
-        {
-            let (store, all, stop, gate) = (
-                dyn_store.clone(),
-                all.clone(),
-                stop_rx.clone(),
-                gate.clone(),
-            );
-            tasks.spawn(async move {
-                if let Err(e) = projector::run(store, all, reached, applied_tx, stop, gate).await {
-                    tracing::error!(error = %e, "projector stopped");
-                }
-                "the projector"
-            });
-        }
-        {
-            let driver = Driver::new(DriverDeps {
-                bus: bus.clone(),
-                vault: vault.clone(),
-                providers: Providers {
-                    volumes: cloud.clone(),
-                    compute: cloud.clone(),
-                    guests: cloud.clone(),
-                },
-                catalog: catalog.clone(),
-                configurations: all.configurations.clone(),
-                policy: Policy {
-                    build_timeout: chrono::Duration::seconds(cfg.build_timeout_secs),
-                    upgrade_timeout: chrono::Duration::seconds(cfg.upgrade_timeout_secs),
-                    keep_failed_resources: cfg.keep_failed_resources,
-                },
-                poll_interval: Duration::from_millis(cfg.sim_latency_ms.clamp(20, 1000)),
-                call_timeout: Duration::from_millis(cfg.provider_timeout_ms),
-                shutdown: stop_rx.clone(),
-            });
-            let (store, models) = (dyn_store.clone(), models.clone());
-            tasks.spawn(async move {
-                if let Err(e) = driver.run(store, models).await {
-                    tracing::error!(error = %e, "lifecycle driver stopped");
-                }
-                "the lifecycle driver"
-            });
-        }
-
+        tasks.spawn(run_projector(
+            dyn_store.clone(),
+            all.clone(),
+            reached,
+            applied_tx,
+            stop_rx.clone(),
+            gate.clone(),
+        ));
+        let runner = saga_runner(cfg, &bus, &vault, &cloud, &catalog, &all, stop_rx.clone());
+        tasks.spawn(run_saga_runner(runner, dyn_store.clone(), models.clone()));
         // Read-model snapshots: periodically and at shutdown (runtime::snapshot).
         tasks.spawn(snapshot::keep(
             cfg.data_dir.clone(),
@@ -299,6 +210,7 @@ impl Server {
             from,
             stop_rx.clone(),
         ));
+
         let rebuilder = Arc::new(Rebuilder::new(dyn_store.clone(), models.clone(), gate));
         let state = AppState {
             rebuilder,
@@ -312,12 +224,7 @@ impl Server {
             public_url: cfg.public_url.clone(),
             heartbeat_expiry: None,
         };
-        let app = http::router(state, cfg.max_body_bytes);
-        let http = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-        });
+        let http = serve_http(listener, http::router(state, cfg.max_body_bytes), shutdown);
         tracing::info!(%addr, "troved serving");
         Ok(Server {
             addr,
@@ -325,7 +232,7 @@ impl Server {
             tasks,
             stop_tasks,
             store: dyn_store,
-            _lock: (lock, _store_lock),
+            _lock: (lock, store_lock),
         })
     }
 
@@ -355,4 +262,165 @@ impl Server {
         self.store.shutdown().await;
         outcome
     }
+}
+
+/// Start-up step 1: the auth mode and the listening address; `--auth noauth` is refused on
+/// a non-loopback address unless the operator insists.
+fn check_auth(
+    cfg: &ServeConfig,
+    listener: &TcpListener,
+) -> Result<(AuthMode, std::net::SocketAddr), ServerError> {
+    let auth = AuthMode::from_flag(&cfg.auth).map_err(|e| ServerError::Config(e.to_string()))?;
+    let addr = listener.local_addr().map_err(ServerError::Http)?;
+    if auth.is_noauth() && !addr.ip().is_loopback() && !cfg.allow_insecure_noauth {
+        return Err(ServerError::Config(format!(
+            "refusing to serve --auth noauth on the non-loopback address {addr}: anyone who can reach it could act as any project; use --auth tokens:FILE, or --allow-insecure-noauth if you really mean it"
+        )));
+    }
+    Ok((auth, addr))
+}
+
+/// Start-up step 2: the flavors and datastores catalog, with the operator's limits.
+fn load_catalog(cfg: &ServeConfig) -> Result<Arc<StaticCatalog>, ServerError> {
+    Ok(Arc::new(StaticCatalog::load(
+        cfg.catalog.as_deref(),
+        Limits {
+            region: cfg.region.clone(),
+            max_volume_size: cfg.max_volume_size,
+            quota_instances: cfg.quota_instances,
+            quota_ram: cfg.quota_ram,
+            quota_volumes: cfg.quota_volumes,
+        },
+    )?))
+}
+
+/// Start-up step 3: an embedded store elsewhere than the data directory has its
+/// directory locked too, so no second server appends to it unseen by this one's
+/// projector. `None` when there is nothing more to lock.
+fn lock_store_dir(cfg: &ServeConfig, store_url: &StoreUrl) -> Result<Option<File>, ServerError> {
+    match store_url {
+        StoreUrl::Sqlite(path) => {
+            let dir = match path.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+                _ => std::path::PathBuf::from("."),
+            };
+            std::fs::create_dir_all(&dir).map_err(|source| ServerError::DataDir {
+                path: dir.clone(),
+                source,
+            })?;
+            let same =
+                std::fs::canonicalize(&dir).ok() == std::fs::canonicalize(&cfg.data_dir).ok();
+            if same {
+                Ok(None)
+            } else {
+                Ok(Some(lock_dir(&dir)?))
+            }
+        }
+        StoreUrl::Esdb(_) => Ok(None),
+    }
+}
+
+/// Start-up step 4, after opening: the vault, the simulated cloud's state and an
+/// embedded log are readable by the operator only.
+fn restrict_private_files(cfg: &ServeConfig, store_url: &StoreUrl) {
+    let mut private = vec![cfg.secrets_path(), cfg.cloud_path()];
+    if let StoreUrl::Sqlite(path) = store_url {
+        private.push(path.clone());
+    }
+    for f in private {
+        restrict_permissions(&f, 0o600);
+    }
+}
+
+/// Start-up step 5: the read models, from the snapshot (unless `--no-snapshot`) and the
+/// log after it. Returns them, where the replay started and where it reached.
+async fn rebuild_read_models(
+    cfg: &ServeConfig,
+    store: &dyn EventStore,
+) -> Result<(Models, Position, Position), ServerError> {
+    let all = Models::default();
+    let started = std::time::Instant::now();
+    // Read-model snapshot (runtime::snapshot): load it if valid, replay what follows.
+    let from = if cfg.no_snapshot {
+        tracing::info!("--no-snapshot: replaying the whole log");
+        Position::START
+    } else {
+        snapshot::restore(store, &cfg.data_dir, &all).await.position
+    };
+    let reached = projector::catch_up(store, &all, from).await?;
+    tracing::info!(position = %reached, instances = all.instances.len(), elapsed_ms = started.elapsed().as_millis() as u64, "read models rebuilt from the log");
+    Ok((all, from, reached))
+}
+
+/// Background task: the projector, following the log into the read models; returns its
+/// name when it ends.
+async fn run_projector(
+    store: Arc<dyn EventStore>,
+    all: Models,
+    reached: Position,
+    applied_tx: watch::Sender<Position>,
+    stop: watch::Receiver<bool>,
+    gate: Arc<tokio::sync::Mutex<()>>,
+) -> &'static str {
+    if let Err(e) = projector::run(store, all, reached, applied_tx, stop, gate).await {
+        tracing::error!(error = %e, "projector stopped");
+    }
+    "the projector"
+}
+
+/// The saga runner over the simulated cloud, with the operator's
+/// timeouts.
+fn saga_runner(
+    cfg: &ServeConfig,
+    bus: &CommandBus,
+    vault: &Arc<Vault>,
+    cloud: &Arc<SimCloud>,
+    catalog: &Arc<StaticCatalog>,
+    all: &Models,
+    shutdown: watch::Receiver<bool>,
+) -> SagaRunner {
+    SagaRunner::new(SagaRunnerDeps {
+        bus: bus.clone(),
+        vault: vault.clone(),
+        providers: Providers {
+            volumes: cloud.clone(),
+            compute: cloud.clone(),
+            guests: cloud.clone(),
+        },
+        catalog: catalog.clone(),
+        configurations: all.configurations.clone(),
+        policy: Policy {
+            build_timeout: chrono::Duration::seconds(cfg.build_timeout_secs),
+            upgrade_timeout: chrono::Duration::seconds(cfg.upgrade_timeout_secs),
+            keep_failed_resources: cfg.keep_failed_resources,
+        },
+        poll_interval: Duration::from_millis(cfg.sim_latency_ms.clamp(20, 1000)),
+        call_timeout: Duration::from_millis(cfg.provider_timeout_ms),
+        shutdown,
+    })
+}
+
+/// Background task: the saga runner; returns its name when it ends.
+async fn run_saga_runner(
+    runner: SagaRunner,
+    store: Arc<dyn EventStore>,
+    models: Arc<projections::ReadModels>,
+) -> &'static str {
+    if let Err(e) = runner.run(store, models).await {
+        tracing::error!(error = %e, "saga runner stopped");
+    }
+    "the saga runner"
+}
+
+/// Serves HTTP on `listener` until `shutdown` resolves (in-flight requests finish).
+fn serve_http(
+    listener: TcpListener,
+    app: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> JoinHandle<std::io::Result<()>> {
+    tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+    })
 }

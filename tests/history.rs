@@ -4,7 +4,7 @@
 //! (`/instances/{id}/history[/state]`) must tell exactly that story.
 //!
 //! The simulated cloud runs with zero latency, where every lifecycle step is decided
-//! at its first poll (src/sim/mod.rs), so the driver's events are deterministic too and
+//! at its first poll (src/sim/mod.rs), so the saga runner's events are deterministic too and
 //! the whole sequence is asserted, not only the user's rows. Each user step starts in
 //! a new second, so an as-of time taken from the table (to the second) falls between
 //! two steps.
@@ -102,7 +102,7 @@ fn types(entries: &[Value]) -> Vec<String> {
         .collect()
 }
 
-/// Waits until the instance's history holds exactly `want` (the driver has finished
+/// Waits until the instance's history holds exactly `want` (the saga runner has finished
 /// what the last step started, and nothing else happened).
 async fn settle(s: &TestServer, id: &str, want: &[&str]) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -154,6 +154,14 @@ async fn keys_of_deleted_instances_are_shredded_even_after_a_crash() {
     let (status, _) = s.delete("alice", "p1", &format!("/instances/{id}")).await;
     assert_eq!(status, 202);
     s.wait_for("alice", "p1", &id, |i| i.is_null()).await;
+    // The saga shreds right after recording the deletion, which the read above can
+    // already show: give it a moment (bounded) before stopping the process.
+    for _ in 0..100 {
+        if keys_of(&secrets, &id) == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     s.kill();
     assert_eq!(
         keys_of(&secrets, &id),

@@ -587,7 +587,7 @@ async fn write_history(data_dir: &Path) {
     s.wait_for("alice", "p1", &b, |i| i.is_null()).await;
     let (status, body) = s.post("bob", "p2", "/instances", &create_body("d")).await;
     assert_eq!(status, 200, "{body}");
-    // Let the lifecycle driver finish what it started, then stop without ceremony: a
+    // Let the saga runner finish what it started, then stop without ceremony: a
     // crash-stop leaves the last commits in the WAL, which the commands must read too.
     let d = body["instance"]["id"].as_str().expect("id").to_string();
     s.wait_for("bob", "p2", &d, |i| i["status"] == "ACTIVE")

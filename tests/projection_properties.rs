@@ -163,7 +163,7 @@ fn admin() -> Caller {
     }
 }
 
-/// The identity the lifecycle driver acts as (`docs/events.md`).
+/// The identity the saga runner acts as (`docs/events.md`).
 fn saga() -> Caller {
     Caller {
         user_id: "troved-saga".into(),
@@ -263,7 +263,7 @@ enum SagaStep {
     FailAccessUpdate,
 }
 
-/// The steps that take a created instance to ACTIVE, in the driver's order.
+/// The steps that take a created instance to ACTIVE, in the saga runner's order.
 const PROVISIONING: [SagaStep; 7] = [
     SagaStep::Volume,
     SagaStep::Server,
@@ -312,7 +312,7 @@ enum Op {
         slot: Target,
         step: SagaStep,
     },
-    /// The lifecycle driver finishes what the instance is doing: a build (to ACTIVE, or
+    /// The saga runner finishes what the instance is doing: a build (to ACTIVE, or
     /// failed and released when `fail`), an upgrade, a teardown, a configuration apply.
     Drive {
         slot: Target,
@@ -617,7 +617,7 @@ impl Harness {
     /// The slot a [`Target`] names now.
     /// Preferred are, in order, the first kind of slot that exists: for a create, slots
     /// not created yet; for a user command, ready instances (built, a server, no task),
-    /// then live ones (ready replicas first to detach a replica); for the driver, live
+    /// then live ones (ready replicas first to detach a replica); for the saga runner, live
     /// ones.
     fn resolve(&self, target: Target, want: Want) -> usize {
         let slots = |f: &dyn Fn(&Instance) -> bool| -> Vec<usize> {

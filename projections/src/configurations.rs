@@ -303,7 +303,7 @@ impl ConfigurationModels {
         InstanceIdPage { ids, next_marker }
     }
 
-    /// Every live instance using `group`, of every project (the lifecycle driver applies
+    /// Every live instance using `group`, of every project (the saga runner applies
     /// a group's new revision to each).
     pub fn all_instances_using(&self, group: Uuid) -> Vec<Uuid> {
         self.inner

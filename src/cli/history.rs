@@ -17,8 +17,8 @@ use uuid::Uuid;
 
 use super::log::StreamReader;
 use crate::config::{HistoryArgs, HistoryFormat, StoreUrlArg};
-use crate::history::{self, AsOfLookup, TIME_FORMAT};
 use crate::store::RecordedEvent;
+use crate::timeline::{self, AsOfLookup, TIME_FORMAT};
 
 /// The base of the links in an as-of view (there is no request to take a host from).
 const BASE_URL: &str = "https://localhost";
@@ -46,7 +46,7 @@ fn render(args: &HistoryArgs) -> anyhow::Result<String> {
     let as_of = args
         .as_of
         .as_deref()
-        .map(history::parse_time)
+        .map(timeline::parse_time)
         .transpose()
         .map_err(|e| anyhow!("--as-of: {e}"))?;
     let (log, name) = StreamReader::open(
@@ -59,9 +59,9 @@ fn render(args: &HistoryArgs) -> anyhow::Result<String> {
     }
     match as_of {
         None => {
-            let entries = history::timeline(&records)?;
+            let entries = timeline::timeline(&records)?;
             Ok(match args.format {
-                HistoryFormat::Table => history::render_table(&entries),
+                HistoryFormat::Table => timeline::render_table(&entries),
                 HistoryFormat::Json => format!("{}\n", serde_json::to_string_pretty(&entries)?),
             })
         }
@@ -76,15 +76,15 @@ fn as_of_view(
     records: &[RecordedEvent],
     t: DateTime<Utc>,
 ) -> anyhow::Result<String> {
-    let state = history::state_as_of(records, t)?;
+    let state = timeline::state_as_of(records, t)?;
     if !state.instance.exists() {
-        bail!("{}", history::not_yet_message(id, t, state.created));
+        bail!("{}", timeline::not_yet_message(id, t, state.created));
     }
     let inst = &state.instance;
     let configuration = match inst.configuration_id {
         Some(g) => {
             let group = log.read_stream(&configuration::stream_name(g))?;
-            Some((g, history::configuration_name_as_of(&group, t)?))
+            Some((g, timeline::configuration_name_as_of(&group, t)?))
         }
         None => None,
     };
@@ -96,7 +96,7 @@ fn as_of_view(
         now: t,
         heartbeat_expiry: None,
     };
-    let view = history::as_of_view(inst, &ctx, &AsOfLookup { configuration });
+    let view = timeline::as_of_view(inst, &ctx, &AsOfLookup { configuration });
     eprintln!(
         "instance {id} as of {}: {} of {} events",
         t.format(TIME_FORMAT),

@@ -32,6 +32,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sha2::{Digest as _, Sha256};
 
 use crate::config::MigrateArgs;
+use crate::retry::Backoff;
 use crate::server::{lock_dir, ServerError};
 use crate::store::StoreUrl;
 use crate::store::{EventStore, ExpectedRevision, NewEvent, Position, RecordedEvent, StoreError};
@@ -412,25 +413,23 @@ async fn append_run(
 }
 
 /// Calls `f` until it succeeds or fails with something else than `Unavailable`, at most
-/// [`RETRIES`] more times, waiting longer each time.
-async fn retry<T, F, Fut>(opts: &CopyOptions, mut f: F) -> Result<T, StoreError>
+/// [`RETRIES`] more times, waiting longer each time (doubling from
+/// [`CopyOptions::retry_delay`] up to [`MAX_RETRY_DELAY`]), unless stopped.
+async fn retry<T, F, Fut>(opts: &CopyOptions, f: F) -> Result<T, StoreError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, StoreError>>,
 {
-    let mut delay = opts.retry_delay;
-    let mut attempt = 0;
-    loop {
-        match f().await {
-            Err(StoreError::Unavailable(why)) if attempt < RETRIES && !opts.stopped() => {
-                attempt += 1;
+    Backoff::doubling(opts.retry_delay, MAX_RETRY_DELAY)
+        .with_retries(RETRIES)
+        .retry(f, |e, attempt| match e {
+            StoreError::Unavailable(why) if !opts.stopped() => {
                 tracing::warn!(%why, attempt, "event store unavailable; trying again");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(MAX_RETRY_DELAY);
+                true
             }
-            other => return other,
-        }
-    }
+            _ => false,
+        })
+        .await
 }
 
 /// The user events of one store in `$all` order, read a page at a time.

@@ -36,9 +36,9 @@ use uuid::Uuid;
 
 use super::log::{StreamReader, PAGE};
 use crate::config::{ProjectionsCommand, StoreUrlArg};
-use crate::http::configurations::fold_configuration;
 use crate::metrics::{self, ProjectionAnomaly};
 use crate::runtime::commands::fold_instance;
+use crate::runtime::configurations::fold_configuration;
 use crate::runtime::projector::{apply_page, decode, Decoded, Models};
 use crate::store::{Position, RecordedEvent};
 

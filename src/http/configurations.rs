@@ -1,23 +1,20 @@
 //! The configuration group endpoints (spec `supporting-resources.md` §3) and the
 //! parameter catalogue of datastore versions (`configuration parameter list/show`).
 //!
-//! Writes run the ConfigurationGroup aggregate through the generic command runner
-//! ([`CommandBus::run`](crate::runtime::commands::CommandBus::run)) on streams
-//! `configuration-<uuid>`; reads come from the configuration read models. Handlers
+//! Writes run the ConfigurationGroup aggregate through its command path
+//! ([`crate::runtime::configurations`]) on streams `configuration-<uuid>`; reads come from the configuration read models. Handlers
 //! check the request's shape (upstream's JSON schema); every rule that needs state or
 //! the catalog is the aggregate's.
 
 use aggregates::catalog::DatastoreVersion;
 use aggregates::configuration::{
-    self, parameters, Configuration, ConfigurationCommand, ConfigurationError, ConfigurationEvent,
-    CreateConfiguration, DecideCtx, UpdateMode, Values,
+    self, parameters, Configuration, ConfigurationCommand, CreateConfiguration, UpdateMode, Values,
 };
 use aggregates::instance::{Caller, DatastoreRequest};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::{Extension, Json};
-use chrono::Utc;
 use projections::configurations::{detail_view, parameter_view, summary_view, PAGE_MAX};
 use serde_json::{json, Map, Value};
 use utoipa_axum::router::OpenApiRouter;
@@ -30,11 +27,8 @@ use super::openapi as oa;
 use super::request::{base_url, limit, next_link, param, QueryPairs};
 use super::schema;
 use super::{AppState, RequestId};
-use crate::metrics::CommandOutcome;
-use crate::runtime::codec::{self, CodecError, CommandMeta};
-use crate::runtime::commands::CommandError;
+use crate::runtime::codec::CommandMeta;
 use crate::runtime::lookups::Lookups;
-use crate::store::RecordedEvent;
 
 /// The routes of this resource, all below `/v1.0/{project_id}`. The datastore paths use
 /// the parameter names of the datastores router (`{ds}`, `{version}`): both routers
@@ -303,8 +297,9 @@ async fn update(
     Ok(StatusCode::ACCEPTED)
 }
 
-/// Runs one command on the group's stream: fold, decide, append, wait for the read
-/// models (so the caller's next read sees it).
+/// Runs one command on the group's stream ([`CommandBus::execute_configuration`]).
+///
+/// [`CommandBus::execute_configuration`]: crate::runtime::commands::CommandBus::execute_configuration
 async fn execute(
     state: &AppState,
     id: Uuid,
@@ -312,55 +307,11 @@ async fn execute(
     caller: &Caller,
     rid: &RequestId,
 ) -> ApiResult<Configuration> {
-    let lookups = Lookups {
-        catalog: state.catalog.clone(),
-        models: state.models.clone(),
-        configurations: state.configurations.clone(),
-    };
     let meta = CommandMeta::for_request(caller, &rid.0);
-    let done = state
+    Ok(state
         .bus
-        .run(
-            &configuration::stream_name(id),
-            None,
-            fold_configuration,
-            |group: &Configuration| {
-                let ctx = DecideCtx {
-                    now: Utc::now(),
-                    configuration_id: id,
-                    caller,
-                    catalog: &lookups,
-                    // Read at each attempt. An attach racing a delete can still slip
-                    // between this read and the append, as upstream (no lock either).
-                    attached_instances: state.configurations.instance_count(id, None),
-                };
-                configuration::decide(group, cmd, &ctx).map_err(rejected)
-            },
-            |e: &ConfigurationEvent, _| {
-                let (event_type, version, data) = e.encode();
-                codec::encode_parts(event_type, version, &data, e.at(), &meta)
-            },
-            configuration::evolve,
-        )
-        .await;
-    crate::metrics::global().commands([cmd.name()], CommandOutcome::from(&done));
-    Ok(done?.state)
-}
-
-fn rejected(e: ConfigurationError) -> CommandError {
-    CommandError::Rejected(e.fault(), e.to_string())
-}
-
-/// Folds a configuration stream (the source of truth for a command).
-pub fn fold_configuration(records: &[RecordedEvent]) -> Result<Configuration, CommandError> {
-    let mut group = Configuration::default();
-    for r in records {
-        let (data, meta) = codec::decode_parts(r)?;
-        let event = configuration::decode(&r.event_type, meta.schema_version, data)
-            .map_err(CodecError::from)?;
-        group = configuration::evolve(group, &event);
-    }
-    Ok(group)
+        .execute_configuration(id, cmd, caller, &meta)
+        .await?)
 }
 
 // ---- parameters ------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 //! an instance's events and its state as of a time, for its owner and admins.
 //!
 //! Both read the instance's stream from the store (the source of truth, not the read
-//! models) and build their answers with [`crate::history`], as `troved history` does.
+//! models) and build their answers with [`crate::timeline`], as `troved history` does.
 //! Visibility: the owner's project or an admin, also after deletion (auditors need the
 //! history of deleted instances); anyone else gets 404, as for show.
 
@@ -21,8 +21,8 @@ use super::error::{ApiError, ApiResult};
 use super::openapi as oa;
 use super::request::{limit, next_link, param, view_ctx, QueryPairs};
 use super::AppState;
-use crate::history::{self, AsOfLookup, HistoryEntry};
 use crate::store::RecordedEvent;
+use crate::timeline::{self, AsOfLookup, HistoryEntry};
 
 /// Entries per page when `limit` is absent.
 pub const PAGE_DEFAULT: usize = 50;
@@ -114,9 +114,9 @@ async fn list(
     let limit = page_limit(&q)?;
     let after = marker(&q)?;
     let (id, records) = readable_stream(&state, &caller, &raw_id).await?;
-    let mut entries = history::timeline(&records).map_err(|e| ApiError::internal(&e))?;
+    let mut entries = timeline::timeline(&records).map_err(|e| ApiError::internal(&e))?;
     if !caller.is_admin() {
-        entries.iter_mut().for_each(history::hide_fault_details);
+        entries.iter_mut().for_each(timeline::hide_fault_details);
     }
     let (entries, more) = page(entries, after, limit);
     let mut body = json!({ "history": entries });
@@ -149,14 +149,14 @@ async fn state_as_of(
 ) -> ApiResult<Json<Value>> {
     let raw_time = param(&q, "as_of")
         .ok_or_else(|| ApiError::bad_request("Missing as_of: the time to show (RFC 3339)."))?;
-    let t = history::parse_time(raw_time)
+    let t = timeline::parse_time(raw_time)
         .map_err(|e| ApiError::bad_request(format!("Invalid as_of: {e}.")))?;
     let (id, records) = readable_stream(&state, &caller, &raw_id).await?;
-    let folded = history::state_as_of(&records, t).map_err(|e| ApiError::internal(&e))?;
+    let folded = timeline::state_as_of(&records, t).map_err(|e| ApiError::internal(&e))?;
     if !folded.instance.exists() {
         return Err(ApiError::not_found(format!(
             "Instance {id} did not exist at {}.",
-            t.format(history::TIME_FORMAT)
+            t.format(timeline::TIME_FORMAT)
         )));
     }
     let inst = &folded.instance;
@@ -166,8 +166,8 @@ async fn state_as_of(
                 .bus
                 .read(&aggregates::configuration::stream_name(g))
                 .await?;
-            let name =
-                history::configuration_name_as_of(&group, t).map_err(|e| ApiError::internal(&e))?;
+            let name = timeline::configuration_name_as_of(&group, t)
+                .map_err(|e| ApiError::internal(&e))?;
             Some((g, name))
         }
         None => None,
@@ -175,7 +175,7 @@ async fn state_as_of(
     let mut ctx = view_ctx(&state, &headers, &caller);
     ctx.now = t;
     ctx.heartbeat_expiry = None;
-    let view = history::as_of_view(inst, &ctx, &AsOfLookup { configuration });
+    let view = timeline::as_of_view(inst, &ctx, &AsOfLookup { configuration });
     Ok(Json(json!({ "instance": view })))
 }
 

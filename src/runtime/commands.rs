@@ -25,6 +25,7 @@ use uuid::Uuid;
 use super::codec::{self, CodecError, CommandMeta};
 use super::lookups::Lookups;
 use crate::metrics::CommandOutcome;
+use crate::retry::Backoff;
 use crate::store::{EventStore, ExpectedRevision, NewEvent, Position, RecordedEvent, StoreError};
 
 /// How many times a command is re-decided after losing an optimistic-concurrency race.
@@ -32,6 +33,12 @@ use crate::store::{EventStore, ExpectedRevision, NewEvent, Position, RecordedEve
 /// read), and a loser only loses to a writer that made progress, so this bounds latency,
 /// not correctness.
 const MAX_ATTEMPTS: usize = 64;
+
+/// The pause before deciding again after a lost race: short (the winner made progress),
+/// doubling, and jittered so that retries do not collide again in lock step.
+const CONFLICT_RETRY: Backoff =
+    Backoff::doubling(Duration::from_millis(2), Duration::from_millis(32))
+        .with_jitter(Duration::from_millis(8));
 
 /// Instance streams kept folded (see the module documentation). The saga forgets an
 /// instance once it has nothing left to do for it, so this holds mostly instances with
@@ -335,23 +342,15 @@ impl CommandBus {
             Some(v) => (v.state, ExpectedRevision::Exact(v.revision)),
             None => (Instance::default(), ExpectedRevision::NoStream),
         };
+        let command = InstanceCommands {
+            id,
+            cmds,
+            caller,
+            meta,
+            lookups: &self.inner.lookups,
+        };
         let done = self
-            .run(
-                &instance::stream_name(id),
-                Some(start),
-                fold_instance,
-                |state: &Instance| {
-                    let ctx = DecideCtx {
-                        now: Utc::now(),
-                        instance_id: id,
-                        caller,
-                        catalog: &self.inner.lookups,
-                    };
-                    decide_all(state, cmds, &ctx).map_err(CommandError::from)
-                },
-                |e: &InstanceEvent, n| codec::encode(e, meta, n),
-                instance::evolve,
-            )
+            .run(&instance::stream_name(id), Some(start), &command)
             .await;
         let views = &self.inner.views;
         match &done {
@@ -420,22 +419,19 @@ impl CommandBus {
         self.inner.views.len()
     }
 
-    /// The command path for any aggregate stored in one stream: read the stream, `fold`
-    /// it into a state and its version (events folded), `decide`, append with that
-    /// revision, retry on a concurrency conflict, wait for the read models.
+    /// The command path for any aggregate stored in one stream: read the stream, fold
+    /// it into a state, decide, append with the revision the state was folded at, retry
+    /// on a concurrency conflict, wait for the read models. `command` says how to do
+    /// each step for its aggregate ([`StreamCommand`]).
     ///
     /// `start`: a state the caller already holds and the revision it was folded at,
     /// decided on without reading the stream first (a conflict reads it as usual).
-    #[allow(clippy::too_many_arguments)]
-    pub async fn run<S, E>(
+    pub async fn run<C: StreamCommand>(
         &self,
         stream: &str,
-        start: Option<(S, ExpectedRevision)>,
-        fold: impl Fn(&[RecordedEvent]) -> Result<S, CommandError>,
-        decide: impl Fn(&S) -> Result<Vec<E>, CommandError>,
-        encode: impl Fn(&E, usize) -> NewEvent,
-        evolve: impl Fn(S, &E) -> S,
-    ) -> Result<Ran<S, E>, CommandError> {
+        start: Option<(C::State, ExpectedRevision)>,
+        command: &C,
+    ) -> Result<Ran<C::State, C::Event>, CommandError> {
         let mut attempt = 0u32;
         let mut start = start;
         for _ in 0..MAX_ATTEMPTS {
@@ -447,11 +443,11 @@ impl CommandBus {
                         None => ExpectedRevision::NoStream,
                         Some(r) => ExpectedRevision::Exact(r.revision),
                     };
-                    (fold(&records)?, expected)
+                    (command.fold(&records)?, expected)
                 }
             };
             let reread = attempt > 0;
-            let events = decide(&state)?;
+            let events = command.decide(&state)?;
             if events.is_empty() {
                 return Ok(Ran {
                     state,
@@ -464,14 +460,14 @@ impl CommandBus {
             let batch: Vec<NewEvent> = events
                 .iter()
                 .enumerate()
-                .map(|(n, e)| encode(e, n))
+                .map(|(n, e)| command.encode(e, n))
                 .collect();
             let last_id = batch.last().map_or(Uuid::nil(), |e| e.id);
             match self.inner.store.append(stream, expected, batch).await {
                 Ok(outcome) => {
                     crate::metrics::global().events_appended(stream, events.len());
                     self.wait_applied(outcome.position).await?;
-                    let state = events.iter().fold(state, &evolve);
+                    let state = events.iter().fold(state, |s, e| command.evolve(s, e));
                     return Ok(Ran {
                         state,
                         events,
@@ -483,18 +479,20 @@ impl CommandBus {
                 Err(StoreError::WrongExpectedVersion { .. }) => {
                     // Lost a race with another writer (in this process only a saga
                     // step or a configuration command can race: instance commands are
-                    // serialized per instance). Back off a little, with jitter, so
-                    // retries do not collide again in lock step.
+                    // serialized per instance).
                     attempt += 1;
-                    let jitter = u64::from(Uuid::new_v4().as_bytes()[0]) % 8;
-                    let ms = (1u64 << attempt.min(5)) + jitter;
-                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    tokio::time::sleep(CONFLICT_RETRY.delay(attempt)).await;
                     continue;
                 }
                 Err(e) => return Err(e.into()),
             }
         }
         Err(CommandError::Conflict(stream.to_string()))
+    }
+
+    /// The lookups commands are decided with.
+    pub(super) fn lookups(&self) -> &Lookups {
+        &self.inner.lookups
     }
 
     /// Waits (bounded) until the read models applied `position`, so the client's next
@@ -514,6 +512,60 @@ impl CommandBus {
                 Ok(())
             }
         }
+    }
+}
+
+/// One command on an aggregate kept in one stream, as [`CommandBus::run`] performs it.
+/// The implementor holds the command and everything deciding it needs (caller, clock
+/// reading, lookups, metadata for the events).
+pub trait StreamCommand {
+    /// The aggregate's folded state.
+    type State;
+    /// The aggregate's events.
+    type Event;
+    /// Folds the stream as read.
+    fn fold(&self, records: &[RecordedEvent]) -> Result<Self::State, CommandError>;
+    /// Decides the command on `state`: the events to append, or a refusal.
+    fn decide(&self, state: &Self::State) -> Result<Vec<Self::Event>, CommandError>;
+    /// Encodes the `index`-th event of the batch for the store.
+    fn encode(&self, event: &Self::Event, index: usize) -> NewEvent;
+    /// Applies an appended event to the state.
+    fn evolve(&self, state: Self::State, event: &Self::Event) -> Self::State;
+}
+
+/// Commands on one instance, decided together (all or nothing).
+struct InstanceCommands<'a> {
+    id: Uuid,
+    cmds: &'a [InstanceCommand],
+    caller: &'a Caller,
+    meta: &'a CommandMeta,
+    lookups: &'a Lookups,
+}
+
+impl StreamCommand for InstanceCommands<'_> {
+    type State = Instance;
+    type Event = InstanceEvent;
+
+    fn fold(&self, records: &[RecordedEvent]) -> Result<Instance, CommandError> {
+        fold_instance(records)
+    }
+
+    fn decide(&self, state: &Instance) -> Result<Vec<InstanceEvent>, CommandError> {
+        let ctx = DecideCtx {
+            now: Utc::now(),
+            instance_id: self.id,
+            caller: self.caller,
+            catalog: self.lookups,
+        };
+        decide_all(state, self.cmds, &ctx).map_err(CommandError::from)
+    }
+
+    fn encode(&self, event: &InstanceEvent, index: usize) -> NewEvent {
+        codec::encode(event, self.meta, index)
+    }
+
+    fn evolve(&self, state: Instance, event: &InstanceEvent) -> Instance {
+        instance::evolve(state, event)
     }
 }
 

@@ -1,8 +1,15 @@
-//! The runtime: the command path ([`commands`]), the projector ([`projector`]) and the
-//! store codec ([`codec`]).
+//! The runtime between HTTP and the store:
+//! - [`commands`]: the command path (fold, decide, append, retry, read your writes) and
+//!   the instance commands on it; [`configurations`]: the configuration groups' commands;
+//! - [`lookups`]: what `decide` consults (the catalog and the live read models);
+//! - [`projector`]: follows `$all` and applies each event to the read models;
+//! - [`rebuild`]: the live rebuild of the read models, swapped in without downtime;
+//! - [`snapshot`]: the read-model snapshot saved for a fast restart;
+//! - [`codec`]: the events' store encoding and their metadata envelope.
 
 pub mod codec;
 pub mod commands;
+pub mod configurations;
 pub mod lookups;
 pub mod projector;
 pub mod rebuild;

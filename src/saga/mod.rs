@@ -44,6 +44,7 @@ use ports::{
 
 use crate::catalog::StaticCatalog;
 use crate::metrics::{self, StepOutcome};
+use crate::retry::Backoff;
 use crate::runtime::codec::{self, Actor, CommandMeta};
 use crate::runtime::commands::{CommandBus, CommandError, StreamView, SAGA_USER};
 use crate::secrets::{Vault, VaultError};
@@ -95,7 +96,7 @@ enum Outcome {
 
 /// Runs workflows.
 #[derive(Clone)]
-pub struct Driver {
+pub struct SagaRunner {
     bus: CommandBus,
     vault: Arc<Vault>,
     providers: Providers,
@@ -122,12 +123,12 @@ pub struct Driver {
     steps: Arc<tokio::sync::Semaphore>,
 }
 
-/// Steps in flight at once (see [`Driver::steps`]): enough to keep the store's group
+/// Steps in flight at once (see [`SagaRunner::steps`]): enough to keep the store's group
 /// commit and the providers busy.
 pub const CONCURRENT_STEPS: usize = 128;
 
-/// What the driver needs; see the fields of [`Driver`].
-pub struct DriverDeps {
+/// What the saga runner needs; see the fields of [`SagaRunner`].
+pub struct SagaRunnerDeps {
     pub bus: CommandBus,
     pub vault: Arc<Vault>,
     pub providers: Providers,
@@ -139,10 +140,10 @@ pub struct DriverDeps {
     pub shutdown: watch::Receiver<bool>,
 }
 
-impl Driver {
-    /// A driver.
-    pub fn new(d: DriverDeps) -> Driver {
-        Driver {
+impl SagaRunner {
+    /// A saga runner.
+    pub fn new(d: SagaRunnerDeps) -> SagaRunner {
+        SagaRunner {
             bus: d.bus,
             vault: d.vault,
             providers: d.providers,
@@ -287,14 +288,14 @@ impl Driver {
                     if *n % 10 == 1 {
                         tracing::warn!(instance = %id, error = %e, failures = *n, "workflow step failed; retrying");
                     }
-                    let backoff = 50u64.saturating_mul(1 << (*n).min(7));
-                    tokio::time::sleep(Duration::from_millis(backoff.min(5_000))).await;
+                    tokio::time::sleep(STORE_RETRY.delay(*n)).await;
                 }
             }
         }
     }
 
-    /// Takes one step.
+    /// Takes one step: reads the instance, asks the plan for the next step, performs it
+    /// and records its outcome.
     async fn step(
         &self,
         id: Uuid,
@@ -308,32 +309,17 @@ impl Driver {
             return Ok(Progress::Idle);
         };
         *viewed = view.revision;
-        let StreamView {
-            state,
-            revision,
-            last_id,
-            workflow,
-        } = view;
+        let state = &view.state;
         if state.deleted {
             self.shred(id).await?;
             return Ok(Progress::Idle);
         }
-        let group = self.group_of(&state);
-        let Some(step) = plan(&state, group.as_ref(), Utc::now(), &self.policy) else {
+        let group = self.group_of(state);
+        let Some(step) = plan(state, group.as_ref(), Utc::now(), &self.policy) else {
             return Ok(Progress::Idle);
         };
         let name = step_name(&step);
-        let performed = tokio::time::timeout(
-            self.call_timeout,
-            self.perform(id, &state, group.as_ref(), &step),
-        )
-        .await
-        .unwrap_or_else(|_| {
-            Err(StepError::Provider(ProviderError::Transient(format!(
-                "no answer within {} ms",
-                self.call_timeout.as_millis()
-            ))))
-        });
+        let performed = self.perform_in_time(id, state, group.as_ref(), &step).await;
         let (cmd, outcome) = match performed {
             Ok(Outcome::Record(cmd)) => {
                 failures.remove(name);
@@ -346,12 +332,14 @@ impl Driver {
                 return Ok(Progress::Waiting);
             }
             Err(StepError::Provider(e)) => {
-                match self.on_provider_error(id, &state, &step, e, failures) {
+                match self.on_provider_error(id, state, &step, e, failures) {
                     Some(cmd) => (cmd, StepOutcome::Failed),
                     None => {
                         metrics::global().saga_step(name, StepOutcome::Retried);
                         let n = failures.get(name).copied().unwrap_or(1);
-                        return Ok(Progress::Backoff(backoff(self.poll_interval, n)));
+                        return Ok(Progress::Backoff(
+                            provider_retry(self.poll_interval).delay(n),
+                        ));
                     }
                 }
             }
@@ -360,18 +348,51 @@ impl Driver {
                 return Err(other);
             }
         };
+        self.record(id, &view, name, cmd, outcome).await
+    }
+
+    /// [`SagaRunner::perform`], with no answer within the call timeout counted as a
+    /// transient provider failure.
+    async fn perform_in_time(
+        &self,
+        id: Uuid,
+        state: &Instance,
+        group: Option<&Configuration>,
+        step: &Step,
+    ) -> Result<Outcome, StepError> {
+        tokio::time::timeout(self.call_timeout, self.perform(id, state, group, step))
+            .await
+            .unwrap_or_else(|_| {
+                Err(StepError::Provider(ProviderError::Transient(format!(
+                    "no answer within {} ms",
+                    self.call_timeout.as_millis()
+                ))))
+            })
+    }
+
+    /// Records what step `name` produced as the saga, with ids derived from the stream
+    /// revision it looked at, and counts its outcome; shreds the secrets of an instance
+    /// the command deleted.
+    async fn record(
+        &self,
+        id: Uuid,
+        view: &StreamView,
+        name: &'static str,
+        cmd: InstanceCommand,
+        outcome: StepOutcome,
+    ) -> Result<Progress, StepError> {
         let caller = saga_caller();
         let meta = CommandMeta {
             actor: Actor::from(&caller),
             request_id: format!("saga:{name}"),
             // The event this step reacts to.
-            causation_id: last_id,
+            causation_id: view.last_id,
             // The workflow: the user request that put the instance where it is.
-            correlation_id: workflow.unwrap_or(id),
+            correlation_id: view.workflow.unwrap_or(id),
             // Same state, same step, same ids: a retried append is deduplicated.
             derived_ids: Some(Uuid::new_v5(
                 &SAGA_NS,
-                format!("{id}/{revision}/{}", cmd.name()).as_bytes(),
+                format!("{id}/{}/{}", view.revision, cmd.name()).as_bytes(),
             )),
         };
         let done = self
@@ -494,7 +515,8 @@ impl Driver {
         }
     }
 
-    /// Performs one step through the providers.
+    /// Performs one step through the providers: the steps that call a provider have a
+    /// method each below; the others only record what the plan decided.
     async fn perform(
         &self,
         id: Uuid,
@@ -503,96 +525,19 @@ impl Driver {
         step: &Step,
     ) -> Result<Outcome, StepError> {
         use InstanceCommand as C;
-        let key = |name: &str| IdempotencyKey::new(id, name);
         let rec = |c: InstanceCommand| Ok(Outcome::Record(c));
         match step {
-            Step::CreateVolume => {
-                let v = s
-                    .volume
-                    .clone()
-                    .unwrap_or(aggregates::instance::VolumeSpec {
-                        size: 1,
-                        volume_type: None,
-                    });
-                let spec = VolumeSpec {
-                    instance_id: id,
-                    size: v.size,
-                    volume_type: v.volume_type,
-                    availability_zone: s.availability_zone.clone(),
-                    instance_name: s.name.clone(),
-                };
-                let vol = self
-                    .providers
-                    .volumes
-                    .create_volume(&key("volume"), &spec)
-                    .await?;
-                rec(C::RecordVolumeCreated {
-                    volume_id: vol.id,
-                    size: vol.size,
-                    volume_type: vol.volume_type,
-                })
-            }
-            Step::CreateServer => {
-                let vcpus = self.catalog.flavor(&s.flavor.id).map_or(1, |f| f.vcpus);
-                let spec = ServerSpec {
-                    instance_id: id,
-                    instance_name: s.name.clone(),
-                    flavor_id: s.flavor.id.clone(),
-                    vcpus,
-                    ram: s.flavor.ram,
-                    availability_zone: s.availability_zone.clone(),
-                    network_id: s.nics.first().and_then(|n| n.network_id.clone()),
-                    public: access_is_public(s),
-                    volume_id: s.volume_id.clone(),
-                };
-                let server = self
-                    .providers
-                    .compute
-                    .create_server(&key("server"), &spec)
-                    .await?;
-                // The provider attaches `spec.volume_id` as part of the create (one
-                // effect, one key): a separate attach that failed would leave a server
-                // that was never recorded.
-                rec(C::RecordServerCreated {
-                    server_id: server.id,
-                })
-            }
-            Step::PollServer => {
-                let sid = s.server_id.clone().unwrap_or_default();
-                let server = self.providers.compute.server(&sid).await?;
-                let status = compute_status(&server.status);
-                if s.compute != Some(status) {
-                    return rec(C::RecordComputeStatus { status });
-                }
-                let addresses = to_addresses(&server.addresses);
-                if status == ComputeStatus::Active && addresses != s.addresses {
-                    return rec(C::RecordAddresses { addresses });
-                }
-                Ok(Outcome::Wait)
-            }
+            Step::CreateVolume => self.create_volume(id, s).await,
+            Step::CreateServer => self.create_server(id, s).await,
+            Step::PollServer => self.poll_server(s).await,
             Step::Prepare => {
                 let req = self.prepare_request(id, s, group).await?;
-                self.providers.guests.prepare(&key("prepare"), &req).await?;
+                let key = IdempotencyKey::new(id, "prepare");
+                self.providers.guests.prepare(&key, &req).await?;
                 rec(C::RecordGuestPrepared)
             }
-            Step::PollGuest => {
-                let sid = s.server_id.clone().unwrap_or_default();
-                let report = self.providers.guests.status(&sid).await?;
-                let status = service_status(&report.status);
-                if status != s.service {
-                    rec(C::RecordGuestStatus { status })
-                } else {
-                    Ok(Outcome::Wait)
-                }
-            }
-            Step::ReportUsage => {
-                let vid = s.volume_id.clone().unwrap_or_default();
-                let u = self.providers.volumes.volume_usage(&vid).await?;
-                rec(C::RecordVolumeUsage {
-                    used: u.used_gb,
-                    total: u.total_gb,
-                })
-            }
+            Step::PollGuest => self.poll_guest(s).await,
+            Step::ReportUsage => self.report_usage(s).await,
             Step::CompleteBuild => rec(C::CompleteProvisioning),
             Step::FailBuild { task, message } => rec(C::FailProvisioning {
                 task: *task,
@@ -608,20 +553,7 @@ impl Driver {
                 })
             }
             Step::ReleaseVolume { volume_id } | Step::DeleteVolume { volume_id } => {
-                // A server created but never recorded still holds the volume: delete it
-                // first (a provider refuses to delete an attached volume).
-                if let Some(server) = self
-                    .providers
-                    .compute
-                    .find_server(&IdempotencyKey::new(id, "server"))
-                    .await?
-                {
-                    self.providers.compute.delete_server(&server).await?;
-                }
-                self.providers.volumes.delete_volume(volume_id).await?;
-                rec(C::RecordVolumeDeleted {
-                    volume_id: volume_id.clone(),
-                })
+                self.delete_volume(id, volume_id).await
             }
             Step::FinishDeletion => {
                 self.sweep(id).await?;
@@ -631,46 +563,15 @@ impl Driver {
                 self.sweep(id).await?;
                 rec(C::RecordResourcesReleased)
             }
-            Step::Upgrade => {
-                let sid = s.server_id.clone().unwrap_or_default();
-                let version = s
-                    .datastore
-                    .as_ref()
-                    .map(|d| d.version_name.clone())
-                    .unwrap_or_default();
-                // One key per requested upgrade: the log position of the request.
-                let requested = s.upgrade_requested.map_or(0, |(_, n)| n);
-                let k = key(&format!("upgrade/{requested}"));
-                self.providers.guests.upgrade(&k, &sid, &version).await?;
-                let report = self.providers.guests.status(&sid).await?;
-                if service_status(&report.status) == ServiceStatus::Healthy {
-                    rec(C::CompleteUpgrade)
-                } else {
-                    Ok(Outcome::Wait)
-                }
-            }
+            Step::Upgrade => self.upgrade(id, s).await,
             Step::FailUpgrade { message } => rec(C::FailUpgrade {
                 fault: FaultInfo {
                     message: message.clone(),
                     details: message.clone(),
                 },
             }),
-            Step::DetachReplica => {
-                let sid = s.server_id.clone().unwrap_or_default();
-                let primary = s.replica_of.map(|p| p.to_string()).unwrap_or_default();
-                self.providers
-                    .guests
-                    .detach_replica(&key(&format!("detach/{primary}")), &sid)
-                    .await?;
-                rec(C::CompleteReplicaDetach)
-            }
-            Step::SetPublic { public } => {
-                let sid = s.server_id.clone().unwrap_or_default();
-                let server = self.providers.compute.set_public(&sid, *public).await?;
-                rec(C::RecordAddresses {
-                    addresses: to_addresses(&server.addresses),
-                })
-            }
+            Step::DetachReplica => self.detach_replica(id, s).await,
+            Step::SetPublic { public } => self.set_public(s, *public).await,
             Step::CompleteAccessUpdate => rec(C::CompleteAccessUpdate),
             Step::AdoptRevision {
                 configuration_id,
@@ -685,23 +586,196 @@ impl Driver {
                 configuration_id,
                 revision,
             } => {
-                let sid = s.server_id.clone().unwrap_or_default();
-                let values = group
-                    .filter(|g| configuration_id.is_some() && g.id == *configuration_id)
-                    .map(|g| serde_json::to_value(&g.values).unwrap_or_default());
-                // One key per change of the desired configuration (its log position), so
-                // a detach, or attaching the same group again, reaches the guest.
-                let k = key(&format!("configuration/{}", s.configuration_changed_at));
-                self.providers
-                    .guests
-                    .apply_configuration(&k, &sid, values.as_ref())
-                    .await?;
-                rec(C::RecordGuestConfiguration {
-                    configuration_id: *configuration_id,
-                    revision: *revision,
-                })
+                self.apply_configuration(id, s, group, *configuration_id, *revision)
+                    .await
             }
         }
+    }
+
+    /// Step `CreateVolume`: the instance's volume, under its idempotency key.
+    async fn create_volume(&self, id: Uuid, s: &Instance) -> Result<Outcome, StepError> {
+        let v = s
+            .volume
+            .clone()
+            .unwrap_or(aggregates::instance::VolumeSpec {
+                size: 1,
+                volume_type: None,
+            });
+        let spec = VolumeSpec {
+            instance_id: id,
+            size: v.size,
+            volume_type: v.volume_type,
+            availability_zone: s.availability_zone.clone(),
+            instance_name: s.name.clone(),
+        };
+        let vol = self
+            .providers
+            .volumes
+            .create_volume(&IdempotencyKey::new(id, "volume"), &spec)
+            .await?;
+        Ok(Outcome::Record(InstanceCommand::RecordVolumeCreated {
+            volume_id: vol.id,
+            size: vol.size,
+            volume_type: vol.volume_type,
+        }))
+    }
+
+    /// Step `CreateServer`: the instance's server, with its volume attached, under its
+    /// idempotency key.
+    async fn create_server(&self, id: Uuid, s: &Instance) -> Result<Outcome, StepError> {
+        let vcpus = self.catalog.flavor(&s.flavor.id).map_or(1, |f| f.vcpus);
+        let spec = ServerSpec {
+            instance_id: id,
+            instance_name: s.name.clone(),
+            flavor_id: s.flavor.id.clone(),
+            vcpus,
+            ram: s.flavor.ram,
+            availability_zone: s.availability_zone.clone(),
+            network_id: s.nics.first().and_then(|n| n.network_id.clone()),
+            public: access_is_public(s),
+            volume_id: s.volume_id.clone(),
+        };
+        let server = self
+            .providers
+            .compute
+            .create_server(&IdempotencyKey::new(id, "server"), &spec)
+            .await?;
+        // The provider attaches `spec.volume_id` as part of the create (one
+        // effect, one key): a separate attach that failed would leave a server
+        // that was never recorded.
+        Ok(Outcome::Record(InstanceCommand::RecordServerCreated {
+            server_id: server.id,
+        }))
+    }
+
+    /// Step `PollServer`: a change of the server's status, then of its addresses once
+    /// it is active; otherwise wait.
+    async fn poll_server(&self, s: &Instance) -> Result<Outcome, StepError> {
+        let sid = s.server_id.clone().unwrap_or_default();
+        let server = self.providers.compute.server(&sid).await?;
+        let status = compute_status(&server.status);
+        if s.compute != Some(status) {
+            return Ok(Outcome::Record(InstanceCommand::RecordComputeStatus {
+                status,
+            }));
+        }
+        let addresses = to_addresses(&server.addresses);
+        if status == ComputeStatus::Active && addresses != s.addresses {
+            return Ok(Outcome::Record(InstanceCommand::RecordAddresses {
+                addresses,
+            }));
+        }
+        Ok(Outcome::Wait)
+    }
+
+    /// Step `PollGuest`: a change of the guest's status; otherwise wait.
+    async fn poll_guest(&self, s: &Instance) -> Result<Outcome, StepError> {
+        let sid = s.server_id.clone().unwrap_or_default();
+        let report = self.providers.guests.status(&sid).await?;
+        let status = service_status(&report.status);
+        if status != s.service {
+            Ok(Outcome::Record(InstanceCommand::RecordGuestStatus {
+                status,
+            }))
+        } else {
+            Ok(Outcome::Wait)
+        }
+    }
+
+    /// Step `ReportUsage`: the volume's usage.
+    async fn report_usage(&self, s: &Instance) -> Result<Outcome, StepError> {
+        let vid = s.volume_id.clone().unwrap_or_default();
+        let u = self.providers.volumes.volume_usage(&vid).await?;
+        Ok(Outcome::Record(InstanceCommand::RecordVolumeUsage {
+            used: u.used_gb,
+            total: u.total_gb,
+        }))
+    }
+
+    /// Steps `ReleaseVolume` and `DeleteVolume`: the volume, after any unrecorded server
+    /// still holding it.
+    async fn delete_volume(&self, id: Uuid, volume_id: &str) -> Result<Outcome, StepError> {
+        // A server created but never recorded still holds the volume: delete it
+        // first (a provider refuses to delete an attached volume).
+        if let Some(server) = self
+            .providers
+            .compute
+            .find_server(&IdempotencyKey::new(id, "server"))
+            .await?
+        {
+            self.providers.compute.delete_server(&server).await?;
+        }
+        self.providers.volumes.delete_volume(volume_id).await?;
+        Ok(Outcome::Record(InstanceCommand::RecordVolumeDeleted {
+            volume_id: volume_id.to_string(),
+        }))
+    }
+
+    /// Step `Upgrade`: asks the guest to run the requested version, done once it
+    /// reports healthy.
+    async fn upgrade(&self, id: Uuid, s: &Instance) -> Result<Outcome, StepError> {
+        let sid = s.server_id.clone().unwrap_or_default();
+        let version = s
+            .datastore
+            .as_ref()
+            .map(|d| d.version_name.clone())
+            .unwrap_or_default();
+        // One key per requested upgrade: the log position of the request.
+        let requested = s.upgrade_requested.map_or(0, |(_, n)| n);
+        let k = IdempotencyKey::new(id, &format!("upgrade/{requested}"));
+        self.providers.guests.upgrade(&k, &sid, &version).await?;
+        let report = self.providers.guests.status(&sid).await?;
+        if service_status(&report.status) == ServiceStatus::Healthy {
+            Ok(Outcome::Record(InstanceCommand::CompleteUpgrade))
+        } else {
+            Ok(Outcome::Wait)
+        }
+    }
+
+    /// Step `DetachReplica`: the guest stops replicating from its primary.
+    async fn detach_replica(&self, id: Uuid, s: &Instance) -> Result<Outcome, StepError> {
+        let sid = s.server_id.clone().unwrap_or_default();
+        let primary = s.replica_of.map(|p| p.to_string()).unwrap_or_default();
+        self.providers
+            .guests
+            .detach_replica(&IdempotencyKey::new(id, &format!("detach/{primary}")), &sid)
+            .await?;
+        Ok(Outcome::Record(InstanceCommand::CompleteReplicaDetach))
+    }
+
+    /// Step `SetPublic`: the server's public address given or taken away.
+    async fn set_public(&self, s: &Instance, public: bool) -> Result<Outcome, StepError> {
+        let sid = s.server_id.clone().unwrap_or_default();
+        let server = self.providers.compute.set_public(&sid, public).await?;
+        Ok(Outcome::Record(InstanceCommand::RecordAddresses {
+            addresses: to_addresses(&server.addresses),
+        }))
+    }
+
+    /// Step `ApplyConfiguration`: the guest runs the attached group's values (or none).
+    async fn apply_configuration(
+        &self,
+        id: Uuid,
+        s: &Instance,
+        group: Option<&Configuration>,
+        configuration_id: Option<Uuid>,
+        revision: u64,
+    ) -> Result<Outcome, StepError> {
+        let sid = s.server_id.clone().unwrap_or_default();
+        let values = group
+            .filter(|g| configuration_id.is_some() && g.id == configuration_id)
+            .map(|g| serde_json::to_value(&g.values).unwrap_or_default());
+        // One key per change of the desired configuration (its log position), so
+        // a detach, or attaching the same group again, reaches the guest.
+        let k = IdempotencyKey::new(id, &format!("configuration/{}", s.configuration_changed_at));
+        self.providers
+            .guests
+            .apply_configuration(&k, &sid, values.as_ref())
+            .await?;
+        Ok(Outcome::Record(InstanceCommand::RecordGuestConfiguration {
+            configuration_id,
+            revision,
+        }))
     }
 
     /// Deletes the server and the volume created under this instance's keys whose
@@ -790,12 +864,15 @@ enum Progress {
     Idle,
 }
 
-/// Pause before retrying a failed provider call: the poll interval doubled per
-/// consecutive failure, at most 5 s.
-fn backoff(poll: Duration, failures: u32) -> Duration {
-    let factor = 1u32 << failures.saturating_sub(1).min(8);
-    (poll * factor).min(Duration::from_secs(5))
+/// Pauses before retrying a failed provider call: the poll interval doubled per
+/// consecutive failure, at most 5 s ([`TRANSIENT_ATTEMPTS`] bounds the retries).
+fn provider_retry(poll: Duration) -> Backoff {
+    Backoff::doubling(poll, Duration::from_secs(5))
 }
+
+/// Pauses before trying a step again after the store or the vault failed: 100 ms
+/// doubling to 5 s, for as long as it takes (giving up would leave the instance stuck).
+const STORE_RETRY: Backoff = Backoff::doubling(Duration::from_millis(100), Duration::from_secs(5));
 
 fn step_name(step: &Step) -> &'static str {
     match step {

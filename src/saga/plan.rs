@@ -1,5 +1,5 @@
 //! What an instance needs next: a pure function of its folded state, the state of its
-//! configuration group, the clock and the policy. The runner ([`super::Driver`]) performs
+//! configuration group, the clock and the policy. The runner ([`super::SagaRunner`]) performs
 //! the step through the provider ports and records its outcome as an event, then asks
 //! again: the workflow is the sequence of states, so it resumes from the log after any
 //! crash.

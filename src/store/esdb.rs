@@ -42,19 +42,20 @@ use super::{
     AppendOutcome, EventStore, ExpectedRevision, NewEvent, Position, RecordedEvent, StoreError,
     Subscription,
 };
+use crate::retry::Backoff;
 
 /// How long one append or read may take before it counts as unavailable.
 const DEADLINE: Duration = Duration::from_secs(10);
-/// Resubscription backoff: from the first to the most.
-const BACKOFF_MIN: Duration = Duration::from_millis(50);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Pauses before resubscribing after a dropped subscription: 50 ms doubling to 5 s,
+/// until the store shuts down; a delivered event starts over.
+const RESUBSCRIBE: Backoff = Backoff::doubling(Duration::from_millis(50), Duration::from_secs(5));
 /// Events per page when `head` walks back over system events.
 const HEAD_PAGE: usize = 64;
-/// A call that failed to reach the server is made again this many times, after
-/// `RETRY_DELAY` times the attempt: the client only notices a lost connection when its
-/// next call fails, and reconnects for the one after.
-const RETRIES: u32 = 3;
-const RETRY_DELAY: Duration = Duration::from_millis(50);
+/// A call that failed to reach the server is made again up to three times, after 50 ms
+/// times the retry's number: the client only notices a lost connection when its next
+/// call fails, and reconnects for the one after.
+const CALL_RETRY: Backoff =
+    Backoff::linear(Duration::from_millis(50), Duration::MAX).with_retries(3);
 
 /// Whether a call failed for want of a connection (and may simply be made again).
 fn transient(e: &eventstore::Error) -> bool {
@@ -175,7 +176,7 @@ impl EsdbStore {
         'read: loop {
             let (generation, client) = self.conn.get();
             let mut failed = |e: eventstore::Error| {
-                if transient(&e) && attempt < RETRIES {
+                if transient(&e) && CALL_RETRY.allows(attempt + 1) {
                     let _ = self.conn.error(generation, e);
                     attempt += 1;
                     None
@@ -188,7 +189,7 @@ impl EsdbStore {
                 Err(e) => match failed(e) {
                     Some(result) => return result,
                     None => {
-                        tokio::time::sleep(RETRY_DELAY * attempt).await;
+                        tokio::time::sleep(CALL_RETRY.delay(attempt)).await;
                         continue 'read;
                     }
                 },
@@ -201,7 +202,7 @@ impl EsdbStore {
                     Err(e) => match failed(e) {
                         Some(result) => return result,
                         None => {
-                            tokio::time::sleep(RETRY_DELAY * attempt).await;
+                            tokio::time::sleep(CALL_RETRY.delay(attempt)).await;
                             continue 'read;
                         }
                     },
@@ -267,6 +268,76 @@ impl EsdbStore {
             next_revision: last.revision,
             position: last.position,
         }))
+    }
+
+    /// An append of no events: only checks the expected revision against the stream's
+    /// last event, and answers with that event's place.
+    async fn check_expectation(
+        &self,
+        stream: &str,
+        expected_revision: ExpectedRevision,
+    ) -> Result<AppendOutcome, StoreError> {
+        let last = self.event_at(stream, None).await?;
+        let actual = last.as_ref().map(|e| e.revision);
+        let holds = match expected_revision {
+            ExpectedRevision::NoStream => actual.is_none(),
+            ExpectedRevision::Exact(r) => actual == Some(r),
+            ExpectedRevision::Any => actual.is_some(),
+        };
+        match last {
+            Some(last) if holds => Ok(AppendOutcome {
+                next_revision: last.revision,
+                position: last.position,
+            }),
+            _ => Err(StoreError::WrongExpectedVersion {
+                stream: stream.to_string(),
+                expected: expected_revision,
+                actual,
+            }),
+        }
+    }
+
+    /// The outcome of an append the server accepted: its last event's revision and
+    /// position (read back when the server answered with a transaction's position, or
+    /// with none).
+    async fn appended(
+        &self,
+        stream: &str,
+        events: &[NewEvent],
+        written: &eventstore::WriteResult,
+    ) -> Result<AppendOutcome, StoreError> {
+        let position = Position {
+            commit: written.position.commit,
+            prepare: written.position.prepare,
+        };
+        if events.len() == 1 && position != Position::START {
+            return Ok(AppendOutcome {
+                next_revision: written.next_expected_version,
+                position,
+            });
+        }
+        // A transaction's position, or none: the last event's own, read back.
+        let want = events[events.len() - 1].id;
+        let last = match self
+            .event_at(stream, Some(written.next_expected_version))
+            .await?
+        {
+            Some(e) if e.id == want => e,
+            _ => self
+                .read_stream_events(stream)
+                .await?
+                .into_iter()
+                .find(|e| e.id == want)
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!(
+                        "{stream}: event {want} not found right after its append"
+                    ))
+                })?,
+        };
+        Ok(AppendOutcome {
+            next_revision: last.revision,
+            position: last.position,
+        })
     }
 
     /// Up to `max` user events of `$all` strictly after `from`, skipping system events.
@@ -390,24 +461,7 @@ impl EventStore for EsdbStore {
         self.check_open()?;
         if events.is_empty() {
             // A check of the expectation only, as on the embedded store.
-            let last = self.event_at(stream, None).await?;
-            let actual = last.as_ref().map(|e| e.revision);
-            let holds = match expected_revision {
-                ExpectedRevision::NoStream => actual.is_none(),
-                ExpectedRevision::Exact(r) => actual == Some(r),
-                ExpectedRevision::Any => actual.is_some(),
-            };
-            return match last {
-                Some(last) if holds => Ok(AppendOutcome {
-                    next_revision: last.revision,
-                    position: last.position,
-                }),
-                _ => Err(StoreError::WrongExpectedVersion {
-                    stream: stream.to_string(),
-                    expected: expected_revision,
-                    actual,
-                }),
-            };
+            return self.check_expectation(stream, expected_revision).await;
         }
         let options = AppendToStreamOptions::default()
             .expected_revision(expected(expected_revision))
@@ -421,49 +475,16 @@ impl EventStore for EsdbStore {
             let wire: Vec<EventData> = events.iter().map(event_data).collect();
             let (generation, client) = self.conn.get();
             match client.append_to_stream(stream, &options, wire).await {
-                Err(e) if repeatable && transient(&e) && attempt < RETRIES => {
+                Err(e) if repeatable && transient(&e) && CALL_RETRY.allows(attempt + 1) => {
                     let _ = self.conn.error(generation, e);
                     attempt += 1;
-                    tokio::time::sleep(RETRY_DELAY * attempt).await;
+                    tokio::time::sleep(CALL_RETRY.delay(attempt)).await;
                 }
                 written => break (generation, written),
             }
         };
         match written {
-            Ok(written) => {
-                let position = Position {
-                    commit: written.position.commit,
-                    prepare: written.position.prepare,
-                };
-                if events.len() == 1 && position != Position::START {
-                    return Ok(AppendOutcome {
-                        next_revision: written.next_expected_version,
-                        position,
-                    });
-                }
-                // A transaction's position, or none: the last event's own, read back.
-                let want = events[events.len() - 1].id;
-                let last = match self
-                    .event_at(stream, Some(written.next_expected_version))
-                    .await?
-                {
-                    Some(e) if e.id == want => e,
-                    _ => self
-                        .read_stream_events(stream)
-                        .await?
-                        .into_iter()
-                        .find(|e| e.id == want)
-                        .ok_or_else(|| {
-                            StoreError::Corrupt(format!(
-                                "{stream}: event {want} not found right after its append"
-                            ))
-                        })?,
-                };
-                Ok(AppendOutcome {
-                    next_revision: last.revision,
-                    position: last.position,
-                })
-            }
+            Ok(written) => self.appended(stream, &events, &written).await,
             Err(eventstore::Error::WrongExpectedVersion { current, .. }) => {
                 if let Some(outcome) = self.earlier_append(stream, &events).await? {
                     return Ok(outcome);
@@ -505,7 +526,7 @@ impl EventStore for EsdbStore {
             last: from,
             inner: None,
             stopped: self.stopped.subscribe(),
-            backoff: BACKOFF_MIN,
+            failures: 0,
             resubscriptions: self.resubscriptions.clone(),
         }))
     }
@@ -554,7 +575,8 @@ struct EsdbSubscription {
     last: Position,
     inner: Option<eventstore::Subscription>,
     stopped: watch::Receiver<bool>,
-    backoff: Duration,
+    /// Consecutive drops without a delivered event ([`RESUBSCRIBE`]'s retry number).
+    failures: u32,
     resubscriptions: Arc<AtomicU64>,
 }
 
@@ -592,7 +614,7 @@ impl Subscription for EsdbSubscription {
             };
             match outcome {
                 Ok(event) => {
-                    self.backoff = BACKOFF_MIN;
+                    self.failures = 0;
                     let event = recorded(&event);
                     // After a resubscription the server starts strictly after `last`;
                     // the check keeps that promise whatever the server does.
@@ -606,9 +628,9 @@ impl Subscription for EsdbSubscription {
                     self.inner = None;
                     let e = self.conn.error(self.generation, e);
                     self.resubscriptions.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(error = %e, from = %self.last, retry_in_ms = self.backoff.as_millis() as u64, "EventStoreDB subscription dropped; resubscribing");
-                    let wait = self.backoff;
-                    self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+                    self.failures = self.failures.saturating_add(1);
+                    let wait = RESUBSCRIBE.delay(self.failures);
+                    tracing::warn!(error = %e, from = %self.last, retry_in_ms = wait.as_millis() as u64, "EventStoreDB subscription dropped; resubscribing");
                     tokio::select! {
                         _ = self.stopped.changed() => {}
                         _ = tokio::time::sleep(wait) => {}

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use uuid::Uuid;
 
-pub use projections::Position;
+pub use aggregates::Position;
 
 /// What the writer believes about the stream it appends to (optimistic concurrency).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

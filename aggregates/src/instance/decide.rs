@@ -261,6 +261,8 @@ fn delete(state: &Instance, ctx: &DecideCtx) -> Result<Vec<InstanceEvent>, Domai
 
 // ---- create ------------------------------------------------------------------------------
 
+/// Decides a create: upstream's checks in upstream's order (spec §8.3; the step numbers
+/// are its), each in a function of its own, then the event that records the instance.
 fn create(
     state: &Instance,
     c: &CreateInstance,
@@ -269,7 +271,81 @@ fn create(
     if state.exists() {
         return Err(DomainError::InstanceAlreadyExists(c.instance_id));
     }
-    // Step 2: what a replica may not specify.
+    check_replica_request(c)?;
+    let primary = find_primary(c, ctx)?;
+    let region = served_region(c, ctx)?;
+    // Step 4: datastore and version.
+    let (datastore, version) = match &primary {
+        Some((_, p)) => primary_datastore(p, ctx.catalog)?,
+        None => resolve_datastore(c.datastore.as_ref(), ctx.catalog)?,
+    };
+    // Step 6: databases and users.
+    check_databases_and_users(c, primary.is_some())?;
+    check_nics(c, primary.is_some())?;
+    check_locality(c)?;
+    // Step 10: flavor.
+    let flavor = match &primary {
+        Some((_, p)) => p.flavor.clone(),
+        None => decide_flavor(c, &version, ctx.catalog)?,
+    };
+    // Step 11: volume.
+    let volume = match &primary {
+        Some((_, p)) => p.volume.clone(),
+        None => decide_volume(c, &version, ctx.catalog)?,
+    };
+    // Step 12: backup to restore.
+    if let Some(bid) = c.restore_backup_id {
+        let available = restore_target_size(volume.as_ref(), &flavor, ctx.catalog);
+        check_backup(bid, &datastore, available, ctx)?;
+    }
+    // Step 13: replication.
+    if let Some((pid, p)) = &primary {
+        if !version.replication {
+            return Err(DomainError::ReplicationNotSupported(datastore.name.clone()));
+        }
+        can_perform_action(p, *pid)?;
+    }
+    // Step 14: quota.
+    check_quota(
+        &ctx.caller.project_id,
+        &flavor,
+        volume.as_ref(),
+        quota_batch(c, primary.is_some()),
+        ctx.catalog,
+    )?;
+    let configuration = decide_configuration(c, &version, ctx)?;
+    let root_password = if version.root_on_create && c.restore_backup_id.is_none() {
+        c.root_password.clone()
+    } else {
+        None
+    };
+    Ok(InstanceEvent::InstanceCreated(Box::new(InstanceCreated {
+        instance_id: c.instance_id,
+        project_id: ctx.caller.project_id.clone(),
+        user_id: ctx.caller.user_id.clone(),
+        name: c.name.clone(),
+        flavor,
+        volume,
+        datastore: datastore_ref(&datastore, &version),
+        databases: c.databases.clone(),
+        users: user_specs(c),
+        nics: c.nics.clone(),
+        availability_zone: c.availability_zone.clone(),
+        region,
+        modules: c.modules.clone(),
+        restore_backup_id: c.restore_backup_id,
+        replica_of: c.replica_of,
+        locality: c.locality.clone(),
+        configuration_id: configuration.map(|(id, _)| id),
+        configuration_revision: configuration.map_or(0, |(_, rev)| rev),
+        access: c.access.clone(),
+        root_password,
+        at: ctx.now,
+    })))
+}
+
+/// Create step 2: what a replica may not specify.
+fn check_replica_request(c: &CreateInstance) -> Result<(), DomainError> {
     if c.replica_of.is_some() {
         if c.flavor_ref.is_some() {
             return Err(DomainError::ReplicaWithFlavor);
@@ -289,53 +365,61 @@ fn create(
     } else if let Some(n) = c.replica_count.filter(|n| *n > 1) {
         return Err(DomainError::ReplicaCountWithoutReplicaOf(n));
     }
-    // Step 3: the primary.
-    let primary = match c.replica_of {
-        Some(pid) => {
-            let p = ctx
-                .catalog
-                .instance(pid)
-                .filter(|p| p.is_live() && ctx.caller.can_see(&p.project_id))
-                .ok_or_else(|| DomainError::ResourceNotFound(pid.to_string()))?;
-            if p.replica_of.is_some() {
-                return Err(DomainError::ReplicaOfReplica(pid));
-            }
-            Some((pid, p))
-        }
-        None => None,
+    Ok(())
+}
+
+/// Create step 3: the primary a replica copies (live, visible, not a replica itself).
+fn find_primary(
+    c: &CreateInstance,
+    ctx: &DecideCtx,
+) -> Result<Option<(Uuid, Instance)>, DomainError> {
+    let Some(pid) = c.replica_of else {
+        return Ok(None);
     };
-    let region = match &c.region_name {
-        Some(r) if r != ctx.catalog.region() => {
-            return Err(DomainError::RegionNotServed {
-                requested: r.clone(),
-                served: ctx.catalog.region().to_string(),
-            })
-        }
-        _ => ctx.catalog.region().to_string(),
-    };
-    // Step 4: datastore and version.
-    let (datastore, version) = match &primary {
-        Some((_, p)) => {
-            let pref = p.datastore.clone().unwrap_or_default();
-            let ds = ctx
-                .catalog
-                .datastore(&pref.datastore_id.to_string())
-                .ok_or(DomainError::DatastoreVersionIdNotFound)?;
-            let v = ds
-                .versions
-                .iter()
-                .find(|v| v.id == pref.version_id)
-                .cloned()
-                .ok_or(DomainError::DatastoreVersionIdNotFound)?;
-            (ds, v)
-        }
-        None => resolve_datastore(c.datastore.as_ref(), ctx.catalog)?,
-    };
-    // Step 6: databases and users.
-    check_databases_and_users(c, primary.is_some())?;
-    // Step 8: networks.
+    let p = ctx
+        .catalog
+        .instance(pid)
+        .filter(|p| p.is_live() && ctx.caller.can_see(&p.project_id))
+        .ok_or_else(|| DomainError::ResourceNotFound(pid.to_string()))?;
+    if p.replica_of.is_some() {
+        return Err(DomainError::ReplicaOfReplica(pid));
+    }
+    Ok(Some((pid, p)))
+}
+
+/// Create step 3, continued: the region, which must be the one this service serves.
+fn served_region(c: &CreateInstance, ctx: &DecideCtx) -> Result<String, DomainError> {
+    match &c.region_name {
+        Some(r) if r != ctx.catalog.region() => Err(DomainError::RegionNotServed {
+            requested: r.clone(),
+            served: ctx.catalog.region().to_string(),
+        }),
+        _ => Ok(ctx.catalog.region().to_string()),
+    }
+}
+
+/// Create step 4 for a replica: the primary's datastore and version.
+fn primary_datastore(
+    primary: &Instance,
+    catalog: &dyn Catalog,
+) -> Result<(Datastore, DatastoreVersion), DomainError> {
+    let pref = primary.datastore.clone().unwrap_or_default();
+    let ds = catalog
+        .datastore(&pref.datastore_id.to_string())
+        .ok_or(DomainError::DatastoreVersionIdNotFound)?;
+    let v = ds
+        .versions
+        .iter()
+        .find(|v| v.id == pref.version_id)
+        .cloned()
+        .ok_or(DomainError::DatastoreVersionIdNotFound)?;
+    Ok((ds, v))
+}
+
+/// Create step 8: networks.
+fn check_nics(c: &CreateInstance, replica: bool) -> Result<(), DomainError> {
     for nic in &c.nics {
-        if primary.is_some() && nic.ip_address.is_some() {
+        if replica && nic.ip_address.is_some() {
             return Err(DomainError::ReplicaNicWithIp);
         }
         if nic.network_id.is_none() && nic.subnet_id.is_none() {
@@ -345,7 +429,11 @@ fn create(
             return Err(DomainError::NicIpWithoutSubnet);
         }
     }
-    // Step 9: locality.
+    Ok(())
+}
+
+/// Create step 9: locality.
+fn check_locality(c: &CreateInstance) -> Result<(), DomainError> {
     if let Some(l) = &c.locality {
         if ![
             "affinity",
@@ -358,126 +446,95 @@ fn create(
             return Err(DomainError::InvalidLocality(l.clone()));
         }
     }
-    // Step 10: flavor.
-    let flavor = match &primary {
-        Some((_, p)) => p.flavor.clone(),
-        None => {
-            // An omitted flavorRef becomes the literal "None" upstream, and fails lookup.
-            let fid = c.flavor_ref.clone().unwrap_or_else(|| "None".into());
-            if let Some(allowed) = &version.allowed_flavors {
-                if !allowed.contains(&fid) {
-                    return Err(DomainError::FlavorNotSupported {
-                        flavor: fid,
-                        version_id: version.id,
-                    });
-                }
-            }
-            let f = ctx
-                .catalog
-                .flavor(&fid)
-                .ok_or(DomainError::FlavorNotFound(fid))?;
-            FlavorRef {
-                id: f.id,
-                ram: f.ram,
-            }
+    Ok(())
+}
+
+/// Create step 10 for a non-replica: the requested flavor, which the version must allow.
+fn decide_flavor(
+    c: &CreateInstance,
+    version: &DatastoreVersion,
+    catalog: &dyn Catalog,
+) -> Result<FlavorRef, DomainError> {
+    // An omitted flavorRef becomes the literal "None" upstream, and fails lookup.
+    let fid = c.flavor_ref.clone().unwrap_or_else(|| "None".into());
+    if let Some(allowed) = &version.allowed_flavors {
+        if !allowed.contains(&fid) {
+            return Err(DomainError::FlavorNotSupported {
+                flavor: fid,
+                version_id: version.id,
+            });
         }
-    };
-    // Step 11: volume.
-    let volume = match &primary {
-        Some((_, p)) => p.volume.clone(),
-        None => decide_volume(c, &version, ctx.catalog)?,
-    };
-    // Step 12: backup to restore. It must fit the volume or, without volume support,
-    // the flavor's root disk (upstream's `target_size`).
-    if let Some(bid) = c.restore_backup_id {
-        let available = match &volume {
-            Some(v) => v.size,
-            None => ctx
-                .catalog
-                .flavor(&flavor.id)
-                .map_or(0, |f| u64::from(f.disk)),
-        };
-        check_backup(bid, &datastore, available, ctx)?;
     }
-    // Step 13: replication.
-    if let Some((pid, p)) = &primary {
-        if !version.replication {
-            return Err(DomainError::ReplicationNotSupported(datastore.name.clone()));
-        }
-        can_perform_action(p, *pid)?;
+    let f = catalog
+        .flavor(&fid)
+        .ok_or(DomainError::FlavorNotFound(fid))?;
+    Ok(FlavorRef {
+        id: f.id,
+        ram: f.ram,
+    })
+}
+
+/// Create step 12: the size a restored backup must fit, the volume or, without volume
+/// support, the flavor's root disk (upstream's `target_size`).
+fn restore_target_size(
+    volume: Option<&VolumeSpec>,
+    flavor: &FlavorRef,
+    catalog: &dyn Catalog,
+) -> u64 {
+    match volume {
+        Some(v) => v.size,
+        None => catalog.flavor(&flavor.id).map_or(0, |f| u64::from(f.disk)),
     }
-    // Step 14: quota. Replicas are charged like any instance, and a batch of
-    // `replica_count` replicas is checked as a whole by its first create (upstream
-    // charges a batch once, which lets it overshoot; the shell sends each later create
-    // of the batch with the count still to come).
-    let batch = match primary {
-        Some(_) => i64::from(c.replica_count.unwrap_or(1).max(1)),
-        None => 1,
-    };
-    check_quota(
-        &ctx.caller.project_id,
-        &flavor,
-        volume.as_ref(),
-        batch,
-        ctx.catalog,
-    )?;
-    // Step 15: configuration group, validated before anything is written (upstream
-    // writes the row first and leaves an orphan, spec §8.10).
-    let configuration = match c.configuration.as_deref().filter(|s| !s.is_empty()) {
-        None => None,
-        Some(raw) => {
-            let group = Uuid::parse_str(raw)
-                .ok()
-                .and_then(|g| ctx.catalog.configuration_group(g))
-                .filter(|g| ctx.caller.can_see(&g.project_id))
-                .ok_or_else(|| DomainError::CreateConfigurationNotFound(raw.to_string()))?;
-            // Stricter than upstream (spec §8.6 recommendation): the group must match.
-            if group.datastore_version_id != version.id {
-                return Err(DomainError::ConfigurationDatastoreMismatch {
-                    group: group.datastore_version_id,
-                    instance: version.id,
-                });
-            }
-            Some((group.id, group.revision))
-        }
-    };
-    let root_password = if version.root_on_create && c.restore_backup_id.is_none() {
-        c.root_password.clone()
+}
+
+/// Create step 14: how many instances the quota check charges. Replicas are charged like
+/// any instance, and a batch of `replica_count` replicas is checked as a whole by its
+/// first create (upstream charges a batch once, which lets it overshoot; the shell sends
+/// each later create of the batch with the count still to come).
+fn quota_batch(c: &CreateInstance, replica: bool) -> i64 {
+    if replica {
+        i64::from(c.replica_count.unwrap_or(1).max(1))
     } else {
-        None
+        1
+    }
+}
+
+/// Create step 15: the configuration group and its revision, validated before anything
+/// is written (upstream writes the row first and leaves an orphan, spec §8.10).
+fn decide_configuration(
+    c: &CreateInstance,
+    version: &DatastoreVersion,
+    ctx: &DecideCtx,
+) -> Result<Option<(Uuid, u64)>, DomainError> {
+    let Some(raw) = c.configuration.as_deref().filter(|s| !s.is_empty()) else {
+        return Ok(None);
     };
-    Ok(InstanceEvent::InstanceCreated(Box::new(InstanceCreated {
-        instance_id: c.instance_id,
-        project_id: ctx.caller.project_id.clone(),
-        user_id: ctx.caller.user_id.clone(),
-        name: c.name.clone(),
-        flavor,
-        volume,
-        datastore: datastore_ref(&datastore, &version),
-        databases: c.databases.clone(),
-        users: c
-            .users
-            .iter()
-            .map(|u| UserSpec {
-                name: u.name.clone(),
-                host: u.host.clone().unwrap_or_else(|| "%".into()),
-                password: u.password.clone(),
-                databases: u.databases.clone(),
-            })
-            .collect(),
-        nics: c.nics.clone(),
-        availability_zone: c.availability_zone.clone(),
-        region,
-        modules: c.modules.clone(),
-        restore_backup_id: c.restore_backup_id,
-        replica_of: c.replica_of,
-        locality: c.locality.clone(),
-        configuration_id: configuration.map(|(id, _)| id),
-        configuration_revision: configuration.map_or(0, |(_, rev)| rev),
-        access: c.access.clone(),
-        root_password,
-        at: ctx.now,
-    })))
+    let group = Uuid::parse_str(raw)
+        .ok()
+        .and_then(|g| ctx.catalog.configuration_group(g))
+        .filter(|g| ctx.caller.can_see(&g.project_id))
+        .ok_or_else(|| DomainError::CreateConfigurationNotFound(raw.to_string()))?;
+    // Stricter than upstream (spec §8.6 recommendation): the group must match.
+    if group.datastore_version_id != version.id {
+        return Err(DomainError::ConfigurationDatastoreMismatch {
+            group: group.datastore_version_id,
+            instance: version.id,
+        });
+    }
+    Ok(Some((group.id, group.revision)))
+}
+
+/// The users to create, each with its host (`%`, any host, when none was given).
+fn user_specs(c: &CreateInstance) -> Vec<UserSpec> {
+    c.users
+        .iter()
+        .map(|u| UserSpec {
+            name: u.name.clone(),
+            host: u.host.clone().unwrap_or_else(|| "%".into()),
+            password: u.password.clone(),
+            databases: u.databases.clone(),
+        })
+        .collect()
 }
 
 const RESERVED_DATABASES: [&str; 4] = ["mysql", "information_schema", "performance_schema", "sys"];
@@ -692,13 +749,15 @@ fn datastore_ref(ds: &Datastore, v: &DatastoreVersion) -> DatastoreRef {
 
 /// Reports from the provisioning saga. Each is idempotent: a fact the state already
 /// holds, or a report about a step that is no longer running, decides no event.
+///
+/// Routes each report to the function for its family; the match stays exhaustive, so a
+/// new command does not compile until it is routed.
 fn report(
     state: &Instance,
     cmd: &InstanceCommand,
     ctx: &DecideCtx,
 ) -> Result<Vec<InstanceEvent>, DomainError> {
     use InstanceCommand::*;
-    use InstanceEvent as E;
     if !state.exists() {
         return Err(DomainError::ResourceNotFound(ctx.instance_id.to_string()));
     }
@@ -706,13 +765,61 @@ fn report(
         return Ok(vec![]); // late reports about a deleted instance change nothing
     }
     let at = ctx.now;
-    let one = |cond: bool, e: InstanceEvent| Ok(if cond { vec![e] } else { vec![] });
+    match cmd {
+        RecordVolumeCreated { .. }
+        | RecordServerCreated { .. }
+        | RecordGuestPrepared
+        | RecordServerDeleted { .. }
+        | RecordVolumeDeleted { .. }
+        | RecordResourcesReleased => report_resource(state, cmd, at),
+        RecordVolumeUsage { .. }
+        | RecordGuestConfiguration { .. }
+        | RecordComputeStatus { .. }
+        | RecordGuestStatus { .. }
+        | RecordAddresses { .. }
+        | ApplyConfigurationRevision { .. } => report_live_status(state, cmd, at),
+        CompleteProvisioning | FailProvisioning { .. } | CompleteDeletion => {
+            report_provisioning_end(state, cmd, at)
+        }
+        CompleteUpgrade
+        | FailUpgrade { .. }
+        | CompleteReplicaDetach
+        | FailReplicaDetach { .. }
+        | CompleteAccessUpdate
+        | FailAccessUpdate { .. } => report_task_end(state, cmd, at),
+        CreateInstance(_)
+        | RenameInstance { .. }
+        | AttachConfiguration { .. }
+        | DetachConfiguration
+        | UpgradeDatastoreVersion { .. }
+        | DetachReplica
+        | UpdateAccess { .. }
+        | DeleteInstance => not_routed_here(cmd),
+    }
+}
+
+/// `e` when `cond` holds (the report is news), else no event.
+fn event_if(cond: bool, e: InstanceEvent) -> Result<Vec<InstanceEvent>, DomainError> {
+    Ok(if cond { vec![e] } else { vec![] })
+}
+
+// Each `report_*` function below is called by `report` with commands of its own family
+// only; the catch-all arm that ends each match is never taken.
+
+/// A cloud resource created, prepared, deleted or released by the saga.
+fn report_resource(
+    state: &Instance,
+    cmd: &InstanceCommand,
+    at: DateTime<Utc>,
+) -> Result<Vec<InstanceEvent>, DomainError> {
+    use InstanceCommand::*;
+    use InstanceEvent as E;
     match cmd {
         RecordVolumeCreated {
             volume_id,
             size,
             volume_type,
-        } => one(
+        } => event_if(
             state.volume_id.as_ref() != Some(volume_id),
             E::VolumeCreated {
                 volume_id: volume_id.clone(),
@@ -721,15 +828,46 @@ fn report(
                 at,
             },
         ),
-        RecordServerCreated { server_id } => one(
+        RecordServerCreated { server_id } => event_if(
             state.server_id.as_ref() != Some(server_id),
             E::ServerCreated {
                 server_id: server_id.clone(),
                 at,
             },
         ),
-        RecordGuestPrepared => one(!state.guest_prepared, E::GuestPrepared { at }),
-        RecordVolumeUsage { used, total } => one(
+        RecordGuestPrepared => event_if(!state.guest_prepared, E::GuestPrepared { at }),
+        RecordServerDeleted { server_id } => event_if(
+            state.server_id.as_ref() == Some(server_id),
+            E::ServerDeleted {
+                server_id: server_id.clone(),
+                at,
+            },
+        ),
+        RecordVolumeDeleted { volume_id } => event_if(
+            state.volume_id.as_ref() == Some(volume_id),
+            E::VolumeDeleted {
+                volume_id: volume_id.clone(),
+                at,
+            },
+        ),
+        RecordResourcesReleased => event_if(
+            state.build_failed && !state.resources_released,
+            E::ResourcesReleased { at },
+        ),
+        _ => not_routed_here(cmd),
+    }
+}
+
+/// Live data from the cloud and the guest: usage, statuses, addresses, configuration.
+fn report_live_status(
+    state: &Instance,
+    cmd: &InstanceCommand,
+    at: DateTime<Utc>,
+) -> Result<Vec<InstanceEvent>, DomainError> {
+    use InstanceCommand::*;
+    use InstanceEvent as E;
+    match cmd {
+        RecordVolumeUsage { used, total } => event_if(
             state.volume_usage != Some((*used, *total)),
             E::VolumeUsageReported {
                 used: *used,
@@ -740,7 +878,7 @@ fn report(
         RecordGuestConfiguration {
             configuration_id,
             revision,
-        } => one(
+        } => event_if(
             state.guest_configuration != Some((*configuration_id, *revision)),
             E::GuestConfigurationApplied {
                 configuration_id: *configuration_id,
@@ -748,31 +886,13 @@ fn report(
                 at,
             },
         ),
-        RecordServerDeleted { server_id } => one(
-            state.server_id.as_ref() == Some(server_id),
-            E::ServerDeleted {
-                server_id: server_id.clone(),
-                at,
-            },
-        ),
-        RecordVolumeDeleted { volume_id } => one(
-            state.volume_id.as_ref() == Some(volume_id),
-            E::VolumeDeleted {
-                volume_id: volume_id.clone(),
-                at,
-            },
-        ),
-        RecordResourcesReleased => one(
-            state.build_failed && !state.resources_released,
-            E::ResourcesReleased { at },
-        ),
         RecordComputeStatus { status } => {
             if state.server_id.is_none() {
                 return Err(DomainError::InvalidReport(
                     "compute status reported before a server exists".into(),
                 ));
             }
-            one(
+            event_if(
                 state.compute != Some(*status),
                 E::ComputeStatusChanged {
                     status: *status,
@@ -782,14 +902,14 @@ fn report(
         }
         // Idempotent like every report; periodic heartbeats that refresh the time
         // without a change of status are a separate concern (no guest sends them yet).
-        RecordGuestStatus { status } => one(
+        RecordGuestStatus { status } => event_if(
             state.service != *status,
             E::GuestStatusReported {
                 status: *status,
                 at,
             },
         ),
-        RecordAddresses { addresses } => one(
+        RecordAddresses { addresses } => event_if(
             state.addresses != *addresses,
             E::AddressesAssigned {
                 addresses: addresses.clone(),
@@ -800,7 +920,7 @@ fn report(
             configuration_id,
             revision,
             restart_required,
-        } => one(
+        } => event_if(
             state.configuration_id == Some(*configuration_id)
                 && *revision > state.configuration_revision,
             E::ConfigurationRevisionApplied {
@@ -810,7 +930,20 @@ fn report(
                 at,
             },
         ),
-        CompleteProvisioning => one(
+        _ => not_routed_here(cmd),
+    }
+}
+
+/// The end of a build (done or failed) or of a deletion.
+fn report_provisioning_end(
+    state: &Instance,
+    cmd: &InstanceCommand,
+    at: DateTime<Utc>,
+) -> Result<Vec<InstanceEvent>, DomainError> {
+    use InstanceCommand::*;
+    use InstanceEvent as E;
+    match cmd {
+        CompleteProvisioning => event_if(
             state.task == Task::Building,
             E::ProvisioningCompleted { at },
         ),
@@ -821,7 +954,7 @@ fn report(
                     task.description()
                 )));
             }
-            one(
+            event_if(
                 state.task == Task::Building,
                 E::ProvisioningFailed {
                     task: *task,
@@ -830,11 +963,26 @@ fn report(
                 },
             )
         }
-        CompleteUpgrade => one(
+        CompleteDeletion => event_if(state.task == Task::Deleting, E::InstanceDeleted { at }),
+        _ => not_routed_here(cmd),
+    }
+}
+
+/// The end (done or failed) of a task on a live instance: upgrade, replica detach,
+/// access update.
+fn report_task_end(
+    state: &Instance,
+    cmd: &InstanceCommand,
+    at: DateTime<Utc>,
+) -> Result<Vec<InstanceEvent>, DomainError> {
+    use InstanceCommand::*;
+    use InstanceEvent as E;
+    match cmd {
+        CompleteUpgrade => event_if(
             state.task == Task::Upgrading,
             E::DatastoreVersionUpgraded { at },
         ),
-        FailUpgrade { fault } => one(
+        FailUpgrade { fault } => event_if(
             state.task == Task::Upgrading,
             E::DatastoreVersionUpgradeFailed {
                 fault: fault.clone(),
@@ -845,7 +993,7 @@ fn report(
             (Task::Detaching, Some(primary_id)) => Ok(vec![E::ReplicaDetached { primary_id, at }]),
             _ => Ok(vec![]),
         },
-        FailReplicaDetach { fault } => one(
+        FailReplicaDetach { fault } => event_if(
             state.task == Task::Detaching,
             E::ReplicaDetachFailed {
                 fault: fault.clone(),
@@ -859,28 +1007,20 @@ fn report(
             }]),
             _ => Ok(vec![]),
         },
-        FailAccessUpdate { fault } => one(
+        FailAccessUpdate { fault } => event_if(
             state.task == Task::Updating,
             E::AccessUpdateFailed {
                 fault: fault.clone(),
                 at,
             },
         ),
-        CompleteDeletion => one(state.task == Task::Deleting, E::InstanceDeleted { at }),
-        CreateInstance(_)
-        | RenameInstance { .. }
-        | AttachConfiguration { .. }
-        | DetachConfiguration
-        | UpgradeDatastoreVersion { .. }
-        | DetachReplica
-        | UpdateAccess { .. }
-        | DeleteInstance => unreachable_user_command(cmd),
+        _ => not_routed_here(cmd),
     }
 }
 
-/// `decide` routes user commands before calling `report`; this keeps `report` total
-/// without a panic path.
-fn unreachable_user_command(cmd: &InstanceCommand) -> Result<Vec<InstanceEvent>, DomainError> {
+/// `decide` routes user commands before calling `report`, and `report` routes each
+/// report to its family; this keeps every function total without a panic path.
+fn not_routed_here(cmd: &InstanceCommand) -> Result<Vec<InstanceEvent>, DomainError> {
     Err(DomainError::InvalidReport(format!(
         "{} is not a provisioning report",
         cmd.name()

@@ -13,6 +13,9 @@ pub fn evolve(mut s: Instance, event: &InstanceEvent) -> Instance {
 
 /// [`evolve`] on a state the caller keeps (a read model's record): the same fold,
 /// without moving the whole state in and out per event.
+///
+/// Routes each event to the function for its family; the match stays exhaustive, so a
+/// new event type does not compile until it is routed.
 pub fn evolve_in_place(s: &mut Instance, event: &InstanceEvent) {
     use InstanceEvent::*;
     s.version += 1;
@@ -22,6 +25,41 @@ pub fn evolve_in_place(s: &mut Instance, event: &InstanceEvent) {
             s.name = name.clone();
             s.updated = *at;
         }
+        ConfigurationAttached { .. }
+        | ConfigurationRevisionApplied { .. }
+        | ConfigurationDetached { .. } => configuration_changed(s, event),
+        DatastoreVersionUpgradeRequested { .. }
+        | DatastoreVersionUpgraded { .. }
+        | DatastoreVersionUpgradeFailed { .. } => upgrade_progressed(s, event),
+        ReplicaDetachRequested { .. } | ReplicaDetached { .. } | ReplicaDetachFailed { .. } => {
+            replica_detach_progressed(s, event)
+        }
+        AccessUpdateRequested { .. } | AccessUpdated { .. } | AccessUpdateFailed { .. } => {
+            access_update_progressed(s, event)
+        }
+        InstanceDeletionRequested { .. } | InstanceDeleted { .. } => deletion_progressed(s, event),
+        VolumeCreated { .. }
+        | ServerCreated { .. }
+        | ResourcesReleased { .. }
+        | GuestPrepared { .. }
+        | ServerDeleted { .. }
+        | VolumeDeleted { .. } => resources_changed(s, event),
+        VolumeUsageReported { .. }
+        | GuestConfigurationApplied { .. }
+        | ComputeStatusChanged { .. }
+        | GuestStatusReported { .. }
+        | AddressesAssigned { .. } => live_status_reported(s, event),
+        ProvisioningCompleted { .. } | ProvisioningFailed { .. } => provisioning_ended(s, event),
+    }
+}
+
+// Each function below is called by `evolve_in_place` with events of its own family only;
+// the catch-all arm that ends each match is never taken.
+
+/// A configuration group attached, detached, or a new revision of it adopted.
+fn configuration_changed(s: &mut Instance, event: &InstanceEvent) {
+    use InstanceEvent::*;
+    match event {
         ConfigurationAttached {
             configuration_id,
             restart_required,
@@ -62,6 +100,14 @@ pub fn evolve_in_place(s: &mut Instance, event: &InstanceEvent) {
             }
             s.updated = *at;
         }
+        _ => {}
+    }
+}
+
+/// A datastore version upgrade requested, done or failed.
+fn upgrade_progressed(s: &mut Instance, event: &InstanceEvent) {
+    use InstanceEvent::*;
+    match event {
         DatastoreVersionUpgradeRequested { to, at, .. } => {
             s.datastore = Some(to.clone());
             s.upgrade_requested = Some((*at, s.version));
@@ -81,6 +127,14 @@ pub fn evolve_in_place(s: &mut Instance, event: &InstanceEvent) {
             s.fault = Some(Fault::from_info(fault, *at));
             s.updated = *at;
         }
+        _ => {}
+    }
+}
+
+/// A replica's detach from its primary requested, done or failed.
+fn replica_detach_progressed(s: &mut Instance, event: &InstanceEvent) {
+    use InstanceEvent::*;
+    match event {
         ReplicaDetachRequested { at } => {
             s.task = Task::Detaching;
             s.updated = *at;
@@ -95,6 +149,14 @@ pub fn evolve_in_place(s: &mut Instance, event: &InstanceEvent) {
             s.fault = Some(Fault::from_info(fault, *at));
             s.updated = *at;
         }
+        _ => {}
+    }
+}
+
+/// An access update requested, done or failed.
+fn access_update_progressed(s: &mut Instance, event: &InstanceEvent) {
+    use InstanceEvent::*;
+    match event {
         AccessUpdateRequested { access, at } => {
             s.pending_access = Some(access.clone());
             s.task = Task::Updating;
@@ -115,6 +177,14 @@ pub fn evolve_in_place(s: &mut Instance, event: &InstanceEvent) {
             s.fault = Some(Fault::from_info(fault, *at));
             s.updated = *at;
         }
+        _ => {}
+    }
+}
+
+/// The instance's deletion requested or done.
+fn deletion_progressed(s: &mut Instance, event: &InstanceEvent) {
+    use InstanceEvent::*;
+    match event {
         InstanceDeletionRequested { at } => {
             s.task = Task::Deleting;
             s.configuration_id = None;
@@ -134,6 +204,14 @@ pub fn evolve_in_place(s: &mut Instance, event: &InstanceEvent) {
             s.addresses.clear();
             s.updated = *at;
         }
+        _ => {}
+    }
+}
+
+/// The saga created, prepared, deleted or released a cloud resource.
+fn resources_changed(s: &mut Instance, event: &InstanceEvent) {
+    use InstanceEvent::*;
+    match event {
         VolumeCreated {
             volume_id,
             size,
@@ -160,17 +238,6 @@ pub fn evolve_in_place(s: &mut Instance, event: &InstanceEvent) {
             s.guest_prepared = true;
             s.updated = *at;
         }
-        VolumeUsageReported { used, total, .. } => {
-            // Live data (like the compute status): `updated` stays.
-            s.volume_usage = Some((*used, *total));
-        }
-        GuestConfigurationApplied {
-            configuration_id,
-            revision,
-            ..
-        } => {
-            s.guest_configuration = Some((*configuration_id, *revision));
-        }
         ServerDeleted { server_id, at } => {
             if s.server_id.as_ref() == Some(server_id) {
                 s.server_id = None;
@@ -185,6 +252,26 @@ pub fn evolve_in_place(s: &mut Instance, event: &InstanceEvent) {
                 s.volume_usage = None;
             }
             s.updated = *at;
+        }
+        _ => {}
+    }
+}
+
+/// Live data from the cloud and the guest: usage, statuses, addresses, the applied
+/// configuration.
+fn live_status_reported(s: &mut Instance, event: &InstanceEvent) {
+    use InstanceEvent::*;
+    match event {
+        VolumeUsageReported { used, total, .. } => {
+            // Live data (like the compute status): `updated` stays.
+            s.volume_usage = Some((*used, *total));
+        }
+        GuestConfigurationApplied {
+            configuration_id,
+            revision,
+            ..
+        } => {
+            s.guest_configuration = Some((*configuration_id, *revision));
         }
         ComputeStatusChanged { status, .. } => {
             // The compute status is live data upstream (not a record change): `updated`
@@ -201,6 +288,14 @@ pub fn evolve_in_place(s: &mut Instance, event: &InstanceEvent) {
         AddressesAssigned { addresses, .. } => {
             s.addresses = addresses.clone();
         }
+        _ => {}
+    }
+}
+
+/// The build finished or failed.
+fn provisioning_ended(s: &mut Instance, event: &InstanceEvent) {
+    use InstanceEvent::*;
+    match event {
         ProvisioningCompleted { at } => {
             if s.task == Task::Building {
                 s.task = Task::None;
@@ -218,9 +313,11 @@ pub fn evolve_in_place(s: &mut Instance, event: &InstanceEvent) {
             s.fault = Some(Fault::from_info(fault, *at));
             s.updated = *at;
         }
+        _ => {}
     }
 }
 
+/// The state an `InstanceCreated` event starts.
 fn created(version: u64, c: &InstanceCreated) -> Instance {
     Instance {
         id: Some(c.instance_id),

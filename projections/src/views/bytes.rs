@@ -129,6 +129,8 @@ pub(crate) enum StoredAccess<'a> {
 }
 
 /// Writes one instance view (an object) to `out`.
+// Long for now: issue #11 point 8 decides whether this hand-written writer stays.
+#[allow(clippy::too_many_lines)]
 pub(crate) fn write_instance(
     out: &mut Vec<u8>,
     inst: &Instance,

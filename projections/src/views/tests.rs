@@ -396,6 +396,8 @@ fn statuses(events: Vec<InstanceEvent>, now_secs: i64, expiry: Option<i64>) -> (
     (v["status"].clone(), v["operating_status"].clone())
 }
 
+// A table: one row per status of the lifecycle table.
+#[allow(clippy::too_many_lines)]
 #[test]
 fn statuses_follow_the_lifecycle_table() {
     use InstanceEvent::*;

@@ -31,7 +31,7 @@ use std::collections::HashMap;
 use rusqlite::Connection;
 use sha2::{Digest as _, Sha256};
 
-use super::schema::{from_sql_int, sql_err, to_sql_int};
+use super::sql::{from_sql_int, sql_err, to_sql_int};
 use crate::store::StoreError;
 
 /// A SHA-256 value as stored in the `stream_hash` and `all_hash` columns.

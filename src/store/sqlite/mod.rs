@@ -24,6 +24,7 @@
 mod chain;
 mod reads;
 mod schema;
+mod sql;
 mod verify;
 mod writer;
 

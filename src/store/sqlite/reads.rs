@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rusqlite::{Connection, Row};
 use uuid::Uuid;
 
-use super::schema::{from_sql_int, open_reader, sql_err};
+use super::schema::open_reader;
+use super::sql::{from_sql_int, sql_err};
 use crate::store::{Position, RecordedEvent, StoreError};
 
 /// Idle connections kept open. The machine class we target has few cores and reads are

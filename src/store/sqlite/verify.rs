@@ -19,7 +19,8 @@ use rusqlite::types::ValueRef;
 use rusqlite::Row;
 
 use super::chain::{self, Digest, EventFields, GENESIS};
-use super::schema::{open_audit, sql_err, stored_version, SCHEMA_VERSION};
+use super::schema::{open_audit, stored_version, SCHEMA_VERSION};
+use super::sql::sql_err;
 use crate::store::StoreError;
 
 /// What a verification found: how far the chains are intact and, if they break, where

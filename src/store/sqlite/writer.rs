@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 use super::chain::{self, Digest, EventFields, GENESIS};
 use super::reads::{id_bytes, seq_position};
-use super::schema::{from_sql_int, sql_err, to_sql_int};
+use super::sql::{from_sql_int, sql_err, to_sql_int};
 use crate::store::{AppendOutcome, ExpectedRevision, NewEvent, Position, StoreError};
 
 /// Most requests written in one transaction. Bounds the latency a request can add to

@@ -32,6 +32,8 @@ fn shown(i: &StatusInputs) -> (&'static str, &'static str) {
 
 // ---- lifecycle §3 "Typical combinations" -----------------------------------------------
 
+// A table: one row per combination the spec lists.
+#[allow(clippy::too_many_lines)]
 #[test]
 fn typical_combinations_table() {
     use ComputeStatus as C;

@@ -1,7 +1,8 @@
-//! An instance's history for auditors, built from its stream alone: the timeline (who
-//! did what, when, in one readable line per event) and the instance as it was at a
-//! moment. Shared by `troved history` ([`crate::cli::history`]) and the HTTP extension
-//! ([`crate::http::history`]), so both answer the same.
+//! An instance's timeline for auditors, built from its stream alone: who did what, when,
+//! in one readable line per event, and the instance as it was at a moment. It is served
+//! as the instance's *history* by `troved history` ([`crate::cli::history`]) and the HTTP
+//! extension ([`crate::http::history`]), so both answer the same; this module is the one
+//! place that builds it.
 //!
 //! Pure: callers read the records (the CLI from a read-only connection to the store
 //! file, the server through its store) and pass them in.
@@ -41,9 +42,9 @@ pub struct HistoryEntry {
     pub time: String,
     pub event_type: String,
     /// `user@project` of the caller whose command produced the event (the lifecycle
-    /// driver is `troved-saga@service`).
+    /// saga runner is `troved-saga@service`).
     pub actor: String,
-    /// The request's `x-openstack-request-id`, or `saga:<Command>` for driver steps.
+    /// The request's `x-openstack-request-id`, or `saga:<Command>` for saga steps.
     pub request_id: String,
     /// Groups the events of one workflow (a request and the steps it started).
     pub correlation_id: Uuid,
@@ -128,44 +129,12 @@ pub fn hide_fault_details(entry: &mut HistoryEntry) {
 }
 
 /// One readable line about `event`, given the state `before` it (for what it changed
-/// from). One arm per event type: a new type does not compile until it has a summary.
+/// from). Routes each event to the function for its family; the match stays exhaustive,
+/// so a new type does not compile until it has a summary.
 pub fn summarize(before: &Instance, event: &InstanceEvent) -> String {
     use InstanceEvent::*;
     match event {
-        InstanceCreated(c) => {
-            let mut s = format!("created {:?}: {}", c.name, datastore(&c.datastore));
-            let _ = write!(s, ", flavor {}", c.flavor.id);
-            if let Some(v) = &c.volume {
-                let _ = write!(s, ", volume {} GB", v.size);
-                if let Some(t) = &v.volume_type {
-                    let _ = write!(s, " ({t})");
-                }
-            }
-            if !c.databases.is_empty() {
-                let names: Vec<&str> = c.databases.iter().map(|d| d.name.as_str()).collect();
-                let _ = write!(s, ", databases {}", names.join(" "));
-            }
-            if !c.users.is_empty() {
-                let names: Vec<&str> = c.users.iter().map(|u| u.name.as_str()).collect();
-                let _ = write!(s, ", users {}", names.join(" "));
-            }
-            if let Some(g) = c.configuration_id {
-                let _ = write!(s, ", configuration {g}");
-            }
-            if let Some(p) = c.replica_of {
-                let _ = write!(s, ", replica of {p}");
-            }
-            if let Some(b) = c.restore_backup_id {
-                let _ = write!(s, ", restored from backup {b}");
-            }
-            if let Some(az) = &c.availability_zone {
-                let _ = write!(s, ", zone {az}");
-            }
-            if c.root_password.is_some() {
-                s.push_str(", root enabled");
-            }
-            s
-        }
+        InstanceCreated(c) => created_summary(c),
         InstanceRenamed { name, .. } => {
             if before.exists() {
                 format!("renamed to {name:?} (was {:?})", before.name)
@@ -173,6 +142,84 @@ pub fn summarize(before: &Instance, event: &InstanceEvent) -> String {
                 format!("renamed to {name:?}")
             }
         }
+        ConfigurationAttached { .. }
+        | ConfigurationRevisionApplied { .. }
+        | ConfigurationDetached { .. } => configuration_summary(event),
+        DatastoreVersionUpgradeRequested { .. }
+        | DatastoreVersionUpgraded { .. }
+        | DatastoreVersionUpgradeFailed { .. } => upgrade_summary(before, event),
+        ReplicaDetachRequested { .. } | ReplicaDetached { .. } | ReplicaDetachFailed { .. } => {
+            replica_detach_summary(before, event)
+        }
+        AccessUpdateRequested { .. } | AccessUpdated { .. } | AccessUpdateFailed { .. } => {
+            access_update_summary(event)
+        }
+        InstanceDeletionRequested { .. } => "deletion requested".to_string(),
+        InstanceDeleted { .. } => "deleted (secret key shredded)".to_string(),
+        VolumeCreated { .. }
+        | ServerCreated { .. }
+        | GuestPrepared { .. }
+        | ServerDeleted { .. }
+        | VolumeDeleted { .. }
+        | ResourcesReleased { .. } => resource_summary(event),
+        VolumeUsageReported { .. }
+        | GuestConfigurationApplied { .. }
+        | ComputeStatusChanged { .. }
+        | GuestStatusReported { .. }
+        | AddressesAssigned { .. } => live_status_summary(event),
+        ProvisioningCompleted { .. } => "provisioning completed".to_string(),
+        ProvisioningFailed { task, fault, .. } => format!(
+            "build failed: {} (task {})",
+            one_line(&fault.message),
+            name_of(task)
+        ),
+    }
+}
+
+// Each `*_summary` function below taking an `InstanceEvent` is called by `summarize`
+// with events of its own family only; the catch-all arm that ends each match (the bare
+// event type) is never taken.
+
+/// The create: name, datastore, flavor, and whatever else the request set.
+fn created_summary(c: &aggregates::instance::InstanceCreated) -> String {
+    let mut s = format!("created {:?}: {}", c.name, datastore(&c.datastore));
+    let _ = write!(s, ", flavor {}", c.flavor.id);
+    if let Some(v) = &c.volume {
+        let _ = write!(s, ", volume {} GB", v.size);
+        if let Some(t) = &v.volume_type {
+            let _ = write!(s, " ({t})");
+        }
+    }
+    if !c.databases.is_empty() {
+        let names: Vec<&str> = c.databases.iter().map(|d| d.name.as_str()).collect();
+        let _ = write!(s, ", databases {}", names.join(" "));
+    }
+    if !c.users.is_empty() {
+        let names: Vec<&str> = c.users.iter().map(|u| u.name.as_str()).collect();
+        let _ = write!(s, ", users {}", names.join(" "));
+    }
+    if let Some(g) = c.configuration_id {
+        let _ = write!(s, ", configuration {g}");
+    }
+    if let Some(p) = c.replica_of {
+        let _ = write!(s, ", replica of {p}");
+    }
+    if let Some(b) = c.restore_backup_id {
+        let _ = write!(s, ", restored from backup {b}");
+    }
+    if let Some(az) = &c.availability_zone {
+        let _ = write!(s, ", zone {az}");
+    }
+    if c.root_password.is_some() {
+        s.push_str(", root enabled");
+    }
+    s
+}
+
+/// A configuration group attached, detached, or a new revision of it applied.
+fn configuration_summary(event: &InstanceEvent) -> String {
+    use InstanceEvent::*;
+    match event {
         ConfigurationAttached {
             configuration_id,
             restart_required,
@@ -198,6 +245,14 @@ pub fn summarize(before: &Instance, event: &InstanceEvent) -> String {
             "configuration {configuration_id} detached{}",
             restart(*restart_required)
         ),
+        other => other.event_type().to_string(),
+    }
+}
+
+/// A datastore version upgrade requested, done or failed.
+fn upgrade_summary(before: &Instance, event: &InstanceEvent) -> String {
+    use InstanceEvent::*;
+    match event {
         DatastoreVersionUpgradeRequested { from, to, .. } => format!(
             "upgrade to {} requested (from {})",
             datastore(to),
@@ -210,6 +265,14 @@ pub fn summarize(before: &Instance, event: &InstanceEvent) -> String {
         DatastoreVersionUpgradeFailed { fault, .. } => {
             format!("upgrade failed: {}", one_line(&fault.message))
         }
+        other => other.event_type().to_string(),
+    }
+}
+
+/// A replica's detach from its primary requested, done or failed.
+fn replica_detach_summary(before: &Instance, event: &InstanceEvent) -> String {
+    use InstanceEvent::*;
+    match event {
         ReplicaDetachRequested { .. } => match before.replica_of {
             Some(p) => format!("detach from primary {p} requested"),
             None => "detach from primary requested".to_string(),
@@ -218,6 +281,14 @@ pub fn summarize(before: &Instance, event: &InstanceEvent) -> String {
         ReplicaDetachFailed { fault, .. } => {
             format!("detach from primary failed: {}", one_line(&fault.message))
         }
+        other => other.event_type().to_string(),
+    }
+}
+
+/// An access update requested, done or failed.
+fn access_update_summary(event: &InstanceEvent) -> String {
+    use InstanceEvent::*;
+    match event {
         AccessUpdateRequested { access: a, .. } => {
             format!("access update requested ({})", access(a))
         }
@@ -225,8 +296,14 @@ pub fn summarize(before: &Instance, event: &InstanceEvent) -> String {
         AccessUpdateFailed { fault, .. } => {
             format!("access update failed: {}", one_line(&fault.message))
         }
-        InstanceDeletionRequested { .. } => "deletion requested".to_string(),
-        InstanceDeleted { .. } => "deleted (secret key shredded)".to_string(),
+        other => other.event_type().to_string(),
+    }
+}
+
+/// A cloud resource created, prepared, deleted or released by the saga.
+fn resource_summary(event: &InstanceEvent) -> String {
+    use InstanceEvent::*;
+    match event {
         VolumeCreated {
             volume_id,
             size,
@@ -238,6 +315,17 @@ pub fn summarize(before: &Instance, event: &InstanceEvent) -> String {
         },
         ServerCreated { server_id, .. } => format!("server {server_id} created"),
         GuestPrepared { .. } => "guest prepared".to_string(),
+        ServerDeleted { server_id, .. } => format!("server {server_id} deleted"),
+        VolumeDeleted { volume_id, .. } => format!("volume {volume_id} deleted"),
+        ResourcesReleased { .. } => "resources of the failed build released".to_string(),
+        other => other.event_type().to_string(),
+    }
+}
+
+/// Live data from the cloud and the guest: usage, configuration, statuses, addresses.
+fn live_status_summary(event: &InstanceEvent) -> String {
+    use InstanceEvent::*;
+    match event {
         VolumeUsageReported { used, total, .. } => {
             format!("volume usage {used:.2} of {total:.2} GB")
         }
@@ -249,20 +337,12 @@ pub fn summarize(before: &Instance, event: &InstanceEvent) -> String {
             Some(g) => format!("guest runs configuration {g} (revision {revision})"),
             None => "guest runs no configuration group".to_string(),
         },
-        ServerDeleted { server_id, .. } => format!("server {server_id} deleted"),
-        VolumeDeleted { volume_id, .. } => format!("volume {volume_id} deleted"),
-        ResourcesReleased { .. } => "resources of the failed build released".to_string(),
         ComputeStatusChanged { status, .. } => format!("compute status {}", name_of(status)),
         GuestStatusReported { status, .. } => format!("guest status {}", name_of(status)),
         AddressesAssigned { addresses, .. } => {
             format!("addresses assigned: {}", address_list(addresses))
         }
-        ProvisioningCompleted { .. } => "provisioning completed".to_string(),
-        ProvisioningFailed { task, fault, .. } => format!(
-            "build failed: {} (task {})",
-            one_line(&fault.message),
-            name_of(task)
-        ),
+        other => other.event_type().to_string(),
     }
 }
 
