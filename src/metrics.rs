@@ -6,7 +6,7 @@
 //! - events appended, by stream category: the command bus, after each acknowledged append;
 //! - commands by type and outcome: the command bus (instance commands) and the
 //!   configuration handlers;
-//! - saga steps by step and outcome: the lifecycle driver;
+//! - saga steps by step and outcome: the saga runner;
 //! - events the projector processed, and its anomalies (undecodable events, gaps);
 //! - HTTP latency by method, matched route template and status class: a middleware.
 //!
