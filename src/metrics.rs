@@ -1,11 +1,12 @@
-//! Prometheus metrics of this process: a small hand-written registry of counters and
-//! histograms, rendered in the text exposition format 0.0.4 at `GET /metrics`.
+//! Prometheus metrics of this process: counter families and one histogram kept in a
+//! [`prometheus_client`] registry, rendered in the text exposition format 0.0.4 at
+//! `GET /metrics`.
 //!
 //! What is counted, and where (docs/operations.md, "Metrics", has the list):
 //! - events appended, by stream category: the command bus, after each acknowledged append;
 //! - commands by type and outcome: the command bus (instance commands) and the
 //!   configuration handlers;
-//! - saga steps by step and outcome: the lifecycle driver;
+//! - saga steps by step and outcome: the saga runner;
 //! - events the projector processed, and its anomalies (undecodable events, gaps);
 //! - HTTP latency by method, matched route template and status class: a middleware.
 //!
@@ -13,9 +14,14 @@
 //! read from the read models and the store when scraped ([`Gauges`]), so they
 //! are never stale.
 //!
-//! Why hand-written and not the `prometheus` crate: four counter families and one
-//! histogram need a few atomics and one renderer; the crate would bring protobuf
-//! support, its own global registry and lazy statics for nothing we use.
+//! Why `prometheus-client` (the Prometheus project's Rust client) and not `metrics` +
+//! `metrics-exporter-prometheus`: its registry is a value we own rather than a global
+//! recorder, it brings no protobuf unless asked, and it writes the 0.0.4 text format
+//! itself (`encoding::prometheus_text`: `_total` names, label escaping, Go-style `le`
+//! bounds). Two of its defaults differ from what `/metrics` has always shown, and are
+//! undone here: it leaves a family with no series out of the scrape (we declare every
+//! family from the start: [`Declared`]), and it ends every help text with a `.` (ours are
+//! sentences already: [`help`]).
 //!
 //! Why one registry per process ([`global`]): one troved process serves one data
 //! directory (the `LOCK`), so the process is the server, which is also what Prometheus
@@ -23,24 +29,30 @@
 //! projector; threading a handle through every constructor would buy nothing. Tests
 //! that need isolation build their own [`Metrics`].
 //!
-//! Must not: do I/O, block (an update is a map lookup and an atomic add), or take label
-//! values from client input that could grow without bound: unknown HTTP methods become
-//! `other`, requests no route matched `unmatched`, and every other label comes from a
-//! fixed set in the code (stream categories, command, step and fault names).
+//! Must not: do I/O, block (an update is a map lookup under a shared lock, then an atomic
+//! add or, for the histogram, a short uncontended lock), or take label values from client
+//! input that could grow without bound: unknown HTTP methods become `other`, requests no
+//! route matched `unmatched`, and every other label comes from a fixed set in the code
+//! (stream categories, command, step and fault names).
 
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::fmt;
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
-use dashmap::DashMap;
+use prometheus_client::encoding::{
+    prometheus_text, EncodeLabel, EncodeLabelSet, EncodeMetric, LabelSetEncoder, MetricEncoder,
+};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
 
-use crate::runtime::commands::CommandError;
-use crate::store::{Position, StoreError};
+use crate::store::Position;
 
 /// The content type of [`Metrics::render`]'s output.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 
 /// Upper bounds (seconds) of the HTTP latency buckets: from a read served from memory
 /// (well under a millisecond) to a create waiting for its read-your-writes bound (5 s).
@@ -54,69 +66,9 @@ pub fn global() -> &'static Metrics {
     GLOBAL.get_or_init(Metrics::default)
 }
 
-/// Label names and values of one series, in the order they are rendered.
-type Labels = Vec<(&'static str, String)>;
-
-/// Counters of one family, by label values.
-#[derive(Debug, Default)]
-struct Counters {
-    series: DashMap<Labels, AtomicU64>,
-}
-
-impl Counters {
-    fn add(&self, labels: Labels, n: u64) {
-        // The common case (the series exists) takes a shared guard only.
-        if let Some(c) = self.series.get(&labels) {
-            c.fetch_add(n, Ordering::Relaxed);
-            return;
-        }
-        self.series
-            .entry(labels)
-            .or_default()
-            .fetch_add(n, Ordering::Relaxed);
-    }
-
-    fn get(&self, labels: &Labels) -> u64 {
-        self.series
-            .get(labels)
-            .map_or(0, |c| c.load(Ordering::Relaxed))
-    }
-
-    /// Every series, sorted by labels (stable output).
-    fn sorted(&self) -> Vec<(Labels, u64)> {
-        let mut all: Vec<(Labels, u64)> = self
-            .series
-            .iter()
-            .map(|e| (e.key().clone(), e.value().load(Ordering::Relaxed)))
-            .collect();
-        all.sort();
-        all
-    }
-}
-
-/// One latency histogram. Buckets are stored non-cumulative (one add per observation)
-/// and summed when rendered; the last slot counts observations above every bound.
-#[derive(Debug, Default)]
-struct Histogram {
-    buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
-    /// Nanoseconds: an integer sum needs no compare-and-swap loop.
-    sum_nanos: AtomicU64,
-}
-
-impl Histogram {
-    fn observe(&self, elapsed: Duration) {
-        let secs = elapsed.as_secs_f64();
-        let slot = LATENCY_BUCKETS
-            .iter()
-            .position(|le| secs <= *le)
-            .unwrap_or(LATENCY_BUCKETS.len());
-        self.buckets[slot].fetch_add(1, Ordering::Relaxed);
-        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
-    }
-}
-
-/// How a command ended, for `troved_commands_total`.
+/// How a command ended, for `troved_commands_total`. The command path says which outcome
+/// its result is (`From<&Result<_, CommandError>>` in `runtime::commands`): this module
+/// depends on nothing above the store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CommandOutcome {
     /// Decided and appended (or a no-op).
@@ -130,36 +82,18 @@ pub enum CommandOutcome {
 }
 
 impl CommandOutcome {
-    /// The outcome of a command path's result.
-    pub fn of<T>(result: &Result<T, CommandError>) -> CommandOutcome {
-        match result {
-            Ok(_) => CommandOutcome::Ok,
-            Err(CommandError::Domain(d)) => CommandOutcome::Refused(d.fault().name()),
-            Err(CommandError::Rejected(fault, _)) => CommandOutcome::Refused(fault.name()),
-            Err(CommandError::Conflict(_))
-            | Err(CommandError::Store(StoreError::WrongExpectedVersion { .. })) => {
-                CommandOutcome::Conflict
-            }
-            Err(CommandError::Store(_)) | Err(CommandError::Codec(_)) => CommandOutcome::Error,
-        }
-    }
-
-    fn labels(self, command: &str) -> Labels {
+    fn labels(self, command: &'static str) -> CommandLabels {
         let (outcome, fault) = match self {
             CommandOutcome::Ok => ("ok", None),
             CommandOutcome::Refused(fault) => ("refused", Some(fault)),
             CommandOutcome::Conflict => ("conflict", None),
             CommandOutcome::Error => ("error", None),
         };
-        let mut labels = vec![
-            ("command", command.to_string()),
-            ("outcome", outcome.to_string()),
-        ];
-        // Only refusals have a fault; an empty label would mean the same as none.
-        if let Some(fault) = fault {
-            labels.push(("fault", fault.to_string()));
+        CommandLabels {
+            command,
+            outcome,
+            fault,
         }
-        labels
     }
 }
 
@@ -196,6 +130,16 @@ pub enum ProjectionAnomaly {
     Gap,
 }
 
+impl ProjectionAnomaly {
+    fn labels(self) -> AnomalyLabels {
+        let kind = match self {
+            ProjectionAnomaly::Undecodable => "undecodable",
+            ProjectionAnomaly::Gap => "gap",
+        };
+        AnomalyLabels { kind }
+    }
+}
+
 /// The gauges read when scraped: the projection's, and the command path's cache.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Gauges {
@@ -218,15 +162,128 @@ impl Gauges {
     }
 }
 
+/// `troved_events_appended_total`'s labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CategoryLabels {
+    category: String,
+}
+
+/// `troved_commands_total`'s labels: `fault` only for refusals (an empty label would mean
+/// the same as none, so it is left out rather than written empty).
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+struct CommandLabels {
+    command: &'static str,
+    outcome: &'static str,
+    fault: Option<&'static str>,
+}
+
+impl EncodeLabelSet for CommandLabels {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> fmt::Result {
+        ("command", self.command).encode(encoder.encode_label())?;
+        ("outcome", self.outcome).encode(encoder.encode_label())?;
+        if let Some(fault) = self.fault {
+            ("fault", fault).encode(encoder.encode_label())?;
+        }
+        Ok(())
+    }
+}
+
+/// `troved_saga_steps_total`'s labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StepLabels {
+    step: &'static str,
+    outcome: &'static str,
+}
+
+/// `troved_projection_anomalies_total`'s labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AnomalyLabels {
+    kind: &'static str,
+}
+
+/// `troved_http_request_duration_seconds`'s labels. Only the route is owned: a matched
+/// template (bounded by the router) or `unmatched`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    method: &'static str,
+    route: String,
+    status: &'static str,
+}
+
+/// A new series of the latency histogram.
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
+}
+
 /// The registry: every family troved exports, except the projection gauges.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
-    events_appended: Counters,
-    commands: Counters,
-    saga_steps: Counters,
-    projected: Counters,
-    projection_anomalies: Counters,
-    http: DashMap<Labels, Histogram>,
+    events_appended: Family<CategoryLabels, Counter>,
+    commands: Family<CommandLabels, Counter>,
+    saga_steps: Family<StepLabels, Counter>,
+    projected: Counter,
+    projection_anomalies: Family<AnomalyLabels, Counter>,
+    http: Family<HttpLabels, Histogram, fn() -> Histogram>,
+    /// The counter families above, in the order they are rendered (before the gauges).
+    counters: Registry,
+    /// The latency histogram, rendered last.
+    latency: Registry,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let events_appended = Family::default();
+        let commands = Family::default();
+        let saga_steps = Family::default();
+        let projected = Counter::default();
+        let projection_anomalies = Family::default();
+        let http = Family::new_with_constructor(latency_histogram as fn() -> Histogram);
+        // The registries hold clones: handles to the same series.
+        let mut counters = Registry::default();
+        counters.register(
+            "troved_events_appended",
+            help("Events appended to the event store by this process, by stream category (a retried append deduplicated by the store counts again)."),
+            Declared(Family::clone(&events_appended)),
+        );
+        counters.register(
+            "troved_commands",
+            help("Commands decided, by command type and outcome (ok, refused with the Trove fault name, conflict after every retry, error)."),
+            Declared(Family::clone(&commands)),
+        );
+        counters.register(
+            "troved_saga_steps",
+            help(
+                "Lifecycle driver steps, by step and outcome (recorded, waiting, retried, failed).",
+            ),
+            Declared(Family::clone(&saga_steps)),
+        );
+        counters.register(
+            "troved_projection_events",
+            help("Events of $all processed by the projector since the process started (the replay at start included)."),
+            Counter::clone(&projected),
+        );
+        counters.register(
+            "troved_projection_anomalies",
+            help("Events the projector skipped: undecodable, or after a revision gap in their stream (rebuild and verify the read models)."),
+            Declared(Family::clone(&projection_anomalies)),
+        );
+        let mut latency = Registry::default();
+        latency.register(
+            "troved_http_request_duration_seconds",
+            help("HTTP request latency, by method, matched route template and status class."),
+            Declared(Family::clone(&http)),
+        );
+        Metrics {
+            events_appended,
+            commands,
+            saga_steps,
+            projected,
+            projection_anomalies,
+            http,
+            counters,
+            latency,
+        }
+    }
 }
 
 impl Metrics {
@@ -234,51 +291,51 @@ impl Metrics {
     /// the first `-`: `instance`, `configuration`, ...).
     pub fn events_appended(&self, stream: &str, n: usize) {
         let category = stream.split_once('-').map_or(stream, |(c, _)| c);
-        self.events_appended.add(
-            vec![("category", category.to_string())],
-            u64::try_from(n).unwrap_or(u64::MAX),
-        );
+        self.events_appended
+            .get_or_create(&CategoryLabels {
+                category: category.to_string(),
+            })
+            .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
     }
 
-    /// Counts each of `commands` (decided together, all or nothing) with the outcome of
-    /// `result`.
-    pub fn commands<'a, T>(
+    /// Counts each of `commands` (decided together, all or nothing) with their
+    /// `outcome`.
+    pub fn commands(
         &self,
-        commands: impl IntoIterator<Item = &'a str>,
-        result: &Result<T, CommandError>,
+        commands: impl IntoIterator<Item = &'static str>,
+        outcome: CommandOutcome,
     ) {
-        let outcome = CommandOutcome::of(result);
         for command in commands {
-            self.commands.add(outcome.labels(command), 1);
+            self.commands.get_or_create(&outcome.labels(command)).inc();
         }
     }
 
     /// Counts one saga step.
-    pub fn saga_step(&self, step: &str, outcome: StepOutcome) {
-        self.saga_steps.add(
-            vec![
-                ("step", step.to_string()),
-                ("outcome", outcome.as_str().to_string()),
-            ],
-            1,
-        );
+    pub fn saga_step(&self, step: &'static str, outcome: StepOutcome) {
+        self.saga_steps
+            .get_or_create(&StepLabels {
+                step,
+                outcome: outcome.as_str(),
+            })
+            .inc();
     }
 
     /// Counts one event processed by the projector (applied, or skipped by a model that
     /// has no use for it).
     pub fn event_projected(&self) {
-        self.projected.add(Vec::new(), 1);
+        self.projected.inc();
     }
 
     /// Counts `n` events applied by the projector at once (a replayed page).
     pub fn events_projected(&self, n: u64) {
-        self.projected.add(Vec::new(), n);
+        self.projected.inc_by(n);
     }
 
     /// Counts a projection anomaly.
     pub fn projection_anomaly(&self, anomaly: ProjectionAnomaly) {
         self.projection_anomalies
-            .add(vec![("kind", anomaly_kind(anomaly).to_string())], 1);
+            .get_or_create(&anomaly.labels())
+            .inc();
     }
 
     /// Observes one HTTP request. `route` is the matched route template
@@ -291,199 +348,122 @@ impl Metrics {
         elapsed: Duration,
     ) {
         let method = match *method {
-            Method::GET
-            | Method::HEAD
-            | Method::POST
-            | Method::PUT
-            | Method::PATCH
-            | Method::DELETE
-            | Method::OPTIONS => method.as_str(),
+            Method::GET => "GET",
+            Method::HEAD => "HEAD",
+            Method::POST => "POST",
+            Method::PUT => "PUT",
+            Method::PATCH => "PATCH",
+            Method::DELETE => "DELETE",
+            Method::OPTIONS => "OPTIONS",
             _ => "other",
         };
-        let class = match status.as_u16() {
+        let status = match status.as_u16() {
             100..=199 => "1xx",
             200..=299 => "2xx",
             300..=399 => "3xx",
             400..=499 => "4xx",
             _ => "5xx",
         };
-        let labels = vec![
-            ("method", method.to_string()),
-            ("route", route.unwrap_or("unmatched").to_string()),
-            ("status", class.to_string()),
-        ];
-        if let Some(h) = self.http.get(&labels) {
-            h.observe(elapsed);
-            return;
-        }
-        self.http.entry(labels).or_default().observe(elapsed);
+        let labels = HttpLabels {
+            method,
+            route: route.unwrap_or("unmatched").to_string(),
+            status,
+        };
+        self.http
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
     }
 
     /// How many events of `category` were counted as appended (tests, diagnostics).
     pub fn appended(&self, category: &str) -> u64 {
-        self.events_appended
-            .get(&vec![("category", category.to_string())])
+        let labels = CategoryLabels {
+            category: category.to_string(),
+        };
+        self.events_appended.get(&labels).map_or(0, |c| c.get())
     }
 
     /// How many `anomaly`s the projector met in this process.
     pub fn projection_anomalies(&self, anomaly: ProjectionAnomaly) -> u64 {
         self.projection_anomalies
-            .get(&vec![("kind", anomaly_kind(anomaly).to_string())])
+            .get(&anomaly.labels())
+            .map_or(0, |c| c.get())
     }
 
     /// Every family in the text format 0.0.4, projection gauges included.
     pub fn render(&self, gauges: &Gauges) -> String {
-        let mut out = String::with_capacity(8 * 1024);
-        counter_family(
-            &mut out,
-            "troved_events_appended_total",
-            "Events appended to the event store by this process, by stream category (a retried append deduplicated by the store counts again).",
-            &self.events_appended,
-        );
-        counter_family(
-            &mut out,
-            "troved_commands_total",
-            "Commands decided, by command type and outcome (ok, refused with the Trove fault name, conflict after every retry, error).",
-            &self.commands,
-        );
-        counter_family(
-            &mut out,
-            "troved_saga_steps_total",
-            "Lifecycle driver steps, by step and outcome (recorded, waiting, retried, failed).",
-            &self.saga_steps,
-        );
-        counter_family(
-            &mut out,
-            "troved_projection_events_total",
-            "Events of $all processed by the projector since the process started (the replay at start included).",
-            &self.projected,
-        );
-        counter_family(
-            &mut out,
-            "troved_projection_anomalies_total",
-            "Events the projector skipped: undecodable, or after a revision gap in their stream (rebuild and verify the read models).",
-            &self.projection_anomalies,
-        );
-        gauge(
-            &mut out,
+        let mut read = Registry::default();
+        read.register(
             "troved_projection_position",
-            "Last position of $all that every read model has applied.",
-            Some(gauges.applied.commit),
+            help("Last position of $all that every read model has applied."),
+            Reading(Some(gauges.applied.commit)),
         );
-        gauge(
-            &mut out,
+        read.register(
             "troved_store_head_position",
-            "Position of the last event in the event store.",
-            gauges.head.map(|h| h.commit),
+            help("Position of the last event in the event store."),
+            Reading(gauges.head.map(|h| h.commit)),
         );
-        gauge(
-            &mut out,
+        read.register(
             "troved_projection_lag_events",
-            "Events appended but not yet applied to the read models (store head minus applied position; exact for the embedded store, an estimate for stores whose positions have gaps).",
-            gauges.lag(),
+            help("Events appended but not yet applied to the read models (store head minus applied position; exact for the embedded store, an estimate for stores whose positions have gaps)."),
+            Reading(gauges.lag()),
         );
-        gauge(
-            &mut out,
+        read.register(
             "troved_command_cached_streams",
-            "Instance streams kept folded by the command path (mostly instances with a command or a workflow step in flight; at most 4096).",
-            Some(gauges.cached_streams),
+            help("Instance streams kept folded by the command path (mostly instances with a command or a workflow step in flight; at most 4096)."),
+            Reading(Some(gauges.cached_streams)),
         );
-        self.render_latency(&mut out);
+        let mut out = String::with_capacity(8 * 1024);
+        for registry in [&self.counters, &read, &self.latency] {
+            // Writing into a String cannot fail, and our values (integers, finite sums,
+            // fixed bucket bounds) give the encoder no other reason to.
+            let _ = prometheus_text::encode(&mut out, registry);
+        }
         out
     }
+}
 
-    fn render_latency(&self, out: &mut String) {
-        let name = "troved_http_request_duration_seconds";
-        header(
-            out,
-            name,
-            "HTTP request latency, by method, matched route template and status class.",
-            "histogram",
-        );
-        let mut series: Vec<(Labels, Vec<u64>, u64)> = self
-            .http
-            .iter()
-            .map(|e| {
-                let h = e.value();
-                let counts = h
-                    .buckets
-                    .iter()
-                    .map(|b| b.load(Ordering::Relaxed))
-                    .collect();
-                (e.key().clone(), counts, h.sum_nanos.load(Ordering::Relaxed))
-            })
-            .collect();
-        series.sort();
-        for (labels, counts, sum_nanos) in series {
-            let base = label_text(&labels);
-            let mut cumulative = 0u64;
-            for (le, count) in LATENCY_BUCKETS.iter().zip(&counts) {
-                cumulative += count;
-                let _ = writeln!(out, "{name}_bucket{{{base},le=\"{le}\"}} {cumulative}");
-            }
-            // The +Inf bucket and the count are the same number by construction, even
-            // while other requests are being observed during this render.
-            let total = cumulative + counts.last().copied().unwrap_or(0);
-            let _ = writeln!(out, "{name}_bucket{{{base},le=\"+Inf\"}} {total}");
-            let sum = Duration::from_nanos(sum_nanos).as_secs_f64();
-            let _ = writeln!(out, "{name}_sum{{{base}}} {sum}");
-            let _ = writeln!(out, "{name}_count{{{base}}} {total}");
+/// `prometheus-client` ends every help text with a `.`; ours are sentences already.
+fn help(text: &'static str) -> &'static str {
+    text.strip_suffix('.').unwrap_or(text)
+}
+
+/// A family declared (HELP and TYPE) in every scrape, before its first series too:
+/// `prometheus-client`, like Go's client, leaves empty families out, but `/metrics` has
+/// always named every family it can export, so a dashboard or an alert can tell "nothing
+/// happened yet" from "this troved does not export that".
+#[derive(Debug)]
+struct Declared<M>(M);
+
+impl<M: EncodeMetric> EncodeMetric for Declared<M> {
+    fn encode(&self, encoder: MetricEncoder) -> fmt::Result {
+        self.0.encode(encoder)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        self.0.metric_type()
+    }
+
+    fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+/// A gauge read at scrape time; `None` (the store could not be asked) declares the
+/// family without a sample rather than reporting 0.
+#[derive(Debug)]
+struct Reading(Option<u64>);
+
+impl EncodeMetric for Reading {
+    fn encode(&self, mut encoder: MetricEncoder) -> fmt::Result {
+        match self.0 {
+            Some(value) => encoder.encode_gauge(&value),
+            None => Ok(()),
         }
     }
-}
 
-fn anomaly_kind(anomaly: ProjectionAnomaly) -> &'static str {
-    match anomaly {
-        ProjectionAnomaly::Undecodable => "undecodable",
-        ProjectionAnomaly::Gap => "gap",
+    fn metric_type(&self) -> MetricType {
+        MetricType::Gauge
     }
-}
-
-fn header(out: &mut String, name: &str, help: &str, kind: &str) {
-    let _ = writeln!(out, "# HELP {name} {}", escape_help(help));
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
-fn counter_family(out: &mut String, name: &str, help: &str, counters: &Counters) {
-    header(out, name, help, "counter");
-    for (labels, value) in counters.sorted() {
-        if labels.is_empty() {
-            let _ = writeln!(out, "{name} {value}");
-        } else {
-            let _ = writeln!(out, "{name}{{{}}} {value}", label_text(&labels));
-        }
-    }
-}
-
-fn gauge(out: &mut String, name: &str, help: &str, value: Option<u64>) {
-    header(out, name, help, "gauge");
-    if let Some(v) = value {
-        let _ = writeln!(out, "{name} {v}");
-    }
-}
-
-/// `a="x",b="y"`, values escaped as the format requires.
-fn label_text(labels: &Labels) -> String {
-    let mut s = String::new();
-    for (i, (name, value)) in labels.iter().enumerate() {
-        if i > 0 {
-            s.push(',');
-        }
-        let _ = write!(s, "{name}=\"{}\"", escape_label(value));
-    }
-    s
-}
-
-/// Label values escape backslash, double quote and newline (format 0.0.4).
-fn escape_label(v: &str) -> String {
-    v.replace('\\', r"\\")
-        .replace('"', r#"\""#)
-        .replace('\n', r"\n")
-}
-
-/// HELP text escapes backslash and newline.
-fn escape_help(v: &str) -> String {
-    v.replace('\\', r"\\").replace('\n', r"\n")
 }
 
 #[cfg(test)]
@@ -505,18 +485,12 @@ mod tests {
         m.events_appended("instance-3f2c", 2);
         m.events_appended("configuration-1", 1);
         m.events_appended("instance-9a", 1);
-        m.commands(["RenameInstance"], &Ok::<(), CommandError>(()));
+        m.commands(["RenameInstance"], CommandOutcome::Ok);
         m.commands(
             ["RenameInstance", "AttachConfiguration"],
-            &Err::<(), _>(CommandError::Rejected(
-                Fault::UnprocessableEntity,
-                "not ready".into(),
-            )),
+            CommandOutcome::Refused(Fault::UnprocessableEntity.name()),
         );
-        m.commands(
-            ["DeleteInstance"],
-            &Err::<(), _>(CommandError::Conflict("instance-1".into())),
-        );
+        m.commands(["DeleteInstance"], CommandOutcome::Conflict);
         m.saga_step("create_server", StepOutcome::Waiting);
         m.saga_step("create_server", StepOutcome::Waiting);
         m.event_projected();
@@ -599,6 +573,17 @@ mod tests {
 
     #[test]
     fn label_values_are_escaped() {
-        assert_eq!(escape_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+        let m = Metrics::default();
+        m.events_appended("a\"b\\c\nd-1", 1);
+        let text = m.render(&Gauges {
+            applied: at(0),
+            head: None,
+            cached_streams: 0,
+        });
+        let line = "troved_events_appended_total{category=\"a\\\"b\\\\c\\nd\"} 1";
+        assert!(
+            text.lines().any(|l| l == line),
+            "{line:?} missing in\n{text}"
+        );
     }
 }

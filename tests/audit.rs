@@ -326,7 +326,7 @@ async fn clean_store_verifies_ok_through_the_api_and_the_cli() {
     assert!(
         text.contains(&format!(
             "$all digest at position {events}: {}\n",
-            sqlite::to_hex(&report.digest)
+            hex::encode(report.digest)
         )),
         "{text}"
     );

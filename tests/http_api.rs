@@ -339,6 +339,7 @@ async fn bad_requests_get_trove_shaped_4xx_never_500() {
 async fn every_response_carries_a_request_id() {
     let dir = tempfile::tempdir().unwrap();
     let s = TestServer::start(dir.path(), &[]).await;
+    let mut seen = std::collections::HashSet::new();
     for path in ["/v1.0", "/v1.0/p1/instances", "/v1.0/p1/nope"] {
         let r = s
             .http
@@ -354,6 +355,11 @@ async fn every_response_carries_a_request_id() {
             .unwrap()
             .to_string();
         assert!(id.starts_with("req-"), "{id}");
+        // `req-` and a random (v4) UUID, hyphenated and lower case; one per request.
+        let uuid = uuid::Uuid::parse_str(&id["req-".len()..]).expect("req-<uuid>");
+        assert_eq!(uuid.get_version_num(), 4, "{id}");
+        assert_eq!(id, format!("req-{uuid}"));
+        assert!(seen.insert(id), "a request id twice");
     }
 }
 

@@ -201,6 +201,277 @@ async fn metrics_count_events_commands_saga_steps_and_latency() {
     );
 }
 
+/// Every family `/metrics` exports: name, type and help text, as a user finds them.
+const DECLARED: [(&str, &str, &str); 10] = [
+    (
+        "troved_events_appended_total",
+        "counter",
+        "Events appended to the event store by this process, by stream category (a retried append deduplicated by the store counts again).",
+    ),
+    (
+        "troved_commands_total",
+        "counter",
+        "Commands decided, by command type and outcome (ok, refused with the Trove fault name, conflict after every retry, error).",
+    ),
+    (
+        "troved_saga_steps_total",
+        "counter",
+        "Lifecycle driver steps, by step and outcome (recorded, waiting, retried, failed).",
+    ),
+    (
+        "troved_projection_events_total",
+        "counter",
+        "Events of $all processed by the projector since the process started (the replay at start included).",
+    ),
+    (
+        "troved_projection_anomalies_total",
+        "counter",
+        "Events the projector skipped: undecodable, or after a revision gap in their stream (rebuild and verify the read models).",
+    ),
+    (
+        "troved_projection_position",
+        "gauge",
+        "Last position of $all that every read model has applied.",
+    ),
+    (
+        "troved_store_head_position",
+        "gauge",
+        "Position of the last event in the event store.",
+    ),
+    (
+        "troved_projection_lag_events",
+        "gauge",
+        "Events appended but not yet applied to the read models (store head minus applied position; exact for the embedded store, an estimate for stores whose positions have gaps).",
+    ),
+    (
+        "troved_command_cached_streams",
+        "gauge",
+        "Instance streams kept folded by the command path (mostly instances with a command or a workflow step in flight; at most 4096).",
+    ),
+    (
+        "troved_http_request_duration_seconds",
+        "histogram",
+        "HTTP request latency, by method, matched route template and status class.",
+    ),
+];
+
+/// One parsed sample: name, labels (each name once), value.
+type Parsed = (String, BTreeMap<String, String>, f64);
+
+/// Parses a scrape with `nom-openmetrics`' Prometheus text-format grammar (the whole text
+/// must parse), and returns the descriptors (`(name, "help" | "type", text)`, in order) and
+/// the samples. That parser groups "descriptors, then samples", so the descriptors of a
+/// family without samples end up in the next group; they are flattened here, which is
+/// also what makes a family without samples fine anywhere but last (the latency
+/// histogram, which the requests before the scrape have filled).
+fn parse_exposition(text: &str) -> (Vec<(String, &'static str, String)>, Vec<Parsed>) {
+    use nom_openmetrics::MetricDescriptor;
+    let (rest, families) = nom_openmetrics::parser::prometheus(text)
+        .unwrap_or_else(|e| panic!("not the Prometheus text format: {e:?}\n{text}"));
+    assert!(rest.is_empty(), "left unparsed: {rest:?}");
+    let mut descriptors = Vec::new();
+    let mut samples = Vec::new();
+    for family in families {
+        for d in family.descriptors {
+            match d {
+                MetricDescriptor::Help { metric, help } => {
+                    descriptors.push((metric.to_string(), "help", help))
+                }
+                MetricDescriptor::Type { metric, r#type } => descriptors.push((
+                    metric.to_string(),
+                    "type",
+                    r#type.to_string().to_lowercase(),
+                )),
+                MetricDescriptor::Unit { metric, .. } => panic!("unexpected UNIT for {metric}"),
+            }
+        }
+        for sample in family.samples {
+            let mut labels = BTreeMap::new();
+            for label in sample.labels() {
+                let again = labels.insert(label.name.to_string(), label.value.clone());
+                assert!(again.is_none(), "label {} twice in {sample:?}", label.name);
+            }
+            samples.push((sample.name().to_string(), labels, sample.number()));
+        }
+    }
+    (descriptors, samples)
+}
+
+fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// The value of the sample `name` whose labels are exactly `pairs`.
+fn sample(samples: &[Parsed], name: &str, pairs: &[(&str, &str)]) -> Option<f64> {
+    let want = labels(pairs);
+    samples
+        .iter()
+        .find(|(n, l, _)| n == name && *l == want)
+        .map(|(_, _, v)| *v)
+}
+
+#[tokio::test]
+async fn metrics_parse_as_prometheus_text_with_every_family_label_and_bucket() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = TestServer::start(dir.path(), &["--sim-latency-ms", "0"]).await;
+    let created = s.create("alice", "p1", "parsed").await;
+    let id = created["id"].as_str().expect("id").to_string();
+    s.wait_for("alice", "p1", &id, |i| i["status"] == "ACTIVE")
+        .await;
+    let (status, body) = s
+        .put(
+            "alice",
+            "p1",
+            &format!("/instances/{id}"),
+            &json!({"instance": {"configuration": "6f0b1f0e-2d55-4c1e-9d0a-53a4a8f0c001"}}),
+        )
+        .await;
+    assert_eq!(status, 404, "{body}");
+    let (status, _) = s.get("alice", "p1", "/nothing-here").await;
+    assert_eq!(status, 404);
+
+    let resp = s
+        .http
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .expect("scrape");
+    assert_eq!(
+        resp.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let text = resp.text().await.expect("body");
+    let (descriptors, samples) = parse_exposition(&text);
+
+    // Each family declared once, with its type and help text, and nothing else declared.
+    let declared: Vec<(String, &str, String)> = DECLARED
+        .iter()
+        .flat_map(|(name, kind, help)| {
+            [
+                (name.to_string(), "help", help.to_string()),
+                (name.to_string(), "type", kind.to_string()),
+            ]
+        })
+        .collect();
+    assert_eq!(descriptors, declared);
+
+    // Every sample belongs to a declared family and carries that family's labels.
+    let histogram = "troved_http_request_duration_seconds";
+    for (name, l, value) in &samples {
+        let keys: Vec<&str> = l.keys().map(String::as_str).collect();
+        let expected: &[&str] = match name.as_str() {
+            "troved_events_appended_total" => &["category"],
+            "troved_commands_total" if l.get("outcome").map(String::as_str) == Some("refused") => {
+                &["command", "fault", "outcome"]
+            }
+            "troved_commands_total" => &["command", "outcome"],
+            "troved_saga_steps_total" => &["outcome", "step"],
+            "troved_projection_anomalies_total" => &["kind"],
+            "troved_projection_events_total"
+            | "troved_projection_position"
+            | "troved_store_head_position"
+            | "troved_projection_lag_events"
+            | "troved_command_cached_streams" => &[],
+            n if n == format!("{histogram}_bucket") => &["le", "method", "route", "status"],
+            n if n == format!("{histogram}_sum") || n == format!("{histogram}_count") => {
+                &["method", "route", "status"]
+            }
+            other => panic!("sample of no declared family: {other}"),
+        };
+        assert_eq!(keys, expected, "labels of {name} {l:?}");
+        assert!(value.is_finite() && *value >= 0.0, "{name} {l:?} = {value}");
+        assert!(
+            !l.values().any(|v| v.contains(&id)),
+            "an instance id leaked into a label"
+        );
+    }
+
+    // What a user would query.
+    assert_eq!(
+        sample(
+            &samples,
+            "troved_commands_total",
+            &[("command", "CreateInstance"), ("outcome", "ok")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &samples,
+            "troved_commands_total",
+            &[
+                ("command", "AttachConfiguration"),
+                ("outcome", "refused"),
+                ("fault", "itemNotFound")
+            ]
+        ),
+        Some(1.0)
+    );
+    let appended = sample(
+        &samples,
+        "troved_events_appended_total",
+        &[("category", "instance")],
+    );
+    assert!(appended >= Some(4.0), "{appended:?}");
+    let steps = sample(
+        &samples,
+        "troved_saga_steps_total",
+        &[("step", "create_server"), ("outcome", "recorded")],
+    );
+    assert!(steps >= Some(1.0), "{steps:?}");
+    let gauge = |name| sample(&samples, name, &[]).unwrap_or_else(|| panic!("{name}"));
+    let (position, head) = (
+        gauge("troved_projection_position"),
+        gauge("troved_store_head_position"),
+    );
+    assert!(position >= 4.0 && head >= position, "{position} {head}");
+    assert_eq!(gauge("troved_projection_lag_events"), head - position);
+    assert!(gauge("troved_projection_events_total") >= position);
+
+    // The create's latency: every bucket bound, cumulative counts ending with the count.
+    let series = [
+        ("method", "POST"),
+        ("route", "/v1.0/{project_id}/instances"),
+        ("status", "2xx"),
+    ];
+    let buckets: Vec<(String, f64)> = samples
+        .iter()
+        .filter(|(n, l, _)| {
+            *n == format!("{histogram}_bucket")
+                && series
+                    .iter()
+                    .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+        })
+        .map(|(_, l, v)| (l["le"].clone(), *v))
+        .collect();
+    let bounds: Vec<&str> = buckets.iter().map(|(le, _)| le.as_str()).collect();
+    assert_eq!(
+        bounds,
+        [
+            "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5",
+            "1", "2.5", "5", "10", "+Inf"
+        ]
+    );
+    assert!(
+        buckets.windows(2).all(|w| w[0].1 <= w[1].1),
+        "not cumulative: {buckets:?}"
+    );
+    let count = sample(&samples, &format!("{histogram}_count"), &series);
+    assert_eq!(count, Some(1.0));
+    assert_eq!(buckets.last().map(|(_, v)| *v), count);
+    let sum = sample(&samples, &format!("{histogram}_sum"), &series);
+    assert!(sum > Some(0.0), "{sum:?}");
+    let unmatched = sample(
+        &samples,
+        &format!("{histogram}_count"),
+        &[("method", "GET"), ("route", "unmatched"), ("status", "4xx")],
+    );
+    assert_eq!(unmatched, Some(1.0));
+}
+
 #[tokio::test]
 async fn projection_positions_are_shown_to_admins_only() {
     let dir = tempfile::tempdir().expect("tempdir");

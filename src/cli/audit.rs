@@ -7,7 +7,7 @@
 use anyhow::{bail, Context};
 
 use crate::config::AuditCommand;
-use crate::store::sqlite::{self, to_hex, VerifyReport};
+use crate::store::sqlite::{self, VerifyReport};
 
 /// Runs `troved audit ...`.
 ///
@@ -67,7 +67,8 @@ fn render(path: &str, report: &VerifyReport) -> String {
     let digest = format!(
         "$all digest at position {}: {}",
         report.last_position,
-        to_hex(&report.digest)
+        // Lower-case hex, the form operators see and compare.
+        hex::encode(report.digest)
     );
     match &report.finding {
         None => format!("event store: {path}\nresult: OK\nevents: {counts}\n{digest}\n"),

@@ -176,7 +176,7 @@ pub struct Tally {
 impl Tally {
     /// The digest in lower-case hex.
     pub fn hex(&self) -> String {
-        self.digest.iter().map(|b| format!("{b:02x}")).collect()
+        hex::encode(self.digest)
     }
 }
 

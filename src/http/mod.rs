@@ -126,7 +126,9 @@ async fn request_id<F: Future<Output = Response>>(
     mut req: Request,
     inner: impl FnOnce(Request) -> F,
 ) -> Response {
-    let id = format!("req-{}", request_uuid());
+    // A random (v4) UUID; with uuid's `fast-rng` it comes from a thread-local generator
+    // seeded by the OS, not from a system call per request.
+    let id = format!("req-{}", uuid::Uuid::new_v4());
     req.extensions_mut().insert(RequestId(id.clone()));
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
     let mut resp = async {
@@ -143,28 +145,6 @@ async fn request_id<F: Future<Output = Response>>(
         resp.headers_mut().insert("x-openstack-request-id", v);
     }
     resp
-}
-
-/// A random (version 4) UUID for a request id, without a system call: `Uuid::new_v4`
-/// asks the OS for 16 bytes on every call (`getrandom`, a third of the system calls
-/// of a read request). Here each thread draws from SipHash-1-3 of a counter under a
-/// 128-bit key taken from the OS once (std's `RandomState`), a keyed pseudorandom
-/// function: distinct, unpredictable ids without the kernel. Request ids are
-/// correlation handles, not secrets.
-fn request_uuid() -> uuid::Uuid {
-    use std::cell::Cell;
-    use std::collections::hash_map::RandomState;
-    use std::hash::BuildHasher;
-    thread_local! {
-        static DRAW: (RandomState, Cell<u64>) = (RandomState::new(), Cell::new(0));
-    }
-    DRAW.with(|(key, counter)| {
-        let n = counter.get();
-        counter.set(n.wrapping_add(1));
-        let (hi, lo) = (key.hash_one((n, 0u8)), key.hash_one((n, 1u8)));
-        let bytes = ((u128::from(hi) << 64) | u128::from(lo)).to_le_bytes();
-        uuid::Builder::from_random_bytes(bytes).into_uuid()
-    })
 }
 
 /// Observes every request's latency (`troved_http_request_duration_seconds`) by method,

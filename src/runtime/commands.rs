@@ -24,6 +24,7 @@ use uuid::Uuid;
 
 use super::codec::{self, CodecError, CommandMeta};
 use super::lookups::Lookups;
+use crate::metrics::CommandOutcome;
 use crate::retry::Backoff;
 use crate::store::{EventStore, ExpectedRevision, NewEvent, Position, RecordedEvent, StoreError};
 
@@ -67,6 +68,22 @@ pub enum CommandError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Codec(#[from] CodecError),
+}
+
+/// How a command path's result counts in `troved_commands_total`.
+impl<T> From<&Result<T, CommandError>> for CommandOutcome {
+    fn from(result: &Result<T, CommandError>) -> CommandOutcome {
+        match result {
+            Ok(_) => CommandOutcome::Ok,
+            Err(CommandError::Domain(d)) => CommandOutcome::Refused(d.fault().name()),
+            Err(CommandError::Rejected(fault, _)) => CommandOutcome::Refused(fault.name()),
+            Err(CommandError::Conflict(_))
+            | Err(CommandError::Store(StoreError::WrongExpectedVersion { .. })) => {
+                CommandOutcome::Conflict
+            }
+            Err(CommandError::Store(_)) | Err(CommandError::Codec(_)) => CommandOutcome::Error,
+        }
+    }
 }
 
 /// What a command on any stream did.
@@ -300,7 +317,10 @@ impl CommandBus {
                 Err(e) => Err(e),
             };
         }
-        crate::metrics::global().commands(cmds.iter().map(InstanceCommand::name), &done);
+        crate::metrics::global().commands(
+            cmds.iter().map(InstanceCommand::name),
+            CommandOutcome::from(&done),
+        );
         let done = done?;
         Ok(Executed {
             state: done.state,
@@ -879,5 +899,30 @@ mod tests {
         let again = f.run(id, create(id)).await;
         assert!(matches!(again, Err(CommandError::Domain(_))), "{again:?}");
         assert_eq!(f.stored(id).await.revision, 0);
+    }
+
+    #[test]
+    fn command_results_count_as_their_outcome() {
+        let outcome = |r: Result<(), CommandError>| CommandOutcome::from(&r);
+        assert_eq!(outcome(Ok(())), CommandOutcome::Ok);
+        assert_eq!(
+            outcome(Err(CommandError::Rejected(
+                Fault::UnprocessableEntity,
+                "not ready".into()
+            ))),
+            CommandOutcome::Refused("unprocessableEntity")
+        );
+        assert_eq!(
+            outcome(Err(CommandError::Conflict("instance-1".into()))),
+            CommandOutcome::Conflict
+        );
+        assert_eq!(
+            outcome(Err(CommandError::Store(StoreError::WrongExpectedVersion {
+                stream: "instance-1".into(),
+                expected: ExpectedRevision::NoStream,
+                actual: Some(0),
+            }))),
+            CommandOutcome::Conflict
+        );
     }
 }

@@ -13,6 +13,7 @@ use uuid::Uuid;
 use super::codec::{self, CodecError, CommandMeta};
 use super::commands::{CommandBus, CommandError, StreamCommand};
 use super::lookups::Lookups;
+use crate::metrics::CommandOutcome;
 use crate::store::{NewEvent, RecordedEvent};
 
 impl CommandBus {
@@ -35,7 +36,7 @@ impl CommandBus {
         let done = self
             .run(&configuration::stream_name(id), None, &command)
             .await;
-        crate::metrics::global().commands([cmd.name()], &done);
+        crate::metrics::global().commands([cmd.name()], CommandOutcome::from(&done));
         Ok(done?.state)
     }
 }

@@ -102,14 +102,10 @@ fn build_stamp() -> Option<&'static str> {
             Some(format!(
                 "troved {} {}",
                 env!("CARGO_PKG_VERSION"),
-                hex(&hasher.finalize())
+                hex::encode(hasher.finalize())
             ))
         })
         .as_deref()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Why a snapshot was not used.
@@ -239,7 +235,7 @@ fn split(bytes: &[u8]) -> Result<(Header, usize), Unusable> {
             header.body_len
         )));
     }
-    if hex(&Sha256::digest(body)) != header.body_sha256 {
+    if hex::encode(Sha256::digest(body)) != header.body_sha256 {
         return Err(damaged("the body's SHA-256 does not match the header"));
     }
     Ok((header, bytes.len() - body.len()))
@@ -314,7 +310,7 @@ fn write(dir: &Path, cursor: Cursor, body: &Body) -> std::io::Result<u64> {
         instances: body.instances.records.len(),
         configurations: body.configurations.len(),
         body_len: encoded.len() as u64,
-        body_sha256: hex(&Sha256::digest(&encoded)),
+        body_sha256: hex::encode(Sha256::digest(&encoded)),
     };
     let header = serde_json::to_vec(&header).map_err(std::io::Error::other)?;
     let target = path(dir);

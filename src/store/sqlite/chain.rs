@@ -100,16 +100,6 @@ pub(super) fn stored_digest(value: Option<Vec<u8>>) -> Option<Digest> {
     value.and_then(|v| Digest::try_from(v.as_slice()).ok())
 }
 
-/// Lower-case hex, the form operators see and compare.
-pub fn to_hex(digest: &Digest) -> String {
-    use std::fmt::Write as _;
-    digest.iter().fold(String::with_capacity(64), |mut s, b| {
-        // Writing to a String cannot fail.
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
-
 /// One row as the backfill reads it.
 struct Row {
     position: u64,
@@ -248,7 +238,7 @@ mod tests {
         let mut d = GENESIS;
         d[0] = 0xab;
         d[31] = 0x01;
-        let hex = to_hex(&d);
+        let hex = hex::encode(d);
         assert_eq!(hex.len(), 64);
         assert!(hex.starts_with("ab00"));
         assert!(hex.ends_with("0001"));

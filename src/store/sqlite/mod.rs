@@ -28,7 +28,7 @@ mod sql;
 mod verify;
 mod writer;
 
-pub use self::chain::{to_hex, Digest, GENESIS};
+pub use self::chain::{Digest, GENESIS};
 pub use self::verify::{verify, Finding, Problem, VerifyReport};
 
 use std::collections::VecDeque;
