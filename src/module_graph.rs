@@ -183,14 +183,10 @@ fn mutual_imports(root: &Path) -> BTreeSet<(String, String)> {
     pairs
 }
 
-/// Cycles known and being removed (issue #11); nothing may be added here.
-const KNOWN: [(&str, &str); 1] = [("troved::http::datastores", "troved::http::flavors")];
-
 #[test]
 fn no_two_modules_import_each_other() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut pairs = mutual_imports(root);
-    pairs.retain(|(a, b)| !KNOWN.contains(&(a.as_str(), b.as_str())));
+    let pairs = mutual_imports(root);
     assert!(
         pairs.is_empty(),
         "modules importing each other (make the dependency point one way): {pairs:?}"
