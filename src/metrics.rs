@@ -253,7 +253,7 @@ impl Default for Metrics {
         counters.register(
             "troved_saga_steps",
             help(
-                "Lifecycle driver steps, by step and outcome (recorded, waiting, retried, failed).",
+                "Saga runner steps, by step and outcome (recorded, waiting, retried, failed).",
             ),
             Declared(Family::clone(&saga_steps)),
         );

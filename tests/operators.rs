@@ -216,7 +216,7 @@ const DECLARED: [(&str, &str, &str); 10] = [
     (
         "troved_saga_steps_total",
         "counter",
-        "Lifecycle driver steps, by step and outcome (recorded, waiting, retried, failed).",
+        "Saga runner steps, by step and outcome (recorded, waiting, retried, failed).",
     ),
     (
         "troved_projection_events_total",
