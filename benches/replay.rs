@@ -41,7 +41,7 @@ use aggregates::instance::{
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::json;
 use troved::runtime::codec::{self, CommandMeta};
-use troved::runtime::projector::{self, Models};
+use troved::runtime::projector::{self, ReadModels};
 use troved::store::sqlite::SqliteStore;
 use troved::store::{EventStore, ExpectedRevision, NewEvent, Position};
 use uuid::Uuid;
@@ -90,7 +90,7 @@ fn models_heap(dir: &Path) -> (u64, usize) {
     let log = troved::cli::log::ReadOnlyLog::open(&dir.join("events.db")).expect("log");
     let head = log.head().expect("head");
     let before = HEAP.load(Ordering::Relaxed);
-    let models = Models::default();
+    let models = ReadModels::default();
     let mut pos = Position::START;
     let mut page = Vec::new();
     while pos < head {

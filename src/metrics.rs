@@ -252,9 +252,7 @@ impl Default for Metrics {
         );
         counters.register(
             "troved_saga_steps",
-            help(
-                "Saga runner steps, by step and outcome (recorded, waiting, retried, failed).",
-            ),
+            help("Saga runner steps, by step and outcome (recorded, waiting, retried, failed)."),
             Declared(Family::clone(&saga_steps)),
         );
         counters.register(

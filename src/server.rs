@@ -23,7 +23,7 @@ use crate::http::auth::AuthMode;
 use crate::http::{self, AppState};
 use crate::runtime::commands::CommandBus;
 use crate::runtime::lookups::Lookups;
-use crate::runtime::projector::{self, Models};
+use crate::runtime::projector::{self, ReadModels};
 use crate::runtime::rebuild::Rebuilder;
 use crate::runtime::snapshot;
 use crate::saga::{Policy, Providers, SagaRunner, SagaRunnerDeps};
@@ -337,8 +337,8 @@ fn restrict_private_files(cfg: &ServeConfig, store_url: &StoreUrl) {
 async fn rebuild_read_models(
     cfg: &ServeConfig,
     store: &dyn EventStore,
-) -> Result<(Models, Position, Position), ServerError> {
-    let all = Models::default();
+) -> Result<(ReadModels, Position, Position), ServerError> {
+    let all = ReadModels::default();
     let started = std::time::Instant::now();
     // Read-model snapshot (runtime::snapshot): load it if valid, replay what follows.
     let from = if cfg.no_snapshot {
@@ -356,7 +356,7 @@ async fn rebuild_read_models(
 /// name when it ends.
 async fn run_projector(
     store: Arc<dyn EventStore>,
-    all: Models,
+    all: ReadModels,
     reached: Position,
     applied_tx: watch::Sender<Position>,
     stop: watch::Receiver<bool>,
@@ -376,7 +376,7 @@ fn saga_runner(
     vault: &Arc<Vault>,
     cloud: &Arc<SimCloud>,
     catalog: &Arc<StaticCatalog>,
-    all: &Models,
+    all: &ReadModels,
     shutdown: watch::Receiver<bool>,
 ) -> SagaRunner {
     SagaRunner::new(SagaRunnerDeps {
@@ -404,7 +404,7 @@ fn saga_runner(
 async fn run_saga_runner(
     runner: SagaRunner,
     store: Arc<dyn EventStore>,
-    models: Arc<projections::ReadModels>,
+    models: Arc<projections::InstanceModels>,
 ) -> &'static str {
     if let Err(e) = runner.run(store, models).await {
         tracing::error!(error = %e, "saga runner stopped");

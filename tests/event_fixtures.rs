@@ -17,7 +17,7 @@ use aggregates::instance::{
     self, ComputeStatus, DecodeError, Instance, InstanceEvent, ServiceStatus, Task,
 };
 use chrono::{DateTime, Utc};
-use projections::{Position, ProjectedEvent, ReadModels};
+use projections::{InstanceModels, Position, ProjectedEvent};
 use serde_json::{json, Value};
 use troved::runtime::codec::{self, EventMetadata};
 use troved::store::RecordedEvent;
@@ -576,7 +576,7 @@ fn the_read_models_project_the_story_like_the_fold() {
     let id = uuid(INSTANCE);
     // Live, before the deletion: listed and charged.
     let live = story_until("DatastoreVersionUpgraded.v1.json");
-    let models = ReadModels::from_events(&projected(&live, INSTANCE));
+    let models = InstanceModels::from_events(&projected(&live, INSTANCE));
     assert_eq!(models.instance(id), Some(fold_files(&live)));
     let page = models.list_page("proj-alpha", None, 20);
     assert_eq!(page.instances, vec![fold_files(&live)]);
@@ -584,7 +584,7 @@ fn the_read_models_project_the_story_like_the_fold() {
     assert_eq!((q.instances, q.ram, q.volumes), (1, 2048, 5));
 
     // Deleted: gone from the list and the quota, still a record.
-    let models = ReadModels::from_events(&projected(STORY, INSTANCE));
+    let models = InstanceModels::from_events(&projected(STORY, INSTANCE));
     assert_eq!(models.instance(id), Some(fold_files(STORY)));
     assert!(models
         .list_page("proj-alpha", None, 20)

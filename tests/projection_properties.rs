@@ -9,10 +9,10 @@
 //! and teardown. Each command is decided by the production `decide` against the fold of
 //! its own stream (refusals are skipped, as the shell would answer them with an error),
 //! its events are appended to an in-memory log with increasing positions and applied to
-//! live `ReadModels` as they happen; old events are re-delivered now and then.
+//! live `InstanceModels` as they happen; old events are re-delivered now and then.
 //!
 //! Properties, checked after every operation unless said otherwise:
-//! - (a) the live models' `snapshot()` equals `ReadModels::from_events(log)` (at random
+//! - (a) the live models' `snapshot()` equals `InstanceModels::from_events(log)` (at random
 //!   checkpoints and at the end), and a re-delivered event changes nothing;
 //! - (b) every instance's record equals the fold of its own stream (and records the
 //!   position of its last event and whether a deletion was requested);
@@ -29,7 +29,7 @@ use aggregates::instance::{
     FaultInfo, Instance, InstanceCommand, InstanceEvent, ServiceStatus, Task, VolumeRequest,
 };
 use chrono::{DateTime, Duration, Utc};
-use projections::{ApplyOutcome, MgmtFilter, Position, ProjectedEvent, QuotaInUse, ReadModels};
+use projections::{ApplyOutcome, InstanceModels, MgmtFilter, Position, ProjectedEvent, QuotaInUse};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::strategy::ValueTree;
@@ -468,7 +468,7 @@ struct Harness {
     streams: BTreeMap<Uuid, Vec<(Position, InstanceEvent)>>,
     /// `$all`, in position order.
     log: Vec<ProjectedEvent>,
-    live: ReadModels,
+    live: InstanceModels,
     last_position: u64,
     clock: DateTime<Utc>,
     /// Events appended, by type (for the generator's coverage test).
@@ -484,7 +484,7 @@ impl Harness {
             projects: PROJECTS[..projects].iter().map(|p| p.to_string()).collect(),
             streams: BTreeMap::new(),
             log: Vec::new(),
-            live: ReadModels::new(),
+            live: InstanceModels::new(),
             last_position: 0,
             clock: DateTime::from_timestamp(1_714_521_600, 0).unwrap_or_default(),
             appended: BTreeMap::new(),
@@ -872,7 +872,7 @@ impl Harness {
 
     /// (a) The live models equal a rebuild from the whole log.
     fn check_rebuild(&self) -> Check {
-        let rebuilt = ReadModels::from_events(&self.log);
+        let rebuilt = InstanceModels::from_events(&self.log);
         prop_assert_eq!(
             self.live.snapshot(),
             rebuilt.snapshot(),

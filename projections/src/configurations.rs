@@ -12,7 +12,7 @@
 //!   [`ConfigurationModels::instance_changed`]; an instance whose deletion was
 //!   requested no longer uses its group (the instance's state clears it).
 //!
-//! Concurrency as in [`crate::ReadModels`]: one writer (the projector), any number of
+//! Concurrency as in [`crate::InstanceModels`]: one writer (the projector), any number of
 //! readers; readers never hold a guard of one map while taking another.
 //!
 //! No I/O, no clock, no logging.

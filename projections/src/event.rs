@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::Position;
 
-/// One instance event as the projector hands it to [`crate::ReadModels::apply`].
+/// One instance event as the projector hands it to [`crate::InstanceModels::apply`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct ProjectedEvent {
     /// Position in `$all`: the idempotence key (a redelivery carries the same one).
@@ -25,7 +25,7 @@ pub struct ProjectedEvent {
 impl ProjectedEvent {
     /// Builds the input from a store record's coordinates; `None` when `stream` is not
     /// an instance stream (the projector then only calls
-    /// [`crate::ReadModels::advance_to`] so read-your-writes waits still progress).
+    /// [`crate::InstanceModels::advance_to`] so read-your-writes waits still progress).
     pub fn from_stream(
         stream: &str,
         revision: u64,
@@ -41,7 +41,7 @@ impl ProjectedEvent {
     }
 }
 
-/// What [`crate::ReadModels::apply`] did with an event. Only the gap case deserves a
+/// What [`crate::InstanceModels::apply`] did with an event. Only the gap case deserves a
 /// warning in the projector's log; every variant leaves the models consistent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ApplyOutcome {

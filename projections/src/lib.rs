@@ -4,14 +4,14 @@
 //! - [`Position`] (re-exported from `aggregates`): the global order of `$all`.
 //! - [`event`]: [`ProjectedEvent`], the decoded instance event the projector applies,
 //!   and [`ApplyOutcome`].
-//! - [`models`]: [`ReadModels`], the in-memory models (instance records, per-project
+//! - [`models`]: [`InstanceModels`], the in-memory models (instance records, per-project
 //!   lists, the admin list, the replicas index, quota usage) and their queries.
 //! - [`views`]: pure rendering of the Trove instance JSON (basic, detail, create, show,
 //!   admin list and show) from a folded instance.
 //!
 //! The crate is a functional core: no tokio, no clock (the caller passes `now`), no
-//! logging. The projector task in the shell feeds [`ReadModels::apply`]; HTTP handlers
-//! query the models and render views, sharing one `Arc<ReadModels>`.
+//! logging. The projector task in the shell feeds [`InstanceModels::apply`]; HTTP handlers
+//! query the models and render views, sharing one `Arc<InstanceModels>`.
 #![forbid(unsafe_code)]
 // Functions stay short enough to read at once: the threshold (80 lines) is in clippy.toml.
 #![warn(clippy::too_many_lines)]
@@ -28,6 +28,6 @@ pub(crate) mod testkit;
 pub use aggregates::Position;
 pub use event::{ApplyOutcome, ProjectedEvent};
 pub use models::{
-    ListPage, MgmtFilter, ModelPositions, QuotaInUse, ReadModels, Snapshot, LIST_PAGE_MAX,
+    InstanceModels, ListPage, MgmtFilter, ModelPositions, QuotaInUse, Snapshot, LIST_PAGE_MAX,
 };
 pub use views::{ModelLookup, ViewCtx};

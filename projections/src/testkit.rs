@@ -11,7 +11,7 @@ use aggregates::instance::{
 use chrono::{DateTime, NaiveDateTime, Utc};
 use uuid::Uuid;
 
-use crate::{ApplyOutcome, Position, ProjectedEvent, ReadModels, ViewCtx};
+use crate::{ApplyOutcome, InstanceModels, Position, ProjectedEvent, ViewCtx};
 
 /// `2019-12-23T20:58:35` → UTC time. Panics on a malformed literal (tests only).
 pub fn ts(s: &str) -> DateTime<Utc> {
@@ -58,13 +58,13 @@ impl Script {
     }
 
     /// Pushes and applies, asserting the event was applied.
-    pub fn apply(&mut self, models: &ReadModels, id: Uuid, event: InstanceEvent) {
+    pub fn apply(&mut self, models: &InstanceModels, id: Uuid, event: InstanceEvent) {
         let ev = self.push(id, event);
         assert_eq!(models.apply(&ev), ApplyOutcome::Applied, "{ev:?}");
     }
 
     /// Creates an instance from `c`.
-    pub fn create(&mut self, models: &ReadModels, c: InstanceCreated) {
+    pub fn create(&mut self, models: &InstanceModels, c: InstanceCreated) {
         let id = c.instance_id;
         self.apply(models, id, InstanceEvent::InstanceCreated(Box::new(c)));
     }
@@ -73,7 +73,7 @@ impl Script {
     /// completed — all at `at`.
     pub fn provision(
         &mut self,
-        models: &ReadModels,
+        models: &InstanceModels,
         id: Uuid,
         at: DateTime<Utc>,
         addresses: Vec<Address>,

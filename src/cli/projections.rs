@@ -39,7 +39,7 @@ use crate::config::{ProjectionsCommand, StoreUrlArg};
 use crate::metrics::{self, ProjectionAnomaly};
 use crate::runtime::commands::fold_instance;
 use crate::runtime::configurations::fold_configuration;
-use crate::runtime::projector::{apply_page, decode, Decoded, Models};
+use crate::runtime::projector::{apply_page, decode, Decoded, ReadModels};
 use crate::store::{Position, RecordedEvent};
 
 /// Plain progress lines (stderr not a terminal): at most one per this interval, plus
@@ -104,7 +104,7 @@ enum Outcome {
 
 fn rebuild(log: &StreamReader, name: &str) -> anyhow::Result<Outcome> {
     let head = log.head()?;
-    let models = Models::default();
+    let models = ReadModels::default();
     let replay = replay(log, &models, head, "rebuild")?;
     let snap = models.instances.snapshot();
     let listed: usize = snap.lists.values().map(Vec::len).sum();
@@ -208,7 +208,7 @@ const DECODERS: usize = 2;
 /// progress on stderr.
 fn replay(
     log: &StreamReader,
-    models: &Models,
+    models: &ReadModels,
     head: Position,
     what: &str,
 ) -> anyhow::Result<Replay> {
@@ -424,7 +424,7 @@ fn progress_line(what: &str, position: u64, total: u64, events: u64, started: In
 fn verify(log: &StreamReader, name: &str) -> anyhow::Result<Outcome> {
     let started = Instant::now();
     let head = log.head()?;
-    let models = Models::default();
+    let models = ReadModels::default();
     let replay = replay(log, &models, head, "verify")?;
     let fold = LogFold::read(log, head)?;
     let differences = compare(&models, &fold);
@@ -570,7 +570,7 @@ impl LogFold {
 }
 
 /// Every difference between `models` and `fold`.
-fn compare(models: &Models, fold: &LogFold) -> Vec<Difference> {
+fn compare(models: &ReadModels, fold: &LogFold) -> Vec<Difference> {
     let mut out = Vec::new();
     let applied = models.instances.position();
     if applied != fold.head {
@@ -609,7 +609,12 @@ fn diff(
 
 /// Each instance's record: every field of the folded state, its last position and its
 /// quota flag.
-fn compare_records(models: &Models, snap: &Snapshot, fold: &LogFold, out: &mut Vec<Difference>) {
+fn compare_records(
+    models: &ReadModels,
+    snap: &Snapshot,
+    fold: &LogFold,
+    out: &mut Vec<Difference>,
+) {
     for (id, f) in &fold.instances {
         let subject = format!("instance {id}");
         let model = models.instances.instance(*id);
@@ -716,7 +721,7 @@ fn id_list(ids: &BTreeSet<Uuid>) -> String {
 
 /// Per project, the ids `GET /instances` lists (every instance not soft-deleted): the
 /// raw index, and the answers of the paging query.
-fn compare_lists(models: &Models, snap: &Snapshot, fold: &LogFold, out: &mut Vec<Difference>) {
+fn compare_lists(models: &ReadModels, snap: &Snapshot, fold: &LogFold, out: &mut Vec<Difference>) {
     let mut expected: BTreeMap<String, BTreeSet<Uuid>> = BTreeMap::new();
     for (id, i, _) in fold.existing() {
         if !i.deleted {
@@ -736,7 +741,7 @@ fn compare_lists(models: &Models, snap: &Snapshot, fold: &LogFold, out: &mut Vec
 }
 
 /// Every id `GET /instances` returns for `project`, page by page.
-fn list_all(models: &Models, project: &str) -> BTreeSet<Uuid> {
+fn list_all(models: &ReadModels, project: &str) -> BTreeSet<Uuid> {
     let mut ids = BTreeSet::new();
     let mut marker: Option<String> = None;
     loop {
@@ -785,7 +790,7 @@ fn set_differences(
 
 /// Per project, what its instances charge: every live instance whose deletion was not
 /// requested.
-fn compare_quota(models: &Models, snap: &Snapshot, fold: &LogFold, out: &mut Vec<Difference>) {
+fn compare_quota(models: &ReadModels, snap: &Snapshot, fold: &LogFold, out: &mut Vec<Difference>) {
     let mut expected: BTreeMap<String, QuotaInUse> = BTreeMap::new();
     for (_, i, f) in fold.existing() {
         if i.deleted || f.deletion_requested {
@@ -815,7 +820,12 @@ fn compare_quota(models: &Models, snap: &Snapshot, fold: &LogFold, out: &mut Vec
 }
 
 /// Per primary, its live replicas.
-fn compare_replicas(models: &Models, snap: &Snapshot, fold: &LogFold, out: &mut Vec<Difference>) {
+fn compare_replicas(
+    models: &ReadModels,
+    snap: &Snapshot,
+    fold: &LogFold,
+    out: &mut Vec<Difference>,
+) {
     let mut expected: BTreeMap<Uuid, BTreeSet<Uuid>> = BTreeMap::new();
     for (id, i, _) in fold.existing() {
         if let (false, Some(primary)) = (i.deleted, i.replica_of) {
@@ -901,7 +911,7 @@ fn compare_mgmt(snap: &Snapshot, fold: &LogFold, out: &mut Vec<Difference>) {
 
 /// Configuration groups: each record, the per-project and admin lists of live groups,
 /// and which live instances use each group.
-fn compare_configurations(models: &Models, fold: &LogFold, out: &mut Vec<Difference>) {
+fn compare_configurations(models: &ReadModels, fold: &LogFold, out: &mut Vec<Difference>) {
     let snap = models.configurations.snapshot();
     let mut lists: BTreeMap<String, BTreeSet<Uuid>> = BTreeMap::new();
     let mut all = BTreeSet::new();
@@ -1077,8 +1087,8 @@ mod tests {
         fold
     }
 
-    fn models_of(events: &[RecordedEvent]) -> Models {
-        let models = Models::default();
+    fn models_of(events: &[RecordedEvent]) -> ReadModels {
+        let models = ReadModels::default();
         for e in events {
             apply_recorded(&models, e);
         }
@@ -1230,7 +1240,7 @@ mod tests {
         let outcome = tokio::task::spawn_blocking(move || {
             let log = StreamReader::File(super::super::log::ReadOnlyLog::open(&path).unwrap());
             let head = log.head().unwrap();
-            let models = Models::default();
+            let models = ReadModels::default();
             let replay = replay(&log, &models, head, "test").unwrap();
             let names: Vec<String> = ids
                 .iter()

@@ -35,7 +35,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use projections::backups::BackupModels;
 use projections::configurations::ConfigurationModels;
-use projections::ReadModels;
+use projections::InstanceModels;
 use tracing::Instrument;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -50,7 +50,7 @@ use error::ApiError;
 #[derive(Clone)]
 pub struct AppState {
     pub bus: CommandBus,
-    pub models: Arc<ReadModels>,
+    pub models: Arc<InstanceModels>,
     /// Configuration group read models.
     pub configurations: Arc<ConfigurationModels>,
     /// Backup read models.

@@ -12,7 +12,7 @@ use crate::catalog::StaticCatalog;
 #[derive(Clone)]
 pub struct Lookups {
     pub catalog: Arc<StaticCatalog>,
-    pub models: Arc<projections::ReadModels>,
+    pub models: Arc<projections::InstanceModels>,
     /// Configuration groups (their own streams and read models).
     pub configurations: Arc<projections::configurations::ConfigurationModels>,
 }

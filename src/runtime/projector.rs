@@ -14,7 +14,7 @@ use aggregates::configuration::configuration_id_of_stream;
 use aggregates::instance::{instance_id_of_stream, InstanceEvent};
 use projections::backups::BackupModels;
 use projections::configurations::{ConfigurationModels, ProjectedConfigurationEvent};
-use projections::{ApplyOutcome, ProjectedEvent, ReadModels};
+use projections::{ApplyOutcome, InstanceModels, ProjectedEvent};
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
@@ -31,9 +31,9 @@ const REPLAY_QUEUE: usize = 4;
 
 /// Every read model the projector maintains. Cheap to clone.
 #[derive(Clone, Default)]
-pub struct Models {
+pub struct ReadModels {
     /// Instance records, lists, admin list, replicas, quota usage.
-    pub instances: Arc<ReadModels>,
+    pub instances: Arc<InstanceModels>,
     /// Configuration groups.
     pub configurations: Arc<ConfigurationModels>,
     /// Backups.
@@ -159,16 +159,16 @@ pub fn decode(r: &RecordedEvent) -> Decoded {
 /// Applies one stored event to the models it concerns, by stream category. An event
 /// that does not decode is logged and skipped (the position still advances, so one bad
 /// record cannot stop every read).
-pub fn apply_recorded(models: &Models, r: &RecordedEvent) {
+pub fn apply_recorded(models: &ReadModels, r: &RecordedEvent) {
     metrics::global().event_projected();
     apply_decoded(models, &decode(r));
     models.applied.advance(&[(r.position, r.id)], 1);
 }
 
 /// Applies a decoded event (see [`apply_recorded`]); events must come in log order.
-/// Does not count it in the metrics nor move [`Models::applied`] (the caller does, per
+/// Does not count it in the metrics nor move [`ReadModels::applied`] (the caller does, per
 /// event or per page).
-pub fn apply_decoded(models: &Models, d: &Decoded) {
+pub fn apply_decoded(models: &ReadModels, d: &Decoded) {
     match &d.target {
         Target::Instance(event) => {
             fold_instance_event(
@@ -195,7 +195,7 @@ pub fn apply_decoded(models: &Models, d: &Decoded) {
 /// those beside the served ones): instance events are folded, others only advance the
 /// position. Anomalies (gaps, undecodable events) are not counted or logged again: the
 /// serving projector already reported them.
-pub fn apply_to_instances(models: &ReadModels, r: &RecordedEvent) {
+pub fn apply_to_instances(models: &InstanceModels, r: &RecordedEvent) {
     match instance_id_of_stream(&r.stream) {
         Some(instance_id) => {
             let event = codec::decode_event(r)
@@ -225,7 +225,7 @@ enum Report {
 }
 
 fn fold_instance_event(
-    models: &ReadModels,
+    models: &InstanceModels,
     position: Position,
     event: Result<&ProjectedEvent, &Undecodable>,
     report: Report,
@@ -266,7 +266,7 @@ fn changes_configuration_usage(event: &InstanceEvent) -> bool {
 
 /// Copies the instance's current group (none once deleted or being deleted) into the
 /// configuration models' usage index. A state, not a delta: redelivery is harmless.
-fn sync_configuration_usage(models: &Models, instance_id: Uuid) {
+fn sync_configuration_usage(models: &ReadModels, instance_id: Uuid) {
     if let Some((project, group)) = models.instances.configuration_usage(instance_id) {
         models
             .configurations
@@ -296,11 +296,11 @@ fn apply_configuration(
 }
 
 /// Applies a page of decoded events in order, counting them in the metrics and in
-/// [`Models::applied`].
+/// [`ReadModels::applied`].
 /// Applies a page of decoded events in order. The page is only read, so a replay can
 /// hand it back to the thread that decoded it: the events' memory is then freed where
 /// it was allocated (glibc frees across threads slowly, under its arenas' locks).
-pub fn apply_page(models: &Models, page: &[Decoded]) {
+pub fn apply_page(models: &ReadModels, page: &[Decoded]) {
     let n = page.len();
     let last: Vec<(Position, Uuid)> = page[n.saturating_sub(2)..]
         .iter()
@@ -321,7 +321,7 @@ pub fn apply_page(models: &Models, page: &[Decoded]) {
 /// one and a blocking thread applies the previous ones, in order.
 pub async fn catch_up(
     store: &dyn EventStore,
-    models: &Models,
+    models: &ReadModels,
     from: Position,
 ) -> Result<Position, StoreError> {
     let head = store.head().await?;
@@ -387,7 +387,7 @@ pub async fn catch_up(
 /// catch-up and the swap.
 pub async fn run(
     store: Arc<dyn EventStore>,
-    models: Models,
+    models: ReadModels,
     from: Position,
     applied: watch::Sender<Position>,
     mut stop: watch::Receiver<bool>,

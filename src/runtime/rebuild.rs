@@ -1,12 +1,12 @@
 //! Live rebuild of the instance read models, without downtime: new models are built in
 //! the background from the log while the current ones keep serving, then swapped in
 //! atomically once they have applied exactly what the current ones have
-//! (`ReadModels::swap_in`). One rebuild at a time; its progress is visible.
+//! (`InstanceModels::swap_in`). One rebuild at a time; its progress is visible.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, Utc};
-use projections::ReadModels;
+use projections::InstanceModels;
 use serde::Serialize;
 
 use super::projector;
@@ -37,7 +37,7 @@ pub struct AlreadyRunning(pub String);
 /// Runs live rebuilds.
 pub struct Rebuilder {
     store: Arc<dyn EventStore>,
-    live: Arc<ReadModels>,
+    live: Arc<InstanceModels>,
     /// Taken by the projector around each event; the rebuild takes it for its last
     /// catch-up and the swap, so writes cannot keep it from ever catching up.
     gate: Arc<tokio::sync::Mutex<()>>,
@@ -48,7 +48,7 @@ impl Rebuilder {
     /// A rebuilder of `live`, reading from `store`.
     pub fn new(
         store: Arc<dyn EventStore>,
-        live: Arc<ReadModels>,
+        live: Arc<InstanceModels>,
         gate: Arc<tokio::sync::Mutex<()>>,
     ) -> Rebuilder {
         Rebuilder {
@@ -118,7 +118,7 @@ impl Rebuilder {
     async fn run(&self) -> Result<(), StoreError> {
         let head = self.store.head().await?;
         self.update(|s| s.head = head.commit);
-        let fresh = ReadModels::new();
+        let fresh = InstanceModels::new();
         let mut pos = Position::START;
         let mut applied_events = 0u64;
         // Catch up with the served models while they keep moving, until a round finds
@@ -152,7 +152,7 @@ impl Rebuilder {
     /// Applies the events after `pos` up to `target` to `fresh`.
     async fn catch_up(
         &self,
-        fresh: &ReadModels,
+        fresh: &InstanceModels,
         pos: &mut Position,
         target: Position,
         applied_events: &mut u64,
@@ -193,7 +193,7 @@ mod tests {
         let store = SqliteStore::open(&dir.path().join("events.db")).unwrap();
         let rebuilder = Arc::new(Rebuilder::new(
             Arc::new(store.clone()),
-            Arc::new(ReadModels::new()),
+            Arc::new(InstanceModels::new()),
             Arc::new(tokio::sync::Mutex::new(())),
         ));
         assert_eq!(rebuilder.status().state, "idle");

@@ -38,7 +38,7 @@ use sha2::{Digest as _, Sha256};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::projector::{Cursor, Models};
+use super::projector::{Cursor, ReadModels};
 use crate::store::{EventStore, Position};
 
 /// The snapshot's file name in the data directory.
@@ -133,7 +133,7 @@ enum Unusable {
 /// this build and this log, and returns the cursor the models are then at;
 /// `Cursor::default()` (replay everything) when there is none or it is not usable,
 /// after logging why. Never fails: a snapshot is only a cache of the log.
-pub async fn restore(store: &dyn EventStore, dir: &Path, models: &Models) -> Cursor {
+pub async fn restore(store: &dyn EventStore, dir: &Path, models: &ReadModels) -> Cursor {
     let file = path(dir);
     let started = Instant::now();
     match try_restore(store, &file, models).await {
@@ -161,7 +161,7 @@ pub async fn restore(store: &dyn EventStore, dir: &Path, models: &Models) -> Cur
 async fn try_restore(
     store: &dyn EventStore,
     file: &Path,
-    models: &Models,
+    models: &ReadModels,
 ) -> Result<Option<Cursor>, Unusable> {
     let read = {
         let file = file.to_path_buf();
@@ -243,7 +243,7 @@ fn split(bytes: &[u8]) -> Result<(Header, usize), Unusable> {
 
 /// Parses the body and loads it into the (empty) models; on any refusal the models are
 /// left empty.
-fn load(models: &Models, body: &[u8], cursor: Cursor) -> Result<(), Unusable> {
+fn load(models: &ReadModels, body: &[u8], cursor: Cursor) -> Result<(), Unusable> {
     let body: Body = serde_json::from_slice(body).map_err(|e| Unusable::Damaged(e.to_string()))?;
     if body.instances.position != cursor.position {
         return Err(Unusable::Damaged(format!(
@@ -283,7 +283,7 @@ fn load(models: &Models, body: &[u8], cursor: Cursor) -> Result<(), Unusable> {
 
 /// A consistent copy of the models, with the cursor it reflects. `gate` is the
 /// projector's: while it is held no event is applied.
-async fn take(models: &Models, gate: &tokio::sync::Mutex<()>) -> (Cursor, Body) {
+async fn take(models: &ReadModels, gate: &tokio::sync::Mutex<()>) -> (Cursor, Body) {
     let _held = gate.lock().await;
     let (cursor, _) = models.applied.get();
     let body = Body {
@@ -340,7 +340,11 @@ fn write(dir: &Path, cursor: Cursor, body: &Body) -> std::io::Result<u64> {
 }
 
 /// Takes and writes a snapshot now; logs the outcome. Returns the cursor written, if any.
-pub async fn save(dir: &Path, models: &Models, gate: &tokio::sync::Mutex<()>) -> Option<Cursor> {
+pub async fn save(
+    dir: &Path,
+    models: &ReadModels,
+    gate: &tokio::sync::Mutex<()>,
+) -> Option<Cursor> {
     let started = Instant::now();
     let (cursor, body) = take(models, gate).await;
     if cursor.position == Position::START {
@@ -376,7 +380,7 @@ pub async fn save(dir: &Path, models: &Models, gate: &tokio::sync::Mutex<()>) ->
 /// Returns its name when stopped, like the server's other background tasks.
 pub async fn keep(
     dir: PathBuf,
-    models: Models,
+    models: ReadModels,
     gate: Arc<tokio::sync::Mutex<()>>,
     saved: Position,
     mut stop: watch::Receiver<bool>,
@@ -496,15 +500,15 @@ mod tests {
         ids
     }
 
-    async fn replayed(store: &SqliteStore) -> Models {
-        let models = Models::default();
+    async fn replayed(store: &SqliteStore) -> ReadModels {
+        let models = ReadModels::default();
         projector::catch_up(store, &models, Position::START)
             .await
             .unwrap();
         models
     }
 
-    fn assert_same(a: &Models, b: &Models) {
+    fn assert_same(a: &ReadModels, b: &ReadModels) {
         assert_eq!(a.instances.snapshot(), b.instances.snapshot());
         assert_eq!(a.configurations.snapshot(), b.configurations.snapshot());
     }
@@ -528,14 +532,14 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         // Restored as saved: the same models, at the same cursor.
-        let restored = Models::default();
+        let restored = ReadModels::default();
         let cursor = restore(&store, dir.path(), &restored).await;
         assert_eq!(cursor, saved);
         assert_eq!(restored.applied.get().0, saved);
         assert_same(&restored, &served);
         // More events after the snapshot: restore + catch up == full replay.
         fill(&store, 20).await;
-        let restored = Models::default();
+        let restored = ReadModels::default();
         let cursor = restore(&store, dir.path(), &restored).await;
         assert_eq!(cursor, saved);
         projector::catch_up(&store, &restored, cursor.position)
@@ -559,7 +563,7 @@ mod tests {
         save(dir.path(), &replayed(&store).await, &gate)
             .await
             .unwrap();
-        let models = Models::default();
+        let models = ReadModels::default();
         let why = try_restore(&other, &path(dir.path()), &models)
             .await
             .unwrap_err();
@@ -617,7 +621,7 @@ mod tests {
         ];
         for (what, bytes) in cases {
             std::fs::write(&file, &bytes).unwrap();
-            let models = Models::default();
+            let models = ReadModels::default();
             let why = try_restore(&store, &file, &models).await;
             assert!(why.is_err(), "{what}: used");
             assert_eq!(
@@ -630,7 +634,7 @@ mod tests {
         }
         // No file at all: nothing to say but "replay".
         std::fs::remove_file(&file).unwrap();
-        let models = Models::default();
+        let models = ReadModels::default();
         assert!(matches!(
             try_restore(&store, &file, &models).await,
             Ok(None)

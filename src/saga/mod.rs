@@ -32,7 +32,7 @@ use aggregates::instance::{
 use chrono::Utc;
 use dashmap::DashMap;
 use projections::configurations::ConfigurationModels;
-use projections::ReadModels;
+use projections::InstanceModels;
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -164,7 +164,7 @@ impl SagaRunner {
     pub async fn run(
         mut self,
         store: Arc<dyn EventStore>,
-        models: Arc<ReadModels>,
+        models: Arc<InstanceModels>,
     ) -> Result<(), StoreError> {
         // Everything the models have applied is covered by the scan below; everything
         // after it by the subscription.

@@ -1,4 +1,4 @@
-//! [`ReadModels`]: the in-memory read side of troved, built only by [`ReadModels::apply`]
+//! [`InstanceModels`]: the in-memory read side of troved, built only by [`InstanceModels::apply`]
 //! and read concurrently by the HTTP handlers.
 //!
 //! Models (each keyed so a query touches only what it returns):
@@ -14,7 +14,7 @@
 //! number of readers query at the same time. Readers never hold a guard of one map while
 //! taking another, and the writer updates one map at a time, so there is no lock-order
 //! deadlock. A reader may see an event applied to one model and not yet to another;
-//! [`ReadModels::position`] only advances once every model has applied the event, which
+//! [`InstanceModels::position`] only advances once every model has applied the event, which
 //! is what read-your-writes waits rely on.
 //!
 //! Nothing here does I/O, reads a clock or spawns: it is pure state plus locks.
@@ -177,13 +177,13 @@ pub struct RecordSnapshot {
 pub type MgmtEntry = (DateTime<Utc>, Uuid, bool);
 
 /// A deterministic, comparable copy of every model: the rebuild invariant is
-/// `incremental.snapshot() == ReadModels::from_events(log).snapshot()`.
+/// `incremental.snapshot() == InstanceModels::from_events(log).snapshot()`.
 ///
 /// Take it while no event is being applied (tests, the operator's verify command);
 /// during an apply the models may be one event apart.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Snapshot {
-    /// [`ReadModels::position`].
+    /// [`InstanceModels::position`].
     pub position: Position,
     /// Every record by id.
     pub records: BTreeMap<Uuid, RecordSnapshot>,
@@ -199,7 +199,7 @@ pub struct Snapshot {
     pub quota: BTreeMap<String, QuotaInUse>,
 }
 
-/// One complete set of the read models (what [`ReadModels`] serves, and what a live
+/// One complete set of the read models (what [`InstanceModels`] serves, and what a live
 /// rebuild builds beside it before swapping it in).
 #[derive(Debug, Default)]
 pub(crate) struct ModelSet {
@@ -360,7 +360,7 @@ impl ModelSet {
         self.records.get(&id).map(|r| r.instance())
     }
 
-    /// See [`ReadModels::configuration_usage`].
+    /// See [`InstanceModels::configuration_usage`].
     fn configuration_usage(&self, id: Uuid) -> Option<(String, Option<Uuid>)> {
         self.records.get(&id).map(|r| {
             let i = &r.folded;
@@ -513,29 +513,29 @@ impl ModelSet {
 #[cfg(test)]
 mod tests;
 
-/// All read models. `Send + Sync`: share it as `Arc<ReadModels>` between the projector
-/// (the only caller of [`ReadModels::apply`] / [`ReadModels::advance_to`]) and the
+/// All read models. `Send + Sync`: share it as `Arc<InstanceModels>` between the projector
+/// (the only caller of [`InstanceModels::apply`] / [`InstanceModels::advance_to`]) and the
 /// handlers.
 ///
 /// The models live in one [`ModelSet`] behind a pointer that a live rebuild replaces
-/// atomically ([`ReadModels::swap_in`]): each query works on the set current when it
+/// atomically ([`InstanceModels::swap_in`]): each query works on the set current when it
 /// starts, so a reader sees either the old set or the new one, never a mix or an empty
 /// set.
 #[derive(Debug, Default)]
-pub struct ReadModels {
+pub struct InstanceModels {
     current: RwLock<Arc<ModelSet>>,
 }
 
-impl ReadModels {
+impl InstanceModels {
     /// Empty models at [`Position::START`].
-    pub fn new() -> ReadModels {
-        ReadModels::default()
+    pub fn new() -> InstanceModels {
+        InstanceModels::default()
     }
 
     /// Models built by applying `events` in order to fresh models: what a rebuild (or
     /// the `rebuild-projection` command) produces.
-    pub fn from_events<'a>(events: impl IntoIterator<Item = &'a ProjectedEvent>) -> ReadModels {
-        let models = ReadModels::new();
+    pub fn from_events<'a>(events: impl IntoIterator<Item = &'a ProjectedEvent>) -> InstanceModels {
+        let models = InstanceModels::new();
         for ev in events {
             models.apply(ev);
         }
@@ -559,7 +559,7 @@ impl ReadModels {
     /// position (a live rebuild that caught up); `false` (nothing changed) otherwise.
     /// Holding the write side of the pointer while comparing means the projector cannot
     /// apply an event in between: the swap loses nothing.
-    pub fn swap_in(&self, fresh: &ReadModels) -> bool {
+    pub fn swap_in(&self, fresh: &InstanceModels) -> bool {
         let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
         let candidate = fresh.set();
         if candidate.position() != current.position() {

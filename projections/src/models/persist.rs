@@ -2,14 +2,14 @@
 //! writes (and loads at start-up instead of replaying the whole log).
 //!
 //! Only the records are kept: every index (lists, mgmt, replicas, quota) is a function
-//! of the records' footprints (see [`super::footprint`]), so [`ReadModels::restore`]
+//! of the records' footprints (see [`super::footprint`]), so [`InstanceModels::restore`]
 //! derives them again, exactly as the incremental applies would have left them.
 
 use aggregates::instance::Instance;
 use serde::{Deserialize, Serialize};
 
 use super::footprint::Footprint;
-use super::{ModelSet, ReadModels, Record};
+use super::{InstanceModels, ModelSet, Record};
 use crate::Position;
 
 /// One record of the instance models.
@@ -30,13 +30,13 @@ pub struct RecordImage {
 /// Every record of the instance models and the position they reflect.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct InstancesImage {
-    /// [`ReadModels::position`] when the image was taken.
+    /// [`InstanceModels::position`] when the image was taken.
     pub position: Position,
     /// Every record, by ascending id.
     pub records: Vec<RecordImage>,
 }
 
-impl ReadModels {
+impl InstanceModels {
     /// Copies every record. Take it while no event is being applied (the projector's
     /// gate held), so it reflects exactly [`InstancesImage::position`].
     pub fn image(&self) -> InstancesImage {

@@ -17,7 +17,13 @@ fn at(minutes: i64) -> DateTime<Utc> {
     ts("2024-01-01T00:00:00") + Duration::minutes(minutes)
 }
 
-fn created_in(script: &mut Script, m: &ReadModels, n: u128, project: &str, minute: i64) -> Uuid {
+fn created_in(
+    script: &mut Script,
+    m: &InstanceModels,
+    n: u128,
+    project: &str,
+    minute: i64,
+) -> Uuid {
     let i = id(n);
     script.create(m, creation(i, project, at(minute)));
     i
@@ -26,12 +32,12 @@ fn created_in(script: &mut Script, m: &ReadModels, n: u128, project: &str, minut
 #[test]
 fn read_models_are_send_and_sync() {
     fn assert_send_sync<T: Send + Sync>() {}
-    assert_send_sync::<ReadModels>();
+    assert_send_sync::<InstanceModels>();
 }
 
 #[test]
 fn list_pages_follow_ids_with_marker_and_limit() {
-    let m = ReadModels::new();
+    let m = InstanceModels::new();
     let mut s = Script::new();
     // Created in reverse id order so created-desc output differs from id order.
     let mut ids: Vec<Uuid> = (1..=45)
@@ -75,7 +81,7 @@ fn list_pages_follow_ids_with_marker_and_limit() {
 
 #[test]
 fn list_limit_is_capped_at_twenty_and_at_least_one() {
-    let m = ReadModels::new();
+    let m = InstanceModels::new();
     let mut s = Script::new();
     for n in 1..=25 {
         created_in(&mut s, &m, n, "a", 0);
@@ -87,7 +93,7 @@ fn list_limit_is_capped_at_twenty_and_at_least_one() {
 
 #[test]
 fn list_marker_is_compared_as_a_string() {
-    let m = ReadModels::new();
+    let m = InstanceModels::new();
     let mut s = Script::new();
     let ids: Vec<Uuid> = (1..=3).map(|n| created_in(&mut s, &m, n, "a", 0)).collect();
     // id(1) = "01000000-..." < "01g" < "02000000-..." = id(2).
@@ -103,7 +109,7 @@ use std::collections::BTreeSet;
 
 #[test]
 fn projects_are_isolated_in_lists() {
-    let m = ReadModels::new();
+    let m = InstanceModels::new();
     let mut s = Script::new();
     let a = created_in(&mut s, &m, 1, "a", 0);
     let b = created_in(&mut s, &m, 2, "b", 0);
@@ -124,7 +130,7 @@ fn projects_are_isolated_in_lists() {
 
 #[test]
 fn deleting_instances_stay_listed_until_deleted() {
-    let m = ReadModels::new();
+    let m = InstanceModels::new();
     let mut s = Script::new();
     let a = created_in(&mut s, &m, 1, "a", 0);
     s.provision(&m, a, at(1), sample_addresses());
@@ -145,8 +151,8 @@ fn deleting_instances_stay_listed_until_deleted() {
 
 /// Project a: 1 (live), 2 (deleted); project b: 3 (live), 4 (deleted).
 /// `updated` order, newest first: 4, 1, 3, 2. `created` order, newest first: 3, 4, 2, 1.
-fn mgmt_fixture() -> (ReadModels, [Uuid; 4]) {
-    let m = ReadModels::new();
+fn mgmt_fixture() -> (InstanceModels, [Uuid; 4]) {
+    let m = InstanceModels::new();
     let mut s = Script::new();
     let i1 = created_in(&mut s, &m, 1, "a", 0);
     let i2 = created_in(&mut s, &m, 2, "a", 1);
@@ -210,7 +216,7 @@ fn mgmt_pages_are_cut_by_updated_desc_with_offset() {
 
 #[test]
 fn replicas_index_tracks_live_replicas() {
-    let m = ReadModels::new();
+    let m = InstanceModels::new();
     let mut s = Script::new();
     let p = created_in(&mut s, &m, 1, "a", 0);
     let replica = |s: &mut Script, n: u128| {
@@ -252,7 +258,7 @@ fn replicas_index_tracks_live_replicas() {
 
 #[test]
 fn quota_is_charged_at_create_and_released_at_deletion_request() {
-    let m = ReadModels::new();
+    let m = InstanceModels::new();
     let mut s = Script::new();
     let a = created_in(&mut s, &m, 1, "a", 0);
     let mut big = creation(id(2), "a", at(0));
@@ -309,7 +315,7 @@ fn quota_is_charged_at_create_and_released_at_deletion_request() {
 
 #[test]
 fn redelivered_events_change_nothing() {
-    let m = ReadModels::new();
+    let m = InstanceModels::new();
     let mut s = Script::new();
     let a = created_in(&mut s, &m, 1, "a", 0);
     s.provision(&m, a, at(1), sample_addresses());
@@ -326,7 +332,7 @@ fn redelivered_events_change_nothing() {
 
 #[test]
 fn a_repeated_revision_at_a_new_position_is_skipped() {
-    let m = ReadModels::new();
+    let m = InstanceModels::new();
     let mut s = Script::new();
     let a = created_in(&mut s, &m, 1, "a", 0);
     let mut again = s.push(
@@ -351,7 +357,7 @@ fn a_repeated_revision_at_a_new_position_is_skipped() {
 
 #[test]
 fn a_revision_gap_is_applied_and_reported() {
-    let m = ReadModels::new();
+    let m = InstanceModels::new();
     let mut s = Script::new();
     let a = created_in(&mut s, &m, 1, "a", 0);
     let mut skipped = s.push(
@@ -374,7 +380,7 @@ fn a_revision_gap_is_applied_and_reported() {
 
 #[test]
 fn events_of_an_uncreated_instance_leave_no_record() {
-    let m = ReadModels::new();
+    let m = InstanceModels::new();
     let mut s = Script::new();
     let ev = s.push(id(9), InstanceEvent::InstanceDeleted { at: at(0) });
     assert_eq!(m.apply(&ev), ApplyOutcome::Applied);
@@ -385,7 +391,7 @@ fn events_of_an_uncreated_instance_leave_no_record() {
 
 #[test]
 fn advance_to_moves_every_model_forward_only() {
-    let m = ReadModels::new();
+    let m = InstanceModels::new();
     let p = |n| Position {
         commit: n,
         prepare: n,
@@ -400,7 +406,7 @@ fn advance_to_moves_every_model_forward_only() {
 }
 
 /// A busy mixed log: several projects, replicas, failures, renames, deletions.
-fn busy_log(m: &ReadModels) -> Script {
+fn busy_log(m: &InstanceModels) -> Script {
     let mut s = Script::new();
     let p = created_in(&mut s, m, 1, "a", 0);
     let q = created_in(&mut s, m, 2, "b", 0);
@@ -447,13 +453,13 @@ fn busy_log(m: &ReadModels) -> Script {
 
 #[test]
 fn rebuild_from_the_log_equals_the_incremental_models() {
-    let m = ReadModels::new();
+    let m = InstanceModels::new();
     let s = busy_log(&m);
     // Redeliver a tail, as a projector restarting from an older checkpoint would.
     for ev in &s.log[s.log.len() / 2..] {
         m.apply(ev);
     }
-    let rebuilt = ReadModels::from_events(&s.log);
+    let rebuilt = InstanceModels::from_events(&s.log);
     assert_eq!(m.snapshot(), rebuilt.snapshot());
     assert_eq!(rebuilt.len(), 23);
     assert_eq!(rebuilt.snapshot().lists.get("c").map(Vec::len), Some(10));
@@ -469,8 +475,8 @@ fn record_memory_stays_small() {
 
 #[test]
 fn a_rebuilt_set_is_swapped_in_only_at_the_same_position() {
-    let live = ReadModels::new();
-    let fresh = ReadModels::new();
+    let live = InstanceModels::new();
+    let fresh = InstanceModels::new();
     let event = |n: u64| ProjectedEvent {
         position: Position {
             commit: n,

@@ -29,7 +29,7 @@ use uuid::Uuid;
 
 use super::{round2, timestamp, visible_addresses, Lookup, ViewCtx};
 use crate::models::ModelSet;
-use crate::{ReadModels, LIST_PAGE_MAX};
+use crate::{InstanceModels, LIST_PAGE_MAX};
 
 /// Which representation to write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -483,7 +483,7 @@ fn write_timestamp(out: &mut Vec<u8>, at: &DateTime<Utc>) {
 }
 
 /// Writes the view of a folded instance that has its `access` inline (what
-/// [`ReadModels::instance`] returns), looking related facts up through `lookup`: the
+/// [`InstanceModels::instance`] returns), looking related facts up through `lookup`: the
 /// byte twin of [`super::basic_view`], [`super::detail_view`] and [`super::show_view`].
 pub fn write_view(
     out: &mut Vec<u8>,
@@ -517,7 +517,7 @@ const RETRIES: usize = 8;
 
 /// The items of one `GET /instances` (or `/detail`) page, written to `out` as the
 /// comma-separated elements of the `instances` array; the result is the page's next
-/// marker. Same rows, order and marker as [`ReadModels::list_page`]: the ids after
+/// marker. Same rows, order and marker as [`InstanceModels::list_page`]: the ids after
 /// `marker` in ascending order, cut at `limit` (capped at [`LIST_PAGE_MAX`]), then
 /// sorted by `created` descending (stable).
 ///
@@ -525,7 +525,7 @@ const RETRIES: usize = 8;
 /// lookup per row, whatever the other projects hold.
 #[allow(clippy::too_many_arguments)]
 pub fn write_list_items(
-    models: &ReadModels,
+    models: &InstanceModels,
     project: &str,
     marker: Option<&str>,
     limit: usize,
@@ -573,9 +573,9 @@ pub fn write_list_items(
 
 /// `GET /instances/{id}`: the show view written to `out`, or `false` (nothing written)
 /// when the instance does not exist, is soft-deleted, or belongs to another project and
-/// the caller is not admin, as [`ReadModels::instance_visible_to`] decides.
+/// the caller is not admin, as [`InstanceModels::instance_visible_to`] decides.
 pub fn write_show(
-    models: &ReadModels,
+    models: &InstanceModels,
     id: Uuid,
     ctx: &ViewCtx,
     configuration_name: &dyn Fn(Uuid) -> Option<String>,

@@ -16,7 +16,7 @@ use super::bytes::{
 };
 use super::{basic_view, detail_view, show_view, timestamp, Lookup, ModelLookup, ViewCtx};
 use crate::testkit::{creation, ctx, sample_addresses, ts, Script};
-use crate::ReadModels;
+use crate::InstanceModels;
 
 /// xorshift64*: deterministic and dependency-free.
 struct Rng(u64);
@@ -423,9 +423,9 @@ const PROJECTS: [&str; 3] = ["p1", "p2", "p\"3"];
 
 /// Instances in three projects: replicas of a primary, configurations (one without a
 /// name), access values stored as text (with floats), deleted and failed ones.
-fn models() -> (ReadModels, Vec<Uuid>) {
+fn models() -> (InstanceModels, Vec<Uuid>) {
     use InstanceEvent::*;
-    let m = ReadModels::new();
+    let m = InstanceModels::new();
     let mut s = Script::new();
     let mut r = Rng(99);
     let mut ids = Vec::new();

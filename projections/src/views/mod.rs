@@ -25,7 +25,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use crate::ReadModels;
+use crate::InstanceModels;
 
 pub use admin::{mgmt_list_item, mgmt_show};
 pub use bytes::{write_list_items, write_show, write_view, ItemKind};
@@ -82,7 +82,7 @@ pub trait Lookup {
 /// group names from whatever the shell keeps them in.
 pub struct ModelLookup<'a> {
     /// The read models.
-    pub models: &'a ReadModels,
+    pub models: &'a InstanceModels,
     /// Configuration group id → name.
     pub configuration_name: &'a dyn Fn(Uuid) -> Option<String>,
 }

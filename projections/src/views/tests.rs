@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::*;
 use crate::testkit::{creation, ctx, sample_addresses, ts, uuid, Script};
-use crate::{MgmtFilter, ReadModels};
+use crate::{InstanceModels, MgmtFilter};
 
 const OWNER: &str = "9f8dd5eacb074c9f87d2d822c9092aa5";
 const ADMIN_PROJECT: &str = "2afa58fd5db34fd8b7b659d997a5341f";
@@ -25,7 +25,7 @@ fn no_configs(_: Uuid) -> Option<String> {
     None
 }
 
-fn lookup(models: &ReadModels) -> ModelLookup<'_> {
+fn lookup(models: &InstanceModels) -> ModelLookup<'_> {
     ModelLookup {
         models,
         configuration_name: &no_configs,
@@ -66,12 +66,12 @@ fn keys(v: &Value) -> Vec<String> {
 /// The two instances the samples describe, with the samples' ids and timestamps:
 /// `7de1…` ACTIVE/HEALTHY with a fixed and a floating address, `b76a…` failed at the
 /// user port. `heartbeat` is the last guest report of the active one.
-fn sample_models(heartbeat: &str, flavor: &str) -> ReadModels {
+fn sample_models(heartbeat: &str, flavor: &str) -> InstanceModels {
     sample_script(heartbeat, flavor).0
 }
 
-fn sample_script(heartbeat: &str, flavor: &str) -> (ReadModels, Script) {
-    let m = ReadModels::new();
+fn sample_script(heartbeat: &str, flavor: &str) -> (InstanceModels, Script) {
+    let m = InstanceModels::new();
     let mut s = Script::new();
     let active = uuid(ACTIVE_ID);
     let mut c = creation(active, OWNER, ts("2019-12-23T20:58:35"));
@@ -216,7 +216,7 @@ fn create_view_matches_the_create_sample() {
     let Some(mut expected) = sample("instance-create-response.json") else {
         return;
     };
-    let m = ReadModels::new();
+    let m = InstanceModels::new();
     let mut s = Script::new();
     let id = uuid(FAILED_ID);
     let mut c = creation(id, OWNER, ts("2019-12-23T20:53:38"));
@@ -335,8 +335,8 @@ fn mgmt_show_has_the_mgmt_show_sample_shape() {
 // ---- exact values ------------------------------------------------------------------------
 
 /// One instance driven through `events` after its creation at 00:00.
-fn one(events: Vec<InstanceEvent>) -> (ReadModels, Uuid) {
-    let m = ReadModels::new();
+fn one(events: Vec<InstanceEvent>) -> (InstanceModels, Uuid) {
+    let m = InstanceModels::new();
     let mut s = Script::new();
     let id = Uuid::from_u128(1);
     s.create(&m, creation(id, "p", ts("2024-01-01T00:00:00")));
@@ -572,7 +572,7 @@ fn timestamps_have_no_fraction_and_no_zone() {
 }
 
 fn basic_of(events: Vec<InstanceEvent>, stored_access: Option<Value>) -> Value {
-    let m = ReadModels::new();
+    let m = InstanceModels::new();
     let mut s = Script::new();
     let id = Uuid::from_u128(1);
     let mut c = creation(id, "p", t(0));
@@ -738,7 +738,7 @@ fn admin_only_fields_depend_on_the_caller() {
 
 #[test]
 fn configuration_replicas_and_locality_render_as_references() {
-    let m = ReadModels::new();
+    let m = InstanceModels::new();
     let mut s = Script::new();
     let primary = Uuid::from_u128(1);
     let replica = Uuid::from_u128(2);
