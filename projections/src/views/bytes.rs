@@ -22,7 +22,9 @@
 //! taken; if the record changed in between so that they no longer apply, the lookup is
 //! repeated.
 
-use aggregates::instance::{Address, Instance, Viewer};
+use aggregates::instance::{
+    Address, DatastoreRef, Fault, Instance, StatusInputs, Viewer, VolumeSpec,
+};
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use serde_json::Value;
 use uuid::Uuid;
@@ -128,9 +130,9 @@ pub(crate) enum StoredAccess<'a> {
     Value(Option<&'a Value>),
 }
 
-/// Writes one instance view (an object) to `out`.
-// Long for now: issue #11 point 8 decides whether this hand-written writer stays.
-#[allow(clippy::too_many_lines)]
+/// Writes one instance view (an object) to `out`: its keys in byte order, as a
+/// `serde_json::Map` serializes them, `access` to `id` and `ip` first, then `links` to
+/// `volume_id`.
 pub(crate) fn write_instance(
     out: &mut Vec<u8>,
     inst: &Instance,
@@ -141,44 +143,189 @@ pub(crate) fn write_instance(
     kind: ItemKind,
 ) {
     let viewer = kind.viewer();
-    let detail = kind.detail();
-    let admin = ctx.caller_is_admin;
     let inputs = inst.status_inputs();
-    let status = inputs.status(viewer, false);
-    let addresses = visible_addresses(inst, viewer);
     let mut id_buf = Uuid::encode_buffer();
-    let id = inst.id_or_nil().hyphenated().encode_lower(&mut id_buf);
+    let v = Facts {
+        viewer,
+        kind,
+        detail: kind.detail(),
+        admin: ctx.caller_is_admin,
+        status: inputs.status(viewer, false),
+        inputs,
+        addresses: visible_addresses(inst, viewer),
+        id: inst.id_or_nil().hyphenated().encode_lower(&mut id_buf),
+    };
+    write_access_to_ip(out, inst, access, links, related, &v);
+    write_links_to_volume(out, inst, ctx, links, related, &v);
+    out.push(b'}');
+}
 
-    // Keys in byte order, as a `serde_json::Map` serializes them.
+/// What both halves of an instance view need, worked out once.
+struct Facts<'a> {
+    viewer: Viewer,
+    kind: ItemKind,
+    detail: bool,
+    admin: bool,
+    status: &'static str,
+    inputs: StatusInputs,
+    addresses: &'a [Address],
+    id: &'a str,
+}
+
+/// The keys `access` to `ip`, opening the object.
+fn write_access_to_ip(
+    out: &mut Vec<u8>,
+    inst: &Instance,
+    access: StoredAccess<'_>,
+    links: &LinkPrefixes,
+    related: &Related,
+    v: &Facts<'_>,
+) {
     out.extend_from_slice(b"{\"access\":");
-    write_access(out, access, addresses);
-    if !addresses.is_empty() {
-        out.extend_from_slice(b",\"addresses\":[");
-        for (i, a) in addresses.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            write_address(out, a);
-        }
-        out.push(b']');
+    write_access(out, access, v.addresses);
+    if !v.addresses.is_empty() {
+        write_array(out, b",\"addresses\":[", v.addresses, write_address);
     }
-    if detail {
+    if v.detail {
         if let Some(cfg) = inst.configuration_id {
-            let mut cfg_buf = Uuid::encode_buffer();
-            let cfg = cfg.hyphenated().encode_lower(&mut cfg_buf);
-            out.extend_from_slice(b",\"configuration\":{\"id\":\"");
-            out.extend_from_slice(cfg.as_bytes());
-            out.extend_from_slice(b"\",\"links\":");
-            links.write_uuid(out, "configurations", cfg);
-            out.extend_from_slice(b",\"name\":");
-            write_opt_str(out, related.configuration_name.as_deref());
-            out.push(b'}');
+            write_configuration(out, cfg, links, related.configuration_name.as_deref());
         }
         out.extend_from_slice(b",\"created\":");
         write_timestamp(out, &inst.created);
     }
     out.extend_from_slice(b",\"datastore\":");
-    match &inst.datastore {
+    write_datastore(out, inst.datastore.as_ref(), v.detail);
+    if v.detail && v.admin {
+        out.extend_from_slice(b",\"encrypted_rpc_messaging\":true");
+    }
+    if v.detail {
+        if let Some(fault) = &inst.fault {
+            write_fault(out, fault, v.admin);
+        }
+    }
+    out.extend_from_slice(b",\"flavor\":{\"id\":");
+    write_str(out, &inst.flavor.id);
+    out.extend_from_slice(b",\"links\":");
+    links.write(out, "flavors", &inst.flavor.id);
+    out.extend_from_slice(b"},\"id\":\"");
+    out.extend_from_slice(v.id.as_bytes());
+    out.push(b'"');
+    if !v.addresses.is_empty() {
+        write_array(out, b",\"ip\":[", v.addresses, |out, a| {
+            write_str(out, &a.address)
+        });
+    }
+}
+
+/// The keys `links` to `volume_id` (the object is closed by the caller).
+fn write_links_to_volume(
+    out: &mut Vec<u8>,
+    inst: &Instance,
+    ctx: &ViewCtx,
+    links: &LinkPrefixes,
+    related: &Related,
+    v: &Facts<'_>,
+) {
+    out.extend_from_slice(b",\"links\":");
+    links.write_uuid(out, "instances", v.id);
+    if v.kind == ItemKind::Show {
+        // A replica reports its primary's, as it was scheduled into its server group.
+        let locality = match inst.replica_of {
+            Some(_) => related.primary_locality.as_deref(),
+            None => inst.locality.as_deref(),
+        };
+        write_opt_key(out, b",\"locality\":", locality);
+    }
+    out.extend_from_slice(b",\"name\":");
+    write_str(out, &inst.name);
+    out.extend_from_slice(b",\"operating_status\":");
+    write_str(
+        out,
+        v.inputs
+            .operating_status(v.viewer, ctx.now, ctx.heartbeat_expiry),
+    );
+    out.extend_from_slice(b",\"region\":");
+    write_str(out, &inst.region);
+    if let Some(primary) = inst.replica_of {
+        out.extend_from_slice(b",\"replica_of\":");
+        write_reference(out, links, primary);
+    }
+    if inst.id.is_some() && !related.replicas.is_empty() {
+        write_array(out, b",\"replicas\":[", &related.replicas, |out, r| {
+            write_reference(out, links, *r);
+        });
+    }
+    if v.detail && v.admin {
+        out.extend_from_slice(b",\"server_id\":");
+        write_opt_str(out, inst.server_id.as_deref());
+    }
+    if v.detail {
+        out.extend_from_slice(b",\"service_status_updated\":");
+        write_timestamp(out, &inst.service_updated);
+    }
+    out.extend_from_slice(b",\"status\":");
+    write_str(out, v.status);
+    if v.admin {
+        out.extend_from_slice(b",\"tenant_id\":");
+        write_str(out, &inst.project_id);
+    }
+    if v.detail {
+        out.extend_from_slice(b",\"updated\":");
+        write_timestamp(out, &inst.updated);
+    }
+    // Volume support is a property of the datastore version; a soft-deleted instance
+    // has none recorded, so upstream shows no `volume` key for it (spec §10.1).
+    if let (Some(volume), Some(_)) = (&inst.volume, &inst.datastore) {
+        let usage = if v.kind == ItemKind::Show {
+            inst.volume_usage
+        } else {
+            None
+        };
+        write_volume(out, volume, usage, v.status);
+    }
+    if v.detail && v.admin {
+        out.extend_from_slice(b",\"volume_id\":");
+        write_opt_str(out, inst.volume_id.as_deref());
+    }
+}
+
+/// `key` (written with its leading comma and opening bracket) and the items, each
+/// written by `item`, up to the closing bracket.
+fn write_array<T>(out: &mut Vec<u8>, key: &[u8], items: &[T], item: impl Fn(&mut Vec<u8>, &T)) {
+    out.extend_from_slice(key);
+    for (i, x) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        item(out, x);
+    }
+    out.push(b']');
+}
+
+/// `key` (with its leading comma and colon) and the string, when there is one.
+fn write_opt_key(out: &mut Vec<u8>, key: &[u8], value: Option<&str>) {
+    if let Some(value) = value {
+        out.extend_from_slice(key);
+        write_str(out, value);
+    }
+}
+
+/// `"configuration": {"id", "links", "name"}` of a detail view.
+fn write_configuration(out: &mut Vec<u8>, cfg: Uuid, links: &LinkPrefixes, name: Option<&str>) {
+    let mut cfg_buf = Uuid::encode_buffer();
+    let cfg = cfg.hyphenated().encode_lower(&mut cfg_buf);
+    out.extend_from_slice(b",\"configuration\":{\"id\":\"");
+    out.extend_from_slice(cfg.as_bytes());
+    out.extend_from_slice(b"\",\"links\":");
+    links.write_uuid(out, "configurations", cfg);
+    out.extend_from_slice(b",\"name\":");
+    write_opt_str(out, name);
+    out.push(b'}');
+}
+
+/// The `datastore` object: type and version, and the version number in detail views.
+fn write_datastore(out: &mut Vec<u8>, datastore: Option<&DatastoreRef>, detail: bool) {
+    match datastore {
         Some(ds) => {
             out.extend_from_slice(b"{\"type\":");
             write_str(out, &ds.datastore_name);
@@ -192,117 +339,39 @@ pub(crate) fn write_instance(
         }
         None => out.extend_from_slice(b"{\"type\":null,\"version\":null}"),
     }
-    if detail && admin {
-        out.extend_from_slice(b",\"encrypted_rpc_messaging\":true");
-    }
-    if detail {
-        if let Some(fault) = &inst.fault {
-            out.extend_from_slice(b",\"fault\":{\"created\":");
-            write_timestamp(out, &fault.created);
-            out.extend_from_slice(b",\"details\":");
-            // Details are diagnostic text (upstream: a traceback): admins only.
-            write_opt_str(out, admin.then_some(fault.details.as_str()));
-            out.extend_from_slice(b",\"message\":");
-            write_str(out, &fault.message);
-            out.push(b'}');
+}
+
+/// `"fault": {"created", "details", "message"}` of a detail view.
+fn write_fault(out: &mut Vec<u8>, fault: &Fault, admin: bool) {
+    out.extend_from_slice(b",\"fault\":{\"created\":");
+    write_timestamp(out, &fault.created);
+    out.extend_from_slice(b",\"details\":");
+    // Details are diagnostic text (upstream: a traceback): admins only.
+    write_opt_str(out, admin.then_some(fault.details.as_str()));
+    out.extend_from_slice(b",\"message\":");
+    write_str(out, &fault.message);
+    out.push(b'}');
+}
+
+/// `"volume": {"size"}`, with `used` and `used_percent` from `usage` (show views only)
+/// unless the instance is in a state upstream does not ask the guest in.
+fn write_volume(out: &mut Vec<u8>, volume: &VolumeSpec, usage: Option<(f64, f64)>, status: &str) {
+    out.extend_from_slice(b",\"volume\":{\"size\":");
+    write_json(out, &volume.size);
+    if let Some((used, total)) = usage {
+        // Upstream asks the guest except in these states, and omits a zero usage.
+        let asked = !matches!(
+            status,
+            "BUILD" | "REBOOT" | "RESIZE" | "PROMOTE" | "EJECT" | "UPGRADE" | "SHUTDOWN"
+        );
+        if asked && used > 0.0 && total > 0.0 {
+            // At least 0.01 when non-zero, as upstream rounds.
+            let used = round2(used).max(0.01);
+            out.extend_from_slice(b",\"used\":");
+            write_json(out, &used);
+            out.extend_from_slice(b",\"used_percent\":");
+            write_json(out, &round2(100.0 * used / total));
         }
-    }
-    out.extend_from_slice(b",\"flavor\":{\"id\":");
-    write_str(out, &inst.flavor.id);
-    out.extend_from_slice(b",\"links\":");
-    links.write(out, "flavors", &inst.flavor.id);
-    out.extend_from_slice(b"},\"id\":\"");
-    out.extend_from_slice(id.as_bytes());
-    out.push(b'"');
-    if !addresses.is_empty() {
-        out.extend_from_slice(b",\"ip\":[");
-        for (i, a) in addresses.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            write_str(out, &a.address);
-        }
-        out.push(b']');
-    }
-    out.extend_from_slice(b",\"links\":");
-    links.write_uuid(out, "instances", id);
-    if kind == ItemKind::Show {
-        // A replica reports its primary's, as it was scheduled into its server group.
-        let locality = match inst.replica_of {
-            Some(_) => related.primary_locality.as_deref(),
-            None => inst.locality.as_deref(),
-        };
-        if let Some(locality) = locality {
-            out.extend_from_slice(b",\"locality\":");
-            write_str(out, locality);
-        }
-    }
-    out.extend_from_slice(b",\"name\":");
-    write_str(out, &inst.name);
-    out.extend_from_slice(b",\"operating_status\":");
-    write_str(
-        out,
-        inputs.operating_status(viewer, ctx.now, ctx.heartbeat_expiry),
-    );
-    out.extend_from_slice(b",\"region\":");
-    write_str(out, &inst.region);
-    if let Some(primary) = inst.replica_of {
-        out.extend_from_slice(b",\"replica_of\":");
-        write_reference(out, links, primary);
-    }
-    if inst.id.is_some() && !related.replicas.is_empty() {
-        out.extend_from_slice(b",\"replicas\":[");
-        for (i, r) in related.replicas.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            write_reference(out, links, *r);
-        }
-        out.push(b']');
-    }
-    if detail && admin {
-        out.extend_from_slice(b",\"server_id\":");
-        write_opt_str(out, inst.server_id.as_deref());
-    }
-    if detail {
-        out.extend_from_slice(b",\"service_status_updated\":");
-        write_timestamp(out, &inst.service_updated);
-    }
-    out.extend_from_slice(b",\"status\":");
-    write_str(out, status);
-    if admin {
-        out.extend_from_slice(b",\"tenant_id\":");
-        write_str(out, &inst.project_id);
-    }
-    if detail {
-        out.extend_from_slice(b",\"updated\":");
-        write_timestamp(out, &inst.updated);
-    }
-    // Volume support is a property of the datastore version; a soft-deleted instance
-    // has none recorded, so upstream shows no `volume` key for it (spec §10.1).
-    if let (Some(volume), Some(_)) = (&inst.volume, &inst.datastore) {
-        out.extend_from_slice(b",\"volume\":{\"size\":");
-        write_json(out, &volume.size);
-        if let (ItemKind::Show, Some((used, total))) = (kind, inst.volume_usage) {
-            // Upstream asks the guest except in these states, and omits a zero usage.
-            let asked = !matches!(
-                status,
-                "BUILD" | "REBOOT" | "RESIZE" | "PROMOTE" | "EJECT" | "UPGRADE" | "SHUTDOWN"
-            );
-            if asked && used > 0.0 && total > 0.0 {
-                // At least 0.01 when non-zero, as upstream rounds.
-                let used = round2(used).max(0.01);
-                out.extend_from_slice(b",\"used\":");
-                write_json(out, &used);
-                out.extend_from_slice(b",\"used_percent\":");
-                write_json(out, &round2(100.0 * used / total));
-            }
-        }
-        out.push(b'}');
-    }
-    if detail && admin {
-        out.extend_from_slice(b",\"volume_id\":");
-        write_opt_str(out, inst.volume_id.as_deref());
     }
     out.push(b'}');
 }
