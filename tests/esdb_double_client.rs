@@ -1,9 +1,6 @@
 //! Proves the in-process EventStoreDB double (tests/esdb_double) against the real
 //! `eventstore::Client`: `cargo test --test esdb_double_client`.
 
-#[path = "esdb_double/mod.rs"]
-mod esdb_double;
-
 use std::time::Duration;
 
 use bytes::Bytes;

@@ -5,9 +5,6 @@
 
 mod common;
 
-#[path = "esdb_double/mod.rs"]
-mod esdb_double;
-
 use std::time::{Duration, Instant};
 
 use common::{send, TestServer};

@@ -5,9 +5,6 @@
 //! EventStoreDB-like source (gapped opaque positions, system streams) and a target that
 //! loses answers and reads.
 
-#[path = "esdb_double/mod.rs"]
-mod esdb_double;
-
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

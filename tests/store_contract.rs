@@ -20,18 +20,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use esdb_double::EsdbDouble;
 use tokio::sync::Barrier;
+use troved::store::esdb::EsdbStore;
 use troved::store::sqlite::SqliteStore;
 use troved::store::{
     AppendOutcome, EventStore, ExpectedRevision, NewEvent, Position, RecordedEvent, StoreError,
 };
 use uuid::Uuid;
-
-#[path = "esdb_double/mod.rs"]
-mod esdb_double;
-
-use esdb_double::EsdbDouble;
-use troved::store::esdb::EsdbStore;
 
 // ---------------------------------------------------------------------------------------
 // Fixtures

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Regenerates tests/esdb_double/generated/*.rs: the tonic *server* side of the EventStoreDB
+# Regenerates tests/esdb_double/src/generated/*.rs: the tonic *server* side of the EventStoreDB
 # gRPC protocol, generated from the .proto files shipped inside the `eventstore` crate whose
 # version is locked in Cargo.lock (the same protocol definitions the real client is built from).
 #
-#   tests/esdb_double/codegen.sh          regenerate and overwrite generated/
+#   tests/esdb_double/codegen.sh          regenerate and overwrite src/generated/
 #   tests/esdb_double/codegen.sh --check  regenerate into a temp dir, `diff -r` against the
 #                                         committed files, exit 1 if they differ
 #
@@ -20,7 +20,7 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 LOCK="$ROOT/Cargo.lock"
-GENERATED="$HERE/generated"
+GENERATED="$HERE/src/generated"
 
 # Formatting of the generated code depends on prettyplease; pin it (bump deliberately, then
 # rerun this script and commit the diff).
@@ -144,9 +144,9 @@ done
 
 if [[ "$MODE" == "check" ]]; then
   if diff -r "$GENERATED" "$WORK/out"; then
-    echo "codegen.sh --check: generated/ is up to date"
+    echo "codegen.sh --check: src/generated/ is up to date"
   else
-    echo "codegen.sh --check: generated/ is stale; run tests/esdb_double/codegen.sh" >&2
+    echo "codegen.sh --check: src/generated/ is stale; run tests/esdb_double/codegen.sh" >&2
     exit 1
   fi
 else

@@ -1,11 +1,12 @@
 //! In-process EventStoreDB (KurrentDB) gRPC test double.
 //!
 //! A tonic server speaking the protocol of the `eventstore` crate (generated from the very
-//! `.proto` files that crate ships, see `codegen.sh` and `generated/`), so that the real
+//! `.proto` files that crate ships, see `codegen.sh` and `src/generated/`), so that the real
 //! `eventstore::Client` can be exercised where no EventStoreDB can be installed. It runs on its
 //! own tokio runtime (two worker threads), so it keeps serving whatever the test does with its
 //! own runtime (a `current_thread` test, a blocking wait on a child process that is the client,
-//! ...). Include it with `#[path = "esdb_double/mod.rs"] mod esdb_double;`.
+//! ...). A dev-only workspace crate (`publish = false`), so it and its generated code are
+//! compiled once for every test binary that uses it: `use esdb_double::EsdbDouble;`.
 //!
 //! # What it implements
 //!
@@ -124,7 +125,6 @@
 //! The regex of filters is a small backtracking engine (literals, `.`, classes, anchors,
 //! groups, alternation, `* + ? {n,m}`, `\d \w \s`); an unsupported pattern is answered with
 //! `INVALID_ARGUMENT`.
-#![allow(dead_code)]
 // gRPC handlers return `tonic::Status` (large) by the signature tonic imposes; so do helpers.
 #![allow(clippy::result_large_err)]
 
