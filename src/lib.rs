@@ -5,7 +5,7 @@
 //!   rebuild|verify`).
 //! - [`config`]: the command line and environment (clap).
 //! - [`http`]: axum routes, identity, Trove error bodies; one module per resource.
-//! - [`metrics`]: the Prometheus registry behind `GET /metrics`.
+//! - [`metrics`]: the counters and histograms (`prometheus-client`) behind `GET /metrics`.
 //! - [`retry`]: [`retry::Backoff`], the one retry policy type every retrying caller names.
 //! - [`runtime`]: the command path (load → decide → append → wait for projections), the
 //!   projector that feeds the read models, and the event codec (metadata envelope).
