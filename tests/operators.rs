@@ -90,19 +90,14 @@ fn sum(series: &BTreeMap<String, f64>, name: &str, labels: &[&str]) -> f64 {
         .sum()
 }
 
-#[tokio::test]
-async fn metrics_count_events_commands_saga_steps_and_latency() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let s = TestServer::start(dir.path(), &["--sim-latency-ms", "0"]).await;
-    let before = scrape(&s).await;
-
-    let (status, _) = s.get("alice", "p1", "/instances").await;
-    assert_eq!(status, 200);
-    let created = s.create("alice", "p1", "metered").await;
+/// What the metrics tests observe: an instance created and taken to ACTIVE, a command
+/// refused (404: no such configuration group) and a request no route matches. Returns
+/// the instance's id.
+async fn create_refuse_and_miss(s: &TestServer, name: &str) -> String {
+    let created = s.create("alice", "p1", name).await;
     let id = created["id"].as_str().expect("id").to_string();
     s.wait_for("alice", "p1", &id, |i| i["status"] == "ACTIVE")
         .await;
-    // A refusal: no such configuration group.
     let (status, body) = s
         .put(
             "alice",
@@ -112,9 +107,20 @@ async fn metrics_count_events_commands_saga_steps_and_latency() {
         )
         .await;
     assert_eq!(status, 404, "{body}");
-    // No route.
     let (status, _) = s.get("alice", "p1", "/nothing-here").await;
     assert_eq!(status, 404);
+    id
+}
+
+#[tokio::test]
+async fn metrics_count_events_commands_saga_steps_and_latency() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = TestServer::start(dir.path(), &["--sim-latency-ms", "0"]).await;
+    let before = scrape(&s).await;
+
+    let (status, _) = s.get("alice", "p1", "/instances").await;
+    assert_eq!(status, 200);
+    let id = create_refuse_and_miss(&s, "metered").await;
 
     let after = scrape(&s).await;
     let moved =
@@ -317,21 +323,7 @@ fn sample(samples: &[Parsed], name: &str, pairs: &[(&str, &str)]) -> Option<f64>
 async fn metrics_parse_as_prometheus_text_with_every_family_label_and_bucket() {
     let dir = tempfile::tempdir().expect("tempdir");
     let s = TestServer::start(dir.path(), &["--sim-latency-ms", "0"]).await;
-    let created = s.create("alice", "p1", "parsed").await;
-    let id = created["id"].as_str().expect("id").to_string();
-    s.wait_for("alice", "p1", &id, |i| i["status"] == "ACTIVE")
-        .await;
-    let (status, body) = s
-        .put(
-            "alice",
-            "p1",
-            &format!("/instances/{id}"),
-            &json!({"instance": {"configuration": "6f0b1f0e-2d55-4c1e-9d0a-53a4a8f0c001"}}),
-        )
-        .await;
-    assert_eq!(status, 404, "{body}");
-    let (status, _) = s.get("alice", "p1", "/nothing-here").await;
-    assert_eq!(status, 404);
+    let id = create_refuse_and_miss(&s, "parsed").await;
 
     let resp = s
         .http
