@@ -28,7 +28,6 @@ use super::request_body::configuration::{
 use super::request_body::JsonBody;
 use super::{AppState, RequestId};
 use crate::runtime::codec::CommandMeta;
-use crate::runtime::lookups::Lookups;
 
 /// The routes of this resource, all below `/v1.0/{project_id}`. The datastore paths use
 /// the parameter names of the datastores router (`{ds}`, `{version}`): both routers
@@ -402,17 +401,12 @@ fn one_parameter(v: &DatastoreVersion, name: &str) -> ApiResult<Json<Value>> {
 /// The version by datastore and version (each by id or name) as an instance create
 /// resolves it: active versions only (the aggregate's `resolve_datastore_version`).
 fn active_version(state: &AppState, ds: &str, version: &str) -> ApiResult<DatastoreVersion> {
-    let lookups = Lookups {
-        catalog: state.catalog.clone(),
-        models: state.models.clone(),
-        configurations: state.configurations.clone(),
-    };
     let req = DatastoreRequest {
         datastore_type: Some(ds.to_string()),
         version: Some(version.to_string()),
         version_number: None,
     };
-    configuration::resolve_datastore_version(&lookups, &req)
+    configuration::resolve_datastore_version(state.bus.lookups(), &req)
         .map(|(_, v)| v)
         .map_err(|e| ApiError::Domain {
             fault: e.fault(),

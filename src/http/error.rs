@@ -152,9 +152,7 @@ impl From<StoreError> for ApiError {
             StoreError::WrongExpectedVersion { .. } => {
                 ApiError::Conflict("The instance changed concurrently; retry.".into())
             }
-            StoreError::StreamDeleted(s) => {
-                ApiError::NotFound(format!("Resource {s} cannot be found."))
-            }
+            StoreError::StreamDeleted(s) => ApiError::resource_not_found(&s),
             other => ApiError::internal(&other),
         }
     }

@@ -490,8 +490,8 @@ impl CommandBus {
         Err(CommandError::Conflict(stream.to_string()))
     }
 
-    /// The lookups commands are decided with.
-    pub(super) fn lookups(&self) -> &Lookups {
+    /// The lookups commands are decided with (the catalog and the live read models).
+    pub fn lookups(&self) -> &Lookups {
         &self.inner.lookups
     }
 
