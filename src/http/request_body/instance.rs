@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::{
     checked_by, last_segment, non_empty_string, objects_only, present, short, string_schema,
-    Broken, DatastoreRequest, HyphenatedUuid, Name, RequestBody, NAME_PATTERN,
+    string_value, Broken, DatastoreRequest, HyphenatedUuid, Name, RequestBody, NAME_PATTERN,
 };
 use crate::http::error::{ApiError, ApiResult};
 
@@ -263,13 +263,10 @@ impl VolumeSize {
                 },
             },
             Value::String(s) => {
-                let digits_ok = !s.is_empty()
-                    && s.len() <= 40
-                    && s.chars().all(|c| c.is_ascii_digit())
-                    && s.trim_start_matches('0')
-                        .chars()
-                        .next()
-                        .is_some_and(|c| c != '0');
+                // Digits, not all zeros (so at least one), as the pattern below says.
+                let digits_ok = s.len() <= 40
+                    && s.bytes().all(|b| b.is_ascii_digit())
+                    && s.bytes().any(|b| b != b'0');
                 if !digits_ok {
                     return Err(invalid(format!(
                         "{} does not match '^0*[1-9]+[0-9]*$'",
@@ -335,7 +332,7 @@ pub struct UserRequest {
     #[serde(default)]
     pub host: Option<Host>,
     /// The databases the user gets access to, each once.
-    #[serde(default, deserialize_with = "unique_databases")]
+    #[serde(default, deserialize_with = "unique_items")]
     #[schema(nullable = false)]
     pub databases: Option<Vec<UserDatabaseRequest>>,
 }
@@ -359,13 +356,16 @@ impl UserRequest {
     }
 }
 
-/// `users[].databases`: no name twice.
-fn unique_databases<'de, D: Deserializer<'de>>(
-    d: D,
-) -> Result<Option<Vec<UserDatabaseRequest>>, D::Error> {
-    let list = Vec::<UserDatabaseRequest>::deserialize(d)?;
-    for (i, db) in list.iter().enumerate() {
-        if list[..i].iter().any(|other| other.name == db.name) {
+/// A list in which no element appears twice (the schema's `uniqueItems`):
+/// `users[].databases` (by name) and `allowed_cidrs`.
+fn unique_items<'de, D, T>(d: D) -> Result<Option<Vec<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + PartialEq,
+{
+    let list = Vec::<T>::deserialize(d)?;
+    for (i, item) in list.iter().enumerate() {
+        if list[..i].contains(item) {
             return Err(Broken::because("has non-unique elements").into_de());
         }
     }
@@ -373,7 +373,7 @@ fn unique_databases<'de, D: Deserializer<'de>>(
 }
 
 /// A database a user gets access to.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, PartialEq, Deserialize, ToSchema)]
 #[serde(remote = "Self")]
 pub struct UserDatabaseRequest {
     pub name: Name,
@@ -429,7 +429,7 @@ pub struct Host(pub String);
 
 impl Host {
     fn check(v: &Value) -> Result<Host, Broken> {
-        let s = v.as_str().ok_or_else(|| Broken::not_of_type("string"))?;
+        let s = string_value(v)?;
         let core = s.strip_prefix('%').unwrap_or(s);
         let core = core.strip_suffix('%').unwrap_or(core);
         let ok = !s.is_empty()
@@ -497,7 +497,7 @@ pub struct Ipv4(pub String);
 
 impl Ipv4 {
     fn check(v: &Value) -> Result<Ipv4, Broken> {
-        let s = v.as_str().ok_or_else(|| Broken::not_of_type("string"))?;
+        let s = string_value(v)?;
         let is_ipv4 = (7..=15).contains(&s.len())
             && s.split('.').count() == 4
             && s.split('.')
@@ -595,7 +595,7 @@ pub struct Cidr(pub String);
 
 impl Cidr {
     fn check(v: &Value) -> Result<Cidr, Broken> {
-        let s = v.as_str().ok_or_else(|| Broken::not_of_type("string"))?;
+        let s = string_value(v)?;
         if !is_cidr(s) {
             return Err(Broken::because("is not a valid IPv4 CIDR"));
         }
@@ -629,17 +629,6 @@ fn is_cidr(s: &str) -> bool {
     quad && prefix_ok
 }
 
-/// `allowed_cidrs`: no CIDR twice.
-fn unique_cidrs<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Cidr>>, D::Error> {
-    let list = Vec::<Cidr>::deserialize(d)?;
-    for (i, c) in list.iter().enumerate() {
-        if list[..i].contains(c) {
-            return Err(Broken::because("has non-unique elements").into_de());
-        }
-    }
-    Ok(Some(list))
-}
-
 /// The schema of `allowed_cidrs`.
 fn cidr_list() -> Schema {
     ArrayBuilder::new()
@@ -658,7 +647,7 @@ pub struct AccessCreate {
     #[serde(default, deserialize_with = "present")]
     #[schema(nullable = false)]
     pub is_public: Option<bool>,
-    #[serde(default, deserialize_with = "unique_cidrs")]
+    #[serde(default, deserialize_with = "unique_items")]
     #[schema(schema_with = cidr_list)]
     pub allowed_cidrs: Option<Vec<Cidr>>,
     #[serde(flatten)]
@@ -793,7 +782,7 @@ pub struct AccessRequest {
     #[serde(default, deserialize_with = "present")]
     #[schema(nullable = false)]
     pub is_public: Option<bool>,
-    #[serde(default, deserialize_with = "unique_cidrs")]
+    #[serde(default, deserialize_with = "unique_items")]
     #[schema(schema_with = cidr_list)]
     pub allowed_cidrs: Option<Vec<Cidr>>,
 }
@@ -924,6 +913,9 @@ mod tests {
             json!(-1),
             json!(1.0),
             json!("0"),
+            json!("000"),
+            json!(""),
+            json!("1".repeat(41)),
             json!("1a"),
             json!(true),
         ] {

@@ -220,6 +220,11 @@ impl Broken {
     }
 }
 
+/// The string `v` holds, or "is not of type 'string'".
+fn string_value(v: &Value) -> Result<&str, Broken> {
+    v.as_str().ok_or_else(|| Broken::not_of_type("string"))
+}
+
 /// A value's JSON cut at 60 characters.
 pub fn short(v: &Value) -> String {
     let s = v.to_string();
@@ -326,7 +331,7 @@ fn has_alnum_line(s: &str) -> bool {
 
 /// Upstream's `non_empty_string` of at most `max` characters.
 fn non_empty_string(v: &Value, max: usize) -> Result<String, Broken> {
-    let s = v.as_str().ok_or_else(|| Broken::not_of_type("string"))?;
+    let s = string_value(v)?;
     let len = s.chars().count();
     if len == 0 {
         return Err(Broken::because("is too short"));
@@ -369,7 +374,7 @@ pub struct HyphenatedUuid(pub Uuid);
 
 impl HyphenatedUuid {
     fn check(v: &Value) -> Result<HyphenatedUuid, Broken> {
-        let s = v.as_str().ok_or_else(|| Broken::not_of_type("string"))?;
+        let s = string_value(v)?;
         match Uuid::parse_str(s) {
             Ok(u) if s.len() == 36 => Ok(HyphenatedUuid(u)),
             _ => Err(Broken::because("is not a 'uuid'")),
