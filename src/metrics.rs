@@ -24,7 +24,7 @@
 //! sentences already: [`help`]).
 //!
 //! Why one registry per process ([`global`]): one troved process serves one data
-//! directory (the `LOCK`), so the process is the server, which is also what Prometheus
+//! directory (its lock), so the process is the server, which is also what Prometheus
 //! scrapes. The counters are bumped deep inside the command bus, the saga and the
 //! projector; threading a handle through every constructor would buy nothing. Tests
 //! that need isolation build their own [`Metrics`].

@@ -3,7 +3,7 @@
 //!
 //! [`Server::start`] takes an already bound listener and returns a handle, so the binary
 //! stays thin. Lifecycle rules: one process per data directory (an exclusive lock on
-//! `LOCK`); if the projector or the saga runner stops on its own, the server stops with an
+//! the directory); if the projector or the saga runner stops on its own, the server stops with an
 //! error (serving stale reads forever would be worse); on shutdown, HTTP stops first,
 //! then the background tasks are signalled and awaited, then the store drains its queue.
 
@@ -109,15 +109,18 @@ pub struct Server {
     _lock: (File, Option<File>),
 }
 
-/// Takes the exclusive lock on `<data dir>/LOCK` (one process per data directory: a
+/// Takes the exclusive lock on the data directory (one process per data directory: a
 /// second one would serve reads that never see the first one's writes).
 fn lock_data_dir(cfg: &ServeConfig) -> Result<File, ServerError> {
     lock_dir(&cfg.data_dir)
 }
 
-/// Takes the exclusive lock on `<dir>/LOCK`, creating the directory (mode 0700) if need
-/// be; held until the returned file is dropped. `troved migrate` takes it on an embedded
-/// store's directory too, so it never copies from or into a store a server is using.
+/// Takes an exclusive lock on the directory `dir` itself, creating it (mode 0700) if need
+/// be; held until the returned handle is dropped. The lock is an OS lock (`flock`) on an
+/// open descriptor of the directory, so it cannot be lost by deleting a file in it (a lock
+/// file, once deleted, would let a second process lock a new one). `troved migrate` takes
+/// it on an embedded store's directory too, so it never copies from or into a store a
+/// server is using.
 pub fn lock_dir(dir: &std::path::Path) -> Result<File, ServerError> {
     let dir = &dir.to_path_buf();
     let io = |source| ServerError::DataDir {
@@ -126,12 +129,7 @@ pub fn lock_dir(dir: &std::path::Path) -> Result<File, ServerError> {
     };
     std::fs::create_dir_all(dir).map_err(io)?;
     restrict_permissions(dir, 0o700);
-    let lock = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(dir.join("LOCK"))
-        .map_err(io)?;
+    let lock = File::open(dir).map_err(io)?;
     match lock.try_lock() {
         Ok(()) => Ok(lock),
         Err(std::fs::TryLockError::WouldBlock) => Err(ServerError::Locked(dir.clone())),
@@ -328,7 +326,16 @@ fn restrict_private_files(cfg: &ServeConfig, store_url: &StoreUrl) {
         private.push(path.clone());
     }
     for f in private {
-        restrict_permissions(&f, 0o600);
+        // SQLite creates a database's `-wal` and `-shm` with the database's mode; those a
+        // version before the umask (main.rs) left readable are restricted here.
+        for suffix in ["", "-wal", "-shm"] {
+            let mut name = f.clone().into_os_string();
+            name.push(suffix);
+            let file = PathBuf::from(name);
+            if suffix.is_empty() || file.exists() {
+                restrict_permissions(&file, 0o600);
+            }
+        }
     }
 }
 

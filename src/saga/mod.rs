@@ -279,6 +279,14 @@ impl SagaRunner {
                         *again = false;
                     }
                 }
+                Err(e) if *self.shutdown.borrow() => {
+                    // Stopping: the projector and the store close under the step, which
+                    // is expected, not a failure to warn about (once per instance in
+                    // flight). The step is taken again after the restart.
+                    tracing::debug!(instance = %id, error = %e, "workflow step interrupted by shutdown");
+                    self.running.remove(&id);
+                    return;
+                }
                 Err(e) => {
                     // The store or the vault failed (provider errors are handled in
                     // `step`): keep trying with a capped backoff; giving up would leave
