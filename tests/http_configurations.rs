@@ -711,6 +711,36 @@ async fn attach_detach_and_delete_through_instances() {
         status, 400,
         "stricter than upstream: the version must match"
     );
+    // A reference is taken by its last path segment, as flavorRef is; one with an empty
+    // last segment names no group (as upstream's `get_id_from_href`), like null or "".
+    let mut by_href = create_body("d");
+    by_href["instance"]["configuration"] =
+        json!(format!("{}/v1.0/p1/configurations/{live_id}", s.base));
+    let (status, created) = s.post("alice", "p1", "/instances", &by_href).await;
+    assert_eq!(status, 200, "{created}");
+    assert_eq!(created["instance"]["configuration"]["id"], json!(live_id));
+    let d = id_of(&created["instance"]);
+    for empty in ["/", "", "//"] {
+        let mut none = create_body("e");
+        none["instance"]["configuration"] = json!(empty);
+        let (status, created) = s.post("alice", "p1", "/instances", &none).await;
+        assert_eq!(status, 200, "{empty}: {created}");
+        let e = id_of(&created["instance"]);
+        let (_, shown) = s.get("alice", "p1", &format!("/instances/{e}")).await;
+        assert_eq!(shown["instance"].get("configuration"), None, "{empty}");
+        s.wait_for("alice", "p1", &e, |i| i["status"] == "ACTIVE")
+            .await;
+        assert_eq!(
+            s.delete("alice", "p1", &format!("/instances/{e}")).await.0,
+            202
+        );
+    }
+    s.wait_for("alice", "p1", &d, |i| i["status"] == "ACTIVE")
+        .await;
+    assert_eq!(
+        s.delete("alice", "p1", &format!("/instances/{d}")).await.0,
+        202
+    );
 
     // Deleting the instance releases the group, which can then be deleted.
     s.wait_for("alice", "p1", &b, |i| i["status"] == "ACTIVE")

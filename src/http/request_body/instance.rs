@@ -174,8 +174,8 @@ impl InstanceCreate {
             locality: self.locality.map(|l| l.0),
             configuration: self
                 .configuration
-                .filter(|c| !c.is_empty())
-                .map(|c| last_segment(&c)),
+                .map(|c| last_segment(&c))
+                .filter(|c| !c.is_empty()),
             access: self.access.map(AccessCreate::into_value),
             root_password: None,
         };
