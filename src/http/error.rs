@@ -15,6 +15,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::runtime::commands::CommandError;
+use crate::secrets::VaultError;
 use crate::store::StoreError;
 
 /// A failed request, ready to be rendered in Trove's error format. Each variant's
@@ -149,11 +150,33 @@ impl From<StoreError> for ApiError {
                 retry_after: 1,
                 cause: e.to_string(),
             },
+            // The disk is full: nothing was written, reads go on, writes resume by
+            // themselves once an operator frees space (docs/operations.md).
+            StoreError::Full(_) => ApiError::Unavailable {
+                message: "The service cannot store changes right now; retry later.".into(),
+                retry_after: 5,
+                cause: e.to_string(),
+            },
             StoreError::WrongExpectedVersion { .. } => {
                 ApiError::Conflict("The instance changed concurrently; retry.".into())
             }
             StoreError::StreamDeleted(s) => ApiError::resource_not_found(&s),
             other => ApiError::internal(&other),
+        }
+    }
+}
+
+impl From<VaultError> for ApiError {
+    /// A full disk is 503 as for the event store (nothing was stored; retry once space
+    /// is freed); any other vault failure is a 500.
+    fn from(e: VaultError) -> Self {
+        match &e {
+            VaultError::Io(rusqlite::Error::SqliteFailure(f, _))
+                if f.code == rusqlite::ErrorCode::DiskFull =>
+            {
+                StoreError::Full(e.to_string()).into()
+            }
+            _ => ApiError::internal(&e),
         }
     }
 }

@@ -257,8 +257,7 @@ async fn create_one(
         let (vault, k) = (state.vault.clone(), key.clone());
         tokio::task::spawn_blocking(move || vault.store(&k))
             .await
-            .map_err(|e| ApiError::internal(&e))?
-            .map_err(|e| ApiError::internal(&e))?;
+            .map_err(|e| ApiError::internal(&e))??;
         Some(key)
     };
     let cmd = InstanceCommand::CreateInstance(Box::new(req.command));
