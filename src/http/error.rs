@@ -15,6 +15,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::runtime::commands::CommandError;
+use crate::runtime::unreadable::UnreadableEvent;
 use crate::secrets::VaultError;
 use crate::store::StoreError;
 
@@ -58,6 +59,10 @@ pub enum ApiError {
     /// the id.
     #[error("internal error: {0}")]
     Internal(String),
+    /// 500 `instanceFault` that names what is damaged: an event of the log that does
+    /// not decode (the message says where, and what to run); the detail is logged.
+    #[error("{message}")]
+    Damaged { message: String, cause: String },
     /// A refusal of the domain, in the fault class the domain gave it.
     #[error("{message}")]
     Domain { fault: Fault, message: String },
@@ -78,7 +83,7 @@ impl ApiError {
             ApiError::OverLimit(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BadMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Internal(_) | ApiError::Damaged { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             // Upstream's exception classes (spec `instances-api.md` §4.2).
             ApiError::Domain { fault, .. } => match fault {
                 Fault::BadRequest => StatusCode::BAD_REQUEST,
@@ -104,7 +109,7 @@ impl ApiError {
             ApiError::OverLimit(_) => "overLimit",
             ApiError::BadMediaType => "badMediaType",
             ApiError::Unavailable { .. } => "serviceUnavailable",
-            ApiError::Internal(_) => "instanceFault",
+            ApiError::Internal(_) | ApiError::Damaged { .. } => "instanceFault",
             ApiError::Domain { fault, .. } => fault.name(),
         }
     }
@@ -117,6 +122,14 @@ impl ApiError {
     /// 404 for a path no route matches.
     pub fn no_route() -> ApiError {
         ApiError::NotFound("The resource could not be found.".into())
+    }
+
+    /// 500 naming an unreadable event of the log.
+    pub fn damaged(event: &UnreadableEvent) -> ApiError {
+        ApiError::Damaged {
+            message: event.client_message(),
+            cause: event.to_string(),
+        }
     }
 
     /// 500 for any cause that must not reach the client.
@@ -138,6 +151,7 @@ impl From<CommandError> for ApiError {
             )),
             CommandError::Store(s) => s.into(),
             CommandError::Codec(c) => ApiError::internal(&c),
+            CommandError::Unreadable(u) => ApiError::damaged(&u),
         }
     }
 }
@@ -213,7 +227,9 @@ impl IntoResponse for ApiError {
         }
         if status.is_server_error() {
             let cause = match self {
-                ApiError::Internal(cause) | ApiError::Unavailable { cause, .. } => cause,
+                ApiError::Internal(cause)
+                | ApiError::Unavailable { cause, .. }
+                | ApiError::Damaged { cause, .. } => cause,
                 other => other.to_string(),
             };
             resp.extensions_mut().insert(ServerError {
