@@ -131,7 +131,7 @@ fn run(
     // `Unavailable`; dropping `head` ends the subscriptions.
 }
 
-/// A full-disk episode, for the log: one warning when appends start being refused,
+/// A full-disk episode, for the log: one error when appends start being refused,
 /// one line when they are accepted again (not one per refused batch).
 #[derive(Default)]
 struct FullEpisode {
