@@ -7,7 +7,9 @@
 //! - commands by type and outcome: the command bus (instance commands) and the
 //!   configuration handlers;
 //! - saga steps by step and outcome: the saga runner;
-//! - events the projector processed, and its anomalies (undecodable events, gaps);
+//! - events the projector processed, and its anomalies (undecodable events, gaps), and
+//!   how many unreadable events the log is known to hold (a gauge, set by
+//!   `runtime::unreadable`);
 //! - HTTP latency by method, matched route template and status class: a middleware.
 //!
 //! The projection gauges (applied position, store head, lag) are not kept here: they are
@@ -45,6 +47,7 @@ use prometheus_client::encoding::{
 };
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
@@ -223,6 +226,9 @@ pub struct Metrics {
     saga_steps: Family<StepLabels, Counter>,
     projected: Counter,
     projection_anomalies: Family<AnomalyLabels, Counter>,
+    /// Unreadable events known in the log (`runtime::unreadable`): a gauge, not a
+    /// counter, so a start from a snapshot shows the ones found before it too.
+    unreadable: Gauge,
     http: Family<HttpLabels, Histogram, fn() -> Histogram>,
     /// The counter families above, in the order they are rendered (before the gauges).
     counters: Registry,
@@ -237,6 +243,7 @@ impl Default for Metrics {
         let saga_steps = Family::default();
         let projected = Counter::default();
         let projection_anomalies = Family::default();
+        let unreadable = Gauge::default();
         let http = Family::new_with_constructor(latency_histogram as fn() -> Histogram);
         // The registries hold clones: handles to the same series.
         let mut counters = Registry::default();
@@ -265,6 +272,11 @@ impl Default for Metrics {
             help("Events the projector skipped: undecodable, or after a revision gap in their stream (rebuild and verify the read models)."),
             Declared(Family::clone(&projection_anomalies)),
         );
+        counters.register(
+            "troved_unreadable_events",
+            help("Events of the log that do not decode, found since the process started, those before a read-model snapshot's position included (run `troved audit verify`)."),
+            Gauge::clone(&unreadable),
+        );
         let mut latency = Registry::default();
         latency.register(
             "troved_http_request_duration_seconds",
@@ -277,6 +289,7 @@ impl Default for Metrics {
             saga_steps,
             projected,
             projection_anomalies,
+            unreadable,
             http,
             counters,
             latency,
@@ -385,6 +398,11 @@ impl Metrics {
         self.projection_anomalies
             .get(&anomaly.labels())
             .map_or(0, |c| c.get())
+    }
+
+    /// Sets `troved_unreadable_events`.
+    pub fn unreadable_events(&self, n: u64) {
+        self.unreadable.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// Every family in the text format 0.0.4, projection gauges included.

@@ -209,6 +209,11 @@ impl Server {
             stop_rx.clone(),
         ));
 
+        // The events a start from a snapshot did not replay are checked in the
+        // background (runtime::unreadable).
+        if from > Position::START {
+            tokio::spawn(scan_before_snapshot(dyn_store.clone(), from, all.clone()));
+        }
         let rebuilder = Arc::new(Rebuilder::new(dyn_store.clone(), models.clone(), gate));
         let state = AppState {
             rebuilder,
@@ -216,6 +221,7 @@ impl Server {
             models,
             configurations: all.configurations.clone(),
             backups: all.backups.clone(),
+            unreadable: all.unreadable.clone(),
             catalog,
             vault,
             auth: Arc::new(auth),
@@ -357,6 +363,25 @@ async fn rebuild_read_models(
     let reached = projector::catch_up(store, &all, from).await?;
     tracing::info!(position = %reached, instances = all.instances.len(), elapsed_ms = started.elapsed().as_millis() as u64, "read models rebuilt from the log");
     Ok((all, from, reached))
+}
+
+/// Background task after a start from a read-model snapshot: decodes the events before
+/// the snapshot's position, which the start did not replay, and records the unreadable
+/// ones (logged as errors, `troved_unreadable_events`), as the replay would have. Ends
+/// by itself.
+async fn scan_before_snapshot(store: Arc<dyn EventStore>, upto: Position, all: ReadModels) {
+    let started = std::time::Instant::now();
+    match crate::runtime::unreadable::scan(store.as_ref(), upto, &all.unreadable).await {
+        Ok(events) => tracing::info!(
+            events,
+            unreadable = all.unreadable.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "checked that the events before the read-model snapshot decode"
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not check the events before the read-model snapshot")
+        }
+    }
 }
 
 /// Background task: the projector, following the log into the read models; returns its

@@ -25,6 +25,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::runtime::codec::{self, CodecError, EventMetadata};
+use crate::runtime::unreadable::UnreadableEvent;
 use crate::store::RecordedEvent;
 
 /// How entries show times: UTC, to the second.
@@ -50,20 +51,60 @@ pub struct HistoryEntry {
     pub correlation_id: Uuid,
     /// What changed, in one line.
     pub summary: String,
-    /// The event's body in today's shape (old versions upcast), secrets removed.
+    /// The event's body in today's shape (old versions upcast), secrets removed; null
+    /// for an unreadable event.
     pub data: Value,
+    /// Only for an event that does not decode (a damaged or edited log): why. Its
+    /// entry keeps what its envelope still tells, and the fold goes on without it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<String>,
 }
 
-/// The timeline of one instance stream, oldest first.
-pub fn timeline(records: &[RecordedEvent]) -> Result<Vec<HistoryEntry>, CodecError> {
+/// The timeline of one instance stream, oldest first. An event that does not decode
+/// gets an entry marked [`HistoryEntry::unreadable`] in its place, so the readable
+/// ones are still shown around it.
+pub fn timeline(records: &[RecordedEvent]) -> Vec<HistoryEntry> {
     let mut state = Instance::default();
     let mut entries = Vec::with_capacity(records.len());
     for r in records {
-        let (event, meta) = codec::decode(r)?;
-        entries.push(entry(r, &event, &meta, &state));
-        state = evolve(state, &event);
+        match codec::decode(r) {
+            Ok((event, meta)) => {
+                entries.push(entry(r, &event, &meta, &state));
+                state = evolve(state, &event);
+            }
+            Err(e) => entries.push(unreadable_entry(r, &e)),
+        }
     }
-    Ok(entries)
+    entries
+}
+
+/// The entry of an event that does not decode: position, revision, id and stored type,
+/// and from its envelope what still decodes of it; no body (it might hold a secret
+/// [`public_data`] can no longer recognize).
+fn unreadable_entry(r: &RecordedEvent, error: &CodecError) -> HistoryEntry {
+    let meta = serde_json::from_slice::<EventMetadata>(&r.metadata).ok();
+    HistoryEntry {
+        position: r.position.commit,
+        revision: r.revision,
+        event_id: r.id,
+        time: meta
+            .as_ref()
+            .map(|m| m.time.format(TIME_FORMAT).to_string())
+            .unwrap_or_default(),
+        event_type: r.event_type.clone(),
+        actor: meta
+            .as_ref()
+            .map(|m| format!("{}@{}", m.actor.user_id, m.actor.project_id))
+            .unwrap_or_default(),
+        request_id: meta
+            .as_ref()
+            .map(|m| m.request_id.clone())
+            .unwrap_or_default(),
+        correlation_id: meta.as_ref().map_or(Uuid::nil(), |m| m.correlation_id),
+        summary: format!("UNREADABLE: {error}; run `troved audit verify`"),
+        data: Value::Null,
+        unreadable: Some(error.to_string()),
+    }
 }
 
 fn entry(
@@ -83,6 +124,7 @@ fn entry(
         correlation_id: meta.correlation_id,
         summary: summarize(before, event),
         data: public_data(event),
+        unreadable: None,
     }
 }
 
@@ -444,13 +486,18 @@ pub struct AsOf {
 /// Folds the instance stream's events whose time is at most [`cutoff`]`(as_of)`. The
 /// fold stops at the first later event: the state is always a prefix of the stream,
 /// even if clocks stepped back.
-pub fn state_as_of(records: &[RecordedEvent], as_of: DateTime<Utc>) -> Result<AsOf, CodecError> {
+///
+/// Fails on an event that does not decode before the moment: the state would be wrong.
+pub fn state_as_of(
+    records: &[RecordedEvent],
+    as_of: DateTime<Utc>,
+) -> Result<AsOf, UnreadableEvent> {
     let until = cutoff(as_of);
     let mut instance = Instance::default();
     let mut events = 0;
     let mut created = None;
     for r in records {
-        let (event, meta) = codec::decode(r)?;
+        let (event, meta) = codec::decode(r).map_err(|e| UnreadableEvent::new(r, &e))?;
         created.get_or_insert(meta.time);
         if meta.time > until {
             break;
@@ -692,7 +739,7 @@ mod tests {
     #[test]
     fn timeline_names_actor_request_and_change_without_secrets() {
         let id = Uuid::new_v4();
-        let entries = timeline(&life(id)).unwrap();
+        let entries = timeline(&life(id));
         let lines: Vec<(&str, &str, &str)> = entries
             .iter()
             .map(|e| (e.event_type.as_str(), e.actor.as_str(), e.summary.as_str()))
@@ -796,7 +843,7 @@ mod tests {
             "build failed: Failed to create server for instance (task BUILDING_ERROR_SERVER)"
         );
         let id = Uuid::new_v4();
-        let mut entries = timeline(&[record(0, id, &e, "troved-saga")]).unwrap();
+        let mut entries = timeline(&[record(0, id, &e, "troved-saga")]);
         assert_eq!(entries[0].data["fault"]["details"], "Traceback ...");
         hide_fault_details(&mut entries[0]);
         assert_eq!(entries[0].data["fault"]["details"], Value::Null);
@@ -804,7 +851,7 @@ mod tests {
 
     #[test]
     fn the_table_is_aligned_with_the_summary_last() {
-        let entries = timeline(&life(Uuid::new_v4())).unwrap();
+        let entries = timeline(&life(Uuid::new_v4()));
         let table = render_table(&entries);
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines.len(), 4);

@@ -11,12 +11,13 @@ use common::{create_body, TestServer};
 use serde_json::json;
 
 /// Every family `/metrics` must export.
-const FAMILIES: [(&str, &str); 9] = [
+const FAMILIES: [(&str, &str); 10] = [
     ("troved_events_appended_total", "counter"),
     ("troved_commands_total", "counter"),
     ("troved_saga_steps_total", "counter"),
     ("troved_projection_events_total", "counter"),
     ("troved_projection_anomalies_total", "counter"),
+    ("troved_unreadable_events", "gauge"),
     ("troved_projection_position", "gauge"),
     ("troved_store_head_position", "gauge"),
     ("troved_projection_lag_events", "gauge"),
@@ -208,7 +209,7 @@ async fn metrics_count_events_commands_saga_steps_and_latency() {
 }
 
 /// Every family `/metrics` exports: name, type and help text, as a user finds them.
-const DECLARED: [(&str, &str, &str); 10] = [
+const DECLARED: [(&str, &str, &str); 11] = [
     (
         "troved_events_appended_total",
         "counter",
@@ -233,6 +234,11 @@ const DECLARED: [(&str, &str, &str); 10] = [
         "troved_projection_anomalies_total",
         "counter",
         "Events the projector skipped: undecodable, or after a revision gap in their stream (rebuild and verify the read models).",
+    ),
+    (
+        "troved_unreadable_events",
+        "gauge",
+        "Events of the log that do not decode, found since the process started, those before a read-model snapshot's position included (run `troved audit verify`).",
     ),
     (
         "troved_projection_position",
@@ -363,6 +369,7 @@ async fn metrics_parse_as_prometheus_text_with_every_family_label_and_bucket() {
             "troved_saga_steps_total" => &["outcome", "step"],
             "troved_projection_anomalies_total" => &["kind"],
             "troved_projection_events_total"
+            | "troved_unreadable_events"
             | "troved_projection_position"
             | "troved_store_head_position"
             | "troved_projection_lag_events"

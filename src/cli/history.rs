@@ -59,7 +59,7 @@ fn render(args: &HistoryArgs) -> anyhow::Result<String> {
     }
     match as_of {
         None => {
-            let entries = timeline::timeline(&records)?;
+            let entries = timeline::timeline(&records);
             Ok(match args.format {
                 HistoryFormat::Table => timeline::render_table(&entries),
                 HistoryFormat::Json => format!("{}\n", serde_json::to_string_pretty(&entries)?),

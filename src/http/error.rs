@@ -15,6 +15,8 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::runtime::commands::CommandError;
+use crate::runtime::unreadable::UnreadableEvent;
+use crate::secrets::VaultError;
 use crate::store::StoreError;
 
 /// A failed request, ready to be rendered in Trove's error format. Each variant's
@@ -57,6 +59,10 @@ pub enum ApiError {
     /// the id.
     #[error("internal error: {0}")]
     Internal(String),
+    /// 500 `instanceFault` that names what is damaged: an event of the log that does
+    /// not decode (the message says where, and what to run); the detail is logged.
+    #[error("{message}")]
+    Damaged { message: String, cause: String },
     /// A refusal of the domain, in the fault class the domain gave it.
     #[error("{message}")]
     Domain { fault: Fault, message: String },
@@ -77,7 +83,7 @@ impl ApiError {
             ApiError::OverLimit(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BadMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Internal(_) | ApiError::Damaged { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             // Upstream's exception classes (spec `instances-api.md` §4.2).
             ApiError::Domain { fault, .. } => match fault {
                 Fault::BadRequest => StatusCode::BAD_REQUEST,
@@ -103,7 +109,7 @@ impl ApiError {
             ApiError::OverLimit(_) => "overLimit",
             ApiError::BadMediaType => "badMediaType",
             ApiError::Unavailable { .. } => "serviceUnavailable",
-            ApiError::Internal(_) => "instanceFault",
+            ApiError::Internal(_) | ApiError::Damaged { .. } => "instanceFault",
             ApiError::Domain { fault, .. } => fault.name(),
         }
     }
@@ -116,6 +122,14 @@ impl ApiError {
     /// 404 for a path no route matches.
     pub fn no_route() -> ApiError {
         ApiError::NotFound("The resource could not be found.".into())
+    }
+
+    /// 500 naming an unreadable event of the log.
+    pub fn damaged(event: &UnreadableEvent) -> ApiError {
+        ApiError::Damaged {
+            message: event.client_message(),
+            cause: event.to_string(),
+        }
     }
 
     /// 500 for any cause that must not reach the client.
@@ -137,6 +151,7 @@ impl From<CommandError> for ApiError {
             )),
             CommandError::Store(s) => s.into(),
             CommandError::Codec(c) => ApiError::internal(&c),
+            CommandError::Unreadable(u) => ApiError::damaged(&u),
         }
     }
 }
@@ -149,11 +164,33 @@ impl From<StoreError> for ApiError {
                 retry_after: 1,
                 cause: e.to_string(),
             },
+            // The disk is full: nothing was written, reads go on, writes resume by
+            // themselves once an operator frees space (docs/operations.md).
+            StoreError::Full(_) => ApiError::Unavailable {
+                message: "The service cannot store changes right now; retry later.".into(),
+                retry_after: 5,
+                cause: e.to_string(),
+            },
             StoreError::WrongExpectedVersion { .. } => {
                 ApiError::Conflict("The instance changed concurrently; retry.".into())
             }
             StoreError::StreamDeleted(s) => ApiError::resource_not_found(&s),
             other => ApiError::internal(&other),
+        }
+    }
+}
+
+impl From<VaultError> for ApiError {
+    /// A full disk is 503 as for the event store (nothing was stored; retry once space
+    /// is freed); any other vault failure is a 500.
+    fn from(e: VaultError) -> Self {
+        match &e {
+            VaultError::Io(rusqlite::Error::SqliteFailure(f, _))
+                if f.code == rusqlite::ErrorCode::DiskFull =>
+            {
+                StoreError::Full(e.to_string()).into()
+            }
+            _ => ApiError::internal(&e),
         }
     }
 }
@@ -190,7 +227,9 @@ impl IntoResponse for ApiError {
         }
         if status.is_server_error() {
             let cause = match self {
-                ApiError::Internal(cause) | ApiError::Unavailable { cause, .. } => cause,
+                ApiError::Internal(cause)
+                | ApiError::Unavailable { cause, .. }
+                | ApiError::Damaged { cause, .. } => cause,
                 other => other.to_string(),
             };
             resp.extensions_mut().insert(ServerError {

@@ -21,6 +21,7 @@ use super::error::{ApiError, ApiResult};
 use super::openapi as oa;
 use super::request::{limit, next_link, param, view_ctx, QueryPairs};
 use super::AppState;
+use crate::runtime::unreadable::UnreadableEvent;
 use crate::store::RecordedEvent;
 use crate::timeline::{self, AsOfLookup, HistoryEntry};
 
@@ -66,16 +67,24 @@ async fn readable_stream(
     let owner = owner_of(&records)?;
     match owner {
         Some(project) if caller.can_see(&project) => Ok((id, records)),
+        // A damaged first event whose envelope is gone too: admins may still look.
+        None if caller.is_admin() && !records.is_empty() => Ok((id, records)),
         _ => Err(ApiError::resource_not_found(raw_id)),
     }
 }
 
-/// The project of the stream's `InstanceCreated`, if it has one.
+/// The project of the stream's `InstanceCreated`, if it has one. When that event does
+/// not decode, the project its envelope names (its creator's), so the owner still sees
+/// the history of a damaged instance; if the envelope is gone too, `None` (admins
+/// only).
 fn owner_of(records: &[RecordedEvent]) -> ApiResult<Option<String>> {
     let Some(first) = records.first() else {
         return Ok(None);
     };
-    let (event, _) = crate::runtime::codec::decode(first).map_err(|e| ApiError::internal(&e))?;
+    let event = match crate::runtime::codec::decode(first) {
+        Ok((event, _)) => event,
+        Err(e) => return Ok(UnreadableEvent::new(first, &e).project),
+    };
     let created = aggregates::instance::evolve(Instance::default(), &event);
     Ok(created.exists().then_some(created.project_id))
 }
@@ -114,7 +123,7 @@ async fn list(
     let limit = page_limit(&q)?;
     let after = marker(&q)?;
     let (id, records) = readable_stream(&state, &caller, &raw_id).await?;
-    let mut entries = timeline::timeline(&records).map_err(|e| ApiError::internal(&e))?;
+    let mut entries = timeline::timeline(&records);
     if !caller.is_admin() {
         entries.iter_mut().for_each(timeline::hide_fault_details);
     }
@@ -153,7 +162,7 @@ async fn state_as_of(
     let t = timeline::parse_time(raw_time)
         .map_err(|e| ApiError::BadRequest(format!("Invalid as_of: {e}.")))?;
     let (id, records) = readable_stream(&state, &caller, &raw_id).await?;
-    let folded = timeline::state_as_of(&records, t).map_err(|e| ApiError::internal(&e))?;
+    let folded = timeline::state_as_of(&records, t).map_err(|e| ApiError::damaged(&e))?;
     if !folded.instance.exists() {
         return Err(ApiError::NotFound(format!(
             "Instance {id} did not exist at {}.",

@@ -185,11 +185,36 @@ async fn show(
     let mut body = Vec::with_capacity(64 + 2 * views::bytes::ITEM_BYTES_HINT);
     body.extend_from_slice(b"{\"instance\":");
     let names = state.configurations.names();
-    if !views::write_show(&state.models, id, &ctx, names, &mut body) {
+    let shown = views::write_show(&state.models, id, &ctx, names, &mut body);
+    damage_check(&state, id, &caller, shown)?;
+    if !shown {
         return Err(ApiError::resource_not_found(&raw_id));
     }
     body.push(b'}');
     Ok(json_bytes(body))
+}
+
+/// Fails a show of an instance whose stream holds an unreadable event: its record is
+/// missing what that event did, so it is not served as if it were whole. An instance
+/// whose `InstanceCreated` is the damaged event has no record at all (`shown` false);
+/// it is reported to an admin and to the project the damaged event's envelope names,
+/// instead of a 404 that would make it vanish silently.
+fn damage_check(state: &AppState, id: Uuid, caller: &Caller, shown: bool) -> ApiResult<()> {
+    if state.unreadable.is_empty() {
+        return Ok(());
+    }
+    let Some(bad) = state
+        .unreadable
+        .first_in(&aggregates::instance::stream_name(id))
+    else {
+        return Ok(());
+    };
+    let unrecorded = state.models.instance(id).is_none();
+    let owner = bad.project.as_deref().is_some_and(|p| caller.can_see(p));
+    if shown || (unrecorded && (caller.is_admin() || owner)) {
+        return Err(ApiError::damaged(&bad));
+    }
+    Ok(())
 }
 
 /// `POST /v1.0/{project_id}/instances`: create (spec §8). Answers 200 with the detail
@@ -257,8 +282,7 @@ async fn create_one(
         let (vault, k) = (state.vault.clone(), key.clone());
         tokio::task::spawn_blocking(move || vault.store(&k))
             .await
-            .map_err(|e| ApiError::internal(&e))?
-            .map_err(|e| ApiError::internal(&e))?;
+            .map_err(|e| ApiError::internal(&e))??;
         Some(key)
     };
     let cmd = InstanceCommand::CreateInstance(Box::new(req.command));

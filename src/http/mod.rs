@@ -55,6 +55,8 @@ pub struct AppState {
     pub configurations: Arc<ConfigurationModels>,
     /// Backup read models.
     pub backups: Arc<BackupModels>,
+    /// Events of the log that do not decode: show names them.
+    pub unreadable: Arc<crate::runtime::unreadable::UnreadableEvents>,
     pub catalog: Arc<StaticCatalog>,
     pub vault: Arc<Vault>,
     /// Live rebuilds of the read models (admin endpoint).

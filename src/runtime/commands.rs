@@ -24,6 +24,7 @@ use uuid::Uuid;
 
 use super::codec::{self, CodecError, CommandMeta};
 use super::lookups::Lookups;
+use super::unreadable::UnreadableEvent;
 use crate::metrics::CommandOutcome;
 use crate::retry::Backoff;
 use crate::store::{EventStore, ExpectedRevision, NewEvent, Position, RecordedEvent, StoreError};
@@ -68,6 +69,18 @@ pub enum CommandError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Codec(#[from] CodecError),
+    /// An event of the stream the command needs does not decode: the log is damaged
+    /// there (or was edited); nothing can be decided on that stream until it is
+    /// restored.
+    #[error(transparent)]
+    Unreadable(Box<UnreadableEvent>),
+}
+
+impl CommandError {
+    /// `r` failed to decode with `error`, while folding its stream.
+    pub fn unreadable(r: &RecordedEvent, error: CodecError) -> CommandError {
+        CommandError::Unreadable(Box::new(UnreadableEvent::new(r, &error)))
+    }
 }
 
 /// How a command path's result counts in `troved_commands_total`.
@@ -81,7 +94,9 @@ impl<T> From<&Result<T, CommandError>> for CommandOutcome {
             | Err(CommandError::Store(StoreError::WrongExpectedVersion { .. })) => {
                 CommandOutcome::Conflict
             }
-            Err(CommandError::Store(_)) | Err(CommandError::Codec(_)) => CommandOutcome::Error,
+            Err(CommandError::Store(_))
+            | Err(CommandError::Codec(_))
+            | Err(CommandError::Unreadable(_)) => CommandOutcome::Error,
         }
     }
 }
@@ -126,7 +141,7 @@ impl FoldedStream {
         let mut state = Instance::default();
         let mut workflow = None;
         for r in records {
-            let (event, meta) = codec::decode(r)?;
+            let (event, meta) = codec::decode(r).map_err(|e| CommandError::unreadable(r, e))?;
             instance::evolve_in_place(&mut state, &event);
             if meta.actor.user_id != SAGA_USER {
                 workflow = Some(meta.correlation_id);
@@ -573,7 +588,7 @@ impl StreamCommand for InstanceCommands<'_> {
 pub fn fold_instance(records: &[RecordedEvent]) -> Result<Instance, CommandError> {
     let mut state = Instance::default();
     for r in records {
-        let (event, _) = codec::decode(r)?;
+        let (event, _) = codec::decode(r).map_err(|e| CommandError::unreadable(r, e))?;
         state = instance::evolve(state, &event);
     }
     Ok(state)

@@ -90,9 +90,14 @@ fn rejected(e: ConfigurationError) -> CommandError {
 pub fn fold_configuration(records: &[RecordedEvent]) -> Result<Configuration, CommandError> {
     let mut group = Configuration::default();
     for r in records {
-        let (data, meta) = codec::decode_parts(r)?;
-        let event = configuration::decode(&r.event_type, meta.schema_version, data)
-            .map_err(CodecError::from)?;
+        let event = codec::decode_parts(r).and_then(|(data, meta)| {
+            Ok(configuration::decode(
+                &r.event_type,
+                meta.schema_version,
+                data,
+            )?)
+        });
+        let event = event.map_err(|e: CodecError| CommandError::unreadable(r, e))?;
         group = configuration::evolve(group, &event);
     }
     Ok(group)

@@ -5,7 +5,8 @@
 //! - [`projector`]: follows `$all` and applies each event to the read models;
 //! - [`rebuild`]: the live rebuild of the read models, swapped in without downtime;
 //! - [`snapshot`]: the read-model snapshot saved for a fast restart;
-//! - [`codec`]: the events' store encoding and their metadata envelope.
+//! - [`codec`]: the events' store encoding and their metadata envelope;
+//! - [`unreadable`]: the events of the log that do not decode, where they are.
 
 pub mod codec;
 pub mod commands;
@@ -14,3 +15,4 @@ pub mod lookups;
 pub mod projector;
 pub mod rebuild;
 pub mod snapshot;
+pub mod unreadable;

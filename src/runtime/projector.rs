@@ -18,7 +18,8 @@ use projections::{ApplyOutcome, InstanceModels, ProjectedEvent};
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
-use super::codec::{self, CodecError};
+use super::codec;
+use super::unreadable::{UnreadableEvent, UnreadableEvents};
 use crate::metrics::{self, ProjectionAnomaly};
 use crate::store::{EventStore, Position, RecordedEvent, StoreError};
 
@@ -40,6 +41,9 @@ pub struct ReadModels {
     pub backups: Arc<BackupModels>,
     /// Where in the log the models are: what a read-model snapshot records.
     pub applied: Arc<Applied>,
+    /// The events the projector (or the scan after a start from a snapshot) could not
+    /// decode: commands, show and history name them.
+    pub unreadable: Arc<UnreadableEvents>,
 }
 
 /// The last event applied to the models, and the one before it: a snapshot taken now
@@ -104,11 +108,9 @@ enum Target {
     Other,
 }
 
-/// What the anomaly report of an undecodable event needs.
-struct Undecodable {
-    stream: String,
-    error: CodecError,
-}
+/// What the anomaly report of an undecodable event needs (boxed: rare, and it would
+/// make every decoded event larger).
+struct Undecodable(Box<UnreadableEvent>);
 
 impl Decoded {
     /// The event's position in `$all`.
@@ -120,10 +122,7 @@ impl Decoded {
 /// Decodes a stored event for the read models: its category and id from the stream
 /// name, and the typed event. Pure: any number may run at once, in any order.
 pub fn decode(r: &RecordedEvent) -> Decoded {
-    let undecodable = |error| Undecodable {
-        stream: r.stream.clone(),
-        error,
-    };
+    let undecodable = |error| Undecodable(Box::new(UnreadableEvent::new(r, &error)));
     let target = if let Some(instance_id) = instance_id_of_stream(&r.stream) {
         Target::Instance(
             codec::decode_event(r)
@@ -177,6 +176,9 @@ pub fn apply_decoded(models: &ReadModels, d: &Decoded) {
                 event.as_ref(),
                 Report::Anomalies,
             );
+            if let Err(Undecodable(bad)) = event {
+                models.unreadable.record(UnreadableEvent::clone(bad));
+            }
             if let Ok(e) = event {
                 if changes_configuration_usage(&e.event) {
                     sync_configuration_usage(models, e.instance_id);
@@ -184,7 +186,10 @@ pub fn apply_decoded(models: &ReadModels, d: &Decoded) {
             }
         }
         Target::Configuration(event) => {
-            apply_configuration(&models.configurations, d.position, event.as_ref());
+            apply_configuration(&models.configurations, event.as_ref());
+            if let Err(Undecodable(bad)) = event {
+                models.unreadable.record(UnreadableEvent::clone(bad));
+            }
             models.instances.advance_to(d.position);
         }
         Target::Other => models.instances.advance_to(d.position),
@@ -205,10 +210,7 @@ pub fn apply_to_instances(models: &InstanceModels, r: &RecordedEvent) {
                     revision: r.revision,
                     event,
                 })
-                .map_err(|error| Undecodable {
-                    stream: String::new(),
-                    error,
-                });
+                .map_err(|error| Undecodable(Box::new(UnreadableEvent::new(r, &error))));
             fold_instance_event(models, r.position, event.as_ref(), Report::Quiet)
         }
         None => models.advance_to(r.position),
@@ -240,10 +242,10 @@ fn fold_instance_event(
                 tracing::error!(stream = %format!("instance-{instance_id}"), expected, actual, "projection skipped events of a stream; rebuild the read models");
             }
         }
-        Err(Undecodable { stream, error }) => {
+        Err(Undecodable(_)) => {
+            // Logged once by `UnreadableEvents::record` (the caller records it).
             if report {
                 metrics::global().projection_anomaly(ProjectionAnomaly::Undecodable);
-                tracing::error!(position = %position, stream = %stream, error = %error, "undecodable event skipped");
             }
             models.advance_to(position);
         }
@@ -276,7 +278,6 @@ fn sync_configuration_usage(models: &ReadModels, instance_id: Uuid) {
 
 fn apply_configuration(
     models: &ConfigurationModels,
-    position: Position,
     event: Result<&ProjectedConfigurationEvent, &Undecodable>,
 ) {
     match event {
@@ -288,9 +289,9 @@ fn apply_configuration(
                 tracing::error!(stream = %format!("configuration-{configuration_id}"), expected, actual, "projection skipped events of a stream; rebuild the read models");
             }
         }
-        Err(Undecodable { stream, error }) => {
+        Err(Undecodable(_)) => {
+            // Logged once by `UnreadableEvents::record` (the caller records it).
             metrics::global().projection_anomaly(ProjectionAnomaly::Undecodable);
-            tracing::error!(position = %position, stream = %stream, error = %error, "undecodable event skipped");
         }
     }
 }

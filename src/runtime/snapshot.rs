@@ -88,6 +88,11 @@ pub fn path(dir: &Path) -> PathBuf {
     dir.join(FILE)
 }
 
+/// Where a snapshot is written before it is renamed into place.
+fn temporary_path(dir: &Path) -> PathBuf {
+    dir.join(format!("{FILE}.tmp"))
+}
+
 /// `troved <version> <SHA-256 of the running executable>`; `None` if the executable
 /// cannot be read (then snapshots are neither trusted nor written). Computed once per
 /// process (~0.1 s for the release binary).
@@ -135,6 +140,9 @@ enum Unusable {
 /// after logging why. Never fails: a snapshot is only a cache of the log.
 pub async fn restore(store: &dyn EventStore, dir: &Path, models: &ReadModels) -> Cursor {
     let file = path(dir);
+    // What an interrupted write (a crash, a kill) left; this process owns the data
+    // directory (its lock), so no write is in progress.
+    let _ = std::fs::remove_file(temporary_path(dir));
     let started = Instant::now();
     match try_restore(store, &file, models).await {
         Ok(Some(cursor)) => {
@@ -314,29 +322,40 @@ fn write(dir: &Path, cursor: Cursor, body: &Body) -> std::io::Result<u64> {
     };
     let header = serde_json::to_vec(&header).map_err(std::io::Error::other)?;
     let target = path(dir);
-    let temporary = dir.join(format!("{FILE}.tmp"));
+    let temporary = temporary_path(dir);
     // A leftover of an interrupted write may have other permissions: start afresh, so
     // the mode below applies.
     let _ = std::fs::remove_file(&temporary);
-    let mut options = std::fs::File::options();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = std::io::BufWriter::new(options.open(&temporary)?);
-    file.write_all(MAGIC.as_bytes())?;
-    file.write_all(b"\n")?;
-    file.write_all(&header)?;
-    file.write_all(b"\n")?;
-    file.write_all(&encoded)?;
-    let file = file.into_inner().map_err(|e| e.into_error())?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&temporary, &target)?;
+    let written = write_temporary(
+        &temporary,
+        &[MAGIC.as_bytes(), b"\n", &header, b"\n", &encoded],
+    )
+    .and_then(|()| std::fs::rename(&temporary, &target));
+    if let Err(e) = written {
+        // A full disk (or any failure) must not leave a partial or empty file behind:
+        // it would hold space and look like a snapshot in progress.
+        let _ = std::fs::remove_file(&temporary);
+        return Err(e);
+    }
     // The rename is durable once the directory is.
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
     }
     Ok((MAGIC.len() + header.len() + encoded.len() + 2) as u64)
+}
+
+/// Creates `temporary` (mode 0600), writes `parts` and fsyncs it.
+fn write_temporary(temporary: &Path, parts: &[&[u8]]) -> std::io::Result<()> {
+    let mut options = std::fs::File::options();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = std::io::BufWriter::new(options.open(temporary)?);
+    for part in parts {
+        file.write_all(part)?;
+    }
+    let file = file.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()
 }
 
 /// Takes and writes a snapshot now; logs the outcome. Returns the cursor written, if any.

@@ -138,18 +138,40 @@ BEGIN
 END;
 ";
 
-/// Recomputes `zone_usage` from the live resources (at open: a file from before the
-/// table existed, or any drift, is corrected once).
-const RECOMPUTE_USAGE: &str = "
-DELETE FROM zone_usage;
-INSERT INTO zone_usage (zone, vcpus, ram_mb, volume_gb)
-    SELECT zone, SUM(vcpus), SUM(ram_mb), SUM(volume_gb) FROM (
+/// What each zone's live resources use, computed from the resources themselves.
+const LIVE_USAGE: &str = "
+    SELECT zone, SUM(vcpus) AS vcpus, SUM(ram_mb) AS ram_mb, SUM(volume_gb) AS volume_gb
+    FROM (
         SELECT availability_zone AS zone, vcpus, ram_mb, 0 AS volume_gb
             FROM servers WHERE deleted_ms IS NULL
         UNION ALL
         SELECT availability_zone, 0, 0, size_gb FROM volumes WHERE deleted_ms IS NULL
-    ) GROUP BY zone;
+    ) GROUP BY zone
 ";
+
+/// Recomputes `zone_usage` from the live resources (at open: a file from before the
+/// table existed, or any drift, is corrected once).
+fn recompute_usage_sql() -> String {
+    format!(
+        "DELETE FROM zone_usage;
+         INSERT INTO zone_usage (zone, vcpus, ram_mb, volume_gb) {LIVE_USAGE};"
+    )
+}
+
+/// Whether `zone_usage` differs from [`LIVE_USAGE`] (rows of zeros, left by triggers
+/// after the last resource of a zone went, count as absent). Checked before
+/// recomputing, so an open writes nothing when nothing drifted: a start on a full disk
+/// must not fail on a rewrite of the same numbers.
+fn usage_drifted(tx: &Transaction<'_>) -> OpResult<bool> {
+    let sql = format!(
+        "WITH live AS ({LIVE_USAGE}),
+              kept AS (SELECT zone, vcpus, ram_mb, volume_gb FROM zone_usage
+                       WHERE vcpus <> 0 OR ram_mb <> 0 OR volume_gb <> 0)
+         SELECT EXISTS (SELECT * FROM live EXCEPT SELECT * FROM kept)
+             OR EXISTS (SELECT * FROM kept EXCEPT SELECT * FROM live)"
+    );
+    Ok(tx.query_row(&sql, [], |r| r.get(0))?)
+}
 
 /// Why a blocking operation failed: a provider answer, or the file itself.
 #[derive(Debug)]
@@ -266,7 +288,9 @@ fn init_schema(conn: &mut Connection) -> OpResult<()> {
     // IMMEDIATE so two processes creating the same file cannot interleave.
     let tx = immediate(conn)?;
     tx.execute_batch(SCHEMA)?;
-    tx.execute_batch(RECOMPUTE_USAGE)?;
+    if usage_drifted(&tx)? {
+        tx.execute_batch(&recompute_usage_sql())?;
+    }
     let version: Option<String> = tx
         .query_row(
             "SELECT value FROM meta WHERE key = 'schema_version'",

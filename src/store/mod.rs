@@ -95,6 +95,12 @@ pub enum StoreError {
     /// The store cannot be reached or is shutting down; the caller may retry later.
     #[error("event store unavailable: {0}")]
     Unavailable(String),
+    /// The disk holding the store is full (SQLite's "database or disk is full"): the
+    /// write was rolled back, nothing of it is stored, and the store goes on. The caller
+    /// may retry once space is freed (answered 503 with `Retry-After`, like
+    /// `Unavailable`). Not an I/O error on commit: those stop the writer (fsyncgate).
+    #[error("event store full: {0}")]
+    Full(String),
     /// Stored data cannot be read back as written.
     #[error("event store corrupt: {0}")]
     Corrupt(String),

@@ -65,6 +65,16 @@ ALTER TABLE events ADD COLUMN all_hash BLOB;
 
 /// Opens the single write connection, creating the file and schema if missing.
 pub(super) fn open_writer(path: &Path) -> Result<Connection, StoreError> {
+    open_writer_at(path).map_err(|e| match e {
+        StoreError::Full(m) => StoreError::Full(format!(
+            "{}: {m}: free space on its disk and start again",
+            path.display()
+        )),
+        e => e,
+    })
+}
+
+fn open_writer_at(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path).map_err(sql_err)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(sql_err)?;
     // WAL lets readers run against the last commit while the writer appends, and makes a

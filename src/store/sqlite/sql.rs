@@ -5,10 +5,24 @@ use rusqlite::ErrorCode;
 
 use crate::store::StoreError;
 
-/// Maps a rusqlite error: damaged files and undecodable values are `Corrupt`, everything
-/// else (disk full, permissions, locks, I/O) is `Io`.
+/// Maps a rusqlite error: damaged files and undecodable values are `Corrupt`, a full disk
+/// (`SQLITE_FULL`: a write of the file or its WAL failed with `ENOSPC`) is `Full`,
+/// everything else (permissions, locks, I/O) is `Io`.
 pub(super) fn sql_err(e: rusqlite::Error) -> StoreError {
     match &e {
+        rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::DiskFull => {
+            StoreError::Full(e.to_string())
+        }
+        // Growing the WAL index (`-shm`), which SQLite creates when the first connection
+        // opens the file (it is deleted at a clean close): on Linux this fails only when
+        // no block is left for it. Reported as the full disk it is, not as "disk I/O error".
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.extended_code == rusqlite::ffi::SQLITE_IOERR_SHMSIZE =>
+        {
+            StoreError::Full(format!(
+                "cannot create the WAL index (-shm file), is the disk full? ({e})"
+            ))
+        }
         rusqlite::Error::SqliteFailure(f, _)
             if matches!(f.code, ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) =>
         {

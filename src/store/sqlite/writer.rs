@@ -7,6 +7,10 @@
 //! against the state left by the requests before it in the batch, inside its own
 //! SAVEPOINT, and gets its own result. Callers hear back only after COMMIT returned.
 //!
+//! A failed COMMIT stops the writer (fsyncgate, see [`run`]), except on a full disk:
+//! there the transaction was rolled back, so the batch is answered `Full` (503) and the
+//! next batch tries again, which succeeds once space is freed.
+//!
 //! Each inserted row also gets its links in the hash chains ([`super::chain`]), chained
 //! on the rows before it in the same batch: the batch keeps each touched stream's last
 //! hash and the last `$all` hash, and takes them back with the rows of a request whose
@@ -62,6 +66,7 @@ fn run(
     mut requests: mpsc::Receiver<AppendRequest>,
     head: watch::Sender<Position>,
 ) {
+    let mut full = FullEpisode::default();
     while let Some(first) = requests.blocking_recv() {
         let mut batch = Vec::with_capacity(16);
         batch.push(first);
@@ -74,6 +79,7 @@ fn run(
         tracing::trace!(requests = batch.len(), "event store batch");
         match write_batch(&conn, &batch) {
             Ok((results, new_head)) => {
+                full.ended();
                 // Wake subscriptions before replying: a caller that appends and then
                 // waits on a subscription must find the bump already made.
                 head.send_if_modified(|h| {
@@ -89,7 +95,20 @@ fn run(
             Err(BatchError::Retryable(e)) => {
                 // Nothing of this batch is in the file: the transaction was rolled back.
                 tracing::warn!(error = %e, "event store batch rolled back");
-                reply_all(batch, &e);
+                reply_all(batch, || StoreError::Unavailable(e.to_string()));
+            }
+            Err(BatchError::Full(e)) => {
+                // The disk is full: SQLite rolled the transaction back (checked in
+                // `commit`), so nothing of the batch is stored and the writer goes on;
+                // the next batch simply tries again, and succeeds once space is back.
+                // Every batch starts from the file's tail, so no chain link or position
+                // of the refused batch is remembered.
+                full.refused(&e);
+                let message = match &e {
+                    StoreError::Full(m) => m.clone(),
+                    other => other.to_string(),
+                };
+                reply_all(batch, || StoreError::Full(message.clone()));
             }
             Err(BatchError::Fatal(e)) => {
                 // After a failed COMMIT we do not know what is on disk, and retrying is
@@ -103,7 +122,7 @@ fn run(
                     "event store commit failed; the writer stops and appends are refused \
                      until restart"
                 );
-                reply_all(batch, &e);
+                reply_all(batch, || StoreError::Unavailable(e.to_string()));
                 break;
             }
         }
@@ -112,11 +131,44 @@ fn run(
     // `Unavailable`; dropping `head` ends the subscriptions.
 }
 
-/// Fails a whole batch as `Unavailable`: the caller may retry later (with the same
-/// event ids, a retry is deduplicated if the batch did reach the disk after all).
-fn reply_all(batch: Vec<AppendRequest>, e: &StoreError) {
+/// A full-disk episode, for the log: one error when appends start being refused,
+/// one line when they are accepted again (not one per refused batch).
+#[derive(Default)]
+struct FullEpisode {
+    since: Option<std::time::Instant>,
+    refused: u64,
+}
+
+impl FullEpisode {
+    fn refused(&mut self, e: &StoreError) {
+        self.refused += 1;
+        if self.since.is_none() {
+            self.since = Some(std::time::Instant::now());
+            tracing::error!(
+                error = %e,
+                "the disk holding the event store is full: appends are refused (503) until \
+                 space is freed; reads go on, and appends resume by themselves"
+            );
+        }
+    }
+
+    fn ended(&mut self) {
+        if let Some(since) = self.since.take() {
+            tracing::warn!(
+                refused_batches = self.refused,
+                full_for_ms = since.elapsed().as_millis() as u64,
+                "the event store accepts appends again (the disk was full)"
+            );
+            self.refused = 0;
+        }
+    }
+}
+
+/// Fails a whole batch (`Unavailable`, or `Full`): the caller may retry later (with the
+/// same event ids, a retry is deduplicated if the batch did reach the disk after all).
+fn reply_all(batch: Vec<AppendRequest>, error: impl Fn() -> StoreError) {
     for req in batch {
-        let _ = req.reply.send(Err(StoreError::Unavailable(e.to_string())));
+        let _ = req.reply.send(Err(error()));
     }
 }
 
@@ -124,6 +176,9 @@ fn reply_all(batch: Vec<AppendRequest>, e: &StoreError) {
 enum BatchError {
     /// The transaction was rolled back; the writer can go on.
     Retryable(StoreError),
+    /// The disk is full (`SQLITE_FULL`) and the transaction was rolled back; the writer
+    /// goes on, and the callers hear `Full` (503).
+    Full(StoreError),
     /// COMMIT (or the rollback after a failure) failed; the file's state is unknown.
     Fatal(StoreError),
 }
@@ -159,11 +214,12 @@ fn write_batch(
     // IMMEDIATE takes the write lock now, so nothing below can fail with SQLITE_BUSY
     // half-way (only relevant if another process opened the file, which we do not do).
     conn.execute_batch("BEGIN IMMEDIATE")
-        .map_err(|e| BatchError::Retryable(sql_err(e)))?;
-    let (last_position, last_all_hash) = match tail(conn) {
+        .map_err(|e| rolled_back(sql_err(e)))?;
+    let before = match tail(conn) {
         Ok(t) => t,
         Err(e) => return Err(abort(conn, e)),
     };
+    let (last_position, last_all_hash) = before;
     let mut state = Batch {
         conn,
         last_position,
@@ -186,19 +242,61 @@ fn write_batch(
             )));
         }
     }
-    if let Err(e) = conn.execute_batch("COMMIT") {
-        return Err(BatchError::Fatal(sql_err(e)));
-    }
+    commit(conn, before)?;
     Ok((results, seq_position(state.last_position)))
+}
+
+/// Commits the batch. A failure is fatal (the writer stops), except a full disk that
+/// provably left the file as it was before the batch (`before`, the tail read at its
+/// start): `SQLITE_FULL` means a `write()` of a WAL frame failed with `ENOSPC`, before
+/// the commit frame and its fsync, and SQLite then rolls the transaction back; the
+/// partial frames after the last commit frame are ignored by readers and recovery and
+/// overwritten by the next commit. An fsync failure is `SQLITE_IOERR_FSYNC`, never
+/// `SQLITE_FULL`, so it stays fatal.
+fn commit(conn: &Connection, before: (u64, Digest)) -> Result<(), BatchError> {
+    let e = match conn.execute_batch("COMMIT") {
+        Ok(()) => return Ok(()),
+        Err(e) => sql_err(e),
+    };
+    if !matches!(e, StoreError::Full(_)) {
+        return Err(BatchError::Fatal(e));
+    }
+    if !conn.is_autocommit() {
+        if let Err(rollback) = conn.execute_batch("ROLLBACK") {
+            return Err(BatchError::Fatal(StoreError::Io(format!(
+                "{e}; rollback failed too: {}",
+                sql_err(rollback)
+            ))));
+        }
+    }
+    match tail(conn) {
+        Ok(now) if now == before => Err(BatchError::Full(e)),
+        Ok((position, _)) => Err(BatchError::Fatal(StoreError::Io(format!(
+            "{e}, and the log's end moved from position {} to {position}: the commit's \
+             outcome is unknown",
+            before.0
+        )))),
+        Err(check) => Err(BatchError::Fatal(StoreError::Io(format!(
+            "{e}; the log's end cannot be read back: {check}"
+        )))),
+    }
+}
+
+/// A batch rolled back as a whole: `Full` when the disk is full, `Retryable` otherwise.
+fn rolled_back(e: StoreError) -> BatchError {
+    match e {
+        StoreError::Full(_) => BatchError::Full(e),
+        e => BatchError::Retryable(e),
+    }
 }
 
 /// Rolls the whole batch back after an error that left it in an unknown state.
 fn abort(conn: &Connection, e: StoreError) -> BatchError {
     if conn.is_autocommit() {
-        return BatchError::Retryable(e);
+        return rolled_back(e);
     }
     match conn.execute_batch("ROLLBACK") {
-        Ok(()) => BatchError::Retryable(e),
+        Ok(()) => rolled_back(e),
         Err(rollback) => BatchError::Fatal(StoreError::Io(format!(
             "{e}; rollback failed too: {}",
             sql_err(rollback)
@@ -267,7 +365,7 @@ impl Batch<'_> {
         // A savepoint per request, so a failure in the middle of its inserts takes back
         // exactly its own rows and leaves the earlier requests of the batch in place.
         if let Err(e) = self.conn.execute_batch("SAVEPOINT append") {
-            return Ok(Err(sql_err(e)));
+            return per_request(sql_err(e));
         }
         let before = (self.last_position, self.last_all_hash);
         match self.insert(req, first_revision, prev) {
@@ -288,7 +386,7 @@ impl Batch<'_> {
                 self.conn
                     .execute_batch("ROLLBACK TO append; RELEASE append")
                     .map_err(sql_err)?;
-                Ok(Err(e))
+                per_request(e)
             }
         }
     }
@@ -502,6 +600,16 @@ impl Batch<'_> {
             },
             stream_hash,
         ))
+    }
+}
+
+/// A request's own failure, answered on its own while the batch goes on; except a full
+/// disk, which fails the whole batch (the next insert or the COMMIT would hit it too,
+/// and every caller then hears the same `Full`).
+fn per_request(e: StoreError) -> Result<Reply, StoreError> {
+    match e {
+        StoreError::Full(_) => Err(e),
+        e => Ok(Err(e)),
     }
 }
 
