@@ -21,6 +21,7 @@ use crate::catalog::{CatalogError, Limits, StaticCatalog};
 use crate::config::ServeConfig;
 use crate::http::auth::AuthMode;
 use crate::http::{self, AppState};
+use crate::reconcile::{self, LostStateError, Reconciler};
 use crate::runtime::commands::CommandBus;
 use crate::runtime::lookups::Lookups;
 use crate::runtime::projector::{self, ReadModels};
@@ -30,6 +31,7 @@ use crate::saga::{Policy, Providers, SagaRunner, SagaRunnerDeps};
 use crate::secrets::{Vault, VaultError};
 use crate::sim::{FaultSpec, SimCloud, SimConfig, SimError, ZoneCapacity};
 use crate::store::{EventStore, Position, StoreError, StoreUrl};
+use projections::InstanceModels;
 
 /// Why the server could not start, or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -55,10 +57,26 @@ pub enum ServerError {
     TaskDied(&'static str),
     #[error("simulated cloud: {0}")]
     Sim(#[from] SimError),
+    #[error(transparent)]
+    LostState(#[from] LostStateError),
 }
 
-/// The provider behind the saga: the simulated cloud (the only one for now).
-fn open_cloud(cfg: &ServeConfig) -> Result<SimCloud, ServerError> {
+/// The provider behind the saga: the simulated cloud (the only one for now), after its
+/// state was checked against the log (`crate::reconcile`).
+fn open_cloud(cfg: &ServeConfig, models: &InstanceModels) -> Result<SimCloud, ServerError> {
+    let config = sim_config(cfg)?;
+    let found = crate::sim::probe(&cfg.data_dir)?;
+    reconcile::check_provider_state(
+        found,
+        &cfg.cloud_path().display().to_string(),
+        models,
+        cfg.accept_lost_cloud_state,
+    )?;
+    Ok(SimCloud::open_in(&cfg.data_dir, config)?)
+}
+
+/// The simulated cloud's configuration from the flags.
+fn sim_config(cfg: &ServeConfig) -> Result<SimConfig, ServerError> {
     if cfg.provider != "sim" {
         return Err(ServerError::Config(format!(
             "--provider must be `sim` (the only provider so far), not `{}`",
@@ -92,7 +110,7 @@ fn open_cloud(cfg: &ServeConfig) -> Result<SimCloud, ServerError> {
         config.default_zone = first.clone();
         config.zones = zones.into_iter().collect();
     }
-    Ok(SimCloud::open_in(&cfg.data_dir, config)?)
+    Ok(config)
 }
 
 /// A running server.
@@ -167,13 +185,16 @@ impl Server {
         let store_url = cfg.store_url().map_err(ServerError::Config)?;
         let store_lock = lock_store_dir(cfg, &store_url)?;
         let dyn_store = store_url.open().await?;
-        let vault = Arc::new(Vault::open(&cfg.secrets_path())?);
-        let cloud = Arc::new(open_cloud(cfg)?);
-        restrict_private_files(cfg, &store_url);
         tracing::info!(event_store = %store_url.redacted(), "event store opened");
-
         let (all, from, reached) = rebuild_read_models(cfg, dyn_store.as_ref()).await?;
         let models = all.instances.clone();
+        // The vault and the provider's state are checked against the log before opening
+        // them creates what is missing (crate::reconcile).
+        let (vault, lost_secrets) =
+            reconcile::check_vault(&cfg.secrets_path(), &models, cfg.accept_lost_secrets)?;
+        let vault = Arc::new(vault);
+        let cloud = Arc::new(open_cloud(cfg, &models)?);
+        restrict_private_files(cfg, &store_url);
         let (applied_tx, applied_rx) = watch::channel(reached);
         let lookups = Lookups {
             catalog: catalog.clone(),
@@ -200,8 +221,33 @@ impl Server {
             stop_rx.clone(),
             gate.clone(),
         ));
-        let runner = saga_runner(cfg, &bus, &vault, &cloud, &catalog, &all, stop_rx.clone());
+        // Losses are recorded (the projector applies them) before the saga starts, so it
+        // never works on an instance whose resources or secrets are gone.
+        let providers = sim_providers(&cloud);
+        let reconciler = Arc::new(Reconciler::new(
+            bus.clone(),
+            models.clone(),
+            providers.inventory.clone(),
+        ));
+        record_losses(cfg, &bus, &reconciler, &lost_secrets).await?;
+        let runner = saga_runner(
+            cfg,
+            &bus,
+            &vault,
+            providers,
+            &catalog,
+            &all,
+            stop_rx.clone(),
+        );
         tasks.spawn(run_saga_runner(runner, dyn_store.clone(), models.clone()));
+        if cfg.reconcile_interval_secs > 0 {
+            let every = Duration::from_secs(cfg.reconcile_interval_secs);
+            tasks.spawn(reconcile_periodically(
+                reconciler.clone(),
+                every,
+                stop_rx.clone(),
+            ));
+        }
         // Read-model snapshots: periodically and at shutdown (runtime::snapshot).
         tasks.spawn(snapshot::keep(
             cfg.data_dir.clone(),
@@ -214,6 +260,7 @@ impl Server {
         let rebuilder = Arc::new(Rebuilder::new(dyn_store.clone(), models.clone(), gate));
         let state = AppState {
             rebuilder,
+            reconciler,
             bus,
             models,
             configurations: all.configurations.clone(),
@@ -368,13 +415,72 @@ async fn run_projector(
     "the projector"
 }
 
-/// The saga runner over the simulated cloud, with the operator's
-/// timeouts.
+/// Every provider port, served by the simulated cloud.
+fn sim_providers(cloud: &Arc<SimCloud>) -> Providers {
+    Providers {
+        volumes: cloud.clone(),
+        compute: cloud.clone(),
+        guests: cloud.clone(),
+        inventory: cloud.clone(),
+    }
+}
+
+/// Start-up step 6, once the projector runs: records the secrets the operator accepted
+/// as lost, then reconciles the log with the provider (recording instances whose
+/// resources are gone).
+async fn record_losses(
+    cfg: &ServeConfig,
+    bus: &CommandBus,
+    reconciler: &Reconciler,
+    lost_secrets: &[uuid::Uuid],
+) -> Result<(), ServerError> {
+    reconcile::record_secrets_lost(bus, lost_secrets, &cfg.secrets_path()).await?;
+    let report = reconciler
+        .run(&reconcile::service_caller(), "startup:reconcile")
+        .await?;
+    if report.lost.is_empty() {
+        tracing::info!(
+            checked = report.checked,
+            "reconciliation: the provider has every resource the log claims"
+        );
+    } else {
+        tracing::warn!(checked = report.checked, lost = report.lost.len(), "reconciliation: instances recorded as lost (ERROR); see docs/operations.md, \"Lost state files\"");
+    }
+    Ok(())
+}
+
+/// Background task: a reconciliation every `every` until shutdown. A failed one (the
+/// provider unreachable) is logged and tried again next time.
+async fn reconcile_periodically(
+    reconciler: Arc<Reconciler>,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) -> &'static str {
+    let caller = reconcile::service_caller();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return "the reconciliation",
+        }
+        match reconciler.run(&caller, "reconcile:periodic").await {
+            Ok(report) if !report.lost.is_empty() => {
+                tracing::warn!(
+                    lost = report.lost.len(),
+                    "reconciliation: instances recorded as lost (ERROR)"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "reconciliation failed; trying again later"),
+        }
+    }
+}
+
+/// The saga runner over the providers, with the operator's timeouts.
 fn saga_runner(
     cfg: &ServeConfig,
     bus: &CommandBus,
     vault: &Arc<Vault>,
-    cloud: &Arc<SimCloud>,
+    providers: Providers,
     catalog: &Arc<StaticCatalog>,
     all: &ReadModels,
     shutdown: watch::Receiver<bool>,
@@ -382,11 +488,7 @@ fn saga_runner(
     SagaRunner::new(SagaRunnerDeps {
         bus: bus.clone(),
         vault: vault.clone(),
-        providers: Providers {
-            volumes: cloud.clone(),
-            compute: cloud.clone(),
-            guests: cloud.clone(),
-        },
+        providers,
         catalog: catalog.clone(),
         configurations: all.configurations.clone(),
         policy: Policy {

@@ -322,13 +322,17 @@ async fn a_lost_cloud_state_refuses_to_start_then_lost_instances_show_error_and_
 fn remove_server_behind_troveds_back(data: &Path, instance: &str) {
     let conn = rusqlite::Connection::open(data.join("cloud.db")).expect("open cloud.db");
     conn.busy_timeout(Duration::from_secs(5)).unwrap();
+    // As the cloud's own delete does: the server goes, its volumes are detached.
     let changed = conn
-        .execute(
-            "UPDATE servers SET deleted_ms = 1 WHERE instance_id = ?1 AND deleted_ms IS NULL",
-            [instance],
-        )
-        .expect("update cloud.db");
-    assert_eq!(changed, 1);
+        .execute_batch(&format!(
+            "BEGIN IMMEDIATE;
+             UPDATE volumes SET attached_to = NULL WHERE attached_to IN
+                 (SELECT id FROM servers WHERE instance_id = '{instance}' AND deleted_ms IS NULL);
+             UPDATE servers SET deleted_ms = 1 WHERE instance_id = '{instance}' AND deleted_ms IS NULL;
+             COMMIT;"
+        ))
+        .map(|()| conn.changes());
+    assert_eq!(changed.expect("update cloud.db"), 1);
 }
 
 #[tokio::test]
