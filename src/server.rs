@@ -61,6 +61,29 @@ pub enum ServerError {
     LostState(#[from] LostStateError),
 }
 
+/// Start-up step 5b: the vault and the provider's state, checked against the log (the
+/// read models) before opening them creates what is missing (`crate::reconcile`). Also
+/// returns the instances whose secrets the operator accepted as lost.
+fn open_vault_and_cloud(cfg: &ServeConfig, models: &InstanceModels) -> Result<Opened, ServerError> {
+    let (vault, lost_secrets) =
+        reconcile::check_vault(&cfg.secrets_path(), models, cfg.accept_lost_secrets)?;
+    let cloud = Arc::new(open_cloud(cfg, models)?);
+    Ok(Opened {
+        vault: Arc::new(vault),
+        lost_secrets,
+        providers: sim_providers(&cloud),
+    })
+}
+
+/// What [`open_vault_and_cloud`] opened.
+struct Opened {
+    vault: Arc<Vault>,
+    /// Instances whose secrets the operator accepted as lost (to be recorded).
+    lost_secrets: Vec<uuid::Uuid>,
+    /// Every provider port (the simulated cloud serves them all).
+    providers: Providers,
+}
+
 /// The provider behind the saga: the simulated cloud (the only one for now), after its
 /// state was checked against the log (`crate::reconcile`).
 fn open_cloud(cfg: &ServeConfig, models: &InstanceModels) -> Result<SimCloud, ServerError> {
@@ -188,12 +211,7 @@ impl Server {
         tracing::info!(event_store = %store_url.redacted(), "event store opened");
         let (all, from, reached) = rebuild_read_models(cfg, dyn_store.as_ref()).await?;
         let models = all.instances.clone();
-        // The vault and the provider's state are checked against the log before opening
-        // them creates what is missing (crate::reconcile).
-        let (vault, lost_secrets) =
-            reconcile::check_vault(&cfg.secrets_path(), &models, cfg.accept_lost_secrets)?;
-        let vault = Arc::new(vault);
-        let cloud = Arc::new(open_cloud(cfg, &models)?);
+        let opened = open_vault_and_cloud(cfg, &models)?;
         restrict_private_files(cfg, &store_url);
         let (applied_tx, applied_rx) = watch::channel(reached);
         let lookups = Lookups {
@@ -223,31 +241,10 @@ impl Server {
         ));
         // Losses are recorded (the projector applies them) before the saga starts, so it
         // never works on an instance whose resources or secrets are gone.
-        let providers = sim_providers(&cloud);
-        let reconciler = Arc::new(Reconciler::new(
-            bus.clone(),
-            models.clone(),
-            providers.inventory.clone(),
-        ));
-        record_losses(cfg, &bus, &reconciler, &lost_secrets).await?;
-        let runner = saga_runner(
-            cfg,
-            &bus,
-            &vault,
-            providers,
-            &catalog,
-            &all,
-            stop_rx.clone(),
-        );
+        let reconciler =
+            reconcile_at_start(cfg, &bus, &models, &opened, &mut tasks, &stop_rx).await?;
+        let runner = saga_runner(cfg, &bus, &opened, &catalog, &all, stop_rx.clone());
         tasks.spawn(run_saga_runner(runner, dyn_store.clone(), models.clone()));
-        if cfg.reconcile_interval_secs > 0 {
-            let every = Duration::from_secs(cfg.reconcile_interval_secs);
-            tasks.spawn(reconcile_periodically(
-                reconciler.clone(),
-                every,
-                stop_rx.clone(),
-            ));
-        }
         // Read-model snapshots: periodically and at shutdown (runtime::snapshot).
         tasks.spawn(snapshot::keep(
             cfg.data_dir.clone(),
@@ -266,7 +263,7 @@ impl Server {
             configurations: all.configurations.clone(),
             backups: all.backups.clone(),
             catalog,
-            vault,
+            vault: opened.vault.clone(),
             auth: Arc::new(auth),
             public_url: cfg.public_url.clone(),
             heartbeat_expiry: None,
@@ -427,14 +424,30 @@ fn sim_providers(cloud: &Arc<SimCloud>) -> Providers {
 
 /// Start-up step 6, once the projector runs: records the secrets the operator accepted
 /// as lost, then reconciles the log with the provider (recording instances whose
-/// resources are gone).
-async fn record_losses(
+/// resources are gone), and starts the periodic reconciliation among `tasks` (unless
+/// `--reconcile-interval-secs 0`). Returns the reconciler for on-demand runs.
+async fn reconcile_at_start(
     cfg: &ServeConfig,
     bus: &CommandBus,
-    reconciler: &Reconciler,
-    lost_secrets: &[uuid::Uuid],
-) -> Result<(), ServerError> {
-    reconcile::record_secrets_lost(bus, lost_secrets, &cfg.secrets_path()).await?;
+    models: &Arc<InstanceModels>,
+    opened: &Opened,
+    tasks: &mut JoinSet<&'static str>,
+    stop: &watch::Receiver<bool>,
+) -> Result<Arc<Reconciler>, ServerError> {
+    let reconciler = Arc::new(Reconciler::new(
+        bus.clone(),
+        models.clone(),
+        opened.providers.inventory.clone(),
+    ));
+    if cfg.reconcile_interval_secs > 0 {
+        let every = cfg.reconcile_interval_secs;
+        tasks.spawn(reconcile_periodically(
+            every,
+            reconciler.clone(),
+            stop.clone(),
+        ));
+    }
+    reconcile::record_secrets_lost(bus, &opened.lost_secrets, &cfg.secrets_path()).await?;
     let report = reconciler
         .run(&reconcile::service_caller(), "startup:reconcile")
         .await?;
@@ -446,16 +459,17 @@ async fn record_losses(
     } else {
         tracing::warn!(checked = report.checked, lost = report.lost.len(), "reconciliation: instances recorded as lost (ERROR); see docs/operations.md, \"Lost state files\"");
     }
-    Ok(())
+    Ok(reconciler)
 }
 
 /// Background task: a reconciliation every `every` until shutdown. A failed one (the
 /// provider unreachable) is logged and tried again next time.
 async fn reconcile_periodically(
+    every_secs: u64,
     reconciler: Arc<Reconciler>,
-    every: Duration,
     mut stop: watch::Receiver<bool>,
 ) -> &'static str {
+    let every = Duration::from_secs(every_secs);
     let caller = reconcile::service_caller();
     loop {
         tokio::select! {
@@ -479,16 +493,15 @@ async fn reconcile_periodically(
 fn saga_runner(
     cfg: &ServeConfig,
     bus: &CommandBus,
-    vault: &Arc<Vault>,
-    providers: Providers,
+    opened: &Opened,
     catalog: &Arc<StaticCatalog>,
     all: &ReadModels,
     shutdown: watch::Receiver<bool>,
 ) -> SagaRunner {
     SagaRunner::new(SagaRunnerDeps {
         bus: bus.clone(),
-        vault: vault.clone(),
-        providers,
+        vault: opened.vault.clone(),
+        providers: opened.providers.clone(),
         catalog: catalog.clone(),
         configurations: all.configurations.clone(),
         policy: Policy {
