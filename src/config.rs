@@ -166,6 +166,18 @@ pub enum SimCommand {
         #[arg(long, env = "TROVED_DATA_DIR", default_value = "./data")]
         data_dir: PathBuf,
     },
+    /// Compare the log with the simulated cloud: print the instances whose server or
+    /// volume it no longer has (`{"checked": N, "lost": [...]}`) and fail if there are
+    /// any. Read only, also while the server runs; the server records such losses
+    /// (docs/operations.md, "Lost state files").
+    Check {
+        /// The data directory of the server.
+        #[arg(long, env = "TROVED_DATA_DIR", default_value = "./data")]
+        data_dir: PathBuf,
+        /// An event store URL instead of the data directory's `events.db`.
+        #[arg(long, env = "TROVED_EVENT_STORE", hide_env_values = true)]
+        event_store: Option<StoreUrlArg>,
+    },
 }
 
 /// `troved serve`.

@@ -31,7 +31,7 @@ use projections::{InstanceModels, MgmtFilter};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::runtime::codec::{Actor, CommandMeta};
+use crate::runtime::codec::CommandMeta;
 use crate::runtime::commands::{CommandBus, CommandError};
 use crate::saga::ports::{ProviderError, ResourceIds, ResourceInventory, StoredState};
 use crate::secrets::{Vault, VaultError};
@@ -206,6 +206,48 @@ pub struct Report {
     pub at: String,
 }
 
+/// What the read models claim: the live instances a reconciliation checks (not being
+/// deleted, not a failed build being compensated: those delete their own resources),
+/// and their servers and volumes.
+pub fn claims(models: &InstanceModels) -> (Vec<Instance>, ResourceIds) {
+    let candidates: Vec<Instance> = live_instances(models)
+        .into_iter()
+        .filter(|i| i.task != Task::Deleting && !i.build_failed)
+        .filter(|i| i.server_id.is_some() || i.volume_id.is_some())
+        .collect();
+    let claimed = ResourceIds {
+        servers: candidates
+            .iter()
+            .filter_map(|i| i.server_id.clone())
+            .collect(),
+        volumes: candidates
+            .iter()
+            .filter_map(|i| i.volume_id.clone())
+            .collect(),
+    };
+    (candidates, claimed)
+}
+
+/// The instances among `candidates` whose server or volume is in `gone`, naming those.
+pub fn matching(candidates: &[Instance], gone: &ResourceIds) -> Vec<LostInstance> {
+    let servers: HashSet<&String> = gone.servers.iter().collect();
+    let volumes: HashSet<&String> = gone.volumes.iter().collect();
+    candidates
+        .iter()
+        .filter_map(|i| {
+            let server_id = i.server_id.clone().filter(|s| servers.contains(s));
+            let volume_id = i.volume_id.clone().filter(|v| volumes.contains(v));
+            (server_id.is_some() || volume_id.is_some()).then_some(LostInstance {
+                instance_id: i.id?,
+                project_id: i.project_id.clone(),
+                name: i.name.clone(),
+                server_id,
+                volume_id,
+            })
+        })
+        .collect()
+}
+
 /// Runs reconciliations, one at a time.
 pub struct Reconciler {
     bus: CommandBus,
@@ -240,61 +282,31 @@ impl Reconciler {
     /// on the stream as it is when the loss is recorded.
     pub async fn run(&self, caller: &Caller, request_id: &str) -> Result<Report, LostStateError> {
         let _one = self.running.lock().await;
-        let candidates: Vec<Instance> = live_instances(&self.models)
-            .into_iter()
-            .filter(|i| i.task != Task::Deleting && !i.build_failed)
-            .filter(|i| i.server_id.is_some() || i.volume_id.is_some())
-            .collect();
-        let claimed = ResourceIds {
-            servers: candidates
-                .iter()
-                .filter_map(|i| i.server_id.clone())
-                .collect(),
-            volumes: candidates
-                .iter()
-                .filter_map(|i| i.volume_id.clone())
-                .collect(),
-        };
+        let (candidates, claimed) = claims(&self.models);
         let gone = if claimed.is_empty() {
             ResourceIds::default()
         } else {
             self.inventory.gone(&claimed).await?
         };
-        let servers: HashSet<&String> = gone.servers.iter().collect();
-        let volumes: HashSet<&String> = gone.volumes.iter().collect();
-        let meta = CommandMeta {
-            actor: Actor::from(caller),
-            ..CommandMeta::for_request(caller, request_id)
-        };
+        let meta = CommandMeta::for_request(caller, request_id);
         let mut report = Report {
             checked: candidates.len(),
             lost: Vec::new(),
             at: Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
         };
-        for i in &candidates {
-            let server_id = i.server_id.clone().filter(|s| servers.contains(s));
-            let volume_id = i.volume_id.clone().filter(|v| volumes.contains(v));
-            if server_id.is_none() && volume_id.is_none() {
-                continue;
-            }
-            let (Some(id), fault) = (i.id, self.fault(&server_id, &volume_id)) else {
-                continue;
-            };
+        for lost in matching(&candidates, &gone) {
             let cmd = InstanceCommand::RecordResourcesLost {
-                server_id: server_id.clone(),
-                volume_id: volume_id.clone(),
-                fault,
+                server_id: lost.server_id.clone(),
+                volume_id: lost.volume_id.clone(),
+                fault: self.fault(&lost.server_id, &lost.volume_id),
             };
-            let done = self.bus.execute(id, &[cmd], caller, &meta).await?;
+            let done = self
+                .bus
+                .execute(lost.instance_id, &[cmd], caller, &meta)
+                .await?;
             if !done.events.is_empty() {
-                tracing::warn!(instance = %id, server = ?server_id, volume = ?volume_id, "the provider no longer has this instance's resources: recorded as lost");
-                report.lost.push(LostInstance {
-                    instance_id: id,
-                    project_id: i.project_id.clone(),
-                    name: i.name.clone(),
-                    server_id,
-                    volume_id,
-                });
+                tracing::warn!(instance = %lost.instance_id, server = ?lost.server_id, volume = ?lost.volume_id, "the provider no longer has this instance's resources: recorded as lost");
+                report.lost.push(lost);
             }
         }
         Ok(report)

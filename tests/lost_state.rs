@@ -335,6 +335,23 @@ fn remove_server_behind_troveds_back(data: &Path, instance: &str) {
     assert_eq!(changed.expect("update cloud.db"), 1);
 }
 
+/// `troved sim check --data-dir DIR`: (exit status success, its JSON report).
+fn sim_check(data: &Path) -> (bool, Value) {
+    let out = Command::new(env!("CARGO_BIN_EXE_troved"))
+        .args(["sim", "check", "--data-dir"])
+        .arg(data)
+        .env("RUST_LOG", "error")
+        .output()
+        .expect("troved sim check");
+    let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "sim check printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.success(), report)
+}
+
 #[tokio::test]
 async fn the_on_demand_check_records_a_server_removed_while_running() {
     let dir = tempfile::tempdir().unwrap();
@@ -346,6 +363,12 @@ async fn the_on_demand_check_records_a_server_removed_while_running() {
         .wait_for("alice", "p1", &gone, |i| !addresses(i).is_empty())
         .await;
     remove_server_behind_troveds_back(&data, &gone);
+
+    // The read-only check beside the running server sees it, and records nothing.
+    let (ok, report) = sim_check(&data);
+    assert!(!ok, "{report}");
+    assert_eq!(report["lost"][0]["instance_id"], gone.as_str(), "{report}");
+    assert_eq!(show(&server, &gone).await["status"], "ACTIVE");
 
     // Only admins may run it.
     let (status, body) = server
@@ -368,6 +391,13 @@ async fn the_on_demand_check_records_a_server_removed_while_running() {
     assert_eq!(inst["status"], "ERROR", "{inst}");
     assert!(addresses(&inst).is_empty(), "{inst}");
     assert_eq!(show(&server, &kept).await["status"], "ACTIVE");
+
+    let (ok, report) = sim_check(&data);
+    assert!(
+        ok,
+        "recorded: no instance claims the server any more: {report}"
+    );
+    assert_eq!(report["lost"], json!([]));
 
     // Asked again: nothing new.
     let (status, report) = server

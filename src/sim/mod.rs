@@ -235,6 +235,23 @@ pub fn probe(data_dir: &Path) -> Result<StoredState, SimError> {
     })
 }
 
+/// Which of `claimed` the simulated cloud in `data_dir` does not have, read only (also
+/// while troved runs), for `troved sim check`. Blocking.
+pub fn gone_in(data_dir: &Path, claimed: &ResourceIds) -> Result<ResourceIds, SimError> {
+    let path = db_path(data_dir);
+    if !path.is_file() {
+        return Err(SimError::Missing(path));
+    }
+    let conn = db::open_reader(&path).map_err(|e| SimError::from_op(&path, e))?;
+    let gone = |table, ids: &[String]| {
+        db::not_live(&conn, table, ids).map_err(|e| SimError::from_op(&path, e))
+    };
+    Ok(ResourceIds {
+        servers: gone(db::Table::Servers, &claimed.servers)?,
+        volumes: gone(db::Table::Volumes, &claimed.volumes)?,
+    })
+}
+
 /// Milliseconds since the Unix epoch by the system clock.
 fn wall_ms() -> i64 {
     let since = SystemTime::now()
