@@ -82,9 +82,10 @@ fn some_ids(ids: &[Uuid]) -> String {
     shown.join(", ")
 }
 
-/// Checks the vault at `path` against the log before anything opens it, then opens it.
-/// Returns the vault and the instances whose loss of secrets the caller must record
-/// (only when `accept`). Blocking.
+/// Checks the vault at `path` against the log, then opens it: a missing file is created
+/// only once the check passed (or the loss is accepted). Returns the vault and the
+/// instances whose loss of secrets the caller must record (only when `accept`).
+/// Blocking.
 pub fn check_vault(
     path: &Path,
     models: &InstanceModels,
@@ -101,20 +102,20 @@ pub fn check_vault(
         let state = if keys.is_empty() {
             "holds no keys"
         } else {
-            "lacks the keys"
+            "lacks some keys"
         };
         (state, Some((vault, keys)))
     } else {
         ("is missing", None)
     };
-    let held = keys.as_ref().map(|(_, k)| k.clone()).unwrap_or_default();
+    let held = keys.as_ref().map(|(_, k)| k);
     let lacking: Vec<Uuid> = needing
         .into_iter()
-        .filter(|id| !held.contains(id))
+        .filter(|id| !held.is_some_and(|h| h.contains(id)))
         .collect();
     if !lacking.is_empty() && !accept {
         return Err(LostStateError::Refused(format!(
-            "secret vault {} {state} but the log holds {} instance(s) whose passwords are sealed with its keys ({}): restore it from a backup ({DOCS}), or start with --accept-lost-secrets (TROVED_ACCEPT_LOST_SECRETS=true) to record those passwords as lost for good (builds that still need them then fail)",
+            "secret vault {} {state}, but the log holds {} instance(s) whose passwords are sealed with its keys ({}): restore it from a backup ({DOCS}), or start with --accept-lost-secrets (TROVED_ACCEPT_LOST_SECRETS=true) to record those passwords as lost for good (builds that still need them then fail)",
             path.display(),
             lacking.len(),
             some_ids(&lacking),
@@ -155,7 +156,7 @@ pub fn check_provider_state(
         return Ok(());
     }
     Err(LostStateError::Refused(format!(
-        "provider state {location} {} but the log holds {} instance(s) whose servers or volumes it kept ({}): restore it from a backup ({DOCS}), or start with --accept-lost-cloud-state (TROVED_ACCEPT_LOST_CLOUD_STATE=true) to record those instances as lost (ERROR; they can then only be deleted)",
+        "provider state {location} {}, but the log holds {} instance(s) whose servers or volumes it kept ({}): restore it from a backup ({DOCS}), or start with --accept-lost-cloud-state (TROVED_ACCEPT_LOST_CLOUD_STATE=true) to record those instances as lost (ERROR; they can then only be deleted)",
         state.describe(),
         owning.len(),
         some_ids(&owning),
