@@ -166,6 +166,18 @@ pub enum SimCommand {
         #[arg(long, env = "TROVED_DATA_DIR", default_value = "./data")]
         data_dir: PathBuf,
     },
+    /// Compare the log with the simulated cloud: print the instances whose server or
+    /// volume it no longer has (`{"checked": N, "lost": [...]}`) and fail if there are
+    /// any. Read only, also while the server runs; the server records such losses
+    /// (docs/operations.md, "Lost state files").
+    Check {
+        /// The data directory of the server.
+        #[arg(long, env = "TROVED_DATA_DIR", default_value = "./data")]
+        data_dir: PathBuf,
+        /// An event store URL instead of the data directory's `events.db`.
+        #[arg(long, env = "TROVED_EVENT_STORE", hide_env_values = true)]
+        event_store: Option<StoreUrlArg>,
+    },
 }
 
 /// `troved serve`.
@@ -290,6 +302,27 @@ pub struct ServeConfig {
         default_value_t = 5000
     )]
     pub read_your_writes_timeout_ms: u64,
+
+    /// Start even though the secret vault (`secrets.db`) is missing or lacks the keys of
+    /// instances whose passwords the log holds sealed: their passwords are recorded as
+    /// lost for good (`InstanceSecretsLost`), and builds that still need them fail.
+    /// Restoring the vault from a backup is the better way (docs/operations.md, "Lost
+    /// state files"); pass this once, not permanently.
+    #[arg(long, env = "TROVED_ACCEPT_LOST_SECRETS")]
+    pub accept_lost_secrets: bool,
+
+    /// Start even though the provider's state (`cloud.db` for the simulated cloud) is
+    /// missing or holds no resources while the log holds instances owning servers or
+    /// volumes: the start-up reconciliation records those instances as lost (ERROR).
+    /// Restoring it from a backup is the better way; pass this once, not permanently.
+    #[arg(long, env = "TROVED_ACCEPT_LOST_CLOUD_STATE")]
+    pub accept_lost_cloud_state: bool,
+
+    /// Every this many seconds, check that the provider still has every server and
+    /// volume the log says exists, and record the instances whose resources are gone
+    /// (0 = only at start and on demand, `POST /v1.0/{project}/mgmt/reconcile`).
+    #[arg(long, env = "TROVED_RECONCILE_INTERVAL_SECS", default_value_t = 300)]
+    pub reconcile_interval_secs: u64,
 
     /// Start by replaying the whole event log, ignoring the read-model snapshot in the
     /// data directory (`read-models.snapshot`; a new one is still written at shutdown).

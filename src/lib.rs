@@ -13,6 +13,8 @@
 //! - [`saga`]: the saga runner that provisions instances in a simulated cloud and
 //!   records each step as events.
 //! - [`sim`]: the simulated cloud behind the provider ports (persisted apart from the log).
+//! - [`reconcile`]: lost state files: the start-up checks of the vault and the provider's
+//!   state, and the reconciliation of the log with what the provider still has.
 //! - [`secrets`]: per-instance keys that seal passwords before they reach the log.
 //! - [`catalog`]: flavors, datastores, limits; the lookups `decide` consults.
 //! - [`timeline`]: an instance's timeline from its stream (who, what, when) and its state
@@ -29,6 +31,7 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod metrics;
+pub mod reconcile;
 pub mod retry;
 pub mod runtime;
 pub mod saga;

@@ -68,6 +68,13 @@ async fn run() -> anyhow::Result<()> {
             println!("{}", troved::sim::list_json(&data_dir)?);
             Ok(())
         }
+        Command::Sim(SimCommand::Check {
+            data_dir,
+            event_store,
+        }) => {
+            let url = event_store.as_ref().map(|u| u.as_str());
+            troved::cli::sim::check(&data_dir, url).await
+        }
     }
 }
 

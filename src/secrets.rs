@@ -13,6 +13,7 @@
 //! so a crash can leave an unused key (harmless, shredded with the instance) but never a
 //! sealed secret without its key.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -100,6 +101,22 @@ impl Vault {
         Ok(Vault {
             conn: Mutex::new(conn),
         })
+    }
+
+    /// The instances the vault holds a key for (blocking): the start-up check compares
+    /// them with the instances whose passwords the log holds sealed.
+    pub fn instances_with_keys(&self) -> Result<HashSet<Uuid>, VaultError> {
+        let conn = self.conn.lock().map_err(|_| VaultError::Poisoned)?;
+        let mut stmt = conn.prepare("SELECT DISTINCT instance_id FROM keys")?;
+        let ids = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        let mut out = HashSet::new();
+        for id in ids {
+            // A row that is not a UUID opens nothing; it cannot be any instance's key.
+            if let Ok(id) = Uuid::parse_str(&id?) {
+                out.insert(id);
+            }
+        }
+        Ok(out)
     }
 
     /// Makes a pending key durable (blocking: call from `spawn_blocking`).

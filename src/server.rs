@@ -21,6 +21,7 @@ use crate::catalog::{CatalogError, Limits, StaticCatalog};
 use crate::config::ServeConfig;
 use crate::http::auth::AuthMode;
 use crate::http::{self, AppState};
+use crate::reconcile::{self, LostStateError, Reconciler};
 use crate::runtime::commands::CommandBus;
 use crate::runtime::lookups::Lookups;
 use crate::runtime::projector::{self, ReadModels};
@@ -30,6 +31,7 @@ use crate::saga::{Policy, Providers, SagaRunner, SagaRunnerDeps};
 use crate::secrets::{Vault, VaultError};
 use crate::sim::{FaultSpec, SimCloud, SimConfig, SimError, ZoneCapacity};
 use crate::store::{EventStore, Position, StoreError, StoreUrl};
+use projections::InstanceModels;
 
 /// Why the server could not start, or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -55,10 +57,49 @@ pub enum ServerError {
     TaskDied(&'static str),
     #[error("simulated cloud: {0}")]
     Sim(#[from] SimError),
+    #[error(transparent)]
+    LostState(#[from] LostStateError),
 }
 
-/// The provider behind the saga: the simulated cloud (the only one for now).
-fn open_cloud(cfg: &ServeConfig) -> Result<SimCloud, ServerError> {
+/// Start-up step 5b: the vault and the provider's state, checked against the log (the
+/// read models) before opening them creates what is missing (`crate::reconcile`). Also
+/// returns the instances whose secrets the operator accepted as lost.
+fn open_vault_and_cloud(cfg: &ServeConfig, models: &InstanceModels) -> Result<Opened, ServerError> {
+    let (vault, lost_secrets) =
+        reconcile::check_vault(&cfg.secrets_path(), models, cfg.accept_lost_secrets)?;
+    let cloud = Arc::new(open_cloud(cfg, models)?);
+    Ok(Opened {
+        vault: Arc::new(vault),
+        lost_secrets,
+        providers: sim_providers(&cloud),
+    })
+}
+
+/// What [`open_vault_and_cloud`] opened.
+struct Opened {
+    vault: Arc<Vault>,
+    /// Instances whose secrets the operator accepted as lost (to be recorded).
+    lost_secrets: Vec<uuid::Uuid>,
+    /// Every provider port (the simulated cloud serves them all).
+    providers: Providers,
+}
+
+/// The provider behind the saga: the simulated cloud (the only one for now), after its
+/// state was checked against the log (`crate::reconcile`).
+fn open_cloud(cfg: &ServeConfig, models: &InstanceModels) -> Result<SimCloud, ServerError> {
+    let config = sim_config(cfg)?;
+    let found = crate::sim::probe(&cfg.data_dir)?;
+    reconcile::check_provider_state(
+        found,
+        &cfg.cloud_path().display().to_string(),
+        models,
+        cfg.accept_lost_cloud_state,
+    )?;
+    Ok(SimCloud::open_in(&cfg.data_dir, config)?)
+}
+
+/// The simulated cloud's configuration from the flags.
+fn sim_config(cfg: &ServeConfig) -> Result<SimConfig, ServerError> {
     if cfg.provider != "sim" {
         return Err(ServerError::Config(format!(
             "--provider must be `sim` (the only provider so far), not `{}`",
@@ -92,7 +133,7 @@ fn open_cloud(cfg: &ServeConfig) -> Result<SimCloud, ServerError> {
         config.default_zone = first.clone();
         config.zones = zones.into_iter().collect();
     }
-    Ok(SimCloud::open_in(&cfg.data_dir, config)?)
+    Ok(config)
 }
 
 /// A running server.
@@ -165,13 +206,11 @@ impl Server {
         let store_url = cfg.store_url().map_err(ServerError::Config)?;
         let store_lock = lock_store_dir(cfg, &store_url)?;
         let dyn_store = store_url.open().await?;
-        let vault = Arc::new(Vault::open(&cfg.secrets_path())?);
-        let cloud = Arc::new(open_cloud(cfg)?);
-        restrict_private_files(cfg, &store_url);
         tracing::info!(event_store = %store_url.redacted(), "event store opened");
-
         let (all, from, reached) = rebuild_read_models(cfg, dyn_store.as_ref()).await?;
         let models = all.instances.clone();
+        let opened = open_vault_and_cloud(cfg, &models)?;
+        restrict_private_files(cfg, &store_url);
         let (applied_tx, applied_rx) = watch::channel(reached);
         let lookups = Lookups {
             catalog: catalog.clone(),
@@ -198,7 +237,11 @@ impl Server {
             stop_rx.clone(),
             gate.clone(),
         ));
-        let runner = saga_runner(cfg, &bus, &vault, &cloud, &catalog, &all, stop_rx.clone());
+        // Losses are recorded (the projector applies them) before the saga starts, so it
+        // never works on an instance whose resources or secrets are gone.
+        let reconciler =
+            reconcile_at_start(cfg, &bus, &models, &opened, &mut tasks, &stop_rx).await?;
+        let runner = saga_runner(cfg, &bus, &opened, &catalog, &all, stop_rx.clone());
         tasks.spawn(run_saga_runner(runner, dyn_store.clone(), models.clone()));
         // Read-model snapshots: periodically and at shutdown (runtime::snapshot).
         tasks.spawn(snapshot::keep(
@@ -217,13 +260,14 @@ impl Server {
         let rebuilder = Arc::new(Rebuilder::new(dyn_store.clone(), models.clone(), gate));
         let state = AppState {
             rebuilder,
+            reconciler,
             bus,
             models,
             configurations: all.configurations.clone(),
             backups: all.backups.clone(),
             unreadable: all.unreadable.clone(),
             catalog,
-            vault,
+            vault: opened.vault.clone(),
             auth: Arc::new(auth),
             public_url: cfg.public_url.clone(),
             heartbeat_expiry: None,
@@ -400,25 +444,96 @@ async fn run_projector(
     "the projector"
 }
 
-/// The saga runner over the simulated cloud, with the operator's
-/// timeouts.
+/// Every provider port, served by the simulated cloud.
+fn sim_providers(cloud: &Arc<SimCloud>) -> Providers {
+    Providers {
+        volumes: cloud.clone(),
+        compute: cloud.clone(),
+        guests: cloud.clone(),
+        inventory: cloud.clone(),
+    }
+}
+
+/// Start-up step 6, once the projector runs: records the secrets the operator accepted
+/// as lost, then reconciles the log with the provider (recording instances whose
+/// resources are gone), and starts the periodic reconciliation among `tasks` (unless
+/// `--reconcile-interval-secs 0`). Returns the reconciler for on-demand runs.
+async fn reconcile_at_start(
+    cfg: &ServeConfig,
+    bus: &CommandBus,
+    models: &Arc<InstanceModels>,
+    opened: &Opened,
+    tasks: &mut JoinSet<&'static str>,
+    stop: &watch::Receiver<bool>,
+) -> Result<Arc<Reconciler>, ServerError> {
+    let reconciler = Arc::new(Reconciler::new(
+        bus.clone(),
+        models.clone(),
+        opened.providers.inventory.clone(),
+    ));
+    if cfg.reconcile_interval_secs > 0 {
+        let every = cfg.reconcile_interval_secs;
+        tasks.spawn(reconcile_periodically(
+            every,
+            reconciler.clone(),
+            stop.clone(),
+        ));
+    }
+    reconcile::record_secrets_lost(bus, &opened.lost_secrets, &cfg.secrets_path()).await?;
+    let report = reconciler
+        .run(&reconcile::service_caller(), "startup:reconcile")
+        .await?;
+    if report.lost.is_empty() {
+        tracing::info!(
+            checked = report.checked,
+            "reconciliation: the provider has every resource the log claims"
+        );
+    } else {
+        tracing::warn!(checked = report.checked, lost = report.lost.len(), "reconciliation: instances recorded as lost (ERROR); see docs/operations.md, \"Lost state files\"");
+    }
+    Ok(reconciler)
+}
+
+/// Background task: a reconciliation every `every` until shutdown. A failed one (the
+/// provider unreachable) is logged and tried again next time.
+async fn reconcile_periodically(
+    every_secs: u64,
+    reconciler: Arc<Reconciler>,
+    mut stop: watch::Receiver<bool>,
+) -> &'static str {
+    let every = Duration::from_secs(every_secs);
+    let caller = reconcile::service_caller();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return "the reconciliation",
+        }
+        match reconciler.run(&caller, "reconcile:periodic").await {
+            Ok(report) if !report.lost.is_empty() => {
+                tracing::warn!(
+                    lost = report.lost.len(),
+                    "reconciliation: instances recorded as lost (ERROR)"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "reconciliation failed; trying again later"),
+        }
+    }
+}
+
+/// The saga runner over the providers, with the operator's timeouts.
 fn saga_runner(
     cfg: &ServeConfig,
     bus: &CommandBus,
-    vault: &Arc<Vault>,
-    cloud: &Arc<SimCloud>,
+    opened: &Opened,
     catalog: &Arc<StaticCatalog>,
     all: &ReadModels,
     shutdown: watch::Receiver<bool>,
 ) -> SagaRunner {
     SagaRunner::new(SagaRunnerDeps {
         bus: bus.clone(),
-        vault: vault.clone(),
-        providers: Providers {
-            volumes: cloud.clone(),
-            compute: cloud.clone(),
-            guests: cloud.clone(),
-        },
+        vault: opened.vault.clone(),
+        providers: opened.providers.clone(),
         catalog: catalog.clone(),
         configurations: all.configurations.clone(),
         policy: Policy {

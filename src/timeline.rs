@@ -215,6 +215,20 @@ pub fn summarize(before: &Instance, event: &InstanceEvent) -> String {
             one_line(&fault.message),
             name_of(task)
         ),
+        InstanceSecretsLost { reason, .. } => {
+            format!("sealed passwords lost: {}", one_line(reason))
+        }
+        InstanceResourcesLost {
+            server_id,
+            volume_id,
+            ..
+        } => {
+            let gone: Vec<String> = [("server", server_id), ("volume", volume_id)]
+                .into_iter()
+                .filter_map(|(kind, id)| id.as_ref().map(|id| format!("{kind} {id}")))
+                .collect();
+            format!("lost: the cloud no longer has {}", gone.join(" and "))
+        }
     }
 }
 

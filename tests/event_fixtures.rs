@@ -312,14 +312,23 @@ fn every_fixture_decodes_with_the_production_decoders() {
             f.file
         );
         assert!(
-            meta.request_id.starts_with("req-") || meta.request_id.starts_with("saga:"),
-            "{}: request_id {:?} is req-<uuid> or saga:<step>",
+            ["req-", "saga:", "startup:", "reconcile:"]
+                .iter()
+                .any(|p| meta.request_id.starts_with(p)),
+            "{}: request_id {:?} is req-<uuid>, saga:<step>, startup:<check> or reconcile:periodic",
             f.file,
             meta.request_id
         );
         if meta.request_id.starts_with("saga:") {
             assert_eq!(meta.actor.user_id, "troved-saga", "{}: saga actor", f.file);
             assert_eq!(meta.actor.roles, vec!["admin".to_string()], "{}", f.file);
+        }
+        if meta.request_id.starts_with("startup:") || meta.request_id.starts_with("reconcile:") {
+            assert_eq!(
+                meta.actor.user_id, "troved-reconcile",
+                "{}: start-up actor",
+                f.file
+            );
         }
         if f.version == current {
             // Today's shape: decoding then encoding keeps every field the fixture holds
@@ -619,6 +628,31 @@ fn the_failed_branches_of_the_story_fold() {
         s.fault.map(|f| f.details),
         Some("floating IP pool exhausted".into())
     );
+}
+
+#[test]
+fn the_lost_state_branch_of_the_story_folds() {
+    // The vault and then the cloud's state were lost after the access update.
+    let mut files = story_until("AccessUpdated.v1.json");
+    files.push("InstanceSecretsLost.v1.json");
+    let s = fold_files(&files);
+    assert!(s.has_sealed_secrets && s.secrets_lost);
+    assert_eq!(
+        s.command_status(),
+        "ACTIVE",
+        "the database keeps its passwords"
+    );
+    files.push("InstanceResourcesLost.v1.json");
+    let s = fold_files(&files);
+    assert_eq!(s.task, Task::BuildingErrorServer);
+    assert_eq!(s.command_status(), "ERROR");
+    assert_eq!(
+        (s.server_id, s.volume_id, s.volume_usage),
+        (None, None, None)
+    );
+    assert!(s.addresses.is_empty());
+    assert_eq!(s.service, ServiceStatus::Shutdown);
+    assert_eq!(s.fault.map(|f| f.created), Some(ts("2024-03-01T14:00:01Z")));
 }
 
 #[test]

@@ -6,3 +6,4 @@ pub mod history;
 pub mod log;
 pub mod migrate;
 pub mod projections;
+pub mod sim;

@@ -100,6 +100,13 @@ enum Outcome {
     },
 }
 
+/// Replays the whole log into `models` (read only, with the progress lines of
+/// `rebuild`): for other commands that need the read models of a data directory.
+pub fn replay_all(log: &StreamReader, models: &ReadModels, what: &str) -> anyhow::Result<()> {
+    let head = log.head()?;
+    replay(log, models, head, what).map(|_| ())
+}
+
 // ---- rebuild -------------------------------------------------------------------------------
 
 fn rebuild(log: &StreamReader, name: &str) -> anyhow::Result<Outcome> {

@@ -59,6 +59,8 @@ pub struct AppState {
     pub unreadable: Arc<crate::runtime::unreadable::UnreadableEvents>,
     pub catalog: Arc<StaticCatalog>,
     pub vault: Arc<Vault>,
+    /// Reconciliation of the log with the provider (admin endpoint).
+    pub reconciler: Arc<crate::reconcile::Reconciler>,
     /// Live rebuilds of the read models (admin endpoint).
     pub rebuilder: Arc<crate::runtime::rebuild::Rebuilder>,
     /// How callers are identified.

@@ -2,6 +2,9 @@
 //! of the read models' positions, `GET /v1.0/{project_id}/mgmt/projections`, and the
 //! admin live rebuild, `POST`/`GET /v1.0/{project_id}/mgmt/projections/rebuild`.
 //!
+//! `POST /v1.0/{project_id}/mgmt/reconcile` (admin) runs a reconciliation of the log with
+//! the provider now ([`crate::reconcile`]) and records what it finds lost.
+//!
 //! The first two only read (the counters of [`crate::metrics`], the models' positions,
 //! the store's head); the rebuild starts background work ([`crate::runtime::rebuild`]).
 
@@ -26,6 +29,51 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(scrape))
         .routes(routes!(projections))
         .routes(routes!(start_rebuild, rebuild_status))
+        .routes(routes!(reconcile))
+}
+
+/// The answer of a reconciliation.
+#[derive(Serialize, ToSchema)]
+pub struct ReconcileShow {
+    reconciliation: crate::reconcile::Report,
+}
+
+/// `POST /v1.0/{project_id}/mgmt/reconcile`: admin only. Asks the provider which of the
+/// servers and volumes the log claims are gone, records each such instance as lost
+/// (`InstanceResourcesLost`: ERROR with a fault, no addresses or volume usage), and
+/// answers what it recorded now (losses recorded before are not repeated). Our
+/// extension, not Trove's. 503 when the provider cannot answer.
+#[utoipa::path(
+    post,
+    path = "/v1.0/{project_id}/mgmt/reconcile",
+    operation_id = "reconcile",
+    tag = "mgmt",
+    params(oa::ProjectPath),
+    request_body(content = RebuildRequest, description = "Ignored; may be empty or `{}`"),
+    responses(
+        (status = 200, description = "What this reconciliation found lost and recorded", body = ReconcileShow),
+        (status = 503, description = "The provider could not answer; retry later"),
+    ),
+)]
+pub async fn reconcile(
+    State(state): State<AppState>,
+    Identity(caller): Identity,
+    axum::Extension(rid): axum::Extension<super::RequestId>,
+) -> ApiResult<Json<ReconcileShow>> {
+    use crate::reconcile::LostStateError as E;
+    require_admin(&caller)?;
+    match state.reconciler.run(&caller, &rid.0).await {
+        Ok(report) => Ok(Json(ReconcileShow {
+            reconciliation: report,
+        })),
+        Err(E::Provider(e)) => Err(ApiError::Unavailable {
+            message: "The provider could not be asked; retry later.".into(),
+            retry_after: 5,
+            cause: e.to_string(),
+        }),
+        Err(E::Command(e)) => Err(e.into()),
+        Err(e) => Err(ApiError::internal(&e)),
+    }
 }
 
 /// The body of a rebuild request: nothing is needed (any body is ignored).

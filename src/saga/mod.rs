@@ -71,6 +71,9 @@ pub struct Providers {
     pub volumes: Arc<dyn VolumeProvider>,
     pub compute: Arc<dyn ComputeProvider>,
     pub guests: Arc<dyn GuestAgent>,
+    /// What the cloud still has, for reconciliation (`crate::reconcile`); the runner
+    /// itself never asks.
+    pub inventory: Arc<dyn ports::ResourceInventory>,
 }
 
 /// Why a step did not complete (it is retried).
@@ -84,6 +87,11 @@ pub enum StepError {
     Join(#[from] tokio::task::JoinError),
     #[error(transparent)]
     Provider(#[from] ProviderError),
+    /// A sealed secret the step needs cannot be opened (its key is not in the vault):
+    /// retrying cannot help, so the workflow fails with this as its fault. Never
+    /// replaced by an empty string.
+    #[error("{0}")]
+    SecretUnavailable(String),
 }
 
 /// What performing a step produced.
@@ -328,6 +336,12 @@ impl SagaRunner {
         };
         let name = step_name(&step);
         let performed = self.perform_in_time(id, state, group.as_ref(), &step).await;
+        // A secret that cannot be unsealed fails the step for good, as a permanent
+        // provider error would: the workflow records it as its fault.
+        let performed = performed.map_err(|e| match e {
+            StepError::SecretUnavailable(m) => StepError::Provider(ProviderError::Permanent(m)),
+            e => e,
+        });
         let (cmd, outcome) = match performed {
             Ok(Outcome::Record(cmd)) => {
                 failures.remove(name);
@@ -827,9 +841,12 @@ impl SagaRunner {
         if let Some(c) = &created {
             for u in &c.users {
                 let (vault, sealed) = (self.vault.clone(), u.password.clone());
+                let key_id = sealed.key_id.clone();
                 let password = tokio::task::spawn_blocking(move || vault.unseal(id, &sealed))
                     .await??
-                    .unwrap_or_default();
+                    .ok_or_else(|| {
+                        StepError::SecretUnavailable(unseal_failure(&u.name, &key_id))
+                    })?;
                 users.push((u.name.clone(), u.host.clone(), password));
             }
         }
@@ -858,6 +875,16 @@ impl SagaRunner {
         tokio::task::spawn_blocking(move || vault.shred(id)).await??;
         Ok(())
     }
+}
+
+/// The fault of a password that cannot be unsealed: which user, which key, and where the
+/// operator reads on.
+fn unseal_failure(user: &str, key_id: &str) -> String {
+    format!(
+        "the password of user '{user}' cannot be unsealed: the secret vault holds no key \
+         {key_id} (secrets.db lost, emptied or restored from an older backup; see \
+         docs/operations.md, \"Lost state files\")"
+    )
 }
 
 /// What a step did to the workflow.

@@ -192,3 +192,53 @@ pub trait GuestAgent: Send + Sync {
         server_id: &str,
     ) -> Result<(), ProviderError>;
 }
+
+/// What a provider's own persistent state looked like before it was opened (checked at
+/// start, before opening creates anything).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StoredState {
+    /// There is none: a first start, or the state was lost.
+    Missing,
+    /// It exists but holds no resource it ever created: emptied, or recreated.
+    Empty,
+    /// It holds resources (live or deleted).
+    Present,
+}
+
+impl StoredState {
+    /// How an operator reads it: "is missing", "holds no resources".
+    pub fn describe(self) -> &'static str {
+        match self {
+            StoredState::Missing => "is missing",
+            StoredState::Empty => "holds no resources",
+            StoredState::Present => "is present",
+        }
+    }
+}
+
+/// Servers and volumes, by provider id.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceIds {
+    pub servers: Vec<String>,
+    pub volumes: Vec<String>,
+}
+
+impl ResourceIds {
+    /// Neither a server nor a volume.
+    pub fn is_empty(&self) -> bool {
+        self.servers.is_empty() && self.volumes.is_empty()
+    }
+}
+
+/// Reconciliation: which resources the log says exist are really still there. Every
+/// provider answers it from its own state (the simulated cloud from `cloud.db`, a real
+/// cloud from a listing, the local provider from its processes and directories).
+#[async_trait]
+pub trait ResourceInventory: Send + Sync {
+    /// Which of `claimed` the provider does not have (deleted, or never known to this
+    /// state). An operator's question, not a workflow step: no injected latency or
+    /// faults; a storage failure is `Transient`.
+    async fn gone(&self, claimed: &ResourceIds) -> Result<ResourceIds, ProviderError>;
+    /// Where the provider keeps its state, for messages (e.g. the path of `cloud.db`).
+    fn state_location(&self) -> String;
+}

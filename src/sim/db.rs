@@ -1224,6 +1224,48 @@ pub(super) fn live_volumes(conn: &Connection) -> OpResult<Vec<VolumeRow>> {
     Ok(out)
 }
 
+/// Which of `ids` is not a live row of `table` (`servers` or `volumes`): deleted, or
+/// never in this file.
+pub(super) fn not_live(conn: &Connection, table: Table, ids: &[String]) -> OpResult<Vec<String>> {
+    let sql = match table {
+        Table::Servers => "SELECT 1 FROM servers WHERE id = ?1 AND deleted_ms IS NULL",
+        Table::Volumes => "SELECT 1 FROM volumes WHERE id = ?1 AND deleted_ms IS NULL",
+    };
+    let mut stmt = conn.prepare(sql)?;
+    let mut out = Vec::new();
+    for id in ids {
+        if !stmt.exists([id])? {
+            out.push(id.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// The tables [`not_live`] looks in.
+#[derive(Clone, Copy)]
+pub(super) enum Table {
+    Servers,
+    Volumes,
+}
+
+/// Whether the file ever held a server or a volume (tombstones count): a file without
+/// them (or without the tables at all) was emptied or recreated.
+pub(super) fn ever_held_resources(conn: &Connection) -> OpResult<bool> {
+    let tables: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN ('servers', 'volumes')",
+        [],
+        |r| r.get(0),
+    )?;
+    if tables < 2 {
+        return Ok(false);
+    }
+    Ok(conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM servers) OR EXISTS (SELECT 1 FROM volumes)",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
 /// Capacity used per zone by live resources: (vcpus, ram MB, volume GB).
 pub(super) fn usage_by_zone(conn: &Connection) -> OpResult<BTreeMap<String, (u64, u64, u64)>> {
     let mut out: BTreeMap<String, (u64, u64, u64)> = BTreeMap::new();

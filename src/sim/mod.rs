@@ -56,7 +56,8 @@ pub use self::inventory::{
 };
 use crate::saga::ports::{
     ComputeProvider, GuestAgent, GuestReport, IdempotencyKey, PrepareRequest, ProviderError,
-    Server, ServerSpec, Volume, VolumeProvider, VolumeSpec, VolumeUsage,
+    ResourceIds, ResourceInventory, Server, ServerSpec, StoredState, Volume, VolumeProvider,
+    VolumeSpec, VolumeUsage,
 };
 
 /// The file name of the simulated cloud in the data directory.
@@ -214,6 +215,40 @@ pub fn list_json(data_dir: &Path) -> Result<String, SimError> {
     serde_json::to_string_pretty(&inventory).map_err(|e| SimError::Corrupt {
         path,
         message: e.to_string(),
+    })
+}
+
+/// What `cloud.db` in `data_dir` holds before the server opens it (opening creates a
+/// missing file, so the start-up check asks first): missing, empty (no server or volume
+/// was ever created in it: emptied or recreated), or present. Blocking.
+pub fn probe(data_dir: &Path) -> Result<StoredState, SimError> {
+    let path = db_path(data_dir);
+    if !path.exists() {
+        return Ok(StoredState::Missing);
+    }
+    let conn = db::open_reader(&path).map_err(|e| SimError::from_op(&path, e))?;
+    let held = db::ever_held_resources(&conn).map_err(|e| SimError::from_op(&path, e))?;
+    Ok(if held {
+        StoredState::Present
+    } else {
+        StoredState::Empty
+    })
+}
+
+/// Which of `claimed` the simulated cloud in `data_dir` does not have, read only (also
+/// while troved runs), for `troved sim check`. Blocking.
+pub fn gone_in(data_dir: &Path, claimed: &ResourceIds) -> Result<ResourceIds, SimError> {
+    let path = db_path(data_dir);
+    if !path.is_file() {
+        return Err(SimError::Missing(path));
+    }
+    let conn = db::open_reader(&path).map_err(|e| SimError::from_op(&path, e))?;
+    let gone = |table, ids: &[String]| {
+        db::not_live(&conn, table, ids).map_err(|e| SimError::from_op(&path, e))
+    };
+    Ok(ResourceIds {
+        servers: gone(db::Table::Servers, &claimed.servers)?,
+        volumes: gone(db::Table::Volumes, &claimed.volumes)?,
     })
 }
 
@@ -501,6 +536,24 @@ impl VolumeProvider for SimCloud {
         let volume_id = volume_id.to_string();
         self.call(move |conn, _| db::volume_usage(conn, &volume_id))
             .await
+    }
+}
+
+#[async_trait]
+impl ResourceInventory for SimCloud {
+    async fn gone(&self, claimed: &ResourceIds) -> Result<ResourceIds, ProviderError> {
+        let claimed = claimed.clone();
+        self.call(move |conn, _| {
+            Ok(ResourceIds {
+                servers: db::not_live(conn, db::Table::Servers, &claimed.servers)?,
+                volumes: db::not_live(conn, db::Table::Volumes, &claimed.volumes)?,
+            })
+        })
+        .await
+    }
+
+    fn state_location(&self) -> String {
+        self.path().display().to_string()
     }
 }
 

@@ -142,6 +142,16 @@ pub enum InstanceCommand {
     FailAccessUpdate { fault: FaultInfo },
     /// Teardown finished: soft-delete.
     CompleteDeletion,
+    /// The vault holds no key for this instance's sealed passwords, and the operator
+    /// accepted the loss (`--accept-lost-secrets`).
+    RecordSecretsLost { reason: String },
+    /// A reconciliation found the instance's server and/or volume gone from the cloud
+    /// (each `Some` names the one that is gone).
+    RecordResourcesLost {
+        server_id: Option<String>,
+        volume_id: Option<String>,
+        fault: FaultInfo,
+    },
 }
 
 impl InstanceCommand {
@@ -178,6 +188,8 @@ impl InstanceCommand {
             CompleteAccessUpdate => "CompleteAccessUpdate",
             FailAccessUpdate { .. } => "FailAccessUpdate",
             CompleteDeletion => "CompleteDeletion",
+            RecordSecretsLost { .. } => "RecordSecretsLost",
+            RecordResourcesLost { .. } => "RecordResourcesLost",
         }
     }
 }

@@ -787,6 +787,7 @@ fn report(
         | FailReplicaDetach { .. }
         | CompleteAccessUpdate
         | FailAccessUpdate { .. } => report_task_end(state, cmd, at),
+        RecordSecretsLost { .. } | RecordResourcesLost { .. } => report_loss(state, cmd, at),
         CreateInstance(_)
         | RenameInstance { .. }
         | AttachConfiguration { .. }
@@ -1014,6 +1015,53 @@ fn report_task_end(
                 at,
             },
         ),
+        _ => not_routed_here(cmd),
+    }
+}
+
+/// A loss found outside the log: the vault's key, or the cloud's server or volume.
+/// Idempotent like every report: a loss already recorded, or of a resource the instance
+/// no longer claims, decides nothing. Teardown and the compensation of a failed build
+/// are left alone: they delete these resources themselves and take "already gone" as
+/// done, so a reconciliation that saw one of their deletions is no loss.
+fn report_loss(
+    state: &Instance,
+    cmd: &InstanceCommand,
+    at: DateTime<Utc>,
+) -> Result<Vec<InstanceEvent>, DomainError> {
+    use InstanceCommand::*;
+    use InstanceEvent as E;
+    match cmd {
+        RecordSecretsLost { reason } => event_if(
+            state.has_sealed_secrets && !state.secrets_lost,
+            E::InstanceSecretsLost {
+                reason: reason.clone(),
+                at,
+            },
+        ),
+        RecordResourcesLost {
+            server_id,
+            volume_id,
+            fault,
+        } => {
+            if state.task == Task::Deleting || state.build_failed {
+                return Ok(vec![]);
+            }
+            let claimed = |lost: &Option<String>, held: &Option<String>| {
+                lost.clone().filter(|id| held.as_ref() == Some(id))
+            };
+            let server_id = claimed(server_id, &state.server_id);
+            let volume_id = claimed(volume_id, &state.volume_id);
+            event_if(
+                server_id.is_some() || volume_id.is_some(),
+                E::InstanceResourcesLost {
+                    server_id,
+                    volume_id,
+                    fault: fault.clone(),
+                    at,
+                },
+            )
+        }
         _ => not_routed_here(cmd),
     }
 }

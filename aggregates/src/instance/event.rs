@@ -323,6 +323,29 @@ pub enum InstanceEvent {
         #[serde(deserialize_with = "crate::time::deserialize")]
         at: DateTime<Utc>,
     },
+    /// The secret vault no longer holds the key that sealed this instance's passwords
+    /// (its file was lost, emptied or restored from an older backup) and the operator
+    /// accepted the loss: the sealed passwords in the log can never be opened again. A
+    /// build whose guest still needed them fails when it tries.
+    InstanceSecretsLost {
+        /// What was found, as the start-up check saw it.
+        reason: String,
+        #[serde(deserialize_with = "crate::time::deserialize")]
+        at: DateTime<Utc>,
+    },
+    /// A reconciliation found that the cloud no longer has this instance's server and/or
+    /// volume: the instance no longer claims them (no addresses, no volume usage), its
+    /// task becomes BUILDING_ERROR_SERVER (status ERROR) with the fault; a build in
+    /// progress counts as failed. A deletion in progress is left to finish.
+    InstanceResourcesLost {
+        /// The server that is gone, if it is.
+        server_id: Option<String>,
+        /// The volume that is gone, if it is.
+        volume_id: Option<String>,
+        fault: FaultInfo,
+        #[serde(deserialize_with = "crate::time::deserialize")]
+        at: DateTime<Utc>,
+    },
 }
 
 /// Every event type name with its current version: the catalog `docs/events.md` lists.
@@ -356,6 +379,8 @@ pub const EVENT_VERSIONS: &[(&str, u32)] = &[
     ("AddressesAssigned", 1),
     ("ProvisioningCompleted", 1),
     ("ProvisioningFailed", 1),
+    ("InstanceSecretsLost", 1),
+    ("InstanceResourcesLost", 1),
 ];
 
 /// Why stored bytes could not be turned into an event.
@@ -411,6 +436,8 @@ impl InstanceEvent {
             AddressesAssigned { .. } => "AddressesAssigned",
             ProvisioningCompleted { .. } => "ProvisioningCompleted",
             ProvisioningFailed { .. } => "ProvisioningFailed",
+            InstanceSecretsLost { .. } => "InstanceSecretsLost",
+            InstanceResourcesLost { .. } => "InstanceResourcesLost",
         }
     }
 
@@ -451,7 +478,9 @@ impl InstanceEvent {
             | GuestStatusReported { at, .. }
             | AddressesAssigned { at, .. }
             | ProvisioningCompleted { at }
-            | ProvisioningFailed { at, .. } => *at,
+            | ProvisioningFailed { at, .. }
+            | InstanceSecretsLost { at, .. }
+            | InstanceResourcesLost { at, .. } => *at,
         }
     }
 

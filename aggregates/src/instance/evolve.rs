@@ -50,6 +50,16 @@ pub fn evolve_in_place(s: &mut Instance, event: &InstanceEvent) {
         | GuestStatusReported { .. }
         | AddressesAssigned { .. } => live_status_reported(s, event),
         ProvisioningCompleted { .. } | ProvisioningFailed { .. } => provisioning_ended(s, event),
+        InstanceSecretsLost { at, .. } => {
+            s.secrets_lost = true;
+            s.updated = *at;
+        }
+        InstanceResourcesLost {
+            server_id,
+            volume_id,
+            fault,
+            at,
+        } => resources_lost(s, server_id.as_deref(), volume_id.as_deref(), fault, *at),
     }
 }
 
@@ -317,6 +327,45 @@ fn provisioning_ended(s: &mut Instance, event: &InstanceEvent) {
     }
 }
 
+/// The cloud no longer has the server and/or volume: stop claiming them, and put the
+/// instance in ERROR with the fault (a deletion in progress just goes on; a build in
+/// progress has failed, so what is left of it is released).
+fn resources_lost(
+    s: &mut Instance,
+    server_id: Option<&str>,
+    volume_id: Option<&str>,
+    fault: &super::event::FaultInfo,
+    at: chrono::DateTime<chrono::Utc>,
+) {
+    if server_id.is_some() && s.server_id.as_deref() == server_id {
+        s.server_id = None;
+        s.compute = None;
+        s.addresses.clear();
+        // No server, no database running on it.
+        s.service = ServiceStatus::Shutdown;
+        s.service_updated = at;
+    }
+    if volume_id.is_some() && s.volume_id.as_deref() == volume_id {
+        s.volume_id = None;
+        s.volume_usage = None;
+    }
+    match s.task {
+        Task::Deleting => {}
+        Task::Updating => {
+            // The access change cannot reach a server that is gone.
+            s.pending_access = None;
+            s.task = Task::BuildingErrorServer;
+        }
+        Task::Building => {
+            s.build_failed = true;
+            s.task = Task::BuildingErrorServer;
+        }
+        _ => s.task = Task::BuildingErrorServer,
+    }
+    s.fault = Some(Fault::from_info(fault, at));
+    s.updated = at;
+}
+
 /// The state an `InstanceCreated` event starts.
 fn created(version: u64, c: &InstanceCreated) -> Instance {
     Instance {
@@ -349,6 +398,7 @@ fn created(version: u64, c: &InstanceCreated) -> Instance {
             .collect(),
         modules: c.modules.clone(),
         restore_backup_id: c.restore_backup_id,
+        has_sealed_secrets: !c.users.is_empty() || c.root_password.is_some(),
         version,
         configuration_changed_at: version,
         ..Instance::default()

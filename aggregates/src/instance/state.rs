@@ -55,6 +55,13 @@ pub struct Instance {
     /// When the current upgrade was requested, and the number of events folded then:
     /// its deadline and the name of its guest call (a rename must not restart either).
     pub upgrade_requested: Option<(DateTime<Utc>, u64)>,
+    /// Whether the create sealed secrets (user or root passwords) with a key of the
+    /// vault: the start-up check looks for that key.
+    #[serde(default)]
+    pub has_sealed_secrets: bool,
+    /// Whether the loss of that key was recorded (`InstanceSecretsLost`).
+    #[serde(default)]
+    pub secrets_lost: bool,
     /// Whether the guest accepted its prepare request.
     pub guest_prepared: bool,
     /// Volume usage last reported by the guest: (used GB, total GB).

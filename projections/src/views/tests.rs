@@ -872,3 +872,52 @@ fn admin_views_of_a_live_instance() {
     );
     assert_eq!(show["volume"]["attachments"][0]["server_id"], json!("srv"));
 }
+
+#[test]
+fn a_lost_instance_shows_error_without_addresses_or_usage_and_keeps_its_quota() {
+    use InstanceEvent::*;
+    let mut events = vec![VolumeCreated {
+        volume_id: "vol".into(),
+        size: 1,
+        volume_type: None,
+        at: t(1),
+    }];
+    events.extend(ready());
+    events.push(VolumeUsageReported {
+        used: 0.2,
+        total: 1.0,
+        at: t(3),
+    });
+    let (m, id) = one(events.clone());
+    let before = m.quota_usage("p");
+    let c = ctx("p", false, t(10));
+    let shown = show_view(&m.instance(id).unwrap_or_default(), &c, &lookup(&m));
+    assert_eq!(shown["status"], json!("ACTIVE"));
+    assert!(shown["volume"].get("used").is_some());
+
+    events.push(InstanceResourcesLost {
+        server_id: Some("srv".into()),
+        volume_id: Some("vol".into()),
+        fault: fault("The cloud no longer has the server srv and volume vol"),
+        at: t(5),
+    });
+    let (m, id) = one(events);
+    let inst = m.instance(id).unwrap_or_default();
+    for v in [
+        show_view(&inst, &c, &lookup(&m)),
+        detail_view(&inst, &c, &lookup(&m)),
+    ] {
+        assert_eq!(v["status"], json!("ERROR"), "{v}");
+        assert_eq!(v["operating_status"], json!(""), "{v}");
+        assert!(v.get("addresses").is_none() && v.get("ip").is_none(), "{v}");
+        assert!(v["volume"].get("used").is_none(), "{v}");
+        assert_eq!(
+            v["fault"]["message"],
+            json!("The cloud no longer has the server srv and volume vol")
+        );
+    }
+    // Still the project's until its deletion is requested.
+    assert_eq!(m.quota_usage("p"), before);
+    let listed = m.list_page("p", None, 10);
+    assert_eq!(listed.instances.len(), 1);
+}

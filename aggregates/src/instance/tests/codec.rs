@@ -153,6 +153,16 @@ fn one_of_each() -> Vec<InstanceEvent> {
             at,
         },
         ResourcesReleased { at },
+        InstanceSecretsLost {
+            reason: "secrets.db is missing".into(),
+            at,
+        },
+        InstanceResourcesLost {
+            server_id: Some("srv-1".into()),
+            volume_id: None,
+            fault: fault(),
+            at,
+        },
     ]
 }
 
@@ -189,13 +199,15 @@ fn variant_number(e: &InstanceEvent) -> usize {
         ServerDeleted { .. } => 26,
         VolumeDeleted { .. } => 27,
         ResourcesReleased { .. } => 28,
+        InstanceSecretsLost { .. } => 29,
+        InstanceResourcesLost { .. } => 30,
     }
 }
 
 #[test]
 fn samples_cover_every_variant_once() {
     let numbers: Vec<usize> = one_of_each().iter().map(variant_number).collect();
-    assert_eq!(numbers, (0..29).collect::<Vec<_>>());
+    assert_eq!(numbers, (0..31).collect::<Vec<_>>());
 }
 
 #[test]
@@ -228,7 +240,7 @@ fn event_versions_list_every_variant_exactly_once() {
     let unique: BTreeSet<&str> = listed.iter().copied().collect();
     assert_eq!(unique.len(), listed.len(), "no name listed twice");
     let produced: BTreeSet<&str> = one_of_each().iter().map(|e| e.event_type()).collect();
-    assert_eq!(produced.len(), 29, "event_type() is distinct per variant");
+    assert_eq!(produced.len(), 31, "event_type() is distinct per variant");
     assert_eq!(
         produced, unique,
         "the list has neither missing nor extra names"

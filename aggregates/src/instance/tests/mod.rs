@@ -9,6 +9,7 @@ mod create;
 mod delete;
 mod errors;
 mod evolve;
+mod lost;
 mod reports;
 mod status;
 mod update;
