@@ -54,6 +54,8 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::metrics::{self, ConnectionClosed};
+
 /// How the listener treats its clients (`troved serve` flags; docs/operations.md).
 #[derive(Clone, Copy, Debug)]
 pub struct NetConfig {
@@ -145,15 +147,6 @@ enum Phase {
     Busy(usize),
 }
 
-/// Why the listener closed a connection itself.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Closed {
-    HeaderTimeout,
-    IdleTimeout,
-    /// Closed to make room for a new connection at the limit.
-    Evicted,
-}
-
 /// One client connection, as the accept loop and its watchdog see it.
 struct Conn {
     id: u64,
@@ -211,14 +204,19 @@ impl Conn {
     }
 
     /// When the watchdog must close the connection, and why; `None` while busy.
-    fn deadline(&self, cfg: &NetConfig) -> Option<(Instant, Closed)> {
+    fn deadline(&self, cfg: &NetConfig) -> Option<(Instant, ConnectionClosed)> {
         match *self.phase() {
             Phase::Busy(_) => None,
             Phase::Waiting {
                 head_from: Some(from),
                 ..
-            } => Some((from + cfg.header_read_timeout, Closed::HeaderTimeout)),
-            Phase::Waiting { since, .. } => Some((since + cfg.idle_timeout, Closed::IdleTimeout)),
+            } => Some((
+                from + cfg.header_read_timeout,
+                ConnectionClosed::HeaderTimeout,
+            )),
+            Phase::Waiting { since, .. } => {
+                Some((since + cfg.idle_timeout, ConnectionClosed::IdleTimeout))
+            }
         }
     }
 
@@ -288,9 +286,17 @@ impl Registry {
 /// Removes a connection from the registry when its task ends, however it ends.
 struct Registered(Arc<Registry>, u64);
 
+impl Registered {
+    fn new(registry: Arc<Registry>, id: u64) -> Registered {
+        metrics::global().connections_open(1);
+        Registered(registry, id)
+    }
+}
+
 impl Drop for Registered {
     fn drop(&mut self) {
         self.0.conns().remove(&self.1);
+        metrics::global().connections_open(-1);
     }
 }
 
@@ -347,7 +353,7 @@ impl AsyncWrite for Watched {
 }
 
 /// Resolves when the connection's deadline passes (see [`Conn::deadline`]).
-async fn watchdog(conn: &Conn, cfg: &NetConfig) -> Closed {
+async fn watchdog(conn: &Conn, cfg: &NetConfig) -> ConnectionClosed {
     loop {
         // Registered before the phase is read, so a change in between is not missed.
         let changed = conn.changed.notified();
@@ -436,7 +442,7 @@ impl Listener {
         self.next_id += 1;
         let conn = Arc::new(Conn::new(self.next_id));
         self.registry.conns().insert(conn.id, conn.clone());
-        let registered = Registered(self.registry.clone(), conn.id);
+        let registered = Registered::new(self.registry.clone(), conn.id);
         tasks.spawn(serve_connection(
             stream,
             conn,
@@ -517,11 +523,12 @@ async fn serve_connection(
                 }
                 return;
             }
-            () = conn.close.notified() => break Closed::Evicted,
+            () = conn.close.notified() => break ConnectionClosed::Evicted,
             why = watchdog(&conn, &cfg) => break why,
             _ = draining.changed(), if !drained => {}
         }
     };
+    metrics::global().connection_closed(closed);
     tracing::debug!(reason = ?closed, "connection closed by the server");
 }
 
@@ -531,9 +538,11 @@ async fn serve_connection(
 fn refuse(stream: TcpStream, refusing: &Arc<AtomicUsize>, tasks: &mut JoinSet<()>) {
     if refusing.fetch_add(1, Ordering::AcqRel) >= MAX_REFUSING {
         refusing.fetch_sub(1, Ordering::AcqRel);
+        metrics::global().connection_closed(ConnectionClosed::Dropped);
         drop(stream);
         return;
     }
+    metrics::global().connection_closed(ConnectionClosed::Refused);
     let refusing = refusing.clone();
     tasks.spawn(async move {
         let mut builder = hyper::server::conn::http1::Builder::new();
@@ -567,6 +576,9 @@ async fn drain(mut tasks: JoinSet<()>, grace: Duration) {
             connections = tasks.len(),
             "shutdown grace period over: closing the connections still open"
         );
+        for _ in 0..tasks.len() {
+            metrics::global().connection_closed(ConnectionClosed::Shutdown);
+        }
         tasks.shutdown().await;
     }
 }

@@ -208,7 +208,7 @@ async fn metrics_count_events_commands_saga_steps_and_latency() {
 }
 
 /// Every family `/metrics` exports: name, type and help text, as a user finds them.
-const DECLARED: [(&str, &str, &str); 10] = [
+const DECLARED: [(&str, &str, &str); 12] = [
     (
         "troved_events_appended_total",
         "counter",
@@ -233,6 +233,16 @@ const DECLARED: [(&str, &str, &str); 10] = [
         "troved_projection_anomalies_total",
         "counter",
         "Events the projector skipped: undecodable, or after a revision gap in their stream (rebuild and verify the read models).",
+    ),
+    (
+        "troved_http_connections_closed_total",
+        "counter",
+        "Client connections the server closed or refused itself, by reason (header_timeout, body_timeout, idle_timeout, evicted, refused, dropped, shutdown).",
+    ),
+    (
+        "troved_http_connections_open",
+        "gauge",
+        "Client connections open now (at most the connection limit).",
     ),
     (
         "troved_projection_position",
@@ -362,11 +372,13 @@ async fn metrics_parse_as_prometheus_text_with_every_family_label_and_bucket() {
             "troved_commands_total" => &["command", "outcome"],
             "troved_saga_steps_total" => &["outcome", "step"],
             "troved_projection_anomalies_total" => &["kind"],
+            "troved_http_connections_closed_total" => &["reason"],
             "troved_projection_events_total"
             | "troved_projection_position"
             | "troved_store_head_position"
             | "troved_projection_lag_events"
-            | "troved_command_cached_streams" => &[],
+            | "troved_command_cached_streams"
+            | "troved_http_connections_open" => &[],
             n if n == format!("{histogram}_bucket") => &["le", "method", "route", "status"],
             n if n == format!("{histogram}_sum") || n == format!("{histogram}_count") => {
                 &["method", "route", "status"]

@@ -3,20 +3,21 @@
 //! `GET /readyz` (it can serve correct answers now: the event store answers and the read
 //! models have applied everything it held; send it no traffic while this is 503).
 //!
-//! Neither says anything about projects or instances, so neither needs identity; the
-//! readiness body names the failing check, never the store's address or error text
-//! (that goes to the log).
+//! Neither says anything about projects or instances, so neither needs identity. Not
+//! ready is a 503 in Trove's error format whose message names the failing check, never
+//! the store's address or error text (that goes to the log).
 
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::error::{ApiError, ApiResult};
+use super::openapi as oa;
 use super::AppState;
 
 /// How long the store may take to tell its head before `/readyz` says it is unreachable:
@@ -54,52 +55,28 @@ pub async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
-/// The body of `GET /readyz`.
+/// The body of `GET /readyz` when ready.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Readiness {
-    /// `ready` or `not ready`.
+    /// Always `ready` (not ready is a 503 in Trove's error format).
     status: &'static str,
-    checks: Checks,
+    /// Where the read models are.
+    read_models: ReadModelsPosition,
 }
 
-/// Each readiness check.
+/// The read models' position and the store's head at the check.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Checks {
-    /// The event store answered (its head position) in time.
-    store: Check,
-    /// The read models have applied the store's head.
-    read_models: Check,
+pub struct ReadModelsPosition {
+    /// The position every read model has applied.
+    applied: u64,
+    /// The store's head when checked.
+    head: u64,
 }
 
-/// One readiness check.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Check {
-    ok: bool,
-    /// Why it failed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    message: Option<String>,
-    /// The position the read models have applied (read models only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    applied: Option<u64>,
-    /// The store's head position (read models only; absent if the store did not answer).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    head: Option<u64>,
-}
-
-impl Check {
-    fn failed(message: impl Into<String>) -> Check {
-        Check {
-            ok: false,
-            message: Some(message.into()),
-            applied: None,
-            head: None,
-        }
-    }
-}
-
-/// `GET /readyz`: 200 when the event store answers within 0.8 s and the read models
-/// have applied its head (waiting up to 0.5 s for them); 503 otherwise, with the check
-/// that failed (readiness).
+/// `GET /readyz`: 200 when the event store tells its head within 0.8 s and the read
+/// models have applied it (waiting up to 0.5 s for them); otherwise 503
+/// `serviceUnavailable` (with `Retry-After`) whose message names the check that failed
+/// (readiness). The cause is logged, not shown: the probe needs no token.
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -107,55 +84,43 @@ impl Check {
     tag = "operators",
     responses(
         (status = 200, description = "Ready: the event store answers and the read models are caught up", body = Readiness),
-        (status = 503, description = "Not ready: `checks` says which check failed", body = Readiness),
+        (status = 503, description = "Not ready: the message says whether the event store did not answer or the read models are behind", body = oa::ErrorBody),
     ),
 )]
-pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
+pub async fn readyz(State(state): State<AppState>) -> ApiResult<Json<Readiness>> {
     let head = match tokio::time::timeout(STORE_CHECK, state.bus.head()).await {
-        Ok(Ok(head)) => Ok(head),
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "readiness: the event store cannot be read");
-            Err("the event store cannot be read")
-        }
+        Ok(Ok(head)) => head,
+        Ok(Err(e)) => return Err(not_ready("the event store cannot be read", &e)),
         Err(_) => {
-            tracing::warn!("readiness: the event store did not answer in time");
-            Err("the event store did not answer in time")
+            return Err(not_ready(
+                "the event store did not answer in time",
+                &"no answer within the readiness bound",
+            ))
         }
     };
-    let (store, read_models) = match head {
-        Ok(head) => {
-            let (reached, applied) = state.bus.applied_within(head, CATCH_UP_WAIT).await;
-            let read_models = Check {
-                ok: reached,
-                message: (!reached)
-                    .then(|| "the read models have not applied the store's head yet".to_string()),
-                applied: Some(applied.commit),
-                head: Some(head.commit),
-            };
-            (
-                Check {
-                    ok: true,
-                    message: None,
-                    applied: None,
-                    head: None,
-                },
-                read_models,
-            )
-        }
-        Err(why) => (
-            Check::failed(why),
-            Check::failed("unknown while the event store cannot be read"),
-        ),
-    };
-    let ready = store.ok && read_models.ok;
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    let body = Readiness {
-        status: if ready { "ready" } else { "not ready" },
-        checks: Checks { store, read_models },
-    };
-    (status, Json(body))
+    let (reached, applied) = state.bus.applied_within(head, CATCH_UP_WAIT).await;
+    if !reached {
+        let why = format!(
+            "the read models have not applied the store's head yet (applied {}, head {})",
+            applied.commit, head.commit
+        );
+        return Err(not_ready(&why, &why));
+    }
+    Ok(Json(Readiness {
+        status: "ready",
+        read_models: ReadModelsPosition {
+            applied: applied.commit,
+            head: head.commit,
+        },
+    }))
+}
+
+/// 503 for a failed readiness check: `check` is shown, `cause` logged once (by the
+/// request middleware, as every 5xx).
+fn not_ready(check: &str, cause: &dyn std::fmt::Display) -> ApiError {
+    ApiError::Unavailable {
+        message: format!("Not ready: {check}."),
+        retry_after: 1,
+        cause: format!("readiness: {check}: {cause}"),
+    }
 }

@@ -216,11 +216,15 @@ async fn limit_body(limits: BodyLimits, req: Request, next: Next) -> Response {
     let drain_cap = max.saturating_mul(4).max(64 * 1024);
     let read = tokio::time::timeout(limits.read_timeout, axum::body::to_bytes(body, drain_cap));
     match read.await {
-        Err(_elapsed) => ApiError::RequestTimeout(format!(
-            "The request body did not arrive within {} s.",
-            limits.read_timeout.as_secs_f64()
-        ))
-        .into_response(),
+        Err(_elapsed) => {
+            crate::metrics::global()
+                .connection_closed(crate::metrics::ConnectionClosed::BodyTimeout);
+            ApiError::RequestTimeout(format!(
+                "The request body did not arrive within {} s.",
+                limits.read_timeout.as_secs_f64()
+            ))
+            .into_response()
+        }
         Ok(Ok(bytes)) if bytes.len() <= max => {
             next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
                 .await
