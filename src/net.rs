@@ -101,7 +101,13 @@ pub fn raise_open_files_limit() -> Option<u64> {
             }
         }
         let now = getrlimit(Resource::Nofile);
-        tracing::info!(soft = ?now.current, hard = ?now.maximum, was = ?before, "limit of open files (None = unlimited)");
+        let show = |v: Option<u64>| v.map_or_else(|| "unlimited".to_string(), |n| n.to_string());
+        tracing::info!(
+            soft = %show(now.current),
+            hard = %show(now.maximum),
+            was = %show(before),
+            "limit of open files"
+        );
         now.current
     }
     #[cfg(not(unix))]
@@ -355,7 +361,7 @@ impl AsyncWrite for Watched {
 /// Resolves when the connection's deadline passes (see [`Conn::deadline`]).
 async fn watchdog(conn: &Conn, cfg: &NetConfig) -> ConnectionClosed {
     loop {
-        // Registered before the phase is read, so a change in between is not missed.
+        // A change after the phase is read leaves a permit (`notify_one`): not missed.
         let changed = conn.changed.notified();
         match conn.deadline(cfg) {
             Some((at, why)) if at <= Instant::now() => return why,
@@ -523,7 +529,11 @@ async fn serve_connection(
                 }
                 return;
             }
-            () = conn.close.notified() => break ConnectionClosed::Evicted,
+            // Evicted while silent; unless a request came in the meantime (it was taken
+            // out of the registry all the same: the limit is exceeded by one, briefly).
+            () = conn.close.notified() => if conn.silent_since().is_some() {
+                break ConnectionClosed::Evicted;
+            },
             why = watchdog(&conn, &cfg) => break why,
             _ = draining.changed(), if !drained => {}
         }
