@@ -135,7 +135,7 @@ impl Server {
                 if let Ok(Some(_)) = child.try_wait() {
                     break; // exited: port taken?
                 }
-                if let Ok(r) = http.get(format!("{base}/v1.0")).send().await {
+                if let Ok(r) = http.get(format!("{base}/readyz")).send().await {
                     if r.status().is_success() {
                         return Server {
                             child,

@@ -224,6 +224,64 @@ pub struct ServeConfig {
     #[arg(long, env = "TROVED_MAX_BODY_BYTES", default_value_t = 1 << 20)]
     pub max_body_bytes: usize,
 
+    /// A request's head (request line and headers) must be complete within this many
+    /// seconds of the connection opening, or of its first byte on a kept-alive
+    /// connection; otherwise the connection is closed, unanswered.
+    #[arg(
+        long,
+        env = "TROVED_HEADER_READ_TIMEOUT_SECS",
+        value_name = "SECS",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(1..=3600)
+    )]
+    pub header_read_timeout_secs: u64,
+
+    /// A request's whole body must arrive within this many seconds of its head;
+    /// otherwise the answer is 408 `requestTimeout` and the connection is closed.
+    #[arg(
+        long,
+        env = "TROVED_BODY_READ_TIMEOUT_SECS",
+        value_name = "SECS",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(1..=3600)
+    )]
+    pub body_read_timeout_secs: u64,
+
+    /// A kept-alive connection with no request for this many seconds is closed.
+    #[arg(
+        long,
+        env = "TROVED_IDLE_TIMEOUT_SECS",
+        value_name = "SECS",
+        default_value_t = 60,
+        value_parser = clap::value_parser!(u64).range(1..=86400)
+    )]
+    pub idle_timeout_secs: u64,
+
+    /// On SIGTERM or Ctrl-C: stop accepting at once, close idle connections, give the
+    /// requests in flight this many seconds to finish, then close every connection left
+    /// (the background tasks and the store are stopped after that).
+    #[arg(
+        long,
+        env = "TROVED_SHUTDOWN_GRACE_SECS",
+        value_name = "SECS",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(0..=3600)
+    )]
+    pub shutdown_grace_secs: u64,
+
+    /// Most client connections open at once; lowered to fit under the limit of open
+    /// files (raised to its hard limit at start) with room for the store. At the limit
+    /// the connection idle the longest is closed to make room; when every connection is
+    /// busy, the excess is answered 503 with `Retry-After`.
+    #[arg(
+        long,
+        env = "TROVED_MAX_CONNECTIONS",
+        value_name = "N",
+        default_value_t = 4096,
+        value_parser = clap::value_parser!(u64).range(1..=1_000_000)
+    )]
+    pub max_connections: u64,
+
     /// Region this service serves; creates naming another region are refused.
     #[arg(long, env = "TROVED_REGION", default_value = "RegionOne")]
     pub region: String,

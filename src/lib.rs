@@ -6,6 +6,8 @@
 //! - [`config`]: the command line and environment (clap).
 //! - [`http`]: axum routes, identity, Trove error bodies; one module per resource.
 //! - [`metrics`]: the counters and histograms (`prometheus-client`) behind `GET /metrics`.
+//! - [`net`]: the HTTP listener: accept loop, timeouts for slow and idle clients, the
+//!   connection limit, the bounded drain at shutdown.
 //! - [`retry`]: [`retry::Backoff`], the one retry policy type every retrying caller names.
 //! - [`runtime`]: the command path (load → decide → append → wait for projections), the
 //!   projector that feeds the read models, and the event codec (metadata envelope).
@@ -31,6 +33,7 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod metrics;
+pub mod net;
 pub mod reconcile;
 pub mod retry;
 pub mod runtime;

@@ -56,6 +56,8 @@ async fn run() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(cfg) => {
             let cfg = *cfg;
+            // Before anything opens files: the connection limit is sized from it.
+            troved::net::raise_open_files_limit();
             let listener = TcpListener::bind(cfg.listen).await?;
             let server = Server::start(&cfg, listener, shutdown_signal()).await?;
             Ok(server.wait().await?)

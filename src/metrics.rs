@@ -10,7 +10,9 @@
 //! - events the projector processed, and its anomalies (undecodable events, gaps), and
 //!   how many unreadable events the log is known to hold (a gauge, set by
 //!   `runtime::unreadable`);
-//! - HTTP latency by method, matched route template and status class: a middleware.
+//! - HTTP latency by method, matched route template and status class: a middleware;
+//! - open client connections, and connections the server closed or refused, by reason:
+//!   the listener (`crate::net`) and the body limit (`http::limit_body`).
 //!
 //! The projection gauges (applied position, store head, lag) are not kept here: they are
 //! read from the read models and the store when scraped ([`Gauges`]), so they
@@ -143,6 +145,42 @@ impl ProjectionAnomaly {
     }
 }
 
+/// Why the server closed or refused a client connection, for
+/// `troved_http_connections_closed_total` (docs/operations.md, "Slow, idle and excess
+/// clients").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnectionClosed {
+    /// Its request head did not arrive within the header timeout.
+    HeaderTimeout,
+    /// Its request body did not arrive within the body timeout (408).
+    BodyTimeout,
+    /// Kept alive without a request for the idle timeout.
+    IdleTimeout,
+    /// Closed while silent to make room for a new connection at the limit.
+    Evicted,
+    /// Over the limit with every connection busy: answered 503.
+    Refused,
+    /// Over the limit with too many refusals under way already: closed unanswered.
+    Dropped,
+    /// Still open at the end of the shutdown grace period.
+    Shutdown,
+}
+
+impl ConnectionClosed {
+    fn labels(self) -> ReasonLabels {
+        let reason = match self {
+            ConnectionClosed::HeaderTimeout => "header_timeout",
+            ConnectionClosed::BodyTimeout => "body_timeout",
+            ConnectionClosed::IdleTimeout => "idle_timeout",
+            ConnectionClosed::Evicted => "evicted",
+            ConnectionClosed::Refused => "refused",
+            ConnectionClosed::Dropped => "dropped",
+            ConnectionClosed::Shutdown => "shutdown",
+        };
+        ReasonLabels { reason }
+    }
+}
+
 /// The gauges read when scraped: the projection's, and the command path's cache.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Gauges {
@@ -204,6 +242,12 @@ struct AnomalyLabels {
     kind: &'static str,
 }
 
+/// `troved_http_connections_closed_total`'s labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
 /// `troved_http_request_duration_seconds`'s labels. Only the route is owned: a matched
 /// template (bounded by the router) or `unmatched`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -229,6 +273,8 @@ pub struct Metrics {
     /// Unreadable events known in the log (`runtime::unreadable`): a gauge, not a
     /// counter, so a start from a snapshot shows the ones found before it too.
     unreadable: Gauge,
+    connections_closed: Family<ReasonLabels, Counter>,
+    connections_open: Gauge,
     http: Family<HttpLabels, Histogram, fn() -> Histogram>,
     /// The counter families above, in the order they are rendered (before the gauges).
     counters: Registry,
@@ -244,6 +290,8 @@ impl Default for Metrics {
         let projected = Counter::default();
         let projection_anomalies = Family::default();
         let unreadable = Gauge::default();
+        let connections_closed = Family::default();
+        let connections_open = Gauge::default();
         let http = Family::new_with_constructor(latency_histogram as fn() -> Histogram);
         // The registries hold clones: handles to the same series.
         let mut counters = Registry::default();
@@ -277,6 +325,16 @@ impl Default for Metrics {
             help("Events of the log that do not decode, found since the process started, those before a read-model snapshot's position included (run `troved audit verify`)."),
             Gauge::clone(&unreadable),
         );
+        counters.register(
+            "troved_http_connections_closed",
+            help("Client connections the server closed or refused itself, by reason (header_timeout, body_timeout, idle_timeout, evicted, refused, dropped, shutdown)."),
+            Declared(Family::clone(&connections_closed)),
+        );
+        counters.register(
+            "troved_http_connections_open",
+            help("Client connections open now (at most the connection limit)."),
+            Gauge::clone(&connections_open),
+        );
         let mut latency = Registry::default();
         latency.register(
             "troved_http_request_duration_seconds",
@@ -290,6 +348,8 @@ impl Default for Metrics {
             projected,
             projection_anomalies,
             unreadable,
+            connections_closed,
+            connections_open,
             http,
             counters,
             latency,
@@ -347,6 +407,23 @@ impl Metrics {
         self.projection_anomalies
             .get_or_create(&anomaly.labels())
             .inc();
+    }
+
+    /// Counts a connection the server closed or refused itself.
+    pub fn connection_closed(&self, why: ConnectionClosed) {
+        self.connections_closed.get_or_create(&why.labels()).inc();
+    }
+
+    /// A client connection opened (`+1`) or closed (`-1`).
+    pub fn connections_open(&self, delta: i64) {
+        self.connections_open.inc_by(delta);
+    }
+
+    /// How many connections were closed or refused for `why` (tests, diagnostics).
+    pub fn connections_closed(&self, why: ConnectionClosed) -> u64 {
+        self.connections_closed
+            .get(&why.labels())
+            .map_or(0, |c| c.get())
     }
 
     /// Observes one HTTP request. `route` is the matched route template

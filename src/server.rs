@@ -4,8 +4,9 @@
 //! [`Server::start`] takes an already bound listener and returns a handle, so the binary
 //! stays thin. Lifecycle rules: one process per data directory (an exclusive lock on
 //! the directory); if the projector or the saga runner stops on its own, the server stops with an
-//! error (serving stale reads forever would be worse); on shutdown, HTTP stops first,
-//! then the background tasks are signalled and awaited, then the store drains its queue.
+//! error (serving stale reads forever would be worse); on shutdown, HTTP stops first
+//! (at once for new connections; requests in flight get `--shutdown-grace-secs`), then
+//! the background tasks are signalled and awaited, then the store drains its queue.
 
 use std::fs::File;
 use std::future::Future;
@@ -21,6 +22,7 @@ use crate::catalog::{CatalogError, Limits, StaticCatalog};
 use crate::config::ServeConfig;
 use crate::http::auth::AuthMode;
 use crate::http::{self, AppState};
+use crate::net::{self, NetConfig};
 use crate::reconcile::{self, LostStateError, Reconciler};
 use crate::runtime::commands::CommandBus;
 use crate::runtime::lookups::Lookups;
@@ -212,17 +214,7 @@ impl Server {
         let opened = open_vault_and_cloud(cfg, &models)?;
         restrict_private_files(cfg, &store_url);
         let (applied_tx, applied_rx) = watch::channel(reached);
-        let lookups = Lookups {
-            catalog: catalog.clone(),
-            models: models.clone(),
-            configurations: all.configurations.clone(),
-        };
-        let bus = CommandBus::new(
-            dyn_store.clone(),
-            lookups,
-            applied_rx,
-            Duration::from_millis(cfg.read_your_writes_timeout_ms),
-        );
+        let bus = command_bus(cfg, &dyn_store, &catalog, &all, applied_rx);
 
         let (stop_tasks, stop_rx) = watch::channel(false);
         // The projector applies each event under this gate; a live rebuild holds it for
@@ -272,7 +264,16 @@ impl Server {
             public_url: cfg.public_url.clone(),
             heartbeat_expiry: None,
         };
-        let http = serve_http(listener, http::router(state, cfg.max_body_bytes), shutdown);
+        let limits = http::BodyLimits {
+            max_bytes: cfg.max_body_bytes,
+            read_timeout: Duration::from_secs(cfg.body_read_timeout_secs),
+        };
+        let http = serve_http(
+            listener,
+            http::router(state, limits),
+            net_config(cfg),
+            shutdown,
+        );
         tracing::info!(%addr, "troved serving");
         Ok(Server {
             addr,
@@ -310,6 +311,28 @@ impl Server {
         self.store.shutdown().await;
         outcome
     }
+}
+
+/// The command bus, deciding with the catalog and the live read models; it waits for
+/// the projector (`applied`) so that a client reads its own writes.
+fn command_bus(
+    cfg: &ServeConfig,
+    store: &Arc<dyn EventStore>,
+    catalog: &Arc<StaticCatalog>,
+    all: &ReadModels,
+    applied: watch::Receiver<Position>,
+) -> CommandBus {
+    let lookups = Lookups {
+        catalog: catalog.clone(),
+        models: all.instances.clone(),
+        configurations: all.configurations.clone(),
+    };
+    CommandBus::new(
+        store.clone(),
+        lookups,
+        applied,
+        Duration::from_millis(cfg.read_your_writes_timeout_ms),
+    )
 }
 
 /// Start-up step 1: the auth mode and the listening address; `--auth noauth` is refused on
@@ -559,15 +582,23 @@ async fn run_saga_runner(
     "the saga runner"
 }
 
-/// Serves HTTP on `listener` until `shutdown` resolves (in-flight requests finish).
+/// The listener's timeouts and limits, from the flags.
+fn net_config(cfg: &ServeConfig) -> NetConfig {
+    NetConfig {
+        header_read_timeout: Duration::from_secs(cfg.header_read_timeout_secs),
+        idle_timeout: Duration::from_secs(cfg.idle_timeout_secs),
+        shutdown_grace: Duration::from_secs(cfg.shutdown_grace_secs),
+        max_connections: usize::try_from(cfg.max_connections).unwrap_or(usize::MAX),
+    }
+}
+
+/// Serves HTTP on `listener` until `shutdown` resolves; then requests in flight get the
+/// grace period to finish, and what remains is closed (`crate::net`).
 fn serve_http(
     listener: TcpListener,
     app: axum::Router,
+    cfg: NetConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> JoinHandle<std::io::Result<()>> {
-    tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-    })
+    tokio::spawn(net::serve(listener, app, cfg, shutdown))
 }

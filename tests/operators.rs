@@ -209,7 +209,7 @@ async fn metrics_count_events_commands_saga_steps_and_latency() {
 }
 
 /// Every family `/metrics` exports: name, type and help text, as a user finds them.
-const DECLARED: [(&str, &str, &str); 11] = [
+const DECLARED: [(&str, &str, &str); 13] = [
     (
         "troved_events_appended_total",
         "counter",
@@ -239,6 +239,16 @@ const DECLARED: [(&str, &str, &str); 11] = [
         "troved_unreadable_events",
         "gauge",
         "Events of the log that do not decode, found since the process started, those before a read-model snapshot's position included (run `troved audit verify`).",
+    ),
+    (
+        "troved_http_connections_closed_total",
+        "counter",
+        "Client connections the server closed or refused itself, by reason (header_timeout, body_timeout, idle_timeout, evicted, refused, dropped, shutdown).",
+    ),
+    (
+        "troved_http_connections_open",
+        "gauge",
+        "Client connections open now (at most the connection limit).",
     ),
     (
         "troved_projection_position",
@@ -368,12 +378,14 @@ async fn metrics_parse_as_prometheus_text_with_every_family_label_and_bucket() {
             "troved_commands_total" => &["command", "outcome"],
             "troved_saga_steps_total" => &["outcome", "step"],
             "troved_projection_anomalies_total" => &["kind"],
+            "troved_http_connections_closed_total" => &["reason"],
             "troved_projection_events_total"
             | "troved_unreadable_events"
             | "troved_projection_position"
             | "troved_store_head_position"
             | "troved_projection_lag_events"
-            | "troved_command_cached_streams" => &[],
+            | "troved_command_cached_streams"
+            | "troved_http_connections_open" => &[],
             n if n == format!("{histogram}_bucket") => &["le", "method", "route", "status"],
             n if n == format!("{histogram}_sum") || n == format!("{histogram}_count") => {
                 &["method", "route", "status"]

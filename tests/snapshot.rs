@@ -45,7 +45,7 @@ impl Serve {
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(r) = s.http.get(format!("{}/v1.0", s.base)).send().await {
+            if let Ok(r) = s.http.get(format!("{}/readyz", s.base)).send().await {
                 if r.status().is_success() {
                     return s;
                 }

@@ -45,6 +45,10 @@ pub enum ApiError {
     /// 413 `overLimit`: the request body is too large.
     #[error("{0}")]
     OverLimit(String),
+    /// 408 `requestTimeout`: the request body did not arrive in time. The answer closes
+    /// the connection (`Connection: close`): the rest of the body may still be coming.
+    #[error("{0}")]
+    RequestTimeout(String),
     /// 415 `badMediaType`: a Content-Type other than JSON.
     #[error("Unsupported Content-Type")]
     BadMediaType,
@@ -81,6 +85,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::OverLimit(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::BadMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) | ApiError::Damaged { .. } => StatusCode::INTERNAL_SERVER_ERROR,
@@ -107,6 +112,7 @@ impl ApiError {
             ApiError::NotFound(_) => "itemNotFound",
             ApiError::Conflict(_) => "conflict",
             ApiError::OverLimit(_) => "overLimit",
+            ApiError::RequestTimeout(_) => "requestTimeout",
             ApiError::BadMediaType => "badMediaType",
             ApiError::Unavailable { .. } => "serviceUnavailable",
             ApiError::Internal(_) | ApiError::Damaged { .. } => "instanceFault",
@@ -224,6 +230,10 @@ impl IntoResponse for ApiError {
         if let ApiError::Unavailable { retry_after, .. } = &self {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+        }
+        if let ApiError::RequestTimeout(_) = &self {
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         if status.is_server_error() {
             let cause = match self {

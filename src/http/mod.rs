@@ -2,7 +2,8 @@
 //! error format for everything that goes wrong, including unknown routes and bad JSON.
 //!
 //! - One module per resource (`instances`, `flavors`, `datastores`, `backups`,
-//!   `configurations`, `history`, `operators`, `versions`), each with its `router()`.
+//!   `configurations`, `history`, `operators`, `versions`), each with its `router()`;
+//!   [`health`]: the orchestrators' probes (`/healthz`, `/readyz`).
 //! - [`request_body`]: the typed request bodies, which parse a request and document it.
 //! - [`request`]: what handlers read besides the body (query, paging, links).
 //! - [`error`]: [`ApiError`], the only place a status code is chosen.
@@ -15,6 +16,7 @@ pub mod configurations;
 pub mod datastores;
 pub mod error;
 pub mod flavors;
+pub mod health;
 pub mod history;
 pub mod instances;
 pub mod openapi;
@@ -25,6 +27,7 @@ pub mod versions;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::HttpBody as _;
 use axum::extract::Request;
@@ -91,18 +94,43 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(configurations::router())
         .merge(history::router())
         .merge(operators::router())
+        .merge(health::router())
 }
 
-/// The whole API. `max_body_bytes` bounds every request body (413 beyond).
-pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+/// Bounds on every request body.
+#[derive(Clone, Copy, Debug)]
+pub struct BodyLimits {
+    /// Largest body, bytes (413 `overLimit` beyond).
+    pub max_bytes: usize,
+    /// The whole body must arrive within this long of the request's head (408
+    /// `requestTimeout` otherwise, and the connection is closed).
+    pub read_timeout: Duration,
+}
+
+/// The whole API, every request body bounded by `limits`.
+pub fn router(state: AppState, limits: BodyLimits) -> Router {
     let (routes, _document) = api().split_for_parts();
     routes
         .fallback(fallback)
         .method_not_allowed_fallback(fallback)
         // Our own limit (`per_request`) has already bounded the body.
         .layer(DefaultBodyLimit::disable())
-        .layer(middleware::from_fn_with_state(max_body_bytes, per_request))
+        .layer(middleware::from_fn_with_state(limits, per_request))
         .with_state(state)
+}
+
+/// The answer to a connection beyond the connection limit when every connection is busy
+/// (`crate::net`): 503 `serviceUnavailable`, `Retry-After: 1`, and `Connection: close`.
+pub fn too_many_connections() -> Response {
+    let mut resp = ApiError::Unavailable {
+        message: "Too many connections; retry later.".into(),
+        retry_after: 1,
+        cause: "connection limit reached".into(),
+    }
+    .into_response();
+    resp.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    resp
 }
 
 /// No route (or no method) matches: Trove answers 404, never 405.
@@ -111,16 +139,19 @@ async fn fallback(_uri: Uri) -> ApiError {
 }
 
 /// What every request goes through, outermost first: its latency is observed
-/// ([`observe_latency`]), it gets a request id ([`request_id`]), its body is bounded
-/// ([`limit_body`]). One middleware rather than three layers: each `from_fn` layer
+/// ([`observe_latency`]), it gets a request id ([`request_id`]), its body is bounded in
+/// size and time ([`limit_body`]). One middleware rather than three layers: each `from_fn` layer
 /// clones the boxed inner service and allocates a future per request, which showed in
 /// the profile of the read endpoints (~10% of a `GET /instances/{id}`).
 async fn per_request(
-    axum::extract::State(max): axum::extract::State<usize>,
+    axum::extract::State(limits): axum::extract::State<BodyLimits>,
     req: Request,
     next: Next,
 ) -> Response {
-    observe_latency(req, |req| request_id(req, |req| limit_body(max, req, next))).await
+    observe_latency(req, |req| {
+        request_id(req, |req| limit_body(limits, req, next))
+    })
+    .await
 }
 
 /// Gives every request an `x-openstack-request-id` and echoes it on the response. Inside
@@ -172,23 +203,37 @@ async fn observe_latency<F: Future<Output = Response>>(
     resp
 }
 
-/// Bounds request bodies at `max` bytes (413 `overLimit` beyond). A body somewhat over
-/// the limit is still read to its end before the refusal: answering while the client is
-/// still sending makes the kernel reset the connection, and the client would see a
-/// broken connection instead of the 413. A request that says it has no body (a GET
-/// without `Content-Length`) goes through untouched.
-async fn limit_body(max: usize, req: Request, next: Next) -> Response {
+/// Bounds request bodies at `limits.max_bytes` (413 `overLimit` beyond). A body
+/// somewhat over the limit is still read to its end before the refusal: answering while
+/// the client is still sending makes the kernel reset the connection, and the client
+/// would see a broken connection instead of the 413. A request that says it has no body
+/// (a GET without `Content-Length`) goes through untouched. A body that has not arrived
+/// whole within `limits.read_timeout` (a client sending a byte a second, or not at all)
+/// is answered 408 and its connection closed: a deadline for the whole body, not between
+/// bytes, since a trickle would reset an inactivity timer forever.
+async fn limit_body(limits: BodyLimits, req: Request, next: Next) -> Response {
     if req.body().size_hint().exact() == Some(0) {
         return next.run(req).await;
     }
     let (parts, body) = req.into_parts();
+    let max = limits.max_bytes;
     let drain_cap = max.saturating_mul(4).max(64 * 1024);
-    match axum::body::to_bytes(body, drain_cap).await {
-        Ok(bytes) if bytes.len() <= max => {
+    let read = tokio::time::timeout(limits.read_timeout, axum::body::to_bytes(body, drain_cap));
+    match read.await {
+        Err(_elapsed) => {
+            crate::metrics::global()
+                .connection_closed(crate::metrics::ConnectionClosed::BodyTimeout);
+            ApiError::RequestTimeout(format!(
+                "The request body did not arrive within {} s.",
+                limits.read_timeout.as_secs_f64()
+            ))
+            .into_response()
+        }
+        Ok(Ok(bytes)) if bytes.len() <= max => {
             next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
                 .await
         }
-        _ => ApiError::OverLimit(format!("Request body is too large (limit {max} bytes)."))
+        Ok(_) => ApiError::OverLimit(format!("Request body is too large (limit {max} bytes)."))
             .into_response(),
     }
 }

@@ -510,6 +510,17 @@ impl CommandBus {
         &self.inner.lookups
     }
 
+    /// Whether the read models have applied `position`, waiting at most `within` for
+    /// them to get there (the readiness probe); with the position they have applied.
+    pub async fn applied_within(&self, position: Position, within: Duration) -> (bool, Position) {
+        let mut rx = self.inner.applied.clone();
+        let reached = tokio::time::timeout(within, rx.wait_for(|p| *p >= position))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        let applied = *rx.borrow();
+        (reached, applied)
+    }
+
     /// Waits (bounded) until the read models applied `position`, so the client's next
     /// read sees its change. On timeout the command still succeeded (it is durable) and
     /// the wait is logged; if the projector is gone, reads can never catch up, and the

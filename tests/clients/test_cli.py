@@ -85,12 +85,12 @@ class Troved:
                     last = f"troved exited with {self.proc.returncode}"
                     break
                 try:
-                    with urllib.request.urlopen(f"{self.base}/v1.0", timeout=2) as r:
+                    with urllib.request.urlopen(f"{self.base}/readyz", timeout=2) as r:
                         doc = json.loads(r.read())
-                    # Our child is alive and answering: the port is ours.
-                    if doc.get("version", {}).get("id") == "v1.0" and self.proc.poll() is None:
+                    # Our child is alive and ready: the port is ours.
+                    if doc.get("status") == "ready" and self.proc.poll() is None:
                         return
-                    last = f"unexpected version document {doc!r}"
+                    last = f"unexpected readiness document {doc!r}"
                 except Exception as e:  # not listening yet
                     last = repr(e)
                 time.sleep(0.1)

@@ -16,6 +16,8 @@ pub struct TestServer {
     pub data_dir: PathBuf,
     child: Option<Child>,
     extra_args: Vec<String>,
+    /// `ulimit` arguments the server is started under (through `sh -c`), if any.
+    ulimit: Option<String>,
     pub http: reqwest::Client,
 }
 
@@ -29,16 +31,58 @@ fn free_port() -> u16 {
 impl TestServer {
     /// Starts a server on a fresh data dir with the given extra flags.
     pub async fn start(data_dir: &Path, extra_args: &[&str]) -> TestServer {
+        Self::start_limited(data_dir, extra_args, None).await
+    }
+
+    /// Starts a server under `ulimit <ulimit>` (e.g. `-Sn 256`: a lower soft limit of open
+    /// files), run by `sh -c '... exec troved'` so the server keeps the child's pid.
+    pub async fn start_limited(
+        data_dir: &Path,
+        extra_args: &[&str],
+        ulimit: Option<&str>,
+    ) -> TestServer {
         let mut s = TestServer {
             base: String::new(),
             port: 0,
             data_dir: data_dir.to_path_buf(),
             child: None,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            ulimit: ulimit.map(str::to_string),
             http: reqwest::Client::new(),
         };
         s.spawn().await;
         s
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGTERM (a clean shutdown), then waits up to `within` for the process to exit;
+    /// its exit status, or `None` if it still runs (it is then SIGKILLed when dropped).
+    pub fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let pid = self.pid()?;
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(sent.success(), "kill -TERM {pid}");
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                self.child = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Starts the server again on the same data dir (after [`TestServer::terminate`]).
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.spawn().await;
     }
 
     async fn spawn(&mut self) {
@@ -49,7 +93,17 @@ impl TestServer {
                 (0, Some(p)) => p,
                 _ => free_port(),
             };
-            let child = Command::new(env!("CARGO_BIN_EXE_troved"))
+            let mut command = match &self.ulimit {
+                None => Command::new(env!("CARGO_BIN_EXE_troved")),
+                Some(limit) => {
+                    let mut sh = Command::new("sh");
+                    sh.arg("-c")
+                        .arg(format!("ulimit {limit} && exec \"$0\" \"$@\""))
+                        .arg(env!("CARGO_BIN_EXE_troved"));
+                    sh
+                }
+            };
+            let child = command
                 .arg("serve")
                 .arg("--listen")
                 .arg(format!("127.0.0.1:{port}"))
@@ -78,7 +132,7 @@ impl TestServer {
             if let Some(Ok(Some(_))) = self.child.as_mut().map(|c| c.try_wait()) {
                 return false; // exited (port taken?)
             }
-            if let Ok(r) = self.http.get(format!("{}/v1.0", self.base)).send().await {
+            if let Ok(r) = self.http.get(format!("{}/readyz", self.base)).send().await {
                 if r.status().is_success() {
                     return true;
                 }

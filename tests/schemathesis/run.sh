@@ -51,7 +51,7 @@ PID=$!
 
 ready() {
     python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' \
-        "$BASE/openapi.json" 2>/dev/null
+        "$BASE/readyz" 2>/dev/null
 }
 for attempt in $(seq 1 200); do
     if ready; then
