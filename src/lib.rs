@@ -13,6 +13,8 @@
 //! - [`saga`]: the saga runner that provisions instances in a simulated cloud and
 //!   records each step as events.
 //! - [`sim`]: the simulated cloud behind the provider ports (persisted apart from the log).
+//! - [`local`]: the local provider's engines (issue #13): real PostgreSQL and MariaDB
+//!   servers on this machine, run as an unprivileged user; discovery of what is installed.
 //! - [`secrets`]: per-instance keys that seal passwords before they reach the log.
 //! - [`catalog`]: flavors, datastores, limits; the lookups `decide` consults.
 //! - [`timeline`]: an instance's timeline from its stream (who, what, when) and its state
@@ -28,6 +30,7 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod local;
 pub mod metrics;
 pub mod retry;
 pub mod runtime;
