@@ -161,6 +161,8 @@ async fn create(name: &str) -> Result<(), LocalError> {
     cmd.args([
         "--system",
         "--no-create-home",
+        "--home-dir",
+        "/nonexistent",
         "--user-group",
         "--shell",
         "/usr/sbin/nologin",
@@ -169,12 +171,18 @@ async fn create(name: &str) -> Result<(), LocalError> {
         "--",
         name,
     ]);
-    match proc::run(cmd, None, &[], Duration::from_secs(30)).await {
-        Ok(_) => Ok(()),
-        // Two troved tasks (or tests) creating it at once: the loser finds it there.
-        Err(_) if lookup(name).await.is_some() => Ok(()),
-        Err(e) => Err(e),
+    let Err(e) = proc::run(cmd, None, &[], Duration::from_secs(30)).await else {
+        return Ok(());
+    };
+    // Two troved tasks (or tests) creating it at once: the loser fails ("already exists",
+    // or "cannot lock /etc/passwd" while the winner writes) and finds it there soon.
+    for _ in 0..50 {
+        if lookup(name).await.is_some() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    Err(e)
 }
 
 #[cfg(test)]
