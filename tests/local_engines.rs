@@ -194,7 +194,8 @@ async fn starts_and_serves_created_users(f: &Fixture) -> ServerRecord {
     assert!(client(f, e.admin_user(), "nope", admin_db(f), "SELECT 1").is_err());
 
     // A second engine (a restarted troved) adopts the running server.
-    let again = e.start(inst).await.unwrap();
+    let restarted_troved = engine(e.installation(), options(f.root.path()).await).unwrap();
+    let again = restarted_troved.start(inst).await.unwrap();
     assert_eq!(
         again.pid, record.pid,
         "never a second server on one data dir"
