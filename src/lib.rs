@@ -15,6 +15,8 @@
 //! - [`saga`]: the saga runner that provisions instances in a simulated cloud and
 //!   records each step as events.
 //! - [`sim`]: the simulated cloud behind the provider ports (persisted apart from the log).
+//! - [`local`]: the local provider's engines (issue #13): real PostgreSQL and MariaDB
+//!   servers on this machine, run as an unprivileged user; discovery of what is installed.
 //! - [`reconcile`]: lost state files: the start-up checks of the vault and the provider's
 //!   state, and the reconciliation of the log with what the provider still has.
 //! - [`secrets`]: per-instance keys that seal passwords before they reach the log.
@@ -32,6 +34,7 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod local;
 pub mod metrics;
 pub mod net;
 pub mod reconcile;

@@ -1,0 +1,364 @@
+//! MariaDB: `mariadb-install-db` templates, `mariadbd`, and administration through the
+//! `mariadb` client.
+//!
+//! Authentication: `mariadb-install-db` creates an account named after the database user
+//! that logs in through the Unix socket by OS identity (`unix_socket`); the socket lives in
+//! the instance's private `run/` directory, so this is troved's administration path, with
+//! no password to keep. Network logins need a password. Options go to `my.cnf` in the
+//! instance directory (memory sizing, then the configuration group's values); the
+//! addresses, port, socket and data directory are on the command line, which wins.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::process::Command;
+use tokio::sync::Mutex;
+
+use super::quote::{
+    config_name, config_value, mariadb_account, mariadb_grant_db, mariadb_ident, mariadb_literal,
+};
+use super::{
+    copy_data, proc, publish_template, running, scratch_name, spawn_server, stop_server,
+    user::private_dir, ConfigOutcome, Engine, EngineOptions, Health, Installation, Instance,
+    LocalError, ServerRecord, UserSpec,
+};
+
+/// The superuser account [`Engine::set_admin_password`] sets: `root@'%'`, as upstream
+/// Trove's "root enable" does for MySQL-family datastores.
+pub const ADMIN: &str = "root";
+
+/// Every script starts with this: string literals then treat a backslash as an ordinary
+/// character, which [`mariadb_literal`] relies on, whatever the server's `sql_mode`.
+const SESSION: &str = "SET SESSION sql_mode = 'NO_BACKSLASH_ESCAPES';\n";
+
+/// `innodb_buffer_pool_size` = RAM/2, between 32 MB and 16 GB.
+pub fn memory_settings(ram_mb: u32) -> Vec<(String, String)> {
+    let pool = (ram_mb / 2).clamp(32, 16384);
+    vec![("innodb_buffer_pool_size".into(), format!("{pool}M"))]
+}
+
+/// `my.cnf`: a `[mariadbd]` group with memory sizing, then the given values.
+pub fn option_file(
+    memory: &[(String, String)],
+    values: &[(String, String)],
+) -> Result<String, LocalError> {
+    let mut text = String::from("# Written by troved; replaced on each change.\n[mariadbd]\n");
+    for (name, value) in memory.iter().chain(values) {
+        text.push_str(&format!(
+            "{} = {}\n",
+            config_name(name)?,
+            config_value(value)?
+        ));
+    }
+    Ok(text)
+}
+
+/// The right-hand side of `SET GLOBAL name = …`: integers bare, anything else quoted.
+fn global_value(value: &str) -> Result<String, LocalError> {
+    if value.parse::<i64>().is_ok() {
+        return Ok(value.to_string());
+    }
+    mariadb_literal(value)
+}
+
+/// A MariaDB series' engine.
+pub struct Mariadb {
+    install: Installation,
+    opts: EngineOptions,
+    template_lock: Mutex<()>,
+}
+
+impl Mariadb {
+    pub fn new(install: Installation, opts: EngineOptions) -> Mariadb {
+        Mariadb {
+            install,
+            opts,
+            template_lock: Mutex::new(()),
+        }
+    }
+
+    fn socket(inst: &Instance) -> std::path::PathBuf {
+        inst.run_dir().join("mariadb.sock")
+    }
+
+    /// `mariadb-install-db` into `data`, as the database user.
+    async fn install_db(&self, data: &std::path::Path) -> Result<(), LocalError> {
+        let cwd = data.parent().unwrap_or(data);
+        let mut cmd = self
+            .opts
+            .user
+            .command(&self.install.tool("mariadb-install-db"), cwd);
+        cmd.arg("--no-defaults")
+            .arg(format!("--user={}", self.opts.user.name))
+            .arg(format!("--datadir={}", data.display()))
+            .args([
+                "--auth-root-authentication-method=socket",
+                "--skip-test-db",
+                "--skip-name-resolve",
+            ]);
+        proc::run(cmd, None, &[], self.opts.timeout * 4)
+            .await
+            .map(drop)
+    }
+
+    async fn template(&self) -> Result<std::path::PathBuf, LocalError> {
+        let name = format!("mariadb-{}-{}", self.install.version, self.opts.user.name);
+        let dir = self.opts.templates.join(name);
+        let data = dir.join("data");
+        if data.join("mysql").exists() {
+            return Ok(data);
+        }
+        let _guard = self.template_lock.lock().await;
+        if data.join("mysql").exists() {
+            return Ok(data);
+        }
+        private_dir(&self.opts.user, &self.opts.templates)?;
+        let tmp = private_dir(&self.opts.user, &scratch_name(&dir))?;
+        if let Err(e) = self.install_db(&tmp.join("data")).await {
+            let _ = tokio::fs::remove_dir_all(&tmp).await;
+            return Err(e);
+        }
+        publish_template(&tmp, &dir).await?;
+        Ok(data)
+    }
+
+    /// Initializes `inst` with `mariadb-install-db` directly, without the template (for
+    /// comparison: `docs/performance.md`).
+    pub async fn init_fresh(&self, inst: &Instance) -> Result<(), LocalError> {
+        self.prepare_dirs(inst)?;
+        self.install_db(&inst.data_dir()).await
+    }
+
+    fn prepare_dirs(&self, inst: &Instance) -> Result<(), LocalError> {
+        self.opts.user.check_reachable(&inst.dir)?;
+        private_dir(&self.opts.user, &inst.dir)?;
+        private_dir(&self.opts.user, &inst.run_dir())?;
+        Ok(())
+    }
+
+    /// The `mariadb` client as the administration account over the private socket.
+    fn client(&self, inst: &Instance) -> Command {
+        let mut cmd = self
+            .opts
+            .user
+            .command(&self.install.tool("mariadb"), &inst.dir);
+        cmd.arg("--no-defaults")
+            .arg(format!("--socket={}", Self::socket(inst).display()))
+            .arg(format!("--user={}", self.opts.user.name))
+            .args(["--batch", "--skip-column-names", "--connect-timeout=5"]);
+        cmd
+    }
+
+    async fn sql(
+        &self,
+        inst: &Instance,
+        sql: &str,
+        secrets: &[&str],
+    ) -> Result<String, LocalError> {
+        let script = format!("{SESSION}{sql}\n");
+        proc::run(self.client(inst), Some(&script), secrets, self.opts.timeout).await
+    }
+
+    async fn is_ready(&self, inst: &Instance) -> bool {
+        let mut cmd = self
+            .opts
+            .user
+            .command(&self.install.tool("mariadb-admin"), &inst.dir);
+        cmd.arg("--no-defaults")
+            .arg(format!("--socket={}", Self::socket(inst).display()))
+            .arg(format!("--user={}", self.opts.user.name))
+            .args(["--connect-timeout=2", "ping"]);
+        proc::run(cmd, None, &[], Duration::from_secs(5))
+            .await
+            .is_ok()
+    }
+
+    fn my_cnf(inst: &Instance) -> std::path::PathBuf {
+        inst.dir.join("my.cnf")
+    }
+
+    /// The configuration group's values as last written (the lines after the memory).
+    fn write_options(
+        &self,
+        inst: &Instance,
+        values: &[(String, String)],
+    ) -> Result<(), LocalError> {
+        let memory = inst.ram_mb.map(memory_settings).unwrap_or_default();
+        let path = Self::my_cnf(inst);
+        std::fs::write(&path, option_file(&memory, values)?)
+            .map_err(|e| LocalError::io("write my.cnf", e))?;
+        // Values are kept apart too, so that a start can rewrite the memory part alone.
+        let json = serde_json::to_vec(values).map_err(|e| LocalError::io("values", e.into()))?;
+        std::fs::write(inst.dir.join("config.json"), json)
+            .map_err(|e| LocalError::io("write config.json", e))?;
+        self.opts.user.own(&path)
+    }
+
+    fn saved_values(inst: &Instance) -> Vec<(String, String)> {
+        std::fs::read(inst.dir.join("config.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+}
+
+#[async_trait]
+impl Engine for Mariadb {
+    fn installation(&self) -> &Installation {
+        &self.install
+    }
+
+    fn admin_user(&self) -> &'static str {
+        ADMIN
+    }
+
+    async fn init(&self, inst: &Instance) -> Result<(), LocalError> {
+        self.prepare_dirs(inst)?;
+        if inst.data_dir().join("mysql").exists() {
+            return Ok(());
+        }
+        let template = self.template().await?;
+        copy_data(&template, &inst.data_dir(), self.opts.timeout).await
+    }
+
+    async fn start(&self, inst: &Instance) -> Result<ServerRecord, LocalError> {
+        if let Some(record) = running(inst) {
+            return Ok(record);
+        }
+        self.write_options(inst, &Self::saved_values(inst))?;
+        let data = inst.data_dir();
+        let mut cmd = self
+            .opts
+            .user
+            .command(&self.install.tool("mariadbd"), &inst.dir);
+        // `--defaults-file` must come first; it makes mariadbd read that file only.
+        cmd.arg(format!("--defaults-file={}", Self::my_cnf(inst).display()))
+            .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--port={}", inst.port))
+            .arg(format!("--bind-address={}", inst.bind))
+            .arg(format!("--socket={}", Self::socket(inst).display()))
+            .arg(format!(
+                "--pid-file={}",
+                inst.run_dir().join("mariadbd.pid").display()
+            ))
+            .arg("--skip-name-resolve");
+        let user = &self.opts.user;
+        let pid = spawn_server(cmd, inst, user, self.opts.timeout, || self.is_ready(inst)).await?;
+        let record = ServerRecord {
+            datastore: "mariadb".into(),
+            version: self.install.version.clone(),
+            pid,
+            port: inst.port,
+            bind: inst.bind,
+            data_dir: data,
+        };
+        record.save(inst)?;
+        Ok(record)
+    }
+
+    async fn stop(&self, inst: &Instance) -> Result<(), LocalError> {
+        // SIGTERM is mariadbd's normal shutdown (as `mariadb-admin shutdown`).
+        stop_server(inst, rustix::process::Signal::TERM, self.opts.timeout).await
+    }
+
+    async fn health(&self, inst: &Instance) -> Health {
+        if running(inst).is_none() {
+            return Health::Down;
+        }
+        match self.sql(inst, "SELECT 1;", &[]).await {
+            Ok(_) => Health::Healthy,
+            Err(e) => Health::Unresponsive(e.to_string()),
+        }
+    }
+
+    async fn create_database(&self, inst: &Instance, name: &str) -> Result<(), LocalError> {
+        let sql = format!("CREATE DATABASE IF NOT EXISTS {};", mariadb_ident(name)?);
+        self.sql(inst, &sql, &[]).await.map(drop)
+    }
+
+    async fn create_user(&self, inst: &Instance, user: &UserSpec) -> Result<(), LocalError> {
+        let account = mariadb_account(&user.name, &user.host)?;
+        let password = mariadb_literal(&user.password)?;
+        let mut sql = format!(
+            "CREATE USER IF NOT EXISTS {account} IDENTIFIED BY {password};\n\
+             ALTER USER {account} IDENTIFIED BY {password};\n"
+        );
+        for db in &user.databases {
+            let db = mariadb_grant_db(db)?;
+            sql.push_str(&format!("GRANT ALL PRIVILEGES ON {db}.* TO {account};\n"));
+        }
+        self.sql(inst, &sql, &[&user.password]).await.map(drop)
+    }
+
+    async fn set_admin_password(&self, inst: &Instance, password: &str) -> Result<(), LocalError> {
+        let account = mariadb_account(ADMIN, "%")?;
+        let password_lit = mariadb_literal(password)?;
+        let sql = format!(
+            "CREATE USER IF NOT EXISTS {account} IDENTIFIED BY {password_lit};\n\
+             ALTER USER {account} IDENTIFIED BY {password_lit};\n\
+             GRANT ALL PRIVILEGES ON *.* TO {account} WITH GRANT OPTION;\n"
+        );
+        self.sql(inst, &sql, &[password]).await.map(drop)
+    }
+
+    async fn apply_config(
+        &self,
+        inst: &Instance,
+        values: &[(String, String)],
+    ) -> Result<ConfigOutcome, LocalError> {
+        option_file(&[], values)?;
+        if running(inst).is_none() {
+            self.write_options(inst, values)?;
+            return Ok(ConfigOutcome::Applied);
+        }
+        // `SET GLOBAL` checks each name while the server runs; an unknown one in my.cnf
+        // would stop the next start.
+        let mut outcome = ConfigOutcome::Applied;
+        for (name, value) in values {
+            let sql = format!(
+                "SET GLOBAL {} = {};",
+                config_name(name)?,
+                global_value(value)?
+            );
+            match self.sql(inst, &sql, &[]).await {
+                Ok(_) => {}
+                Err(LocalError::Command { stderr, .. }) if stderr.contains("Unknown system") => {
+                    return Err(LocalError::invalid(
+                        "configuration",
+                        format!("{name} is unknown"),
+                    ));
+                }
+                // Read-only (needs a restart) or a value SET refuses but the file takes
+                // (`128M`): in effect after the next start.
+                Err(_) => outcome = ConfigOutcome::RestartRequired,
+            }
+        }
+        self.write_options(inst, values)?;
+        Ok(outcome)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_follows_ram_within_bounds() {
+        assert_eq!(memory_settings(2048)[0].1, "1024M");
+        assert_eq!(memory_settings(16)[0].1, "32M");
+        assert_eq!(memory_settings(1 << 20)[0].1, "16384M");
+    }
+
+    #[test]
+    fn option_files_have_one_group_and_refuse_injected_lines() {
+        let text = option_file(
+            &memory_settings(512),
+            &[("max-connections".into(), "42".into())],
+        )
+        .unwrap();
+        assert!(text.contains("[mariadbd]\ninnodb_buffer_pool_size = 256M\nmax_connections = 42\n"));
+        assert!(option_file(&[], &[("a".into(), "1\n[client]".into())]).is_err());
+        assert_eq!(global_value("42").unwrap(), "42");
+        assert_eq!(global_value("ON").unwrap(), "'ON'");
+    }
+}
