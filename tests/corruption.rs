@@ -12,125 +12,54 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-/// `troved serve` with its stderr in a file (for the ERROR lines).
-struct Serve {
-    child: Child,
-    base: String,
-    http: reqwest::Client,
-    log: PathBuf,
+use common::Serve;
+
+/// `troved serve` with no simulated latency and its stderr in `log` (for the ERROR
+/// lines).
+async fn start(data_dir: &Path, log: PathBuf, extra: &[&str]) -> Serve {
+    let mut args = vec!["--sim-latency-ms", "0"];
+    args.extend_from_slice(extra);
+    Serve::start_logged(data_dir, log, &args).await
 }
 
-impl Serve {
-    async fn start(data_dir: &Path, log: PathBuf, extra: &[&str]) -> Serve {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
-        let child = Command::new(env!("CARGO_BIN_EXE_troved"))
-            .arg("serve")
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(["--sim-latency-ms", "0"])
-            .args(extra)
-            .env("RUST_LOG", "error")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("spawn troved");
-        let s = Serve {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            http: reqwest::Client::new(),
-            log,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(r) = s.http.get(format!("{}/v1.0", s.base)).send().await {
-                if r.status().is_success() {
-                    return s;
-                }
-            }
-            assert!(Instant::now() < deadline, "troved did not start");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+async fn call(s: &Serve, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    let mut rb = s.req(method, path);
+    if let Some(b) = body {
+        rb = rb.json(&b);
     }
-
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut rb = self
-            .http
-            .request(method, format!("{}/v1.0/p1{path}", self.base))
-            .header("X-Auth-Token", "alice:p1");
-        if let Some(b) = body {
-            rb = rb.json(&b);
-        }
-        common::send(rb).await
-    }
-
-    async fn metrics(&self) -> String {
-        self.http
-            .get(format!("{}/metrics", self.base))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("metrics body")
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGTERM, and waits for a clean exit.
-    fn terminate(mut self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(exit) = self.child.try_wait().expect("wait") {
-                assert!(exit.success(), "troved exited with {exit}");
-                return;
-            }
-            assert!(Instant::now() < deadline, "troved did not stop");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
+    common::send(rb).await
 }
 
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+async fn metrics(s: &Serve) -> String {
+    s.http
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics body")
 }
 
 async fn create_active(s: &Serve, name: &str) -> String {
-    let (status, body) = s
-        .call(
-            reqwest::Method::POST,
-            "/instances",
-            Some(common::create_body(name)),
-        )
-        .await;
+    let (status, body) = call(
+        s,
+        reqwest::Method::POST,
+        "/instances",
+        Some(common::create_body(name)),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     let id = body["instance"]["id"].as_str().unwrap().to_string();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let (_, body) = s
-            .call(reqwest::Method::GET, &format!("/instances/{id}"), None)
-            .await;
+        let (_, body) = call(s, reqwest::Method::GET, &format!("/instances/{id}"), None).await;
         if body["instance"]["status"] == "ACTIVE" {
             return id;
         }
@@ -188,24 +117,22 @@ async fn check_damage_is_visible(
 ) {
     let a_stream = format!("instance-{a}");
     let b_stream = format!("instance-{b}");
-    let (status, body) = s
-        .call(
-            reqwest::Method::PUT,
-            &format!("/instances/{a}"),
-            Some(json!({"instance": {"name": "again"}})),
-        )
-        .await;
+    let (status, body) = call(
+        s,
+        reqwest::Method::PUT,
+        &format!("/instances/{a}"),
+        Some(json!({"instance": {"name": "again"}})),
+    )
+    .await;
     assert_names_damage(status, &body, &a_stream, a_position, "PUT");
-    let (status, body) = s
-        .call(reqwest::Method::DELETE, &format!("/instances/{a}"), None)
-        .await;
+    let (status, body) = call(s, reqwest::Method::DELETE, &format!("/instances/{a}"), None).await;
     assert_names_damage(status, &body, &a_stream, a_position, "DELETE");
 
     // Show reads the read models: after a start from a snapshot, the events before it
     // are checked in the background; wait (bounded) until both are found.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while unreadable_gauge(&s.metrics().await) != Some(2) {
-        let metrics = s.metrics().await;
+    while unreadable_gauge(&metrics(s).await) != Some(2) {
+        let metrics = metrics(s).await;
         let gauge = metrics
             .lines()
             .find(|l| l.contains("unreadable"))
@@ -213,18 +140,12 @@ async fn check_damage_is_visible(
         assert!(Instant::now() < deadline, "metric ({how}): {gauge}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let (status, body) = s
-        .call(reqwest::Method::GET, &format!("/instances/{a}"), None)
-        .await;
+    let (status, body) = call(s, reqwest::Method::GET, &format!("/instances/{a}"), None).await;
     assert_names_damage(status, &body, &a_stream, a_position, "show");
     // The broken create: not a silent 404.
-    let (status, body) = s
-        .call(reqwest::Method::GET, &format!("/instances/{b}"), None)
-        .await;
+    let (status, body) = call(s, reqwest::Method::GET, &format!("/instances/{b}"), None).await;
     assert_names_damage(status, &body, &b_stream, b_position, "show (broken create)");
-    let (status, body) = s
-        .call(reqwest::Method::DELETE, &format!("/instances/{b}"), None)
-        .await;
+    let (status, body) = call(s, reqwest::Method::DELETE, &format!("/instances/{b}"), None).await;
     assert_names_damage(
         status,
         &body,
@@ -234,13 +155,13 @@ async fn check_damage_is_visible(
     );
 
     // History: every readable event, and the unreadable one marked in its place.
-    let (status, body) = s
-        .call(
-            reqwest::Method::GET,
-            &format!("/instances/{a}/history"),
-            None,
-        )
-        .await;
+    let (status, body) = call(
+        s,
+        reqwest::Method::GET,
+        &format!("/instances/{a}/history"),
+        None,
+    )
+    .await;
     assert_eq!(status, 200, "history: {body}");
     let entries = body["history"].as_array().expect("entries");
     assert!(entries.len() >= 5, "history lost events: {body}");
@@ -251,13 +172,13 @@ async fn check_damage_is_visible(
     assert_eq!(bad.len(), 1, "{body}");
     assert_eq!(bad[0]["position"], a_position);
     assert!(entries.iter().any(|e| e["event_type"] == "InstanceCreated"));
-    let (status, body) = s
-        .call(
-            reqwest::Method::GET,
-            &format!("/instances/{b}/history"),
-            None,
-        )
-        .await;
+    let (status, body) = call(
+        s,
+        reqwest::Method::GET,
+        &format!("/instances/{b}/history"),
+        None,
+    )
+    .await;
     assert_eq!(status, 200, "history of the broken create: {body}");
     assert!(body["history"][0]["unreadable"].is_string(), "{body}");
 
@@ -278,15 +199,15 @@ async fn unreadable_events_are_named_in_errors_history_metrics_and_the_start_log
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let log = |n: &str| dir.path().join(format!("{n}.log"));
-    let s = Serve::start(&data, log("first"), &[]).await;
+    let s = start(&data, log("first"), &[]).await;
     let a = create_active(&s, "a").await;
-    let (status, body) = s
-        .call(
-            reqwest::Method::PUT,
-            &format!("/instances/{a}"),
-            Some(json!({"instance": {"name": "a2"}})),
-        )
-        .await;
+    let (status, body) = call(
+        &s,
+        reqwest::Method::PUT,
+        &format!("/instances/{a}"),
+        Some(json!({"instance": {"name": "a2"}})),
+    )
+    .await;
     assert_eq!(status, 202, "{body}");
     let b = create_active(&s, "b").await;
     s.terminate();
@@ -308,11 +229,11 @@ async fn unreadable_events_are_named_in_errors_history_metrics_and_the_start_log
 
     // With the snapshot written at the clean shutdown (it predates the edit, and the
     // events it covers are not replayed)...
-    let s = Serve::start(&data, log("snapshot"), &[]).await;
+    let s = start(&data, log("snapshot"), &[]).await;
     check_damage_is_visible(&s, &a, a_position, &b, b_position, "from the snapshot").await;
     s.terminate();
     // ... and replaying the whole log.
-    let s = Serve::start(&data, log("replay"), &["--no-snapshot"]).await;
+    let s = start(&data, log("replay"), &["--no-snapshot"]).await;
     check_damage_is_visible(&s, &a, a_position, &b, b_position, "from the log").await;
     s.terminate();
 

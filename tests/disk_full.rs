@@ -13,9 +13,9 @@
 mod common;
 
 use std::io::Write as _;
-use std::net::TcpListener;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -95,61 +95,34 @@ fn fill(path: &Path) {
     while f.write_all(&small).is_ok() {}
 }
 
-/// `troved serve` on a data directory, with SIGTERM (the snapshot is written at a clean
-/// shutdown, which is where the stray temporary file came from).
-struct Serve {
-    child: Child,
-    base: String,
-    http: reqwest::Client,
+use common::Serve;
+
+/// `troved serve` on a data directory (stopped with SIGTERM: the snapshot is written at
+/// a clean shutdown, which is where the stray temporary file came from). Builds take a
+/// few polls, so one is still in flight when the disk fills.
+async fn start(data_dir: &Path) -> Serve {
+    Serve::start(
+        data_dir,
+        &[
+            "--sim-latency-ms",
+            "150",
+            "--public-url",
+            "https://troved.test",
+        ],
+    )
+    .await
 }
 
-impl Serve {
-    async fn start(data_dir: &Path) -> Serve {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
-        let child = Command::new(env!("CARGO_BIN_EXE_troved"))
-            .arg("serve")
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .arg("--data-dir")
-            .arg(data_dir)
-            // Builds take a few polls, so one is still in flight when the disk fills.
-            .args(["--sim-latency-ms", "150"])
-            .args(["--public-url", "https://troved.test"])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn troved");
-        let mut s = Serve {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            http: reqwest::Client::new(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            assert!(s.alive(), "troved exited during start-up");
-            if let Ok(r) = s.http.get(format!("{}/v1.0", s.base)).send().await {
-                if r.status().is_success() {
-                    return s;
-                }
-            }
-            assert!(Instant::now() < deadline, "troved did not start");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
+/// The calls these tests make, as p1's alice.
+trait Calls {
+    async fn get(&self, path: &str) -> (u16, Value);
+    async fn rename(&self, id: &str, name: &str) -> reqwest::Response;
+    async fn create(&self, name: &str) -> reqwest::Response;
+    async fn instances(&self) -> Vec<(String, String, String)>;
+    async fn wait_all_active(&self, n: usize);
+}
 
-    fn alive(&mut self) -> bool {
-        self.child.try_wait().expect("wait").is_none()
-    }
-
-    fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.http
-            .request(method, format!("{}/v1.0/p1{path}", self.base))
-            .header("X-Auth-Token", "alice:p1")
-    }
-
+impl Calls for Serve {
     async fn get(&self, path: &str) -> (u16, Value) {
         common::send(self.req(reqwest::Method::GET, path)).await
     }
@@ -205,31 +178,6 @@ impl Serve {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-
-    /// SIGTERM, and waits for a clean exit.
-    fn terminate(mut self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(exit) = self.child.try_wait().expect("wait") {
-                assert!(exit.success(), "troved exited with {exit}");
-                return;
-            }
-            assert!(Instant::now() < deadline, "troved did not stop");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Asserts a 503 in Trove's format with a `Retry-After`.
@@ -282,7 +230,7 @@ async fn full_disk_keeps_reads_refuses_writes_and_recovers_without_a_restart() {
     };
     let data = fs.path().join("data");
     let filler = fs.path().join("filler");
-    let mut s = Serve::start(&data).await;
+    let mut s = start(&data).await;
     let mut ids = Vec::new();
     for n in 0..3 {
         let resp = s.create(&format!("db{n}")).await;
@@ -318,7 +266,7 @@ async fn full_disk_keeps_reads_refuses_writes_and_recovers_without_a_restart() {
     // temporary file (the snapshot cannot be written; its .tmp is removed).
     s.terminate();
     assert_eq!(temporary_files(&data), Vec::<PathBuf>::new());
-    let mut s = Serve::start(&data).await;
+    let mut s = start(&data).await;
     reads_keep_answering(&mut s, &before).await;
     assert_unavailable(
         s.rename(&ids[1], "after-restart").await,
@@ -352,7 +300,7 @@ async fn full_disk_keeps_reads_refuses_writes_and_recovers_without_a_restart() {
     // Everything acknowledged survives a restart; no temporary file anywhere.
     s.terminate();
     assert_eq!(temporary_files(&data), Vec::<PathBuf>::new());
-    let s = Serve::start(&data).await;
+    let s = start(&data).await;
     assert_eq!(s.instances().await, after);
     s.terminate();
     assert_eq!(temporary_files(&data), Vec::<PathBuf>::new());
@@ -369,7 +317,7 @@ async fn start_on_a_full_disk_after_a_clean_shutdown_says_the_disk_is_full() {
     };
     let data = fs.path().join("data");
     let filler = fs.path().join("filler");
-    let s = Serve::start(&data).await;
+    let s = start(&data).await;
     assert_eq!(s.create("kept").await.status(), 200);
     s.wait_all_active(1).await;
     let before = s.instances().await;
@@ -397,7 +345,7 @@ async fn start_on_a_full_disk_after_a_clean_shutdown_says_the_disk_is_full() {
     );
 
     std::fs::remove_file(&filler).unwrap();
-    let s = Serve::start(&data).await;
+    let s = start(&data).await;
     assert_eq!(s.instances().await, before);
     s.terminate();
     assert_eq!(temporary_files(&data), Vec::<PathBuf>::new());

@@ -257,6 +257,111 @@ impl Drop for TestServer {
     }
 }
 
+/// One `troved serve` child on a fresh port at each start, for tests that stop it
+/// cleanly (SIGTERM) and start it again themselves: snapshots, a full disk, a damaged
+/// log. Its stderr goes to the test's, or to a file ([`Serve::start_logged`]) for tests
+/// that read the log. Killed on drop.
+pub struct Serve {
+    child: Child,
+    pub base: String,
+    pub http: reqwest::Client,
+    log: Option<PathBuf>,
+}
+
+impl Serve {
+    /// Starts with `extra` flags (say `--sim-latency-ms` if it matters) and
+    /// `RUST_LOG=error`, and waits until `/readyz` answers 200.
+    pub async fn start(data_dir: &Path, extra: &[&str]) -> Serve {
+        Serve::spawn(data_dir, None, extra).await
+    }
+
+    /// As [`Serve::start`], with stderr (no colours) in the file `log`.
+    pub async fn start_logged(data_dir: &Path, log: PathBuf, extra: &[&str]) -> Serve {
+        Serve::spawn(data_dir, Some(log), extra).await
+    }
+
+    async fn spawn(data_dir: &Path, log: Option<PathBuf>, extra: &[&str]) -> Serve {
+        let port = free_port();
+        let stderr = match &log {
+            Some(path) => Stdio::from(std::fs::File::create(path).expect("log file")),
+            None => Stdio::inherit(),
+        };
+        let child = Command::new(env!("CARGO_BIN_EXE_troved"))
+            .arg("serve")
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(extra)
+            .env("RUST_LOG", "error")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn troved");
+        let mut s = Serve {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            assert!(s.alive(), "troved exited during start-up");
+            if let Ok(r) = s.http.get(format!("{}/readyz", s.base)).send().await {
+                if r.status().is_success() {
+                    return s;
+                }
+            }
+            assert!(Instant::now() < deadline, "troved did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().expect("wait").is_none()
+    }
+
+    /// A request as `alice` of project `p1`, to `/v1.0/p1{path}`.
+    pub fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}/v1.0/p1{path}", self.base))
+            .header("X-Auth-Token", "alice:p1")
+    }
+
+    /// What the process logged so far (empty unless started with a log file).
+    pub fn log(&self) -> String {
+        self.log
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .unwrap_or_default()
+    }
+
+    /// SIGTERM, and waits (bounded) for a clean exit.
+    pub fn terminate(mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(exit) = self.child.try_wait().expect("wait") {
+                assert!(exit.success(), "troved exited with {exit}");
+                return;
+            }
+            assert!(Instant::now() < deadline, "troved did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Sends and decodes: (status, JSON body or Null for an empty body).
 pub async fn send(rb: reqwest::RequestBuilder) -> (u16, Value) {
     let resp = rb.send().await.expect("request sent");
