@@ -228,13 +228,13 @@ fn string_value(v: &Value) -> Result<&str, Broken> {
 /// A value's JSON cut at 60 characters.
 pub fn short(v: &Value) -> String {
     let s = v.to_string();
-    if s.len() > 60 {
-        format!(
+    // Characters, not bytes: a short name in a non-Latin script is not cut.
+    match s.char_indices().nth(60) {
+        Some(_) => format!(
             "{}...",
             &s[..s.char_indices().nth(57).map_or(s.len(), |(i, _)| i)]
-        )
-    } else {
-        s
+        ),
+        None => s,
     }
 }
 
@@ -431,6 +431,19 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn short_counts_characters_not_bytes() {
+        // 20 three-byte characters (62 bytes quoted): shown whole.
+        let name = "名".repeat(20);
+        assert_eq!(short(&json!(name)), format!("\"{name}\""));
+        // 70 characters: cut to 57 and marked.
+        let long = "é".repeat(70);
+        let cut = short(&json!(long));
+        assert_eq!(cut.chars().count(), 60);
+        assert!(cut.ends_with("..."));
+        assert_eq!(short(&json!("a".repeat(58))).chars().count(), 60);
+    }
 
     #[derive(Debug, Deserialize)]
     #[serde(remote = "Self")]
