@@ -150,11 +150,22 @@ fn connect(
     port: u16,
     password: &str,
 ) -> Result<String, String> {
+    query(install, host, port, password, "select 1")
+}
+
+/// Runs `sql` as `app` on `orders` over TCP; Ok(stdout) or Err(stderr).
+fn query(
+    install: &Installation,
+    host: &str,
+    port: u16,
+    password: &str,
+    sql: &str,
+) -> Result<String, String> {
     let port = port.to_string();
     let out = match install.datastore {
         Datastore::Postgresql => Command::new(install.tool("psql"))
             .arg(format!("postgresql://app:{password}@{host}:{port}/orders"))
-            .args(["-X", "-w", "-A", "-t", "-c", "select 1"])
+            .args(["-X", "-w", "-A", "-t", "-c", sql])
             .env_remove("PGPASSWORD")
             .output(),
         _ => Command::new(install.tool("mariadb"))
@@ -166,7 +177,7 @@ fn connect(
                 "orders",
                 "-N",
                 "-e",
-                "select 1",
+                sql,
             ])
             .output(),
     }
@@ -303,4 +314,140 @@ async fn versions_without_binaries_are_inactive_and_refused() {
     assert!(message.contains("not active"), "{message}");
     let list = local_list(&f.data_dir());
     assert_eq!(list, json!({"servers": [], "volumes": []}));
+}
+
+/// Attaching a configuration group to a running instance changes the value the server
+/// reports (a parameter the server applies without a restart).
+async fn attach_changes_the_value(
+    datastore: Datastore,
+    ports: &str,
+    (key, value): (&str, i64),
+    show: &str,
+    expect: &str,
+) {
+    let Some(install) = installation(datastore).await else {
+        return;
+    };
+    let f = Fixture::start(ports).await;
+    let s = &f.server;
+    let version = install.series.clone();
+    let body = create_body("configured", datastore.manager(), &version);
+    let (status, created) = s.post("u", "p1", "/instances", &body).await;
+    assert_eq!(status, 200, "{created}");
+    let id = created["instance"]["id"].as_str().unwrap().to_string();
+    let (host, port) = private_address(&wait_active(s, &id).await);
+    let before = query(&install, &host, port, "s3cret-pw", show).unwrap();
+    assert_ne!(before, expect, "the value is already {expect}");
+
+    let group = json!({"configuration": {
+        "name": "tuned", "values": {key: value},
+        "datastore": {"type": datastore.manager(), "version": version},
+    }});
+    let (status, group) = s.post("u", "p1", "/configurations", &group).await;
+    assert_eq!(status, 200, "{group}");
+    let gid = group["configuration"]["id"].as_str().unwrap();
+    let attach = json!({"instance": {"configuration": gid}});
+    let (status, body) = s.put("u", "p1", &format!("/instances/{id}"), &attach).await;
+    assert_eq!(status, 202, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = query(&install, &host, port, "s3cret-pw", show).unwrap();
+        if now == expect {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{show} still {now}, not {expect}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, body) = s.delete("u", "p1", &format!("/instances/{id}")).await;
+    assert_eq!(status, 202, "{body}");
+    wait_gone(s, &id).await;
+}
+
+#[tokio::test]
+async fn postgresql_configuration_attach_reaches_the_server() {
+    let pair = ("work_mem", 8192);
+    attach_changes_the_value(
+        Datastore::Postgresql,
+        "31150-31199",
+        pair,
+        "SHOW work_mem",
+        "8MB",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn mariadb_configuration_attach_reaches_the_server() {
+    let pair = ("max_connections", 77);
+    let show = "SELECT @@global.max_connections";
+    attach_changes_the_value(Datastore::Mariadb, "31200-31249", pair, show, "77").await;
+}
+
+/// A lost `state.json` is reported as a lost `cloud.db` is: start-up refuses, naming
+/// the file; restored, troved starts and the instance is still there and deletable.
+#[tokio::test]
+async fn a_lost_local_state_refuses_to_start_until_restored() {
+    let Some(install) = installation(Datastore::Postgresql).await else {
+        return;
+    };
+    let mut f = Fixture::start("31250-31299").await;
+    let body = create_body("kept", "postgresql", &install.series);
+    let (status, created) = f.server.post("u", "p1", "/instances", &body).await;
+    assert_eq!(status, 200, "{created}");
+    let id = created["instance"]["id"].as_str().unwrap().to_string();
+    wait_active(&f.server, &id).await;
+    f.server.kill();
+
+    let state = f.data_dir().join("local/state.json");
+    let aside = f.dir.path().join("state.json.aside");
+    std::fs::rename(&state, &aside).unwrap();
+    let err = refused_start(&f.data_dir());
+    std::fs::rename(&aside, &state).unwrap();
+    assert!(
+        err.contains(&state.display().to_string()),
+        "names the file: {err}"
+    );
+    assert!(
+        err.contains("--accept-lost-cloud-state"),
+        "says the way out: {err}"
+    );
+
+    f.server.restart().await;
+    let inst = wait_active(&f.server, &id).await;
+    let (host, port) = private_address(&inst);
+    assert_eq!(
+        connect(&install, &host, port, "s3cret-pw").as_deref(),
+        Ok("1")
+    );
+    let (status, body) = f
+        .server
+        .delete("u", "p1", &format!("/instances/{id}"))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    wait_gone(&f.server, &id).await;
+}
+
+/// Runs `troved serve --provider local` on `data_dir`, expecting a refusal within 20 s;
+/// its stderr.
+fn refused_start(data_dir: &Path) -> String {
+    let out = Command::new("timeout")
+        .arg("20")
+        .arg(env!("CARGO_BIN_EXE_troved"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--provider",
+            "local",
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .env("RUST_LOG", "error")
+        .output()
+        .expect("run troved");
+    assert!(!out.status.success(), "troved started without its state");
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
