@@ -28,6 +28,9 @@ pub enum Command {
     /// Inspect the simulated cloud.
     #[command(subcommand)]
     Sim(SimCommand),
+    /// Inspect the local provider (real database servers on this machine).
+    #[command(subcommand)]
+    Local(LocalCommand),
     /// An instance's full history (who did what, when), or its state at a moment.
     History(HistoryArgs),
     /// Check the event store's tamper evidence.
@@ -180,6 +183,22 @@ pub enum SimCommand {
     },
 }
 
+/// `troved local ...`.
+#[derive(Debug, Subcommand)]
+pub enum LocalCommand {
+    /// Print the local provider's servers and volumes as JSON
+    /// (`{"servers": [...], "volumes": [...]}`, with pids, ports and paths); works while
+    /// the server runs.
+    List {
+        /// The data directory of the server.
+        #[arg(long, env = "TROVED_DATA_DIR", default_value = "./data")]
+        data_dir: PathBuf,
+        /// The local provider's root, if not `<data dir>/local`.
+        #[arg(long, env = "TROVED_LOCAL_ROOT")]
+        local_root: Option<PathBuf>,
+    },
+}
+
 /// `troved serve`.
 #[derive(Debug, Clone, Args)]
 pub struct ServeConfig {
@@ -313,9 +332,27 @@ pub struct ServeConfig {
     pub quota_volumes: i64,
 
     /// Where instances are provisioned: `sim`, the simulated cloud persisted in
-    /// `cloud.db` in the data directory (the only provider for now).
+    /// `cloud.db` in the data directory; `local`, real PostgreSQL and MariaDB servers
+    /// on this machine (docs/providers.md); `auto`, `local` when at least one of their
+    /// server binaries is installed, else `sim`. The default stays `sim` until the local
+    /// provider is complete (issue #13).
     #[arg(long, env = "TROVED_PROVIDER", default_value = "sim")]
     pub provider: String,
+
+    /// Local provider: the directory of its state (`state.json`), templates, volumes
+    /// and database servers. Default `<data dir>/local`. Every ancestor must be
+    /// searchable by the database user (`troved-db` when troved runs as root).
+    #[arg(long, env = "TROVED_LOCAL_ROOT")]
+    pub local_root: Option<PathBuf>,
+
+    /// Local provider: the TCP ports its database servers may listen on, `FIRST-LAST`.
+    #[arg(long, env = "TROVED_LOCAL_PORTS", default_value = "30000-30999")]
+    pub local_ports: String,
+
+    /// Local provider: the address a server binds when its instance is public
+    /// (`access.is_public`); private ones bind 127.0.0.1 only.
+    #[arg(long, env = "TROVED_LOCAL_PUBLIC_BIND", default_value = "0.0.0.0")]
+    pub local_public_bind: std::net::IpAddr,
 
     /// Simulated cloud: delay of each provider call, in milliseconds.
     #[arg(long, env = "TROVED_SIM_LATENCY_MS", default_value_t = 200)]
@@ -405,6 +442,13 @@ impl ServeConfig {
     /// The simulated cloud's own state (an external cloud's, as far as troved knows).
     pub fn cloud_path(&self) -> PathBuf {
         self.data_dir.join("cloud.db")
+    }
+
+    /// The local provider's root directory (`--local-root`, default `<data dir>/local`).
+    pub fn local_root(&self) -> PathBuf {
+        self.local_root
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("local"))
     }
 
     /// The secret-key file (kept apart from the log; see docs/security.md).

@@ -4,7 +4,7 @@
 
 use clap::Parser;
 use tokio::net::TcpListener;
-use troved::config::{Cli, Command, SimCommand};
+use troved::config::{Cli, Command, LocalCommand, SimCommand};
 use troved::server::Server;
 
 fn main() -> std::process::ExitCode {
@@ -68,6 +68,14 @@ async fn run() -> anyhow::Result<()> {
         Command::Migrate(args) => troved::cli::migrate::run(args).await,
         Command::Sim(SimCommand::List { data_dir }) => {
             println!("{}", troved::sim::list_json(&data_dir)?);
+            Ok(())
+        }
+        Command::Local(LocalCommand::List {
+            data_dir,
+            local_root,
+        }) => {
+            let root = local_root.unwrap_or_else(|| data_dir.join("local"));
+            println!("{}", troved::local::provider::list_json(&root)?);
             Ok(())
         }
         Command::Sim(SimCommand::Check {

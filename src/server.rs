@@ -10,7 +10,7 @@
 
 use std::fs::File;
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +22,8 @@ use crate::catalog::{CatalogError, Limits, StaticCatalog};
 use crate::config::ServeConfig;
 use crate::http::auth::AuthMode;
 use crate::http::{self, AppState};
+use crate::local::provider::setup::{choose, Choice};
+use crate::local::provider::{LocalConfig, LocalProvider};
 use crate::net::{self, NetConfig};
 use crate::reconcile::{self, LostStateError, Reconciler};
 use crate::runtime::commands::CommandBus;
@@ -66,15 +68,64 @@ pub enum ServerError {
 /// Start-up step 5b: the vault and the provider's state, checked against the log (the
 /// read models) before opening them creates what is missing (`crate::reconcile`). Also
 /// returns the instances whose secrets the operator accepted as lost.
-fn open_vault_and_cloud(cfg: &ServeConfig, models: &InstanceModels) -> Result<Opened, ServerError> {
+fn open_vault_and_cloud(
+    cfg: &ServeConfig,
+    models: &InstanceModels,
+    choice: Choice,
+) -> Result<Opened, ServerError> {
     let (vault, lost_secrets) =
         reconcile::check_vault(&cfg.secrets_path(), models, cfg.accept_lost_secrets)?;
-    let cloud = Arc::new(open_cloud(cfg, models)?);
+    let (providers, state_file) = match choice {
+        Choice::Sim => (
+            sim_providers(&Arc::new(open_cloud(cfg, models)?)),
+            cfg.cloud_path(),
+        ),
+        Choice::Local(local) => {
+            let provider = Arc::new(open_local(cfg, models, local)?);
+            let state_file = provider.state_path();
+            (local_providers(&provider), state_file)
+        }
+    };
     Ok(Opened {
         vault: Arc::new(vault),
         lost_secrets,
-        providers: sim_providers(&cloud),
+        providers,
+        state_file,
     })
+}
+
+/// The local provider, after its state was checked against the log. Its root must be
+/// reachable by the database user: when it is inside the data directory, that becomes
+/// 0711 (traversable, not listable; the files in it stay 0600).
+fn open_local(
+    cfg: &ServeConfig,
+    models: &InstanceModels,
+    local: LocalConfig,
+) -> Result<LocalProvider, ServerError> {
+    if local.root.starts_with(&cfg.data_dir) {
+        restrict_permissions(&cfg.data_dir, 0o711);
+    }
+    let found = crate::local::provider::probe(&local.root)
+        .map_err(|e| ServerError::Config(format!("local provider: {e}")))?;
+    reconcile::check_provider_state(
+        found,
+        &crate::local::provider::state::path(&local.root)
+            .display()
+            .to_string(),
+        models,
+        cfg.accept_lost_cloud_state,
+    )?;
+    LocalProvider::open(local).map_err(|e| ServerError::Config(format!("local provider: {e}")))
+}
+
+/// Every provider port, served by the local provider.
+fn local_providers(local: &Arc<LocalProvider>) -> Providers {
+    Providers {
+        volumes: local.clone(),
+        compute: local.clone(),
+        guests: local.clone(),
+        inventory: local.clone(),
+    }
 }
 
 /// What [`open_vault_and_cloud`] opened.
@@ -82,8 +133,10 @@ struct Opened {
     vault: Arc<Vault>,
     /// Instances whose secrets the operator accepted as lost (to be recorded).
     lost_secrets: Vec<uuid::Uuid>,
-    /// Every provider port (the simulated cloud serves them all).
+    /// Every provider port (one provider serves them all).
     providers: Providers,
+    /// The provider's own state file (`cloud.db`, the local `state.json`).
+    state_file: PathBuf,
 }
 
 /// The provider behind the saga: the simulated cloud (the only one for now), after its
@@ -102,12 +155,6 @@ fn open_cloud(cfg: &ServeConfig, models: &InstanceModels) -> Result<SimCloud, Se
 
 /// The simulated cloud's configuration from the flags.
 fn sim_config(cfg: &ServeConfig) -> Result<SimConfig, ServerError> {
-    if cfg.provider != "sim" {
-        return Err(ServerError::Config(format!(
-            "--provider must be `sim` (the only provider so far), not `{}`",
-            cfg.provider
-        )));
-    }
     let faults = cfg
         .sim_faults
         .iter()
@@ -203,7 +250,10 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<Server, ServerError> {
         let (auth, addr) = check_auth(cfg, &listener)?;
-        let catalog = load_catalog(cfg)?;
+        let (catalog, choice) = choose(cfg, load_catalog(cfg)?)
+            .await
+            .map_err(ServerError::Config)?;
+        let catalog = Arc::new(catalog);
         let lock = lock_data_dir(cfg)?;
         let store_url = cfg.store_url().map_err(ServerError::Config)?;
         let store_lock = lock_store_dir(cfg, &store_url)?;
@@ -211,8 +261,8 @@ impl Server {
         tracing::info!(event_store = %store_url.redacted(), "event store opened");
         let (all, from, reached) = rebuild_read_models(cfg, dyn_store.as_ref()).await?;
         let models = all.instances.clone();
-        let opened = open_vault_and_cloud(cfg, &models)?;
-        restrict_private_files(cfg, &store_url);
+        let opened = open_vault_and_cloud(cfg, &models, choice)?;
+        restrict_private_files(cfg, &store_url, &opened.state_file);
         let (applied_tx, applied_rx) = watch::channel(reached);
         let bus = command_bus(cfg, &dyn_store, &catalog, &all, applied_rx);
 
@@ -352,8 +402,8 @@ fn check_auth(
 }
 
 /// Start-up step 2: the flavors and datastores catalog, with the operator's limits.
-fn load_catalog(cfg: &ServeConfig) -> Result<Arc<StaticCatalog>, ServerError> {
-    Ok(Arc::new(StaticCatalog::load(
+fn load_catalog(cfg: &ServeConfig) -> Result<StaticCatalog, ServerError> {
+    Ok(StaticCatalog::load(
         cfg.catalog.as_deref(),
         Limits {
             region: cfg.region.clone(),
@@ -362,7 +412,7 @@ fn load_catalog(cfg: &ServeConfig) -> Result<Arc<StaticCatalog>, ServerError> {
             quota_ram: cfg.quota_ram,
             quota_volumes: cfg.quota_volumes,
         },
-    )?))
+    )?)
 }
 
 /// Start-up step 3: an embedded store elsewhere than the data directory has its
@@ -393,8 +443,8 @@ fn lock_store_dir(cfg: &ServeConfig, store_url: &StoreUrl) -> Result<Option<File
 
 /// Start-up step 4, after opening: the vault, the simulated cloud's state and an
 /// embedded log are readable by the operator only.
-fn restrict_private_files(cfg: &ServeConfig, store_url: &StoreUrl) {
-    let mut private = vec![cfg.secrets_path(), cfg.cloud_path()];
+fn restrict_private_files(cfg: &ServeConfig, store_url: &StoreUrl, provider_state: &Path) {
+    let mut private = vec![cfg.secrets_path(), provider_state.to_path_buf()];
     if let StoreUrl::Sqlite(path) = store_url {
         private.push(path.clone());
     }

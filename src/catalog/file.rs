@@ -42,7 +42,11 @@
 //! image_tags = ["trove"]               # optional, admin view only
 //! registry_ext = "…"                   # optional, default per manager
 //! repl_strategy = "…"                  # optional, default per manager
+//! bin_dir = "/usr/lib/postgresql/15/bin" # optional: the local provider's binaries
 //! ```
+//!
+//! `bin_dir` matters only with `--provider local` (`super::installed`): the version runs
+//! the server found there instead of the one discovery finds for its name.
 
 use std::collections::{HashMap, HashSet};
 
@@ -149,11 +153,13 @@ struct FileVersion {
     registry_ext: Option<String>,
     #[serde(default)]
     repl_strategy: Option<String>,
+    #[serde(default)]
+    bin_dir: Option<std::path::PathBuf>,
 }
 
 /// What upstream's per-manager configuration says, for the managers we know: the guest
 /// manager class (`registry_ext`) and the replication strategy class.
-fn manager_defaults(manager: &str) -> (String, Option<&'static str>) {
+pub(super) fn manager_defaults(manager: &str) -> (String, Option<&'static str>) {
     match manager {
         "mysql" => (
             "trove.guestagent.datastore.mysql.manager.Manager".into(),
@@ -390,6 +396,7 @@ fn version(
                 .then(|| repl_strategy.map(String::from))
                 .flatten()
         }),
+        bin_dir: fv.bin_dir,
     };
     let version = DatastoreVersion {
         id,

@@ -14,6 +14,7 @@
 
 pub mod defaults;
 mod file;
+pub mod installed;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -63,6 +64,9 @@ pub struct VersionExtras {
     pub registry_ext: String,
     /// The replication strategy class; `None` when the version cannot replicate.
     pub repl_strategy: Option<String>,
+    /// The local provider's binary directory of this version: from the file
+    /// (`bin_dir`), or found by discovery (`installed`); `None` in sim mode.
+    pub bin_dir: Option<PathBuf>,
 }
 
 /// Why a catalog could not be loaded. Startup stops on it.

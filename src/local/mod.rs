@@ -35,6 +35,9 @@ use serde::{Deserialize, Serialize};
 pub use discover::{Datastore, Installation};
 pub use user::DbUser;
 
+// The saga's ports over the engines (kept apart from the engine modules above).
+pub mod provider;
+
 /// Why an engine operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LocalError {

@@ -1,0 +1,453 @@
+//! `troved serve --provider local` end to end (issue #13): the real binary provisions
+//! real PostgreSQL and MariaDB servers, and a real client connects to them.
+//!
+//! Each test runs its own troved on its own data directory and its own port range, and
+//! cleans up what it caused: it deletes its instances, and a `Drop` guard kills (by pid)
+//! every database server `troved local list` still reports, even when an assertion
+//! failed. A datastore whose binaries are absent is skipped with a `SKIPPED:` line.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::TestServer;
+use serde_json::{json, Value};
+use troved::local::{discover, Datastore, Installation};
+
+/// Kills every server the local provider of `data_dir` still lists, by pid.
+struct Reaper {
+    data_dir: PathBuf,
+}
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        for pid in listed_pids(&self.data_dir) {
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg(pid.to_string())
+                .status();
+        }
+    }
+}
+
+/// A troved with the local provider on a fresh data directory, and its reaper.
+struct Fixture {
+    // Dropped in this order: troved first, then the servers it left, then the files.
+    server: TestServer,
+    _reaper: Reaper,
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    async fn start(ports: &str) -> Fixture {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        // The database user must traverse to the data directory (a tempdir is 0700).
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+        let data_dir = dir.path().join("data");
+        let server = TestServer::start(
+            &data_dir,
+            &[
+                "--provider",
+                "local",
+                "--local-ports",
+                ports,
+                "--sim-latency-ms",
+                "50",
+            ],
+        )
+        .await;
+        Fixture {
+            server,
+            _reaper: Reaper {
+                data_dir: data_dir.clone(),
+            },
+            dir,
+        }
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+}
+
+/// `troved local list` of `data_dir`, parsed.
+fn local_list(data_dir: &Path) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_troved"))
+        .args(["local", "list", "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .expect("run troved local list");
+    assert!(
+        out.status.success(),
+        "troved local list: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("local list prints JSON")
+}
+
+fn listed_pids(data_dir: &Path) -> Vec<u32> {
+    let Ok(out) = Command::new(env!("CARGO_BIN_EXE_troved"))
+        .args(["local", "list", "--data-dir"])
+        .arg(data_dir)
+        .output()
+    else {
+        return Vec::new();
+    };
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    list["servers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["pid"].as_u64())
+        .map(|p| p as u32)
+        .collect()
+}
+
+fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+async fn installation(datastore: Datastore) -> Option<Installation> {
+    let found = discover::installed()
+        .await
+        .into_iter()
+        .find(|i| i.datastore == datastore);
+    if found.is_none() {
+        println!("SKIPPED: no {} server installed", datastore.manager());
+    }
+    found
+}
+
+fn create_body(name: &str, datastore: &str, version: &str) -> Value {
+    json!({"instance": {
+        "name": name,
+        "flavorRef": "1",
+        "volume": {"size": 1},
+        "datastore": {"type": datastore, "version": version},
+        "databases": [{"name": "orders"}],
+        "users": [{"name": "app", "password": "s3cret-pw", "databases": [{"name": "orders"}]}],
+    }})
+}
+
+/// The private `host:port` of a shown instance.
+fn private_address(inst: &Value) -> (String, u16) {
+    let addr = inst["addresses"]
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["type"] == "private"))
+        .and_then(|a| a["address"].as_str())
+        .unwrap_or_else(|| panic!("no private address in {inst}"));
+    let (host, port) = addr.rsplit_once(':').expect("host:port");
+    (host.to_string(), port.parse().expect("a port"))
+}
+
+/// Runs `select 1` through the datastore's client over TCP; Ok(stdout) or Err(stderr).
+fn connect(
+    install: &Installation,
+    host: &str,
+    port: u16,
+    password: &str,
+) -> Result<String, String> {
+    query(install, host, port, password, "select 1")
+}
+
+/// Runs `sql` as `app` on `orders` over TCP; Ok(stdout) or Err(stderr).
+fn query(
+    install: &Installation,
+    host: &str,
+    port: u16,
+    password: &str,
+    sql: &str,
+) -> Result<String, String> {
+    let port = port.to_string();
+    let out = match install.datastore {
+        Datastore::Postgresql => Command::new(install.tool("psql"))
+            .arg(format!("postgresql://app:{password}@{host}:{port}/orders"))
+            .args(["-X", "-w", "-A", "-t", "-c", sql])
+            .env_remove("PGPASSWORD")
+            .output(),
+        _ => Command::new(install.tool("mariadb"))
+            .args(["--no-defaults", "--protocol=TCP", "-h", host, "-P", &port])
+            .args([
+                "-u",
+                "app",
+                &format!("-p{password}"),
+                "orders",
+                "-N",
+                "-e",
+                sql,
+            ])
+            .output(),
+    }
+    .expect("run the client");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// Polls show until the instance is ACTIVE (a real server start takes seconds; the
+/// first one of a version also makes its template).
+async fn wait_active(s: &TestServer, id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (status, body) = s.get("u", "p1", &format!("/instances/{id}")).await;
+        assert_eq!(status, 200, "{body}");
+        let inst = body["instance"].clone();
+        match inst["status"].as_str() {
+            Some("ACTIVE") => return inst,
+            Some("ERROR") => panic!("the build failed: {inst}"),
+            _ => {}
+        }
+        assert!(Instant::now() < deadline, "not ACTIVE in time: {inst}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn wait_gone(s: &TestServer, id: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, _) = s.get("u", "p1", &format!("/instances/{id}")).await;
+        if status == 404 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "instance {id} not deleted in time"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Create with a database and a user → ACTIVE → the user connects to the database with
+/// its password (and not with another) → delete → process and files gone.
+async fn create_connect_delete(datastore: Datastore, version: &str, ports: &str) {
+    let Some(install) = installation(datastore).await else {
+        return;
+    };
+    let f = Fixture::start(ports).await;
+    let s = &f.server;
+    let body = create_body("orders-db", datastore.manager(), version);
+    let (status, created) = s.post("u", "p1", "/instances", &body).await;
+    assert_eq!(status, 200, "{created}");
+    let id = created["instance"]["id"].as_str().unwrap().to_string();
+    let inst = wait_active(s, &id).await;
+    let (host, port) = private_address(&inst);
+    assert_eq!(host, "127.0.0.1");
+    assert_eq!(
+        connect(&install, &host, port, "s3cret-pw").as_deref(),
+        Ok("1")
+    );
+    assert!(connect(&install, &host, port, "wrong-pw").is_err());
+
+    let list = local_list(&f.data_dir());
+    let servers = list["servers"].as_array().unwrap();
+    assert_eq!(servers.len(), 1, "{list}");
+    assert_eq!(servers[0]["instance_id"], json!(id));
+    assert_eq!(servers[0]["status"], "running");
+    assert_eq!(servers[0]["port"], json!(port));
+    let pid = servers[0]["pid"].as_u64().unwrap() as u32;
+    let path = PathBuf::from(servers[0]["path"].as_str().unwrap());
+    let volume = PathBuf::from(list["volumes"][0]["path"].as_str().unwrap());
+    assert!(alive(pid) && path.is_dir() && volume.is_dir());
+
+    let (status, body) = s.delete("u", "p1", &format!("/instances/{id}")).await;
+    assert_eq!(status, 202, "{body}");
+    wait_gone(s, &id).await;
+    assert!(
+        !alive(pid),
+        "the server process {pid} outlived its instance"
+    );
+    assert!(!path.exists() && !volume.exists(), "files left behind");
+    let list = local_list(&f.data_dir());
+    assert_eq!(list, json!({"servers": [], "volumes": []}));
+}
+
+#[tokio::test]
+async fn postgresql_instance_is_reachable_as_its_user_and_gone_after_delete() {
+    let Some(install) = installation(Datastore::Postgresql).await else {
+        return;
+    };
+    create_connect_delete(Datastore::Postgresql, &install.series, "31000-31049").await;
+}
+
+#[tokio::test]
+async fn mariadb_instance_is_reachable_as_its_user_and_gone_after_delete() {
+    let Some(install) = installation(Datastore::Mariadb).await else {
+        return;
+    };
+    create_connect_delete(Datastore::Mariadb, &install.series, "31050-31099").await;
+}
+
+#[tokio::test]
+async fn versions_without_binaries_are_inactive_and_refused() {
+    let Some(install) = installation(Datastore::Postgresql).await else {
+        return;
+    };
+    let f = Fixture::start("31100-31149").await;
+    let s = &f.server;
+    let (status, body) = s.get("u", "p1", "/datastores/postgresql").await;
+    assert_eq!(status, 200, "{body}");
+    let versions = body["datastore"]["versions"].as_array().unwrap().clone();
+    assert!(
+        versions.iter().any(|v| v["name"] == json!(install.series)),
+        "the installed series is listed: {body}"
+    );
+    // PostgreSQL 12 is in the catalog; its binaries are not installed here.
+    if Path::new("/usr/lib/postgresql/12/bin/postgres").exists() {
+        println!("SKIPPED: PostgreSQL 12 is installed");
+        return;
+    }
+    let (status, body) = s
+        .post(
+            "u",
+            "p1",
+            "/instances",
+            &create_body("old", "postgresql", "12"),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let message = body["badRequest"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("not active"), "{message}");
+    let list = local_list(&f.data_dir());
+    assert_eq!(list, json!({"servers": [], "volumes": []}));
+}
+
+/// Attaching a configuration group to a running instance changes the value the server
+/// reports (a parameter the server applies without a restart).
+async fn attach_changes_the_value(
+    datastore: Datastore,
+    ports: &str,
+    (key, value): (&str, i64),
+    show: &str,
+    expect: &str,
+) {
+    let Some(install) = installation(datastore).await else {
+        return;
+    };
+    let f = Fixture::start(ports).await;
+    let s = &f.server;
+    let version = install.series.clone();
+    let body = create_body("configured", datastore.manager(), &version);
+    let (status, created) = s.post("u", "p1", "/instances", &body).await;
+    assert_eq!(status, 200, "{created}");
+    let id = created["instance"]["id"].as_str().unwrap().to_string();
+    let (host, port) = private_address(&wait_active(s, &id).await);
+    let before = query(&install, &host, port, "s3cret-pw", show).unwrap();
+    assert_ne!(before, expect, "the value is already {expect}");
+
+    let group = json!({"configuration": {
+        "name": "tuned", "values": {key: value},
+        "datastore": {"type": datastore.manager(), "version": version},
+    }});
+    let (status, group) = s.post("u", "p1", "/configurations", &group).await;
+    assert_eq!(status, 200, "{group}");
+    let gid = group["configuration"]["id"].as_str().unwrap();
+    let attach = json!({"instance": {"configuration": gid}});
+    let (status, body) = s.put("u", "p1", &format!("/instances/{id}"), &attach).await;
+    assert_eq!(status, 202, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = query(&install, &host, port, "s3cret-pw", show).unwrap();
+        if now == expect {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{show} still {now}, not {expect}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, body) = s.delete("u", "p1", &format!("/instances/{id}")).await;
+    assert_eq!(status, 202, "{body}");
+    wait_gone(s, &id).await;
+}
+
+#[tokio::test]
+async fn postgresql_configuration_attach_reaches_the_server() {
+    let pair = ("work_mem", 8192);
+    attach_changes_the_value(
+        Datastore::Postgresql,
+        "31150-31199",
+        pair,
+        "SHOW work_mem",
+        "8MB",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn mariadb_configuration_attach_reaches_the_server() {
+    let pair = ("max_connections", 77);
+    let show = "SELECT @@global.max_connections";
+    attach_changes_the_value(Datastore::Mariadb, "31200-31249", pair, show, "77").await;
+}
+
+/// A lost `state.json` is reported as a lost `cloud.db` is: start-up refuses, naming
+/// the file; restored, troved starts and the instance is still there and deletable.
+#[tokio::test]
+async fn a_lost_local_state_refuses_to_start_until_restored() {
+    let Some(install) = installation(Datastore::Postgresql).await else {
+        return;
+    };
+    let mut f = Fixture::start("31250-31299").await;
+    let body = create_body("kept", "postgresql", &install.series);
+    let (status, created) = f.server.post("u", "p1", "/instances", &body).await;
+    assert_eq!(status, 200, "{created}");
+    let id = created["instance"]["id"].as_str().unwrap().to_string();
+    wait_active(&f.server, &id).await;
+    f.server.kill();
+
+    let state = f.data_dir().join("local/state.json");
+    let aside = f.dir.path().join("state.json.aside");
+    std::fs::rename(&state, &aside).unwrap();
+    let err = refused_start(&f.data_dir());
+    std::fs::rename(&aside, &state).unwrap();
+    assert!(
+        err.contains(&state.display().to_string()),
+        "names the file: {err}"
+    );
+    assert!(
+        err.contains("--accept-lost-cloud-state"),
+        "says the way out: {err}"
+    );
+
+    f.server.restart().await;
+    let inst = wait_active(&f.server, &id).await;
+    let (host, port) = private_address(&inst);
+    assert_eq!(
+        connect(&install, &host, port, "s3cret-pw").as_deref(),
+        Ok("1")
+    );
+    let (status, body) = f
+        .server
+        .delete("u", "p1", &format!("/instances/{id}"))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    wait_gone(&f.server, &id).await;
+}
+
+/// Runs `troved serve --provider local` on `data_dir`, expecting a refusal within 20 s;
+/// its stderr.
+fn refused_start(data_dir: &Path) -> String {
+    let out = Command::new("timeout")
+        .arg("20")
+        .arg(env!("CARGO_BIN_EXE_troved"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--provider",
+            "local",
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .env("RUST_LOG", "error")
+        .output()
+        .expect("run troved");
+    assert!(!out.status.success(), "troved started without its state");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
