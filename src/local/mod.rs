@@ -24,6 +24,7 @@ pub mod postgres;
 pub mod proc;
 pub mod quote;
 pub mod user;
+pub mod volume;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
