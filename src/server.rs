@@ -68,7 +68,7 @@ pub enum ServerError {
 /// Start-up step 5b: the vault and the provider's state, checked against the log (the
 /// read models) before opening them creates what is missing (`crate::reconcile`). Also
 /// returns the instances whose secrets the operator accepted as lost.
-fn open_vault_and_cloud(
+async fn open_vault_and_cloud(
     cfg: &ServeConfig,
     models: &InstanceModels,
     choice: Choice,
@@ -81,7 +81,7 @@ fn open_vault_and_cloud(
             cfg.cloud_path(),
         ),
         Choice::Local(local) => {
-            let provider = Arc::new(open_local(cfg, models, local)?);
+            let provider = Arc::new(open_local(cfg, models, local).await?);
             let state_file = provider.state_path();
             (local_providers(&provider), state_file)
         }
@@ -97,7 +97,7 @@ fn open_vault_and_cloud(
 /// The local provider, after its state was checked against the log. Its root must be
 /// reachable by the database user: when it is inside the data directory, that becomes
 /// 0711 (traversable, not listable; the files in it stay 0600).
-fn open_local(
+async fn open_local(
     cfg: &ServeConfig,
     models: &InstanceModels,
     local: LocalConfig,
@@ -115,7 +115,9 @@ fn open_local(
         models,
         cfg.accept_lost_cloud_state,
     )?;
-    LocalProvider::open(local).map_err(|e| ServerError::Config(format!("local provider: {e}")))
+    LocalProvider::open(local)
+        .await
+        .map_err(|e| ServerError::Config(format!("local provider: {e}")))
 }
 
 /// Every provider port, served by the local provider.
@@ -261,7 +263,7 @@ impl Server {
         tracing::info!(event_store = %store_url.redacted(), "event store opened");
         let (all, from, reached) = rebuild_read_models(cfg, dyn_store.as_ref()).await?;
         let models = all.instances.clone();
-        let opened = open_vault_and_cloud(cfg, &models, choice)?;
+        let opened = open_vault_and_cloud(cfg, &models, choice).await?;
         restrict_private_files(cfg, &store_url, &opened.state_file);
         let (applied_tx, applied_rx) = watch::channel(reached);
         let bus = command_bus(cfg, &dyn_store, &catalog, &all, applied_rx);

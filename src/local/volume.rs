@@ -652,27 +652,34 @@ fn sync_dir(path: &Path) -> Result<(), LocalError> {
         .map_err(|e| LocalError::io("sync the volumes directory", e))
 }
 
+/// Creates `dir` with exactly `mode` (troved runs with umask 077, which a mode given at
+/// creation would not escape); an existing one is left as it is.
 fn make_dir(dir: &Path, mode: u32) -> Result<(), LocalError> {
-    use std::os::unix::fs::DirBuilderExt;
-    match std::fs::DirBuilder::new().mode(mode).create(dir) {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::create_dir(dir) {
         Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
             Err(LocalError::io(&format!("create {}", dir.display()), e))
         }
-        _ => Ok(()),
+        Err(_) => Ok(()),
+        Ok(()) => std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| LocalError::io(&format!("chmod {}", dir.display()), e)),
     }
 }
 
 /// Creates the root (0711 when new: the database user must be able to pass through it)
 /// and its `volumes/`, and returns the latter, canonical.
 fn make_volumes_dir(root: &Path) -> Result<PathBuf, LocalError> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o711)
-        .create(root)
-        .map_err(|e| LocalError::io(&format!("create {}", root.display()), e))?;
+    use std::os::unix::fs::PermissionsExt;
+    if !root.is_dir() {
+        std::fs::create_dir_all(root)
+            .and_then(|()| std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o711)))
+            .map_err(|e| LocalError::io(&format!("create {}", root.display()), e))?;
+    }
     let dir = root.join("volumes");
     make_dir(&dir, 0o711)?;
+    // Also when an earlier start made it under the umask: the database user must pass.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711))
+        .map_err(|e| LocalError::io(&format!("chmod {}", dir.display()), e))?;
     dir.canonicalize()
         .map_err(|e| LocalError::io(&format!("resolve {}", dir.display()), e))
 }

@@ -2,8 +2,8 @@
 //! [`GuestAgent`], [`ResourceInventory`]) over real database servers on this machine
 //! (issue #13).
 //!
-//! Mapping: a *volume* is a directory under `<local root>/volumes/` (stand-in until the
-//! loop-mounted images of `crate::local::volume` are wired); a *server* is a TCP port
+//! Mapping: a *volume* is one of [`crate::local::volume`]'s (a loop-mounted ext4 image of
+//! the requested size, or a directory) under `<local root>/volumes/`; a *server* is a TCP port
 //! reserved from `--local-ports` and an engine instance directory on its volume
 //! (`<volume>/server`); *prepare* initializes the data from the version's template,
 //! starts the server, creates the request's databases and users and sets a generated
@@ -35,8 +35,8 @@ use uuid::Uuid;
 
 pub use self::port_range::PortRange;
 use self::state::{ServerRec, State, VolumeRec};
-use self::storage::DirVolumes;
 use super::{engine, Engine, EngineOptions, Health, Installation, Instance, LocalError, UserSpec};
+use crate::local::volume::Volumes;
 use crate::saga::ports::{
     ComputeProvider, GuestAgent, GuestReport, IdempotencyKey, PrepareRequest, ProviderError,
     ResourceIds, ResourceInventory, Server, ServerAddress, ServerSpec, StoredState, Volume,
@@ -73,7 +73,7 @@ pub struct LocalProvider {
 struct Inner {
     cfg: LocalConfig,
     state: Mutex<State>,
-    volumes: DirVolumes,
+    volumes: Volumes,
     engines: HashMap<(String, String), Arc<dyn Engine>>,
     /// One lock per server id: its calls never overlap.
     locks: std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>,
@@ -82,7 +82,7 @@ struct Inner {
 impl LocalProvider {
     /// Opens the provider in `cfg.root` (created, 0711; `state.json` created empty if
     /// missing: the start-up check has looked at it before, [`state::probe`]).
-    pub fn open(cfg: LocalConfig) -> Result<LocalProvider, LocalError> {
+    pub async fn open(cfg: LocalConfig) -> Result<LocalProvider, LocalError> {
         storage::traversable_dir(&cfg.root)?;
         cfg.user.check_reachable(&cfg.root.join("volumes"))?;
         let loaded = state::load(&cfg.root)?;
@@ -94,7 +94,8 @@ impl LocalProvider {
                 s
             }
         };
-        let volumes = DirVolumes::open(&cfg.root.join("volumes"))?;
+        let volumes = Volumes::open(&cfg.root, None).await?;
+        tracing::info!(mode = %volumes.mode(), reason = volumes.reason(), "local volumes");
         let options = EngineOptions {
             user: cfg.user.clone(),
             templates: cfg.root.join("templates"),
@@ -343,11 +344,11 @@ impl VolumeProvider for LocalProvider {
     }
 
     async fn volume_usage(&self, volume_id: &str) -> Result<VolumeUsage, ProviderError> {
-        let rec = self.live_volume(volume_id).await?;
+        self.live_volume(volume_id).await?;
         let u = self
             .inner
             .volumes
-            .usage(volume_id, rec.size)
+            .usage(volume_id)
             .await
             .map_err(|e| ProviderError::NotFound(format!("volume {volume_id}: {e}")))?;
         let gb = |b: u64| b as f64 / f64::from(1u32 << 30);
@@ -548,9 +549,19 @@ impl LocalProvider {
             })
             .await?;
         if let Some(v) = &rec.volume_id {
+            // Mounted again if it is not (a reboot, a crash): created at its size by
+            // create_volume, so the size given here only matters for a lost volume.
+            let size = self
+                .inner
+                .state
+                .lock()
+                .await
+                .volumes
+                .get(v)
+                .map_or(1, |r| r.size);
             self.inner
                 .volumes
-                .create(v, 1)
+                .create(v, size)
                 .await
                 .map_err(provider_error)?;
         }
