@@ -10,6 +10,29 @@ use std::time::{Duration, Instant};
 
 use common::TestServer;
 
+/// A child killed (if still running) when the test ends, also when it fails.
+struct Reaped(Child);
+
+impl std::ops::Deref for Reaped {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Reaped {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Waits (bounded) for `child` to exit; kills it and returns `None` if it does not.
 fn wait_exit(child: &mut Child, within: Duration) -> Option<std::process::ExitStatus> {
     let deadline = Instant::now() + within;
@@ -51,10 +74,12 @@ async fn deleting_files_in_the_data_directory_does_not_let_a_second_server_in() 
             let _ = std::fs::remove_file(&path);
         }
     }
-    let mut second = troved_serve(dir.path(), 0)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut second = Reaped(
+        troved_serve(dir.path(), 0)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let status = wait_exit(&mut second, Duration::from_secs(15));
     let mut err = String::new();
     if let Some(mut e) = second.stderr.take() {
@@ -123,7 +148,7 @@ async fn a_clean_shutdown_with_builds_in_flight_logs_no_step_failures() {
             .spawn()
             .unwrap();
         if wait_listening(port, &mut c).await {
-            child = Some(c);
+            child = Some(Reaped(c));
             break;
         }
         let _ = c.kill();
@@ -193,15 +218,17 @@ fn an_unreachable_event_store_is_named_once() {
         .local_addr()
         .unwrap()
         .port();
-    let mut child = troved_serve(dir.path(), 0)
-        .args([
-            "--event-store",
-            &format!("esdb://127.0.0.1:{port}?tls=false"),
-        ])
-        .env("RUST_LOG", "off")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = Reaped(
+        troved_serve(dir.path(), 0)
+            .args([
+                "--event-store",
+                &format!("esdb://127.0.0.1:{port}?tls=false"),
+            ])
+            .env("RUST_LOG", "off")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let status = wait_exit(&mut child, Duration::from_secs(60)).expect("gave up in time");
     let mut err = String::new();
     {
