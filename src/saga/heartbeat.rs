@@ -268,7 +268,7 @@ impl Supervisor {
             return;
         }
         let caller = saga_caller();
-        let meta = CommandMeta::for_request(&caller, "supervisor:heartbeat");
+        let meta = CommandMeta::for_request(&caller, "saga:heartbeat");
         if let Err(e) = self.bus.execute(id, cmds, &caller, &meta).await {
             // The next heartbeat tries again.
             tracing::warn!(instance = %id, error = %e, "could not record a status change");
