@@ -354,6 +354,18 @@ pub struct ServeConfig {
     #[arg(long, env = "TROVED_LOCAL_PUBLIC_BIND", default_value = "0.0.0.0")]
     pub local_public_bind: std::net::IpAddr,
 
+    /// Local provider: seconds between two health checks (heartbeats) of each database
+    /// server. A server found down is restarted with backoff; only status changes are
+    /// recorded; `operating_status` reads ERROR after 3 intervals (at least 10 s) without
+    /// an answer (docs/providers.md "Heartbeats").
+    #[arg(
+        long,
+        env = "TROVED_HEARTBEAT_SECS",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(1..=3600)
+    )]
+    pub heartbeat_secs: u64,
+
     /// Simulated cloud: delay of each provider call, in milliseconds.
     #[arg(long, env = "TROVED_SIM_LATENCY_MS", default_value_t = 200)]
     pub sim_latency_ms: u64,

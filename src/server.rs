@@ -31,10 +31,12 @@ use crate::runtime::lookups::Lookups;
 use crate::runtime::projector::{self, ReadModels};
 use crate::runtime::rebuild::Rebuilder;
 use crate::runtime::snapshot;
+use crate::saga::heartbeat::{HeartbeatConfig, Supervisor};
 use crate::saga::{Policy, Providers, SagaRunner, SagaRunnerDeps};
 use crate::secrets::{Vault, VaultError};
 use crate::sim::{FaultSpec, SimCloud, SimConfig, SimError, ZoneCapacity};
 use crate::store::{EventStore, Position, StoreError, StoreUrl};
+use projections::views::Heartbeats;
 use projections::InstanceModels;
 
 /// Why the server could not start, or stopped.
@@ -75,15 +77,16 @@ async fn open_vault_and_cloud(
 ) -> Result<Opened, ServerError> {
     let (vault, lost_secrets) =
         reconcile::check_vault(&cfg.secrets_path(), models, cfg.accept_lost_secrets)?;
-    let (providers, state_file) = match choice {
+    let (providers, state_file, local) = match choice {
         Choice::Sim => (
             sim_providers(&Arc::new(open_cloud(cfg, models)?)),
             cfg.cloud_path(),
+            None,
         ),
         Choice::Local(local) => {
             let provider = Arc::new(open_local(cfg, models, local).await?);
             let state_file = provider.state_path();
-            (local_providers(&provider), state_file)
+            (local_providers(&provider), state_file, Some(provider))
         }
     };
     Ok(Opened {
@@ -91,6 +94,7 @@ async fn open_vault_and_cloud(
         lost_secrets,
         providers,
         state_file,
+        local,
     })
 }
 
@@ -139,6 +143,8 @@ struct Opened {
     providers: Providers,
     /// The provider's own state file (`cloud.db`, the local `state.json`).
     state_file: PathBuf,
+    /// The local provider, whose servers the heartbeat supervisor looks after.
+    local: Option<Arc<LocalProvider>>,
 }
 
 /// The provider behind the saga: the simulated cloud (the only one for now), after its
@@ -301,6 +307,8 @@ impl Server {
         if from > Position::START {
             tokio::spawn(scan_before_snapshot(dyn_store.clone(), from, all.clone()));
         }
+        let (heartbeats, heartbeat_expiry) =
+            start_supervisor(cfg, &bus, &models, &opened, &mut tasks, &stop_rx);
         let rebuilder = Arc::new(Rebuilder::new(dyn_store.clone(), models.clone(), gate));
         let state = AppState {
             rebuilder,
@@ -314,7 +322,8 @@ impl Server {
             vault: opened.vault.clone(),
             auth: Arc::new(auth),
             public_url: cfg.public_url.clone(),
-            heartbeat_expiry: None,
+            heartbeat_expiry,
+            heartbeats,
         };
         let limits = http::BodyLimits {
             max_bytes: cfg.max_body_bytes,
@@ -620,6 +629,45 @@ fn saga_runner(
         call_timeout: Duration::from_millis(cfg.provider_timeout_ms),
         shutdown,
     })
+}
+
+/// The heartbeat supervisor of the local provider's servers (`saga::heartbeat`), and
+/// the expiry the views apply; the simulated cloud sends no heartbeats (no expiry).
+fn start_supervisor(
+    cfg: &ServeConfig,
+    bus: &CommandBus,
+    models: &Arc<InstanceModels>,
+    opened: &Opened,
+    tasks: &mut JoinSet<&'static str>,
+    stop_rx: &watch::Receiver<bool>,
+) -> (Heartbeats, Option<chrono::Duration>) {
+    let beats = Heartbeats::new();
+    let Some(local) = &opened.local else {
+        return (beats, None);
+    };
+    let hb = HeartbeatConfig::every(
+        Duration::from_secs(cfg.heartbeat_secs),
+        Duration::from_millis(cfg.provider_timeout_ms),
+    );
+    let expiry = hb.expiry();
+    tracing::info!(
+        every_secs = cfg.heartbeat_secs,
+        expiry_secs = expiry.num_seconds(),
+        "heartbeats on"
+    );
+    let supervisor = Supervisor::new(
+        bus.clone(),
+        models.clone(),
+        local.clone(),
+        beats.clone(),
+        hb,
+        stop_rx.clone(),
+    );
+    tasks.spawn(async move {
+        supervisor.run().await;
+        "the heartbeat supervisor"
+    });
+    (beats, Some(expiry))
 }
 
 /// Background task: the saga runner; returns its name when it ends.

@@ -218,6 +218,10 @@ pub fn summarize(before: &Instance, event: &InstanceEvent) -> String {
         InstanceSecretsLost { reason, .. } => {
             format!("sealed passwords lost: {}", one_line(reason))
         }
+        GuestFailed { fault, .. } => format!(
+            "database server given up on: {} (compute ERROR)",
+            one_line(&fault.message)
+        ),
         InstanceResourcesLost {
             server_id,
             volume_id,

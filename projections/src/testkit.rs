@@ -180,5 +180,6 @@ pub fn ctx(project: &str, admin: bool, now: DateTime<Utc>) -> ViewCtx {
         caller_is_admin: admin,
         now,
         heartbeat_expiry: None,
+        heartbeats: Default::default(),
     }
 }

@@ -95,6 +95,7 @@ fn as_of_view(
         caller_is_admin: true,
         now: t,
         heartbeat_expiry: None,
+        heartbeats: Default::default(),
     };
     let view = timeline::as_of_view(inst, &ctx, &AsOfLookup { configuration });
     eprintln!(

@@ -185,6 +185,8 @@ async fn state_as_of(
     let mut ctx = view_ctx(&state, &headers, &caller);
     ctx.now = t;
     ctx.heartbeat_expiry = None;
+    // A past state shows the log's times, not today's heartbeats.
+    ctx.heartbeats = projections::views::Heartbeats::new();
     let view = timeline::as_of_view(inst, &ctx, &AsOfLookup { configuration });
     Ok(Json(json!({ "instance": view })))
 }

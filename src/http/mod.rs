@@ -70,8 +70,11 @@ pub struct AppState {
     pub auth: Arc<auth::AuthMode>,
     /// Base of the links we emit (`https://host:port`); `None` = from the request's Host.
     pub public_url: Option<String>,
-    /// Heartbeat expiry for `operating_status`; `None` while no guest sends heartbeats.
+    /// Heartbeat expiry for `operating_status`; `None` while no guest sends heartbeats
+    /// (the simulated cloud), `Some` with the local provider's supervisor.
     pub heartbeat_expiry: Option<chrono::Duration>,
+    /// The last good heartbeat per instance (in memory, written by the supervisor).
+    pub heartbeats: projections::views::Heartbeats,
 }
 
 /// The request id of the current request (`req-<uuid>`), set by [`request_id`].

@@ -80,6 +80,7 @@ pub fn view_ctx(state: &AppState, headers: &HeaderMap, caller: &Caller) -> ViewC
         caller_is_admin: caller.is_admin(),
         now: Utc::now(),
         heartbeat_expiry: state.heartbeat_expiry,
+        heartbeats: state.heartbeats.clone(),
     }
 }
 

@@ -17,6 +17,7 @@
 //! failed build releases what it created (compensation) unless the operator keeps failed
 //! resources. Timeouts are part of the plan (they depend on the state's timestamps).
 
+pub mod heartbeat;
 pub mod plan;
 pub mod ports;
 

@@ -116,6 +116,8 @@ pub enum InstanceCommand {
     RecordComputeStatus { status: ComputeStatus },
     /// The guest reported (a heartbeat).
     RecordGuestStatus { status: ServiceStatus },
+    /// The supervisor gave up restarting the instance's database server.
+    RecordGuestFailure { fault: FaultInfo },
     /// Addresses were assigned.
     RecordAddresses { addresses: Vec<Address> },
     /// The attached group changed: apply its revision `revision` to the guest.
@@ -177,6 +179,7 @@ impl InstanceCommand {
             RecordResourcesReleased => "RecordResourcesReleased",
             RecordComputeStatus { .. } => "RecordComputeStatus",
             RecordGuestStatus { .. } => "RecordGuestStatus",
+            RecordGuestFailure { .. } => "RecordGuestFailure",
             RecordAddresses { .. } => "RecordAddresses",
             ApplyConfigurationRevision { .. } => "ApplyConfigurationRevision",
             CompleteProvisioning => "CompleteProvisioning",

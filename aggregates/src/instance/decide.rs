@@ -13,10 +13,12 @@ use uuid::Uuid;
 
 use super::command::{CreateInstance, DatastoreRequest, InstanceCommand};
 use super::error::DomainError;
-use super::event::{DatastoreRef, FlavorRef, InstanceCreated, InstanceEvent, UserSpec, VolumeSpec};
+use super::event::{
+    DatastoreRef, FaultInfo, FlavorRef, InstanceCreated, InstanceEvent, UserSpec, VolumeSpec,
+};
 use super::evolve::evolve;
 use super::state::Instance;
-use super::status::{Task, Viewer};
+use super::status::{ComputeStatus, ServiceStatus, Task, Viewer};
 use crate::catalog::{Catalog, Datastore, DatastoreVersion};
 
 /// Who is asking.
@@ -776,6 +778,7 @@ fn report(
         | RecordGuestConfiguration { .. }
         | RecordComputeStatus { .. }
         | RecordGuestStatus { .. }
+        | RecordGuestFailure { .. }
         | RecordAddresses { .. }
         | ApplyConfigurationRevision { .. } => report_live_status(state, cmd, at),
         CompleteProvisioning | FailProvisioning { .. } | CompleteDeletion => {
@@ -901,8 +904,9 @@ fn report_live_status(
                 },
             )
         }
-        // Idempotent like every report; periodic heartbeats that refresh the time
-        // without a change of status are a separate concern (no guest sends them yet).
+        // Idempotent like every report: only a change is recorded. Periodic heartbeats
+        // that find no change refresh an in-memory time, not the log (docs/providers.md).
+        RecordGuestFailure { fault } => guest_failed(state, fault, at),
         RecordGuestStatus { status } => event_if(
             state.service != *status,
             E::GuestStatusReported {
@@ -967,6 +971,29 @@ fn report_provisioning_end(
         CompleteDeletion => event_if(state.task == Task::Deleting, E::InstanceDeleted { at }),
         _ => not_routed_here(cmd),
     }
+}
+
+/// The heartbeat supervisor gave up restarting the database server: recorded once, and
+/// only while no workflow runs (those belong to the saga).
+fn guest_failed(
+    state: &Instance,
+    fault: &FaultInfo,
+    at: DateTime<Utc>,
+) -> Result<Vec<InstanceEvent>, DomainError> {
+    if state.server_id.is_none() {
+        return Err(DomainError::InvalidReport(
+            "guest failure reported before a server exists".into(),
+        ));
+    }
+    let failed =
+        state.service == ServiceStatus::Failed && state.compute == Some(ComputeStatus::Error);
+    event_if(
+        state.task == Task::None && !failed,
+        InstanceEvent::GuestFailed {
+            fault: fault.clone(),
+            at,
+        },
+    )
 }
 
 /// The end (done or failed) of a task on a live instance: upgrade, replica detach,

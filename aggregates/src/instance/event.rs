@@ -305,6 +305,15 @@ pub enum InstanceEvent {
         #[serde(deserialize_with = "crate::time::deserialize")]
         at: DateTime<Utc>,
     },
+    /// The supervisor gave up keeping the instance's database server running: it kept
+    /// crashing or could not be restarted. Compute ERROR (status ERROR), guest FAILED,
+    /// the fault recorded; task unchanged (the instance can still be deleted). A later
+    /// good check records `ComputeStatusChanged` ACTIVE and `GuestStatusReported`.
+    GuestFailed {
+        fault: FaultInfo,
+        #[serde(deserialize_with = "crate::time::deserialize")]
+        at: DateTime<Utc>,
+    },
     /// The instance's user-visible addresses are known.
     AddressesAssigned {
         addresses: Vec<Address>,
@@ -376,6 +385,7 @@ pub const EVENT_VERSIONS: &[(&str, u32)] = &[
     ("ResourcesReleased", 1),
     ("ComputeStatusChanged", 1),
     ("GuestStatusReported", 1),
+    ("GuestFailed", 1),
     ("AddressesAssigned", 1),
     ("ProvisioningCompleted", 1),
     ("ProvisioningFailed", 1),
@@ -433,6 +443,7 @@ impl InstanceEvent {
             ResourcesReleased { .. } => "ResourcesReleased",
             ComputeStatusChanged { .. } => "ComputeStatusChanged",
             GuestStatusReported { .. } => "GuestStatusReported",
+            GuestFailed { .. } => "GuestFailed",
             AddressesAssigned { .. } => "AddressesAssigned",
             ProvisioningCompleted { .. } => "ProvisioningCompleted",
             ProvisioningFailed { .. } => "ProvisioningFailed",
@@ -476,6 +487,7 @@ impl InstanceEvent {
             | ResourcesReleased { at }
             | ComputeStatusChanged { at, .. }
             | GuestStatusReported { at, .. }
+            | GuestFailed { at, .. }
             | AddressesAssigned { at, .. }
             | ProvisioningCompleted { at }
             | ProvisioningFailed { at, .. }

@@ -48,6 +48,7 @@ pub fn evolve_in_place(s: &mut Instance, event: &InstanceEvent) {
         | GuestConfigurationApplied { .. }
         | ComputeStatusChanged { .. }
         | GuestStatusReported { .. }
+        | GuestFailed { .. }
         | AddressesAssigned { .. } => live_status_reported(s, event),
         ProvisioningCompleted { .. } | ProvisioningFailed { .. } => provisioning_ended(s, event),
         InstanceSecretsLost { at, .. } => {
@@ -294,6 +295,13 @@ fn live_status_reported(s: &mut Instance, event: &InstanceEvent) {
                 s.service = *status;
             }
             s.service_updated = *at;
+        }
+        GuestFailed { fault, at } => {
+            s.compute = Some(ComputeStatus::Error);
+            s.service = ServiceStatus::Failed;
+            s.service_updated = *at;
+            s.fault = Some(Fault::from_info(fault, *at));
+            s.updated = *at;
         }
         AddressesAssigned { addresses, .. } => {
             s.addresses = addresses.clone();

@@ -72,8 +72,8 @@ pub fn mgmt_show(instance: &Instance, ctx: &ViewCtx, lookup: &dyn Lookup) -> Val
     };
     m.insert("server".into(), server);
     m.insert("volume".into(), volume(instance));
-    let service = instance
-        .status_inputs()
+    let service = ctx
+        .status_inputs(instance)
         .effective_service(ctx.now, ctx.heartbeat_expiry);
     m.insert(
         "guest_status".into(),
@@ -85,8 +85,8 @@ pub fn mgmt_show(instance: &Instance, ctx: &ViewCtx, lookup: &dyn Lookup) -> Val
 /// The fields both admin views add to the detail view.
 fn admin_fields(m: &mut Map<String, Value>, inst: &Instance, ctx: &ViewCtx) {
     // After the heartbeat rule, like `operating_status` (lifecycle §4).
-    let service = inst
-        .status_inputs()
+    let service = ctx
+        .status_inputs(inst)
         .effective_service(ctx.now, ctx.heartbeat_expiry);
     m.insert("service_status".into(), json!(service.api_status()));
     m.insert("tenant_id".into(), json!(inst.project_id));

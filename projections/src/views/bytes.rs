@@ -143,7 +143,7 @@ pub(crate) fn write_instance(
     kind: ItemKind,
 ) {
     let viewer = kind.viewer();
-    let inputs = inst.status_inputs();
+    let inputs = ctx.status_inputs(inst);
     let mut id_buf = Uuid::encode_buffer();
     let v = Facts {
         viewer,
@@ -261,7 +261,7 @@ fn write_links_to_volume(
     }
     if v.detail {
         out.extend_from_slice(b",\"service_status_updated\":");
-        write_timestamp(out, &inst.service_updated);
+        write_timestamp(out, &v.inputs.service_updated);
     }
     out.extend_from_slice(b",\"status\":");
     write_str(out, v.status);

@@ -296,6 +296,7 @@ fn request(r: &mut Rng) -> ViewCtx {
         heartbeat_expiry: r
             .chance(2)
             .then(|| Duration::seconds(r.pick(&[0, 60, 3600]))),
+        heartbeats: Default::default(),
     }
 }
 

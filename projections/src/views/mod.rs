@@ -20,8 +20,11 @@
 mod admin;
 pub mod bytes;
 
-use aggregates::instance::{Address, Instance, Viewer};
+use std::sync::Arc;
+
+use aggregates::instance::{Address, Instance, StatusInputs, Viewer};
 use chrono::{DateTime, Duration, Utc};
+use dashmap::DashMap;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
@@ -47,9 +50,65 @@ pub struct ViewCtx {
     pub now: DateTime<Utc>,
     /// `agent_heartbeat_expiry`; `None` disables the rule (no guest sends heartbeats).
     pub heartbeat_expiry: Option<Duration>,
+    /// The last good heartbeat of each instance, kept in memory (not in the log): it
+    /// stands for `service_status_updated` when newer than the last recorded status.
+    pub heartbeats: Heartbeats,
+}
+
+/// When each instance's guest last answered a heartbeat check. Only changes of the guest
+/// status are events; the heartbeats in between only move this time (docs/providers.md
+/// "Heartbeats"). Cheap to clone (shared); empty where no supervisor runs.
+#[derive(Clone, Default)]
+pub struct Heartbeats(Arc<DashMap<Uuid, DateTime<Utc>>>);
+
+impl Heartbeats {
+    pub fn new() -> Heartbeats {
+        Heartbeats::default()
+    }
+
+    /// Records a heartbeat of `id` at `at` (an older time never replaces a newer one).
+    pub fn beat(&self, id: Uuid, at: DateTime<Utc>) {
+        let mut entry = self.0.entry(id).or_insert(at);
+        if *entry < at {
+            *entry = at;
+        }
+    }
+
+    /// The last heartbeat of `id`, if one arrived since this process started.
+    pub fn last(&self, id: Uuid) -> Option<DateTime<Utc>> {
+        self.0.get(&id).map(|t| *t)
+    }
+
+    /// Keeps only the instances `keep` says (the others are gone).
+    pub fn retain(&self, keep: impl Fn(Uuid) -> bool) {
+        self.0.retain(|id, _| keep(*id));
+    }
+}
+
+impl std::fmt::Debug for Heartbeats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Heartbeats({} instances)", self.0.len())
+    }
+}
+
+/// Two contexts are equal when they share the same map (it is live data).
+impl PartialEq for Heartbeats {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 impl ViewCtx {
+    /// The instance's status inputs, with the last heartbeat as the service status time
+    /// when it is newer than the recorded one (lifecycle §4's rule then uses it too).
+    pub fn status_inputs(&self, inst: &Instance) -> StatusInputs {
+        let mut inputs = inst.status_inputs();
+        if let Some(beat) = inst.id.and_then(|id| self.heartbeats.last(id)) {
+            inputs.service_updated = inputs.service_updated.max(beat);
+        }
+        inputs
+    }
+
     /// The two links of a resource reference (spec §3.3): `self` with version and
     /// caller project, `bookmark` without either.
     pub fn links(&self, collection: &str, id: &str) -> Value {
@@ -208,7 +267,7 @@ pub(crate) fn render(
     shape: Shape,
 ) -> Map<String, Value> {
     let id = inst.id_or_nil().to_string();
-    let inputs = inst.status_inputs();
+    let inputs = ctx.status_inputs(inst);
     let mut m = Map::new();
     m.insert("id".into(), json!(id));
     m.insert("name".into(), json!(inst.name));
@@ -274,7 +333,7 @@ fn detail_fields(
     m.insert("updated".into(), json!(timestamp(&inst.updated)));
     m.insert(
         "service_status_updated".into(),
-        json!(timestamp(&inst.service_updated)),
+        json!(timestamp(&ctx.status_inputs(inst).service_updated)),
     );
     if let Some(fault) = &inst.fault {
         // Details are diagnostic text (upstream: a traceback): admins only.

@@ -921,3 +921,40 @@ fn a_lost_instance_shows_error_without_addresses_or_usage_and_keeps_its_quota() 
     let listed = m.list_page("p", None, 10);
     assert_eq!(listed.instances.len(), 1);
 }
+
+#[test]
+fn a_newer_heartbeat_is_the_service_time_and_keeps_the_instance_fresh() {
+    let (m, id) = one(ready());
+    let mut c = ctx("p", true, t(200));
+    c.heartbeat_expiry = Some(Duration::seconds(30));
+    let inst = m.instance(id).unwrap_or_default();
+    let show = |c: &ViewCtx| {
+        let mut bytes = Vec::new();
+        assert!(write_show(&m, id, c, &|_| None, &mut bytes));
+        let fast: Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        let slow = show_view(&inst, c, &lookup(&m));
+        assert_eq!(fast, slow, "both renderers agree");
+        slow
+    };
+    // Silent since t(3): expired.
+    let v = show(&c);
+    assert_eq!(v["operating_status"], json!("ERROR"));
+    assert_eq!(v["service_status_updated"], json!("2024-01-01T00:00:03"));
+    // A heartbeat at t(190), not in the log: fresh, and shown as the time.
+    c.heartbeats.beat(id, t(190));
+    c.heartbeats.beat(id, t(100)); // an older one never wins
+    let v = show(&c);
+    assert_eq!(v["operating_status"], json!("HEALTHY"));
+    assert_eq!(v["service_status_updated"], json!("2024-01-01T00:03:10"));
+    assert_eq!(
+        mgmt_show(&inst, &c, &lookup(&m))["service_status"],
+        json!("HEALTHY")
+    );
+    // An older heartbeat than the recorded status does not hide it.
+    let c = ctx("p", true, t(5));
+    c.heartbeats.beat(id, t(1));
+    assert_eq!(
+        show(&c)["service_status_updated"],
+        json!("2024-01-01T00:00:03")
+    );
+}

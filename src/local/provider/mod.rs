@@ -21,6 +21,7 @@ mod port_range;
 pub mod setup;
 pub mod state;
 mod storage;
+mod supervisor;
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};

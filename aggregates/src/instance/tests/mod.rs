@@ -12,4 +12,5 @@ mod evolve;
 mod lost;
 mod reports;
 mod status;
+mod supervision;
 mod update;
