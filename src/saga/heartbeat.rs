@@ -104,6 +104,9 @@ impl HeartbeatConfig {
     }
 }
 
+/// Consecutive unanswered checks of a running server before its status is UNKNOWN.
+const UNANSWERED_BEFORE_UNKNOWN: u32 = 3;
+
 /// Whether the supervisor looks after `s`: built, live, no workflow running.
 pub fn supervised(s: &Instance) -> bool {
     !s.deleted && s.task == Task::None && s.server_id.is_some() && s.guest_prepared
@@ -121,6 +124,11 @@ pub struct Supervisor {
     attempts: Mutex<HashMap<Uuid, VecDeque<Instant>>>,
     /// Instances a recovery task is working on.
     recovering: Mutex<HashSet<Uuid>>,
+    /// Consecutive checks a running server did not answer, by instance: UNKNOWN is
+    /// recorded only after [`UNANSWERED_BEFORE_UNKNOWN`] of them, so that one slow answer
+    /// on a loaded machine neither flaps the status nor grows the log (upstream's guest
+    /// agent likewise counts consecutive checks, `state_healthy_counts`).
+    unanswered: Mutex<HashMap<Uuid, u32>>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -141,6 +149,7 @@ impl Supervisor {
             cfg,
             attempts: Mutex::default(),
             recovering: Mutex::default(),
+            unanswered: Mutex::default(),
             shutdown,
         })
     }
@@ -173,6 +182,7 @@ impl Supervisor {
         );
         let ids: HashSet<Uuid> = live.iter().filter_map(|s| s.id).collect();
         self.beats.retain(|id| ids.contains(&id));
+        lock(&self.unanswered).retain(|id, _| ids.contains(id));
         let gate = Arc::new(Semaphore::new(self.cfg.concurrency.max(1)));
         let mut checks = JoinSet::new();
         for s in live.into_iter().filter(supervised) {
@@ -196,11 +206,22 @@ impl Supervisor {
         let Some(beat) = self.check(id, sid).await else {
             return;
         };
+        if !matches!(beat, Beat::Unresponsive(_)) {
+            lock(&self.unanswered).remove(&id);
+        }
         match beat {
             Beat::Healthy => self.record_healthy(id).await,
             Beat::Unresponsive(why) => {
                 tracing::debug!(instance = %id, %why, "database server unresponsive");
-                self.record_status(id, ServiceStatus::Unknown).await;
+                let n = {
+                    let mut unanswered = lock(&self.unanswered);
+                    let n = unanswered.entry(id).or_default();
+                    *n += 1;
+                    *n
+                };
+                if n >= UNANSWERED_BEFORE_UNKNOWN {
+                    self.record_status(id, ServiceStatus::Unknown).await;
+                }
             }
             Beat::Down => {
                 self.record_status(id, ServiceStatus::Shutdown).await;
