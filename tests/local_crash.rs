@@ -100,19 +100,28 @@ struct Guard {
 
 impl Drop for Guard {
     fn drop(&mut self) {
+        // Each server leads its own process group: killing the group also takes the
+        // PostgreSQL children, whose rewritten command lines name no path.
         for (pid, _) in processes_under(&self.root) {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
+            for target in [format!("-{pid}"), pid.to_string()] {
+                let _ = Command::new("kill")
+                    .args(["-KILL", "--", &target])
+                    .stderr(std::process::Stdio::null())
+                    .status();
+            }
         }
         let deadline = Instant::now() + Duration::from_secs(10);
         while !processes_under(&self.root).is_empty() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
         }
-        let mut mounts = mounts_under(&self.root);
-        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
-        for m in mounts {
-            let _ = Command::new("umount").arg(&m).status();
+        // An unmount may find the volume busy while the last processes exit: retried.
+        while !mounts_under(&self.root).is_empty() && Instant::now() < deadline {
+            let mut mounts = mounts_under(&self.root);
+            mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+            for m in mounts {
+                let _ = Command::new("umount").arg(&m).status();
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
         for dev in loops_under(&self.root) {
             let _ = Command::new("losetup").args(["-d", &dev]).status();
