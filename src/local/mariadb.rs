@@ -18,9 +18,9 @@ use super::quote::{
     config_name, config_value, mariadb_account, mariadb_grant_db, mariadb_ident, mariadb_literal,
 };
 use super::{
-    copy_data, proc, publish_template, running, scratch_name, spawn_server, stop_server,
-    user::private_dir, ConfigOutcome, Engine, EngineOptions, Health, Installation, Instance,
-    LocalError, ServerRecord, UserSpec,
+    adopt_unrecorded, copy_data, proc, publish_template, running, scratch_name, spawn_server,
+    stop_server, user::private_dir, ConfigOutcome, Engine, EngineOptions, Health, Installation,
+    Instance, LocalError, ServerRecord, UserSpec,
 };
 
 /// The superuser account [`Engine::set_admin_password`] sets: `root@'%'`, as upstream
@@ -223,6 +223,11 @@ impl Engine for Mariadb {
 
     async fn start(&self, inst: &Instance) -> Result<ServerRecord, LocalError> {
         if let Some(record) = running(inst) {
+            return Ok(record);
+        }
+        let me = ("mariadb", self.install.version.as_str());
+        let ready = || self.is_ready(inst);
+        if let Some(record) = adopt_unrecorded(inst, me, self.opts.timeout, ready).await? {
             return Ok(record);
         }
         self.write_options(inst, &Self::saved_values(inst))?;

@@ -163,6 +163,52 @@ pub fn running(inst: &Instance) -> Option<ServerRecord> {
     ServerRecord::load(inst).filter(ServerRecord::is_running)
 }
 
+/// Adopts a server that runs on `inst`'s data directory although no record names it
+/// (troved was killed between starting it and recording it, which happens after the
+/// server answers): records it and waits until it answers, as a start would. Without
+/// this, the next start would spawn a second server on the same data, which either
+/// fails on the first one's lock (PostgreSQL) or waits for it while the first answers
+/// in its place (MariaDB), leaving the real server unrecorded. `None` if there is no
+/// such server or it exited while being adopted.
+async fn adopt_unrecorded<F, Fut>(
+    inst: &Instance,
+    (datastore, version): (&str, &str),
+    limit: Duration,
+    ready: F,
+) -> Result<Option<ServerRecord>, LocalError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let data_dir = inst.data_dir();
+    let Some(pid) = proc::find_serving(&data_dir) else {
+        return Ok(None);
+    };
+    tracing::warn!(pid, dir = %data_dir.display(), "adopting an unrecorded server");
+    let record = ServerRecord {
+        datastore: datastore.into(),
+        version: version.into(),
+        pid,
+        port: inst.port,
+        bind: inst.bind,
+        data_dir,
+    };
+    record.save(inst)?;
+    let deadline = std::time::Instant::now() + limit;
+    while !ready().await {
+        if !record.is_running() {
+            return Ok(None);
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(LocalError::StartFailed(format!(
+                "the unrecorded server {pid} did not answer within {limit:?}"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(Some(record))
+}
+
 /// What a health check found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Health {
@@ -273,16 +319,39 @@ pub fn engine(installation: &Installation, options: EngineOptions) -> Option<Box
 }
 
 /// Copies a data directory, keeping modes and owners (`cp -a`), through a temporary name
-/// so that a copy cut short by a crash is never taken for a complete one.
+/// so that a copy cut short by a crash is never taken for a complete one. The temporary
+/// name is unique to this copy: a `cp` left running by a troved killed mid-copy must not
+/// write into the copy of the troved that resumed the build (a shared name let the two
+/// interleave, and MariaDB then refused its data files). Copies of earlier attempts are
+/// removed first (an orphaned `cp` writing into one fails, as its directory is gone).
 async fn copy_data(from: &Path, to: &Path, limit: Duration) -> Result<(), LocalError> {
-    let partial = to.with_extension("partial");
-    let _ = tokio::fs::remove_dir_all(&partial).await;
+    remove_earlier_copies(to).await;
+    let partial = scratch_name(to);
     let mut cp = tokio::process::Command::new("cp");
     cp.arg("-a").arg("--").arg(from).arg(&partial);
-    proc::run(cp, None, &[], limit).await?;
+    if let Err(e) = proc::run(cp, None, &[], limit).await {
+        let _ = tokio::fs::remove_dir_all(&partial).await;
+        return Err(e);
+    }
     tokio::fs::rename(&partial, to)
         .await
         .map_err(|e| LocalError::io("rename the copied data directory", e))
+}
+
+/// Removes the scratch copies ([`scratch_name`]) of `to` left by interrupted copies.
+async fn remove_earlier_copies(to: &Path) {
+    let (Some(parent), Some(name)) = (to.parent(), to.file_name()) else {
+        return;
+    };
+    let prefix = format!(".{}.", name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = tokio::fs::remove_dir_all(e.path()).await;
+        }
+    }
 }
 
 /// Publishes a freshly initialized template directory under its final name; when another
@@ -330,25 +399,28 @@ async fn stop_server(
     first: rustix::process::Signal,
     limit: Duration,
 ) -> Result<(), LocalError> {
-    let Some(record) = running(inst) else {
+    // A server no record names (see `adopt_unrecorded`) is stopped too: it would
+    // otherwise outlive its deleted instance.
+    let unrecorded = || {
+        let data_dir = inst.data_dir();
+        proc::find_serving(&data_dir).map(|pid| (pid, data_dir))
+    };
+    let Some((pid, data_dir)) = running(inst)
+        .map(|r| (r.pid, r.data_dir))
+        .or_else(unrecorded)
+    else {
         return Ok(());
     };
-    proc::signal(record.pid, first);
-    if proc::wait_gone(record.pid, &record.data_dir, limit).await {
+    proc::signal(pid, first);
+    if proc::wait_gone(pid, &data_dir, limit).await {
         return Ok(());
     }
-    tracing::warn!(
-        pid = record.pid,
-        "server ignored its shutdown signal; killing it"
-    );
-    proc::signal(record.pid, rustix::process::Signal::KILL);
-    if proc::wait_gone(record.pid, &record.data_dir, limit).await {
+    tracing::warn!(pid, "server ignored its shutdown signal; killing it");
+    proc::signal(pid, rustix::process::Signal::KILL);
+    if proc::wait_gone(pid, &data_dir, limit).await {
         return Ok(());
     }
-    Err(LocalError::Timeout(
-        format!("stopping pid {}", record.pid),
-        limit,
-    ))
+    Err(LocalError::Timeout(format!("stopping pid {pid}"), limit))
 }
 
 /// Spawns a server in its own process group (a Ctrl-C to troved's terminal must not reach

@@ -13,9 +13,9 @@ use tokio::sync::Mutex;
 
 use super::quote::{config_name, config_value, pg_conninfo_value, pg_ident, pg_literal};
 use super::{
-    copy_data, proc, publish_template, running, scratch_name, spawn_server, stop_server,
-    user::private_dir, ConfigOutcome, Engine, EngineOptions, Health, Installation, Instance,
-    LocalError, ServerRecord, UserSpec,
+    adopt_unrecorded, copy_data, proc, publish_template, running, scratch_name, spawn_server,
+    stop_server, user::private_dir, ConfigOutcome, Engine, EngineOptions, Health, Installation,
+    Instance, LocalError, ServerRecord, UserSpec,
 };
 
 /// The superuser `initdb` creates.
@@ -230,6 +230,11 @@ impl Engine for Postgres {
 
     async fn start(&self, inst: &Instance) -> Result<ServerRecord, LocalError> {
         if let Some(record) = running(inst) {
+            return Ok(record);
+        }
+        let me = ("postgresql", self.install.version.as_str());
+        let ready = || self.is_ready(inst);
+        if let Some(record) = adopt_unrecorded(inst, me, self.opts.timeout, ready).await? {
             return Ok(record);
         }
         self.write_memory(inst)?;

@@ -43,6 +43,33 @@ pub fn serves(pid: u32, data_dir: &Path) -> bool {
         .is_ok_and(|c| cmdline_names(&c, &data_dir.to_string_lossy()))
 }
 
+/// The server process of `data_dir` found in the process table, whatever any record
+/// says: a server started by a troved that died before recording it. Of several matches
+/// (a PostgreSQL child forked a moment ago still has its parent's command line), the one
+/// whose parent is not a match.
+pub fn find_serving(data_dir: &Path) -> Option<u32> {
+    let pids: Vec<u32> = std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|pid| serves(*pid, data_dir))
+        .collect();
+    pids.iter()
+        .copied()
+        .find(|pid| !parent(*pid).is_some_and(|p| pids.contains(&p)))
+}
+
+/// The parent of `pid` (`/proc/<pid>/stat`: `pid (comm) state ppid ...`).
+fn parent(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(')')
+        .next()?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
 /// Sends `signal` to `pid`; a process that is already gone is not an error.
 pub fn signal(pid: u32, signal: rustix::process::Signal) {
     let Some(pid) = i32::try_from(pid)
