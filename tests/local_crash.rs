@@ -16,118 +16,14 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::local::{loops_under, mounts_under, processes_under, servers_by_data_dir, Guard};
 use common::TestServer;
 use serde_json::{json, Value};
 use troved::local::{discover, Datastore, Installation};
-
-/// Processes (pid, arguments) with an argument that names a path under `root`.
-fn processes_under(root: &Path) -> Vec<(u32, Vec<String>)> {
-    let root = root.to_string_lossy().into_owned();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(|pid| {
-            let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-            let args: Vec<String> = raw
-                .split(|b| *b == 0)
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect();
-            let under = |a: &String| {
-                let path = a.split_once('=').map_or(a.as_str(), |(_, v)| v);
-                path == root || path.starts_with(&format!("{root}/"))
-            };
-            args.iter().any(under).then_some((pid, args))
-        })
-        .collect()
-}
-
-/// The data directory a server's command line names (`-D DIR`, `--datadir=DIR`).
-fn served_data_dir(args: &[String]) -> Option<String> {
-    let pos = args.iter().position(|a| a == "-D");
-    pos.and_then(|i| args.get(i + 1).cloned()).or_else(|| {
-        args.iter()
-            .find_map(|a| a.strip_prefix("--datadir=").map(str::to_string))
-    })
-}
-
-/// Server processes under `root`, by the data directory they serve.
-fn servers_by_data_dir(root: &Path) -> HashMap<String, Vec<u32>> {
-    let mut out: HashMap<String, Vec<u32>> = HashMap::new();
-    for (pid, args) in processes_under(root) {
-        if let Some(dir) = served_data_dir(&args) {
-            out.entry(dir).or_default().push(pid);
-        }
-    }
-    out
-}
-
-/// Mount points under `root` (the kernel's view, `/proc/self/mountinfo`).
-fn mounts_under(root: &Path) -> Vec<String> {
-    let root = root.to_string_lossy().into_owned();
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    info.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|p| p.replace("\\040", " "))
-        .filter(|p| p == &root || p.starts_with(&format!("{root}/")))
-        .collect()
-}
-
-/// Loop devices whose backing file is under `root` (`losetup -a`).
-fn loops_under(root: &Path) -> Vec<String> {
-    let Ok(out) = Command::new("losetup").arg("-a").output() else {
-        return Vec::new();
-    };
-    let root = root.to_string_lossy().into_owned();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.contains(&format!("({root}/")))
-        .filter_map(|l| l.split(':').next().map(str::to_string))
-        .collect()
-}
-
-/// Kills, unmounts and detaches whatever is left under the local root (by pid and by
-/// path: nothing outside the root is touched).
-struct Guard {
-    root: PathBuf,
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        // Each server leads its own process group: killing the group also takes the
-        // PostgreSQL children, whose rewritten command lines name no path.
-        for (pid, _) in processes_under(&self.root) {
-            for target in [format!("-{pid}"), pid.to_string()] {
-                let _ = Command::new("kill")
-                    .args(["-KILL", "--", &target])
-                    .stderr(std::process::Stdio::null())
-                    .status();
-            }
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !processes_under(&self.root).is_empty() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        // An unmount may find the volume busy while the last processes exit: retried.
-        while !mounts_under(&self.root).is_empty() && Instant::now() < deadline {
-            let mut mounts = mounts_under(&self.root);
-            mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
-            for m in mounts {
-                let _ = Command::new("umount").arg(&m).status();
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        for dev in loops_under(&self.root) {
-            let _ = Command::new("losetup").args(["-d", &dev]).status();
-        }
-    }
-}
 
 /// A troved with the local provider on a fresh data directory, and its guard.
 struct Fixture {

@@ -2,8 +2,9 @@
 //! binary with `--heartbeat-secs 1` and a real PostgreSQL server that gets `kill -9`ed.
 //!
 //! Each test runs its own troved on its own data directory and its own port range
-//! (32400-32499, apart from the other local tests); a `Drop` guard kills (by pid) every
-//! database server `troved local list` still reports, even when an assertion failed.
+//! (32400-32499, apart from the other local tests); a `Drop` guard kills every
+//! database server under its local root and unmounts its volumes, even when an
+//! assertion failed.
 //! Without PostgreSQL the tests print `SKIPPED:` and pass.
 
 mod common;
@@ -12,32 +13,16 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::local::Guard;
 use common::TestServer;
 use serde_json::{json, Value};
 use troved::local::{discover, Datastore, Installation};
 
-/// Kills every server the local provider of `data_dir` still lists, by pid.
-struct Reaper {
-    data_dir: PathBuf,
-}
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        for server in servers(&self.data_dir) {
-            if let Some(pid) = server["pid"].as_u64() {
-                let _ = Command::new("kill")
-                    .arg("-KILL")
-                    .arg(pid.to_string())
-                    .status();
-            }
-        }
-    }
-}
-
 struct Fixture {
-    // Dropped in this order: troved first, then the servers it left, then the files.
+    // Dropped in this order: troved first, then what it left (servers, mounts, loop
+    // devices), then the files.
     server: TestServer,
-    _reaper: Reaper,
+    _guard: Guard,
     dir: tempfile::TempDir,
 }
 
@@ -47,7 +32,9 @@ impl Fixture {
         let dir = tempfile::tempdir().unwrap();
         // The database user must traverse to the data directory (a tempdir is 0700).
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
-        let data_dir = dir.path().join("data");
+        // Canonical: the guard matches command lines and the mount table, which have no
+        // symlinks.
+        let data_dir = dir.path().canonicalize().unwrap().join("data");
         let args = ["--provider", "local", "--local-ports", ports];
         let server = TestServer::start(
             &data_dir,
@@ -60,8 +47,8 @@ impl Fixture {
         .await;
         Fixture {
             server,
-            _reaper: Reaper {
-                data_dir: data_dir.clone(),
+            _guard: Guard {
+                root: data_dir.join("local"),
             },
             dir,
         }

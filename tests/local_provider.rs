@@ -2,9 +2,9 @@
 //! real PostgreSQL and MariaDB servers, and a real client connects to them.
 //!
 //! Each test runs its own troved on its own data directory and its own port range, and
-//! cleans up what it caused: it deletes its instances, and a `Drop` guard kills (by pid)
-//! every database server `troved local list` still reports, even when an assertion
-//! failed. A datastore whose binaries are absent is skipped with a `SKIPPED:` line.
+//! cleans up what it caused: it deletes its instances, and a `Drop` guard kills
+//! every database server under its local root and unmounts its volumes, even when an
+//! assertion failed. A datastore whose binaries are absent is skipped with a `SKIPPED:` line.
 
 mod common;
 
@@ -12,31 +12,17 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::local::Guard;
 use common::TestServer;
 use serde_json::{json, Value};
 use troved::local::{discover, Datastore, Installation};
 
-/// Kills every server the local provider of `data_dir` still lists, by pid.
-struct Reaper {
-    data_dir: PathBuf,
-}
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        for pid in listed_pids(&self.data_dir) {
-            let _ = Command::new("kill")
-                .arg("-KILL")
-                .arg(pid.to_string())
-                .status();
-        }
-    }
-}
-
 /// A troved with the local provider on a fresh data directory, and its reaper.
 struct Fixture {
-    // Dropped in this order: troved first, then the servers it left, then the files.
+    // Dropped in this order: troved first, then what it left (servers, mounts, loop
+    // devices), then the files.
     server: TestServer,
-    _reaper: Reaper,
+    _guard: Guard,
     dir: tempfile::TempDir,
 }
 
@@ -46,7 +32,9 @@ impl Fixture {
         let dir = tempfile::tempdir().unwrap();
         // The database user must traverse to the data directory (a tempdir is 0700).
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
-        let data_dir = dir.path().join("data");
+        // Canonical: the guard matches command lines and the mount table, which have no
+        // symlinks.
+        let data_dir = dir.path().canonicalize().unwrap().join("data");
         let server = TestServer::start(
             &data_dir,
             &[
@@ -61,8 +49,8 @@ impl Fixture {
         .await;
         Fixture {
             server,
-            _reaper: Reaper {
-                data_dir: data_dir.clone(),
+            _guard: Guard {
+                root: data_dir.join("local"),
             },
             dir,
         }
@@ -86,24 +74,6 @@ fn local_list(data_dir: &Path) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).expect("local list prints JSON")
-}
-
-fn listed_pids(data_dir: &Path) -> Vec<u32> {
-    let Ok(out) = Command::new(env!("CARGO_BIN_EXE_troved"))
-        .args(["local", "list", "--data-dir"])
-        .arg(data_dir)
-        .output()
-    else {
-        return Vec::new();
-    };
-    let list: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    list["servers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|s| s["pid"].as_u64())
-        .map(|p| p as u32)
-        .collect()
 }
 
 fn alive(pid: u32) -> bool {

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+pub mod local;
+
 /// A running `troved serve` child process.
 pub struct TestServer {
     pub base: String,
