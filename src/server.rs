@@ -70,7 +70,7 @@ pub enum ServerError {
 /// Start-up step 5b: the vault and the provider's state, checked against the log (the
 /// read models) before opening them creates what is missing (`crate::reconcile`). Also
 /// returns the instances whose secrets the operator accepted as lost.
-async fn open_vault_and_cloud(
+async fn open_vault_and_provider(
     cfg: &ServeConfig,
     models: &InstanceModels,
     choice: Choice,
@@ -134,7 +134,7 @@ fn local_providers(local: &Arc<LocalProvider>) -> Providers {
     }
 }
 
-/// What [`open_vault_and_cloud`] opened.
+/// What [`open_vault_and_provider`] opened.
 struct Opened {
     vault: Arc<Vault>,
     /// Instances whose secrets the operator accepted as lost (to be recorded).
@@ -269,7 +269,7 @@ impl Server {
         tracing::info!(event_store = %store_url.redacted(), "event store opened");
         let (all, from, reached) = rebuild_read_models(cfg, dyn_store.as_ref()).await?;
         let models = all.instances.clone();
-        let opened = open_vault_and_cloud(cfg, &models, choice).await?;
+        let opened = open_vault_and_provider(cfg, &models, choice).await?;
         restrict_private_files(cfg, &store_url, &opened.state_file);
         let (applied_tx, applied_rx) = watch::channel(reached);
         let bus = command_bus(cfg, &dyn_store, &catalog, &all, applied_rx);

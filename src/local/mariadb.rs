@@ -18,9 +18,9 @@ use super::quote::{
     config_name, config_value, mariadb_account, mariadb_grant_db, mariadb_ident, mariadb_literal,
 };
 use super::{
-    adopt_unrecorded, copy_data, proc, publish_template, running, scratch_name, spawn_server,
-    stop_server, user::private_dir, ConfigOutcome, Engine, EngineOptions, Health, Installation,
-    Instance, LocalError, ServerRecord, UserSpec,
+    adopt_unrecorded, copy_data, prepare_dirs, proc, running, spawn_server, stop_server,
+    template_once, ConfigOutcome, Engine, EngineOptions, Health, Installation, Instance,
+    LocalError, ServerRecord, UserSpec,
 };
 
 /// The superuser account [`Engine::set_admin_password`] sets: `root@'%'`, as upstream
@@ -104,36 +104,21 @@ impl Mariadb {
     async fn template(&self) -> Result<std::path::PathBuf, LocalError> {
         let name = format!("mariadb-{}-{}", self.install.version, self.opts.user.name);
         let dir = self.opts.templates.join(name);
-        let data = dir.join("data");
-        if data.join("mysql").exists() {
-            return Ok(data);
-        }
-        let _guard = self.template_lock.lock().await;
-        if data.join("mysql").exists() {
-            return Ok(data);
-        }
-        private_dir(&self.opts.user, &self.opts.templates)?;
-        let tmp = private_dir(&self.opts.user, &scratch_name(&dir))?;
-        if let Err(e) = self.install_db(&tmp.join("data")).await {
-            let _ = tokio::fs::remove_dir_all(&tmp).await;
-            return Err(e);
-        }
-        publish_template(&tmp, &dir).await?;
-        Ok(data)
+        template_once(
+            &self.opts,
+            &self.template_lock,
+            &dir,
+            "mysql",
+            |data| async move { self.install_db(&data).await },
+        )
+        .await
     }
 
     /// Initializes `inst` with `mariadb-install-db` directly, without the template (for
     /// comparison: `docs/performance.md`).
     pub async fn init_fresh(&self, inst: &Instance) -> Result<(), LocalError> {
-        self.prepare_dirs(inst)?;
+        prepare_dirs(&self.opts.user, inst)?;
         self.install_db(&inst.data_dir()).await
-    }
-
-    fn prepare_dirs(&self, inst: &Instance) -> Result<(), LocalError> {
-        self.opts.user.check_reachable(&inst.dir)?;
-        private_dir(&self.opts.user, &inst.dir)?;
-        private_dir(&self.opts.user, &inst.run_dir())?;
-        Ok(())
     }
 
     /// The `mariadb` client as the administration account over the private socket.
@@ -213,7 +198,7 @@ impl Engine for Mariadb {
     }
 
     async fn init(&self, inst: &Instance) -> Result<(), LocalError> {
-        self.prepare_dirs(inst)?;
+        prepare_dirs(&self.opts.user, inst)?;
         if inst.data_dir().join("mysql").exists() {
             return Ok(());
         }

@@ -354,6 +354,48 @@ async fn remove_earlier_copies(to: &Path) {
     }
 }
 
+/// The template data directory `dir/data` of an engine, made once: under `lock`, `make`
+/// initializes a private scratch directory, which is then published by rename (a crash
+/// mid-way never leaves a half template under the final name). `marker` is a file only a
+/// complete data directory holds (`PG_VERSION`, `mysql`).
+async fn template_once<F, Fut>(
+    opts: &EngineOptions,
+    lock: &tokio::sync::Mutex<()>,
+    dir: &Path,
+    marker: &str,
+    make: F,
+) -> Result<PathBuf, LocalError>
+where
+    F: FnOnce(PathBuf) -> Fut,
+    Fut: std::future::Future<Output = Result<(), LocalError>>,
+{
+    let data = dir.join("data");
+    if data.join(marker).exists() {
+        return Ok(data);
+    }
+    let _guard = lock.lock().await;
+    if data.join(marker).exists() {
+        return Ok(data);
+    }
+    user::private_dir(&opts.user, &opts.templates)?;
+    let tmp = user::private_dir(&opts.user, &scratch_name(dir))?;
+    if let Err(e) = make(tmp.join("data")).await {
+        let _ = tokio::fs::remove_dir_all(&tmp).await;
+        return Err(e);
+    }
+    publish_template(&tmp, dir).await?;
+    Ok(data)
+}
+
+/// Makes an instance's directory and its socket directory, private to the database
+/// user (which must be able to reach them).
+fn prepare_dirs(user: &DbUser, inst: &Instance) -> Result<(), LocalError> {
+    user.check_reachable(&inst.dir)?;
+    user::private_dir(user, &inst.dir)?;
+    user::private_dir(user, &inst.run_dir())?;
+    Ok(())
+}
+
 /// Publishes a freshly initialized template directory under its final name; when another
 /// process won the race, its template is kept and ours removed.
 async fn publish_template(tmp: &Path, dir: &Path) -> Result<(), LocalError> {

@@ -13,9 +13,9 @@ use tokio::sync::Mutex;
 
 use super::quote::{config_name, config_value, pg_conninfo_value, pg_ident, pg_literal};
 use super::{
-    adopt_unrecorded, copy_data, proc, publish_template, running, scratch_name, spawn_server,
-    stop_server, user::private_dir, ConfigOutcome, Engine, EngineOptions, Health, Installation,
-    Instance, LocalError, ServerRecord, UserSpec,
+    adopt_unrecorded, copy_data, prepare_dirs, proc, running, spawn_server, stop_server,
+    template_once, ConfigOutcome, Engine, EngineOptions, Health, Installation, Instance,
+    LocalError, ServerRecord, UserSpec,
 };
 
 /// The superuser `initdb` creates.
@@ -110,37 +110,21 @@ impl Postgres {
     /// The template's data directory, initialized on first use.
     async fn template(&self) -> Result<std::path::PathBuf, LocalError> {
         let dir = self.template_dir();
-        let data = dir.join("data");
-        if data.join("PG_VERSION").exists() {
-            return Ok(data);
-        }
-        let _guard = self.template_lock.lock().await;
-        if data.join("PG_VERSION").exists() {
-            return Ok(data);
-        }
-        private_dir(&self.opts.user, &self.opts.templates)?;
-        let tmp = private_dir(&self.opts.user, &scratch_name(&dir))?;
-        let made = self.initdb(&tmp.join("data")).await;
-        if let Err(e) = made {
-            let _ = tokio::fs::remove_dir_all(&tmp).await;
-            return Err(e);
-        }
-        publish_template(&tmp, &dir).await?;
-        Ok(data)
+        template_once(
+            &self.opts,
+            &self.template_lock,
+            &dir,
+            "PG_VERSION",
+            |data| async move { self.initdb(&data).await },
+        )
+        .await
     }
 
     /// Initializes `inst` with `initdb` directly, without the template (for comparison:
     /// `docs/performance.md`).
     pub async fn init_fresh(&self, inst: &Instance) -> Result<(), LocalError> {
-        self.prepare_dirs(inst)?;
+        prepare_dirs(&self.opts.user, inst)?;
         self.initdb(&inst.data_dir()).await
-    }
-
-    fn prepare_dirs(&self, inst: &Instance) -> Result<(), LocalError> {
-        self.opts.user.check_reachable(&inst.dir)?;
-        private_dir(&self.opts.user, &inst.dir)?;
-        private_dir(&self.opts.user, &inst.run_dir())?;
-        Ok(())
     }
 
     /// `psql` as the superuser over the private socket, running `sql` from stdin with
@@ -220,7 +204,7 @@ impl Engine for Postgres {
     }
 
     async fn init(&self, inst: &Instance) -> Result<(), LocalError> {
-        self.prepare_dirs(inst)?;
+        prepare_dirs(&self.opts.user, inst)?;
         if inst.data_dir().join("PG_VERSION").exists() {
             return Ok(());
         }
