@@ -114,6 +114,7 @@ impl Server {
                 .expect("free port");
             let mut child = Command::new(env!("CARGO_BIN_EXE_troved"))
                 .arg("serve")
+                .args(["--provider", "sim"])
                 .args(["--listen", &format!("127.0.0.1:{port}")])
                 .arg("--data-dir")
                 .arg(dir.path())

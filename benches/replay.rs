@@ -398,6 +398,7 @@ fn start_to_serving(dir: &Path, no_snapshot: bool) -> (f64, u64) {
     let started = Instant::now();
     let mut cmd = Command::new(troved());
     cmd.arg("serve")
+        .args(["--provider", "sim"])
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .arg("--data-dir")
         .arg(dir)

@@ -334,9 +334,8 @@ pub struct ServeConfig {
     /// Where instances are provisioned: `sim`, the simulated cloud persisted in
     /// `cloud.db` in the data directory; `local`, real PostgreSQL and MariaDB servers
     /// on this machine (docs/providers.md); `auto`, `local` when at least one of their
-    /// server binaries is installed, else `sim`. The default stays `sim` until the local
-    /// provider is complete (issue #13).
-    #[arg(long, env = "TROVED_PROVIDER", default_value = "sim")]
+    /// server binaries is installed, else `sim` (the start-up log says which and why).
+    #[arg(long, env = "TROVED_PROVIDER", default_value = "auto")]
     pub provider: String,
 
     /// Local provider: the directory of its state (`state.json`), templates, volumes

@@ -330,6 +330,7 @@ async fn start_on_a_full_disk_after_a_clean_shutdown_says_the_disk_is_full() {
 
     let out = Command::new(env!("CARGO_BIN_EXE_troved"))
         .arg("serve")
+        .args(["--provider", "sim"])
         .args(["--listen", "127.0.0.1:0"])
         .arg("--data-dir")
         .arg(&data)

@@ -34,7 +34,14 @@ async fn an_embedded_store_elsewhere_is_used_and_locked() {
     // A second server with its own data directory but the same store is refused.
     let other = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_troved"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "serve",
+            "--provider",
+            "sim",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(other.path())
         .args(["--event-store", &url])
         .stdout(Stdio::null())
@@ -59,7 +66,14 @@ fn a_bad_event_store_url_is_refused_without_its_secrets() {
         "esdb://admin:hunter2@[::1",
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_troved"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "serve",
+                "--provider",
+                "sim",
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
             .arg(data.path())
             .args(["--event-store", url])
             .stdout(Stdio::null())

@@ -119,6 +119,7 @@ fn serve_expecting_exit(data_dir: &Path, extra: &[&str]) -> (Option<i32>, String
         .arg(format!("127.0.0.1:{port}"))
         .arg("--data-dir")
         .arg(data_dir)
+        .args(common::sim_unless_named(extra))
         .args(extra)
         .env("RUST_LOG", "warn")
         .env("RUST_BACKTRACE", "0")

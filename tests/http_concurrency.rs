@@ -188,7 +188,14 @@ async fn a_second_process_cannot_open_a_data_directory_in_use() {
     let dir = tempfile::tempdir().unwrap();
     let _s = TestServer::start(dir.path(), &[]).await;
     let out = Command::new(env!("CARGO_BIN_EXE_troved"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "serve",
+            "--provider",
+            "sim",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(dir.path())
         .output()
         .unwrap();

@@ -105,7 +105,14 @@ async fn static_tokens_authenticate_scope_and_authorize() {
 fn noauth_on_a_non_loopback_address_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_troved"))
-        .args(["serve", "--listen", "0.0.0.0:0", "--data-dir"])
+        .args([
+            "serve",
+            "--provider",
+            "sim",
+            "--listen",
+            "0.0.0.0:0",
+            "--data-dir",
+        ])
         .arg(dir.path())
         .output()
         .unwrap();

@@ -421,3 +421,50 @@ fn refused_start(data_dir: &Path) -> String {
     assert!(!out.status.success(), "troved started without its state");
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// Without `--provider` (nor `TROVED_PROVIDER`), troved takes the local provider where a
+/// PostgreSQL or MariaDB server is installed, and its log says so and why: the README's
+/// `cargo run -- serve` gives real databases.
+#[tokio::test]
+async fn the_default_provider_is_local_where_a_server_is_installed() {
+    if installation(Datastore::Postgresql).await.is_none()
+        && installation(Datastore::Mariadb).await.is_none()
+    {
+        println!("SKIPPED: neither PostgreSQL nor MariaDB is installed");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let data_dir = dir.path().canonicalize().unwrap().join("data");
+    let _guard = Guard {
+        root: data_dir.join("local"),
+    };
+    let out = Command::new("timeout")
+        .args(["-s", "INT", "5"])
+        .arg(env!("CARGO_BIN_EXE_troved"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--local-ports",
+            "31150-31159",
+        ])
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .env_remove("TROVED_PROVIDER")
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run troved");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("provider: local") && log.contains("mode=\"auto\""),
+        "no local-provider choice in the log:\n{log}"
+    );
+    assert!(
+        log.contains("found=") && log.contains("in /"),
+        "the log names what it found:\n{log}"
+    );
+    assert_eq!(local_list(&data_dir), json!({"servers": [], "volumes": []}));
+}

@@ -42,6 +42,7 @@ fn refused_start(data_dir: &Path, extra: &[&str]) -> String {
             "--data-dir",
         ])
         .arg(data_dir)
+        .args(common::sim_unless_named(extra))
         .args(extra)
         .env("RUST_LOG", "error")
         .stdout(Stdio::null())

@@ -51,6 +51,8 @@ fn troved_serve(data_dir: &std::path::Path, port: u16) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_troved"));
     cmd.args([
         "serve",
+        "--provider",
+        "sim",
         "--listen",
         &format!("127.0.0.1:{port}"),
         "--data-dir",

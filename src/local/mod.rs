@@ -23,6 +23,7 @@ pub mod mariadb;
 pub mod postgres;
 pub mod proc;
 pub mod quote;
+pub mod sockets;
 pub mod user;
 pub mod volume;
 
@@ -105,9 +106,11 @@ impl Instance {
     pub fn data_dir(&self) -> PathBuf {
         self.dir.join("data")
     }
-    /// The directory of its Unix socket (private: only its user and root reach it).
+    /// The directory of its Unix socket and pid file (private: only its user and root
+    /// reach it): `run/` in the instance directory, or a short one when sockets there
+    /// would not fit a socket path ([`sockets`]).
     pub fn run_dir(&self) -> PathBuf {
-        self.dir.join("run")
+        sockets::run_dir_for(self.dir.join("run"))
     }
     /// Its standard output and error.
     pub fn log_path(&self) -> PathBuf {
@@ -291,15 +294,24 @@ pub trait Engine: Send + Sync {
         self.start(inst).await
     }
 
-    /// Stops the server and removes the instance directory.
+    /// Stops the server and removes the instance directory (and its run directory, when
+    /// that was moved out of it).
     async fn destroy(&self, inst: &Instance) -> Result<(), LocalError> {
         self.stop(inst).await?;
-        match tokio::fs::remove_dir_all(&inst.dir).await {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(LocalError::io("remove the instance directory", e))
-            }
-            _ => Ok(()),
+        let run = inst.run_dir();
+        let mut dirs = vec![inst.dir.clone()];
+        if sockets::is_moved(&inst.dir, &run) {
+            dirs.push(run);
         }
+        for dir in dirs {
+            match tokio::fs::remove_dir_all(&dir).await {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(LocalError::io("remove the instance directory", e));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 }
 
@@ -392,7 +404,11 @@ where
 fn prepare_dirs(user: &DbUser, inst: &Instance) -> Result<(), LocalError> {
     user.check_reachable(&inst.dir)?;
     user::private_dir(user, &inst.dir)?;
-    user::private_dir(user, &inst.run_dir())?;
+    let run = inst.run_dir();
+    if sockets::is_moved(&inst.dir, &run) {
+        sockets::ensure_base(&run)?;
+    }
+    user::private_dir(user, &run)?;
     Ok(())
 }
 

@@ -15,6 +15,7 @@ Prints one line per check (`PASS name` / `FAIL name: why`) and ends with
 """
 
 import argparse
+import glob
 import json
 import os
 import re
@@ -45,10 +46,12 @@ def free_port():
 class Troved:
     """One `troved serve` child on a free loopback port with its own data dir."""
 
-    def __init__(self, binary, workdir, name, latency_ms):
+    def __init__(self, binary, workdir, name, latency_ms, provider="sim", extra=()):
         self.binary = binary
         self.dir = os.path.join(workdir, name)
         self.latency_ms = latency_ms
+        self.provider = provider
+        self.extra = list(extra)
         self.proc = None
         self.port = None
         self.log_path = os.path.join(self.dir, "troved.log")
@@ -67,12 +70,15 @@ class Troved:
                 [
                     self.binary,
                     "serve",
+                    "--provider",
+                    self.provider,
                     "--listen",
                     f"127.0.0.1:{self.port}",
                     "--data-dir",
                     os.path.join(self.dir, "data"),
                     "--sim-latency-ms",
                     str(self.latency_ms),
+                    *self.extra,
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=self.log,
@@ -273,6 +279,109 @@ def active(inst):
 
 def list_instances(cli, *extra):
     return cli("database", "instance", "list", "-f", "json", *extra).json()
+
+
+# ---- real databases (the local provider) -----------------------------------------------
+
+# The client of each datastore: argv connecting as `user` with `password` to `db` on
+# host:port and running one statement.
+CLIENTS = {
+    "postgresql": lambda host, port, user, password, db, sql: [
+        "psql", f"postgresql://{user}:{password}@{host}:{port}/{db}?connect_timeout=10",
+        "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql,
+    ],
+    "mariadb": lambda host, port, user, password, db, sql: [
+        "mariadb", "--no-defaults", "-h", host, "-P", str(port), "-u", user,
+        f"-p{password}", "--connect-timeout=10", "-N", "-B", db, "-e", sql,
+    ],
+}
+
+
+def local_missing():
+    """Why the local provider's session cannot run here, or None."""
+    if os.geteuid() != 0:
+        return "not root (database servers run as the troved-db user)"
+    if not glob.glob("/usr/lib/postgresql/*/bin/postgres"):
+        return "no PostgreSQL server (Debian package postgresql)"
+    if not (shutil.which("mariadbd") or os.path.exists("/usr/sbin/mariadbd")):
+        return "no MariaDB server (Debian package mariadb-server)"
+    if not (shutil.which("psql") and shutil.which("mariadb")):
+        return "no psql or mariadb client"
+    return None
+
+
+def endpoint_of(inst):
+    """(host, port) from a shown instance: the first address and its port."""
+    addresses = inst.get("addresses") or []
+    if not addresses:
+        raise AssertionError(f"no address in {inst!r}")
+    first = addresses[0]
+    if "port" in first:
+        return first["address"], int(first["port"])
+    host, _, port = first["address"].rpartition(":")
+    return host, int(port)
+
+
+def sql(datastore, host, port, user, password, db, statement):
+    argv = CLIENTS[datastore](host, port, user, password, db, statement)
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60,
+                          stdin=subprocess.DEVNULL)
+
+
+def local_sessions(args, report, workdir, servers):
+    """The README's quick start with the real CLI against `--provider local`: create with a
+    database and a user, connect as that user with its password (and fail with another),
+    delete; for PostgreSQL and MariaDB."""
+    why = local_missing()
+    if why:
+        print(f"SKIP local provider session: {why}", flush=True)
+        return
+    os.chmod(workdir, 0o755)  # the database user must reach the local root inside it
+    local = Troved(args.troved, workdir, "local", 0, provider="local",
+                   extra=["--local-ports", "31800-31849"])
+    servers.append(local)
+    local.start()
+    print(f"troved (provider local) at {local.base}", flush=True)
+    cli = Cli(args.openstack, local)
+    versions = {"postgresql": "15", "mariadb": "10.11"}
+    shown = {}
+    for ds, version in versions.items():
+        name = f"orders-{ds}"
+        with report.check(f"local {ds}: create --databases orders --users app:s3cret-pw -> ACTIVE/HEALTHY"):
+            cli("database", "instance", "create", name, "--flavor", "1", "--size", "1",
+                "--datastore", ds, "--datastore-version", version,
+                "--databases", "orders", "--users", "app:s3cret-pw", "-f", "json").json()
+            inst = wait_show(cli, name, lambda i: i.get("operating_status") == "HEALTHY",
+                             "HEALTHY", timeout=120)
+            eq(inst["status"], "ACTIVE", "status")
+            shown[ds] = inst
+        with report.check(f"local {ds}: the user connects to its database with its password"):
+            host, port = endpoint_of(shown[ds])
+            eq(host, "127.0.0.1", "private address")
+            r = sql(ds, host, port, "app", "s3cret-pw", "orders",
+                    "CREATE TABLE t (v INT); INSERT INTO t VALUES (42); SELECT v FROM t")
+            eq((r.returncode, r.stdout.strip()), (0, "42"), f"psql/mariadb ({r.stderr.strip()})")
+        with report.check(f"local {ds}: a wrong password is refused"):
+            r = sql(ds, host, port, "app", "wrong-pw", "orders", "SELECT 1")
+            if r.returncode == 0:
+                raise AssertionError("logged in with a wrong password")
+            has(r.stderr.lower(), "password authentication failed" if ds == "postgresql"
+                else "access denied", "error")
+        with report.check(f"local {ds}: delete stops the server and frees the port"):
+            cli("database", "instance", "delete", name).ok()
+            deadline = time.monotonic() + 60
+            while show_rc(cli, name) == 0:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"{name} still shown 60 s after delete")
+                time.sleep(0.5)
+            with socket.socket() as s:
+                s.settimeout(2)
+                if s.connect_ex((host, port)) == 0:
+                    raise AssertionError(f"something still listens on {host}:{port}")
+
+
+def show_rc(cli, ref):
+    return cli("database", "instance", "show", ref, "-f", "json").rc
 
 
 # ---- the scenario ----------------------------------------------------------------------
@@ -608,6 +717,9 @@ def run(args):
             eq(show(scli, S["slow"])["status"], "BUILD", "still building")
             rows = list_instances(scli)
             eq(by(rows, "ID", S["slow"])["Status"], "BUILD", "listed as BUILD")
+
+        # -- real databases: README's quick start, as a user runs it ---------------------
+        local_sessions(args, report, workdir, servers)
     except Exception:
         report.failed += 1
         print("FAIL harness:", flush=True)

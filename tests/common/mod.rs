@@ -111,6 +111,7 @@ impl TestServer {
                 .arg(format!("127.0.0.1:{port}"))
                 .arg("--data-dir")
                 .arg(&self.data_dir)
+                .args(sim_unless_named(&self.extra_args))
                 .args(&self.extra_args)
                 .env("RUST_LOG", "error")
                 .stdout(Stdio::null())
@@ -293,6 +294,7 @@ impl Serve {
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .arg("--data-dir")
             .arg(data_dir)
+            .args(sim_unless_named(extra))
             .args(extra)
             .env("RUST_LOG", "error")
             .env("NO_COLOR", "1")
@@ -392,4 +394,19 @@ pub fn create_body(name: &str) -> Value {
 pub fn samples_dir() -> Option<PathBuf> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/trove-api/samples");
     p.is_dir().then_some(p)
+}
+
+/// `--provider sim` unless `args` name a provider: the default, `auto`, runs real
+/// database servers wherever their binaries are installed, and these tests mean the
+/// simulated cloud.
+pub fn sim_unless_named<S: AsRef<str>>(args: &[S]) -> &'static [&'static str] {
+    let named = args.iter().any(|a| {
+        let a = a.as_ref();
+        a == "--provider" || a.starts_with("--provider=")
+    });
+    if named {
+        &[]
+    } else {
+        &["--provider", "sim"]
+    }
 }

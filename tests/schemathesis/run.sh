@@ -45,7 +45,7 @@ trap cleanup EXIT
 PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 BASE="http://127.0.0.1:$PORT"
 
-"$TROVED" serve --listen "127.0.0.1:$PORT" --data-dir "$WORK/data" --sim-latency-ms 0 \
+"$TROVED" serve --provider sim --listen "127.0.0.1:$PORT" --data-dir "$WORK/data" --sim-latency-ms 0 \
     >"$WORK/troved.log" 2>&1 &
 PID=$!
 
