@@ -224,10 +224,9 @@ fn private_port(inst: &Value) -> u16 {
     inst["addresses"]
         .as_array()
         .and_then(|a| a.iter().find(|a| a["type"] == "private"))
-        .and_then(|a| a["address"].as_str())
-        .and_then(|a| a.rsplit_once(':'))
-        .and_then(|(_, p)| p.parse().ok())
-        .expect("a private host:port")
+        .and_then(|a| a["port"].as_u64())
+        .and_then(|p| u16::try_from(p).ok())
+        .expect("a private address with its port")
 }
 
 /// Whether the datastore's client logs in as `app` to `orders` and runs `select 1`.

@@ -676,6 +676,7 @@ async fn lifecycle(store: &SqliteStore, i: u64, base: DateTime<Utc>) -> u64 {
                 address: format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255),
                 kind: "private".into(),
                 network: Some("net-private".into()),
+                port: None,
             }],
             at: at(3),
         },

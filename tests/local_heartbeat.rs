@@ -179,8 +179,7 @@ async fn create_healthy(s: &TestServer, install: &Installation) -> (String, u16)
         reads("ACTIVE", "HEALTHY")(i)
     })
     .await;
-    let addr = inst["addresses"][0]["address"].as_str().unwrap();
-    let port = addr.rsplit_once(':').unwrap().1.parse().unwrap();
+    let (_, port) = common::local::endpoint(&inst, "private");
     (id, port)
 }
 

@@ -102,15 +102,9 @@ fn create_body(name: &str, datastore: &str, version: &str) -> Value {
     }})
 }
 
-/// The private `host:port` of a shown instance.
+/// The private address and port of a shown instance.
 fn private_address(inst: &Value) -> (String, u16) {
-    let addr = inst["addresses"]
-        .as_array()
-        .and_then(|a| a.iter().find(|a| a["type"] == "private"))
-        .and_then(|a| a["address"].as_str())
-        .unwrap_or_else(|| panic!("no private address in {inst}"));
-    let (host, port) = addr.rsplit_once(':').expect("host:port");
-    (host.to_string(), port.parse().expect("a port"))
+    common::local::endpoint(inst, "private")
 }
 
 /// Runs `select 1` through the datastore's client over TCP; Ok(stdout) or Err(stderr).
@@ -207,6 +201,8 @@ async fn create_connect_delete(datastore: Datastore, version: &str, ports: &str)
     let inst = wait_active(s, &id).await;
     let (host, port) = private_address(&inst);
     assert_eq!(host, "127.0.0.1");
+    // `ip` holds addresses only (clients parse them as IPs); the port is beside them.
+    assert_eq!(inst["ip"], json!(["127.0.0.1"]), "{inst}");
     assert_eq!(
         connect(&install, &host, port, "s3cret-pw").as_deref(),
         Ok("1")
@@ -448,7 +444,7 @@ async fn the_default_provider_is_local_where_a_server_is_installed() {
             "--listen",
             "127.0.0.1:0",
             "--local-ports",
-            "31150-31159",
+            "31300-31309",
         ])
         .arg("--data-dir")
         .arg(&data_dir)

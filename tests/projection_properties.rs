@@ -825,6 +825,7 @@ impl Harness {
                         address: format!("10.0.{slot}.{i}"),
                         kind: "private".into(),
                         network: Some("net-private".into()),
+                        port: None,
                     })
                     .collect(),
             },

@@ -162,11 +162,13 @@ pub fn sample_addresses() -> Vec<Address> {
             address: "10.1.0.62".into(),
             kind: "private".into(),
             network: Some("3dc8f3c2-f335-11eb-878c-00224d6b7bc1".into()),
+            port: None,
         },
         Address {
             address: "172.24.5.114".into(),
             kind: "public".into(),
             network: None,
+            port: None,
         },
     ]
 }

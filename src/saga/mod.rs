@@ -951,6 +951,7 @@ fn to_addresses(addresses: &[ports::ServerAddress]) -> Vec<Address> {
             address: a.address.clone(),
             kind: a.kind.clone(),
             network: a.network.clone(),
+            port: a.port,
         })
         .collect()
 }

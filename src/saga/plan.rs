@@ -335,6 +335,7 @@ mod tests {
             address: "10.0.0.1".into(),
             kind: "private".into(),
             network: None,
+            port: None,
         };
         log.push(E::AddressesAssigned {
             addresses: vec![address],

@@ -95,6 +95,9 @@ pub struct ServerAddress {
     /// `private` or `public`.
     pub kind: String,
     pub network: Option<String>,
+    /// The database's TCP port, when it is not the datastore's default.
+    #[serde(default)]
+    pub port: Option<u16>,
 }
 
 /// A server as the provider reports it.

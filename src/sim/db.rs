@@ -685,12 +685,14 @@ impl ServerRow {
             address: self.private_ip.clone(),
             kind: "private".into(),
             network: Some(self.network_id.clone()),
+            port: None,
         }];
         if let Some(ip) = &self.public_ip {
             out.push(ServerAddress {
                 address: ip.clone(),
                 kind: "public".into(),
                 network: Some(PUBLIC_NETWORK.into()),
+                port: None,
             });
         }
         out

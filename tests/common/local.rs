@@ -112,3 +112,15 @@ impl Drop for Guard {
         }
     }
 }
+
+/// The `(address, port)` of a shown instance's address of `kind` (`private`, `public`):
+/// the local provider shows each server's own port beside its address.
+pub fn endpoint(inst: &serde_json::Value, kind: &str) -> (String, u16) {
+    let a = inst["addresses"]
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["type"] == kind))
+        .unwrap_or_else(|| panic!("no {kind} address in {inst}"));
+    let host = a["address"].as_str().expect("an address").to_string();
+    let port = a["port"].as_u64().expect("a port beside the address");
+    (host, u16::try_from(port).expect("a TCP port"))
+}

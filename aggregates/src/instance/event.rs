@@ -89,6 +89,11 @@ pub struct Address {
     pub kind: String,
     /// Network id; absent for floating (public) addresses.
     pub network: Option<String>,
+    /// The TCP port the database listens on, when it is not the datastore's default
+    /// (the local provider runs many servers on one host). Absent in events recorded
+    /// before it existed, and for clouds whose servers listen on the default port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
 }
 
 /// Access settings as applied by an access update.

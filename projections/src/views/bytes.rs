@@ -439,6 +439,10 @@ fn write_address(out: &mut Vec<u8>, a: &Address) {
         out.extend_from_slice(b",\"network\":");
         write_str(out, network);
     }
+    if let Some(port) = a.port {
+        out.extend_from_slice(b",\"port\":");
+        out.extend_from_slice(port.to_string().as_bytes());
+    }
     out.extend_from_slice(b",\"type\":");
     write_str(out, &a.kind);
     out.push(b'}');

@@ -81,6 +81,10 @@ impl Rng {
         (!self.chance(3)).then(|| self.text())
     }
 
+    fn maybe_port(&mut self) -> Option<u16> {
+        (!self.chance(2)).then(|| self.below(65536) as u16)
+    }
+
     fn time(&mut self) -> DateTime<Utc> {
         let base = ts("2024-02-29T23:59:59");
         match self.below(12) {
@@ -227,6 +231,7 @@ fn address(r: &mut Rng) -> Address {
         address: r.pick(&["10.0.0.1", "172.24.5.114", "fe80::1"]).to_string(),
         kind: r.pick(&["private", "public", "other"]).to_string(),
         network: r.maybe_text(),
+        port: r.maybe_port(),
     }
 }
 

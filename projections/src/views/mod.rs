@@ -419,6 +419,9 @@ fn address(a: &Address) -> Value {
     if let Some(network) = &a.network {
         m.insert("network".into(), json!(network));
     }
+    if let Some(port) = a.port {
+        m.insert("port".into(), json!(port));
+    }
     Value::Object(m)
 }
 

@@ -91,6 +91,10 @@ pub struct InstanceAddress {
     pub r#type: String,
     #[schema(nullable = false)]
     pub network: Option<String>,
+    /// The database's TCP port, when it is not the datastore's default (the local
+    /// provider: many servers on one host).
+    #[schema(nullable = false)]
+    pub port: Option<u16>,
 }
 
 /// A reference to another instance (`replica_of`, `replicas`).

@@ -183,18 +183,20 @@ impl LocalProvider {
     }
 
     /// The server as the compute port reports it: ACTIVE (its port is reserved) with
-    /// its addresses, `host:port`.
+    /// its addresses, each with the server's port.
     fn server_view(&self, id: &str, rec: &ServerRec) -> Server {
         let mut addresses = vec![ServerAddress {
-            address: format!("127.0.0.1:{}", rec.port),
+            address: Ipv4Addr::LOCALHOST.to_string(),
             kind: "private".into(),
             network: Some(NETWORK.into()),
+            port: Some(rec.port),
         }];
         if rec.public {
             addresses.push(ServerAddress {
-                address: format!("{}:{}", shown_public(self.inner.cfg.public_bind), rec.port),
+                address: shown_public(self.inner.cfg.public_bind).to_string(),
                 kind: "public".into(),
                 network: None,
+                port: Some(rec.port),
             });
         }
         Server {

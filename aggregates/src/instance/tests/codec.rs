@@ -112,11 +112,13 @@ fn one_of_each() -> Vec<InstanceEvent> {
                     address: "10.1.0.62".into(),
                     kind: "private".into(),
                     network: Some("net".into()),
+                    port: None,
                 },
                 Address {
                     address: "172.24.5.114".into(),
                     kind: "public".into(),
                     network: None,
+                    port: None,
                 },
             ],
             at,

@@ -20,6 +20,7 @@ fn address() -> Address {
         address: "10.1.0.62".into(),
         kind: "private".into(),
         network: Some("net-1".into()),
+        port: None,
     }
 }
 
