@@ -67,6 +67,21 @@ pub struct ServerRec {
     /// The superuser's password (generated at prepare; never logged).
     pub admin_password: Option<String>,
     pub deleted: bool,
+    /// An upgrade begun and not finished (`super::upgrade`); absent in older files.
+    #[serde(default)]
+    pub upgrade: Option<PendingUpgrade>,
+}
+
+/// An upgrade of a server to other binaries, recorded before the server is stopped, so
+/// that a retried step (same key) resumes it where it stopped.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingUpgrade {
+    /// The idempotency key of the upgrade step.
+    pub key: String,
+    /// The (manager, version name) the server ran before.
+    pub from: (String, String),
+    /// The (manager, version name) it is upgraded to.
+    pub to: (String, String),
 }
 
 impl ServerRec {
