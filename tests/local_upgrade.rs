@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::local::Guard;
+use common::local::{servers_by_data_dir, Guard};
 use common::TestServer;
 use serde_json::{json, Value};
 use troved::local::discover::{self, SearchPaths};
@@ -352,4 +352,42 @@ async fn mariadb_binary_directory_switch_restarts_keeps_rows_and_runs_mariadb_up
         std::fs::read_to_string(Path::new(after["path"].as_str().unwrap()).join("server.log"))
             .unwrap_or_default();
     assert!(log.contains("troved: mariadb-upgrade"), "{log}");
+}
+
+/// troved killed with -9 shortly after the upgrade is accepted (while it stops, switches,
+/// starts or runs `mariadb-upgrade`): the restarted troved resumes the upgrade, which
+/// ends ACTIVE on the target with the rows kept and one server on the data directory.
+#[tokio::test]
+async fn troved_killed_during_an_upgrade_resumes_it_after_a_restart() {
+    let Some(maria) = installation(Datastore::Mariadb).await else {
+        return;
+    };
+    let text = catalog(
+        "mariadb",
+        &[("10.11", &maria.bin_dir), ("10.11-switch", &maria.bin_dir)],
+    );
+    let mut f = Fixture::start("31350-31399", &text).await;
+    let (id, addr) = create_with_rows(&f.server, &maria, "10.11").await;
+    let data_dir = listed_server(&f.data_dir())["data_dir"].clone();
+
+    let (status, body) = patch_version(&f.server, &id, "10.11-switch").await;
+    assert_eq!(status, 202, "{body}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    f.server.kill_and_restart().await;
+    let inst = wait_active(&f.server, &id).await;
+
+    assert_eq!(inst["datastore"]["version"], "10.11-switch");
+    assert_eq!(
+        query(&maria, &addr, "SELECT sum(n) FROM t").as_deref(),
+        Ok("6")
+    );
+    let server = listed_server(&f.data_dir());
+    assert_eq!(server["status"], "running", "{server}");
+    let servers = servers_by_data_dir(&f.data_dir().join("local"));
+    let on_data = &servers[data_dir.as_str().unwrap()];
+    assert_eq!(
+        on_data.len(),
+        1,
+        "one server on the data directory: {servers:?}"
+    );
 }

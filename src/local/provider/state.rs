@@ -191,4 +191,15 @@ mod tests {
         std::fs::write(path(dir.path()), "{").unwrap();
         assert!(probe(dir.path()).is_err());
     }
+
+    #[test]
+    fn a_server_written_before_upgrades_existed_loads() {
+        let old = r#"{"volumes": {}, "servers": {"srv-1": {
+            "key": "k", "instance_id": "00000000-0000-0000-0000-000000000000",
+            "instance_name": "n", "port": 30000, "public": false, "ram_mb": 512,
+            "volume_id": null, "dir": "/x", "datastore": ["postgresql", "15"],
+            "prepared": true, "admin_password": null, "deleted": false}}}"#;
+        let st: State = serde_json::from_str(old).unwrap();
+        assert_eq!(st.servers["srv-1"].upgrade, None);
+    }
 }

@@ -22,6 +22,7 @@ use crate::local::{mariadb::Mariadb, proc, Datastore, Engine, Installation, Inst
 use crate::saga::ports::{IdempotencyKey, ProviderError};
 
 /// Where an upgrade of one server stands, from its record.
+#[derive(Debug, PartialEq, Eq)]
 enum Stage {
     /// The server is on the target version (a finished upgrade, or the same version).
     Done,
@@ -30,6 +31,22 @@ enum Stage {
     Switched { from: (String, String) },
     /// Not switched yet: the server still runs (or ran) its current version.
     Before,
+}
+
+/// Where the upgrade of a server on `current` to `target` stands, given its pending
+/// upgrade (of this request or an earlier one: only what the record says counts).
+fn stage(
+    pending: Option<&PendingUpgrade>,
+    current: &(String, String),
+    target: &(String, String),
+) -> Stage {
+    match pending {
+        Some(p) if &p.to == current && current == target => Stage::Switched {
+            from: p.from.clone(),
+        },
+        _ if current == target => Stage::Done,
+        _ => Stage::Before,
+    }
 }
 
 impl LocalProvider {
@@ -54,13 +71,7 @@ impl LocalProvider {
             }
         };
         let target = (current.0.clone(), version.to_string());
-        let stage = match &rec.upgrade {
-            Some(p) if p.to == current && current == target => Stage::Switched {
-                from: p.from.clone(),
-            },
-            _ if current == target => Stage::Done,
-            _ => Stage::Before,
-        };
+        let stage = stage(rec.upgrade.as_ref(), &current, &target);
         let engine = self.inner.engines.get(&target).cloned().ok_or_else(|| {
             ProviderError::Permanent(format!(
                 "datastore {} version {} is not installed on this machine",
@@ -205,7 +216,8 @@ impl LocalProvider {
     /// system tables with `mariadb-upgrade` (over the private socket, as the
     /// administration account), which records the version it upgraded to in the data
     /// directory's `mysql_upgrade_info` (so running it again is quick). Its output is
-    /// appended to the server's log. PostgreSQL needs nothing within a major.
+    /// appended to the server's log. PostgreSQL needs nothing within a major. Failures
+    /// are transient: the saga retries a few times before the upgrade fails.
     async fn after_start(&self, to: &Installation, inst: &Instance) -> Result<(), ProviderError> {
         if to.datastore != Datastore::Mariadb {
             return Ok(());
@@ -216,9 +228,11 @@ impl LocalProvider {
         cmd.arg("--no-defaults")
             .arg(format!("--socket={}", Mariadb::socket(inst).display()))
             .arg(format!("--user={}", cfg.user.name));
+        // Retried as transient: it may meet a server still starting, or the lock of a
+        // `mariadb-upgrade` left running by a troved killed mid-upgrade.
         let out = proc::run(cmd, None, &[], cfg.timeout * 4)
             .await
-            .map_err(provider_error)?;
+            .map_err(transient)?;
         let text = format!("troved: mariadb-upgrade ({}):\n{out}\n", to.version);
         append(&inst.log_path(), &text);
         tracing::info!(version = %to.version, "upgrade: mariadb-upgrade done");
@@ -309,6 +323,45 @@ fn append(path: &Path, text: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn v(name: &str) -> (String, String) {
+        ("postgresql".into(), name.into())
+    }
+
+    fn pending(from: &str, to: &str) -> PendingUpgrade {
+        PendingUpgrade {
+            key: "k".into(),
+            from: v(from),
+            to: v(to),
+        }
+    }
+
+    #[test]
+    fn a_retried_upgrade_resumes_where_the_record_says() {
+        // Nothing recorded: switch, unless the server is on the target already.
+        assert_eq!(stage(None, &v("a"), &v("b")), Stage::Before);
+        assert_eq!(stage(None, &v("b"), &v("b")), Stage::Done);
+        // Recorded, not switched yet (stopped or not): switch.
+        assert_eq!(
+            stage(Some(&pending("a", "b")), &v("a"), &v("b")),
+            Stage::Before
+        );
+        // Switched: start (and the datastore's upgrade) remain.
+        assert_eq!(
+            stage(Some(&pending("a", "b")), &v("b"), &v("b")),
+            Stage::Switched { from: v("a") }
+        );
+        // An unfinished upgrade to b, then a request for c: from b to c.
+        assert_eq!(
+            stage(Some(&pending("a", "b")), &v("b"), &v("c")),
+            Stage::Before
+        );
+        // An upgrade never switched, then a request for the version it runs: done.
+        assert_eq!(
+            stage(Some(&pending("a", "b")), &v("a"), &v("a")),
+            Stage::Done
+        );
+    }
 
     #[test]
     fn series_order_numerically() {
