@@ -283,7 +283,7 @@ async fn upgrade_to_a_version_without_binaries_is_refused_and_the_instance_is_un
     let gone = tempfile::tempdir().unwrap();
     let missing = gone.path().join("postgresql/15/bin");
     let text = catalog("postgresql", &[("15", &pg.bin_dir), ("15-gone", &missing)]);
-    let f = Fixture::start("31250-31299", &text).await;
+    let f = Fixture::start("31250-31274", &text).await;
     let s = &f.server;
     let (status, v) = s
         .get("admin", "p1", "/datastores/postgresql/versions/15-gone")
@@ -390,4 +390,112 @@ async fn troved_killed_during_an_upgrade_resumes_it_after_a_restart() {
         1,
         "one server on the data directory: {servers:?}"
     );
+}
+
+/// A fake PostgreSQL bin directory under `root` (as `<root>/lib/postgresql/<major>/bin`)
+/// whose tools report `version` and refuse to do anything else: discovery lists it, but
+/// no server ever starts from it.
+fn fake_postgres(root: &Path, major: &str, version: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = root.join(format!("lib/postgresql/{major}/bin"));
+    std::fs::create_dir_all(&bin).unwrap();
+    let script = format!(
+        "#!/bin/sh\nif [ \"$1\" = --version ]; then echo 'postgres (PostgreSQL) {version}'; exit 0; fi\n\
+         echo 'fake binaries: not starting' >&2\nexit 1\n"
+    );
+    for tool in discover::POSTGRES_TOOLS {
+        let path = bin.join(tool);
+        std::fs::write(&path, &script).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    for dir in [root.to_path_buf(), bin.clone()] {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    bin
+}
+
+/// Waits for status ERROR and returns the instance as an admin sees it (with the fault).
+async fn wait_error(s: &TestServer, id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (_, body) = s.get("admin", "p1", &format!("/instances/{id}")).await;
+        let inst = body["instance"].clone();
+        if inst["status"] == "ERROR" {
+            return inst;
+        }
+        assert!(Instant::now() < deadline, "not ERROR in time: {inst}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Targets the API accepts (active: their binaries were found) that the data or the
+/// binaries cannot run fail with a fault, and the old server keeps answering with its
+/// rows: a PostgreSQL major upgrade is refused before the server is touched; binaries
+/// that do not start make the provider start the old ones again.
+#[tokio::test]
+async fn upgrades_that_cannot_run_fail_with_a_fault_and_the_old_server_keeps_answering() {
+    let Some(pg) = installation(Datastore::Postgresql).await else {
+        return;
+    };
+    let fakes = tempfile::tempdir().unwrap();
+    let root = fakes.path().canonicalize().unwrap();
+    let major = fake_postgres(&root.join("major"), "99", "99.1");
+    let broken = fake_postgres(
+        &root.join("broken"),
+        &pg.series,
+        &format!("{}.999", pg.series),
+    );
+    let text = catalog(
+        "postgresql",
+        &[
+            ("current", &pg.bin_dir),
+            ("next-major", &major),
+            ("broken", &broken),
+        ],
+    );
+    let f = Fixture::start("31275-31299", &text).await;
+    let s = &f.server;
+
+    // A major upgrade: refused by the provider before the server is stopped.
+    let (id, addr) = create_with_rows(s, &pg, "current").await;
+    let pid = listed_server(&f.data_dir())["pid"].clone();
+    let (status, body) = patch_version(s, &id, "next-major").await;
+    assert_eq!(status, 202, "{body}");
+    let inst = wait_error(s, &id).await;
+    let fault = inst["fault"]["message"].as_str().unwrap_or_default();
+    assert!(fault.contains("major upgrade"), "{inst}");
+    assert_eq!(
+        query(&pg, &addr, "SELECT sum(n) FROM t").as_deref(),
+        Ok("6")
+    );
+    let server = listed_server(&f.data_dir());
+    assert_eq!(server["pid"], pid, "untouched: {server}");
+    let (status, _) = s.delete("u", "p1", &format!("/instances/{id}")).await;
+    assert_eq!(status, 202);
+
+    // Binaries that do not start: back on the old ones, with the rows.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while s.get("u", "p1", &format!("/instances/{id}")).await.0 != 404 {
+        assert!(
+            Instant::now() < deadline,
+            "the first instance is not deleted"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (id, addr) = create_with_rows(s, &pg, "current").await;
+    let (status, body) = patch_version(s, &id, "broken").await;
+    assert_eq!(status, 202, "{body}");
+    let inst = wait_error(s, &id).await;
+    let fault = inst["fault"]["message"].as_str().unwrap_or_default();
+    assert!(
+        fault.contains(&format!("runs version {} again", pg.version)),
+        "{inst}"
+    );
+    assert_eq!(
+        query(&pg, &addr, "SELECT sum(n) FROM t").as_deref(),
+        Ok("6")
+    );
+    let server = listed_server(&f.data_dir());
+    assert_eq!(server["status"], "running", "{server}");
+    assert_eq!(server["version"], "current", "{server}");
 }

@@ -18,7 +18,7 @@ use std::path::Path;
 
 use super::state::{PendingUpgrade, ServerRec};
 use super::{provider_error, transient, LocalProvider};
-use crate::local::{mariadb::Mariadb, proc, Datastore, Engine, Installation, Instance};
+use crate::local::{mariadb::Mariadb, proc, Datastore, Engine, Installation, Instance, LocalError};
 use crate::saga::ports::{IdempotencyKey, ProviderError};
 
 /// Where an upgrade of one server stands, from its record.
@@ -145,9 +145,7 @@ impl LocalProvider {
                 tracing::info!(server = server_id, version = %record.version, "upgrade: started");
                 return Ok(());
             }
-            Err(
-                e @ (crate::local::LocalError::Io { .. } | crate::local::LocalError::Timeout(..)),
-            ) => {
+            Err(e @ (LocalError::Io { .. } | LocalError::Timeout(..))) => {
                 return Err(transient(e));
             }
             Err(e) => e,
@@ -155,7 +153,11 @@ impl LocalProvider {
         let Some(old) = self.inner.engines.get(from).cloned() else {
             return Err(provider_error(err));
         };
-        tracing::warn!(server = server_id, error = %err, "upgrade: the new binaries did not start; back to the old ones");
+        tracing::warn!(
+            server = server_id,
+            error = %err,
+            "upgrade: the new binaries did not start; back to the old ones"
+        );
         self.set_datastore(server_id, from).await?;
         self.set_upgrade(server_id, None).await?;
         old.start(inst).await.map_err(provider_error)?;
@@ -179,7 +181,7 @@ impl LocalProvider {
             Datastore::Postgresql => {
                 let data_major = std::fs::read_to_string(inst.data_dir().join("PG_VERSION"))
                     .map(|s| s.trim().to_string())
-                    .map_err(|e| transient(crate::local::LocalError::io("read PG_VERSION", e)))?;
+                    .map_err(|e| transient(LocalError::io("read PG_VERSION", e)))?;
                 if data_major != to.series {
                     return Err(ProviderError::Permanent(format!(
                         "upgrading PostgreSQL {data_major} to {} is a major upgrade (pg_upgrade), \
