@@ -77,7 +77,7 @@ impl Mariadb {
         }
     }
 
-    fn socket(inst: &Instance) -> std::path::PathBuf {
+    pub(crate) fn socket(inst: &Instance) -> std::path::PathBuf {
         inst.run_dir().join("mariadb.sock")
     }
 

@@ -234,6 +234,12 @@ fn upgrade(
         .datastore(&from.datastore_id.to_string())
         .ok_or_else(|| DomainError::DatastoreNotFound(from.datastore_name.clone()))?;
     let target = find_version(&datastore, version, None)?;
+    // Upstream accepts an inactive target; we refuse it as create does, before anything
+    // is touched: an inactive version is one that cannot run (with `--provider local`,
+    // one whose server binaries are missing), so the upgrade could only fail.
+    if !target.active {
+        return Err(DomainError::DatastoreVersionInactive(target.name.clone()));
+    }
     // Upstream has no gate and would overwrite a running task (spec §11.6 recommends the
     // "can perform action" gate; we apply it).
     can_perform_action(state, id)?;

@@ -22,6 +22,7 @@ pub mod setup;
 pub mod state;
 mod storage;
 mod supervisor;
+mod upgrade;
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
@@ -440,6 +441,7 @@ impl ComputeProvider for LocalProvider {
                     prepared: false,
                     admin_password: None,
                     deleted: false,
+                    upgrade: None,
                 };
                 st.servers.insert(id.clone(), rec.clone());
                 Ok((id, rec))
@@ -650,13 +652,20 @@ impl GuestAgent for LocalProvider {
 
     async fn upgrade(
         &self,
-        _key: &IdempotencyKey,
-        _server_id: &str,
-        _version: &str,
+        key: &IdempotencyKey,
+        server_id: &str,
+        version: &str,
     ) -> Result<(), ProviderError> {
-        Err(ProviderError::Permanent(
-            "upgrade is not supported by the local provider yet".into(),
-        ))
+        // In its own task, as prepare: a call that times out does not cut it short.
+        let (this, key, sid, version) = (
+            self.clone(),
+            key.clone(),
+            server_id.to_string(),
+            version.to_string(),
+        );
+        tokio::spawn(async move { this.upgrade_now(&key, &sid, &version).await })
+            .await
+            .map_err(|e| ProviderError::Transient(format!("upgrade task: {e}")))?
     }
 
     async fn apply_configuration(

@@ -67,6 +67,21 @@ pub struct ServerRec {
     /// The superuser's password (generated at prepare; never logged).
     pub admin_password: Option<String>,
     pub deleted: bool,
+    /// An upgrade begun and not finished (`super::upgrade`); absent in older files.
+    #[serde(default)]
+    pub upgrade: Option<PendingUpgrade>,
+}
+
+/// An upgrade of a server to other binaries, recorded before the server is stopped, so
+/// that a retried step (same key) resumes it where it stopped.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingUpgrade {
+    /// The idempotency key of the upgrade step.
+    pub key: String,
+    /// The (manager, version name) the server ran before.
+    pub from: (String, String),
+    /// The (manager, version name) it is upgraded to.
+    pub to: (String, String),
 }
 
 impl ServerRec {
@@ -175,5 +190,16 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
         std::fs::write(path(dir.path()), "{").unwrap();
         assert!(probe(dir.path()).is_err());
+    }
+
+    #[test]
+    fn a_server_written_before_upgrades_existed_loads() {
+        let old = r#"{"volumes": {}, "servers": {"srv-1": {
+            "key": "k", "instance_id": "00000000-0000-0000-0000-000000000000",
+            "instance_name": "n", "port": 30000, "public": false, "ram_mb": 512,
+            "volume_id": null, "dir": "/x", "datastore": ["postgresql", "15"],
+            "prepared": true, "admin_password": null, "deleted": false}}}"#;
+        let st: State = serde_json::from_str(old).unwrap();
+        assert_eq!(st.servers["srv-1"].upgrade, None);
     }
 }

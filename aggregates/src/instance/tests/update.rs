@@ -505,10 +505,20 @@ fn upgrade_by_version_id_is_accepted() {
 }
 
 #[test]
-fn upgrade_to_an_inactive_version_is_allowed() {
-    given(&ready())
+fn upgrade_to_an_inactive_version_is_a_bad_request() {
+    // Deviation: upstream accepts it; an inactive version cannot run (docs/api.md).
+    let err = given(&ready())
         .when(upgrade("5.6"))
-        .then(&[upgrade_event(V_MYSQL_56)]);
+        .then_err(DomainError::DatastoreVersionInactive("5.6".into()));
+    assert_eq!(err.to_string(), "Datastore version '5.6' is not active.");
+    assert_eq!(err.fault(), Fault::BadRequest);
+    // By id too, and before the gate (a busy instance is told the version is inactive).
+    given(&ready())
+        .when(upgrade(&V_MYSQL_56.to_string()))
+        .then_err(DomainError::DatastoreVersionInactive("5.6".into()));
+    given(&ready_then(&[upgrade_requested(V_MYSQL_57)]))
+        .when(upgrade("5.6"))
+        .then_err(DomainError::DatastoreVersionInactive("5.6".into()));
 }
 
 #[test]
