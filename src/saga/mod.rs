@@ -39,8 +39,8 @@ use uuid::Uuid;
 
 pub use plan::{plan, Policy, Step};
 use ports::{
-    ComputeProvider, GuestAgent, IdempotencyKey, PrepareRequest, ProviderError, ServerSpec,
-    VolumeProvider, VolumeSpec,
+    ComputeProvider, GuestAgent, IdempotencyKey, PrepareRequest, PrepareUser, ProviderError,
+    ServerSpec, VolumeProvider, VolumeSpec,
 };
 
 use crate::catalog::StaticCatalog;
@@ -848,7 +848,12 @@ impl SagaRunner {
                     .ok_or_else(|| {
                         StepError::SecretUnavailable(unseal_failure(&u.name, &key_id))
                     })?;
-                users.push((u.name.clone(), u.host.clone(), password));
+                users.push(PrepareUser {
+                    name: u.name.clone(),
+                    host: u.host.clone(),
+                    password,
+                    databases: u.databases.clone(),
+                });
             }
         }
         let ds = s.datastore.clone().unwrap_or_default();

@@ -151,11 +151,34 @@ pub struct PrepareRequest {
     pub datastore_manager: String,
     pub datastore_version: String,
     pub databases: Vec<String>,
-    /// (name, host, password): passwords unsealed for the guest only.
-    pub users: Vec<(String, String, String)>,
+    /// The create's users; passwords unsealed for the guest only.
+    pub users: Vec<PrepareUser>,
     pub configuration: Option<serde_json::Value>,
     /// The primary to replicate from, for replicas.
     pub replica_of: Option<Uuid>,
+}
+
+/// A user the guest creates.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct PrepareUser {
+    pub name: String,
+    /// The host pattern given at create (`%` when none was).
+    pub host: String,
+    /// Unsealed for the guest only: never logged (`Debug` blanks it).
+    pub password: String,
+    /// The databases this user gets (by name); no others.
+    pub databases: Vec<String>,
+}
+
+impl std::fmt::Debug for PrepareUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PrepareUser")
+            .field("name", &self.name)
+            .field("host", &self.host)
+            .field("password", &"<hidden>")
+            .field("databases", &self.databases)
+            .finish()
+    }
 }
 
 /// The guest's status as its agent reports it (lifecycle §2.2 names: `HEALTHY`,

@@ -17,6 +17,7 @@
 //! runs in its own task, so a saga call that times out does not cut it short (the
 //! retry waits for it on the lock, then finds the work done).
 
+mod grants;
 mod port_range;
 pub mod setup;
 pub mod state;
@@ -36,7 +37,7 @@ use uuid::Uuid;
 
 pub use self::port_range::PortRange;
 use self::state::{ServerRec, State, VolumeRec};
-use super::{engine, Engine, EngineOptions, Health, Installation, Instance, LocalError, UserSpec};
+use super::{engine, Engine, EngineOptions, Health, Installation, Instance, LocalError};
 use crate::local::volume::Volumes;
 use crate::saga::ports::{
     ComputeProvider, GuestAgent, GuestReport, IdempotencyKey, PrepareRequest, ProviderError,
@@ -580,8 +581,8 @@ impl LocalProvider {
 }
 
 /// Initializes, configures and starts the server, then creates the request's databases
-/// and users (each user gets every database of the request: the prepare request carries
-/// no per-user grants) and sets the superuser password. Every step is idempotent.
+/// and users (each user gets the databases it names, [`grants::user_spec`]) and sets the
+/// superuser password. Every step is idempotent.
 async fn set_up(
     engine: &dyn Engine,
     inst: &Instance,
@@ -597,18 +598,10 @@ async fn set_up(
     for db in &req.databases {
         engine.create_database(inst, db).await?;
     }
-    for (name, host, password) in &req.users {
-        let user = UserSpec {
-            name: name.clone(),
-            host: if host.is_empty() {
-                "%".into()
-            } else {
-                host.clone()
-            },
-            password: password.clone(),
-            databases: req.databases.clone(),
-        };
-        engine.create_user(inst, &user).await?;
+    for user in &req.users {
+        engine
+            .create_user(inst, &grants::user_spec(user, &req.databases))
+            .await?;
     }
     if let Some(pw) = &rec.admin_password {
         engine.set_admin_password(inst, pw).await?;

@@ -1,0 +1,189 @@
+//! Who may reach a local instance's databases (issue #13): per-user grants, public or
+//! private binding, `allowed_cidrs`, and the superuser password kept sealed.
+//!
+//! Black box: the real troved with `--provider local`, real PostgreSQL and MariaDB
+//! servers, and their real clients. Every test has its own data directory and ports
+//! (31400-31599) and a `Drop` guard (`common::local::Guard`) that kills, unmounts and
+//! detaches what it leaves. A datastore whose binaries are absent is skipped with a
+//! `SKIPPED:` line.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::local::Guard;
+use common::TestServer;
+use serde_json::{json, Value};
+use troved::local::{discover, Datastore, Installation};
+
+/// A troved with the local provider on a fresh data directory, and its reaper.
+struct Fixture {
+    // Dropped in this order: troved, then what it left, then the files.
+    server: TestServer,
+    _guard: Guard,
+    _dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    async fn start(ports: &str, extra: &[&str]) -> Fixture {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        // The database user must traverse to the data directory (a tempdir is 0700).
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+        let data_dir = dir.path().canonicalize().unwrap().join("data");
+        let mut args = vec!["--provider", "local", "--local-ports", ports];
+        args.extend_from_slice(extra);
+        let server = TestServer::start(&data_dir, &args).await;
+        Fixture {
+            server,
+            _guard: Guard {
+                root: data_dir.join("local"),
+            },
+            _dir: dir,
+        }
+    }
+
+    /// Creates an instance from `body` (`{"instance": ...}`) and waits until it is ACTIVE.
+    async fn create_active(&self, body: &Value) -> Value {
+        let (status, created) = self.server.post("u", "p1", "/instances", body).await;
+        assert_eq!(status, 200, "{created}");
+        let id = created["instance"]["id"].as_str().unwrap().to_string();
+        self.wait_status(&id, "ACTIVE").await
+    }
+
+    /// Polls show until the instance has `status` (ERROR fails at once, unless asked).
+    async fn wait_status(&self, id: &str, want: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let (status, body) = self
+                .server
+                .get("u", "p1", &format!("/instances/{id}"))
+                .await;
+            assert_eq!(status, 200, "{body}");
+            let inst = body["instance"].clone();
+            match inst["status"].as_str() {
+                Some(s) if s == want => return inst,
+                Some("ERROR") => panic!("the instance failed: {inst}"),
+                _ => {}
+            }
+            assert!(Instant::now() < deadline, "not {want} in time: {inst}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+async fn installation(datastore: Datastore) -> Option<Installation> {
+    let found = discover::installed()
+        .await
+        .into_iter()
+        .find(|i| i.datastore == datastore);
+    if found.is_none() {
+        println!("SKIPPED: no {} server installed", datastore.manager());
+    }
+    found
+}
+
+/// The port of a shown instance (from its private address, `host:port`).
+fn port_of(inst: &Value) -> u16 {
+    let addr = inst["addresses"]
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["type"] == "private"))
+        .and_then(|a| a["address"].as_str())
+        .unwrap_or_else(|| panic!("no private address in {inst}"));
+    addr.rsplit_once(':').unwrap().1.parse().unwrap()
+}
+
+/// Runs `select 1` as `user` on `db` at `host:port` through the datastore's own client
+/// over TCP; Ok(stdout) or Err(stderr).
+fn login(
+    install: &Installation,
+    (host, port): (&str, u16),
+    (user, password): (&str, &str),
+    db: &str,
+) -> Result<String, String> {
+    let port = port.to_string();
+    let out = match install.datastore {
+        Datastore::Postgresql => Command::new(install.tool("psql"))
+            .arg(format!(
+                "postgresql://{user}:{password}@{host}:{port}/{db}?connect_timeout=5"
+            ))
+            .args(["-X", "-w", "-A", "-t", "-c", "select 1"])
+            .env_remove("PGPASSWORD")
+            .output(),
+        _ => Command::new(install.tool("mariadb"))
+            .args(["--no-defaults", "--protocol=TCP", "-h", host, "-P", &port])
+            .args(["--connect-timeout=5", "-u", user, "-D", db])
+            .args(["-N", "-e", "select 1"])
+            .env("MYSQL_PWD", password)
+            .output(),
+    }
+    .expect("run the client");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// The create body of an instance of `install`'s datastore.
+fn instance(install: &Installation, name: &str, extra: Value) -> Value {
+    let mut inst = json!({
+        "name": name,
+        "flavorRef": "1",
+        "volume": {"size": 1},
+        "datastore": {"type": install.datastore.manager(), "version": install.series},
+    });
+    if let (Some(o), Value::Object(e)) = (inst.as_object_mut(), extra) {
+        o.extend(e);
+    }
+    json!({ "instance": inst })
+}
+
+// ---- per-user grants ----------------------------------------------------------------
+
+/// Two users with a database each: each logs in to its own and is refused on the
+/// other's (and on the server's own databases).
+async fn users_get_only_their_databases(datastore: Datastore, ports: &str) {
+    let Some(install) = installation(datastore).await else {
+        return;
+    };
+    let f = Fixture::start(ports, &[]).await;
+    let body = instance(
+        &install,
+        "grants",
+        json!({
+            "databases": [{"name": "sales"}, {"name": "stock"}],
+            "users": [
+                {"name": "ann", "password": "ann-pw-1", "databases": [{"name": "sales"}]},
+                {"name": "bob", "password": "bob-pw-1", "databases": [{"name": "stock"}]},
+            ],
+        }),
+    );
+    let inst = f.create_active(&body).await;
+    let at = ("127.0.0.1", port_of(&inst));
+    let ann = ("ann", "ann-pw-1");
+    let bob = ("bob", "bob-pw-1");
+    assert_eq!(login(&install, at, ann, "sales").as_deref(), Ok("1"));
+    assert_eq!(login(&install, at, bob, "stock").as_deref(), Ok("1"));
+    let refused = login(&install, at, ann, "stock");
+    assert!(refused.is_err(), "ann reached bob's database: {refused:?}");
+    let refused = login(&install, at, bob, "sales");
+    assert!(refused.is_err(), "bob reached ann's database: {refused:?}");
+    let system = match datastore {
+        Datastore::Postgresql => "postgres",
+        _ => "mysql",
+    };
+    let refused = login(&install, at, ann, system);
+    assert!(refused.is_err(), "ann reached {system}: {refused:?}");
+}
+
+#[tokio::test]
+async fn postgresql_users_get_only_their_databases() {
+    users_get_only_their_databases(Datastore::Postgresql, "31400-31419").await;
+}
+
+#[tokio::test]
+async fn mariadb_users_get_only_their_databases() {
+    users_get_only_their_databases(Datastore::Mariadb, "31420-31439").await;
+}
