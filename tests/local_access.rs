@@ -187,3 +187,184 @@ async fn postgresql_users_get_only_their_databases() {
 async fn mariadb_users_get_only_their_databases() {
     users_get_only_their_databases(Datastore::Mariadb, "31420-31439").await;
 }
+
+// ---- public or private, allowed_cidrs -------------------------------------------------
+
+/// Asks for `access` (PUT) and waits until it is applied (status ACTIVE, access shown).
+async fn update_access(f: &Fixture, id: &str, access: Value) -> Value {
+    let body = json!({"instance": {"access": access.clone()}});
+    let (status, answer) = f
+        .server
+        .put("u", "p1", &format!("/instances/{id}"), &body)
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    let cidrs = access.get("allowed_cidrs").cloned().unwrap_or(json!([]));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let inst = f.wait_status(id, "ACTIVE").await;
+        let shown = &inst["access"];
+        if shown["is_public"] == access["is_public"] && shown["allowed_cidrs"] == cidrs {
+            return inst;
+        }
+        assert!(Instant::now() < deadline, "access not applied: {inst}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Whether a TCP connection to `ip:port` is accepted (a listener is bound there).
+fn listens(ip: &str, port: u16) -> bool {
+    let addr = std::net::SocketAddr::new(ip.parse().unwrap(), port);
+    std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok()
+}
+
+/// The public `host:port` a shown instance gives, if any.
+fn public_address(inst: &Value) -> Option<String> {
+    inst["addresses"]
+        .as_array()?
+        .iter()
+        .find(|a| a["type"] == "public")
+        .and_then(|a| a["address"].as_str())
+        .map(str::to_string)
+}
+
+/// A private instance listens on 127.0.0.1 only, a public one on the public bind address
+/// (127.0.0.2 here) only; an access update moves it from one to the other.
+async fn binds_follow_access(datastore: Datastore, ports: &str) {
+    let Some(install) = installation(datastore).await else {
+        return;
+    };
+    let f = Fixture::start(ports, &["--local-public-bind", "127.0.0.2"]).await;
+    let users = json!({
+        "databases": [{"name": "app"}],
+        "users": [{"name": "app", "password": "app-pw-1", "databases": [{"name": "app"}]}],
+    });
+    let app = ("app", "app-pw-1");
+    let private = f
+        .create_active(&instance(&install, "private", users.clone()))
+        .await;
+    let mut public_body = users.clone();
+    public_body["access"] = json!({"is_public": true});
+    let public = f
+        .create_active(&instance(&install, "public", public_body))
+        .await;
+
+    let p = port_of(&private);
+    assert_eq!(
+        login(&install, ("127.0.0.1", p), app, "app").as_deref(),
+        Ok("1")
+    );
+    assert!(
+        !listens("127.0.0.2", p),
+        "a private instance listens on the public address"
+    );
+    assert_eq!(public_address(&private), None);
+
+    let q = port_of(&public);
+    assert_eq!(public_address(&public), Some(format!("127.0.0.2:{q}")));
+    assert_eq!(
+        login(&install, ("127.0.0.2", q), app, "app").as_deref(),
+        Ok("1")
+    );
+    assert!(
+        !listens("127.0.0.1", q),
+        "a public instance binds the public address only"
+    );
+
+    // Made private: back on 127.0.0.1, gone from the public address.
+    let id = public["id"].as_str().unwrap();
+    let now = update_access(&f, id, json!({"is_public": false})).await;
+    assert_eq!(public_address(&now), None);
+    assert!(
+        !listens("127.0.0.2", q),
+        "still on the public address after going private"
+    );
+    assert_eq!(
+        login(&install, ("127.0.0.1", q), app, "app").as_deref(),
+        Ok("1")
+    );
+}
+
+#[tokio::test]
+async fn postgresql_binds_follow_access() {
+    binds_follow_access(Datastore::Postgresql, "31440-31459").await;
+}
+
+#[tokio::test]
+async fn mariadb_binds_follow_access() {
+    binds_follow_access(Datastore::Mariadb, "31460-31479").await;
+}
+
+/// A TCP relay on 127.0.0.1 to `to`, whose connections come from `source`: how a test
+/// reaches the server from another address with the datastore's own client (which
+/// cannot choose its source address). Returns the relay's port.
+async fn relay_from(source: std::net::Ipv4Addr, to: std::net::SocketAddr) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                socket.bind((source, 0).into()).unwrap();
+                if let Ok(mut server) = socket.connect(to).await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    });
+    port
+}
+
+/// `allowed_cidrs` ["127.0.0.2/32"] on a server public on 127.0.0.3: a login from source
+/// 127.0.0.2 (through a relay) works, one from 127.0.0.1 is refused by the server; an
+/// access update swaps them; no CIDRs lets both in.
+async fn cidrs_decide_who_logs_in(datastore: Datastore, ports: &str) {
+    let Some(install) = installation(datastore).await else {
+        return;
+    };
+    let f = Fixture::start(ports, &["--local-public-bind", "127.0.0.3"]).await;
+    let body = instance(
+        &install,
+        "cidrs",
+        json!({
+            "databases": [{"name": "app"}],
+            "users": [{"name": "app", "password": "app-pw-1", "databases": [{"name": "app"}]}],
+            "access": {"is_public": true, "allowed_cidrs": ["127.0.0.2/32"]},
+        }),
+    );
+    let inst = f.create_active(&body).await;
+    let id = inst["id"].as_str().unwrap().to_string();
+    let port = port_of(&inst);
+    let target = std::net::SocketAddr::new("127.0.0.3".parse().unwrap(), port);
+    let via_2 = (
+        "127.0.0.1",
+        relay_from("127.0.0.2".parse().unwrap(), target).await,
+    );
+    let from_1 = ("127.0.0.3", port);
+    let app = ("app", "app-pw-1");
+    let check = |allowed_2: bool, allowed_1: bool| {
+        let a = login(&install, via_2, app, "app");
+        assert_eq!(a.is_ok(), allowed_2, "from 127.0.0.2: {a:?}");
+        let b = login(&install, from_1, app, "app");
+        assert_eq!(b.is_ok(), allowed_1, "from 127.0.0.1: {b:?}");
+    };
+    check(true, false);
+    update_access(
+        &f,
+        &id,
+        json!({"is_public": true, "allowed_cidrs": ["127.0.0.1/32"]}),
+    )
+    .await;
+    check(false, true);
+    update_access(&f, &id, json!({"is_public": true})).await;
+    check(true, true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgresql_allowed_cidrs_decide_who_logs_in() {
+    cidrs_decide_who_logs_in(Datastore::Postgresql, "31480-31499").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_allowed_cidrs_decide_who_logs_in() {
+    cidrs_decide_who_logs_in(Datastore::Mariadb, "31500-31519").await;
+}

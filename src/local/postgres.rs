@@ -311,6 +311,27 @@ impl Engine for Postgres {
         self.psql(inst, ADMIN, &sql, &[password]).await.map(drop)
     }
 
+    async fn restrict_network(
+        &self,
+        inst: &Instance,
+        allowed: &[super::access::Cidr],
+        _users: &[(String, String)],
+    ) -> Result<(), LocalError> {
+        // Every user (and the superuser) logs in through the same `host` lines.
+        let path = inst.data_dir().join("pg_hba.conf");
+        let text = super::access::pg_hba(allowed);
+        if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+            std::fs::write(&path, &text).map_err(|e| LocalError::io("write pg_hba.conf", e))?;
+            self.opts.user.own(&path)?;
+        }
+        if running(inst).is_none() {
+            return Ok(());
+        }
+        self.psql(inst, ADMIN, "SELECT pg_reload_conf();", &[])
+            .await
+            .map(drop)
+    }
+
     async fn apply_config(
         &self,
         inst: &Instance,

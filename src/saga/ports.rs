@@ -156,6 +156,9 @@ pub struct PrepareRequest {
     pub configuration: Option<serde_json::Value>,
     /// The primary to replicate from, for replicas.
     pub replica_of: Option<Uuid>,
+    /// `access.allowed_cidrs`: the IPv4 CIDRs network logins may come from (empty: any).
+    #[serde(default)]
+    pub allowed_cidrs: Vec<String>,
 }
 
 /// A user the guest creates.
@@ -214,6 +217,16 @@ pub trait GuestAgent: Send + Sync {
         key: &IdempotencyKey,
         server_id: &str,
     ) -> Result<(), ProviderError>;
+    /// Lets network logins come from `allowed_cidrs` only (empty: from anywhere), after
+    /// an access update; idempotent. The default does nothing: a cloud whose network
+    /// filters addresses (security groups) has nothing to tell the guest.
+    async fn restrict_access(
+        &self,
+        _server_id: &str,
+        _allowed_cidrs: &[String],
+    ) -> Result<(), ProviderError> {
+        Ok(())
+    }
 }
 
 /// What a provider's own persistent state looked like before it was opened (checked at

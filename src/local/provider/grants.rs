@@ -21,13 +21,23 @@ pub fn user_spec(user: &PrepareUser, created: &[String]) -> UserSpec {
     }
     UserSpec {
         name: user.name.clone(),
-        host: if user.host.is_empty() {
-            "%".into()
-        } else {
-            user.host.clone()
-        },
+        host: host_of(user),
         password: user.password.clone(),
         databases,
+    }
+}
+
+/// The accounts `(name, host)` of the request's users, hosts as created.
+pub fn accounts(users: &[PrepareUser]) -> Vec<(String, String)> {
+    users.iter().map(|u| (u.name.clone(), host_of(u))).collect()
+}
+
+/// A user's host pattern: `%` when none was given.
+fn host_of(user: &PrepareUser) -> String {
+    if user.host.is_empty() {
+        "%".into()
+    } else {
+        user.host.clone()
     }
 }
 

@@ -17,6 +17,7 @@
 //! runs in its own task, so a saga call that times out does not cut it short (the
 //! retry waits for it on the lock, then finds the work done).
 
+mod access_update;
 mod grants;
 mod port_range;
 pub mod setup;
@@ -37,7 +38,7 @@ use uuid::Uuid;
 
 pub use self::port_range::PortRange;
 use self::state::{ServerRec, State, VolumeRec};
-use super::{engine, Engine, EngineOptions, Health, Installation, Instance, LocalError};
+use super::{access, engine, Engine, EngineOptions, Health, Installation, Instance, LocalError};
 use crate::local::volume::Volumes;
 use crate::saga::ports::{
     ComputeProvider, GuestAgent, GuestReport, IdempotencyKey, PrepareRequest, ProviderError,
@@ -439,6 +440,8 @@ impl ComputeProvider for LocalProvider {
                     prepared: false,
                     admin_password: None,
                     deleted: false,
+                    users: Vec::new(),
+                    allowed_cidrs: Vec::new(),
                 };
                 st.servers.insert(id.clone(), rec.clone());
                 Ok((id, rec))
@@ -544,6 +547,8 @@ impl LocalProvider {
                     .filter(|s| !s.deleted)
                     .ok_or_else(|| ProviderError::NotFound(format!("server {sid}")))?;
                 s.datastore = Some(datastore.clone());
+                s.users = grants::accounts(&req.users);
+                s.allowed_cidrs = req.allowed_cidrs.clone();
                 if s.admin_password.is_none() {
                     s.admin_password = Some(generate_password());
                 }
@@ -581,15 +586,19 @@ impl LocalProvider {
 }
 
 /// Initializes, configures and starts the server, then creates the request's databases
-/// and users (each user gets the databases it names, [`grants::user_spec`]) and sets the
-/// superuser password. Every step is idempotent.
+/// and users (each user gets the databases it names, [`grants::user_spec`]), sets the
+/// superuser password and restricts network logins to the allowed CIDRs
+/// ([`crate::local::access`]). Every step is idempotent.
 async fn set_up(
     engine: &dyn Engine,
     inst: &Instance,
     req: &PrepareRequest,
     rec: &ServerRec,
 ) -> Result<(), LocalError> {
+    let allowed = access::parse_all(&req.allowed_cidrs)?;
     engine.init(inst).await?;
+    // PostgreSQL's rules are in force from the first start on.
+    engine.restrict_network(inst, &allowed, &[]).await?;
     let values = config_values(req.configuration.as_ref());
     if !values.is_empty() {
         engine.apply_config(inst, &values).await?;
@@ -606,7 +615,7 @@ async fn set_up(
     if let Some(pw) = &rec.admin_password {
         engine.set_admin_password(inst, pw).await?;
     }
-    Ok(())
+    engine.restrict_network(inst, &allowed, &rec.users).await
 }
 
 #[async_trait]
@@ -679,6 +688,14 @@ impl GuestAgent for LocalProvider {
         Err(ProviderError::Permanent(
             "detaching a replica is not supported by the local provider yet".into(),
         ))
+    }
+
+    async fn restrict_access(
+        &self,
+        server_id: &str,
+        allowed_cidrs: &[String],
+    ) -> Result<(), ProviderError> {
+        self.restrict_access_now(server_id, allowed_cidrs).await
     }
 }
 

@@ -67,6 +67,12 @@ pub struct ServerRec {
     /// The superuser's password (generated at prepare; never logged).
     pub admin_password: Option<String>,
     pub deleted: bool,
+    /// The users `(name, host)` prepare created: `allowed_cidrs` apply to their accounts.
+    #[serde(default)]
+    pub users: Vec<(String, String)>,
+    /// `access.allowed_cidrs` as last applied (empty: from anywhere).
+    #[serde(default)]
+    pub allowed_cidrs: Vec<String>,
 }
 
 impl ServerRec {
