@@ -22,7 +22,7 @@ struct Fixture {
     // Dropped in this order: troved, then what it left, then the files.
     server: TestServer,
     _guard: Guard,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Fixture {
@@ -40,8 +40,12 @@ impl Fixture {
             _guard: Guard {
                 root: data_dir.join("local"),
             },
-            _dir: dir,
+            dir,
         }
+    }
+
+    fn data_dir(&self) -> std::path::PathBuf {
+        self.dir.path().canonicalize().unwrap().join("data")
     }
 
     /// Creates an instance from `body` (`{"instance": ...}`) and waits until it is ACTIVE.
@@ -367,4 +371,97 @@ async fn postgresql_allowed_cidrs_decide_who_logs_in() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mariadb_allowed_cidrs_decide_who_logs_in() {
     cidrs_decide_who_logs_in(Datastore::Mariadb, "31500-31519").await;
+}
+
+// ---- the superuser password ------------------------------------------------------------
+
+/// The local provider's `state.json` of `f`, as text.
+fn state_text(f: &Fixture) -> String {
+    std::fs::read_to_string(f.data_dir().join("local/state.json")).unwrap()
+}
+
+/// The superuser password sealed in `state.json` for `id`, unsealed with troved's vault.
+fn unseal_admin_password(f: &Fixture, id: &str) -> String {
+    let state: Value = serde_json::from_str(&state_text(f)).unwrap();
+    let server = state["servers"]
+        .as_object()
+        .and_then(|s| s.values().find(|s| s["instance_id"] == id))
+        .unwrap_or_else(|| panic!("no server of {id} in {state}"))
+        .clone();
+    assert!(server.get("admin_password").is_none(), "{server}");
+    let sealed: aggregates::instance::SealedSecret =
+        serde_json::from_value(server["sealed_admin_password"].clone())
+            .unwrap_or_else(|e| panic!("no sealed password in {server}: {e}"));
+    let vault = troved::secrets::Vault::open(&f.data_dir().join("secrets.db")).unwrap();
+    let instance = id.parse().unwrap();
+    vault
+        .unseal(instance, &sealed)
+        .unwrap()
+        .expect("the vault opens it")
+}
+
+/// After a create, `state.json` holds the superuser password sealed, never in plaintext,
+/// and the vault opens it to the server's real password. A state written by an older
+/// troved (plaintext) is sealed when troved starts on it, and the instance keeps working.
+async fn superuser_password_is_sealed(datastore: Datastore, ports: &str) {
+    let Some(install) = installation(datastore).await else {
+        return;
+    };
+    let mut f = Fixture::start(ports, &[]).await;
+    let body = instance(
+        &install,
+        "sealed",
+        json!({
+            "databases": [{"name": "app"}],
+            "users": [{"name": "app", "password": "app-pw-1", "databases": [{"name": "app"}]}],
+        }),
+    );
+    let inst = f.create_active(&body).await;
+    let id = inst["id"].as_str().unwrap().to_string();
+    let at = ("127.0.0.1", port_of(&inst));
+    let (admin, admin_db) = match datastore {
+        Datastore::Postgresql => ("postgres", "postgres"),
+        _ => ("root", "mysql"),
+    };
+    assert!(f.server.terminate(Duration::from_secs(20)).is_some());
+    let pw = unseal_admin_password(&f, &id);
+    assert!(!state_text(&f).contains(&pw), "the password in plaintext");
+    assert_eq!(
+        login(&install, at, (admin, &pw), admin_db).as_deref(),
+        Ok("1")
+    );
+
+    // An older troved's state: the password in plaintext, nothing sealed.
+    let mut old: Value = serde_json::from_str(&state_text(&f)).unwrap();
+    for s in old["servers"].as_object_mut().unwrap().values_mut() {
+        s["admin_password"] = json!(pw);
+        s.as_object_mut().unwrap().remove("sealed_admin_password");
+    }
+    let path = f.data_dir().join("local/state.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&old).unwrap()).unwrap();
+    f.server.restart().await;
+    assert!(
+        !state_text(&f).contains(&pw),
+        "still in plaintext after a start"
+    );
+    assert_eq!(unseal_admin_password(&f, &id), pw);
+    f.wait_status(&id, "ACTIVE").await;
+    assert_eq!(
+        login(&install, at, ("app", "app-pw-1"), "app").as_deref(),
+        Ok("1")
+    );
+    assert_eq!(
+        login(&install, at, (admin, &pw), admin_db).as_deref(),
+        Ok("1")
+    );
+}
+
+#[tokio::test]
+async fn postgresql_superuser_password_is_sealed() {
+    superuser_password_is_sealed(Datastore::Postgresql, "31520-31539").await;
+}
+
+#[tokio::test]
+async fn mariadb_superuser_password_is_sealed() {
+    superuser_password_is_sealed(Datastore::Mariadb, "31540-31559").await;
 }

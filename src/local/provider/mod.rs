@@ -18,6 +18,7 @@
 //! retry waits for it on the lock, then finds the work done).
 
 mod access_update;
+mod admin;
 mod grants;
 mod port_range;
 pub mod setup;
@@ -45,6 +46,7 @@ use crate::saga::ports::{
     ResourceIds, ResourceInventory, Server, ServerAddress, ServerSpec, StoredState, Volume,
     VolumeProvider, VolumeSpec, VolumeUsage,
 };
+use crate::secrets::Vault;
 
 /// The zone every local resource is in.
 pub const ZONE: &str = "local";
@@ -75,6 +77,8 @@ pub struct LocalProvider {
 
 struct Inner {
     cfg: LocalConfig,
+    /// Seals the superuser passwords.
+    vault: Arc<Vault>,
     state: Mutex<State>,
     volumes: Volumes,
     engines: HashMap<(String, String), Arc<dyn Engine>>,
@@ -85,12 +89,19 @@ struct Inner {
 impl LocalProvider {
     /// Opens the provider in `cfg.root` (created, 0711; `state.json` created empty if
     /// missing: the start-up check has looked at it before, [`state::probe`]).
-    pub async fn open(cfg: LocalConfig) -> Result<LocalProvider, LocalError> {
+    /// `vault` seals the servers' superuser passwords ([`admin`]); plaintext ones an
+    /// older troved wrote are sealed here.
+    pub async fn open(cfg: LocalConfig, vault: Arc<Vault>) -> Result<LocalProvider, LocalError> {
         storage::traversable_dir(&cfg.root)?;
         cfg.user.check_reachable(&cfg.root.join("volumes"))?;
         let loaded = state::load(&cfg.root)?;
         let state = match loaded {
-            Some(s) => s,
+            Some(mut s) => {
+                if admin::seal_plaintext(&mut s, &vault)? {
+                    state::save(&cfg.root, &s)?;
+                }
+                s
+            }
             None => {
                 let s = State::default();
                 state::save(&cfg.root, &s)?;
@@ -115,6 +126,7 @@ impl LocalProvider {
         Ok(LocalProvider {
             inner: Arc::new(Inner {
                 cfg,
+                vault,
                 state: Mutex::new(state),
                 volumes,
                 engines,
@@ -439,6 +451,7 @@ impl ComputeProvider for LocalProvider {
                     datastore: None,
                     prepared: false,
                     admin_password: None,
+                    sealed_admin_password: None,
                     deleted: false,
                     users: Vec::new(),
                     allowed_cidrs: Vec::new(),
@@ -496,6 +509,7 @@ impl ComputeProvider for LocalProvider {
             if let Some(s) = st.servers.get_mut(server_id) {
                 s.deleted = true;
                 s.admin_password = None;
+                s.sealed_admin_password = None;
             }
             for v in st.volumes.values_mut() {
                 if v.attached_to.as_deref() == Some(server_id) {
@@ -539,6 +553,7 @@ impl LocalProvider {
                 datastore.0, datastore.1
             ))
         })?;
+        let (admin_pw, sealed) = self.admin_password(&self.live_server(&sid).await?).await?;
         let rec = self
             .change(|st| {
                 let s = st
@@ -549,8 +564,8 @@ impl LocalProvider {
                 s.datastore = Some(datastore.clone());
                 s.users = grants::accounts(&req.users);
                 s.allowed_cidrs = req.allowed_cidrs.clone();
-                if s.admin_password.is_none() {
-                    s.admin_password = Some(generate_password());
+                if let Some(sealed) = sealed {
+                    s.sealed_admin_password = Some(sealed);
                 }
                 Ok(s.clone())
             })
@@ -572,7 +587,7 @@ impl LocalProvider {
                 .await
                 .map_err(provider_error)?;
         }
-        set_up(engine.as_ref(), &self.instance(&rec), &req, &rec)
+        set_up(engine.as_ref(), &self.instance(&rec), &req, &rec, &admin_pw)
             .await
             .map_err(provider_error)?;
         self.change(|st| {
@@ -594,6 +609,7 @@ async fn set_up(
     inst: &Instance,
     req: &PrepareRequest,
     rec: &ServerRec,
+    admin_password: &str,
 ) -> Result<(), LocalError> {
     let allowed = access::parse_all(&req.allowed_cidrs)?;
     engine.init(inst).await?;
@@ -612,9 +628,7 @@ async fn set_up(
             .create_user(inst, &grants::user_spec(user, &req.databases))
             .await?;
     }
-    if let Some(pw) = &rec.admin_password {
-        engine.set_admin_password(inst, pw).await?;
-    }
+    engine.set_admin_password(inst, admin_password).await?;
     engine.restrict_network(inst, &allowed, &rec.users).await
 }
 
