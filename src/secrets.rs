@@ -129,6 +129,37 @@ impl Vault {
         Ok(())
     }
 
+    /// Seals `plaintext` with `instance_id`'s key, making the key (durable before this
+    /// returns) when the instance has none: for a secret that appears after the create,
+    /// such as the local provider's superuser password. Blocking. A key made here is
+    /// shredded with the instance like any other.
+    pub fn seal_for(&self, instance_id: Uuid, plaintext: &str) -> Result<SealedSecret, VaultError> {
+        let conn = self.conn.lock().map_err(|_| VaultError::Poisoned)?;
+        let found: Option<(String, Vec<u8>)> = conn
+            .query_row(
+                "SELECT key_id, key FROM keys WHERE instance_id = ?1 ORDER BY key_id LIMIT 1",
+                params![instance_id.to_string()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let key = match found.filter(|(_, k)| k.len() == 32) {
+            Some((key_id, key)) => PendingKey {
+                instance_id,
+                key: *Key::from_slice(&key),
+                key_id,
+            },
+            None => {
+                let key = PendingKey::generate(instance_id);
+                conn.execute(
+                    "INSERT OR REPLACE INTO keys (key_id, instance_id, key) VALUES (?1, ?2, ?3)",
+                    params![key.key_id, key.instance_id.to_string(), key.key.as_slice()],
+                )?;
+                key
+            }
+        };
+        key.seal(plaintext)
+    }
+
     /// Opens a sealed secret of `instance_id`; `None` once the key is shredded (or if the
     /// ciphertext was tampered with).
     pub fn unseal(
@@ -217,5 +248,34 @@ mod tests {
         assert_eq!(vault.unseal(Uuid::new_v4(), &sealed).unwrap(), None);
         vault.shred(id).unwrap();
         assert_eq!(vault.unseal(id, &sealed).unwrap(), None);
+    }
+
+    #[test]
+    fn seal_for_uses_the_instances_key_or_makes_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let vault = Vault::open(&dir.path().join("secrets.db")).unwrap();
+        // An instance with a key from its create: that key seals, and keeps opening the
+        // create's secrets.
+        let id = Uuid::new_v4();
+        let key = PendingKey::generate(id);
+        let users = key.seal("user-pw").unwrap();
+        vault.store(&key).unwrap();
+        let admin = vault.seal_for(id, "admin-pw").unwrap();
+        assert_eq!(admin.key_id, users.key_id);
+        assert_eq!(
+            vault.unseal(id, &users).unwrap().as_deref(),
+            Some("user-pw")
+        );
+        assert_eq!(
+            vault.unseal(id, &admin).unwrap().as_deref(),
+            Some("admin-pw")
+        );
+        // One without: a key is made, and shredded with the instance.
+        let other = Uuid::new_v4();
+        let sealed = vault.seal_for(other, "pw").unwrap();
+        assert!(vault.instances_with_keys().unwrap().contains(&other));
+        assert_eq!(vault.unseal(other, &sealed).unwrap().as_deref(), Some("pw"));
+        vault.shred(other).unwrap();
+        assert_eq!(vault.unseal(other, &sealed).unwrap(), None);
     }
 }

@@ -77,6 +77,7 @@ async fn open_vault_and_provider(
 ) -> Result<Opened, ServerError> {
     let (vault, lost_secrets) =
         reconcile::check_vault(&cfg.secrets_path(), models, cfg.accept_lost_secrets)?;
+    let vault = Arc::new(vault);
     let (providers, state_file, local) = match choice {
         Choice::Sim => (
             sim_providers(&Arc::new(open_cloud(cfg, models)?)),
@@ -84,13 +85,13 @@ async fn open_vault_and_provider(
             None,
         ),
         Choice::Local(local) => {
-            let provider = Arc::new(open_local(cfg, models, local).await?);
+            let provider = Arc::new(open_local(cfg, models, local, vault.clone()).await?);
             let state_file = provider.state_path();
             (local_providers(&provider), state_file, Some(provider))
         }
     };
     Ok(Opened {
-        vault: Arc::new(vault),
+        vault,
         lost_secrets,
         providers,
         state_file,
@@ -105,6 +106,7 @@ async fn open_local(
     cfg: &ServeConfig,
     models: &InstanceModels,
     local: LocalConfig,
+    vault: Arc<Vault>,
 ) -> Result<LocalProvider, ServerError> {
     if local.root.starts_with(&cfg.data_dir) {
         restrict_permissions(&cfg.data_dir, 0o711);
@@ -119,7 +121,7 @@ async fn open_local(
         models,
         cfg.accept_lost_cloud_state,
     )?;
-    LocalProvider::open(local)
+    LocalProvider::open(local, vault)
         .await
         .map_err(|e| ServerError::Config(format!("local provider: {e}")))
 }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use troved::saga::ports::{
-    ComputeProvider, GuestAgent, IdempotencyKey, PrepareRequest, ProviderError, ServerSpec,
-    VolumeProvider, VolumeSpec,
+    ComputeProvider, GuestAgent, IdempotencyKey, PrepareRequest, PrepareUser, ProviderError,
+    ServerSpec, VolumeProvider, VolumeSpec,
 };
 use troved::sim::{self, FaultSpec, SimCloud, SimConfig, SimError, ZoneCapacity};
 use uuid::Uuid;
@@ -64,9 +64,15 @@ fn prepare_request(instance: Uuid, name: &str, server_id: &str) -> PrepareReques
         datastore_manager: "mysql".into(),
         datastore_version: "5.7".into(),
         databases: vec!["shop".into()],
-        users: vec![("alice".into(), "%".into(), "s3cret-Passw0rd".into())],
+        users: vec![PrepareUser {
+            name: "alice".into(),
+            host: "%".into(),
+            password: "s3cret-Passw0rd".into(),
+            databases: vec!["shop".into()],
+        }],
         configuration: Some(serde_json::json!({"max_connections": 100})),
         replica_of: None,
+        allowed_cidrs: vec![],
     }
 }
 

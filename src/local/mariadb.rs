@@ -8,6 +8,8 @@
 //! instance directory (memory sizing, then the configuration group's values); the
 //! addresses, port, socket and data directory are on the command line, which wins.
 
+mod accounts;
+
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -289,6 +291,27 @@ impl Engine for Mariadb {
              GRANT ALL PRIVILEGES ON *.* TO {account} WITH GRANT OPTION;\n"
         );
         self.sql(inst, &sql, &[password]).await.map(drop)
+    }
+
+    async fn restrict_network(
+        &self,
+        inst: &Instance,
+        allowed: &[super::access::Cidr],
+        users: &[(String, String)],
+    ) -> Result<(), LocalError> {
+        if running(inst).is_none() {
+            return Ok(());
+        }
+        let admin = (ADMIN.to_string(), "%".to_string());
+        for (name, host) in users.iter().chain([&admin]) {
+            let own: Vec<&str> = users
+                .iter()
+                .filter(|(n, _)| n == name)
+                .map(|(_, h)| h.as_str())
+                .collect();
+            accounts::restrict_account(self, inst, (name, host), &own, allowed).await?;
+        }
+        Ok(())
     }
 
     async fn apply_config(

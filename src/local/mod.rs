@@ -18,6 +18,7 @@
 //! (its output), `server.json` ([`ServerRecord`]), and the engine's configuration file
 //! (`data/troved.conf` for PostgreSQL, `my.cnf` for MariaDB).
 
+pub mod access;
 pub mod discover;
 pub mod mariadb;
 pub mod postgres;
@@ -279,6 +280,17 @@ pub trait Engine: Send + Sync {
     async fn create_user(&self, inst: &Instance, user: &UserSpec) -> Result<(), LocalError>;
     /// Sets the superuser's password, for network logins as [`Engine::admin_user`].
     async fn set_admin_password(&self, inst: &Instance, password: &str) -> Result<(), LocalError>;
+    /// Lets network logins come from `allowed` only (empty: from anywhere), for the
+    /// users `(name, host)` created earlier and the superuser ([`access`] has the
+    /// rules). Idempotent; in effect at once on a running server. PostgreSQL's rules are
+    /// a file, also written while the server is stopped; MariaDB's are accounts, so a
+    /// stopped MariaDB is left as it is (prepare applies them once its users exist).
+    async fn restrict_network(
+        &self,
+        inst: &Instance,
+        allowed: &[access::Cidr],
+        users: &[(String, String)],
+    ) -> Result<(), LocalError>;
     /// Replaces the configuration values (`max_connections`…) and makes them effective
     /// where the server allows it without a restart. Unknown parameters are refused and
     /// leave the previous values in place.

@@ -266,9 +266,11 @@ impl Engine for Postgres {
 
     async fn create_database(&self, inst: &Instance, name: &str) -> Result<(), LocalError> {
         let (ident, lit) = (pg_ident(name)?, pg_literal(name)?);
+        // PUBLIC may connect to a new database by default: only the users granted it may.
         let sql = format!(
             "SELECT 'CREATE DATABASE ' || {} WHERE NOT EXISTS \
-             (SELECT FROM pg_database WHERE datname = {lit}) \\gexec",
+             (SELECT FROM pg_database WHERE datname = {lit}) \\gexec\n\
+             REVOKE CONNECT, TEMPORARY ON DATABASE {ident} FROM PUBLIC;",
             pg_literal(&ident)?
         );
         self.psql(inst, ADMIN, &sql, &[]).await.map(drop)
@@ -279,11 +281,13 @@ impl Engine for Postgres {
         let mut sql = format!(
             "SELECT 'CREATE ROLE ' || {} WHERE NOT EXISTS \
              (SELECT FROM pg_roles WHERE rolname = {lit}) \\gexec\n\
-             ALTER ROLE {ident} WITH LOGIN PASSWORD {};\n",
+             ALTER ROLE {ident} WITH LOGIN PASSWORD {};\n\
+             REVOKE CONNECT, TEMPORARY ON DATABASE postgres, template1 FROM PUBLIC;\n",
             pg_literal(&ident)?,
             pg_literal(&user.password)?
         );
         for db in &user.databases {
+            // ALL on a database: CONNECT, CREATE (schemas) and TEMPORARY.
             sql.push_str(&format!(
                 "GRANT ALL PRIVILEGES ON DATABASE {} TO {ident};\n",
                 pg_ident(db)?
@@ -305,6 +309,27 @@ impl Engine for Postgres {
             pg_literal(password)?
         );
         self.psql(inst, ADMIN, &sql, &[password]).await.map(drop)
+    }
+
+    async fn restrict_network(
+        &self,
+        inst: &Instance,
+        allowed: &[super::access::Cidr],
+        _users: &[(String, String)],
+    ) -> Result<(), LocalError> {
+        // Every user (and the superuser) logs in through the same `host` lines.
+        let path = inst.data_dir().join("pg_hba.conf");
+        let text = super::access::pg_hba(allowed);
+        if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+            std::fs::write(&path, &text).map_err(|e| LocalError::io("write pg_hba.conf", e))?;
+            self.opts.user.own(&path)?;
+        }
+        if running(inst).is_none() {
+            return Ok(());
+        }
+        self.psql(inst, ADMIN, "SELECT pg_reload_conf();", &[])
+            .await
+            .map(drop)
     }
 
     async fn apply_config(

@@ -17,6 +17,7 @@
 //! failed build releases what it created (compensation) unless the operator keeps failed
 //! resources. Timeouts are part of the plan (they depend on the state's timestamps).
 
+mod access;
 pub mod heartbeat;
 pub mod plan;
 pub mod ports;
@@ -39,8 +40,8 @@ use uuid::Uuid;
 
 pub use plan::{plan, Policy, Step};
 use ports::{
-    ComputeProvider, GuestAgent, IdempotencyKey, PrepareRequest, ProviderError, ServerSpec,
-    VolumeProvider, VolumeSpec,
+    ComputeProvider, GuestAgent, IdempotencyKey, PrepareRequest, PrepareUser, ProviderError,
+    ServerSpec, VolumeProvider, VolumeSpec,
 };
 
 use crate::catalog::StaticCatalog;
@@ -595,7 +596,7 @@ impl SagaRunner {
             }),
             Step::DetachReplica => self.detach_replica(id, s).await,
             Step::SetPublic { public } => self.set_public(s, *public).await,
-            Step::CompleteAccessUpdate => rec(C::CompleteAccessUpdate),
+            Step::CompleteAccessUpdate => self.complete_access_update(s).await,
             Step::AdoptRevision {
                 configuration_id,
                 revision,
@@ -848,7 +849,12 @@ impl SagaRunner {
                     .ok_or_else(|| {
                         StepError::SecretUnavailable(unseal_failure(&u.name, &key_id))
                     })?;
-                users.push((u.name.clone(), u.host.clone(), password));
+                users.push(PrepareUser {
+                    name: u.name.clone(),
+                    host: u.host.clone(),
+                    password,
+                    databases: u.databases.clone(),
+                });
             }
         }
         let ds = s.datastore.clone().unwrap_or_default();
@@ -862,6 +868,7 @@ impl SagaRunner {
             users,
             configuration: group.map(|g| serde_json::to_value(&g.values).unwrap_or_default()),
             replica_of: s.replica_of,
+            allowed_cidrs: access::allowed_cidrs(s.access.as_ref()),
         })
     }
 

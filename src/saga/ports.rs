@@ -154,11 +154,37 @@ pub struct PrepareRequest {
     pub datastore_manager: String,
     pub datastore_version: String,
     pub databases: Vec<String>,
-    /// (name, host, password): passwords unsealed for the guest only.
-    pub users: Vec<(String, String, String)>,
+    /// The create's users; passwords unsealed for the guest only.
+    pub users: Vec<PrepareUser>,
     pub configuration: Option<serde_json::Value>,
     /// The primary to replicate from, for replicas.
     pub replica_of: Option<Uuid>,
+    /// `access.allowed_cidrs`: the IPv4 CIDRs network logins may come from (empty: any).
+    #[serde(default)]
+    pub allowed_cidrs: Vec<String>,
+}
+
+/// A user the guest creates.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct PrepareUser {
+    pub name: String,
+    /// The host pattern given at create (`%` when none was).
+    pub host: String,
+    /// Unsealed for the guest only: never logged (`Debug` blanks it).
+    pub password: String,
+    /// The databases this user gets (by name); no others.
+    pub databases: Vec<String>,
+}
+
+impl std::fmt::Debug for PrepareUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PrepareUser")
+            .field("name", &self.name)
+            .field("host", &self.host)
+            .field("password", &"<hidden>")
+            .field("databases", &self.databases)
+            .finish()
+    }
 }
 
 /// The guest's status as its agent reports it (lifecycle §2.2 names: `HEALTHY`,
@@ -194,6 +220,16 @@ pub trait GuestAgent: Send + Sync {
         key: &IdempotencyKey,
         server_id: &str,
     ) -> Result<(), ProviderError>;
+    /// Lets network logins come from `allowed_cidrs` only (empty: from anywhere), after
+    /// an access update; idempotent. The default does nothing: a cloud whose network
+    /// filters addresses (security groups) has nothing to tell the guest.
+    async fn restrict_access(
+        &self,
+        _server_id: &str,
+        _allowed_cidrs: &[String],
+    ) -> Result<(), ProviderError> {
+        Ok(())
+    }
 }
 
 /// What a provider's own persistent state looked like before it was opened (checked at

@@ -1054,7 +1054,7 @@ pub(super) fn prepare(
         ))
         .into());
     }
-    let users: Vec<&str> = req.users.iter().map(|(name, _, _)| name.as_str()).collect();
+    let users: Vec<&str> = req.users.iter().map(|u| u.name.as_str()).collect();
     tx.execute(
         "INSERT INTO guests (server_id, idempotency_key, datastore_manager, datastore_version,
              databases, users, configuration, replica_of, phase, phase_until_ms, prepared_ms)

@@ -17,6 +17,9 @@
 //! runs in its own task, so a saga call that times out does not cut it short (the
 //! retry waits for it on the lock, then finds the work done).
 
+mod access_update;
+mod admin;
+mod grants;
 mod port_range;
 pub mod setup;
 pub mod state;
@@ -37,13 +40,14 @@ use uuid::Uuid;
 
 pub use self::port_range::PortRange;
 use self::state::{ServerRec, State, VolumeRec};
-use super::{engine, Engine, EngineOptions, Health, Installation, Instance, LocalError, UserSpec};
+use super::{access, engine, Engine, EngineOptions, Health, Installation, Instance, LocalError};
 use crate::local::volume::Volumes;
 use crate::saga::ports::{
     ComputeProvider, GuestAgent, GuestReport, IdempotencyKey, PrepareRequest, ProviderError,
     ResourceIds, ResourceInventory, Server, ServerAddress, ServerSpec, StoredState, Volume,
     VolumeProvider, VolumeSpec, VolumeUsage,
 };
+use crate::secrets::Vault;
 
 /// The zone every local resource is in.
 pub const ZONE: &str = "local";
@@ -74,6 +78,8 @@ pub struct LocalProvider {
 
 struct Inner {
     cfg: LocalConfig,
+    /// Seals the superuser passwords.
+    vault: Arc<Vault>,
     state: Mutex<State>,
     volumes: Volumes,
     engines: HashMap<(String, String), Arc<dyn Engine>>,
@@ -84,12 +90,19 @@ struct Inner {
 impl LocalProvider {
     /// Opens the provider in `cfg.root` (created, 0711; `state.json` created empty if
     /// missing: the start-up check has looked at it before, [`state::probe`]).
-    pub async fn open(cfg: LocalConfig) -> Result<LocalProvider, LocalError> {
+    /// `vault` seals the servers' superuser passwords ([`admin`]); plaintext ones an
+    /// older troved wrote are sealed here.
+    pub async fn open(cfg: LocalConfig, vault: Arc<Vault>) -> Result<LocalProvider, LocalError> {
         storage::traversable_dir(&cfg.root)?;
         cfg.user.check_reachable(&cfg.root.join("volumes"))?;
         let loaded = state::load(&cfg.root)?;
         let state = match loaded {
-            Some(s) => s,
+            Some(mut s) => {
+                if admin::seal_plaintext(&mut s, &vault)? {
+                    state::save(&cfg.root, &s)?;
+                }
+                s
+            }
             None => {
                 let s = State::default();
                 state::save(&cfg.root, &s)?;
@@ -114,6 +127,7 @@ impl LocalProvider {
         Ok(LocalProvider {
             inner: Arc::new(Inner {
                 cfg,
+                vault,
                 state: Mutex::new(state),
                 volumes,
                 engines,
@@ -440,8 +454,11 @@ impl ComputeProvider for LocalProvider {
                     datastore: None,
                     prepared: false,
                     admin_password: None,
+                    sealed_admin_password: None,
                     deleted: false,
                     upgrade: None,
+                    users: Vec::new(),
+                    allowed_cidrs: Vec::new(),
                 };
                 st.servers.insert(id.clone(), rec.clone());
                 Ok((id, rec))
@@ -496,6 +513,7 @@ impl ComputeProvider for LocalProvider {
             if let Some(s) = st.servers.get_mut(server_id) {
                 s.deleted = true;
                 s.admin_password = None;
+                s.sealed_admin_password = None;
             }
             for v in st.volumes.values_mut() {
                 if v.attached_to.as_deref() == Some(server_id) {
@@ -539,6 +557,7 @@ impl LocalProvider {
                 datastore.0, datastore.1
             ))
         })?;
+        let (admin_pw, sealed) = self.admin_password(&self.live_server(&sid).await?).await?;
         let rec = self
             .change(|st| {
                 let s = st
@@ -547,8 +566,10 @@ impl LocalProvider {
                     .filter(|s| !s.deleted)
                     .ok_or_else(|| ProviderError::NotFound(format!("server {sid}")))?;
                 s.datastore = Some(datastore.clone());
-                if s.admin_password.is_none() {
-                    s.admin_password = Some(generate_password());
+                s.users = grants::accounts(&req.users);
+                s.allowed_cidrs = req.allowed_cidrs.clone();
+                if let Some(sealed) = sealed {
+                    s.sealed_admin_password = Some(sealed);
                 }
                 Ok(s.clone())
             })
@@ -570,7 +591,7 @@ impl LocalProvider {
                 .await
                 .map_err(provider_error)?;
         }
-        set_up(engine.as_ref(), &self.instance(&rec), &req, &rec)
+        set_up(engine.as_ref(), &self.instance(&rec), &req, &rec, &admin_pw)
             .await
             .map_err(provider_error)?;
         self.change(|st| {
@@ -584,15 +605,20 @@ impl LocalProvider {
 }
 
 /// Initializes, configures and starts the server, then creates the request's databases
-/// and users (each user gets every database of the request: the prepare request carries
-/// no per-user grants) and sets the superuser password. Every step is idempotent.
+/// and users (each user gets the databases it names, [`grants::user_spec`]), sets the
+/// superuser password and restricts network logins to the allowed CIDRs
+/// ([`crate::local::access`]). Every step is idempotent.
 async fn set_up(
     engine: &dyn Engine,
     inst: &Instance,
     req: &PrepareRequest,
     rec: &ServerRec,
+    admin_password: &str,
 ) -> Result<(), LocalError> {
+    let allowed = access::parse_all(&req.allowed_cidrs)?;
     engine.init(inst).await?;
+    // PostgreSQL's rules are in force from the first start on.
+    engine.restrict_network(inst, &allowed, &[]).await?;
     let values = config_values(req.configuration.as_ref());
     if !values.is_empty() {
         engine.apply_config(inst, &values).await?;
@@ -601,23 +627,13 @@ async fn set_up(
     for db in &req.databases {
         engine.create_database(inst, db).await?;
     }
-    for (name, host, password) in &req.users {
-        let user = UserSpec {
-            name: name.clone(),
-            host: if host.is_empty() {
-                "%".into()
-            } else {
-                host.clone()
-            },
-            password: password.clone(),
-            databases: req.databases.clone(),
-        };
-        engine.create_user(inst, &user).await?;
+    for user in &req.users {
+        engine
+            .create_user(inst, &grants::user_spec(user, &req.databases))
+            .await?;
     }
-    if let Some(pw) = &rec.admin_password {
-        engine.set_admin_password(inst, pw).await?;
-    }
-    Ok(())
+    engine.set_admin_password(inst, admin_password).await?;
+    engine.restrict_network(inst, &allowed, &rec.users).await
 }
 
 #[async_trait]
@@ -697,6 +713,14 @@ impl GuestAgent for LocalProvider {
         Err(ProviderError::Permanent(
             "detaching a replica is not supported by the local provider yet".into(),
         ))
+    }
+
+    async fn restrict_access(
+        &self,
+        server_id: &str,
+        allowed_cidrs: &[String],
+    ) -> Result<(), ProviderError> {
+        self.restrict_access_now(server_id, allowed_cidrs).await
     }
 }
 

@@ -6,7 +6,7 @@
 //! `crate::reconcile`). Deleted resources stay as tombstones so that a key is never
 //! reused. Every change is written through a temporary file, fsynced and renamed, so a
 //! crash leaves either the old or the new state; the file is 0600 (it holds the servers'
-//! superuser passwords, see docs/providers.md).
+//! superuser passwords, sealed: see docs/providers.md).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+use aggregates::instance::SealedSecret;
 
 use crate::local::LocalError;
 use crate::saga::ports::StoredState;
@@ -64,12 +66,25 @@ pub struct ServerRec {
     pub datastore: Option<(String, String)>,
     /// Whether `prepare` finished.
     pub prepared: bool,
-    /// The superuser's password (generated at prepare; never logged).
+    /// The superuser's password in plaintext, as files written before it was sealed
+    /// hold it: sealed when the provider opens them ([`ServerRec::sealed_admin_password`]),
+    /// never written again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin_password: Option<String>,
+    /// The superuser's password (generated at the first prepare), sealed with the
+    /// instance's vault key, so it is shredded with the instance (`crate::secrets`).
+    #[serde(default)]
+    pub sealed_admin_password: Option<SealedSecret>,
     pub deleted: bool,
     /// An upgrade begun and not finished (`super::upgrade`); absent in older files.
     #[serde(default)]
     pub upgrade: Option<PendingUpgrade>,
+    /// The users `(name, host)` prepare created: `allowed_cidrs` apply to their accounts.
+    #[serde(default)]
+    pub users: Vec<(String, String)>,
+    /// `access.allowed_cidrs` as last applied (empty: from anywhere).
+    #[serde(default)]
+    pub allowed_cidrs: Vec<String>,
 }
 
 /// An upgrade of a server to other binaries, recorded before the server is stopped, so

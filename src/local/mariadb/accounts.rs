@@ -1,0 +1,86 @@
+//! MariaDB's side of `allowed_cidrs` (rules in `crate::local::access`): per user, the
+//! account at its own host is locked or opened, and accounts at `network/netmask` hosts
+//! are created (a copy of its password and grants) or dropped.
+
+use super::{Mariadb, SESSION};
+use crate::local::access::{mariadb_accounts, Cidr};
+use crate::local::quote::{mariadb_account, mariadb_literal};
+use crate::local::{proc, Instance, LocalError};
+
+/// `sql` through the client with `--raw` (values as stored, no batch escaping).
+async fn query(m: &Mariadb, inst: &Instance, sql: &str) -> Result<String, LocalError> {
+    let mut cmd = m.client(inst);
+    cmd.arg("--raw");
+    let script = format!("{SESSION}{sql}\n");
+    proc::run(cmd, Some(&script), &[], m.opts.timeout).await
+}
+
+/// How SHOW GRANTS names an account: `` `user`@`host` ``.
+fn shown(name: &str, host: &str) -> String {
+    format!(
+        "`{}`@`{}`",
+        name.replace('`', "``"),
+        host.replace('`', "``")
+    )
+}
+
+/// Applies the rules to the account `name@host`. `own` are the hosts of this name's own
+/// accounts (never dropped); accounts at other CIDR hosts (`…/…`) are troved's and are
+/// dropped when no CIDR asks for them. An account that does not exist (a superuser
+/// whose password is not set yet) is left alone.
+pub(super) async fn restrict_account(
+    m: &Mariadb,
+    inst: &Instance,
+    (name, host): (&str, &str),
+    own: &[&str],
+    allowed: &[Cidr],
+) -> Result<(), LocalError> {
+    let list = format!(
+        "SELECT Host FROM mysql.global_priv WHERE User = {};",
+        mariadb_literal(name)?
+    );
+    let hosts: Vec<String> = query(m, inst, &list)
+        .await?
+        .lines()
+        .map(str::to_string)
+        .collect();
+    if !hosts.iter().any(|h| h == host) {
+        return Ok(());
+    }
+    let plan = mariadb_accounts(host, allowed);
+    let account = mariadb_account(name, host)?;
+    let mut sql = String::new();
+    for h in &hosts {
+        let ours = h.contains('/') && !own.contains(&h.as_str());
+        if ours && !plan.extra_hosts.contains(h) {
+            sql.push_str(&format!(
+                "DROP USER IF EXISTS {};\n",
+                mariadb_account(name, h)?
+            ));
+        }
+    }
+    if !plan.extra_hosts.is_empty() {
+        let grants = query(m, inst, &format!("SHOW GRANTS FOR {account};")).await?;
+        let from = format!(" TO {} ", shown(name, host));
+        for extra in &plan.extra_hosts {
+            sql.push_str(&format!(
+                "CREATE USER IF NOT EXISTS {};\n",
+                mariadb_account(name, extra)?
+            ));
+            let to = format!(" TO {} ", shown(name, extra));
+            for grant in grants.lines() {
+                let grant = format!("{grant} ");
+                if !grant.contains(&from) {
+                    return Err(LocalError::Unusable(format!(
+                        "cannot copy the grants of {name}: unexpected SHOW GRANTS output"
+                    )));
+                }
+                sql.push_str(&format!("{};\n", grant.replacen(&from, &to, 1).trim_end()));
+            }
+        }
+    }
+    let lock = if plan.open { "UNLOCK" } else { "LOCK" };
+    sql.push_str(&format!("ALTER USER {account} ACCOUNT {lock};\n"));
+    // The copied grants carry the password's hash, never the password.
+    m.sql(inst, &sql, &[]).await.map(drop)
+}
