@@ -88,14 +88,9 @@ async fn installation(datastore: Datastore) -> Option<Installation> {
     found
 }
 
-/// The port of a shown instance (from its private address, `host:port`).
+/// The port of a shown instance (beside its private address).
 fn port_of(inst: &Value) -> u16 {
-    let addr = inst["addresses"]
-        .as_array()
-        .and_then(|a| a.iter().find(|a| a["type"] == "private"))
-        .and_then(|a| a["address"].as_str())
-        .unwrap_or_else(|| panic!("no private address in {inst}"));
-    addr.rsplit_once(':').unwrap().1.parse().unwrap()
+    common::local::endpoint(inst, "private").1
 }
 
 /// Runs `select 1` as `user` on `db` at `host:port` through the datastore's own client
@@ -221,14 +216,17 @@ fn listens(ip: &str, port: u16) -> bool {
     std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok()
 }
 
-/// The public `host:port` a shown instance gives, if any.
+/// The public `address:port` a shown instance gives, if any.
 fn public_address(inst: &Value) -> Option<String> {
-    inst["addresses"]
+    let a = inst["addresses"]
         .as_array()?
         .iter()
-        .find(|a| a["type"] == "public")
-        .and_then(|a| a["address"].as_str())
-        .map(str::to_string)
+        .find(|a| a["type"] == "public")?;
+    Some(format!(
+        "{}:{}",
+        a["address"].as_str()?,
+        a["port"].as_u64()?
+    ))
 }
 
 /// A private instance listens on 127.0.0.1 only, a public one on the public bind address

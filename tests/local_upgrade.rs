@@ -131,15 +131,9 @@ fn create_body(name: &str, datastore: &str, version: &str) -> Value {
     }})
 }
 
-/// The private `host:port` of a shown instance.
+/// The private address and port of a shown instance.
 fn private_address(inst: &Value) -> (String, u16) {
-    let addr = inst["addresses"]
-        .as_array()
-        .and_then(|a| a.iter().find(|a| a["type"] == "private"))
-        .and_then(|a| a["address"].as_str())
-        .unwrap_or_else(|| panic!("no private address in {inst}"));
-    let (host, port) = addr.rsplit_once(':').expect("host:port");
-    (host.to_string(), port.parse().expect("a port"))
+    common::local::endpoint(inst, "private")
 }
 
 /// Runs `sql` as `app` on `orders` over TCP with the datastore's client; Ok(stdout).
