@@ -315,11 +315,24 @@ async fn attach_changes_the_value(
     let attach = json!({"instance": {"configuration": gid}});
     let (status, body) = s.put("u", "p1", &format!("/instances/{id}"), &attach).await;
     assert_eq!(status, 202, "{body}");
+    wait_value(&install, (&host, port), show, expect).await;
+    // Detaching gives the server its own value back.
+    let detach = json!({"instance": {"configuration": null}});
+    let (status, body) = s.put("u", "p1", &format!("/instances/{id}"), &detach).await;
+    assert_eq!(status, 202, "{body}");
+    wait_value(&install, (&host, port), show, &before).await;
+    let (status, body) = s.delete("u", "p1", &format!("/instances/{id}")).await;
+    assert_eq!(status, 202, "{body}");
+    wait_gone(s, &id).await;
+}
+
+/// Polls `show` until the server answers `expect` (60 s).
+async fn wait_value(install: &Installation, (host, port): (&str, u16), show: &str, expect: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let now = query(&install, &host, port, "s3cret-pw", show).unwrap();
+        let now = query(install, host, port, "s3cret-pw", show).unwrap();
         if now == expect {
-            break;
+            return;
         }
         assert!(
             Instant::now() < deadline,
@@ -327,9 +340,6 @@ async fn attach_changes_the_value(
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let (status, body) = s.delete("u", "p1", &format!("/instances/{id}")).await;
-    assert_eq!(status, 202, "{body}");
-    wait_gone(s, &id).await;
 }
 
 #[tokio::test]

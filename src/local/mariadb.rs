@@ -325,14 +325,26 @@ impl Engine for Mariadb {
             return Ok(ConfigOutcome::Applied);
         }
         // `SET GLOBAL` checks each name while the server runs; an unknown one in my.cnf
-        // would stop the next start.
-        let mut outcome = ConfigOutcome::Applied;
+        // would stop the next start. A value no longer set (a detached group) goes back
+        // to what a start would give: troved's memory setting, else the server's default.
+        let memory = inst.ram_mb.map(memory_settings).unwrap_or_default();
+        let mut sets = Vec::new();
         for (name, value) in values {
-            let sql = format!(
-                "SET GLOBAL {} = {};",
-                config_name(name)?,
-                global_value(value)?
-            );
+            sets.push((name.clone(), global_value(value)?));
+        }
+        for (name, _) in Self::saved_values(inst) {
+            if values.iter().any(|(n, _)| *n == name) {
+                continue;
+            }
+            let value = match memory.iter().find(|(n, _)| *n == name) {
+                Some((_, v)) => global_value(v)?,
+                None => "DEFAULT".to_string(),
+            };
+            sets.push((name, value));
+        }
+        let mut outcome = ConfigOutcome::Applied;
+        for (name, value) in &sets {
+            let sql = format!("SET GLOBAL {} = {};", config_name(name)?, value);
             match self.sql(inst, &sql, &[]).await {
                 Ok(_) => {}
                 Err(LocalError::Command { stderr, .. }) if stderr.contains("Unknown system") => {
