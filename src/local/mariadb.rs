@@ -8,6 +8,8 @@
 //! instance directory (memory sizing, then the configuration group's values); the
 //! addresses, port, socket and data directory are on the command line, which wins.
 
+mod replica;
+
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -168,7 +170,8 @@ impl Mariadb {
         inst: &Instance,
         values: &[(String, String)],
     ) -> Result<(), LocalError> {
-        let memory = inst.ram_mb.map(memory_settings).unwrap_or_default();
+        let mut memory = inst.ram_mb.map(memory_settings).unwrap_or_default();
+        memory.extend(replica::server_options(inst));
         let path = Self::my_cnf(inst);
         std::fs::write(&path, option_file(&memory, values)?)
             .map_err(|e| LocalError::io("write my.cnf", e))?;
@@ -195,6 +198,10 @@ impl Engine for Mariadb {
 
     fn admin_user(&self) -> &'static str {
         ADMIN
+    }
+
+    fn replication(&self) -> Option<&dyn super::replication::Replication> {
+        Some(self)
     }
 
     async fn init(&self, inst: &Instance) -> Result<(), LocalError> {

@@ -23,6 +23,7 @@ pub mod mariadb;
 pub mod postgres;
 pub mod proc;
 pub mod quote;
+pub mod replication;
 pub mod user;
 pub mod volume;
 
@@ -284,6 +285,11 @@ pub trait Engine: Send + Sync {
         inst: &Instance,
         values: &[(String, String)],
     ) -> Result<ConfigOutcome, LocalError>;
+
+    /// Its replication operations, if the datastore replicates ([`replication`]).
+    fn replication(&self) -> Option<&dyn replication::Replication> {
+        None
+    }
 
     /// Stop, then start.
     async fn restart(&self, inst: &Instance) -> Result<ServerRecord, LocalError> {

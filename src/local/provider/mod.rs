@@ -18,6 +18,7 @@
 //! retry waits for it on the lock, then finds the work done).
 
 mod port_range;
+mod replica;
 pub mod setup;
 pub mod state;
 mod storage;
@@ -566,9 +567,15 @@ impl LocalProvider {
                 .await
                 .map_err(provider_error)?;
         }
-        set_up(engine.as_ref(), &self.instance(&rec), &req, &rec)
-            .await
-            .map_err(provider_error)?;
+        match req.replica_of {
+            Some(primary) => {
+                self.set_up_replica(engine.as_ref(), (&sid, &rec), &req, primary)
+                    .await?
+            }
+            None => set_up(engine.as_ref(), &self.instance(&rec), &req, &rec)
+                .await
+                .map_err(provider_error)?,
+        }
         self.change(|st| {
             if let Some(s) = st.servers.get_mut(&sid) {
                 s.prepared = true;
@@ -681,11 +688,9 @@ impl GuestAgent for LocalProvider {
     async fn detach_replica(
         &self,
         _key: &IdempotencyKey,
-        _server_id: &str,
+        server_id: &str,
     ) -> Result<(), ProviderError> {
-        Err(ProviderError::Permanent(
-            "detaching a replica is not supported by the local provider yet".into(),
-        ))
+        self.promote(server_id).await
     }
 }
 

@@ -1,0 +1,253 @@
+//! Replicas and detach-replica with `troved serve --provider local` (issue #13): a real
+//! PostgreSQL standby or MariaDB GTID replica follows its primary, refuses writes, and
+//! after the detach takes them with everything written before.
+//!
+//! Each test runs its own troved on its own data directory and port range; a `Drop`
+//! guard kills every database server under its local root and unmounts its volumes, even
+//! when an assertion failed. A datastore whose binaries are absent is skipped with a
+//! `SKIPPED:` line.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::local::{processes_under, Guard};
+use common::TestServer;
+use serde_json::{json, Value};
+use troved::local::{discover, Datastore, Installation};
+
+/// A troved with the local provider on a fresh data directory, and its reaper.
+struct Fixture {
+    // Dropped in this order: troved first, then what it left, then the files.
+    server: TestServer,
+    _guard: Guard,
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    async fn start(ports: &str) -> Fixture {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        // The database user must traverse to the data directory (a tempdir is 0700).
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+        let data_dir = dir.path().canonicalize().unwrap().join("data");
+        let server =
+            TestServer::start(&data_dir, &["--provider", "local", "--local-ports", ports]).await;
+        Fixture {
+            server,
+            _guard: Guard {
+                root: data_dir.join("local"),
+            },
+            dir,
+        }
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.path().canonicalize().unwrap().join("data")
+    }
+}
+
+/// `troved local list` of `data_dir`, parsed.
+fn local_list(data_dir: &Path) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_troved"))
+        .args(["local", "list", "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .expect("run troved local list");
+    assert!(
+        out.status.success(),
+        "troved local list: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("local list prints JSON")
+}
+
+async fn installation(datastore: Datastore) -> Option<Installation> {
+    let found = discover::installed()
+        .await
+        .into_iter()
+        .find(|i| i.datastore == datastore);
+    if found.is_none() {
+        println!("SKIPPED: no {} server installed", datastore.manager());
+    }
+    found
+}
+
+/// The private port of a shown instance (`127.0.0.1:<port>`).
+fn port_of(inst: &Value) -> u16 {
+    let addr = inst["addresses"]
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["type"] == "private"))
+        .and_then(|a| a["address"].as_str())
+        .unwrap_or_else(|| panic!("no private address in {inst}"));
+    let (_, port) = addr.rsplit_once(':').expect("host:port");
+    port.parse().expect("a port")
+}
+
+/// Runs `sql` as `app` on `orders` over TCP on 127.0.0.1; Ok(stdout) or Err(stderr).
+fn query(install: &Installation, port: u16, sql: &str) -> Result<String, String> {
+    let port = port.to_string();
+    let out = match install.datastore {
+        Datastore::Postgresql => Command::new(install.tool("psql"))
+            .arg(format!(
+                "postgresql://app:s3cret-pw@127.0.0.1:{port}/orders"
+            ))
+            .args(["-X", "-w", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .env_remove("PGPASSWORD")
+            .output(),
+        _ => Command::new(install.tool("mariadb"))
+            .args(["--no-defaults", "--protocol=TCP", "-h", "127.0.0.1"])
+            .args([
+                "-P",
+                &port,
+                "-u",
+                "app",
+                "-ps3cret-pw",
+                "orders",
+                "-N",
+                "-e",
+                sql,
+            ])
+            .output(),
+    }
+    .expect("run the client");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// The ids in table `t`, in order, comma-separated.
+fn ids(install: &Installation, port: u16) -> String {
+    query(install, port, "SELECT i FROM t ORDER BY i")
+        .unwrap_or_else(|e| panic!("read t on port {port}: {e}"))
+        .lines()
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Polls until table `t` on `port` holds exactly `want` (replication is asynchronous).
+async fn wait_rows(install: &Installation, port: u16, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = query(install, port, "SELECT i FROM t ORDER BY i")
+            .map(|o| o.lines().collect::<Vec<_>>().join(","));
+        if now.as_deref() == Ok(want) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "port {port} holds {now:?}, not {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Polls show until the instance is ACTIVE and `done` holds.
+async fn wait_active(s: &TestServer, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (status, body) = s.get("u", "p1", &format!("/instances/{id}")).await;
+        assert_eq!(status, 200, "{body}");
+        let inst = body["instance"].clone();
+        match inst["status"].as_str() {
+            Some("ACTIVE") if done(&inst) => return inst,
+            Some("ERROR") => panic!("instance {id} failed: {inst}"),
+            _ => {}
+        }
+        assert!(Instant::now() < deadline, "not ACTIVE in time: {inst}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn delete_and_wait(s: &TestServer, id: &str) {
+    let (status, body) = s.delete("u", "p1", &format!("/instances/{id}")).await;
+    assert_eq!(status, 202, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while s.get("u", "p1", &format!("/instances/{id}")).await.0 != 404 {
+        assert!(Instant::now() < deadline, "instance {id} not deleted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Primary with a database and a user → rows → replica (`replica_of`) → the rows are
+/// there, a write on the replica fails, a new row follows → detach → the former replica
+/// takes writes and keeps every row of before; it no longer follows → delete both:
+/// processes and files gone.
+async fn replica_follows_then_detaches(datastore: Datastore, ports: &str) {
+    let Some(install) = installation(datastore).await else {
+        return;
+    };
+    let f = Fixture::start(ports).await;
+    let s = &f.server;
+    let body = json!({"instance": {
+        "name": "primary", "flavorRef": "1", "volume": {"size": 1},
+        "datastore": {"type": datastore.manager(), "version": install.series},
+        "databases": [{"name": "orders"}],
+        "users": [{"name": "app", "password": "s3cret-pw", "databases": [{"name": "orders"}]}],
+    }});
+    let (status, created) = s.post("u", "p1", "/instances", &body).await;
+    assert_eq!(status, 200, "{created}");
+    let pid = created["instance"]["id"].as_str().unwrap().to_string();
+    let primary = port_of(&wait_active(s, &pid, |_| true).await);
+    query(&install, primary, "CREATE TABLE t (i integer PRIMARY KEY)").unwrap();
+    query(&install, primary, "INSERT INTO t VALUES (1), (2)").unwrap();
+
+    let body = json!({"instance": {"name": "replica", "replica_of": pid}});
+    let (status, created) = s.post("u", "p1", "/instances", &body).await;
+    assert_eq!(status, 200, "{created}");
+    let rid = created["instance"]["id"].as_str().unwrap().to_string();
+    let shown = wait_active(s, &rid, |_| true).await;
+    assert_eq!(shown["replica_of"]["id"], json!(pid), "{shown}");
+    let replica = port_of(&shown);
+    assert_ne!(replica, primary);
+
+    // The user, its password and the rows came from the primary.
+    wait_rows(&install, replica, "1,2").await;
+    let refused = query(&install, replica, "INSERT INTO t VALUES (99)").unwrap_err();
+    assert!(refused.contains("read-only"), "{refused}");
+    query(&install, primary, "INSERT INTO t VALUES (3)").unwrap();
+    wait_rows(&install, replica, "1,2,3").await;
+
+    let detach = json!({"instance": {"replica_of": null}});
+    let (status, body) = s
+        .put("u", "p1", &format!("/instances/{rid}"), &detach)
+        .await;
+    assert_eq!(status, 202, "{body}");
+    wait_active(s, &rid, |i| i.get("replica_of").is_none()).await;
+    assert_eq!(ids(&install, replica), "1,2,3");
+    query(&install, replica, "INSERT INTO t VALUES (10)").unwrap();
+    assert_eq!(ids(&install, replica), "1,2,3,10");
+    // Detached: a row written on the primary now stays there.
+    query(&install, primary, "INSERT INTO t VALUES (4)").unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(ids(&install, replica), "1,2,3,10");
+    assert_eq!(ids(&install, primary), "1,2,3,4");
+
+    delete_and_wait(s, &rid).await;
+    delete_and_wait(s, &pid).await;
+    assert_eq!(
+        local_list(&f.data_dir()),
+        json!({"servers": [], "volumes": []})
+    );
+    let left = processes_under(&f.data_dir().join("local"));
+    assert!(left.is_empty(), "processes left: {left:?}");
+    let volumes = f.data_dir().join("local/volumes");
+    let files: Vec<_> = std::fs::read_dir(&volumes)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(files.is_empty(), "files left: {files:?}");
+}
+
+#[tokio::test]
+async fn postgresql_replica_follows_refuses_writes_and_takes_them_after_detach() {
+    replica_follows_then_detaches(Datastore::Postgresql, "31000-31049").await;
+}
+
+#[tokio::test]
+async fn mariadb_replica_follows_refuses_writes_and_takes_them_after_detach() {
+    replica_follows_then_detaches(Datastore::Mariadb, "31050-31099").await;
+}
