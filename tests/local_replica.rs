@@ -27,14 +27,14 @@ struct Fixture {
 }
 
 impl Fixture {
-    async fn start(ports: &str) -> Fixture {
+    async fn start(ports: &str, extra: &[&str]) -> Fixture {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         // The database user must traverse to the data directory (a tempdir is 0700).
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
         let data_dir = dir.path().canonicalize().unwrap().join("data");
-        let server =
-            TestServer::start(&data_dir, &["--provider", "local", "--local-ports", ports]).await;
+        let args = [&["--provider", "local", "--local-ports", ports][..], extra].concat();
+        let server = TestServer::start(&data_dir, &args).await;
         Fixture {
             server,
             _guard: Guard {
@@ -181,7 +181,7 @@ async fn replica_follows_then_detaches(datastore: Datastore, ports: &str) {
     let Some(install) = installation(datastore).await else {
         return;
     };
-    let f = Fixture::start(ports).await;
+    let f = Fixture::start(ports, &[]).await;
     let s = &f.server;
     let body = json!({"instance": {
         "name": "primary", "flavorRef": "1", "volume": {"size": 1},
@@ -250,4 +250,111 @@ async fn postgresql_replica_follows_refuses_writes_and_takes_them_after_detach()
 #[tokio::test]
 async fn mariadb_replica_follows_refuses_writes_and_takes_them_after_detach() {
     replica_follows_then_detaches(Datastore::Mariadb, "31050-31099").await;
+}
+
+/// The pid of the running server of instance `id` (`troved local list`).
+fn server_pid(data_dir: &Path, id: &str) -> Option<u32> {
+    let list = local_list(data_dir);
+    let servers = list["servers"].as_array()?.clone();
+    let server = servers.iter().find(|s| s["instance_id"] == json!(id))?;
+    server["pid"].as_u64().map(|p| p as u32)
+}
+
+/// `kill -9` of instance `id`'s server; returns once the supervisor has started another
+/// one and `port` answers.
+async fn kill_and_wait_restarted(f: &Fixture, install: &Installation, id: &str, port: u16) {
+    let pid = server_pid(&f.data_dir(), id).expect("a running server");
+    assert!(Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = server_pid(&f.data_dir(), id);
+        if now.is_some_and(|p| p != pid) && query(install, port, "SELECT 1").is_ok() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "server of {id} not restarted");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// `replica_count` 2: both replicas follow; a replica restarted after `kill -9` is still
+/// a read-only follower; a detached one restarted after `kill -9` still takes writes and
+/// follows nothing (the promotion is persistent).
+async fn two_replicas_survive_restarts(datastore: Datastore, ports: &str) {
+    let Some(install) = installation(datastore).await else {
+        return;
+    };
+    let f = Fixture::start(ports, &["--heartbeat-secs", "1"]).await;
+    let s = &f.server;
+    let body = json!({"instance": {
+        "name": "primary", "flavorRef": "1", "volume": {"size": 1},
+        "datastore": {"type": datastore.manager(), "version": install.series},
+        "databases": [{"name": "orders"}],
+        "users": [{"name": "app", "password": "s3cret-pw", "databases": [{"name": "orders"}]}],
+    }});
+    let (status, created) = s.post("u", "p1", "/instances", &body).await;
+    assert_eq!(status, 200, "{created}");
+    let pid = created["instance"]["id"].as_str().unwrap().to_string();
+    let primary = port_of(&wait_active(s, &pid, |_| true).await);
+    query(&install, primary, "CREATE TABLE t (i integer PRIMARY KEY)").unwrap();
+    query(&install, primary, "INSERT INTO t VALUES (1)").unwrap();
+
+    let body = json!({"instance": {"name": "rep", "replica_of": pid, "replica_count": 2}});
+    let (status, created) = s.post("u", "p1", "/instances", &body).await;
+    assert_eq!(status, 200, "{created}");
+    let (status, list) = s.get("u", "p1", "/instances").await;
+    assert_eq!(status, 200, "{list}");
+    let id_of = |name: &str| {
+        list["instances"]
+            .as_array()
+            .and_then(|l| l.iter().find(|i| i["name"] == name))
+            .and_then(|i| i["id"].as_str())
+            .unwrap_or_else(|| panic!("no instance {name} in {list}"))
+            .to_string()
+    };
+    let (kept, detached) = (id_of("rep-1"), id_of("rep-2"));
+    let kept_port = port_of(&wait_active(s, &kept, |_| true).await);
+    let detached_port = port_of(&wait_active(s, &detached, |_| true).await);
+    query(&install, primary, "INSERT INTO t VALUES (2)").unwrap();
+    wait_rows(&install, kept_port, "1,2").await;
+    wait_rows(&install, detached_port, "1,2").await;
+
+    kill_and_wait_restarted(&f, &install, &kept, kept_port).await;
+    let refused = query(&install, kept_port, "INSERT INTO t VALUES (99)").unwrap_err();
+    assert!(refused.contains("read-only"), "{refused}");
+    query(&install, primary, "INSERT INTO t VALUES (3)").unwrap();
+    wait_rows(&install, kept_port, "1,2,3").await;
+    wait_rows(&install, detached_port, "1,2,3").await;
+
+    let detach = json!({"instance": {"replica_of": null}});
+    let path = format!("/instances/{detached}");
+    let (status, body) = s.put("u", "p1", &path, &detach).await;
+    assert_eq!(status, 202, "{body}");
+    wait_active(s, &detached, |i| i.get("replica_of").is_none()).await;
+    kill_and_wait_restarted(&f, &install, &detached, detached_port).await;
+    query(&install, detached_port, "INSERT INTO t VALUES (10)").unwrap();
+    query(&install, primary, "INSERT INTO t VALUES (4)").unwrap();
+    wait_rows(&install, kept_port, "1,2,3,4").await;
+    assert_eq!(ids(&install, detached_port), "1,2,3,10");
+
+    for id in [&kept, &detached, &pid] {
+        delete_and_wait(s, id).await;
+    }
+    assert_eq!(
+        local_list(&f.data_dir()),
+        json!({"servers": [], "volumes": []})
+    );
+}
+
+#[tokio::test]
+async fn postgresql_replicas_stay_replicas_and_a_detached_one_stays_primary_across_restarts() {
+    two_replicas_survive_restarts(Datastore::Postgresql, "31100-31149").await;
+}
+
+#[tokio::test]
+async fn mariadb_replicas_stay_replicas_and_a_detached_one_stays_primary_across_restarts() {
+    two_replicas_survive_restarts(Datastore::Mariadb, "31150-31199").await;
 }
