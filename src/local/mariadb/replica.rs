@@ -198,3 +198,28 @@ impl Replication for Mariadb {
         self.write_options(inst, &Self::saved_values(inst))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_server_logs_binlogs_under_its_port_and_a_replica_is_read_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let inst = Instance {
+            dir: dir.path().to_path_buf(),
+            port: 31007,
+            bind: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            ram_mb: None,
+        };
+        let has = |options: &[(String, String)], k: &str, v: &str| {
+            options.iter().any(|(a, b)| a == k && b == v)
+        };
+        let options = server_options(&inst);
+        assert!(has(&options, "log_bin", "mariadb-bin"), "{options:?}");
+        assert!(has(&options, "server_id", "31007"), "{options:?}");
+        assert!(!options.iter().any(|(k, _)| k == "read_only"));
+        std::fs::write(dir.path().join(REPLICA_MARKER), "").unwrap();
+        assert!(has(&server_options(&inst), "read_only", "1"));
+    }
+}
