@@ -189,18 +189,23 @@ async fn replica_follows_then_detaches(datastore: Datastore, ports: &str) {
         "databases": [{"name": "orders"}],
         "users": [{"name": "app", "password": "s3cret-pw", "databases": [{"name": "orders"}]}],
     }});
+    let asked = Instant::now();
     let (status, created) = s.post("u", "p1", "/instances", &body).await;
     assert_eq!(status, 200, "{created}");
     let pid = created["instance"]["id"].as_str().unwrap().to_string();
     let primary = port_of(&wait_active(s, &pid, |_| true).await);
+    let name = datastore.manager();
+    println!("{name} primary ACTIVE after {:?}", asked.elapsed());
     query(&install, primary, "CREATE TABLE t (i integer PRIMARY KEY)").unwrap();
     query(&install, primary, "INSERT INTO t VALUES (1), (2)").unwrap();
 
     let body = json!({"instance": {"name": "replica", "replica_of": pid}});
+    let asked = Instant::now();
     let (status, created) = s.post("u", "p1", "/instances", &body).await;
     assert_eq!(status, 200, "{created}");
     let rid = created["instance"]["id"].as_str().unwrap().to_string();
     let shown = wait_active(s, &rid, |_| true).await;
+    println!("{name} replica ACTIVE after {:?}", asked.elapsed());
     assert_eq!(shown["replica_of"]["id"], json!(pid), "{shown}");
     let replica = port_of(&shown);
     assert_ne!(replica, primary);

@@ -50,8 +50,11 @@ impl Postgres {
             .args(["-U", ADMIN, "-w", "-D"])
             .arg(target)
             // -R: standby.signal and primary_conninfo (the same socket); -X stream: the
-            // WAL written during the copy comes along; -c fast: no wait for a checkpoint.
-            .args(["-R", "-X", "stream", "-c", "fast"]);
+            // WAL written during the copy comes along; -c fast: no wait for a checkpoint;
+            // -N: no fsync of each file, as for a template copy: the standby's first
+            // start syncs its data directory before it recovers (a backup is not a
+            // clean shutdown), and the copy took seconds longer with it.
+            .args(["-R", "-X", "stream", "-c", "fast", "-N"]);
         proc::run(cmd, None, &[], self.opts.timeout * 4)
             .await
             .map(drop)
