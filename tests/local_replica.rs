@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::local::{processes_under, Guard};
+use common::local::{processes_under, servers_by_data_dir, Guard};
 use common::TestServer;
 use serde_json::{json, Value};
 use troved::local::{discover, Datastore, Installation};
@@ -249,12 +249,12 @@ async fn replica_follows_then_detaches(datastore: Datastore, ports: &str) {
 
 #[tokio::test]
 async fn postgresql_replica_follows_refuses_writes_and_takes_them_after_detach() {
-    replica_follows_then_detaches(Datastore::Postgresql, "31000-31049").await;
+    replica_follows_then_detaches(Datastore::Postgresql, "31000-31039").await;
 }
 
 #[tokio::test]
 async fn mariadb_replica_follows_refuses_writes_and_takes_them_after_detach() {
-    replica_follows_then_detaches(Datastore::Mariadb, "31050-31099").await;
+    replica_follows_then_detaches(Datastore::Mariadb, "31040-31079").await;
 }
 
 /// The pid of the running server of instance `id` (`troved local list`).
@@ -356,10 +356,131 @@ async fn two_replicas_survive_restarts(datastore: Datastore, ports: &str) {
 
 #[tokio::test]
 async fn postgresql_replicas_stay_replicas_and_a_detached_one_stays_primary_across_restarts() {
-    two_replicas_survive_restarts(Datastore::Postgresql, "31100-31149").await;
+    two_replicas_survive_restarts(Datastore::Postgresql, "31080-31119").await;
 }
 
 #[tokio::test]
 async fn mariadb_replicas_stay_replicas_and_a_detached_one_stays_primary_across_restarts() {
-    two_replicas_survive_restarts(Datastore::Mariadb, "31150-31199").await;
+    two_replicas_survive_restarts(Datastore::Mariadb, "31120-31159").await;
+}
+
+/// The directory of instance `id`'s server (`troved local list`), once it is listed.
+fn server_path(data_dir: &Path, id: &str) -> Option<PathBuf> {
+    let list = local_list(data_dir);
+    let servers = list["servers"].as_array()?.clone();
+    let server = servers.iter().find(|s| s["instance_id"] == json!(id))?;
+    server["path"].as_str().map(PathBuf::from)
+}
+
+/// Whether the replica's copy of the primary is under way in `dir`: a base backup into
+/// a scratch directory (PostgreSQL), or the dump being written or loaded (MariaDB).
+fn copying(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        let name = e.file_name().to_string_lossy().into_owned();
+        name.starts_with(".data.") || name == "primary.sql"
+    })
+}
+
+/// troved is killed (-9) while it copies the primary into a new replica, and restarted:
+/// the replica ends ACTIVE, following, read-only, with one server process per data
+/// directory.
+async fn a_replica_build_survives_a_troved_kill(datastore: Datastore, ports: &str) {
+    let Some(install) = installation(datastore).await else {
+        return;
+    };
+    let mut f = Fixture::start(ports, &[]).await;
+    let body = json!({"instance": {
+        "name": "primary", "flavorRef": "1", "volume": {"size": 1},
+        "datastore": {"type": datastore.manager(), "version": install.series},
+        "databases": [{"name": "orders"}],
+        "users": [{"name": "app", "password": "s3cret-pw", "databases": [{"name": "orders"}]}],
+    }});
+    let (status, created) = f.server.post("u", "p1", "/instances", &body).await;
+    assert_eq!(status, 200, "{created}");
+    let pid = created["instance"]["id"].as_str().unwrap().to_string();
+    let primary = port_of(&wait_active(&f.server, &pid, |_| true).await);
+    query(&install, primary, "CREATE TABLE t (i integer PRIMARY KEY)").unwrap();
+    // Enough rows that the copy takes a moment.
+    let fill = match datastore {
+        Datastore::Postgresql => "INSERT INTO t SELECT generate_series(1, 20000)",
+        _ => {
+            "SET SESSION max_recursive_iterations = 30000; INSERT INTO t WITH RECURSIVE \
+             n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000) SELECT i FROM n"
+        }
+    };
+    query(&install, primary, fill).unwrap();
+
+    let body = json!({"instance": {"name": "replica", "replica_of": pid}});
+    let (status, created) = f.server.post("u", "p1", "/instances", &body).await;
+    assert_eq!(status, 200, "{created}");
+    let rid = created["instance"]["id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut caught = false;
+    while Instant::now() < deadline {
+        if let Some(dir) = server_path(&f.data_dir(), &rid) {
+            if copying(&dir) {
+                caught = true;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    println!("killed troved mid-copy: {caught}");
+    f.server.kill_and_restart().await;
+
+    let replica = port_of(&wait_active(&f.server, &rid, |_| true).await);
+    let count = "SELECT count(*) FROM t";
+    let want = "20000".to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while query(&install, replica, count).ok() != Some(want.clone()) {
+        assert!(
+            Instant::now() < deadline,
+            "the replica does not have the rows"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    query(&install, primary, "INSERT INTO t VALUES (20001)").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while query(&install, replica, count).ok().as_deref() != Some("20001") {
+        assert!(Instant::now() < deadline, "the replica does not follow");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let refused = query(&install, replica, "INSERT INTO t VALUES (0)").unwrap_err();
+    assert!(refused.contains("read-only"), "{refused}");
+    for (dir, pids) in servers_by_data_dir(&f.data_dir().join("local")) {
+        // PostgreSQL children keep their parent's command line for a moment after fork.
+        let leaders: Vec<_> = pids
+            .iter()
+            .filter(|p| {
+                let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+                let ppid: u32 = stat
+                    .rsplit(')')
+                    .next()
+                    .and_then(|r| r.split_whitespace().nth(1))
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or(0);
+                !pids.contains(&ppid)
+            })
+            .collect();
+        assert_eq!(leaders.len(), 1, "servers on {dir}: {pids:?}");
+    }
+    delete_and_wait(&f.server, &rid).await;
+    delete_and_wait(&f.server, &pid).await;
+    assert_eq!(
+        local_list(&f.data_dir()),
+        json!({"servers": [], "volumes": []})
+    );
+}
+
+#[tokio::test]
+async fn postgresql_replica_build_survives_a_troved_kill_mid_copy() {
+    a_replica_build_survives_a_troved_kill(Datastore::Postgresql, "31160-31179").await;
+}
+
+#[tokio::test]
+async fn mariadb_replica_build_survives_a_troved_kill_mid_copy() {
+    a_replica_build_survives_a_troved_kill(Datastore::Mariadb, "31180-31199").await;
 }

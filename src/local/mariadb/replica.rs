@@ -24,6 +24,10 @@ const REPLICA_MARKER: &str = "replica";
 /// Where the dump of the primary is kept while it is loaded.
 const DUMP_FILE: &str = "primary.sql";
 
+/// The file in the instance directory that says a copy of the primary is under way: one
+/// found by a later attempt was cut short (troved killed), and is started over.
+const COPYING_MARKER: &str = "copying";
+
 /// Schemas of the server itself, which a replica does not copy.
 const SYSTEM_SCHEMAS: &str = "'mysql', 'information_schema', 'performance_schema', 'sys'";
 
@@ -133,6 +137,25 @@ impl Mariadb {
         loaded.map(drop)
     }
 
+    /// Makes a fresh replica server again after a copy that was cut short: the tables
+    /// it loaded are dropped with its data, and a loader left running by a killed troved
+    /// loses its connection with the server it was feeding.
+    async fn start_over(&self, replica: &Instance) -> Result<(), LocalError> {
+        tracing::warn!(
+            port = replica.port,
+            "an earlier copy of the primary was cut short; starting over"
+        );
+        self.stop(replica).await?;
+        match tokio::fs::remove_dir_all(replica.data_dir()).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(LocalError::io("remove the replica's data", e))
+            }
+            _ => {}
+        }
+        self.init(replica).await?;
+        self.start(replica).await.map(drop)
+    }
+
     /// Waits until the replica's replication threads run (connected to the primary).
     async fn wait_following(&self, replica: &Instance) -> Result<(), LocalError> {
         let sql = "SELECT variable_value FROM information_schema.global_status \
@@ -168,6 +191,12 @@ impl Replication for Mariadb {
 
     async fn follow(&self, replica: &Instance, primary: &Instance) -> Result<(), LocalError> {
         if self.slave_status(replica).await?.is_empty() {
+            let copying = replica.dir.join(COPYING_MARKER);
+            if copying.exists() {
+                self.start_over(replica).await?;
+            }
+            std::fs::write(&copying, "")
+                .map_err(|e| LocalError::io("write the copying marker", e))?;
             self.ensure_binlog(primary).await?;
             let (user, host, password) = self.replication_account(replica, primary).await?;
             self.copy_from(replica, primary).await?;
@@ -180,6 +209,8 @@ impl Replication for Mariadb {
                 mariadb_literal(&user)?,
             );
             self.sql(replica, &sql, &[&password]).await?;
+            std::fs::remove_file(&copying)
+                .map_err(|e| LocalError::io("remove the copying marker", e))?;
         }
         self.sql(replica, "START SLAVE;", &[]).await?;
         self.wait_following(replica).await
