@@ -5,8 +5,9 @@
 //! that logs in through the Unix socket by OS identity (`unix_socket`); the socket lives in
 //! the instance's private `run/` directory, so this is troved's administration path, with
 //! no password to keep. Network logins need a password. Options go to `my.cnf` in the
-//! instance directory (memory sizing, then the configuration group's values); the
-//! addresses, port, socket and data directory are on the command line, which wins.
+//! instance directory (memory sizing, the binary log and server id that replication
+//! needs, then the configuration group's values); the addresses, port, socket and data
+//! directory are on the command line, which wins.
 
 mod replica;
 
