@@ -5,8 +5,11 @@
 //! that logs in through the Unix socket by OS identity (`unix_socket`); the socket lives in
 //! the instance's private `run/` directory, so this is troved's administration path, with
 //! no password to keep. Network logins need a password. Options go to `my.cnf` in the
-//! instance directory (memory sizing, then the configuration group's values); the
-//! addresses, port, socket and data directory are on the command line, which wins.
+//! instance directory (memory sizing, the binary log and server id that replication
+//! needs, then the configuration group's values); the addresses, port, socket and data
+//! directory are on the command line, which wins.
+
+mod replica;
 
 mod accounts;
 
@@ -170,7 +173,8 @@ impl Mariadb {
         inst: &Instance,
         values: &[(String, String)],
     ) -> Result<(), LocalError> {
-        let memory = inst.ram_mb.map(memory_settings).unwrap_or_default();
+        let mut memory = inst.ram_mb.map(memory_settings).unwrap_or_default();
+        memory.extend(replica::server_options(inst));
         let path = Self::my_cnf(inst);
         std::fs::write(&path, option_file(&memory, values)?)
             .map_err(|e| LocalError::io("write my.cnf", e))?;
@@ -197,6 +201,10 @@ impl Engine for Mariadb {
 
     fn admin_user(&self) -> &'static str {
         ADMIN
+    }
+
+    fn replication(&self) -> Option<&dyn super::replication::Replication> {
+        Some(self)
     }
 
     async fn init(&self, inst: &Instance) -> Result<(), LocalError> {

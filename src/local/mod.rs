@@ -24,6 +24,7 @@ pub mod mariadb;
 pub mod postgres;
 pub mod proc;
 pub mod quote;
+pub mod replication;
 pub mod sockets;
 pub mod user;
 pub mod volume;
@@ -299,6 +300,11 @@ pub trait Engine: Send + Sync {
         inst: &Instance,
         values: &[(String, String)],
     ) -> Result<ConfigOutcome, LocalError>;
+
+    /// Its replication operations, if the datastore replicates ([`replication`]).
+    fn replication(&self) -> Option<&dyn replication::Replication> {
+        None
+    }
 
     /// Stop, then start.
     async fn restart(&self, inst: &Instance) -> Result<ServerRecord, LocalError> {

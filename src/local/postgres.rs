@@ -6,6 +6,8 @@
 //! needs a SCRAM password. Configuration values go to `data/troved.conf` (included by
 //! `postgresql.conf`), memory sizing to `data/troved-memory.conf`.
 
+mod replica;
+
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -25,6 +27,7 @@ const HBA: &str = "\
 # Written by troved. The socket directory is private to the database user (0700), so
 # local connections are trusted; every network connection needs a SCRAM password.
 local all all trust
+local replication all trust
 host all all all scram-sha-256
 ";
 
@@ -201,6 +204,10 @@ impl Engine for Postgres {
 
     fn admin_user(&self) -> &'static str {
         ADMIN
+    }
+
+    fn replication(&self) -> Option<&dyn super::replication::Replication> {
+        Some(self)
     }
 
     async fn init(&self, inst: &Instance) -> Result<(), LocalError> {

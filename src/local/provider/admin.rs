@@ -44,6 +44,21 @@ impl LocalProvider {
     }
 }
 
+impl LocalProvider {
+    /// `password` sealed with instance `id`'s key (a replica keeps its primary's).
+    pub(super) async fn seal_admin_password(
+        &self,
+        id: Uuid,
+        password: String,
+    ) -> Result<SealedSecret, ProviderError> {
+        let vault = self.inner.vault.clone();
+        tokio::task::spawn_blocking(move || vault.seal_for(id, &password))
+            .await
+            .map_err(|e| ProviderError::Transient(format!("vault task: {e}")))?
+            .map_err(|e: VaultError| ProviderError::Transient(e.to_string()))
+    }
+}
+
 /// Seals the plaintext superuser passwords a state written by an older troved holds
 /// (deleted servers' are dropped). Whether anything changed. Blocking.
 pub(super) fn seal_plaintext(state: &mut State, vault: &Vault) -> Result<bool, LocalError> {

@@ -21,6 +21,7 @@ mod access_update;
 mod admin;
 mod grants;
 mod port_range;
+mod replica;
 pub mod setup;
 pub mod state;
 mod storage;
@@ -591,9 +592,15 @@ impl LocalProvider {
                 .await
                 .map_err(provider_error)?;
         }
-        set_up(engine.as_ref(), &self.instance(&rec), &req, &rec, &admin_pw)
-            .await
-            .map_err(provider_error)?;
+        match req.replica_of {
+            Some(primary) => {
+                self.set_up_replica(engine.as_ref(), (&sid, &rec), &req, primary)
+                    .await?
+            }
+            None => set_up(engine.as_ref(), &self.instance(&rec), &req, &rec, &admin_pw)
+                .await
+                .map_err(provider_error)?,
+        }
         self.change(|st| {
             if let Some(s) = st.servers.get_mut(&sid) {
                 s.prepared = true;
@@ -708,11 +715,9 @@ impl GuestAgent for LocalProvider {
     async fn detach_replica(
         &self,
         _key: &IdempotencyKey,
-        _server_id: &str,
+        server_id: &str,
     ) -> Result<(), ProviderError> {
-        Err(ProviderError::Permanent(
-            "detaching a replica is not supported by the local provider yet".into(),
-        ))
+        self.promote(server_id).await
     }
 
     async fn restrict_access(

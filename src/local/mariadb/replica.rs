@@ -1,0 +1,256 @@
+//! MariaDB GTID replicas: binary logs and server ids on every server, a consistent
+//! `mariadb-dump` of the primary loaded into a fresh read-only server, `CHANGE MASTER TO
+//! ... MASTER_USE_GTID = slave_pos`, and promotion ([`crate::local::replication`]).
+//!
+//! Why a dump rather than a physical copy: `mariadb-backup` is a separate Debian package
+//! that the datastore does not depend on, and copying InnoDB files of a running server
+//! is unsafe without it. `--single-transaction --master-data --gtid` takes a consistent
+//! snapshot of InnoDB tables and the GTID position that matches it, under a global read
+//! lock held only for the moment the snapshot starts.
+
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+
+use super::Mariadb;
+use crate::local::quote::{mariadb_account, mariadb_ident, mariadb_literal};
+use crate::local::replication::{generate_password, primary_host, Replication};
+use crate::local::{log_tail, proc, Engine, Instance, LocalError};
+
+/// The file in the instance directory that marks a replica: its server starts with
+/// `read_only` until it is promoted.
+const REPLICA_MARKER: &str = "replica";
+
+/// Where the dump of the primary is kept while it is loaded.
+const DUMP_FILE: &str = "primary.sql";
+
+/// The file in the instance directory that says a copy of the primary is under way: one
+/// found by a later attempt was cut short (troved killed), and is started over.
+const COPYING_MARKER: &str = "copying";
+
+/// Schemas of the server itself, which a replica does not copy.
+const SYSTEM_SCHEMAS: &str = "'mysql', 'information_schema', 'performance_schema', 'sys'";
+
+/// Option-file entries every server gets, before the configuration group's values: a
+/// binary log (a primary needs one; a replica has one ready for its promotion), a server
+/// id unique among the live servers (their ports are), upstream Trove's binary log
+/// retention, and `read_only` for a replica.
+pub(super) fn server_options(inst: &Instance) -> Vec<(String, String)> {
+    let mut options: Vec<(String, String)> = [
+        ("log_bin", "mariadb-bin".to_string()),
+        ("relay_log", "relay-bin".to_string()),
+        ("server_id", inst.port.to_string()),
+        ("expire_logs_days", "10".to_string()),
+        ("max_binlog_size", "100M".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    if inst.dir.join(REPLICA_MARKER).exists() {
+        options.push(("read_only".into(), "1".into()));
+    }
+    options
+}
+
+impl Mariadb {
+    /// The answer of `SHOW SLAVE STATUS` (empty when no primary is configured).
+    async fn slave_status(&self, inst: &Instance) -> Result<String, LocalError> {
+        Ok(self
+            .sql(inst, "SHOW SLAVE STATUS;", &[])
+            .await?
+            .trim()
+            .to_string())
+    }
+
+    /// A primary started before every server had a binary log is restarted with one.
+    async fn ensure_binlog(&self, primary: &Instance) -> Result<(), LocalError> {
+        if self.sql(primary, "SELECT @@log_bin;", &[]).await?.trim() == "1" {
+            return Ok(());
+        }
+        tracing::info!(
+            port = primary.port,
+            "restarting the primary with a binary log"
+        );
+        self.restart(primary).await.map(drop)
+    }
+
+    /// Creates (or resets) the replica's replication account on the primary; its
+    /// (name, host, password).
+    async fn replication_account(
+        &self,
+        replica: &Instance,
+        primary: &Instance,
+    ) -> Result<(String, String, String), LocalError> {
+        let name = format!("troved_repl_{}", replica.port);
+        let host = primary_host(primary).to_string();
+        let password = generate_password();
+        let account = mariadb_account(&name, &host)?;
+        let pw = mariadb_literal(&password)?;
+        let sql = format!(
+            "CREATE USER IF NOT EXISTS {account} IDENTIFIED BY {pw};\n\
+             ALTER USER {account} IDENTIFIED BY {pw};\n\
+             GRANT REPLICATION SLAVE ON *.* TO {account};\n"
+        );
+        self.sql(primary, &sql, &[&password]).await?;
+        Ok((name, host, password))
+    }
+
+    /// Dumps the primary's databases and accounts with the matching GTID position into
+    /// the replica's directory, loads it into the replica (outside the replica's own
+    /// binary log), and removes the dump.
+    async fn copy_from(&self, replica: &Instance, primary: &Instance) -> Result<(), LocalError> {
+        let sql = format!(
+            "SELECT schema_name FROM information_schema.schemata \
+             WHERE schema_name NOT IN ({SYSTEM_SCHEMAS});"
+        );
+        let databases = self.sql(primary, &sql, &[]).await?;
+        let dump = replica.dir.join(DUMP_FILE);
+        // Next to the client (both are Debian's mariadb-client; discovery finds the
+        // client, not the dump tool).
+        let tool = self.install.tool("mariadb").with_file_name("mariadb-dump");
+        let mut cmd = self.opts.user.command(&tool, &replica.dir);
+        cmd.arg("--no-defaults")
+            .arg(format!("--socket={}", Self::socket(primary).display()))
+            .arg(format!("--user={}", self.opts.user.name))
+            .args(["--single-transaction", "--master-data=1", "--gtid"])
+            .args(["--routines", "--events", "--triggers"])
+            // Accounts as `CREATE USER IF NOT EXISTS` and grants: the replica's own
+            // administration accounts exist already.
+            .args(["--system=users", "--insert-ignore"])
+            .arg(format!("--result-file={}", dump.display()));
+        let names: Vec<&str> = databases.lines().filter(|l| !l.is_empty()).collect();
+        if !names.is_empty() {
+            cmd.arg("--databases");
+            for name in names {
+                mariadb_ident(name)?;
+                if name.starts_with('-') {
+                    return Err(LocalError::invalid("database name", "starts with '-'"));
+                }
+                cmd.arg(name);
+            }
+        }
+        let limit = self.opts.timeout * 4;
+        proc::run(cmd, None, &[], limit).await?;
+        let script = format!("SET SESSION sql_log_bin = 0;\nsource {}\n", dump.display());
+        let loaded = proc::run(self.client(replica), Some(&script), &[], limit).await;
+        let _ = std::fs::remove_file(&dump);
+        loaded.map(drop)
+    }
+
+    /// Makes a fresh replica server again after a copy that was cut short: the tables
+    /// it loaded are dropped with its data, and a loader left running by a killed troved
+    /// loses its connection with the server it was feeding.
+    async fn start_over(&self, replica: &Instance) -> Result<(), LocalError> {
+        tracing::warn!(
+            port = replica.port,
+            "an earlier copy of the primary was cut short; starting over"
+        );
+        self.stop(replica).await?;
+        match tokio::fs::remove_dir_all(replica.data_dir()).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(LocalError::io("remove the replica's data", e))
+            }
+            _ => {}
+        }
+        self.init(replica).await?;
+        self.start(replica).await.map(drop)
+    }
+
+    /// Waits until the replica's replication threads run (connected to the primary).
+    async fn wait_following(&self, replica: &Instance) -> Result<(), LocalError> {
+        let sql = "SELECT variable_value FROM information_schema.global_status \
+                   WHERE variable_name = 'SLAVE_RUNNING';";
+        let deadline = Instant::now() + self.opts.timeout;
+        loop {
+            if self.sql(replica, sql, &[]).await?.trim() == "ON" {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(LocalError::StartFailed(format!(
+                    "the replica does not follow its primary:\n{}",
+                    log_tail(replica)
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[async_trait]
+impl Replication for Mariadb {
+    async fn init_replica(
+        &self,
+        replica: &Instance,
+        _primary: &Instance,
+    ) -> Result<(), LocalError> {
+        self.init(replica).await?;
+        let marker = replica.dir.join(REPLICA_MARKER);
+        std::fs::write(&marker, "read_only until promoted (detach replica)\n")
+            .map_err(|e| LocalError::io("write the replica marker", e))
+    }
+
+    async fn follow(&self, replica: &Instance, primary: &Instance) -> Result<(), LocalError> {
+        if self.slave_status(replica).await?.is_empty() {
+            let copying = replica.dir.join(COPYING_MARKER);
+            if copying.exists() {
+                self.start_over(replica).await?;
+            }
+            std::fs::write(&copying, "")
+                .map_err(|e| LocalError::io("write the copying marker", e))?;
+            self.ensure_binlog(primary).await?;
+            let (user, host, password) = self.replication_account(replica, primary).await?;
+            self.copy_from(replica, primary).await?;
+            let pw = mariadb_literal(&password)?;
+            let sql = format!(
+                "CHANGE MASTER TO MASTER_HOST = {}, MASTER_PORT = {}, MASTER_USER = {}, \
+                 MASTER_PASSWORD = {pw}, MASTER_USE_GTID = slave_pos;\n",
+                mariadb_literal(&host)?,
+                primary.port,
+                mariadb_literal(&user)?,
+            );
+            self.sql(replica, &sql, &[&password]).await?;
+            std::fs::remove_file(&copying)
+                .map_err(|e| LocalError::io("remove the copying marker", e))?;
+        }
+        self.sql(replica, "START SLAVE;", &[]).await?;
+        self.wait_following(replica).await
+    }
+
+    async fn promote(&self, inst: &Instance) -> Result<(), LocalError> {
+        let sql = "STOP SLAVE;\nRESET SLAVE ALL;\nSET GLOBAL read_only = 0;";
+        self.sql(inst, sql, &[]).await?;
+        match std::fs::remove_file(inst.dir.join(REPLICA_MARKER)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(LocalError::io("remove the replica marker", e))
+            }
+            _ => {}
+        }
+        // The option file without read_only, for the next start.
+        self.write_options(inst, &Self::saved_values(inst))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_server_logs_binlogs_under_its_port_and_a_replica_is_read_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let inst = Instance {
+            dir: dir.path().to_path_buf(),
+            port: 31007,
+            bind: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            ram_mb: None,
+        };
+        let has = |options: &[(String, String)], k: &str, v: &str| {
+            options.iter().any(|(a, b)| a == k && b == v)
+        };
+        let options = server_options(&inst);
+        assert!(has(&options, "log_bin", "mariadb-bin"), "{options:?}");
+        assert!(has(&options, "server_id", "31007"), "{options:?}");
+        assert!(!options.iter().any(|(k, _)| k == "read_only"));
+        std::fs::write(dir.path().join(REPLICA_MARKER), "").unwrap();
+        assert!(has(&server_options(&inst), "read_only", "1"));
+    }
+}
