@@ -302,8 +302,18 @@ impl Engine for Mariadb {
             return Ok(ConfigOutcome::Applied);
         }
         // `SET GLOBAL` checks each name while the server runs; an unknown one in my.cnf
-        // would stop the next start.
-        let mut outcome = ConfigOutcome::Applied;
+        // would stop the next start. A value no longer set (a detach) goes back to what
+        // the server starts with (troved's memory settings, else its default) only at a
+        // start.
+        let key = |n: &str| n.replace('-', "_").to_ascii_lowercase();
+        let removed = Self::saved_values(inst)
+            .iter()
+            .any(|(old, _)| !values.iter().any(|(n, _)| key(n) == key(old)));
+        let mut outcome = if removed {
+            ConfigOutcome::RestartRequired
+        } else {
+            ConfigOutcome::Applied
+        };
         for (name, value) in values {
             let sql = format!(
                 "SET GLOBAL {} = {};",

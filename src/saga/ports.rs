@@ -191,6 +191,13 @@ pub trait GuestAgent: Send + Sync {
         key: &IdempotencyKey,
         server_id: &str,
     ) -> Result<(), ProviderError>;
+    /// Whether [`GuestAgent::apply_configuration`] puts every value in force, restarting
+    /// the database server where a value needs it: then an instance that waits in
+    /// RESTART_REQUIRED for its configuration is idle again once it is applied. No by
+    /// default: upstream (and the simulated cloud) leave the restart to the user.
+    fn restarts_for_configuration(&self) -> bool {
+        false
+    }
 }
 
 /// What a provider's own persistent state looked like before it was opened (checked at

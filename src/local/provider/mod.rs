@@ -36,7 +36,10 @@ use uuid::Uuid;
 
 pub use self::port_range::PortRange;
 use self::state::{ServerRec, State, VolumeRec};
-use super::{engine, Engine, EngineOptions, Health, Installation, Instance, LocalError, UserSpec};
+use super::{
+    engine, ConfigOutcome, Engine, EngineOptions, Health, Installation, Instance, LocalError,
+    UserSpec,
+};
 use crate::local::volume::Volumes;
 use crate::saga::ports::{
     ComputeProvider, GuestAgent, GuestReport, IdempotencyKey, PrepareRequest, ProviderError,
@@ -670,12 +673,23 @@ impl GuestAgent for LocalProvider {
             // Not prepared yet: prepare applies the request's configuration.
             return Ok(());
         };
+        let inst = self.instance(&rec);
         let outcome = engine
-            .apply_config(&self.instance(&rec), &config_values(values))
+            .apply_config(&inst, &config_values(values))
             .await
             .map_err(provider_error)?;
         tracing::info!(server = server_id, ?outcome, "configuration applied");
+        // A value the running server cannot take (PostgreSQL's `max_connections`) is
+        // put in force now rather than left for a restart the API cannot ask for.
+        if outcome == ConfigOutcome::RestartRequired {
+            engine.restart(&inst).await.map_err(provider_error)?;
+            tracing::info!(server = server_id, "restarted for its configuration");
+        }
         Ok(())
+    }
+
+    fn restarts_for_configuration(&self) -> bool {
+        true
     }
 
     async fn detach_replica(
