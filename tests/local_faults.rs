@@ -414,17 +414,33 @@ async fn a_volume_larger_than_the_free_disk_fails_with_a_fault_and_leaves_nothin
 
 // ---- a full volume --------------------------------------------------------------------
 
-/// A 1 GB loop volume filled by its database until PostgreSQL says "No space left on
-/// device": the instance stays ACTIVE/HEALTHY (the server runs and answers; writes fail,
+/// How one datastore is filled and relieved.
+struct Filling {
+    datastore: Datastore,
+    ports: &'static str,
+    /// Makes the table `filler`.
+    setup: &'static str,
+    /// Adds about 100 MB to `filler`.
+    fill: &'static str,
+    /// What a write on the full volume answers.
+    refusal: &'static str,
+    /// Gives space back, and whether the volume's usage drops with it (InnoDB keeps the
+    /// freed pages in its tablespace; on a full file system MariaDB refuses DDL, whose
+    /// recovery log it cannot write).
+    relief: &'static str,
+    shrinks: bool,
+}
+
+/// A 1 GB loop volume filled by its database until the server refuses writes for lack
+/// of space: the instance stays ACTIVE/HEALTHY (the server runs and answers; writes fail,
 /// as upstream's would), `volume.used` shows the volume full, and nothing else is
-/// harmed: another instance takes writes, troved records new instances, and a dropped
-/// table gives the space back.
-#[tokio::test]
-async fn a_full_volume_is_shown_full_and_harms_nothing_else() {
-    let Some(install) = installation(Datastore::Postgresql).await else {
+/// harmed: another instance takes writes, troved records new instances, space given
+/// back takes writes again, and the full instance deletes.
+async fn a_full_volume_is_shown_full_and_harms_nothing_else(fill: Filling) {
+    let Some(install) = installation(fill.datastore).await else {
         return;
     };
-    let f = Fixture::start("31620-31639").await;
+    let f = Fixture::start(fill.ports).await;
     let s = &f.server;
     let full = create(s, "full", &install, 1).await;
     let other = create(s, "other", &install, 1).await;
@@ -436,12 +452,11 @@ async fn a_full_volume_is_shown_full_and_harms_nothing_else() {
         delete(s, &other).await;
         return;
     }
-    query(&install, port, "create table filler (v text)").unwrap();
-    let fill = "insert into filler select repeat('x', 1000) from generate_series(1, 100000)";
-    let refused = (0..40).find_map(|_| query(&install, port, fill).err());
+    query(&install, port, fill.setup).unwrap();
+    let refused = (0..40).find_map(|_| query(&install, port, fill.fill).err());
     let refused = refused.expect("1 GB filled without an error");
     assert!(
-        refused.contains("No space left on device") || refused.contains("terminated"),
+        refused.contains(fill.refusal) || refused.contains("terminated"),
         "{refused}"
     );
 
@@ -459,17 +474,13 @@ async fn a_full_volume_is_shown_full_and_harms_nothing_else() {
         reads("ACTIVE", "HEALTHY"),
     )
     .await;
-    let err = query(&install, port, fill).unwrap_err();
-    assert!(err.contains("No space left on device"), "{err}");
+    let err = query(&install, port, fill.fill).unwrap_err();
+    assert!(err.contains(fill.refusal), "{err}");
     assert_eq!(query(&install, port, "select 1").as_deref(), Ok("1"));
 
     // Nothing else is harmed.
-    query(
-        &install,
-        other_port,
-        "create table t (v int); insert into t values (7)",
-    )
-    .unwrap();
+    let sql = "create table t (v int); insert into t values (7)";
+    query(&install, other_port, sql).unwrap();
     assert_eq!(
         query(&install, other_port, "select v from t").as_deref(),
         Ok("7")
@@ -478,21 +489,50 @@ async fn a_full_volume_is_shown_full_and_harms_nothing_else() {
     let third_port = wait_healthy(s, &third).await;
     assert_eq!(query(&install, third_port, "select 1").as_deref(), Ok("1"));
 
-    // Space comes back with the data.
-    query(&install, port, "drop table filler").unwrap();
-    wait_until(s, &full, Duration::from_secs(30), "emptier", |i| {
-        i["volume"]["used"].as_f64().unwrap_or(1.0) < 0.7
-    })
-    .await;
-    query(
-        &install,
-        port,
-        "create table small (v int); insert into small values (1)",
-    )
-    .unwrap();
-    for id in [&full, &other, &third] {
+    // Space given back takes writes again.
+    query(&install, port, fill.relief).unwrap();
+    if fill.shrinks {
+        wait_until(s, &full, Duration::from_secs(30), "emptier", |i| {
+            i["volume"]["used"].as_f64().unwrap_or(1.0) < 0.7
+        })
+        .await;
+    }
+    let small = "insert into filler select 'y' from filler limit 10";
+    query(&install, port, small).unwrap();
+    let started = Instant::now();
+    delete(s, &full).await;
+    println!("the full instance deleted in {:?}", started.elapsed());
+    for id in [&other, &third] {
         delete(s, id).await;
     }
+}
+
+#[tokio::test]
+async fn a_full_postgresql_volume_is_shown_full_and_harms_nothing_else() {
+    a_full_volume_is_shown_full_and_harms_nothing_else(Filling {
+        datastore: Datastore::Postgresql,
+        ports: "31620-31629",
+        setup: "create table filler (v text)",
+        fill: "insert into filler select repeat('x', 1000) from generate_series(1, 100000)",
+        refusal: "No space left on device",
+        relief: "drop table filler; create table filler (v text)",
+        shrinks: true,
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_full_mariadb_volume_is_shown_full_and_harms_nothing_else() {
+    a_full_volume_is_shown_full_and_harms_nothing_else(Filling {
+        datastore: Datastore::Mariadb,
+        ports: "31630-31639",
+        setup: "create table filler (v text) engine=InnoDB",
+        fill: "insert into filler select repeat('x', 1000) from seq_1_to_100000",
+        refusal: "is full",
+        relief: "delete from filler limit 300000",
+        shrinks: false,
+    })
+    .await;
 }
 
 // ---- a killed MariaDB -----------------------------------------------------------------
@@ -656,4 +696,43 @@ async fn mariadb_query_cache_type_is_put_in_force_by_a_restart() {
         ("ON", "OFF"),
     )
     .await;
+}
+
+// ---- a server that does not stop ------------------------------------------------------
+
+/// A server frozen with SIGSTOP ignores its shutdown signal: the delete waits out the
+/// shutdown grace (60 s), kills it and completes, although each saga call gives up
+/// after 30 s (the stop runs in its own task, the retry waits for it). Before, every
+/// retry sent the signal again and was cut short before the SIGKILL: the instance stayed
+/// DELETING and the server ran on.
+#[tokio::test]
+async fn a_frozen_server_is_killed_and_its_instance_deleted() {
+    let Some(install) = installation(Datastore::Postgresql).await else {
+        return;
+    };
+    let f = Fixture::start("31700-31709").await;
+    let s = &f.server;
+    let id = create(s, "frozen", &install, 1).await;
+    wait_healthy(s, &id).await;
+    let pid = only_server_pid(&f.data_dir());
+    assert!(Command::new("kill")
+        .args(["-STOP", &pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let (status, body) = s.delete("u", "p1", &format!("/instances/{id}")).await;
+    assert_eq!(status, 202, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(150);
+    while s.get("u", "p1", &format!("/instances/{id}")).await.0 != 404 {
+        assert!(
+            Instant::now() < deadline,
+            "instance {id} not deleted in time"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(!alive(pid), "the frozen server outlived its instance");
+    assert_eq!(
+        local_list(&f.data_dir()),
+        json!({"servers": [], "volumes": []})
+    );
 }

@@ -248,7 +248,13 @@ impl Engine for Mariadb {
 
     async fn stop(&self, inst: &Instance) -> Result<(), LocalError> {
         // SIGTERM is mariadbd's normal shutdown (as `mariadb-admin shutdown`).
-        stop_server(inst, rustix::process::Signal::TERM, self.opts.timeout).await
+        let log_start = std::fs::metadata(inst.log_path()).map_or(0, |m| m.len());
+        let stop = stop_server(inst, rustix::process::Signal::TERM, self.opts.timeout);
+        tokio::pin!(stop);
+        tokio::select! {
+            done = &mut stop => done,
+            () = kill_if_waiting_for_space(inst, log_start) => stop.await,
+        }
     }
 
     async fn health(&self, inst: &Instance) -> Health {
@@ -335,6 +341,36 @@ impl Engine for Mariadb {
         }
         self.write_options(inst, values)?;
         Ok(outcome)
+    }
+}
+
+/// What mariadbd logs when a write finds its file system full: it then waits (retrying
+/// every minute) until someone frees space, also during a shutdown (Aria's and MyISAM's
+/// writes), which would never end on a full volume.
+const WAITING_FOR_SPACE: &str = "Waiting for someone to free space";
+
+/// Kills the server of `inst` once its log, past `from`, says it waits for disk space
+/// (it cannot shut down cleanly then: InnoDB and Aria recover at the next start, as
+/// after a crash), and returns; until then it waits (the caller's stop decides).
+async fn kill_if_waiting_for_space(inst: &Instance, from: u64) {
+    use std::io::{Read, Seek, SeekFrom};
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut tail = String::new();
+        let read = std::fs::File::open(inst.log_path()).and_then(|mut f| {
+            f.seek(SeekFrom::Start(from))?;
+            f.take(1 << 20).read_to_string(&mut tail)
+        });
+        if read.is_ok() && tail.contains(WAITING_FOR_SPACE) {
+            if let Some(rec) = running(inst) {
+                tracing::warn!(
+                    pid = rec.pid,
+                    "mariadbd waits for disk space to shut down; killing it"
+                );
+                proc::signal(rec.pid, rustix::process::Signal::KILL);
+            }
+            return;
+        }
     }
 }
 

@@ -480,7 +480,28 @@ impl ComputeProvider for LocalProvider {
         Ok(self.server_view(server_id, &rec))
     }
 
+    /// In its own task, as `prepare`: a saga call that times out (a server that takes
+    /// its whole shutdown grace, then SIGKILL) must not cut the stop short; the retry
+    /// waits for it on the lock, then finds the server gone.
     async fn delete_server(&self, server_id: &str) -> Result<(), ProviderError> {
+        let (this, id) = (self.clone(), server_id.to_string());
+        tokio::spawn(async move { this.delete_server_now(&id).await })
+            .await
+            .map_err(|e| ProviderError::Transient(format!("delete task: {e}")))?
+    }
+
+    async fn find_server(&self, key: &IdempotencyKey) -> Result<Option<String>, ProviderError> {
+        let st = self.inner.state.lock().await;
+        Ok(st
+            .servers
+            .iter()
+            .find(|(_, s)| s.key == key.0 && !s.deleted)
+            .map(|(id, _)| id.clone()))
+    }
+}
+
+impl LocalProvider {
+    async fn delete_server_now(&self, server_id: &str) -> Result<(), ProviderError> {
         let lock = self.lock_of(server_id);
         let _held = lock.lock().await;
         let Ok(rec) = self.live_server(server_id).await else {
@@ -504,15 +525,6 @@ impl ComputeProvider for LocalProvider {
             Ok(())
         })
         .await
-    }
-
-    async fn find_server(&self, key: &IdempotencyKey) -> Result<Option<String>, ProviderError> {
-        let st = self.inner.state.lock().await;
-        Ok(st
-            .servers
-            .iter()
-            .find(|(_, s)| s.key == key.0 && !s.deleted)
-            .map(|(id, _)| id.clone()))
     }
 }
 
