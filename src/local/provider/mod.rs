@@ -672,9 +672,38 @@ impl GuestAgent for LocalProvider {
         ))
     }
 
+    /// In its own task, as `prepare`: a restart it makes must not be cut short between
+    /// the stop and the start by a saga call that gives up.
     async fn apply_configuration(
         &self,
         _key: &IdempotencyKey,
+        server_id: &str,
+        values: Option<&serde_json::Value>,
+    ) -> Result<(), ProviderError> {
+        let (this, id, values) = (self.clone(), server_id.to_string(), values.cloned());
+        tokio::spawn(async move { this.apply_configuration_now(&id, values.as_ref()).await })
+            .await
+            .map_err(|e| ProviderError::Transient(format!("configuration task: {e}")))?
+    }
+
+    fn restarts_for_configuration(&self) -> bool {
+        true
+    }
+
+    async fn detach_replica(
+        &self,
+        _key: &IdempotencyKey,
+        _server_id: &str,
+    ) -> Result<(), ProviderError> {
+        Err(ProviderError::Permanent(
+            "detaching a replica is not supported by the local provider yet".into(),
+        ))
+    }
+}
+
+impl LocalProvider {
+    async fn apply_configuration_now(
+        &self,
         server_id: &str,
         values: Option<&serde_json::Value>,
     ) -> Result<(), ProviderError> {
@@ -698,20 +727,6 @@ impl GuestAgent for LocalProvider {
             tracing::info!(server = server_id, "restarted for its configuration");
         }
         Ok(())
-    }
-
-    fn restarts_for_configuration(&self) -> bool {
-        true
-    }
-
-    async fn detach_replica(
-        &self,
-        _key: &IdempotencyKey,
-        _server_id: &str,
-    ) -> Result<(), ProviderError> {
-        Err(ProviderError::Permanent(
-            "detaching a replica is not supported by the local provider yet".into(),
-        ))
     }
 }
 
