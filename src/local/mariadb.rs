@@ -82,8 +82,15 @@ impl Mariadb {
     }
 
     /// `mariadb-install-db` into `data`, as the database user.
+    /// Its temporary tables go to a private directory beside `data`: in the shared
+    /// `/tmp` a concurrent bootstrap (or a cleaner) made it fail now and then ("Error on
+    /// delete of '/tmp/#sql-temptable-….MAI'").
     async fn install_db(&self, data: &std::path::Path) -> Result<(), LocalError> {
         let cwd = data.parent().unwrap_or(data);
+        let tmp = data.with_extension("tmp");
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir(&tmp).map_err(|e| LocalError::io("create the bootstrap tmpdir", e))?;
+        self.opts.user.own(&tmp)?;
         let mut cmd = self
             .opts
             .user
@@ -91,14 +98,15 @@ impl Mariadb {
         cmd.arg("--no-defaults")
             .arg(format!("--user={}", self.opts.user.name))
             .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .args([
                 "--auth-root-authentication-method=socket",
                 "--skip-test-db",
                 "--skip-name-resolve",
             ]);
-        proc::run(cmd, None, &[], self.opts.timeout * 4)
-            .await
-            .map(drop)
+        let result = proc::run(cmd, None, &[], self.opts.timeout * 4).await;
+        let _ = std::fs::remove_dir_all(&tmp);
+        result.map(drop)
     }
 
     async fn template(&self) -> Result<std::path::PathBuf, LocalError> {
