@@ -693,6 +693,7 @@ async fn lifecycle(store: &SqliteStore, i: u64, base: DateTime<Utc>) -> u64 {
         InstanceEvent::GuestConfigurationApplied {
             configuration_id: group,
             revision: u64::from(group.is_some()),
+            in_force: false,
             at: at(6),
         },
         InstanceEvent::ProvisioningCompleted { at: at(6) },

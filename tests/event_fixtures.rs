@@ -396,6 +396,28 @@ fn early_bodies_read_the_later_optional_fields_as_zero() {
     ));
 }
 
+#[test]
+fn a_guest_configuration_put_in_force_says_so_and_older_bodies_do_not() {
+    let old = load("GuestConfigurationApplied.v1.json");
+    assert!(old.data.get("in_force").is_none());
+    assert!(matches!(
+        decode_instance(&old).0,
+        InstanceEvent::GuestConfigurationApplied {
+            in_force: false,
+            ..
+        }
+    ));
+    assert_eq!(
+        event("GuestConfigurationApplied.v1.in_force.json"),
+        InstanceEvent::GuestConfigurationApplied {
+            configuration_id: Some(uuid(CFG_A)),
+            revision: 2,
+            in_force: true,
+            at: ts("2024-03-01T09:01:40Z"),
+        }
+    );
+}
+
 // ---- folding into today's state --------------------------------------------------------
 
 /// The main story of `orders-db`, in order.

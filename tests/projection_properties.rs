@@ -835,6 +835,7 @@ impl Harness {
             SagaStep::GuestConfiguration => C::RecordGuestConfiguration {
                 configuration_id: s.configuration_id,
                 revision: s.configuration_revision,
+                in_force: false,
             },
             SagaStep::FailBuild => C::FailProvisioning {
                 task: Task::BuildingErrorServer,

@@ -87,8 +87,15 @@ impl Mariadb {
     }
 
     /// `mariadb-install-db` into `data`, as the database user.
+    /// Its temporary tables go to a private directory beside `data`: in the shared
+    /// `/tmp` a concurrent bootstrap (or a cleaner) made it fail now and then ("Error on
+    /// delete of '/tmp/#sql-temptable-….MAI'").
     async fn install_db(&self, data: &std::path::Path) -> Result<(), LocalError> {
         let cwd = data.parent().unwrap_or(data);
+        let tmp = data.with_extension("tmp");
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir(&tmp).map_err(|e| LocalError::io("create the bootstrap tmpdir", e))?;
+        self.opts.user.own(&tmp)?;
         let mut cmd = self
             .opts
             .user
@@ -96,14 +103,15 @@ impl Mariadb {
         cmd.arg("--no-defaults")
             .arg(format!("--user={}", self.opts.user.name))
             .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .args([
                 "--auth-root-authentication-method=socket",
                 "--skip-test-db",
                 "--skip-name-resolve",
             ]);
-        proc::run(cmd, None, &[], self.opts.timeout * 4)
-            .await
-            .map(drop)
+        let result = proc::run(cmd, None, &[], self.opts.timeout * 4).await;
+        let _ = std::fs::remove_dir_all(&tmp);
+        result.map(drop)
     }
 
     async fn template(&self) -> Result<std::path::PathBuf, LocalError> {
@@ -258,7 +266,13 @@ impl Engine for Mariadb {
 
     async fn stop(&self, inst: &Instance) -> Result<(), LocalError> {
         // SIGTERM is mariadbd's normal shutdown (as `mariadb-admin shutdown`).
-        stop_server(inst, rustix::process::Signal::TERM, self.opts.timeout).await
+        let log_start = std::fs::metadata(inst.log_path()).map_or(0, |m| m.len());
+        let stop = stop_server(inst, rustix::process::Signal::TERM, self.opts.timeout);
+        tokio::pin!(stop);
+        tokio::select! {
+            done = &mut stop => done,
+            () = kill_if_waiting_for_space(inst, log_start) => stop.await,
+        }
     }
 
     async fn health(&self, inst: &Instance) -> Health {
@@ -334,17 +348,19 @@ impl Engine for Mariadb {
         }
         // `SET GLOBAL` checks each name while the server runs; an unknown one in my.cnf
         // would stop the next start. A value no longer set (a detached group) goes back
-        // to what a start would give: troved's memory setting, else the server's default.
+        // to what a start would give: troved's memory setting, else the server's default
+        // (`SET GLOBAL name = DEFAULT`); where that fails, by a restart.
         let memory = inst.ram_mb.map(memory_settings).unwrap_or_default();
+        let key = |n: &str| n.replace('-', "_").to_ascii_lowercase();
         let mut sets = Vec::new();
         for (name, value) in values {
             sets.push((name.clone(), global_value(value)?));
         }
         for (name, _) in Self::saved_values(inst) {
-            if values.iter().any(|(n, _)| *n == name) {
+            if values.iter().any(|(n, _)| key(n) == key(&name)) {
                 continue;
             }
-            let value = match memory.iter().find(|(n, _)| *n == name) {
+            let value = match memory.iter().find(|(n, _)| key(n) == key(&name)) {
                 Some((_, v)) => global_value(v)?,
                 None => "DEFAULT".to_string(),
             };
@@ -368,6 +384,36 @@ impl Engine for Mariadb {
         }
         self.write_options(inst, values)?;
         Ok(outcome)
+    }
+}
+
+/// What mariadbd logs when a write finds its file system full: it then waits (retrying
+/// every minute) until someone frees space, also during a shutdown (Aria's and MyISAM's
+/// writes), which would never end on a full volume.
+const WAITING_FOR_SPACE: &str = "Waiting for someone to free space";
+
+/// Kills the server of `inst` once its log, past `from`, says it waits for disk space
+/// (it cannot shut down cleanly then: InnoDB and Aria recover at the next start, as
+/// after a crash), and returns; until then it waits (the caller's stop decides).
+async fn kill_if_waiting_for_space(inst: &Instance, from: u64) {
+    use std::io::{Read, Seek, SeekFrom};
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut tail = String::new();
+        let read = std::fs::File::open(inst.log_path()).and_then(|mut f| {
+            f.seek(SeekFrom::Start(from))?;
+            f.take(1 << 20).read_to_string(&mut tail)
+        });
+        if read.is_ok() && tail.contains(WAITING_FOR_SPACE) {
+            if let Some(rec) = running(inst) {
+                tracing::warn!(
+                    pid = rec.pid,
+                    "mariadbd waits for disk space to shut down; killing it"
+                );
+                proc::signal(rec.pid, rustix::process::Signal::KILL);
+            }
+            return;
+        }
     }
 }
 

@@ -194,6 +194,33 @@ impl Postgres {
             .map(|(n, c)| (n.to_string(), c.to_string()))
             .collect())
     }
+
+    /// Whether a value the previous `troved.conf` set and `values` no longer sets (a
+    /// detach) can only change at a restart: the running server keeps it until then.
+    async fn removed_need_restart(
+        &self,
+        inst: &Instance,
+        previous: Option<&str>,
+        values: &[(String, String)],
+    ) -> Result<bool, LocalError> {
+        let removed: Vec<String> = previous
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split_once(" = ").map(|(name, _)| name.trim()))
+            .filter(|name| !values.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)))
+            .map(pg_literal)
+            .collect::<Result<_, _>>()?;
+        if removed.is_empty() {
+            return Ok(false);
+        }
+        let sql = format!(
+            "SELECT count(*) FROM pg_settings WHERE context = 'postmaster' AND name IN ({});",
+            removed.join(",")
+        );
+        let out = self.psql(inst, ADMIN, &sql, &[]).await?;
+        Ok(out.trim() != "0")
+    }
 }
 
 #[async_trait]
@@ -361,9 +388,12 @@ impl Engine for Postgres {
                 format!("{name} is refused"),
             ));
         }
+        let removed = self
+            .removed_need_restart(inst, previous.as_deref(), values)
+            .await?;
         self.psql(inst, ADMIN, "SELECT pg_reload_conf();", &[])
             .await?;
-        Ok(if errors.is_empty() {
+        Ok(if errors.is_empty() && !removed {
             ConfigOutcome::Applied
         } else {
             ConfigOutcome::RestartRequired

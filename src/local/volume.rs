@@ -618,6 +618,7 @@ async fn make_image(
 /// Makes `path` `bytes` long with every block allocated (`fallocate`); creates it when
 /// `new`. Running out of space is the "volume too large" error.
 async fn preallocate(path: &Path, bytes: u64, new: bool) -> Result<(), LocalError> {
+    let image = path;
     let path = path.to_path_buf();
     let result = tokio::task::spawn_blocking(move || {
         use std::os::unix::fs::OpenOptionsExt;
@@ -634,7 +635,14 @@ async fn preallocate(path: &Path, bytes: u64, new: bool) -> Result<(), LocalErro
     .map_err(|e| LocalError::io("preallocate a volume image", e.into()))?;
     match result {
         Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOSPC.raw_os_error()) => {
-            Err(too_large(bytes, 0))
+            // Another volume took the space since the check: say what is free now,
+            // without what a new file got before it failed.
+            if new {
+                let _ = tokio::fs::remove_file(image).await;
+            }
+            let dir = image.parent().unwrap_or(Path::new("/"));
+            let free = statvfs(dir).await.map_or(0, |fs| fs.f_bavail * fs.f_frsize);
+            Err(too_large(bytes, free))
         }
         other => other.map_err(|e| LocalError::io("preallocate a volume image", e)),
     }

@@ -11,6 +11,8 @@
 //!   After `max_restarts` restarts within `window` it is given up on: `GuestFailed`
 //!   (compute ERROR, status ERROR, with a fault). The restarts go on at the capped
 //!   delay, so a server the operator repairs comes back by itself.
+//! - Each heartbeat also measures the instance's volume: the views show that usage
+//!   (`volume.used`), kept in memory like the heartbeat's time.
 //! - Only instances with task NONE are supervised: a build, delete, resize, upgrade or
 //!   any other workflow belongs to the saga, which this never interferes with.
 
@@ -54,6 +56,10 @@ pub trait Supervised: Send + Sync {
     async fn check(&self, server_id: &str) -> Result<Beat, ProviderError>;
     /// Starts the server again; `NotFound` once it was deleted.
     async fn revive(&self, server_id: &str) -> Result<(), ProviderError>;
+    /// The usage of the server's data volume now (used, total GB), if it has one.
+    async fn usage(&self, _server_id: &str) -> Option<(f64, f64)> {
+        None
+    }
 }
 
 /// How often and how hard it supervises.
@@ -237,6 +243,10 @@ impl Supervisor {
             Ok(Ok(beat)) => {
                 if beat != Beat::NotReady {
                     self.beats.beat(id, Utc::now());
+                    // A full volume is what a database that fails its writes shows.
+                    if let Some((used, total)) = self.target.usage(sid).await {
+                        self.beats.measured(id, used, total);
+                    }
                 }
                 Some(beat)
             }

@@ -799,6 +799,7 @@ impl SagaRunner {
         Ok(Outcome::Record(InstanceCommand::RecordGuestConfiguration {
             configuration_id,
             revision,
+            in_force: self.providers.guests.restarts_for_configuration(),
         }))
     }
 

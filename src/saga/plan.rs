@@ -364,6 +364,7 @@ mod tests {
         log.push(E::GuestConfigurationApplied {
             configuration_id: None,
             revision: 0,
+            in_force: false,
             at: t(5),
         });
         assert_eq!(next(&log, 5), Some(Step::CompleteBuild));

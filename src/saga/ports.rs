@@ -230,6 +230,14 @@ pub trait GuestAgent: Send + Sync {
     ) -> Result<(), ProviderError> {
         Ok(())
     }
+
+    /// Whether [`GuestAgent::apply_configuration`] puts every value in force, restarting
+    /// the database server where a value needs it: then an instance that waits in
+    /// RESTART_REQUIRED for its configuration is idle again once it is applied. No by
+    /// default: upstream (and the simulated cloud) leave the restart to the user.
+    fn restarts_for_configuration(&self) -> bool {
+        false
+    }
 }
 
 /// What a provider's own persistent state looked like before it was opened (checked at

@@ -105,6 +105,9 @@ pub enum InstanceCommand {
     RecordGuestConfiguration {
         configuration_id: Option<Uuid>,
         revision: u64,
+        /// Every value is in force (the guest restarted where a value needed it): a
+        /// task RESTART_REQUIRED for this configuration ends.
+        in_force: bool,
     },
     /// The compute server was deleted.
     RecordServerDeleted { server_id: String },

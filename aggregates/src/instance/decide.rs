@@ -888,11 +888,13 @@ fn report_live_status(
         RecordGuestConfiguration {
             configuration_id,
             revision,
+            in_force,
         } => event_if(
             state.guest_configuration != Some((*configuration_id, *revision)),
             E::GuestConfigurationApplied {
                 configuration_id: *configuration_id,
                 revision: *revision,
+                in_force: *in_force,
                 at,
             },
         ),

@@ -278,6 +278,11 @@ pub enum InstanceEvent {
     GuestConfigurationApplied {
         configuration_id: Option<Uuid>,
         revision: u64,
+        /// Every value is in force: the guest restarted its database server where a
+        /// value needed it (the local provider), so a restart is no longer required.
+        /// Absent (false) in bodies written before it existed, and when false.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        in_force: bool,
         #[serde(deserialize_with = "crate::time::deserialize")]
         at: DateTime<Utc>,
     },

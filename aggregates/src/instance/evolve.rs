@@ -280,9 +280,20 @@ fn live_status_reported(s: &mut Instance, event: &InstanceEvent) {
         GuestConfigurationApplied {
             configuration_id,
             revision,
-            ..
+            in_force,
+            at,
         } => {
             s.guest_configuration = Some((*configuration_id, *revision));
+            // The restart the configuration needed has happened: the instance is idle
+            // again (only when what runs is what is attached: a newer change may wait).
+            let current = (s.configuration_id, s.configuration_revision);
+            if *in_force
+                && s.task == Task::RestartRequired
+                && current == (*configuration_id, *revision)
+            {
+                s.task = Task::None;
+                s.updated = *at;
+            }
         }
         ComputeStatusChanged { status, .. } => {
             // The compute status is live data upstream (not a record change): `updated`

@@ -277,7 +277,7 @@ fn write_links_to_volume(
     // has none recorded, so upstream shows no `volume` key for it (spec §10.1).
     if let (Some(volume), Some(_)) = (&inst.volume, &inst.datastore) {
         let usage = if v.kind == ItemKind::Show {
-            inst.volume_usage
+            ctx.volume_usage(inst)
         } else {
             None
         };

@@ -55,11 +55,16 @@ pub struct ViewCtx {
     pub heartbeats: Heartbeats,
 }
 
-/// When each instance's guest last answered a heartbeat check. Only changes of the guest
-/// status are events; the heartbeats in between only move this time (docs/providers.md
-/// "Heartbeats"). Cheap to clone (shared); empty where no supervisor runs.
+/// When each instance's guest last answered a heartbeat check, and the volume usage
+/// that check measured. Only changes of the guest status are events; the heartbeats in
+/// between only move this time and this usage (docs/providers.md "Heartbeats"): a
+/// database that fills its volume is shown filling it without an event per heartbeat.
+/// Cheap to clone (shared); empty where no supervisor runs.
 #[derive(Clone, Default)]
-pub struct Heartbeats(Arc<DashMap<Uuid, DateTime<Utc>>>);
+pub struct Heartbeats(
+    Arc<DashMap<Uuid, DateTime<Utc>>>,
+    Arc<DashMap<Uuid, (f64, f64)>>,
+);
 
 impl Heartbeats {
     pub fn new() -> Heartbeats {
@@ -79,9 +84,20 @@ impl Heartbeats {
         self.0.get(&id).map(|t| *t)
     }
 
+    /// Records the volume usage (used, total GB) a heartbeat of `id` measured.
+    pub fn measured(&self, id: Uuid, used: f64, total: f64) {
+        self.1.insert(id, (used, total));
+    }
+
+    /// The volume usage the last heartbeat of `id` measured, if any.
+    pub fn usage(&self, id: Uuid) -> Option<(f64, f64)> {
+        self.1.get(&id).map(|u| *u)
+    }
+
     /// Keeps only the instances `keep` says (the others are gone).
     pub fn retain(&self, keep: impl Fn(Uuid) -> bool) {
         self.0.retain(|id, _| keep(*id));
+        self.1.retain(|id, _| keep(*id));
     }
 }
 
@@ -107,6 +123,14 @@ impl ViewCtx {
             inputs.service_updated = inputs.service_updated.max(beat);
         }
         inputs
+    }
+
+    /// The instance's volume usage (used, total GB): the last heartbeat's measure, else
+    /// the one recorded at the end of its build.
+    pub fn volume_usage(&self, inst: &Instance) -> Option<(f64, f64)> {
+        inst.id
+            .and_then(|id| self.heartbeats.usage(id))
+            .or(inst.volume_usage)
     }
 
     /// The two links of a resource reference (spec §3.3): `self` with version and
@@ -235,7 +259,7 @@ pub fn show_view(instance: &Instance, ctx: &ViewCtx, lookup: &dyn Lookup) -> Val
     let mut m = render(instance, ctx, lookup, shape);
     let status = instance.status_inputs().status(Viewer::Show, false);
     if let (Some(Value::Object(volume)), Some((used, total))) =
-        (m.get_mut("volume"), instance.volume_usage)
+        (m.get_mut("volume"), ctx.volume_usage(instance))
     {
         // Upstream asks the guest except in these states, and omits a zero usage.
         let asked = !matches!(

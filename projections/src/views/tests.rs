@@ -923,6 +923,30 @@ fn a_lost_instance_shows_error_without_addresses_or_usage_and_keeps_its_quota() 
 }
 
 #[test]
+fn the_last_heartbeats_volume_usage_is_shown_over_the_recorded_one() {
+    let (m, id) = one(ready());
+    let c = ctx("p", true, t(5));
+    let inst = m.instance(id).unwrap_or_default();
+    let show = |c: &ViewCtx| {
+        let mut bytes = Vec::new();
+        assert!(write_show(&m, id, c, &|_| None, &mut bytes));
+        let fast: Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        let slow = show_view(&inst, c, &lookup(&m));
+        assert_eq!(fast, slow, "both renderers agree");
+        slow
+    };
+    let recorded = show(&c)["volume"].clone();
+    c.heartbeats.measured(id, 0.93, 0.95);
+    let v = show(&c);
+    assert_ne!(v["volume"], recorded);
+    assert_eq!(v["volume"]["used"], json!(0.93));
+    assert_eq!(v["volume"]["used_percent"], json!(97.89));
+    // Gone instances lose their measure with their heartbeat.
+    c.heartbeats.retain(|_| false);
+    assert_eq!(show(&c)["volume"], recorded);
+}
+
+#[test]
 fn a_newer_heartbeat_is_the_service_time_and_keeps_the_instance_fresh() {
     let (m, id) = one(ready());
     let mut c = ctx("p", true, t(200));

@@ -41,7 +41,10 @@ use uuid::Uuid;
 
 pub use self::port_range::PortRange;
 use self::state::{ServerRec, State, VolumeRec};
-use super::{access, engine, Engine, EngineOptions, Health, Installation, Instance, LocalError};
+use super::{
+    access, engine, ConfigOutcome, Engine, EngineOptions, Health, Installation, Instance,
+    LocalError,
+};
 use crate::local::volume::Volumes;
 use crate::saga::ports::{
     ComputeProvider, GuestAgent, GuestReport, IdempotencyKey, PrepareRequest, ProviderError,
@@ -499,7 +502,28 @@ impl ComputeProvider for LocalProvider {
         Ok(self.server_view(server_id, &rec))
     }
 
+    /// In its own task, as `prepare`: a saga call that times out (a server that takes
+    /// its whole shutdown grace, then SIGKILL) must not cut the stop short; the retry
+    /// waits for it on the lock, then finds the server gone.
     async fn delete_server(&self, server_id: &str) -> Result<(), ProviderError> {
+        let (this, id) = (self.clone(), server_id.to_string());
+        tokio::spawn(async move { this.delete_server_now(&id).await })
+            .await
+            .map_err(|e| ProviderError::Transient(format!("delete task: {e}")))?
+    }
+
+    async fn find_server(&self, key: &IdempotencyKey) -> Result<Option<String>, ProviderError> {
+        let st = self.inner.state.lock().await;
+        Ok(st
+            .servers
+            .iter()
+            .find(|(_, s)| s.key == key.0 && !s.deleted)
+            .map(|(id, _)| id.clone()))
+    }
+}
+
+impl LocalProvider {
+    async fn delete_server_now(&self, server_id: &str) -> Result<(), ProviderError> {
         let lock = self.lock_of(server_id);
         let _held = lock.lock().await;
         let Ok(rec) = self.live_server(server_id).await else {
@@ -524,15 +548,6 @@ impl ComputeProvider for LocalProvider {
             Ok(())
         })
         .await
-    }
-
-    async fn find_server(&self, key: &IdempotencyKey) -> Result<Option<String>, ProviderError> {
-        let st = self.inner.state.lock().await;
-        Ok(st
-            .servers
-            .iter()
-            .find(|(_, s)| s.key == key.0 && !s.deleted)
-            .map(|(id, _)| id.clone()))
     }
 }
 
@@ -691,25 +706,22 @@ impl GuestAgent for LocalProvider {
             .map_err(|e| ProviderError::Transient(format!("upgrade task: {e}")))?
     }
 
+    /// In its own task, as `prepare`: a restart it makes must not be cut short between
+    /// the stop and the start by a saga call that gives up.
     async fn apply_configuration(
         &self,
         _key: &IdempotencyKey,
         server_id: &str,
         values: Option<&serde_json::Value>,
     ) -> Result<(), ProviderError> {
-        let lock = self.lock_of(server_id);
-        let _held = lock.lock().await;
-        let rec = self.live_server(server_id).await?;
-        let Some(engine) = self.engine_of(&rec) else {
-            // Not prepared yet: prepare applies the request's configuration.
-            return Ok(());
-        };
-        let outcome = engine
-            .apply_config(&self.instance(&rec), &config_values(values))
+        let (this, id, values) = (self.clone(), server_id.to_string(), values.cloned());
+        tokio::spawn(async move { this.apply_configuration_now(&id, values.as_ref()).await })
             .await
-            .map_err(provider_error)?;
-        tracing::info!(server = server_id, ?outcome, "configuration applied");
-        Ok(())
+            .map_err(|e| ProviderError::Transient(format!("configuration task: {e}")))?
+    }
+
+    fn restarts_for_configuration(&self) -> bool {
+        true
     }
 
     async fn detach_replica(
@@ -726,6 +738,35 @@ impl GuestAgent for LocalProvider {
         allowed_cidrs: &[String],
     ) -> Result<(), ProviderError> {
         self.restrict_access_now(server_id, allowed_cidrs).await
+    }
+}
+
+impl LocalProvider {
+    async fn apply_configuration_now(
+        &self,
+        server_id: &str,
+        values: Option<&serde_json::Value>,
+    ) -> Result<(), ProviderError> {
+        let lock = self.lock_of(server_id);
+        let _held = lock.lock().await;
+        let rec = self.live_server(server_id).await?;
+        let Some(engine) = self.engine_of(&rec) else {
+            // Not prepared yet: prepare applies the request's configuration.
+            return Ok(());
+        };
+        let inst = self.instance(&rec);
+        let outcome = engine
+            .apply_config(&inst, &config_values(values))
+            .await
+            .map_err(provider_error)?;
+        tracing::info!(server = server_id, ?outcome, "configuration applied");
+        // A value the running server cannot take (PostgreSQL's `max_connections`) is
+        // put in force now rather than left for a restart the API cannot ask for.
+        if outcome == ConfigOutcome::RestartRequired {
+            engine.restart(&inst).await.map_err(provider_error)?;
+            tracing::info!(server = server_id, "restarted for its configuration");
+        }
+        Ok(())
     }
 }
 

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use super::{provider_error, LocalProvider};
 use crate::local::Health;
 use crate::saga::heartbeat::{Beat, Supervised};
-use crate::saga::ports::ProviderError;
+use crate::saga::ports::{ProviderError, VolumeProvider};
 
 #[async_trait]
 impl Supervised for LocalProvider {
@@ -38,5 +38,11 @@ impl Supervised for LocalProvider {
             .await
             .map(|_| ())
             .map_err(provider_error)
+    }
+
+    async fn usage(&self, server_id: &str) -> Option<(f64, f64)> {
+        let volume = self.live_server(server_id).await.ok()?.volume_id?;
+        let u = VolumeProvider::volume_usage(self, &volume).await.ok()?;
+        Some((u.used_gb, u.total_gb))
     }
 }

@@ -144,6 +144,7 @@ fn one_of_each() -> Vec<InstanceEvent> {
         GuestConfigurationApplied {
             configuration_id: Some(CFG_MYSQL80),
             revision: 2,
+            in_force: false,
             at,
         },
         ServerDeleted {

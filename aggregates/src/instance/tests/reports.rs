@@ -644,6 +644,7 @@ fn guest_configuration_is_recorded_when_it_changes() {
     let cmd = InstanceCommand::RecordGuestConfiguration {
         configuration_id: None,
         revision: 0,
+        in_force: false,
     };
     let state =
         given(&ready())
@@ -651,12 +652,14 @@ fn guest_configuration_is_recorded_when_it_changes() {
             .then(&[InstanceEvent::GuestConfigurationApplied {
                 configuration_id: None,
                 revision: 0,
+                in_force: false,
                 at: now(),
             }]);
     assert_eq!(state.guest_configuration, Some((None, 0)));
     given(&ready_then(&[InstanceEvent::GuestConfigurationApplied {
         configuration_id: None,
         revision: 0,
+        in_force: false,
         at: earlier(),
     }]))
     .when(cmd)

@@ -220,6 +220,66 @@ fn ready_instance_attach_restart_group_requires_restart() {
 }
 
 #[test]
+fn a_configuration_put_in_force_ends_restart_required() {
+    let attached = InstanceEvent::ConfigurationAttached {
+        configuration_id: CFG_MYSQL80,
+        restart_required: true,
+        revision: 0,
+        at: earlier(),
+    };
+    let applied = |in_force| InstanceCommand::RecordGuestConfiguration {
+        configuration_id: Some(CFG_MYSQL80),
+        revision: 0,
+        in_force,
+    };
+    // Applied without a restart (the simulated cloud): the restart is still required.
+    let state = given(&ready_then(std::slice::from_ref(&attached)))
+        .when(applied(false))
+        .then(&[InstanceEvent::GuestConfigurationApplied {
+            configuration_id: Some(CFG_MYSQL80),
+            revision: 0,
+            in_force: false,
+            at: now(),
+        }]);
+    assert_eq!(state.command_status(), "RESTART_REQUIRED");
+    // Put in force (the local provider restarted the server): ACTIVE again.
+    let state = given(&ready_then(&[attached])).when(applied(true)).then(&[
+        InstanceEvent::GuestConfigurationApplied {
+            configuration_id: Some(CFG_MYSQL80),
+            revision: 0,
+            in_force: true,
+            at: now(),
+        },
+    ]);
+    assert_eq!(state.task, Task::None);
+    assert_eq!(state.command_status(), "ACTIVE");
+    assert_eq!(state.updated, now());
+}
+
+#[test]
+fn a_stale_configuration_put_in_force_keeps_restart_required() {
+    // The guest applied no group while a restart-only group is attached: still waiting.
+    let state = given(&ready_then(&[InstanceEvent::ConfigurationAttached {
+        configuration_id: CFG_MYSQL80,
+        restart_required: true,
+        revision: 0,
+        at: earlier(),
+    }]))
+    .when(InstanceCommand::RecordGuestConfiguration {
+        configuration_id: None,
+        revision: 0,
+        in_force: true,
+    })
+    .then(&[InstanceEvent::GuestConfigurationApplied {
+        configuration_id: None,
+        revision: 0,
+        in_force: true,
+        at: now(),
+    }]);
+    assert_eq!(state.task, Task::RestartRequired);
+}
+
+#[test]
 fn ready_instance_attach_live_group_keeps_task_none() {
     let state = given(&ready()).when(attach(CFG_MYSQL80_LIVE)).then(&[
         InstanceEvent::ConfigurationAttached {
