@@ -31,25 +31,34 @@ const COPYING_MARKER: &str = "copying";
 /// Schemas of the server itself, which a replica does not copy.
 const SYSTEM_SCHEMAS: &str = "'mysql', 'information_schema', 'performance_schema', 'sys'";
 
-/// Option-file entries every server gets, before the configuration group's values: a
-/// binary log (a primary needs one; a replica has one ready for its promotion), a server
-/// id unique among the live servers (their ports are), upstream Trove's binary log
-/// retention, and `read_only` for a replica.
+/// The file in the instance directory that says the server is (or was) a replication
+/// source: it keeps a binary log from then on.
+const SOURCE_MARKER: &str = "replication-source";
+
+/// Option-file entries a server gets, before the configuration group's values: a server
+/// id unique among the live servers (their ports are) and a relay log name; a binary log
+/// with upstream Trove's retention once it is a replication source (only then: a binary
+/// log takes the user's volume space, and on a full volume MariaDB waits for space before
+/// any logged write, even the `DELETE` that would free some); `read_only` for a replica.
 pub(super) fn server_options(inst: &Instance) -> Vec<(String, String)> {
-    let mut options: Vec<(String, String)> = [
-        ("log_bin", "mariadb-bin".to_string()),
+    let mut options = vec![
         ("relay_log", "relay-bin".to_string()),
         ("server_id", inst.port.to_string()),
-        ("expire_logs_days", "10".to_string()),
-        ("max_binlog_size", "100M".to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    ];
+    if inst.dir.join(SOURCE_MARKER).exists() {
+        options.extend([
+            ("log_bin", "mariadb-bin".to_string()),
+            ("expire_logs_days", "10".to_string()),
+            ("max_binlog_size", "100M".to_string()),
+        ]);
+    }
     if inst.dir.join(REPLICA_MARKER).exists() {
-        options.push(("read_only".into(), "1".into()));
+        options.push(("read_only", "1".into()));
     }
     options
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
 }
 
 impl Mariadb {
@@ -62,8 +71,11 @@ impl Mariadb {
             .to_string())
     }
 
-    /// A primary started before every server had a binary log is restarted with one.
+    /// A primary becomes a replication source: marked so, and restarted with a binary
+    /// log if it runs without one (its first replica).
     async fn ensure_binlog(&self, primary: &Instance) -> Result<(), LocalError> {
+        std::fs::write(primary.dir.join(SOURCE_MARKER), "")
+            .map_err(|e| LocalError::io("write the replication source marker", e))?;
         if self.sql(primary, "SELECT @@log_bin;", &[]).await?.trim() == "1" {
             return Ok(());
         }
@@ -235,7 +247,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_server_logs_binlogs_under_its_port_and_a_replica_is_read_only() {
+    fn a_source_logs_binlogs_every_server_has_its_port_as_id_and_a_replica_is_read_only() {
         let dir = tempfile::tempdir().unwrap();
         let inst = Instance {
             dir: dir.path().to_path_buf(),
@@ -247,9 +259,11 @@ mod tests {
             options.iter().any(|(a, b)| a == k && b == v)
         };
         let options = server_options(&inst);
-        assert!(has(&options, "log_bin", "mariadb-bin"), "{options:?}");
         assert!(has(&options, "server_id", "31007"), "{options:?}");
+        assert!(!options.iter().any(|(k, _)| k == "log_bin"), "{options:?}");
         assert!(!options.iter().any(|(k, _)| k == "read_only"));
+        std::fs::write(dir.path().join(SOURCE_MARKER), "").unwrap();
+        assert!(has(&server_options(&inst), "log_bin", "mariadb-bin"));
         std::fs::write(dir.path().join(REPLICA_MARKER), "").unwrap();
         assert!(has(&server_options(&inst), "read_only", "1"));
     }
