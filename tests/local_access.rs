@@ -9,13 +9,15 @@
 
 mod common;
 
+use common::local::installation;
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::local::Guard;
 use common::TestServer;
 use serde_json::{json, Value};
-use troved::local::{discover, Datastore, Installation};
+use troved::local::{Datastore, Installation};
 
 /// A troved with the local provider on a fresh data directory, and its reaper.
 struct Fixture {
@@ -75,17 +77,6 @@ impl Fixture {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-}
-
-async fn installation(datastore: Datastore) -> Option<Installation> {
-    let found = discover::installed()
-        .await
-        .into_iter()
-        .find(|i| i.datastore == datastore);
-    if found.is_none() {
-        println!("SKIPPED: no {} server installed", datastore.manager());
-    }
-    found
 }
 
 /// The port of a shown instance (beside its private address).

@@ -15,6 +15,8 @@
 
 mod common;
 
+use common::local::installation;
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
@@ -23,7 +25,7 @@ use std::time::{Duration, Instant};
 use common::local::{loops_under, mounts_under, processes_under, servers_by_data_dir, Guard};
 use common::TestServer;
 use serde_json::{json, Value};
-use troved::local::{discover, Datastore, Installation};
+use troved::local::{Datastore, Installation};
 
 /// A troved with the local provider on a fresh data directory, and its guard.
 struct Fixture {
@@ -95,17 +97,6 @@ impl Fixture {
             })
             .collect()
     }
-}
-
-async fn installation(datastore: Datastore) -> Option<Installation> {
-    let found = discover::installed()
-        .await
-        .into_iter()
-        .find(|i| i.datastore == datastore);
-    if found.is_none() {
-        println!("SKIPPED: no {} server installed", datastore.manager());
-    }
-    found
 }
 
 fn create_body(name: &str, install: &Installation) -> Value {

@@ -11,6 +11,8 @@
 
 mod common;
 
+use common::local::{alive, installation, local_list, reads, wait_until};
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -18,7 +20,7 @@ use std::time::{Duration, Instant};
 use common::local::{loops_under, mounts_under, Guard};
 use common::TestServer;
 use serde_json::{json, Value};
-use troved::local::{discover, Datastore, Installation};
+use troved::local::{Datastore, Installation};
 
 /// A troved with the local provider on a fresh data directory, and its reaper.
 struct Fixture {
@@ -134,21 +136,6 @@ impl Drop for Tmpfs {
     }
 }
 
-/// `troved local list` of `data_dir`, parsed.
-fn local_list(data_dir: &Path) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_troved"))
-        .args(["local", "list", "--data-dir"])
-        .arg(data_dir)
-        .output()
-        .expect("run troved local list");
-    assert!(
-        out.status.success(),
-        "troved local list: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("local list prints JSON")
-}
-
 /// `troved local list` with `--local-root`.
 fn local_list_root(data_dir: &Path, root: &Path) -> Value {
     let out = Command::new(env!("CARGO_BIN_EXE_troved"))
@@ -179,21 +166,6 @@ fn volume_files(root: &Path) -> Vec<String> {
     names
 }
 
-fn alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
-}
-
-async fn installation(datastore: Datastore) -> Option<Installation> {
-    let found = discover::installed()
-        .await
-        .into_iter()
-        .find(|i| i.datastore == datastore);
-    if found.is_none() {
-        println!("SKIPPED: no {} server installed", datastore.manager());
-    }
-    found
-}
-
 fn create_body(name: &str, install: &Installation, size: u64) -> Value {
     json!({"instance": {
         "name": name,
@@ -212,35 +184,6 @@ async fn create(s: &TestServer, name: &str, install: &Installation, size: u64) -
         .await;
     assert_eq!(status, 200, "{created}");
     created["instance"]["id"].as_str().unwrap().to_string()
-}
-
-async fn show(s: &TestServer, id: &str) -> Value {
-    let (status, body) = s.get("u", "p1", &format!("/instances/{id}")).await;
-    assert_eq!(status, 200, "{body}");
-    body["instance"].clone()
-}
-
-/// Polls show until `pred` holds (every 100 ms, at most `within`).
-async fn wait_until(
-    s: &TestServer,
-    id: &str,
-    within: Duration,
-    what: &str,
-    pred: impl Fn(&Value) -> bool,
-) -> Value {
-    let deadline = Instant::now() + within;
-    loop {
-        let inst = show(s, id).await;
-        if pred(&inst) {
-            return inst;
-        }
-        assert!(Instant::now() < deadline, "not {what} in time: {inst}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn reads(status: &'static str, operating: &'static str) -> impl Fn(&Value) -> bool {
-    move |i: &Value| i["status"] == status && i["operating_status"] == operating
 }
 
 /// Waits until `id` is ACTIVE/HEALTHY (a failed build fails the test); returns its port.

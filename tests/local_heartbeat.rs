@@ -9,6 +9,8 @@
 
 mod common;
 
+use common::local::{alive, reads, show, wait_until};
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -80,10 +82,6 @@ fn only_server(data_dir: &Path) -> (u32, PathBuf) {
     (pid, PathBuf::from(list[0]["path"].as_str().unwrap()))
 }
 
-fn alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
-}
-
 async fn postgresql() -> Option<Installation> {
     let found = discover::installed()
         .await
@@ -110,35 +108,6 @@ fn psql(install: &Installation, port: u16, sql: &str) -> Result<String, String> 
     } else {
         Err(String::from_utf8_lossy(&out.stderr).into_owned())
     }
-}
-
-async fn show(s: &TestServer, id: &str) -> Value {
-    let (status, body) = s.get("u", "p1", &format!("/instances/{id}")).await;
-    assert_eq!(status, 200, "{body}");
-    body["instance"].clone()
-}
-
-/// Polls show until `pred` holds (every 100 ms, at most `within`).
-async fn wait_until(
-    s: &TestServer,
-    id: &str,
-    within: Duration,
-    what: &str,
-    pred: impl Fn(&Value) -> bool,
-) -> Value {
-    let deadline = Instant::now() + within;
-    loop {
-        let inst = show(s, id).await;
-        if pred(&inst) {
-            return inst;
-        }
-        assert!(Instant::now() < deadline, "not {what} in time: {inst}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn reads(status: &'static str, operating: &'static str) -> impl Fn(&Value) -> bool {
-    move |i: &Value| i["status"] == status && i["operating_status"] == operating
 }
 
 /// The instance's events (type and summary), oldest first.

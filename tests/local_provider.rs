@@ -8,6 +8,8 @@
 
 mod common;
 
+use common::local::{alive, installation, local_list};
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -15,7 +17,7 @@ use std::time::{Duration, Instant};
 use common::local::Guard;
 use common::TestServer;
 use serde_json::{json, Value};
-use troved::local::{discover, Datastore, Installation};
+use troved::local::{Datastore, Installation};
 
 /// A troved with the local provider on a fresh data directory, and its reaper.
 struct Fixture {
@@ -59,36 +61,6 @@ impl Fixture {
     fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }
-}
-
-/// `troved local list` of `data_dir`, parsed.
-fn local_list(data_dir: &Path) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_troved"))
-        .args(["local", "list", "--data-dir"])
-        .arg(data_dir)
-        .output()
-        .expect("run troved local list");
-    assert!(
-        out.status.success(),
-        "troved local list: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("local list prints JSON")
-}
-
-fn alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
-}
-
-async fn installation(datastore: Datastore) -> Option<Installation> {
-    let found = discover::installed()
-        .await
-        .into_iter()
-        .find(|i| i.datastore == datastore);
-    if found.is_none() {
-        println!("SKIPPED: no {} server installed", datastore.manager());
-    }
-    found
 }
 
 fn create_body(name: &str, datastore: &str, version: &str) -> Value {

@@ -9,6 +9,8 @@
 
 mod common;
 
+use common::local::{installation, local_list};
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -16,7 +18,7 @@ use std::time::{Duration, Instant};
 use common::local::{processes_under, servers_by_data_dir, Guard};
 use common::TestServer;
 use serde_json::{json, Value};
-use troved::local::{discover, Datastore, Installation};
+use troved::local::{Datastore, Installation};
 
 /// A troved with the local provider on a fresh data directory, and its reaper.
 struct Fixture {
@@ -47,32 +49,6 @@ impl Fixture {
     fn data_dir(&self) -> PathBuf {
         self.dir.path().canonicalize().unwrap().join("data")
     }
-}
-
-/// `troved local list` of `data_dir`, parsed.
-fn local_list(data_dir: &Path) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_troved"))
-        .args(["local", "list", "--data-dir"])
-        .arg(data_dir)
-        .output()
-        .expect("run troved local list");
-    assert!(
-        out.status.success(),
-        "troved local list: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("local list prints JSON")
-}
-
-async fn installation(datastore: Datastore) -> Option<Installation> {
-    let found = discover::installed()
-        .await
-        .into_iter()
-        .find(|i| i.datastore == datastore);
-    if found.is_none() {
-        println!("SKIPPED: no {} server installed", datastore.manager());
-    }
-    found
 }
 
 /// The private port of a shown instance (beside `127.0.0.1`).

@@ -12,6 +12,8 @@
 
 mod common;
 
+use common::local::installation;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -82,17 +84,6 @@ fn catalog(datastore: &str, versions: &[(&str, &Path)]) -> String {
         ));
     }
     text
-}
-
-async fn installation(datastore: Datastore) -> Option<Installation> {
-    let found = discover::installed()
-        .await
-        .into_iter()
-        .find(|i| i.datastore == datastore);
-    if found.is_none() {
-        println!("SKIPPED: no {} server installed", datastore.manager());
-    }
-    found
 }
 
 /// The PostgreSQL installation in `TROVED_TEST_PG_OLD_BIN` (a `bin` directory, e.g. of

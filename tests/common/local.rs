@@ -8,6 +8,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
+use troved::local::{discover, Datastore, Installation};
+
+use super::TestServer;
+
 /// Processes (pid, arguments) with an argument that names a path under `root`.
 pub fn processes_under(root: &Path) -> Vec<(u32, Vec<String>)> {
     let root = root.to_string_lossy().into_owned();
@@ -115,7 +120,7 @@ impl Drop for Guard {
 
 /// The `(address, port)` of a shown instance's address of `kind` (`private`, `public`):
 /// the local provider shows each server's own port beside its address.
-pub fn endpoint(inst: &serde_json::Value, kind: &str) -> (String, u16) {
+pub fn endpoint(inst: &Value, kind: &str) -> (String, u16) {
     let a = inst["addresses"]
         .as_array()
         .and_then(|a| a.iter().find(|a| a["type"] == kind))
@@ -123,4 +128,67 @@ pub fn endpoint(inst: &serde_json::Value, kind: &str) -> (String, u16) {
     let host = a["address"].as_str().expect("an address").to_string();
     let port = a["port"].as_u64().expect("a port beside the address");
     (host, u16::try_from(port).expect("a TCP port"))
+}
+
+/// The installed server of `datastore`, or None after printing a `SKIPPED:` line.
+pub async fn installation(datastore: Datastore) -> Option<Installation> {
+    let found = discover::installed()
+        .await
+        .into_iter()
+        .find(|i| i.datastore == datastore);
+    if found.is_none() {
+        println!("SKIPPED: no {} server installed", datastore.manager());
+    }
+    found
+}
+
+/// `troved local list` of `data_dir`, parsed.
+pub fn local_list(data_dir: &Path) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_troved"))
+        .args(["local", "list", "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .expect("run troved local list");
+    assert!(
+        out.status.success(),
+        "troved local list: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("local list prints JSON")
+}
+
+/// Whether process `pid` exists.
+pub fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// The shown instance `id` (200 expected).
+pub async fn show(s: &TestServer, id: &str) -> Value {
+    let (status, body) = s.get("u", "p1", &format!("/instances/{id}")).await;
+    assert_eq!(status, 200, "{body}");
+    body["instance"].clone()
+}
+
+/// A predicate: the instance reads `status` / `operating_status`.
+pub fn reads(status: &'static str, operating: &'static str) -> impl Fn(&Value) -> bool {
+    move |i: &Value| i["status"] == status && i["operating_status"] == operating
+}
+
+/// Polls show until `pred` holds (every 100 ms, at most `within`).
+pub async fn wait_until(
+    s: &TestServer,
+    id: &str,
+    within: Duration,
+    what: &str,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let inst = show(s, id).await;
+        if pred(&inst) {
+            return inst;
+        }
+        assert!(Instant::now() < deadline, "not {what} in time: {inst}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
