@@ -454,3 +454,31 @@ async fn postgresql_superuser_password_is_sealed() {
 async fn mariadb_superuser_password_is_sealed() {
     superuser_password_is_sealed(Datastore::Mariadb, "31540-31559").await;
 }
+
+/// One name at two hosts (`app@'%'` and `app@'127.0.0.2'`) with `allowed_cidrs`
+/// ["127.0.0.1/32"]: the CIDR account `app@'%'` needs is kept while the second account is
+/// restricted (it was dropped, so `app` could log in from nowhere).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_one_name_at_two_hosts_keeps_its_cidr_account() {
+    let Some(install) = installation(Datastore::Mariadb).await else {
+        return;
+    };
+    let f = Fixture::start("31560-31569", &[]).await;
+    let body = instance(
+        &install,
+        "two-hosts",
+        json!({
+            "databases": [{"name": "app"}],
+            "users": [
+                {"name": "app", "password": "app-pw-1", "databases": [{"name": "app"}]},
+                {"name": "app", "host": "127.0.0.2", "password": "app-pw-2",
+                 "databases": [{"name": "app"}]},
+            ],
+            "access": {"allowed_cidrs": ["127.0.0.1/32"]},
+        }),
+    );
+    let inst = f.create_active(&body).await;
+    let port = port_of(&inst);
+    let from_1 = login(&install, ("127.0.0.1", port), ("app", "app-pw-1"), "app");
+    assert_eq!(from_1.as_deref(), Ok("1"), "from 127.0.0.1");
+}

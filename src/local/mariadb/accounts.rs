@@ -26,8 +26,9 @@ fn shown(name: &str, host: &str) -> String {
 
 /// Applies the rules to the account `name@host`. `own` are the hosts of this name's own
 /// accounts (never dropped); accounts at other CIDR hosts (`…/…`) are troved's and are
-/// dropped when no CIDR asks for them. An account that does not exist (a superuser
-/// whose password is not set yet) is left alone.
+/// dropped when the rules of none of this name's own accounts ask for them (`app@'%'`
+/// and `app@'10.1.1.1'` side by side keep the CIDR accounts the first one needs). An
+/// account that does not exist (a superuser whose password is not set yet) is left alone.
 pub(super) async fn restrict_account(
     m: &Mariadb,
     inst: &Instance,
@@ -48,11 +49,17 @@ pub(super) async fn restrict_account(
         return Ok(());
     }
     let plan = mariadb_accounts(host, allowed);
+    let wanted: Vec<String> = own
+        .iter()
+        .chain([&host])
+        .flat_map(|h| mariadb_accounts(h, allowed).extra_hosts)
+        .collect();
     let account = mariadb_account(name, host)?;
     let mut sql = String::new();
+    let mut hashes = Vec::new();
     for h in &hosts {
         let ours = h.contains('/') && !own.contains(&h.as_str());
-        if ours && !plan.extra_hosts.contains(h) {
+        if ours && !wanted.contains(h) {
             sql.push_str(&format!(
                 "DROP USER IF EXISTS {};\n",
                 mariadb_account(name, h)?
@@ -75,12 +82,41 @@ pub(super) async fn restrict_account(
                         "cannot copy the grants of {name}: unexpected SHOW GRANTS output"
                     )));
                 }
+                hashes.extend(quoted_after(&grant, "PASSWORD "));
                 sql.push_str(&format!("{};\n", grant.replacen(&from, &to, 1).trim_end()));
             }
         }
     }
     let lock = if plan.open { "UNLOCK" } else { "LOCK" };
     sql.push_str(&format!("ALTER USER {account} ACCOUNT {lock};\n"));
-    // The copied grants carry the password's hash, never the password.
-    m.sql(inst, &sql, &[]).await.map(drop)
+    // The copied grants carry the password's hash, never the password; a hash logs in
+    // as well (mysql_native_password), so an error quoting the script hides it.
+    let secrets: Vec<&str> = hashes.iter().map(String::as_str).collect();
+    m.sql(inst, &sql, &secrets).await.map(drop)
+}
+
+/// The single-quoted strings that follow `marker` in `text` (`PASSWORD '*94BD…'`).
+fn quoted_after(text: &str, marker: &str) -> Vec<String> {
+    text.match_indices(marker)
+        .filter_map(|(i, _)| {
+            let rest = text[i + marker.len()..].strip_prefix('\'')?;
+            rest.find('\'').map(|end| rest[..end].to_string())
+        })
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quoted_after;
+
+    #[test]
+    fn password_hashes_in_grants_are_found_for_redaction() {
+        let grant = "GRANT USAGE ON *.* TO `app`@`%` IDENTIFIED BY PASSWORD '*94BDCEBE19083CE2A1F959FD02F964C7AF4CFC29'";
+        assert_eq!(
+            quoted_after(grant, "PASSWORD "),
+            vec!["*94BDCEBE19083CE2A1F959FD02F964C7AF4CFC29".to_string()]
+        );
+        assert!(quoted_after("GRANT ALL ON `db`.* TO `app`@`%`", "PASSWORD ").is_empty());
+    }
 }
