@@ -21,8 +21,10 @@ use crate::local::{log_tail, proc, Engine, Instance, LocalError};
 /// `read_only` until it is promoted.
 const REPLICA_MARKER: &str = "replica";
 
-/// Where the dump of the primary is kept while it is loaded.
-const DUMP_FILE: &str = "primary.sql";
+/// Where the dump of the primary is kept while it is loaded: `primary-<attempt>.sql`, a
+/// name of its own per attempt, so that a dump tool orphaned by a killed troved (it
+/// outlives it) never writes into the file a later attempt loads.
+const DUMP_PREFIX: &str = "primary";
 
 /// The file in the instance directory that says a copy of the primary is under way: one
 /// found by a later attempt was cut short (troved killed), and is started over.
@@ -116,7 +118,11 @@ impl Mariadb {
              WHERE schema_name NOT IN ({SYSTEM_SCHEMAS});"
         );
         let databases = self.sql(primary, &sql, &[]).await?;
-        let dump = replica.dir.join(DUMP_FILE);
+        remove_earlier_dumps(&replica.dir);
+        let dump = replica.dir.join(format!(
+            "{DUMP_PREFIX}-{}.sql",
+            uuid::Uuid::new_v4().simple()
+        ));
         // Next to the client (both are Debian's mariadb-client; discovery finds the
         // client, not the dump tool).
         let tool = self.install.tool("mariadb").with_file_name("mariadb-dump");
@@ -239,6 +245,20 @@ impl Replication for Mariadb {
         }
         // The option file without read_only, for the next start.
         self.write_options(inst, &Self::saved_values(inst))
+    }
+}
+
+/// Removes the dumps of earlier attempts (an orphaned dump tool keeps writing into its
+/// unlinked file, harmlessly).
+fn remove_earlier_dumps(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with(DUMP_PREFIX) && name.ends_with(".sql") {
+            let _ = std::fs::remove_file(e.path());
+        }
     }
 }
 
