@@ -81,6 +81,9 @@ pub(super) async fn restrict_account(
     }
     let lock = if plan.open { "UNLOCK" } else { "LOCK" };
     sql.push_str(&format!("ALTER USER {account} ACCOUNT {lock};\n"));
-    // The copied grants carry the password's hash, never the password.
+    // The copied grants carry the password's hash, never the password. Out of the
+    // binary log: access is each server's own, and a primary's rules replayed on its
+    // replicas would replace theirs (or stop replication on an account one lacks).
+    let sql = format!("SET SESSION sql_log_bin = 0;\n{sql}");
     m.sql(inst, &sql, &[]).await.map(drop)
 }
