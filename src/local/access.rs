@@ -91,13 +91,17 @@ pub fn parse_all(allowed: &[String]) -> Result<Vec<Cidr>, LocalError> {
 }
 
 /// PostgreSQL's `pg_hba.conf`: the private socket trusted (troved's administration
-/// path), network logins with a SCRAM password from `allowed` only (none: from anywhere).
+/// path, and the one its replicas copy and follow over: `all` does not cover replication
+/// connections, so they get their own line, in every file written, or the next access
+/// change would cut a replica off at the primary's next restart), network logins with a
+/// SCRAM password from `allowed` only (none: from anywhere).
 pub fn pg_hba(allowed: &[Cidr]) -> String {
     let mut text = String::from(
         "# Written by troved; replaced on each access change. The socket directory is\n\
          # private to the database user (0700), so local connections are trusted; network\n\
          # connections need a SCRAM password, from the instance's allowed CIDRs only.\n\
-         local all all trust\n",
+         local all all trust\n\
+         local replication all trust\n",
     );
     if allowed.is_empty() {
         text.push_str("host all all all scram-sha-256\n");
@@ -174,6 +178,16 @@ mod tests {
         assert!(text.contains("host all all 127.0.0.2/32 scram-sha-256\n"));
         assert!(text.contains("host all all 10.0.0.0/8 scram-sha-256\n"));
         assert!(text.contains("local all all trust\n"));
+    }
+
+    #[test]
+    fn pg_hba_always_lets_replicas_follow_over_the_socket() {
+        for allowed in [vec![], cidrs(&["10.0.0.0/8"])] {
+            let text = pg_hba(&allowed);
+            assert!(text.contains("\nlocal replication all trust\n"), "{text}");
+            // Never over the network: replicas use the private socket.
+            assert!(!text.contains("host replication"), "{text}");
+        }
     }
 
     #[test]

@@ -255,6 +255,9 @@ impl Engine for Postgres {
         if let Some(record) = adopt_unrecorded(inst, me, self.opts.timeout, ready).await? {
             return Ok(record);
         }
+        // The run directory again: a moved one (`sockets`) lives under /run, which a
+        // reboot empties.
+        super::prepare_dirs(&self.opts.user, inst)?;
         self.write_memory(inst)?;
         let data = inst.data_dir();
         let mut cmd = self

@@ -90,7 +90,10 @@ pub(super) async fn restrict_account(
     let lock = if plan.open { "UNLOCK" } else { "LOCK" };
     sql.push_str(&format!("ALTER USER {account} ACCOUNT {lock};\n"));
     // The copied grants carry the password's hash, never the password; a hash logs in
-    // as well (mysql_native_password), so an error quoting the script hides it.
+    // as well (mysql_native_password), so an error quoting the script hides it. Out of
+    // the binary log: access is each server's own, and a primary's rules replayed on its
+    // replicas would replace theirs (or stop replication on an account one lacks).
+    let sql = format!("SET SESSION sql_log_bin = 0;\n{sql}");
     let secrets: Vec<&str> = hashes.iter().map(String::as_str).collect();
     m.sql(inst, &sql, &secrets).await.map(drop)
 }

@@ -15,8 +15,9 @@ use crate::local::{prepare_dirs, proc, remove_earlier_copies, scratch_name, Inst
 const HBA_REPLICATION: &str = "local replication all trust";
 
 impl Postgres {
-    /// Adds [`HBA_REPLICATION`] to the primary's `pg_hba.conf` if it lacks it (a primary
-    /// made from a template older than that line) and reloads it.
+    /// Adds [`HBA_REPLICATION`] to the primary's `pg_hba.conf` if it lacks it (a file an
+    /// older troved wrote: [`crate::local::access::pg_hba`] has the line now) and
+    /// reloads it.
     async fn allow_local_replication(&self, primary: &Instance) -> Result<(), LocalError> {
         let path = primary.data_dir().join("pg_hba.conf");
         let text =

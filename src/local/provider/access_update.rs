@@ -1,9 +1,10 @@
 //! An access update reaching a prepared server: the new `allowed_cidrs` are recorded,
-//! then applied by the engine (`crate::local::access` has the rules). The binding
+//! then applied by the engine (`crate::local::access` has the rules), on a server that
+//! runs (one that is down is started first). The binding
 //! (public or private address) changes in `set_public`, a step before.
 
 use super::{provider_error, LocalProvider};
-use crate::local::access;
+use crate::local::{access, running};
 use crate::saga::ports::ProviderError;
 
 impl LocalProvider {
@@ -31,8 +32,17 @@ impl LocalProvider {
         let (true, Some(engine)) = (rec.prepared, self.engine_of(&rec)) else {
             return Ok(());
         };
+        let inst = self.instance(&rec);
+        // MariaDB keeps its rules in its own tables, changed only while it runs: a server
+        // that is down (until the supervisor starts it again) is started first, as the
+        // supervisor would. A start that fails is worth a retry of the step.
+        if running(&inst).is_none() {
+            engine.start(&inst).await.map_err(|e| {
+                ProviderError::Transient(format!("start the server to apply access: {e}"))
+            })?;
+        }
         engine
-            .restrict_network(&self.instance(&rec), &allowed, &rec.users)
+            .restrict_network(&inst, &allowed, &rec.users)
             .await
             .map_err(provider_error)
     }

@@ -6,13 +6,16 @@
 //! them the other way round), so that no restart or configuration change of the primary
 //! cuts the copy short. A replica has no databases or users of its own (the create
 //! request may not name any): they come with the copy, as does the superuser's password,
-//! which the replica's record takes over from the primary's.
+//! which the replica's record takes over from the primary's, with the primary's list of
+//! users. Access (`allowed_cidrs`) is the replica's own: its rules replace the copied
+//! ones once it follows, and an access update of either server changes that server only
+//! (MariaDB: the account statements stay out of the binary log).
 
 use uuid::Uuid;
 
 use super::state::ServerRec;
 use super::{config_values, provider_error, LocalProvider};
-use crate::local::{running, Engine, Instance};
+use crate::local::{access, running, Engine, Instance};
 use crate::saga::ports::{PrepareRequest, ProviderError};
 
 impl LocalProvider {
@@ -76,16 +79,28 @@ impl LocalProvider {
         engine.start(&inst).await.map_err(provider_error)?;
         repl.follow(&inst, &pinst).await.map_err(provider_error)?;
         // The copy has the primary's superuser password: the replica keeps it, sealed
-        // with its own instance's key.
+        // with its own instance's key; and the primary's users, whose accounts the
+        // replica's own access rules apply to.
         let (password, _) = self.admin_password(&prec).await?;
         let sealed = self.seal_admin_password(rec.instance_id, password).await?;
-        self.change(|st| {
-            if let Some(s) = st.servers.get_mut(sid) {
+        let rec = self
+            .change(|st| {
+                let s = st
+                    .servers
+                    .get_mut(sid)
+                    .ok_or_else(|| ProviderError::NotFound(format!("server {sid}")))?;
                 s.sealed_admin_password = Some(sealed);
-            }
-            Ok(())
-        })
-        .await
+                s.users = prec.users.clone();
+                Ok(s.clone())
+            })
+            .await?;
+        // Access is the replica's own (as upstream's security group is per instance):
+        // the copy came with the primary's rules, replaced here.
+        let allowed = access::parse_all(&rec.allowed_cidrs).map_err(provider_error)?;
+        engine
+            .restrict_network(&inst, &allowed, &rec.users)
+            .await
+            .map_err(provider_error)
     }
 
     /// The work of `detach_replica`: the server (started if it is down) is promoted.
