@@ -558,3 +558,37 @@ async fn access_update_adds_and_removes_the_public_address() {
         .await;
     assert!(public(&shown), "{shown}");
 }
+
+/// A CIDR no provider can apply (an octet over 255, a leading zero) is refused with 400
+/// at create and at update, instead of building or updating and failing (or retrying)
+/// afterwards.
+#[tokio::test]
+async fn cidrs_out_of_range_or_with_leading_zeros_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(dir.path(), &["--sim-latency-ms", "0"]).await;
+    let id = s.create_active("alice", "p1", "cidrs").await;
+    for bad in ["300.1.1.1/8", "010.0.0.0/8", "10.0.0.256", "10.0.0.0/33"] {
+        let mut body = create_body("bad-cidr");
+        body["instance"]["access"] = json!({"allowed_cidrs": [bad]});
+        let (status, err) = s.post("alice", "p1", "/instances", &body).await;
+        assert_eq!(status, 400, "create with {bad}: {err}");
+        let message = err["badRequest"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(bad) && message.contains("is not a valid IPv4 CIDR"),
+            "{err}"
+        );
+        let (status, err) = s
+            .put(
+                "alice",
+                "p1",
+                &format!("/instances/{id}"),
+                &json!({"instance": {"access": {"allowed_cidrs": [bad]}}}),
+            )
+            .await;
+        assert_eq!(status, 400, "update with {bad}: {err}");
+    }
+    let (_, list) = s.get("alice", "p1", "/instances").await;
+    assert_eq!(list["instances"].as_array().unwrap().len(), 1, "{list}");
+    let (_, shown) = s.get("alice", "p1", &format!("/instances/{id}")).await;
+    assert_eq!(shown["instance"]["status"], "ACTIVE", "{shown}");
+}

@@ -532,3 +532,42 @@ async fn an_exhausted_zone_fails_the_build_with_a_clear_fault() {
     assert!(fault.contains("Insufficient capacity"), "{fault}");
     wait_released(dir.path(), &second).await;
 }
+
+/// The guest refusing an access update for good (here an injected permanent fault of
+/// `restrict_access`, as the local provider refuses a CIDR it cannot parse) fails the
+/// update with a fault instead of retrying it forever in UPDATING.
+#[tokio::test]
+async fn an_access_update_the_guest_refuses_fails_with_a_fault() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(
+        dir.path(),
+        &[
+            "--sim-latency-ms",
+            "10",
+            "--sim-fault",
+            "restrict_access:name=walled-*:permanent",
+        ],
+    )
+    .await;
+    let id = s.create_active("alice", "p1", "walled-1").await;
+    let (status, body) = s
+        .put(
+            "alice",
+            "p1",
+            &format!("/instances/{id}"),
+            &json!({"instance": {"access": {"allowed_cidrs": ["10.0.0.0/8"]}}}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let failed = s
+        .wait_for("alice", "p1", &id, |i| i["status"] == "ERROR")
+        .await;
+    let message = failed["fault"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with(&format!("Failed to update access of instance {id}")),
+        "{failed}"
+    );
+    assert!(events(dir.path(), &id)
+        .await
+        .contains(&"AccessUpdateFailed"));
+}

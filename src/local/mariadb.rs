@@ -12,6 +12,7 @@
 mod replica;
 
 mod accounts;
+mod config;
 
 use std::time::Duration;
 
@@ -58,9 +59,14 @@ pub fn option_file(
     Ok(text)
 }
 
-/// The right-hand side of `SET GLOBAL name = …`: integers bare, anything else quoted.
+/// The right-hand side of `SET GLOBAL name = …`: numbers bare (`SET` refuses a quoted
+/// `'2.5'` for `long_query_time`), anything else quoted.
 fn global_value(value: &str) -> Result<String, LocalError> {
-    if value.parse::<i64>().is_ok() {
+    let numeric = value
+        .chars()
+        .all(|c| c.is_ascii_digit() || c == '.' || c == '-')
+        && value.parse::<f64>().is_ok_and(f64::is_finite);
+    if numeric {
         return Ok(value.to_string());
     }
     mariadb_literal(value)
@@ -349,44 +355,8 @@ impl Engine for Mariadb {
             self.write_options(inst, values)?;
             return Ok(ConfigOutcome::Applied);
         }
-        // `SET GLOBAL` checks each name while the server runs; an unknown one in my.cnf
-        // would stop the next start. A value no longer set (a detached group) goes back
-        // to what a start would give: troved's memory setting, else the server's default
-        // (`SET GLOBAL name = DEFAULT`); where that fails, by a restart.
-        let memory = inst.ram_mb.map(memory_settings).unwrap_or_default();
-        let key = |n: &str| n.replace('-', "_").to_ascii_lowercase();
-        let mut sets = Vec::new();
-        for (name, value) in values {
-            sets.push((name.clone(), global_value(value)?));
-        }
-        for (name, _) in Self::saved_values(inst) {
-            if values.iter().any(|(n, _)| key(n) == key(&name)) {
-                continue;
-            }
-            let value = match memory.iter().find(|(n, _)| key(n) == key(&name)) {
-                Some((_, v)) => global_value(v)?,
-                None => "DEFAULT".to_string(),
-            };
-            sets.push((name, value));
-        }
-        let mut outcome = ConfigOutcome::Applied;
-        for (name, value) in &sets {
-            let sql = format!("SET GLOBAL {} = {};", config_name(name)?, value);
-            match self.sql(inst, &sql, &[]).await {
-                Ok(_) => {}
-                Err(LocalError::Command { stderr, .. }) if stderr.contains("Unknown system") => {
-                    return Err(LocalError::invalid(
-                        "configuration",
-                        format!("{name} is unknown"),
-                    ));
-                }
-                // Read-only (needs a restart) or a value SET refuses but the file takes
-                // (`128M`): in effect after the next start.
-                Err(_) => outcome = ConfigOutcome::RestartRequired,
-            }
-        }
-        self.write_options(inst, values)?;
-        Ok(outcome)
+        // `SET GLOBAL` checks each name and value while the server runs (`config`).
+        self.apply_running(inst, values).await
     }
 }
 
@@ -442,5 +412,10 @@ mod tests {
         assert!(option_file(&[], &[("a".into(), "1\n[client]".into())]).is_err());
         assert_eq!(global_value("42").unwrap(), "42");
         assert_eq!(global_value("ON").unwrap(), "'ON'");
+        assert_eq!(global_value("2.5").unwrap(), "2.5");
+        assert_eq!(global_value("-1").unwrap(), "-1");
+        assert_eq!(global_value("128M").unwrap(), "'128M'");
+        assert_eq!(global_value("1e5").unwrap(), "'1e5'");
+        assert_eq!(global_value(".").unwrap(), "'.'");
     }
 }

@@ -6,6 +6,7 @@
 //! needs a SCRAM password. Configuration values go to `data/troved.conf` (included by
 //! `postgresql.conf`), memory sizing to `data/troved-memory.conf`.
 
+mod config;
 mod replica;
 
 use std::time::Duration;
@@ -379,9 +380,17 @@ impl Engine for Postgres {
         let previous = std::fs::read_to_string(&path).ok();
         std::fs::write(&path, text).map_err(|e| LocalError::io("write troved.conf", e))?;
         self.opts.user.own(&path)?;
+        // A value no start would take is refused now, the server left as it is: a
+        // restart for it (or the next start) would leave the server down.
+        if let Err(e) = self.check_files(inst).await {
+            let _ = std::fs::write(&path, previous.unwrap_or_default());
+            return Err(e);
+        }
         if running(inst).is_none() {
             return Ok(ConfigOutcome::Applied);
         }
+        // The files are valid: an error left is a value that needs a restart
+        // (postmaster context) or one the running server refuses otherwise.
         let errors = self.file_errors(inst).await?;
         if let Some((name, _)) = errors.iter().find(|(_, context)| context != "postmaster") {
             // Unknown, or a value the server refuses: put the previous file back.

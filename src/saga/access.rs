@@ -4,7 +4,14 @@
 
 use aggregates::instance::{Instance, InstanceCommand};
 
+use super::plan::Step;
 use super::{Outcome, SagaRunner, StepError};
+
+/// Whether `step` is one of an access update's: a permanent failure of either fails the
+/// update (`AccessUpdateFailed`) instead of leaving the instance in UPDATING.
+pub(super) fn updates_access(step: &Step) -> bool {
+    matches!(step, Step::SetPublic { .. } | Step::CompleteAccessUpdate)
+}
 
 /// The `allowed_cidrs` of a stored access object (absent or not a list: none, meaning
 /// from anywhere, as upstream documents).

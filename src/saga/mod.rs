@@ -510,7 +510,7 @@ impl SagaRunner {
             Step::DetachReplica => Some(InstanceCommand::FailReplicaDetach {
                 fault: fault(format!("Failed to detach replica {id}\n{e}")),
             }),
-            Step::SetPublic { .. } => Some(InstanceCommand::FailAccessUpdate {
+            step if access::updates_access(step) => Some(InstanceCommand::FailAccessUpdate {
                 fault: fault(format!("Failed to update access of instance {id}\n{e}")),
             }),
             // Teardown, compensation and idle configuration cannot "fail": a resource

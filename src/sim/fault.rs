@@ -12,7 +12,7 @@
 //! step   = "create_volume" / "attach_volume" / "detach_volume" / "volume_usage"
 //!        / "delete_volume" / "create_server" / "server_status" / "set_public"
 //!        / "delete_server" / "prepare" / "guest_status" / "status" (= guest_status)
-//!        / "upgrade" / "apply_configuration" / "detach_replica"
+//!        / "upgrade" / "apply_configuration" / "detach_replica" / "restrict_access"
 //! option = "rate=" FLOAT        ; probability in [0, 1] per attempt (default 1)
 //!        / "name=" GLOB         ; instance name pattern, `*` matches any run (default: all)
 //!        / "times=" N           ; transient and lost: attempts that may fail (default 2)
@@ -57,11 +57,12 @@ pub enum Step {
     Upgrade,
     ApplyConfiguration,
     DetachReplica,
+    RestrictAccess,
 }
 
 impl Step {
     /// Every step, in the order of the grammar.
-    pub const ALL: [Step; 14] = [
+    pub const ALL: [Step; 15] = [
         Step::CreateVolume,
         Step::AttachVolume,
         Step::DetachVolume,
@@ -76,6 +77,7 @@ impl Step {
         Step::Upgrade,
         Step::ApplyConfiguration,
         Step::DetachReplica,
+        Step::RestrictAccess,
     ];
 
     /// The name used in fault specs and messages.
@@ -95,6 +97,7 @@ impl Step {
             Step::Upgrade => "upgrade",
             Step::ApplyConfiguration => "apply_configuration",
             Step::DetachReplica => "detach_replica",
+            Step::RestrictAccess => "restrict_access",
         }
     }
 

@@ -701,4 +701,19 @@ impl GuestAgent for SimCloud {
         self.guest_op(Step::DetachReplica, key, server_id, GuestOp::DetachReplica)
             .await
     }
+
+    /// Nothing to tell a simulated guest (the cloud's network would filter addresses);
+    /// only fault injection (`restrict_access`) acts here, so that a failed access
+    /// update can be exercised. No pause: without a fault it stays free, as before.
+    async fn restrict_access(
+        &self,
+        server_id: &str,
+        _allowed_cidrs: &[String],
+    ) -> Result<(), ProviderError> {
+        let verdict = self
+            .inject_on(Step::RestrictAccess, Subject::Server(server_id), None)
+            .await?;
+        let lost = before_effect(verdict).await?;
+        after_effect(Ok(()), lost)
+    }
 }

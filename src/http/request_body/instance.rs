@@ -588,8 +588,9 @@ impl PartialSchema for Locality {
 }
 impl ToSchema for Locality {}
 
-/// An IPv4 CIDR (the schema's regex: dotted quad, octets not range-checked, optional
-/// `/0`-`/32`).
+/// An IPv4 CIDR: a dotted quad (octets 0-255, no leading zeros), optional `/0`-`/32`.
+/// Upstream's schema regex does not range-check octets; we do, since no provider could
+/// apply such a CIDR (the access update would fail after the 202).
 #[derive(Debug, PartialEq, Eq)]
 pub struct Cidr(pub String);
 
@@ -597,7 +598,9 @@ impl Cidr {
     fn check(v: &Value) -> Result<Cidr, Broken> {
         let s = string_value(v)?;
         if !is_cidr(s) {
-            return Err(Broken::because("is not a valid IPv4 CIDR"));
+            return Err(Broken::because(
+                "is not a valid IPv4 CIDR (a.b.c.d or a.b.c.d/n: octets 0-255 without leading zeros, n 0-32)",
+            ));
         }
         Ok(Cidr(s.to_string()))
     }
@@ -616,10 +619,9 @@ fn is_cidr(s: &str) -> bool {
         Some((ip, p)) => (ip, Some(p)),
         None => (s, None),
     };
-    let quad = ip.split('.').count() == 4
-        && ip
-            .split('.')
-            .all(|p| (1..=3).contains(&p.len()) && p.chars().all(|c| c.is_ascii_digit()));
+    // The standard parser, as the local provider's `Cidr::parse`: four octets 0-255,
+    // no leading zeros (`010` could mean octal to some tools).
+    let quad = ip.parse::<std::net::Ipv4Addr>().is_ok();
     let prefix_ok = prefix.is_none_or(|p| {
         (1..=2).contains(&p.len())
             && p.chars().all(|c| c.is_ascii_digit())
@@ -928,7 +930,17 @@ mod tests {
         for ok in ["10.0.0.0/8", "202.78.240.0/24", "1.2.3.4", "0.0.0.0/0"] {
             assert!(is_cidr(ok), "{ok}");
         }
-        for bad in ["10.0.0.0/33", "::1/128", "10.0.0/8", "a.b.c.d"] {
+        for bad in [
+            "10.0.0.0/33",
+            "::1/128",
+            "10.0.0/8",
+            "a.b.c.d",
+            "300.1.1.1/8",
+            "010.0.0.0/8",
+            "1.2.3.256",
+            "10.0.0.0/08",
+            "10.0.0.0/+8",
+        ] {
             assert!(!is_cidr(bad), "{bad}");
         }
     }
@@ -981,7 +993,7 @@ mod tests {
             (
                 "access",
                 json!({"allowed_cidrs": ["::/0"]}),
-                "instance['access']['allowed_cidrs'][0] \"::/0\" is not a valid IPv4 CIDR",
+                "instance['access']['allowed_cidrs'][0] \"::/0\" is not a valid IPv4 CIDR (a.b.c.d or a.b.c.d/n: octets 0-255 without leading zeros, n 0-32)",
             ),
             (
                 "access",

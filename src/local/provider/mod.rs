@@ -19,6 +19,7 @@
 
 mod access_update;
 mod admin;
+mod config_restart;
 mod grants;
 mod port_range;
 mod replica;
@@ -89,6 +90,8 @@ struct Inner {
     engines: HashMap<(String, String), Arc<dyn Engine>>,
     /// One lock per server id: its calls never overlap.
     locks: std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// Configuration values whose restart failed, per server ([`config_restart`]).
+    refused_configs: config_restart::RefusedConfigs,
 }
 
 impl LocalProvider {
@@ -136,6 +139,7 @@ impl LocalProvider {
                 volumes,
                 engines,
                 locks: std::sync::Mutex::new(HashMap::new()),
+                refused_configs: Default::default(),
             }),
         })
     }
@@ -755,15 +759,20 @@ impl LocalProvider {
             return Ok(());
         };
         let inst = self.instance(&rec);
+        let values = config_values(values);
+        self.inner.refused_configs.check(server_id, &values)?;
+        let before = config_restart::ConfigFiles::snapshot(&inst);
         let outcome = engine
-            .apply_config(&inst, &config_values(values))
+            .apply_config(&inst, &values)
             .await
             .map_err(provider_error)?;
         tracing::info!(server = server_id, ?outcome, "configuration applied");
         // A value the running server cannot take (PostgreSQL's `max_connections`) is
         // put in force now rather than left for a restart the API cannot ask for.
+        // If it does not start with them, the previous values are put back and started.
         if outcome == ConfigOutcome::RestartRequired {
-            engine.restart(&inst).await.map_err(provider_error)?;
+            self.restart_for_configuration(server_id, engine.as_ref(), &inst, &before, &values)
+                .await?;
             tracing::info!(server = server_id, "restarted for its configuration");
         }
         Ok(())
