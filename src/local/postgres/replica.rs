@@ -59,11 +59,32 @@ impl Postgres {
         proc::run(cmd, None, &[], self.opts.timeout * 4)
             .await
             .map(drop)
+            .map_err(primary_busy_is_transient)
     }
 
     /// The one-line answer of `sql` run as the superuser.
     async fn scalar(&self, inst: &Instance, sql: &str) -> Result<String, LocalError> {
         Ok(self.psql(inst, ADMIN, sql, &[]).await?.trim().to_string())
+    }
+}
+
+/// A primary that cannot serve a base backup *yet* (starting, in crash recovery after a
+/// backend was killed, shutting down for a restart) is worth a retry, not a failed
+/// build: the error becomes an I/O one, which the provider reports as transient.
+fn primary_busy_is_transient(e: LocalError) -> LocalError {
+    const PASSING: [&str; 3] = [
+        "the database system is in recovery mode",
+        "the database system is starting up",
+        "the database system is shutting down",
+    ];
+    match e {
+        LocalError::Command { stderr, .. } if PASSING.iter().any(|p| stderr.contains(p)) => {
+            LocalError::io(
+                "reach the primary for a base backup",
+                std::io::Error::new(std::io::ErrorKind::ConnectionRefused, stderr.trim()),
+            )
+        }
+        e => e,
     }
 }
 
