@@ -243,8 +243,12 @@ impl Supervisor {
             Ok(Ok(beat)) => {
                 if beat != Beat::NotReady {
                     self.beats.beat(id, Utc::now());
-                    // A full volume is what a database that fails its writes shows.
-                    if let Some((used, total)) = self.target.usage(sid).await {
+                    // A full volume is what a database that fails its writes shows. The
+                    // measure has the check's time limit too (a directory volume is
+                    // walked): a slow one is skipped, the last measure stays shown.
+                    let usage =
+                        tokio::time::timeout(self.cfg.check_timeout, self.target.usage(sid));
+                    if let Ok(Some((used, total))) = usage.await {
                         self.beats.measured(id, used, total);
                     }
                 }
