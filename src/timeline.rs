@@ -218,6 +218,9 @@ pub fn summarize(before: &Instance, event: &InstanceEvent) -> String {
         InstanceSecretsLost { reason, .. } => {
             format!("sealed passwords lost: {}", one_line(reason))
         }
+        GuestConfigurationRefused { fault, .. } => {
+            format!("configuration refused: {}", one_line(&fault.message))
+        }
         GuestFailed { fault, .. } => format!(
             "database server given up on: {} (compute ERROR)",
             one_line(&fault.message)

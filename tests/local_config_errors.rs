@@ -163,6 +163,23 @@ async fn keeps_running(
     }
 }
 
+/// The instance tells its owner why: ACTIVE, with a fault naming the refused value
+/// (`GuestConfigurationRefused`), within `secs`.
+async fn shows_refusal(s: &TestServer, id: &str, value: &str, secs: u64) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let inst = common::local::show(s, id).await;
+        let message = inst["fault"]["message"].as_str().unwrap_or_default();
+        if message.contains("Failed to apply the configuration") {
+            assert!(message.contains(value), "the fault names {value}: {inst}");
+            assert_eq!(inst["status"], "ACTIVE", "{inst}");
+            return;
+        }
+        assert!(Instant::now() < deadline, "no fault shown: {inst}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// `shared_buffers = 'lots'`: PostgreSQL's `pg_file_settings` flags it like a value
 /// that needs a restart; before, troved restarted for it, the start failed and the
 /// server stayed down. Now `postgres -C` finds the value invalid: refused, the file put
@@ -188,6 +205,7 @@ async fn postgresql_refuses_an_invalid_value_and_keeps_running() {
         12,
     )
     .await;
+    shows_refusal(s, &id, "lots", 30).await;
 }
 
 /// `shared_buffers = '1TB'` is a valid value, but no start gets that much shared
@@ -261,7 +279,8 @@ async fn mariadb_refuses_a_bad_value_and_keeps_running_on_its_previous_values() 
         12,
     )
     .await;
-    // Each retry sets it and sets it back: it reads 1 between retries, not 2 for good.
+    shows_refusal(s, &id, "bogus", 30).await;
+    // Set back once refused (and not tried again): it reads 1, not 2.
     let deadline = Instant::now() + Duration::from_secs(10);
     while query(&install, port, increment).as_deref() != Ok("1") {
         assert!(

@@ -510,28 +510,19 @@ impl SagaRunner {
             Step::DetachReplica => Some(InstanceCommand::FailReplicaDetach {
                 fault: fault(format!("Failed to detach replica {id}\n{e}")),
             }),
+            Step::ApplyConfiguration { .. } if matches!(e, ProviderError::Permanent(_)) => {
+                configuration_refused(id, step, &e, &fault)
+            }
             step if access::updates_access(step) => Some(InstanceCommand::FailAccessUpdate {
                 fault: fault(format!("Failed to update access of instance {id}\n{e}")),
             }),
-            // Teardown, compensation and idle configuration cannot "fail": a resource
-            // that is gone is what we wanted, anything else is retried (capped backoff).
-            Step::DeleteServer { server_id } | Step::ReleaseServer { server_id }
-                if matches!(e, ProviderError::NotFound(_)) =>
-            {
-                Some(InstanceCommand::RecordServerDeleted {
-                    server_id: server_id.clone(),
-                })
-            }
-            Step::DeleteVolume { volume_id } | Step::ReleaseVolume { volume_id }
-                if matches!(e, ProviderError::NotFound(_)) =>
-            {
-                Some(InstanceCommand::RecordVolumeDeleted {
-                    volume_id: volume_id.clone(),
-                })
+            // Teardown and compensation cannot "fail": a resource gone is what we wanted.
+            _ if matches!(e, ProviderError::NotFound(_)) && already_gone(step).is_some() => {
+                already_gone(step)
             }
             _ => {
-                // Keep retrying (teardown, compensation, idle configuration cannot
-                // fail for good), with a growing pause; cap the count so it stays
+                // Keep retrying (teardown, compensation, idle configuration that is not
+                // refused for good), with a growing pause; cap the count so it stays
                 // "not yet given up" and the log line rate stays low.
                 *n = (*n).min(64);
                 None
@@ -883,6 +874,47 @@ impl SagaRunner {
         let vault = self.vault.clone();
         tokio::task::spawn_blocking(move || vault.shred(id)).await??;
         Ok(())
+    }
+}
+
+/// What a teardown or compensation step whose resource is already gone records.
+fn already_gone(step: &Step) -> Option<InstanceCommand> {
+    match step {
+        Step::DeleteServer { server_id } | Step::ReleaseServer { server_id } => {
+            Some(InstanceCommand::RecordServerDeleted {
+                server_id: server_id.clone(),
+            })
+        }
+        Step::DeleteVolume { volume_id } | Step::ReleaseVolume { volume_id } => {
+            Some(InstanceCommand::RecordVolumeDeleted {
+                volume_id: volume_id.clone(),
+            })
+        }
+        _ => None,
+    }
+}
+
+/// A configuration the guest's server rejects (a permanent error of an idle
+/// `ApplyConfiguration`): recorded, so the user sees a fault, and not tried again until
+/// the group or the attachment changes.
+fn configuration_refused(
+    id: Uuid,
+    step: &Step,
+    e: &ProviderError,
+    fault: &dyn Fn(String) -> FaultInfo,
+) -> Option<InstanceCommand> {
+    match step {
+        Step::ApplyConfiguration {
+            configuration_id,
+            revision,
+        } => Some(InstanceCommand::RecordConfigurationRefused {
+            configuration_id: *configuration_id,
+            revision: *revision,
+            fault: fault(format!(
+                "Failed to apply the configuration of instance {id}\n{e}"
+            )),
+        }),
+        _ => None,
     }
 }
 

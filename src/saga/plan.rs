@@ -248,7 +248,9 @@ fn configuration(s: &Instance, group: Option<&Configuration>) -> Option<Step> {
     let desired = (s.configuration_id, s.configuration_revision);
     // An instance that never had a guest configuration and has no group needs nothing.
     let current = s.guest_configuration.unwrap_or((None, 0));
-    (s.server_id.is_some() && current != desired).then_some(Step::ApplyConfiguration {
+    // A refused configuration is not tried again until the group or attachment changes.
+    let refused = s.refused_configuration == Some(desired);
+    (s.server_id.is_some() && current != desired && !refused).then_some(Step::ApplyConfiguration {
         configuration_id: desired.0,
         revision: desired.1,
     })

@@ -121,6 +121,12 @@ pub enum InstanceCommand {
     RecordGuestStatus { status: ServiceStatus },
     /// The supervisor gave up restarting the instance's database server.
     RecordGuestFailure { fault: FaultInfo },
+    /// The guest refused to apply this configuration (a value its server rejects).
+    RecordConfigurationRefused {
+        configuration_id: Option<Uuid>,
+        revision: u64,
+        fault: FaultInfo,
+    },
     /// Addresses were assigned.
     RecordAddresses { addresses: Vec<Address> },
     /// The attached group changed: apply its revision `revision` to the guest.
@@ -183,6 +189,7 @@ impl InstanceCommand {
             RecordComputeStatus { .. } => "RecordComputeStatus",
             RecordGuestStatus { .. } => "RecordGuestStatus",
             RecordGuestFailure { .. } => "RecordGuestFailure",
+            RecordConfigurationRefused { .. } => "RecordConfigurationRefused",
             RecordAddresses { .. } => "RecordAddresses",
             ApplyConfigurationRevision { .. } => "ApplyConfigurationRevision",
             CompleteProvisioning => "CompleteProvisioning",

@@ -785,6 +785,7 @@ fn report(
         | RecordComputeStatus { .. }
         | RecordGuestStatus { .. }
         | RecordGuestFailure { .. }
+        | RecordConfigurationRefused { .. }
         | RecordAddresses { .. }
         | ApplyConfigurationRevision { .. } => report_live_status(state, cmd, at),
         CompleteProvisioning | FailProvisioning { .. } | CompleteDeletion => {
@@ -915,6 +916,11 @@ fn report_live_status(
         // Idempotent like every report: only a change is recorded. Periodic heartbeats
         // that find no change refresh an in-memory time, not the log (docs/providers.md).
         RecordGuestFailure { fault } => guest_failed(state, fault, at),
+        RecordConfigurationRefused {
+            configuration_id,
+            revision,
+            fault,
+        } => configuration_refused(state, (*configuration_id, *revision), fault, at),
         RecordGuestStatus { status } => event_if(
             state.service != *status,
             E::GuestStatusReported {
@@ -998,6 +1004,27 @@ fn guest_failed(
     event_if(
         state.task == Task::None && !failed,
         InstanceEvent::GuestFailed {
+            fault: fault.clone(),
+            at,
+        },
+    )
+}
+
+/// The guest refused `this` (group, revision): recorded only for what is attached now,
+/// not applied, and not refused already.
+fn configuration_refused(
+    state: &Instance,
+    this: (Option<Uuid>, u64),
+    fault: &FaultInfo,
+    at: DateTime<Utc>,
+) -> Result<Vec<InstanceEvent>, DomainError> {
+    event_if(
+        (state.configuration_id, state.configuration_revision) == this
+            && state.guest_configuration != Some(this)
+            && state.refused_configuration != Some(this),
+        InstanceEvent::GuestConfigurationRefused {
+            configuration_id: this.0,
+            revision: this.1,
             fault: fault.clone(),
             at,
         },

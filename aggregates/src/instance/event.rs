@@ -286,6 +286,16 @@ pub enum InstanceEvent {
         #[serde(deserialize_with = "crate::time::deserialize")]
         at: DateTime<Utc>,
     },
+    /// The guest refused this configuration (group and revision): its server rejected a
+    /// value, and runs the configuration it ran before. Not tried again until the group
+    /// or the attachment changes; the fault says why.
+    GuestConfigurationRefused {
+        configuration_id: Option<Uuid>,
+        revision: u64,
+        fault: FaultInfo,
+        #[serde(deserialize_with = "crate::time::deserialize")]
+        at: DateTime<Utc>,
+    },
     /// The compute server is gone (deleted by teardown or compensation).
     ServerDeleted {
         server_id: String,
@@ -390,6 +400,7 @@ pub const EVENT_VERSIONS: &[(&str, u32)] = &[
     ("GuestPrepared", 1),
     ("VolumeUsageReported", 1),
     ("GuestConfigurationApplied", 1),
+    ("GuestConfigurationRefused", 1),
     ("ServerDeleted", 1),
     ("VolumeDeleted", 1),
     ("ResourcesReleased", 1),
@@ -448,6 +459,7 @@ impl InstanceEvent {
             GuestPrepared { .. } => "GuestPrepared",
             VolumeUsageReported { .. } => "VolumeUsageReported",
             GuestConfigurationApplied { .. } => "GuestConfigurationApplied",
+            GuestConfigurationRefused { .. } => "GuestConfigurationRefused",
             ServerDeleted { .. } => "ServerDeleted",
             VolumeDeleted { .. } => "VolumeDeleted",
             ResourcesReleased { .. } => "ResourcesReleased",
@@ -498,6 +510,7 @@ impl InstanceEvent {
             | ComputeStatusChanged { at, .. }
             | GuestStatusReported { at, .. }
             | GuestFailed { at, .. }
+            | GuestConfigurationRefused { at, .. }
             | AddressesAssigned { at, .. }
             | ProvisioningCompleted { at }
             | ProvisioningFailed { at, .. }

@@ -49,6 +49,7 @@ pub fn evolve_in_place(s: &mut Instance, event: &InstanceEvent) {
         | ComputeStatusChanged { .. }
         | GuestStatusReported { .. }
         | GuestFailed { .. }
+        | GuestConfigurationRefused { .. }
         | AddressesAssigned { .. } => live_status_reported(s, event),
         ProvisioningCompleted { .. } | ProvisioningFailed { .. } => provisioning_ended(s, event),
         InstanceSecretsLost { at, .. } => {
@@ -313,6 +314,20 @@ fn live_status_reported(s: &mut Instance, event: &InstanceEvent) {
             s.service_updated = *at;
             s.fault = Some(Fault::from_info(fault, *at));
             s.updated = *at;
+        }
+        GuestConfigurationRefused {
+            configuration_id,
+            revision,
+            fault,
+            at,
+        } => {
+            s.refused_configuration = Some((*configuration_id, *revision));
+            s.fault = Some(Fault::from_info(fault, *at));
+            s.updated = *at;
+            // The server runs what it ran: no restart is pending for a refused change.
+            if s.task == Task::RestartRequired {
+                s.task = Task::None;
+            }
         }
         AddressesAssigned { addresses, .. } => {
             s.addresses = addresses.clone();

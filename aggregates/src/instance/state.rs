@@ -68,6 +68,9 @@ pub struct Instance {
     pub volume_usage: Option<(f64, f64)>,
     /// The configuration the guest runs: (group, revision); `None` before any apply.
     pub guest_configuration: Option<(Option<Uuid>, u64)>,
+    /// The last configuration the guest refused (`GuestConfigurationRefused`).
+    #[serde(default)]
+    pub refused_configuration: Option<(Option<Uuid>, u64)>,
     /// `None` only after deletion (the reference is cleared, as upstream does).
     pub datastore: Option<DatastoreRef>,
     pub task: Task,

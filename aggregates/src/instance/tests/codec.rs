@@ -167,6 +167,12 @@ fn one_of_each() -> Vec<InstanceEvent> {
             at,
         },
         GuestFailed { fault: fault(), at },
+        GuestConfigurationRefused {
+            configuration_id: Some(uuid::Uuid::from_u128(7)),
+            revision: 2,
+            fault: fault(),
+            at,
+        },
     ]
 }
 
@@ -206,13 +212,14 @@ fn variant_number(e: &InstanceEvent) -> usize {
         InstanceSecretsLost { .. } => 29,
         InstanceResourcesLost { .. } => 30,
         GuestFailed { .. } => 31,
+        GuestConfigurationRefused { .. } => 32,
     }
 }
 
 #[test]
 fn samples_cover_every_variant_once() {
     let numbers: Vec<usize> = one_of_each().iter().map(variant_number).collect();
-    assert_eq!(numbers, (0..32).collect::<Vec<_>>());
+    assert_eq!(numbers, (0..33).collect::<Vec<_>>());
 }
 
 #[test]
@@ -245,7 +252,7 @@ fn event_versions_list_every_variant_exactly_once() {
     let unique: BTreeSet<&str> = listed.iter().copied().collect();
     assert_eq!(unique.len(), listed.len(), "no name listed twice");
     let produced: BTreeSet<&str> = one_of_each().iter().map(|e| e.event_type()).collect();
-    assert_eq!(produced.len(), 32, "event_type() is distinct per variant");
+    assert_eq!(produced.len(), 33, "event_type() is distinct per variant");
     assert_eq!(
         produced, unique,
         "the list has neither missing nor extra names"

@@ -665,3 +665,33 @@ fn guest_configuration_is_recorded_when_it_changes() {
     .when(cmd)
     .then_nothing();
 }
+
+// ---- configuration refused by the guest ------------------------------------------------
+
+#[test]
+fn a_refused_configuration_is_recorded_once_with_its_fault_and_ends_restart_required() {
+    let group = uuid::Uuid::from_u128(0x6c);
+    let cmd = InstanceCommand::RecordConfigurationRefused {
+        configuration_id: Some(group),
+        revision: 0,
+        fault: fault("shared_buffers: invalid value \"lots\""),
+    };
+    let refused = InstanceEvent::GuestConfigurationRefused {
+        configuration_id: Some(group),
+        revision: 0,
+        fault: fault("shared_buffers: invalid value \"lots\""),
+        at: now(),
+    };
+    let state = given(&ready_then(&[attached(group, true)]))
+        .when(cmd.clone())
+        .then(std::slice::from_ref(&refused));
+    assert_eq!(state.refused_configuration, Some((Some(group), 0)));
+    assert_eq!(state.task, Task::None, "nothing waits for a restart");
+    let shown = state.fault.expect("the fault is shown");
+    assert!(shown.message.contains("lots"), "{shown:?}");
+    // Idempotent, and only about what is attached now.
+    given(&ready_then(&[attached(group, true), refused]))
+        .when(cmd.clone())
+        .then_nothing();
+    given(&ready()).when(cmd).then_nothing();
+}
