@@ -492,6 +492,9 @@ async fn stop_server(
         return Ok(());
     }
     tracing::warn!(pid, "server ignored its shutdown signal; killing it");
+    // With its process group (a server troved started leads one): no child of it (a
+    // PostgreSQL backend) lingers attached to its shared memory.
+    proc::signal_group(pid, rustix::process::Signal::KILL);
     proc::signal(pid, rustix::process::Signal::KILL);
     if proc::wait_gone(pid, &data_dir, limit).await {
         return Ok(());

@@ -81,6 +81,20 @@ pub fn signal(pid: u32, signal: rustix::process::Signal) {
     let _ = rustix::process::kill_process(pid, signal);
 }
 
+/// Sends `signal` to the process group `pid` leads, if it leads one (a server troved
+/// spawned does; an adopted one may not, and then nothing is sent).
+pub fn signal_group(pid: u32, signal: rustix::process::Signal) {
+    let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return;
+    };
+    if rustix::process::getpgid(Some(pid)).is_ok_and(|g| g == pid) {
+        let _ = rustix::process::kill_process_group(pid, signal);
+    }
+}
+
 /// Waits until `pid` no longer serves `data_dir`, at most `limit`; true if it stopped.
 pub async fn wait_gone(pid: u32, data_dir: &Path, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;

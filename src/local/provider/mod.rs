@@ -256,6 +256,12 @@ fn transient(e: LocalError) -> ProviderError {
 fn provider_error(e: LocalError) -> ProviderError {
     match e {
         LocalError::Io { .. } | LocalError::Timeout(..) => ProviderError::Transient(e.to_string()),
+        // PostgreSQL's interlock found a segment of the same device and inode still
+        // attached: processes of an earlier server on a reused loop device that have not
+        // exited yet. They do exit: worth a retry.
+        LocalError::StartFailed(ref log) if log.contains("pre-existing shared memory block") => {
+            ProviderError::Transient(e.to_string())
+        }
         _ => ProviderError::Permanent(e.to_string()),
     }
 }
