@@ -14,42 +14,14 @@ use common::local::installation;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::local::Guard;
-use common::TestServer;
+use common::local::LocalTroved;
+
 use serde_json::{json, Value};
 use troved::local::{Datastore, Installation};
 
-/// A troved with the local provider on a fresh data directory, and its reaper.
-struct Fixture {
-    // Dropped in this order: troved, then what it left, then the files.
-    server: TestServer,
-    _guard: Guard,
-    dir: tempfile::TempDir,
-}
+type Fixture = LocalTroved;
 
-impl Fixture {
-    async fn start(ports: &str, extra: &[&str]) -> Fixture {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        // The database user must traverse to the data directory (a tempdir is 0700).
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
-        let data_dir = dir.path().canonicalize().unwrap().join("data");
-        let mut args = vec!["--provider", "local", "--local-ports", ports];
-        args.extend_from_slice(extra);
-        let server = TestServer::start(&data_dir, &args).await;
-        Fixture {
-            server,
-            _guard: Guard {
-                root: data_dir.join("local"),
-            },
-            dir,
-        }
-    }
-
-    fn data_dir(&self) -> std::path::PathBuf {
-        self.dir.path().canonicalize().unwrap().join("data")
-    }
-
+impl LocalTroved {
     /// Creates an instance from `body` (`{"instance": ...}`) and waits until it is ACTIVE.
     async fn create_active(&self, body: &Value) -> Value {
         let (status, created) = self.server.post("u", "p1", "/instances", body).await;

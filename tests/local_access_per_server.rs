@@ -12,45 +12,18 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::local::{installation, local_list, show, Guard};
-use common::TestServer;
+use common::local::LocalTroved;
+use common::local::{installation, local_list, show};
+
 use serde_json::{json, Value};
 use troved::local::{Datastore, Installation};
 
-/// A troved with the local provider on a fresh data directory, and its reaper.
-struct Fixture {
-    // Dropped in this order: troved first, then what it left, then the files.
-    server: TestServer,
-    _guard: Guard,
-    dir: tempfile::TempDir,
-}
+type Fixture = LocalTroved;
 
-impl Fixture {
-    async fn start(ports: &str, extra: &[&str]) -> Fixture {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        // The database user must traverse to the data directory (a tempdir is 0700).
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
-        let data_dir = dir.path().canonicalize().unwrap().join("data");
-        let args = [&["--provider", "local", "--local-ports", ports][..], extra].concat();
-        let server = TestServer::start(&data_dir, &args).await;
-        Fixture {
-            server,
-            _guard: Guard {
-                root: data_dir.join("local"),
-            },
-            dir,
-        }
-    }
-
-    fn data_dir(&self) -> PathBuf {
-        self.dir.path().canonicalize().unwrap().join("data")
-    }
-
+impl LocalTroved {
     /// Polls show until the instance is ACTIVE and `done` holds.
     async fn wait_active(&self, id: &str, done: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + Duration::from_secs(120);

@@ -14,55 +14,16 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::local::{alive, installation, local_list, reads, wait_until, Guard};
+use common::local::LocalTroved;
+use common::local::{alive, installation, local_list, reads, wait_until};
 use common::TestServer;
 use serde_json::{json, Value};
 use troved::local::{Datastore, Installation};
 
-/// A troved with the local provider on a fresh data directory, and its reaper.
-struct Fixture {
-    // Dropped in this order: troved first, then what it left, then the files.
-    server: TestServer,
-    _guard: Guard,
-    dir: tempfile::TempDir,
-}
+type Fixture = LocalTroved;
 
-impl Fixture {
-    async fn start(ports: &str) -> Fixture {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        // The database user must traverse it (a tempdir is 0700).
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
-        let data_dir = dir.path().canonicalize().unwrap().join("data");
-        let root = data_dir.join("local");
-        let root_arg = root.to_string_lossy().into_owned();
-        let server = TestServer::start(
-            &data_dir,
-            &[
-                "--provider",
-                "local",
-                "--local-ports",
-                ports,
-                "--local-root",
-                &root_arg,
-                "--heartbeat-secs",
-                "1",
-                "--sim-latency-ms",
-                "50",
-            ],
-        )
-        .await;
-        Fixture {
-            server,
-            _guard: Guard { root },
-            dir,
-        }
-    }
-
-    fn data_dir(&self) -> std::path::PathBuf {
-        self.dir.path().join("data")
-    }
-}
+/// Heartbeats every second, saga polls every 50 ms.
+const FAST: &[&str] = &["--heartbeat-secs", "1", "--sim-latency-ms", "50"];
 
 /// Creates an instance with user `app` on database `orders`, waits until it is
 /// ACTIVE/HEALTHY; its id and port.
@@ -189,7 +150,7 @@ async fn postgresql_refuses_an_invalid_value_and_keeps_running() {
     let Some(install) = installation(Datastore::Postgresql).await else {
         return;
     };
-    let f = Fixture::start("31800-31819").await;
+    let f = Fixture::start("31800-31819", FAST).await;
     let s = &f.server;
     let (id, port) = create_healthy(s, "pg-lots", &install).await;
     let before = query(&install, port, "SHOW shared_buffers").unwrap();
@@ -216,7 +177,7 @@ async fn postgresql_rolls_back_a_value_it_cannot_start_with() {
     let Some(install) = installation(Datastore::Postgresql).await else {
         return;
     };
-    let f = Fixture::start("31820-31839").await;
+    let f = Fixture::start("31820-31839", FAST).await;
     let s = &f.server;
     let (id, port) = create_healthy(s, "pg-huge", &install).await;
     let before = query(&install, port, "SHOW shared_buffers").unwrap();
@@ -259,7 +220,7 @@ async fn mariadb_refuses_a_bad_value_and_keeps_running_on_its_previous_values() 
     let Some(install) = installation(Datastore::Mariadb).await else {
         return;
     };
-    let f = Fixture::start("31840-31859").await;
+    let f = Fixture::start("31840-31859", FAST).await;
     let s = &f.server;
     let (id, port) = create_healthy(s, "maria-bogus", &install).await;
     let charset = "SELECT @@global.character_set_server";
@@ -299,7 +260,7 @@ async fn mariadb_takes_a_fractional_value_without_a_restart() {
     let Some(install) = installation(Datastore::Mariadb).await else {
         return;
     };
-    let f = Fixture::start("31860-31879").await;
+    let f = Fixture::start("31860-31879", FAST).await;
     let s = &f.server;
     let (id, port) = create_healthy(s, "maria-float", &install).await;
     let pid = server_pid(&f.data_dir()).expect("a running server");

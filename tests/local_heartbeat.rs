@@ -15,51 +15,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::local::Guard;
+use common::local::LocalTroved;
 use common::TestServer;
 use serde_json::{json, Value};
 use troved::local::{discover, Datastore, Installation};
 
-struct Fixture {
-    // Dropped in this order: troved first, then what it left (servers, mounts, loop
-    // devices), then the files.
-    server: TestServer,
-    _guard: Guard,
-    dir: tempfile::TempDir,
-}
+type Fixture = LocalTroved;
 
-impl Fixture {
-    async fn start(ports: &str) -> Fixture {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        // The database user must traverse to the data directory (a tempdir is 0700).
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
-        // Canonical: the guard matches command lines and the mount table, which have no
-        // symlinks.
-        let data_dir = dir.path().canonicalize().unwrap().join("data");
-        let args = ["--provider", "local", "--local-ports", ports];
-        let server = TestServer::start(
-            &data_dir,
-            &[
-                &args[..],
-                &["--heartbeat-secs", "1", "--sim-latency-ms", "50"],
-            ]
-            .concat(),
-        )
-        .await;
-        Fixture {
-            server,
-            _guard: Guard {
-                root: data_dir.join("local"),
-            },
-            dir,
-        }
-    }
-
-    fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-}
+/// Heartbeats every second, saga polls every 50 ms.
+const FAST: &[&str] = &["--heartbeat-secs", "1", "--sim-latency-ms", "50"];
 
 /// The servers `troved local list` reports (empty if it fails).
 fn servers(data_dir: &Path) -> Vec<Value> {
@@ -170,7 +134,7 @@ async fn a_killed_postgresql_reads_shutdown_then_comes_back_healthy_with_its_dat
     let Some(install) = postgresql().await else {
         return;
     };
-    let f = Fixture::start("32400-32449").await;
+    let f = Fixture::start("32400-32449", FAST).await;
     let s = &f.server;
     let (id, port) = create_healthy(s, &install).await;
     psql(
@@ -244,7 +208,7 @@ async fn a_postgresql_that_cannot_restart_goes_to_error_with_a_fault_and_recover
     let Some(install) = postgresql().await else {
         return;
     };
-    let f = Fixture::start("32450-32499").await;
+    let f = Fixture::start("32450-32499", FAST).await;
     let s = &f.server;
     let (id, port) = create_healthy(s, &install).await;
     let (pid, dir) = only_server(&f.data_dir());

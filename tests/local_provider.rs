@@ -15,53 +15,15 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::local::Guard;
+use common::local::LocalTroved;
 use common::TestServer;
 use serde_json::{json, Value};
 use troved::local::{Datastore, Installation};
 
-/// A troved with the local provider on a fresh data directory, and its reaper.
-struct Fixture {
-    // Dropped in this order: troved first, then what it left (servers, mounts, loop
-    // devices), then the files.
-    server: TestServer,
-    _guard: Guard,
-    dir: tempfile::TempDir,
-}
+type Fixture = LocalTroved;
 
-impl Fixture {
-    async fn start(ports: &str) -> Fixture {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        // The database user must traverse to the data directory (a tempdir is 0700).
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
-        // Canonical: the guard matches command lines and the mount table, which have no
-        // symlinks.
-        let data_dir = dir.path().canonicalize().unwrap().join("data");
-        let server = TestServer::start(
-            &data_dir,
-            &[
-                "--provider",
-                "local",
-                "--local-ports",
-                ports,
-                "--sim-latency-ms",
-                "50",
-            ],
-        )
-        .await;
-        Fixture {
-            server,
-            _guard: Guard {
-                root: data_dir.join("local"),
-            },
-            dir,
-        }
-    }
-
-    fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-}
+/// The saga polls every 50 ms.
+const FAST: &[&str] = &["--sim-latency-ms", "50"];
 
 fn create_body(name: &str, datastore: &str, version: &str) -> Value {
     json!({"instance": {
@@ -164,7 +126,7 @@ async fn create_connect_delete(datastore: Datastore, version: &str, ports: &str)
     let Some(install) = installation(datastore).await else {
         return;
     };
-    let f = Fixture::start(ports).await;
+    let f = Fixture::start(ports, FAST).await;
     let s = &f.server;
     let body = create_body("orders-db", datastore.manager(), version);
     let (status, created) = s.post("u", "p1", "/instances", &body).await;
@@ -225,7 +187,7 @@ async fn versions_without_binaries_are_inactive_and_refused() {
     let Some(install) = installation(Datastore::Postgresql).await else {
         return;
     };
-    let f = Fixture::start("31100-31149").await;
+    let f = Fixture::start("31100-31149", FAST).await;
     let s = &f.server;
     let (status, body) = s.get("u", "p1", "/datastores/postgresql").await;
     assert_eq!(status, 200, "{body}");
@@ -266,7 +228,7 @@ async fn attach_changes_the_value(
     let Some(install) = installation(datastore).await else {
         return;
     };
-    let f = Fixture::start(ports).await;
+    let f = Fixture::start(ports, FAST).await;
     let s = &f.server;
     let version = install.series.clone();
     let body = create_body("configured", datastore.manager(), &version);
@@ -341,7 +303,7 @@ async fn a_lost_local_state_refuses_to_start_until_restored() {
     let Some(install) = installation(Datastore::Postgresql).await else {
         return;
     };
-    let mut f = Fixture::start("31250-31299").await;
+    let mut f = Fixture::start("31250-31299", FAST).await;
     let body = create_body("kept", "postgresql", &install.series);
     let (status, created) = f.server.post("u", "p1", "/instances", &body).await;
     assert_eq!(status, 200, "{created}");

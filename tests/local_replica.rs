@@ -15,41 +15,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::local::{processes_under, servers_by_data_dir, Guard};
+use common::local::LocalTroved;
+use common::local::{processes_under, servers_by_data_dir};
 use common::TestServer;
 use serde_json::{json, Value};
 use troved::local::{Datastore, Installation};
 
-/// A troved with the local provider on a fresh data directory, and its reaper.
-struct Fixture {
-    // Dropped in this order: troved first, then what it left, then the files.
-    server: TestServer,
-    _guard: Guard,
-    dir: tempfile::TempDir,
-}
-
-impl Fixture {
-    async fn start(ports: &str, extra: &[&str]) -> Fixture {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        // The database user must traverse to the data directory (a tempdir is 0700).
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
-        let data_dir = dir.path().canonicalize().unwrap().join("data");
-        let args = [&["--provider", "local", "--local-ports", ports][..], extra].concat();
-        let server = TestServer::start(&data_dir, &args).await;
-        Fixture {
-            server,
-            _guard: Guard {
-                root: data_dir.join("local"),
-            },
-            dir,
-        }
-    }
-
-    fn data_dir(&self) -> PathBuf {
-        self.dir.path().canonicalize().unwrap().join("data")
-    }
-}
+type Fixture = LocalTroved;
 
 /// The private port of a shown instance (beside `127.0.0.1`).
 fn port_of(inst: &Value) -> u16 {

@@ -192,3 +192,45 @@ pub async fn wait_until(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A temporary directory the database user can traverse (a tempdir is 0700).
+pub fn traversable_tempdir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    dir
+}
+
+/// A troved with the local provider on a fresh data directory, and its reaper. Dropped in
+/// this order: troved first, then what it left (servers, mounts, loop devices), then the
+/// files.
+pub struct LocalTroved {
+    pub server: TestServer,
+    pub guard: Guard,
+    pub dir: tempfile::TempDir,
+}
+
+impl LocalTroved {
+    /// `troved serve --provider local --local-ports PORTS EXTRA…` on `<tempdir>/data`,
+    /// its local root the default `<data>/local`.
+    pub async fn start(ports: &str, extra: &[&str]) -> LocalTroved {
+        let dir = traversable_tempdir();
+        // Canonical: the guard matches command lines and the mount table, which have no
+        // symlinks.
+        let data_dir = dir.path().canonicalize().unwrap().join("data");
+        let args = [&["--provider", "local", "--local-ports", ports][..], extra].concat();
+        let server = TestServer::start(&data_dir, &args).await;
+        LocalTroved {
+            server,
+            guard: Guard {
+                root: data_dir.join("local"),
+            },
+            dir,
+        }
+    }
+
+    /// Its data directory (canonical).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().canonicalize().unwrap().join("data")
+    }
+}
