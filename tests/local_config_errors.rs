@@ -10,8 +10,10 @@
 
 mod common;
 
+use common::local::app_query as query;
+
 use std::path::Path;
-use std::process::Command;
+
 use std::time::{Duration, Instant};
 
 use common::local::LocalTroved;
@@ -45,37 +47,6 @@ async fn create_healthy(s: &TestServer, name: &str, install: &Installation) -> (
     })
     .await;
     (id, common::local::endpoint(&inst, "private").1)
-}
-
-/// Runs `sql` as `app` on `orders` over TCP; Ok(stdout) or Err(stderr).
-fn query(install: &Installation, port: u16, sql: &str) -> Result<String, String> {
-    let port = port.to_string();
-    let out = match install.datastore {
-        Datastore::Postgresql => Command::new(install.tool("psql"))
-            .arg(format!(
-                "postgresql://app:s3cret-pw@127.0.0.1:{port}/orders"
-            ))
-            .args(["-X", "-w", "-A", "-t", "-c", sql])
-            .env_remove("PGPASSWORD")
-            .output(),
-        _ => Command::new(install.tool("mariadb"))
-            .args([
-                "--no-defaults",
-                "--protocol=TCP",
-                "-h",
-                "127.0.0.1",
-                "-P",
-                &port,
-            ])
-            .args(["-u", "app", "-ps3cret-pw", "orders", "-N", "-e", sql])
-            .output(),
-    }
-    .expect("run the client");
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
-    }
 }
 
 /// The pid of the only database server troved runs (`troved local list`).

@@ -11,6 +11,8 @@
 
 mod common;
 
+use common::local::app_query as query;
+
 use common::local::{alive, installation, local_list, reads, wait_until};
 
 use std::path::{Path, PathBuf};
@@ -213,37 +215,6 @@ async fn delete(s: &TestServer, id: &str) {
             "instance {id} not deleted in time"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Runs `sql` as `app` on `orders` over TCP; Ok(stdout) or Err(stderr).
-fn query(install: &Installation, port: u16, sql: &str) -> Result<String, String> {
-    let port = port.to_string();
-    let out = match install.datastore {
-        Datastore::Postgresql => Command::new(install.tool("psql"))
-            .arg(format!(
-                "postgresql://app:s3cret-pw@127.0.0.1:{port}/orders"
-            ))
-            .args(["-X", "-w", "-A", "-t", "-c", sql])
-            .env_remove("PGPASSWORD")
-            .output(),
-        _ => Command::new(install.tool("mariadb"))
-            .args([
-                "--no-defaults",
-                "--protocol=TCP",
-                "-h",
-                "127.0.0.1",
-                "-P",
-                &port,
-            ])
-            .args(["-u", "app", "-ps3cret-pw", "orders", "-N", "-e", sql])
-            .output(),
-    }
-    .expect("run the client");
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
     }
 }
 

@@ -9,6 +9,8 @@
 
 mod common;
 
+use common::local::app_query as query;
+
 use common::local::{installation, local_list};
 
 use std::path::{Path, PathBuf};
@@ -26,40 +28,6 @@ type Fixture = LocalTroved;
 /// The private port of a shown instance (beside `127.0.0.1`).
 fn port_of(inst: &Value) -> u16 {
     common::local::endpoint(inst, "private").1
-}
-
-/// Runs `sql` as `app` on `orders` over TCP on 127.0.0.1; Ok(stdout) or Err(stderr).
-fn query(install: &Installation, port: u16, sql: &str) -> Result<String, String> {
-    let port = port.to_string();
-    let out = match install.datastore {
-        Datastore::Postgresql => Command::new(install.tool("psql"))
-            .arg(format!(
-                "postgresql://app:s3cret-pw@127.0.0.1:{port}/orders"
-            ))
-            .args(["-X", "-w", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
-            .env_remove("PGPASSWORD")
-            .output(),
-        _ => Command::new(install.tool("mariadb"))
-            .args(["--no-defaults", "--protocol=TCP", "-h", "127.0.0.1"])
-            .args([
-                "-P",
-                &port,
-                "-u",
-                "app",
-                "-ps3cret-pw",
-                "orders",
-                "-N",
-                "-e",
-                sql,
-            ])
-            .output(),
-    }
-    .expect("run the client");
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
 }
 
 /// The ids in table `t`, in order, comma-separated.

@@ -234,3 +234,35 @@ impl LocalTroved {
         self.dir.path().canonicalize().unwrap().join("data")
     }
 }
+
+/// Runs `sql` as `app` (password `s3cret-pw`) on `orders` at 127.0.0.1:`port` through
+/// the datastore's own client over TCP; Ok(stdout) or Err(stderr), both trimmed.
+pub fn app_query(install: &Installation, port: u16, sql: &str) -> Result<String, String> {
+    let port = port.to_string();
+    let out = match install.datastore {
+        Datastore::Postgresql => Command::new(install.tool("psql"))
+            .arg(format!(
+                "postgresql://app:s3cret-pw@127.0.0.1:{port}/orders"
+            ))
+            .args(["-X", "-w", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .env_remove("PGPASSWORD")
+            .output(),
+        _ => Command::new(install.tool("mariadb"))
+            .args([
+                "--no-defaults",
+                "--protocol=TCP",
+                "-h",
+                "127.0.0.1",
+                "-P",
+                &port,
+            ])
+            .args(["-u", "app", "-ps3cret-pw", "orders", "-N", "-e", sql])
+            .output(),
+    }
+    .expect("run the client");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
+}
