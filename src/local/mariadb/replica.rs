@@ -148,7 +148,9 @@ impl Mariadb {
             }
         }
         let limit = self.opts.timeout * 4;
-        proc::run(cmd, None, &[], limit).await?;
+        proc::run(cmd, None, &[], limit)
+            .await
+            .map_err(primary_gone_is_transient)?;
         let script = format!("SET SESSION sql_log_bin = 0;\nsource {}\n", dump.display());
         let loaded = proc::run(self.client(replica), Some(&script), &[], limit).await;
         let _ = std::fs::remove_file(&dump);
@@ -245,6 +247,26 @@ impl Replication for Mariadb {
         }
         // The option file without read_only, for the next start.
         self.write_options(inst, &Self::saved_values(inst))
+    }
+}
+
+/// A primary that went away during the dump (restarted for its binary log, or by the
+/// supervisor) is worth a retry, which starts the copy over; not a failed build. The
+/// error becomes an I/O one, which the provider reports as transient.
+fn primary_gone_is_transient(e: LocalError) -> LocalError {
+    const PASSING: [&str; 3] = [
+        "Lost connection to server",
+        "Server has gone away",
+        "Can't connect to",
+    ];
+    match e {
+        LocalError::Command { stderr, .. } if PASSING.iter().any(|p| stderr.contains(p)) => {
+            LocalError::io(
+                "dump the primary",
+                std::io::Error::new(std::io::ErrorKind::ConnectionAborted, stderr.trim()),
+            )
+        }
+        e => e,
     }
 }
 
