@@ -30,6 +30,7 @@
 // Functions stay short enough to read at once: the threshold (80 lines) is in clippy.toml.
 #![warn(clippy::too_many_lines)]
 
+pub mod backup_store;
 pub mod catalog;
 pub mod cli;
 pub mod config;

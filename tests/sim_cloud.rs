@@ -73,6 +73,7 @@ fn prepare_request(instance: Uuid, name: &str, server_id: &str) -> PrepareReques
         configuration: Some(serde_json::json!({"max_connections": 100})),
         replica_of: None,
         allowed_cidrs: vec![],
+        restore: None,
     }
 }
 

@@ -861,6 +861,7 @@ impl SagaRunner {
             configuration: group.map(|g| serde_json::to_value(&g.values).unwrap_or_default()),
             replica_of: s.replica_of,
             allowed_cidrs: access::allowed_cidrs(s.access.as_ref()),
+            restore: None,
         })
     }
 

@@ -162,6 +162,83 @@ pub struct PrepareRequest {
     /// `access.allowed_cidrs`: the IPv4 CIDRs network logins may come from (empty: any).
     #[serde(default)]
     pub allowed_cidrs: Vec<String>,
+    /// `restorePoint`: the data comes from this backup instead of an empty database;
+    /// the request's databases and users are created on top of it.
+    #[serde(default)]
+    pub restore: Option<RestoreRequest>,
+}
+
+/// The backup a new instance is built from (`restorePoint.backupRef`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreRequest {
+    /// The backup asked for.
+    pub backup_id: Uuid,
+    /// Its artifacts in the order they apply: the full backup first, then each
+    /// incremental down to the one asked for (just one for a full backup).
+    pub chain: Vec<ArtifactRef>,
+}
+
+/// A stored backup artifact, as a restore reads it back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArtifactRef {
+    pub backup_id: Uuid,
+    /// Where the backup store keeps it ([`crate::backup_store::BackupStore::get`]).
+    pub location: String,
+    /// Lower-case hex SHA-256 of the artifact's bytes: a restore refuses any other.
+    pub checksum: String,
+}
+
+/// A backup to take.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupRequest {
+    pub backup_id: Uuid,
+    pub instance_id: Uuid,
+    /// The instance's server (the provider's id).
+    pub server_id: String,
+    pub datastore_manager: String,
+    pub datastore_version: String,
+    /// The storage location name (`swift_container`; the default container otherwise).
+    pub container: String,
+    /// For an incremental backup: its parent (what the changes are counted from).
+    pub parent: Option<ParentArtifact>,
+}
+
+/// The parent of an incremental backup.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParentArtifact {
+    pub backup_id: Uuid,
+    pub location: String,
+    /// Where in the engine's log the parent ended (MariaDB: its `to_lsn`), as the
+    /// parent's [`Artifact::engine_position`] recorded it.
+    pub engine_position: Option<String>,
+}
+
+/// A backup artifact once stored and committed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Artifact {
+    pub location: String,
+    /// Bytes stored.
+    pub size: u64,
+    /// Lower-case hex SHA-256 of the stored bytes.
+    pub checksum: String,
+    /// Where in the engine's log the backup ends, for a later incremental (MariaDB:
+    /// the `to_lsn` of its checkpoints); `None` where the engine has no incrementals.
+    pub engine_position: Option<String>,
+}
+
+/// Takes backups of running instances (restores are part of
+/// [`GuestAgent::prepare`], [`PrepareRequest::restore`]).
+#[async_trait]
+pub trait BackupAgent: Send + Sync {
+    /// Whether this provider can take incremental backups of `manager` at `version`;
+    /// the API refuses `incremental` (400) where it cannot.
+    fn supports_incremental(&self, manager: &str, version: &str) -> bool;
+
+    /// Copies the instance's data, consistent as of one moment while the database keeps
+    /// serving, into the backup store (streamed, never whole in memory) and commits it
+    /// there. Idempotent per `backup_id`: a call after a crash starts over and replaces
+    /// whatever the interrupted one left; a failed call leaves no artifact.
+    async fn take_backup(&self, req: &BackupRequest) -> Result<Artifact, ProviderError>;
 }
 
 /// A user the guest creates.
