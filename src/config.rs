@@ -331,6 +331,26 @@ pub struct ServeConfig {
     )]
     pub quota_volumes: i64,
 
+    /// Where backup artifacts are kept: `file:///absolute/dir` or
+    /// `s3://bucket/prefix` (endpoint and credentials from the AWS_* environment). Default:
+    /// `file://<data dir>/backups`.
+    #[arg(long, env = "TROVED_BACKUP_STORE")]
+    pub backup_store: Option<String>,
+
+    /// Longest one backup copy may take before it counts as failed (and is retried).
+    #[arg(long, env = "TROVED_BACKUP_TIMEOUT_SECS", default_value_t = 6 * 3600)]
+    pub backup_timeout_secs: u64,
+
+    /// Per-project backup quota: live backups (-1 = unlimited; upstream's
+    /// `max_backups_per_tenant`).
+    #[arg(
+        long,
+        env = "TROVED_QUOTA_BACKUPS",
+        default_value_t = 50,
+        allow_negative_numbers = true
+    )]
+    pub quota_backups: i64,
+
     /// Where instances are provisioned: `sim`, the simulated cloud persisted in
     /// `cloud.db` in the data directory; `local`, real PostgreSQL and MariaDB servers
     /// on this machine (docs/providers.md); `auto`, `local` when at least one of their
@@ -465,6 +485,18 @@ impl ServeConfig {
     /// The secret-key file (kept apart from the log; see docs/security.md).
     pub fn secrets_path(&self) -> PathBuf {
         self.data_dir.join("secrets.db")
+    }
+
+    /// The backup store's URL (`--backup-store`, default `file://<data dir>/backups`,
+    /// the data directory made absolute).
+    pub fn backup_store_url(&self) -> String {
+        match &self.backup_store {
+            Some(url) => url.clone(),
+            None => {
+                let dir = std::path::absolute(&self.data_dir).unwrap_or(self.data_dir.clone());
+                format!("file://{}", dir.join("backups").display())
+            }
+        }
     }
 }
 

@@ -78,12 +78,16 @@ async fn open_vault_and_provider(
     let (vault, lost_secrets) =
         reconcile::check_vault(&cfg.secrets_path(), models, cfg.accept_lost_secrets)?;
     let vault = Arc::new(vault);
+    let backup_store = crate::backup_store::open(&cfg.backup_store_url())
+        .await
+        .map_err(ServerError::Config)?;
+    tracing::info!(url = %backup_store.url(), "backup store");
     let (providers, state_file, local) = match choice {
-        Choice::Sim => (
-            sim_providers(&Arc::new(open_cloud(cfg, models)?)),
-            cfg.cloud_path(),
-            None,
-        ),
+        Choice::Sim => {
+            let cloud = Arc::new(open_cloud(cfg, models)?);
+            cloud.attach_backup_store(backup_store.clone());
+            (sim_providers(&cloud), cfg.cloud_path(), None)
+        }
         Choice::Local(local) => {
             let provider = Arc::new(open_local(cfg, models, local, vault.clone()).await?);
             let state_file = provider.state_path();
@@ -96,6 +100,7 @@ async fn open_vault_and_provider(
         providers,
         state_file,
         local,
+        backup_store,
     })
 }
 
@@ -133,6 +138,7 @@ fn local_providers(local: &Arc<LocalProvider>) -> Providers {
         compute: local.clone(),
         guests: local.clone(),
         inventory: local.clone(),
+        backups: Arc::new(crate::saga::backups::NoBackups),
     }
 }
 
@@ -143,6 +149,8 @@ struct Opened {
     lost_secrets: Vec<uuid::Uuid>,
     /// Every provider port (one provider serves them all).
     providers: Providers,
+    /// Where backup artifacts are kept.
+    backup_store: Arc<dyn crate::backup_store::BackupStore>,
     /// The provider's own state file (`cloud.db`, the local `state.json`).
     state_file: PathBuf,
     /// The local provider, whose servers the heartbeat supervisor looks after.
@@ -293,8 +301,9 @@ impl Server {
         // never works on an instance whose resources or secrets are gone.
         let reconciler =
             reconcile_at_start(cfg, &bus, &models, &opened, &mut tasks, &stop_rx).await?;
-        let runner = saga_runner(cfg, &bus, &opened, &catalog, &all, stop_rx.clone());
+        let (runner, backups) = sagas(cfg, &bus, &opened, &catalog, &all, &stop_rx);
         tasks.spawn(run_saga_runner(runner, dyn_store.clone(), models.clone()));
+        tasks.spawn(run_backup_runner(backups, dyn_store.clone()));
         // Read-model snapshots: periodically and at shutdown (runtime::snapshot).
         tasks.spawn(snapshot::keep(
             cfg.data_dir.clone(),
@@ -304,8 +313,7 @@ impl Server {
             stop_rx.clone(),
         ));
 
-        // The events a start from a snapshot did not replay are checked in the
-        // background (runtime::unreadable).
+        // Events before a snapshot are checked in the background (runtime::unreadable).
         if from > Position::START {
             tokio::spawn(scan_before_snapshot(dyn_store.clone(), from, all.clone()));
         }
@@ -326,17 +334,9 @@ impl Server {
             public_url: cfg.public_url.clone(),
             heartbeat_expiry,
             heartbeats,
+            backup_agent: opened.providers.backups.clone(),
         };
-        let limits = http::BodyLimits {
-            max_bytes: cfg.max_body_bytes,
-            read_timeout: Duration::from_secs(cfg.body_read_timeout_secs),
-        };
-        let http = serve_http(
-            listener,
-            http::router(state, limits),
-            net_config(cfg),
-            shutdown,
-        );
+        let http = serve_api(cfg, listener, state, shutdown);
         tracing::info!(%addr, "troved serving");
         Ok(Server {
             addr,
@@ -389,6 +389,7 @@ fn command_bus(
         catalog: catalog.clone(),
         models: all.instances.clone(),
         configurations: all.configurations.clone(),
+        backups: all.backups.clone(),
     };
     CommandBus::new(
         store.clone(),
@@ -424,6 +425,7 @@ fn load_catalog(cfg: &ServeConfig) -> Result<StaticCatalog, ServerError> {
             quota_instances: cfg.quota_instances,
             quota_ram: cfg.quota_ram,
             quota_volumes: cfg.quota_volumes,
+            quota_backups: cfg.quota_backups,
         },
     )?)
 }
@@ -537,6 +539,7 @@ fn sim_providers(cloud: &Arc<SimCloud>) -> Providers {
         compute: cloud.clone(),
         guests: cloud.clone(),
         inventory: cloud.clone(),
+        backups: cloud.clone(),
     }
 }
 
@@ -622,6 +625,7 @@ fn saga_runner(
         providers: opened.providers.clone(),
         catalog: catalog.clone(),
         configurations: all.configurations.clone(),
+        backups: all.backups.clone(),
         policy: Policy {
             build_timeout: chrono::Duration::seconds(cfg.build_timeout_secs),
             upgrade_timeout: chrono::Duration::seconds(cfg.upgrade_timeout_secs),
@@ -673,6 +677,69 @@ fn start_supervisor(
 }
 
 /// Background task: the saga runner; returns its name when it ends.
+/// The API on `listener`, with the operator's body limits and connection settings.
+fn serve_api(
+    cfg: &ServeConfig,
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> tokio::task::JoinHandle<std::io::Result<()>> {
+    let limits = http::BodyLimits {
+        max_bytes: cfg.max_body_bytes,
+        read_timeout: Duration::from_secs(cfg.body_read_timeout_secs),
+    };
+    serve_http(
+        listener,
+        http::router(state, limits),
+        net_config(cfg),
+        shutdown,
+    )
+}
+
+/// The instance saga and the backup saga.
+fn sagas(
+    cfg: &ServeConfig,
+    bus: &CommandBus,
+    opened: &Opened,
+    catalog: &Arc<StaticCatalog>,
+    all: &ReadModels,
+    stop_rx: &watch::Receiver<bool>,
+) -> (SagaRunner, crate::saga::backups::BackupRunner) {
+    (
+        saga_runner(cfg, bus, opened, catalog, all, stop_rx.clone()),
+        backup_runner(cfg, bus, opened, all, stop_rx.clone()),
+    )
+}
+
+/// The backup saga over the provider's backup agent and the backup store.
+fn backup_runner(
+    cfg: &ServeConfig,
+    bus: &CommandBus,
+    opened: &Opened,
+    all: &ReadModels,
+    shutdown: watch::Receiver<bool>,
+) -> crate::saga::backups::BackupRunner {
+    crate::saga::backups::BackupRunner::new(crate::saga::backups::BackupRunnerDeps {
+        bus: bus.clone(),
+        agent: opened.providers.backups.clone(),
+        store: opened.backup_store.clone(),
+        backups: all.backups.clone(),
+        instances: all.instances.clone(),
+        copy_timeout: Duration::from_secs(cfg.backup_timeout_secs),
+        shutdown,
+    })
+}
+
+async fn run_backup_runner(
+    runner: crate::saga::backups::BackupRunner,
+    store: Arc<dyn EventStore>,
+) -> &'static str {
+    if let Err(e) = runner.run(store).await {
+        tracing::error!(error = %e, "the backup saga stopped");
+    }
+    "the backup saga"
+}
+
 async fn run_saga_runner(
     runner: SagaRunner,
     store: Arc<dyn EventStore>,

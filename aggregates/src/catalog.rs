@@ -116,4 +116,9 @@ pub trait Catalog {
     fn backup(&self, id: Uuid) -> Option<Backup>;
     /// Current usage and limits of a project.
     fn quota(&self, project_id: &str) -> QuotaUsage;
+    /// Whether a backup of instance `id` runs now (its status is `BACKUP`): actions
+    /// on it are refused meanwhile (upstream's `Backup.running`).
+    fn backup_running(&self, _id: Uuid) -> bool {
+        false
+    }
 }

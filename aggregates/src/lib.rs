@@ -21,6 +21,7 @@
 // Functions stay short enough to read at once: the threshold (80 lines) is in clippy.toml.
 #![warn(clippy::too_many_lines)]
 
+pub mod backup;
 pub mod catalog;
 pub mod configuration;
 pub mod fault;

@@ -2,9 +2,13 @@
 //! `GET /instances/{id}/backups` (spec `supporting-resources.md` §4), and the backup
 //! view they render.
 //!
-//! No event produces backups yet (creating them is a later issue), so the models are
-//! fed through [`BackupModels::upsert`], which the backup events' `apply` will call. The
-//! rendering is here, beside the record, because it is a pure function of it.
+//! The projector feeds [`BackupModels::apply`] with the events of the `backup-<uuid>`
+//! streams: each backup's state is folded with the aggregate's `evolve`, and its record
+//! (what the views render) derived from it. The rendering is here, beside the record,
+//! because it is a pure function of it. Besides the lists, the models answer what the
+//! command path and the views ask of backups: which instances have one running (their
+//! status is `BACKUP`), the live children of a backup, the last completed backup of an
+//! instance, and the chain of artifacts a restore reads.
 //!
 //! Indexes: all live backups, per project and per instance, each ordered by `updated`
 //! descending (offset paging, scheme B), so a query walks only what it may return.
@@ -14,55 +18,18 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 
+use aggregates::backup::{self as backup, Backup, BackupEvent};
+use aggregates::Position;
 use chrono::{DateTime, Utc};
+use dashmap::DashMap;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::views::timestamp;
 
-/// A backup's state (spec §4.1).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum BackupStatus {
-    /// Accepted, not started (running).
-    New,
-    /// The guest is taking it (running).
-    Building,
-    /// Being written to storage (running).
-    Saving,
-    /// Usable for a restore.
-    Completed,
-    /// The backup failed.
-    Failed,
-    /// A delete failed; the backup is kept.
-    DeleteFailed,
-    /// Restored into an instance; still usable for another restore.
-    Restored,
-}
-
-impl BackupStatus {
-    /// The wire name, e.g. `COMPLETED`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BackupStatus::New => "NEW",
-            BackupStatus::Building => "BUILDING",
-            BackupStatus::Saving => "SAVING",
-            BackupStatus::Completed => "COMPLETED",
-            BackupStatus::Failed => "FAILED",
-            BackupStatus::DeleteFailed => "DELETE_FAILED",
-            BackupStatus::Restored => "RESTORED",
-        }
-    }
-
-    /// `NEW`, `BUILDING`, `SAVING`: a running backup puts its instance in `BACKUP`.
-    pub fn is_running(self) -> bool {
-        matches!(
-            self,
-            BackupStatus::New | BackupStatus::Building | BackupStatus::Saving
-        )
-    }
-}
+pub use aggregates::backup::BackupStatus;
 
 /// The datastore version a backup was taken from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -106,6 +73,8 @@ pub struct BackupRecord {
     pub datastore: Option<BackupDatastore>,
     /// Soft-deleted: invisible everywhere.
     pub deleted: bool,
+    /// Lower-case hex SHA-256 of the stored artifact, once completed.
+    pub checksum: Option<String>,
 }
 
 /// What `GET /backups` and `GET /instances/{id}/backups` select (all conditions
@@ -136,6 +105,10 @@ type OrderKey = (Reverse<DateTime<Utc>>, Uuid);
 
 #[derive(Debug, Default)]
 struct Inner {
+    /// Each backup's folded state and the position of the last event applied to it.
+    states: HashMap<Uuid, (Backup, Position)>,
+    /// Live backups by parent.
+    children: HashMap<Uuid, BTreeSet<Uuid>>,
     records: HashMap<Uuid, BackupRecord>,
     all: BTreeSet<OrderKey>,
     by_project: HashMap<String, BTreeSet<OrderKey>>,
@@ -188,12 +161,202 @@ pub struct BackupModels {
     // One lock over records and indexes: backups are few (50 per project by quota) and
     // change rarely, so a reader never sees a record without its index entry.
     inner: RwLock<Inner>,
+    /// Instances with a running backup (shared with the views).
+    running: RunningBackups,
+}
+
+/// A backup event as the projector hands it over.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProjectedBackupEvent {
+    /// Global position in `$all`.
+    pub position: Position,
+    pub backup_id: Uuid,
+    pub event: BackupEvent,
+}
+
+/// The instances that have a backup running (`NEW`, `BUILDING`, `SAVING`): their status
+/// is `BACKUP`. Shared between the backup models and every [`crate::ViewCtx`].
+#[derive(Clone, Default)]
+pub struct RunningBackups(Arc<DashMap<Uuid, BTreeSet<Uuid>>>);
+
+impl RunningBackups {
+    /// Whether instance `id` has a backup running.
+    pub fn any(&self, id: Uuid) -> bool {
+        self.0.get(&id).is_some_and(|s| !s.is_empty())
+    }
+
+    fn set(&self, instance: Uuid, backup: Uuid, running: bool) {
+        if running {
+            self.0.entry(instance).or_default().insert(backup);
+        } else {
+            self.0.remove_if_mut(&instance, |_, s| {
+                s.remove(&backup);
+                s.is_empty()
+            });
+        }
+    }
+}
+
+impl std::fmt::Debug for RunningBackups {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RunningBackups({} instances)", self.0.len())
+    }
+}
+
+/// Two handles are equal when they share the same map (it is live data).
+impl PartialEq for RunningBackups {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+/// The record the views render, derived from a backup's state.
+pub fn record_of(b: &Backup) -> BackupRecord {
+    let artifact = b.artifact.as_ref();
+    BackupRecord {
+        id: b.id.unwrap_or_default(),
+        name: b.name.clone(),
+        description: b.description.clone(),
+        location_ref: artifact.map(|a| a.location.clone()),
+        instance_id: Some(b.instance_id),
+        created: b.created,
+        updated: b.updated,
+        size: b.size_gb(),
+        status: b.status,
+        parent_id: b.parent_id,
+        project_id: b.project_id.clone(),
+        datastore: Some(BackupDatastore {
+            datastore_id: b.datastore.datastore_id,
+            name: b.datastore.datastore_name.clone(),
+            version: b.datastore.version_name.clone(),
+            version_id: b.datastore.version_id,
+        }),
+        deleted: b.deleted,
+        checksum: artifact.map(|a| a.checksum.clone()),
+    }
 }
 
 impl BackupModels {
     /// Empty models.
     pub fn new() -> BackupModels {
         BackupModels::default()
+    }
+
+    /// Applies one backup event: folds it into the backup's state and moves its record
+    /// in every index. Idempotent per position: an event at or before the last one
+    /// applied to that backup changes nothing.
+    pub fn apply(&self, ev: &ProjectedBackupEvent) {
+        let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        let (old, last) = inner.states.remove(&ev.backup_id).unwrap_or_default();
+        if ev.position <= last && old.exists() {
+            inner.states.insert(ev.backup_id, (old, last));
+            return;
+        }
+        let new = backup::evolve(old.clone(), &ev.event);
+        if let Some(parent) = old.parent_id.filter(|_| old.is_live()) {
+            if let Some(set) = inner.children.get_mut(&parent) {
+                set.remove(&ev.backup_id);
+            }
+        }
+        if let Some(parent) = new.parent_id.filter(|_| new.is_live()) {
+            inner
+                .children
+                .entry(parent)
+                .or_default()
+                .insert(ev.backup_id);
+        }
+        self.running.set(
+            new.instance_id,
+            ev.backup_id,
+            new.is_live() && new.status.is_running(),
+        );
+        let record = record_of(&new);
+        inner.states.insert(ev.backup_id, (new, ev.position));
+        if let Some(old) = inner.records.remove(&record.id) {
+            inner.unindex(&old);
+        }
+        inner.index(&record);
+        inner.records.insert(record.id, record);
+    }
+
+    /// The shared set of instances with a running backup, for the views.
+    pub fn running(&self) -> RunningBackups {
+        self.running.clone()
+    }
+
+    /// A backup's folded state, deleted or not.
+    pub fn state(&self, id: Uuid) -> Option<Backup> {
+        let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        inner.states.get(&id).map(|(b, _)| b.clone())
+    }
+
+    /// The live backups whose parent is `id`.
+    pub fn children(&self, id: Uuid) -> Vec<Uuid> {
+        let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        inner
+            .children
+            .get(&id)
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// The instance's live backup completed last (by `updated`), as upstream's
+    /// `get_last_completed` picks the parent of an `incremental` create.
+    pub fn last_completed(&self, instance: Uuid) -> Option<Backup> {
+        let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        inner
+            .by_instance
+            .get(&instance)?
+            .iter()
+            .filter_map(|(_, id)| inner.states.get(id))
+            .map(|(b, _)| b)
+            .find(|b| b.is_live() && b.status == BackupStatus::Completed)
+            .cloned()
+    }
+
+    /// Backups with work left for the saga: running, or deleted with an artifact still
+    /// stored.
+    pub fn with_work(&self) -> Vec<Uuid> {
+        let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        inner
+            .states
+            .iter()
+            .filter(|(_, (b, _))| (b.is_live() && b.status.is_running()) || b.artifact_to_remove())
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// The live backups of `project` (the `backups` quota's usage).
+    pub fn count_live(&self, project: &str) -> usize {
+        let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        inner.by_project.get(project).map_or(0, BTreeSet::len)
+    }
+
+    /// Every backup's state and position, for a read-model snapshot.
+    pub fn image(&self) -> Vec<(Backup, Position)> {
+        let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        let mut all: Vec<(Backup, Position)> = inner.states.values().cloned().collect();
+        all.sort_by_key(|(b, _)| b.id);
+        all
+    }
+
+    /// Replaces the models with a snapshot's [`BackupModels::image`].
+    pub fn restore(&self, image: Vec<(Backup, Position)>) {
+        let mut fresh = Inner::default();
+        self.running.0.clear();
+        for (b, position) in image {
+            let Some(id) = b.id else { continue };
+            if let Some(parent) = b.parent_id.filter(|_| b.is_live()) {
+                fresh.children.entry(parent).or_default().insert(id);
+            }
+            self.running
+                .set(b.instance_id, id, b.is_live() && b.status.is_running());
+            let record = record_of(&b);
+            fresh.index(&record);
+            fresh.records.insert(id, record);
+            fresh.states.insert(id, (b, position));
+        }
+        *self.inner.write().unwrap_or_else(PoisonError::into_inner) = fresh;
     }
 
     /// Inserts or replaces the record with `record.id`, moving it in every index
@@ -275,7 +438,9 @@ impl BackupModels {
 }
 
 /// The backup view (spec §4.2), used by every backup list and by show. No `links`;
-/// `datastore` only when the backup has a datastore version.
+/// `datastore` only when the backup has a datastore version. Beyond upstream's keys:
+/// `checksum`, the SHA-256 of the stored artifact (`null` until completed), so a user
+/// can verify a downloaded artifact (upstream keeps its checksum in the database only).
 pub fn backup_view(r: &BackupRecord) -> Value {
     let mut v = json!({
         "id": r.id,
@@ -289,6 +454,7 @@ pub fn backup_view(r: &BackupRecord) -> Value {
         "status": r.status.as_str(),
         "parent_id": r.parent_id,
         "project_id": r.project_id,
+        "checksum": r.checksum,
     });
     if let Some(ds) = &r.datastore {
         v["datastore"] = json!({
@@ -325,6 +491,7 @@ mod tests {
             project_id: project.into(),
             datastore: None,
             deleted: false,
+            checksum: None,
         }
     }
 
@@ -434,7 +601,7 @@ mod tests {
     }
 
     #[test]
-    fn view_has_every_key_of_the_upstream_sample_but_storage_driver() {
+    fn view_has_every_key_of_the_upstream_sample_but_storage_driver_and_a_checksum() {
         let mut r = record(1, "p1", Some(9), 10);
         r.size = Some(0.14);
         r.parent_id = Some(Uuid::from_u128(5));
@@ -455,6 +622,7 @@ mod tests {
             "name",
             "parent_id",
             "project_id",
+            "checksum",
             "size",
             "status",
             "updated",

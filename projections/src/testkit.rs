@@ -183,5 +183,6 @@ pub fn ctx(project: &str, admin: bool, now: DateTime<Utc>) -> ViewCtx {
         now,
         heartbeat_expiry: None,
         heartbeats: Default::default(),
+        running_backups: Default::default(),
     }
 }

@@ -62,10 +62,6 @@ impl FileStore {
         Ok(removed)
     }
 
-    fn location(&self, container: &str, name: &str) -> String {
-        format!("file://{}/{container}/{name}", self.root.display())
-    }
-
     /// The file of a location this store made; anything else is refused.
     fn path_of(&self, location: &str) -> Result<PathBuf, ProviderError> {
         let foreign = || {
@@ -172,6 +168,10 @@ impl BackupStore for FileStore {
                 .map_err(|e| io_error("deleting the backup artifact", e))?;
         }
         Ok(())
+    }
+
+    fn location(&self, container: &str, name: &str) -> String {
+        format!("file://{}/{container}/{name}", self.root.display())
     }
 
     fn url(&self) -> String {

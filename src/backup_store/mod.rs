@@ -63,6 +63,10 @@ pub trait BackupStore: Send + Sync {
     /// Deletes an artifact; deleting one that is gone succeeds.
     async fn delete(&self, location: &str) -> Result<(), ProviderError>;
 
+    /// The location artifact `name` of `container` has (or would have) in this store:
+    /// how a failed backup's leftover is found and removed.
+    fn location(&self, container: &str, name: &str) -> String;
+
     /// The store's URL, for logs and `docs/operations.md`'s questions.
     fn url(&self) -> String;
 }

@@ -36,6 +36,8 @@ pub struct Limits {
     pub quota_instances: i64,
     pub quota_ram: i64,
     pub quota_volumes: i64,
+    /// Live backups per project (upstream `max_backups_per_tenant`).
+    pub quota_backups: i64,
 }
 
 impl Default for Limits {
@@ -46,6 +48,7 @@ impl Default for Limits {
             quota_instances: 10,
             quota_ram: -1,
             quota_volumes: 40,
+            quota_backups: 50,
         }
     }
 }

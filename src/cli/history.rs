@@ -96,6 +96,7 @@ fn as_of_view(
         now: t,
         heartbeat_expiry: None,
         heartbeats: Default::default(),
+        running_backups: Default::default(),
     };
     let view = timeline::as_of_view(inst, &ctx, &AsOfLookup { configuration });
     eprintln!(

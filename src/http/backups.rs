@@ -1,14 +1,16 @@
-//! The backup read endpoints (spec `supporting-resources.md` §4.3 and
-//! `instances-api.md` §13): lists and show over [`projections::backups`]. Creating and
-//! deleting backups is a later issue.
+//! The backup endpoints (spec `supporting-resources.md` §4.3 and `instances-api.md`
+//! §13): lists and show over [`projections::backups`], create and delete through the
+//! backup command path (`runtime::backups`); the saga runner does the copying.
 //!
 //! Paging is scheme B (`instances-api.md` §3.4): `marker` is an offset, `limit`
 //! defaults to 20 (`backups_page_size`) and is not capped, rows are `updated`
 //! descending, and a `next` link is emitted whenever the page is full.
 
+use aggregates::backup::{Backup, BackupCommand};
+use aggregates::instance::Caller;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, Uri};
-use axum::Json;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::{Extension, Json};
 use projections::backups::{backup_view, BackupFilter, BackupRecord};
 use serde_json::{json, Value};
 use utoipa_axum::router::OpenApiRouter;
@@ -21,7 +23,11 @@ use super::error::{ApiError, ApiResult};
 use super::instances::instance_with_server;
 use super::openapi as oa;
 use super::request::{limit, offset, param, view_ctx, QueryPairs};
-use super::AppState;
+use super::request_body::backup::BackupCreateBody;
+use super::request_body::JsonBody;
+use super::{AppState, RequestId};
+use crate::runtime::backups::BackupSupport;
+use crate::runtime::codec::CommandMeta;
 
 /// `backups_page_size`: the default page size (not a cap).
 const BACKUPS_PAGE_SIZE: usize = 20;
@@ -29,8 +35,8 @@ const BACKUPS_PAGE_SIZE: usize = 20;
 /// The backup routes, below `/v1.0/{project_id}`.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(list))
-        .routes(routes!(show))
+        .routes(routes!(list, create))
+        .routes(routes!(show, delete))
         .routes(routes!(instance_backups))
 }
 
@@ -167,6 +173,110 @@ async fn show(
     Ok(Json(json!({ "backup": backup_view(&backup) })))
 }
 
+/// `POST /v1.0/{project_id}/backups` (`backup:create`): 202 with the new backup (status
+/// `NEW`); the instance shows `BACKUP` until the copy ends. Refusals as upstream: an
+/// instance that is missing or another project's (404) or cannot act (422, also while
+/// another backup of it runs), a datastore the provider cannot back up (422), the
+/// `backups` quota (413); stricter: a parent of another instance (400), a parent not
+/// completed (409), an increment where the engine has none (400).
+#[utoipa::path(
+    post,
+    path = "/v1.0/{project_id}/backups",
+    operation_id = "createBackup",
+    tag = "backups",
+    params(oa::ProjectPath),
+    request_body = BackupCreateBody,
+    responses(
+        (status = 202, description = "Accepted", body = oa::BackupShow),
+        (status = 404, description = "No such instance or parent backup", body = oa::ErrorBody),
+        (status = 413, description = "Quota exceeded", body = oa::ErrorBody),
+        (status = 422, description = "The instance cannot be backed up now", body = oa::ErrorBody),
+    ),
+)]
+async fn create(
+    State(state): State<AppState>,
+    Identity(caller): Identity,
+    Extension(rid): Extension<RequestId>,
+    JsonBody(body): JsonBody<BackupCreateBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let cmd = body.backup.command()?;
+    let BackupCommand::CreateBackup(c) = &cmd else {
+        unreachable!("a create body makes a create");
+    };
+    let support = state
+        .models
+        .instance(c.instance_id)
+        .and_then(|i| i.datastore)
+        .map(|d| BackupSupport {
+            backups: state.backup_agent.supports_backups(&d.manager),
+            incremental: state
+                .backup_agent
+                .supports_incremental(&d.manager, &d.version_name),
+        })
+        .unwrap_or(BackupSupport {
+            backups: true,
+            incremental: true,
+        });
+    let backup = execute(&state, Uuid::new_v4(), &cmd, &caller, &rid, support).await?;
+    let view = backup_view(&projections::backups::record_of(&backup));
+    Ok((StatusCode::ACCEPTED, Json(json!({ "backup": view }))))
+}
+
+/// `DELETE /v1.0/{project_id}/backups/{id}` (`backup:delete`): 202; the backup is gone
+/// from lists and show at once, its artifact removed from the store next (a removal
+/// that fails brings it back as `DELETE_FAILED`). A running backup (422) and, unlike
+/// upstream (which deletes them too), a backup that increments depend on (422) are
+/// refused.
+#[utoipa::path(
+    delete,
+    path = "/v1.0/{project_id}/backups/{id}",
+    operation_id = "deleteBackup",
+    tag = "backups",
+    params(oa::IdPath),
+    responses(
+        (status = 202, description = "Accepted"),
+        (status = 404, description = "No such backup", body = oa::ErrorBody),
+        (status = 422, description = "Running, or increments depend on it", body = oa::ErrorBody),
+    ),
+)]
+async fn delete(
+    State(state): State<AppState>,
+    Path((_project, raw_id)): Path<(String, String)>,
+    Identity(caller): Identity,
+    Extension(rid): Extension<RequestId>,
+) -> ApiResult<StatusCode> {
+    let id = Uuid::parse_str(&raw_id).map_err(|_| ApiError::resource_not_found(&raw_id))?;
+    let support = BackupSupport {
+        backups: true,
+        incremental: true,
+    };
+    execute(
+        &state,
+        id,
+        &BackupCommand::DeleteBackup,
+        &caller,
+        &rid,
+        support,
+    )
+    .await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+async fn execute(
+    state: &AppState,
+    id: Uuid,
+    cmd: &BackupCommand,
+    caller: &Caller,
+    rid: &RequestId,
+    support: BackupSupport,
+) -> ApiResult<Backup> {
+    let meta = CommandMeta::for_request(caller, &rid.0);
+    Ok(state
+        .bus
+        .execute_backup(id, cmd, caller, &meta, support)
+        .await?)
+}
+
 /// `GET /v1.0/{project_id}/instances/{id}/backups` (`instance:backups`, spec
 /// `instances-api.md` §13): the instance's non-deleted backups (non-admins: of their
 /// own project only). The instance must have a compute server (404 / 422 first).
@@ -269,6 +379,7 @@ mod tests {
             project_id: "p1".into(),
             datastore: None,
             deleted: false,
+            checksum: None,
         };
         let uri: Uri = "/v1.0/p1/backups?limit=1&marker=3&x=y".parse().unwrap();
         let params = q(&[("limit", "1"), ("marker", "3"), ("x", "y")]);

@@ -75,6 +75,8 @@ pub struct AppState {
     pub heartbeat_expiry: Option<chrono::Duration>,
     /// The last good heartbeat per instance (in memory, written by the supervisor).
     pub heartbeats: projections::views::Heartbeats,
+    /// What the provider can back up (a create's 422 and 400 checks).
+    pub backup_agent: Arc<dyn crate::saga::ports::BackupAgent>,
 }
 
 /// The request id of the current request (`req-<uuid>`), set by [`request_id`].

@@ -81,6 +81,7 @@ pub fn view_ctx(state: &AppState, headers: &HeaderMap, caller: &Caller) -> ViewC
         now: Utc::now(),
         heartbeat_expiry: state.heartbeat_expiry,
         heartbeats: state.heartbeats.clone(),
+        running_backups: state.backups.running(),
     }
 }
 

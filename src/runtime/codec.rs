@@ -128,6 +128,18 @@ pub fn decode_configuration_event(
     )?)
 }
 
+/// Decodes a stored backup event (streams `backup-<uuid>`).
+pub fn decode_backup_event(
+    r: &RecordedEvent,
+) -> Result<aggregates::backup::BackupEvent, CodecError> {
+    let version = schema_version(r)?;
+    Ok(aggregates::backup::decode_slice(
+        &r.event_type,
+        version,
+        &r.data,
+    )?)
+}
+
 /// The `schema_version` of a stored event's envelope. [`encode_parts`] writes it as the
 /// first key, so it is read from there without parsing the rest; any other layout (an
 /// envelope written by another tool, reordered keys) is parsed as JSON for that one key.

@@ -510,6 +510,17 @@ impl CommandBus {
         &self.inner.lookups
     }
 
+    /// The event store the bus appends to.
+    pub fn store(&self) -> &Arc<dyn EventStore> {
+        &self.inner.store
+    }
+
+    /// Takes the keyed locks `keys` (see [`CommandBus::execute`]), for the command paths
+    /// of other aggregates whose rules read an instance's read models.
+    pub async fn lock_keys(&self, keys: Vec<String>) -> KeyedGuards {
+        self.inner.locks.lock_all(keys).await
+    }
+
     /// Whether the read models have applied `position`, waiting at most `within` for
     /// them to get there (the readiness probe); with the position they have applied.
     pub async fn applied_within(&self, position: Position, within: Duration) -> (bool, Position) {
@@ -672,6 +683,7 @@ mod tests {
             catalog: Arc::new(StaticCatalog::builtin(Limits::default())),
             models: Arc::default(),
             configurations: Arc::default(),
+            backups: Arc::default(),
         };
         let ahead = Position {
             commit: u64::MAX,

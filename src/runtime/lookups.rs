@@ -15,6 +15,8 @@ pub struct Lookups {
     pub models: Arc<projections::InstanceModels>,
     /// Configuration groups (their own streams and read models).
     pub configurations: Arc<projections::configurations::ConfigurationModels>,
+    /// Backups (their own streams and read models).
+    pub backups: Arc<projections::backups::BackupModels>,
 }
 
 impl aggregates::catalog::Catalog for Lookups {
@@ -63,9 +65,19 @@ impl aggregates::catalog::Catalog for Lookups {
         self.models.live_replica_count(id)
     }
 
-    fn backup(&self, _id: Uuid) -> Option<aggregates::catalog::Backup> {
-        // Backups arrive with a later issue; none exist yet.
-        None
+    fn backup(&self, id: Uuid) -> Option<aggregates::catalog::Backup> {
+        let b = self.backups.state(id).filter(|b| b.is_live())?;
+        Some(aggregates::catalog::Backup {
+            id,
+            project_id: b.project_id.clone(),
+            state: b.status.as_str().into(),
+            size: b.size_gb(),
+            datastore_name: Some(b.datastore.datastore_name.clone()),
+        })
+    }
+
+    fn backup_running(&self, id: Uuid) -> bool {
+        self.backups.running().any(id)
     }
 
     fn quota(&self, project_id: &str) -> aggregates::catalog::QuotaUsage {

@@ -8,6 +8,7 @@
 //! - [`codec`]: the events' store encoding and their metadata envelope;
 //! - [`unreadable`]: the events of the log that do not decode, where they are.
 
+pub mod backups;
 pub mod codec;
 pub mod commands;
 pub mod configurations;

@@ -10,9 +10,10 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
+use aggregates::backup::backup_id_of_stream;
 use aggregates::configuration::configuration_id_of_stream;
 use aggregates::instance::{instance_id_of_stream, InstanceEvent};
-use projections::backups::BackupModels;
+use projections::backups::{BackupModels, ProjectedBackupEvent};
 use projections::configurations::{ConfigurationModels, ProjectedConfigurationEvent};
 use projections::{ApplyOutcome, InstanceModels, ProjectedEvent};
 use tokio::sync::{mpsc, watch};
@@ -104,6 +105,7 @@ pub struct Decoded {
 enum Target {
     Instance(Result<ProjectedEvent, Undecodable>),
     Configuration(Result<ProjectedConfigurationEvent, Undecodable>),
+    Backup(Result<ProjectedBackupEvent, Undecodable>),
     /// Another category: the models only move their position.
     Other,
 }
@@ -141,6 +143,16 @@ pub fn decode(r: &RecordedEvent) -> Decoded {
                     position: r.position,
                     configuration_id,
                     revision: r.revision,
+                    event,
+                })
+                .map_err(undecodable),
+        )
+    } else if let Some(backup_id) = backup_id_of_stream(&r.stream) {
+        Target::Backup(
+            codec::decode_backup_event(r)
+                .map(|event| ProjectedBackupEvent {
+                    position: r.position,
+                    backup_id,
                     event,
                 })
                 .map_err(undecodable),
@@ -189,6 +201,16 @@ pub fn apply_decoded(models: &ReadModels, d: &Decoded) {
             apply_configuration(&models.configurations, event.as_ref());
             if let Err(Undecodable(bad)) = event {
                 models.unreadable.record(UnreadableEvent::clone(bad));
+            }
+            models.instances.advance_to(d.position);
+        }
+        Target::Backup(event) => {
+            match event {
+                Ok(e) => models.backups.apply(e),
+                Err(Undecodable(bad)) => {
+                    metrics::global().projection_anomaly(ProjectionAnomaly::Undecodable);
+                    models.unreadable.record(UnreadableEvent::clone(bad));
+                }
             }
             models.instances.advance_to(d.position);
         }

@@ -81,6 +81,9 @@ struct Header {
 struct Body {
     instances: InstancesImage,
     configurations: Vec<ConfigurationImage>,
+    /// Each backup's state and the position of its last event.
+    #[serde(default)]
+    backups: Vec<(aggregates::backup::Backup, Position)>,
 }
 
 /// Where the snapshot of the data directory `dir` lives.
@@ -280,6 +283,7 @@ fn load(models: &ReadModels, body: &[u8], cursor: Cursor) -> Result<(), Unusable
         let _ = models.instances.restore(InstancesImage::default());
         return Err(Unusable::Damaged(e));
     }
+    models.backups.restore(body.backups);
     for (id, project, group) in usage {
         models
             .configurations
@@ -297,6 +301,7 @@ async fn take(models: &ReadModels, gate: &tokio::sync::Mutex<()>) -> (Cursor, Bo
     let body = Body {
         instances: models.instances.image(),
         configurations: models.configurations.image(),
+        backups: models.backups.image(),
     };
     (cursor, body)
 }

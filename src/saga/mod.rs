@@ -18,6 +18,7 @@
 //! resources. Timeouts are part of the plan (they depend on the state's timestamps).
 
 mod access;
+pub mod backups;
 pub mod heartbeat;
 pub mod plan;
 pub mod ports;
@@ -76,6 +77,8 @@ pub struct Providers {
     /// What the cloud still has, for reconciliation (`crate::reconcile`); the runner
     /// itself never asks.
     pub inventory: Arc<dyn ports::ResourceInventory>,
+    /// Takes backups (`backups::BackupRunner`; restores are part of `prepare`).
+    pub backups: Arc<dyn ports::BackupAgent>,
 }
 
 /// Why a step did not complete (it is retried).
@@ -126,6 +129,8 @@ pub struct SagaRunner {
     shutdown: watch::Receiver<bool>,
     /// Configuration groups: their revisions and values, and which instances use them.
     configurations: Arc<ConfigurationModels>,
+    /// Backups: the chain a restore reads.
+    backups: Arc<projections::backups::BackupModels>,
     /// Steps taken at once, over all instances. Without a bound, a burst of creates
     /// (or the start-up scan after a crash under load) ran a step for every instance at
     /// once: each holding its stream in memory and contending for the store and the
@@ -144,6 +149,7 @@ pub struct SagaRunnerDeps {
     pub providers: Providers,
     pub catalog: Arc<StaticCatalog>,
     pub configurations: Arc<ConfigurationModels>,
+    pub backups: Arc<projections::backups::BackupModels>,
     pub policy: Policy,
     pub poll_interval: Duration,
     pub call_timeout: Duration,
@@ -165,6 +171,7 @@ impl SagaRunner {
             newest: Arc::new(DashMap::new()),
             shutdown: d.shutdown,
             configurations: d.configurations,
+            backups: d.backups,
             steps: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_STEPS)),
         }
     }
@@ -861,7 +868,13 @@ impl SagaRunner {
             configuration: group.map(|g| serde_json::to_value(&g.values).unwrap_or_default()),
             replica_of: s.replica_of,
             allowed_cidrs: access::allowed_cidrs(s.access.as_ref()),
-            restore: None,
+            restore: match s.restore_backup_id {
+                None => None,
+                Some(b) => Some(
+                    backups::restore_chain(&self.backups, b)
+                        .map_err(|m| StepError::Provider(ProviderError::Permanent(m)))?,
+                ),
+            },
         })
     }
 

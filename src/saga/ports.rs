@@ -193,6 +193,8 @@ pub struct ArtifactRef {
 pub struct BackupRequest {
     pub backup_id: Uuid,
     pub instance_id: Uuid,
+    /// Instance name, for fault injection by name pattern and for operators.
+    pub instance_name: String,
     /// The instance's server (the provider's id).
     pub server_id: String,
     pub datastore_manager: String,
@@ -230,6 +232,12 @@ pub struct Artifact {
 /// [`GuestAgent::prepare`], [`PrepareRequest::restore`]).
 #[async_trait]
 pub trait BackupAgent: Send + Sync {
+    /// Whether this provider can back up `manager` at all (upstream: a backup strategy
+    /// is configured for it); the API refuses a create (422) where it cannot.
+    fn supports_backups(&self, _manager: &str) -> bool {
+        true
+    }
+
     /// Whether this provider can take incremental backups of `manager` at `version`;
     /// the API refuses `incremental` (400) where it cannot.
     fn supports_incremental(&self, manager: &str, version: &str) -> bool;

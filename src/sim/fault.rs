@@ -13,6 +13,7 @@
 //!        / "delete_volume" / "create_server" / "server_status" / "set_public"
 //!        / "delete_server" / "prepare" / "guest_status" / "status" (= guest_status)
 //!        / "upgrade" / "apply_configuration" / "detach_replica" / "restrict_access"
+//!        / "backup"
 //! option = "rate=" FLOAT        ; probability in [0, 1] per attempt (default 1)
 //!        / "name=" GLOB         ; instance name pattern, `*` matches any run (default: all)
 //!        / "times=" N           ; transient and lost: attempts that may fail (default 2)
@@ -58,11 +59,12 @@ pub enum Step {
     ApplyConfiguration,
     DetachReplica,
     RestrictAccess,
+    Backup,
 }
 
 impl Step {
     /// Every step, in the order of the grammar.
-    pub const ALL: [Step; 15] = [
+    pub const ALL: [Step; 16] = [
         Step::CreateVolume,
         Step::AttachVolume,
         Step::DetachVolume,
@@ -78,6 +80,7 @@ impl Step {
         Step::ApplyConfiguration,
         Step::DetachReplica,
         Step::RestrictAccess,
+        Step::Backup,
     ];
 
     /// The name used in fault specs and messages.
@@ -98,6 +101,7 @@ impl Step {
             Step::ApplyConfiguration => "apply_configuration",
             Step::DetachReplica => "detach_replica",
             Step::RestrictAccess => "restrict_access",
+            Step::Backup => "backup",
         }
     }
 

@@ -33,6 +33,7 @@
 //!
 //! With zero latency a server is `ACTIVE` and a guest `HEALTHY` at the first poll.
 
+mod backup;
 mod db;
 pub mod fault;
 mod inventory;
@@ -290,6 +291,8 @@ struct Inner {
     latency: Duration,
     faults: FaultPlan,
     clock: Clock,
+    /// Where simulated backup artifacts go ([`SimCloud::attach_backup_store`]).
+    backup_store: std::sync::OnceLock<Arc<dyn crate::backup_store::BackupStore>>,
 }
 
 /// Which resource an id-addressed call is about, for fault targeting.
@@ -330,6 +333,7 @@ impl SimCloud {
                     wall_at_open: wall_ms(),
                     opened: tokio::time::Instant::now(),
                 },
+                backup_store: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -651,6 +655,9 @@ impl GuestAgent for SimCloud {
         self.pause().await;
         let lost =
             before_effect(self.inject_create(Step::Prepare, &req.instance_name, key)).await?;
+        if let Some(restore) = &req.restore {
+            self.check_restore(restore).await?;
+        }
         let (key, req, now) = (key.0.clone(), req.clone(), self.now());
         let result = self
             .call(move |conn, s| db::prepare(conn, s, &key, &req, now))

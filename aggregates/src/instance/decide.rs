@@ -73,7 +73,7 @@ pub fn decide(
         UpgradeDatastoreVersion { version } => upgrade(state, version, ctx),
         DetachReplica => {
             let id = updatable(state, ctx)?;
-            can_perform_action(state, id)?;
+            can_perform_action(state, id, ctx.catalog.backup_running(id))?;
             if state.replica_of.is_none() {
                 return Err(DomainError::NotAReplica(id));
             }
@@ -83,7 +83,7 @@ pub fn decide(
             let id = updatable(state, ctx)?;
             // Upstream has no gate here and would overwrite a running task; we require
             // the instance to be able to act (spec §11.7 recommendation).
-            can_perform_action(state, id)?;
+            can_perform_action(state, id, ctx.catalog.backup_running(id))?;
             Ok(vec![InstanceEvent::AccessUpdateRequested {
                 access: access.clone(),
                 at,
@@ -131,8 +131,13 @@ fn updatable(state: &Instance, ctx: &DecideCtx) -> Result<Uuid, DomainError> {
     Ok(id)
 }
 
-/// The "can perform action" gate (lifecycle §5.1).
-pub fn can_perform_action(state: &Instance, id: Uuid) -> Result<(), DomainError> {
+/// The "can perform action" gate (lifecycle §5.1); `backup_running`: a backup of the
+/// instance runs (its status is `BACKUP`), upstream's last check.
+pub fn can_perform_action(
+    state: &Instance,
+    id: Uuid,
+    backup_running: bool,
+) -> Result<(), DomainError> {
     let inputs = state.status_inputs();
     let compute = inputs.compute_status(Viewer::Command);
     let refuse = |kind, value: &str| DomainError::NotAvailableForAction {
@@ -148,6 +153,9 @@ pub fn can_perform_action(state: &Instance, id: Uuid) -> Result<(), DomainError>
     }
     if !state.service.action_allowed() {
         return Err(refuse("instance", inputs.status(Viewer::Command, false)));
+    }
+    if backup_running {
+        return Err(refuse("instance", "BACKUP"));
     }
     Ok(())
 }
@@ -242,7 +250,7 @@ fn upgrade(
     }
     // Upstream has no gate and would overwrite a running task (spec §11.6 recommends the
     // "can perform action" gate; we apply it).
-    can_perform_action(state, id)?;
+    can_perform_action(state, id, ctx.catalog.backup_running(id))?;
     Ok(vec![InstanceEvent::DatastoreVersionUpgradeRequested {
         from,
         to: datastore_ref(&datastore, target),
@@ -311,7 +319,7 @@ fn create(
         if !version.replication {
             return Err(DomainError::ReplicationNotSupported(datastore.name.clone()));
         }
-        can_perform_action(p, *pid)?;
+        can_perform_action(p, *pid, ctx.catalog.backup_running(*pid))?;
     }
     // Step 14: quota.
     check_quota(

@@ -16,10 +16,10 @@ pub mod evolve;
 pub mod state;
 pub mod status;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use command::*;
-pub use decide::{decide, decide_all, Caller, DecideCtx};
+pub use decide::{can_perform_action, decide, decide_all, Caller, DecideCtx};
 pub use error::DomainError;
 pub use event::*;
 pub use evolve::{evolve, evolve_in_place, fold};

@@ -302,6 +302,7 @@ fn request(r: &mut Rng) -> ViewCtx {
             .chance(2)
             .then(|| Duration::seconds(r.pick(&[0, 60, 3600]))),
         heartbeats: Default::default(),
+        running_backups: Default::default(),
     }
 }
 

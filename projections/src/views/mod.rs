@@ -53,6 +53,8 @@ pub struct ViewCtx {
     /// The last good heartbeat of each instance, kept in memory (not in the log): it
     /// stands for `service_status_updated` when newer than the last recorded status.
     pub heartbeats: Heartbeats,
+    /// The instances with a backup running: their status is `BACKUP`.
+    pub running_backups: crate::backups::RunningBackups,
 }
 
 /// When each instance's guest last answered a heartbeat check, and the volume usage
@@ -119,6 +121,7 @@ impl ViewCtx {
     /// when it is newer than the recorded one (lifecycle §4's rule then uses it too).
     pub fn status_inputs(&self, inst: &Instance) -> StatusInputs {
         let mut inputs = inst.status_inputs();
+        inputs.backup_running = inst.id.is_some_and(|id| self.running_backups.any(id));
         if let Some(beat) = inst.id.and_then(|id| self.heartbeats.last(id)) {
             inputs.service_updated = inputs.service_updated.max(beat);
         }

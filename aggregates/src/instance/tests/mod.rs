@@ -2,7 +2,7 @@
 //! spec's order of checks and messages (`instances-api.md` §8, §11, §12), `evolve` and
 //! the status model (`instance-lifecycle.md` §2-§5), and the event codec.
 
-mod support;
+pub(crate) mod support;
 
 mod codec;
 mod create;

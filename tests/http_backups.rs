@@ -1,0 +1,339 @@
+//! Backups over HTTP against the simulated cloud (issue #14): create, the instance's
+//! BACKUP status, completion with a real artifact in the backup store, restore,
+//! delete, every refusal, injected faults and a kill -9 in the middle of a copy. The
+//! real copies of PostgreSQL and MariaDB data are `tests/local_backup_http.rs`.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::TestServer;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+/// Polls `GET /backups/{id}` until `pred` holds (bounded); the backup, or `Null` for a 404.
+async fn wait_backup(
+    s: &TestServer,
+    project: &str,
+    id: &str,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = s.get("u", project, &format!("/backups/{id}")).await;
+        let b = if status == 404 {
+            Value::Null
+        } else {
+            body["backup"].clone()
+        };
+        if (status == 200 || status == 404) && pred(&b) {
+            return b;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "backup condition not reached: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+async fn create_backup(s: &TestServer, project: &str, body: Value) -> (u16, Value) {
+    s.post("u", project, "/backups", &json!({ "backup": body }))
+        .await
+}
+
+/// The file behind a `file://` location.
+fn artifact_path(location: &Value) -> PathBuf {
+    PathBuf::from(
+        location
+            .as_str()
+            .expect("a location")
+            .strip_prefix("file://")
+            .expect("a file:// location"),
+    )
+}
+
+fn sha256_of(path: &PathBuf) -> String {
+    hex::encode(Sha256::digest(std::fs::read(path).expect("the artifact")))
+}
+
+fn message(body: &Value) -> String {
+    body.as_object()
+        .and_then(|o| o.values().next())
+        .and_then(|f| f["message"].as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_backup_runs_completes_with_a_verifiable_artifact_restores_and_deletes() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(dir.path(), &["--sim-latency-ms", "400"]).await;
+    let id = s.create_active("u", "p1", "db1").await;
+
+    let (status, body) = create_backup(
+        &s,
+        "p1",
+        json!({"name": "nightly", "instance": id, "description": "d"}),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let b = &body["backup"];
+    assert_eq!(b["status"], "NEW");
+    assert_eq!(b["instance_id"], id.as_str());
+    assert_eq!(b["datastore"]["type"], "mysql");
+    assert_eq!(b["locationRef"], Value::Null);
+    let bid = b["id"].as_str().unwrap().to_string();
+
+    // While it runs, the instance is in BACKUP and refuses actions and another backup.
+    let (_, inst) = s.get("u", "p1", &format!("/instances/{id}")).await;
+    assert_eq!(inst["instance"]["status"], "BACKUP");
+    let (status, body) = create_backup(&s, "p1", json!({"name": "second", "instance": id})).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        message(&body).contains("(instance status was BACKUP)"),
+        "{body}"
+    );
+
+    let done = wait_backup(&s, "p1", &bid, |b| b["status"] == "COMPLETED").await;
+    let path = artifact_path(&done["locationRef"]);
+    assert!(path.starts_with(dir.path().join("backups")), "{path:?}");
+    assert_eq!(done["checksum"], sha256_of(&path).as_str());
+    assert!(done["size"].as_f64().unwrap() > 0.0);
+    s.wait_for("u", "p1", &id, |i| i["status"] == "ACTIVE")
+        .await;
+    for list in ["/backups", &format!("/instances/{id}/backups")] {
+        let (_, body) = s.get("u", "p1", list).await;
+        assert_eq!(body["backups"][0]["id"], bid.as_str(), "{list}");
+    }
+
+    // Restore into a new instance.
+    let mut create = common::create_body("restored");
+    create["instance"]["restorePoint"] = json!({"backupRef": bid});
+    let (status, body) = s.post("u", "p1", "/instances", &create).await;
+    assert_eq!(status, 200, "{body}");
+    let restored = body["instance"]["id"].as_str().unwrap().to_string();
+    s.wait_for("u", "p1", &restored, |i| i["status"] == "ACTIVE")
+        .await;
+
+    // Delete: gone at once, the artifact removed next.
+    let (status, _) = s.delete("u", "p1", &format!("/backups/{bid}")).await;
+    assert_eq!(status, 202);
+    let (status, _) = s.get("u", "p1", &format!("/backups/{bid}")).await;
+    assert_eq!(status, 404);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while path.exists() {
+        assert!(Instant::now() < deadline, "the artifact was not removed");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let (status, _) = s.delete("u", "p1", &format!("/backups/{bid}")).await;
+    assert_eq!(status, 404);
+    // A restore from the deleted backup is refused.
+    let (status, _) = s.post("u", "p1", "/instances", &create).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn bad_requests_get_trove_errors_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(dir.path(), &["--quota-backups", "2"]).await;
+    let id = s.create_active("u", "p1", "db1").await;
+    let other = s.create_active("u", "p1", "db2").await;
+    let nowhere = uuid::Uuid::new_v4().to_string();
+    let cases = [
+        (
+            json!({"name": "b", "instance": nowhere}),
+            404,
+            "itemNotFound",
+        ),
+        (json!({"name": "b"}), 400, "badRequest"),
+        (json!({"name": "", "instance": id}), 400, "badRequest"),
+        (
+            json!({"name": "b", "instance": "not-a-uuid"}),
+            400,
+            "badRequest",
+        ),
+        (
+            json!({"name": "b", "instance": id, "incremental": 2}),
+            400,
+            "badRequest",
+        ),
+        (
+            json!({"name": "b", "instance": id, "swift_container": "../etc"}),
+            400,
+            "badRequest",
+        ),
+        (
+            json!({"name": "b", "instance": id, "parent_id": nowhere}),
+            404,
+            "itemNotFound",
+        ),
+    ];
+    for (body, code, key) in cases {
+        let (status, got) = create_backup(&s, "p1", body.clone()).await;
+        assert_eq!(
+            (status, got.get(key).is_some()),
+            (code, true),
+            "{body} -> {got}"
+        );
+        assert_eq!(got[key]["code"], code);
+    }
+    // Another project's instance: 404, as if it did not exist.
+    let (status, _) = create_backup(&s, "p2", json!({"name": "b", "instance": id})).await;
+    assert_eq!(status, 404);
+    // A parent taken of another instance.
+    let (_, body) = create_backup(&s, "p1", json!({"name": "b", "instance": other})).await;
+    let parent = body["backup"]["id"].as_str().unwrap().to_string();
+    wait_backup(&s, "p1", &parent, |b| b["status"] == "COMPLETED").await;
+    let (status, body) = create_backup(
+        &s,
+        "p1",
+        json!({"name": "b", "instance": id, "parent_id": parent}),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    // Nothing was made by any of them: one backup, in every list.
+    let (_, list) = s.get("u", "p1", "/backups").await;
+    assert_eq!(list["backups"].as_array().unwrap().len(), 1, "{list}");
+    // Quota: 2 live backups per project.
+    let (_, body) = create_backup(&s, "p1", json!({"name": "b2", "instance": id})).await;
+    wait_backup(&s, "p1", body["backup"]["id"].as_str().unwrap(), |b| {
+        b["status"] == "COMPLETED"
+    })
+    .await;
+    let (status, body) = create_backup(&s, "p1", json!({"name": "b3", "instance": id})).await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(message(&body), "Quota exceeded for resources: ['backups'].");
+    // An unknown backupRef.
+    let mut create = common::create_body("restored");
+    create["instance"]["restorePoint"] = json!({"backupRef": nowhere});
+    let (status, body) = s.post("u", "p1", "/instances", &create).await;
+    assert_eq!(status, 404, "{body}");
+    // Deleting what does not exist, or another project's.
+    let (status, _) = s.delete("u", "p1", &format!("/backups/{nowhere}")).await;
+    assert_eq!(status, 404);
+    let (status, _) = s.delete("u", "p2", &format!("/backups/{parent}")).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn a_building_instance_cannot_be_backed_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(dir.path(), &["--sim-latency-ms", "1500"]).await;
+    let id = s.create("u", "p1", "slow").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, body) = create_backup(&s, "p1", json!({"name": "b", "instance": id})).await;
+    assert_eq!(status, 422, "{body}");
+}
+
+#[tokio::test]
+async fn increments_chain_and_a_parent_with_children_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(dir.path(), &[]).await;
+    let id = s.create_active("u", "p1", "db1").await;
+    let (_, body) = create_backup(&s, "p1", json!({"name": "full", "instance": id})).await;
+    let full = body["backup"]["id"].as_str().unwrap().to_string();
+    wait_backup(&s, "p1", &full, |b| b["status"] == "COMPLETED").await;
+    // `incremental: 1` takes the last completed backup as its parent.
+    let (status, body) = create_backup(
+        &s,
+        "p1",
+        json!({"name": "inc", "instance": id, "incremental": 1}),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["backup"]["parent_id"], full.as_str());
+    let inc = body["backup"]["id"].as_str().unwrap().to_string();
+    wait_backup(&s, "p1", &inc, |b| b["status"] == "COMPLETED").await;
+    // A restore of the increment reads the whole chain.
+    let mut create = common::create_body("restored");
+    create["instance"]["restorePoint"] = json!({"backupRef": inc});
+    let (_, body) = s.post("u", "p1", "/instances", &create).await;
+    let restored = body["instance"]["id"].as_str().unwrap().to_string();
+    s.wait_for("u", "p1", &restored, |i| i["status"] == "ACTIVE")
+        .await;
+    // The parent is kept while an increment depends on it.
+    let (status, body) = s.delete("u", "p1", &format!("/backups/{full}")).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(message(&body).contains(&inc), "{body}");
+    assert_eq!(s.delete("u", "p1", &format!("/backups/{inc}")).await.0, 202);
+    assert_eq!(
+        s.delete("u", "p1", &format!("/backups/{full}")).await.0,
+        202
+    );
+}
+
+#[tokio::test]
+async fn a_failed_backup_leaves_no_artifact_and_the_instance_active() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(
+        dir.path(),
+        &["--sim-fault", "backup:permanent:name=doomed*"],
+    )
+    .await;
+    let id = s.create_active("u", "p1", "doomed-1").await;
+    let (_, body) = create_backup(&s, "p1", json!({"name": "b", "instance": id})).await;
+    let bid = body["backup"]["id"].as_str().unwrap().to_string();
+    let failed = wait_backup(&s, "p1", &bid, |b| b["status"] == "FAILED").await;
+    assert_eq!(failed["locationRef"], Value::Null);
+    s.wait_for("u", "p1", &id, |i| i["status"] == "ACTIVE")
+        .await;
+    let container = dir.path().join("backups/database_backups");
+    let left: Vec<_> = std::fs::read_dir(&container)
+        .map(|d| d.collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+    // A failed backup may be deleted.
+    assert_eq!(s.delete("u", "p1", &format!("/backups/{bid}")).await.0, 202);
+}
+
+#[tokio::test]
+async fn a_kill_9_during_a_copy_ends_completed_after_the_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = TestServer::start(dir.path(), &["--sim-latency-ms", "3000"]).await;
+    let id = {
+        // A fast cloud for the build, a slow one for the copy.
+        s.terminate(Duration::from_secs(10));
+        let mut fast = TestServer::start(dir.path(), &[]).await;
+        let id = fast.create_active("u", "p1", "db1").await;
+        fast.terminate(Duration::from_secs(10));
+        id
+    };
+    s.restart().await;
+    let (_, body) = create_backup(&s, "p1", json!({"name": "b", "instance": id})).await;
+    let bid = body["backup"]["id"].as_str().unwrap().to_string();
+    wait_backup(&s, "p1", &bid, |b| b["status"] == "BUILDING").await;
+    s.kill();
+    let mut after = TestServer::start(dir.path(), &[]).await;
+    let done = wait_backup(&after, "p1", &bid, |b| b["status"] == "COMPLETED").await;
+    assert_eq!(
+        done["checksum"],
+        sha256_of(&artifact_path(&done["locationRef"])).as_str()
+    );
+    after
+        .wait_for("u", "p1", &id, |i| i["status"] == "ACTIVE")
+        .await;
+    after.terminate(Duration::from_secs(10));
+    // The log says the copy was started twice: the interrupted attempt, then the one
+    // that completed.
+    let log = rusqlite::Connection::open(dir.path().join("events.db")).unwrap();
+    let types: Vec<String> = log
+        .prepare("SELECT event_type FROM events WHERE stream = ?1 ORDER BY revision")
+        .unwrap()
+        .query_map([format!("backup-{bid}")], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "BackupCreated",
+            "BackupStarted",
+            "BackupStarted",
+            "BackupCompleted"
+        ]
+    );
+}
