@@ -2,7 +2,8 @@
 //!
 //! - `file://<dir>` ([`FileStore`], the default: `<data dir>/backups`): one file per
 //!   artifact, `<dir>/<container>/<name>`.
-//! - `s3://bucket/prefix`: an S3-compatible object store (see `s3.rs` when built).
+//! - `s3://bucket/prefix` ([`S3Store`]): objects `<prefix>/<container>/<name>` of an
+//!   S3-compatible object store, reached with the `AWS_*` variables ([`S3Settings`]).
 //!
 //! Every adapter streams: [`BackupStore::put`] reads the body in chunks while it hashes
 //! them (SHA-256), writes under a temporary name and commits (rename, or completes the
@@ -15,6 +16,7 @@
 //! artifacts), or hold an artifact whole in memory.
 
 mod file;
+mod s3;
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -24,6 +26,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, ReadBuf};
 
 pub use file::FileStore;
+pub use s3::{S3Settings, S3Store};
 
 use crate::saga::ports::ProviderError;
 
@@ -72,7 +75,8 @@ pub trait BackupStore: Send + Sync {
 }
 
 /// Opens the store `url` names: `file:///abs/dir` (created if missing, 0700), or
-/// `s3://bucket/prefix` where built in.
+/// `s3://bucket/prefix` with the endpoint, region and credentials of the environment
+/// ([`S3Settings::from_env`]).
 pub async fn open(url: &str) -> Result<std::sync::Arc<dyn BackupStore>, String> {
     if let Some(path) = url.strip_prefix("file://") {
         let store = FileStore::open(std::path::Path::new(path))
@@ -80,8 +84,13 @@ pub async fn open(url: &str) -> Result<std::sync::Arc<dyn BackupStore>, String> 
             .map_err(|e| format!("backup store {url}: {e}"))?;
         return Ok(std::sync::Arc::new(store));
     }
+    if url.starts_with("s3://") {
+        let store = S3Store::open(url, &S3Settings::from_env())
+            .map_err(|e| format!("backup store {url}: {e}"))?;
+        return Ok(std::sync::Arc::new(store));
+    }
     Err(format!(
-        "backup store {url}: unsupported URL (expected file:///absolute/dir)"
+        "backup store {url}: unsupported URL (expected file:///absolute/dir or s3://bucket/prefix)"
     ))
 }
 
