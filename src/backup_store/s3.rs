@@ -274,7 +274,7 @@ impl BackupStore for S3Store {
             .map_err(|e| ProviderError::Permanent(format!("invalid artifact name: {e}")))?;
         let (size, checksum) = self.upload(&path, body).await?;
         Ok(Stored {
-            location: format!("{}/{container}/{name}", self.url()),
+            location: self.location(container, name),
             size,
             checksum,
         })
@@ -309,6 +309,10 @@ impl BackupStore for S3Store {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(store_error("deleting the backup artifact", e)),
         }
+    }
+
+    fn location(&self, container: &str, name: &str) -> String {
+        format!("{}/{container}/{name}", self.url())
     }
 
     fn url(&self) -> String {
