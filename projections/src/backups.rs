@@ -18,15 +18,15 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{PoisonError, RwLock};
 
 use aggregates::backup::{self as backup, Backup, BackupEvent};
 use aggregates::Position;
 use chrono::{DateTime, Utc};
-use dashmap::DashMap;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+pub use crate::running::RunningBackups;
 use crate::views::timestamp;
 
 pub use aggregates::backup::BackupStatus;
@@ -174,42 +174,6 @@ pub struct ProjectedBackupEvent {
     pub event: BackupEvent,
 }
 
-/// The instances that have a backup running (`NEW`, `BUILDING`, `SAVING`): their status
-/// is `BACKUP`. Shared between the backup models and every [`crate::ViewCtx`].
-#[derive(Clone, Default)]
-pub struct RunningBackups(Arc<DashMap<Uuid, BTreeSet<Uuid>>>);
-
-impl RunningBackups {
-    /// Whether instance `id` has a backup running.
-    pub fn any(&self, id: Uuid) -> bool {
-        self.0.get(&id).is_some_and(|s| !s.is_empty())
-    }
-
-    fn set(&self, instance: Uuid, backup: Uuid, running: bool) {
-        if running {
-            self.0.entry(instance).or_default().insert(backup);
-        } else {
-            self.0.remove_if_mut(&instance, |_, s| {
-                s.remove(&backup);
-                s.is_empty()
-            });
-        }
-    }
-}
-
-impl std::fmt::Debug for RunningBackups {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "RunningBackups({} instances)", self.0.len())
-    }
-}
-
-/// Two handles are equal when they share the same map (it is live data).
-impl PartialEq for RunningBackups {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
-    }
-}
-
 /// The record the views render, derived from a backup's state.
 pub fn record_of(b: &Backup) -> BackupRecord {
     let artifact = b.artifact.as_ref();
@@ -343,7 +307,7 @@ impl BackupModels {
     /// Replaces the models with a snapshot's [`BackupModels::image`].
     pub fn restore(&self, image: Vec<(Backup, Position)>) {
         let mut fresh = Inner::default();
-        self.running.0.clear();
+        self.running.clear();
         for (b, position) in image {
             let Some(id) = b.id else { continue };
             if let Some(parent) = b.parent_id.filter(|_| b.is_live()) {

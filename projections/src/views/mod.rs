@@ -54,7 +54,7 @@ pub struct ViewCtx {
     /// stands for `service_status_updated` when newer than the last recorded status.
     pub heartbeats: Heartbeats,
     /// The instances with a backup running: their status is `BACKUP`.
-    pub running_backups: crate::backups::RunningBackups,
+    pub running_backups: crate::running::RunningBackups,
 }
 
 /// When each instance's guest last answered a heartbeat check, and the volume usage
