@@ -12,6 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use aggregates::backup::{self, BackupEvent, BackupStatus};
 use aggregates::configuration::{self, ConfigurationEvent};
 use aggregates::instance::{
     self, ComputeStatus, DecodeError, Instance, InstanceEvent, ServiceStatus, Task,
@@ -34,6 +35,8 @@ const CFG_A: &str = "c0ffee00-1a2b-4c3d-8e4f-5a6b7c8d9e01";
 /// The group it attaches later, whose life the configuration fixtures tell.
 const CFG_B: &str = "c0ffee00-1a2b-4c3d-8e4f-5a6b7c8d9e02";
 const MYSQL_80: &str = "3c9e1a7b-5d2f-4b8e-a6c4-1f0d9e8b7a63";
+/// The backup of the instance, whose life the backup fixtures tell.
+const BACKUP: &str = "b4c1c0de-0b1e-4a2c-9d3e-5f6a7b8c9d01";
 const MYSQL_84: &str = "7e2d4f6a-8b1c-4e3d-9f5a-2c6b8d0e4a17";
 
 // ---- loading ---------------------------------------------------------------------------
@@ -109,6 +112,7 @@ fn parse_file_name(file: &str) -> Option<(String, u32)> {
 enum Aggregate {
     Instance,
     Configuration,
+    Backup,
 }
 
 fn aggregate_of(event_type: &str) -> Option<(Aggregate, u32)> {
@@ -117,6 +121,7 @@ fn aggregate_of(event_type: &str) -> Option<(Aggregate, u32)> {
         .or_else(|| {
             configuration::current_version(event_type).map(|v| (Aggregate::Configuration, v))
         })
+        .or_else(|| backup::current_version(event_type).map(|v| (Aggregate::Backup, v)))
 }
 
 /// The fixture as the store would hand it back.
@@ -157,6 +162,23 @@ fn decode_configuration(f: &Fixture) -> (ConfigurationEvent, EventMetadata) {
         .unwrap_or_else(|e| panic!("{} does not decode on the fast path: {e}", f.file));
     assert_eq!(fast, event, "{}: the two decoders disagree", f.file);
     (event, meta)
+}
+
+/// Decodes a backup fixture the way the runtime reads the store.
+fn decode_backup(f: &Fixture) -> (BackupEvent, EventMetadata) {
+    let r = recorded(f, &format!("backup-{BACKUP}"), 0);
+    let (data, meta) =
+        codec::decode_parts(&r).unwrap_or_else(|e| panic!("{} envelope: {e}", f.file));
+    let event = backup::decode(&r.event_type, meta.schema_version, data)
+        .unwrap_or_else(|e| panic!("{} does not decode: {e}", f.file));
+    let fast = codec::decode_backup_event(&r)
+        .unwrap_or_else(|e| panic!("{} does not decode on the fast path: {e}", f.file));
+    assert_eq!(fast, event, "{}: the two decoders disagree", f.file);
+    (event, meta)
+}
+
+fn backup_event(file: &str) -> BackupEvent {
+    decode_backup(&load(file)).0
 }
 
 fn event(file: &str) -> InstanceEvent {
@@ -208,6 +230,7 @@ fn every_event_version_has_a_golden_fixture() {
             "aggregates::configuration::EVENT_VERSIONS",
             configuration::EVENT_VERSIONS,
         ),
+        ("aggregates::backup::EVENT_VERSIONS", backup::EVENT_VERSIONS),
     ];
     let mut missing = Vec::new();
     for (catalog, entries) in catalogs {
@@ -233,13 +256,16 @@ fn every_event_version_has_a_golden_fixture() {
 }
 
 #[test]
-fn instance_and_configuration_type_names_never_collide() {
-    let instance: BTreeSet<&str> = instance::EVENT_VERSIONS.iter().map(|(t, _)| *t).collect();
-    for (t, _) in configuration::EVENT_VERSIONS {
-        assert!(
-            !instance.contains(t),
-            "{t} is both an instance and a configuration event type"
-        );
+fn event_type_names_never_collide_across_aggregates() {
+    let mut seen = BTreeSet::new();
+    for catalog in [
+        instance::EVENT_VERSIONS,
+        configuration::EVENT_VERSIONS,
+        backup::EVENT_VERSIONS,
+    ] {
+        for (t, _) in catalog {
+            assert!(seen.insert(*t), "{t} is an event type of two aggregates");
+        }
     }
 }
 
@@ -298,6 +324,11 @@ fn every_fixture_decodes_with_the_production_decoders() {
                 let (t, v, body) = e.encode();
                 (t, v, body, e.at(), meta)
             }
+            Aggregate::Backup => {
+                let (e, meta) = decode_backup(&f);
+                let (t, v, body) = e.encode();
+                (t, v, body, e.at(), meta)
+            }
         };
         assert_eq!(event_type, f.event_type, "{}: decoded type", f.file);
         assert_eq!(
@@ -350,6 +381,9 @@ fn a_version_newer_than_the_build_is_refused_not_misread() {
             }
             Some((Aggregate::Configuration, _)) => {
                 configuration::decode(&f.event_type, newer, f.data.clone()).err()
+            }
+            Some((Aggregate::Backup, _)) => {
+                backup::decode(&f.event_type, newer, f.data.clone()).err()
             }
             None => panic!("{}: unknown type", f.file),
         };
@@ -782,4 +816,46 @@ fn the_configuration_group_story_folds() {
     assert_eq!(s.deleted_at, Some(ts("2024-03-05T17:00:00Z")));
     assert_eq!(s.name, "orders-tuning", "the name stays readable");
     assert_eq!(s.version, 3);
+}
+
+#[test]
+fn the_backup_story_folds() {
+    let created = backup_event("BackupCreated.v1.json");
+    let started = backup_event("BackupStarted.v1.json");
+    let completed = backup_event("BackupCompleted.v1.json");
+    let failed = backup_event("BackupFailed.v1.json");
+    let deleted = backup_event("BackupDeleted.v1.json");
+    let removed = backup_event("BackupArtifactRemoved.v1.json");
+    let deletion_failed = backup_event("BackupDeletionFailed.v1.json");
+
+    let s = backup::fold([&created]);
+    assert_eq!(s.id, Some(uuid(BACKUP)));
+    assert_eq!(s.instance_id, uuid(INSTANCE));
+    assert_eq!(
+        (s.name.as_str(), s.container.as_str()),
+        ("nightly", "database_backups")
+    );
+    assert_eq!(s.datastore.version_id, uuid(MYSQL_80));
+    assert_eq!(s.status, BackupStatus::New);
+    assert!(s.status.is_running());
+
+    let s = backup::fold([&created, &started, &completed]);
+    assert_eq!((s.status, s.attempts), (BackupStatus::Completed, 1));
+    let a = s.artifact.clone().expect("the artifact");
+    assert_eq!(a.size_bytes, 52_428_800);
+    assert_eq!(a.engine_position.as_deref(), Some("1895623"));
+    assert_eq!(s.updated, ts("2024-03-06T02:03:00Z"));
+
+    let s = backup::fold([&created, &started, &failed]);
+    assert_eq!(s.status, BackupStatus::Failed);
+    assert!(s.artifact.is_none() && s.fault.is_some());
+
+    let s = backup::fold([&created, &started, &completed, &deleted]);
+    assert!(!s.is_live() && s.artifact_to_remove());
+    let gone = backup::fold([&created, &started, &completed, &deleted, &removed]);
+    assert!(!gone.artifact_to_remove());
+    let kept = backup::fold([&created, &started, &completed, &deleted, &deletion_failed]);
+    assert!(kept.is_live());
+    assert_eq!(kept.status, BackupStatus::DeleteFailed);
+    assert_eq!(kept.version, 5);
 }
