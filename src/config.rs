@@ -400,6 +400,11 @@ pub struct ServeConfig {
     #[arg(long = "sim-zone", env = "TROVED_SIM_ZONES", value_delimiter = ';')]
     pub sim_zones: Vec<String>,
 
+    /// Simulated cloud: size of a simulated backup artifact, KiB (streamed, never held
+    /// in memory: a large one exercises the store and the restore's size check).
+    #[arg(long, env = "TROVED_SIM_BACKUP_KB", default_value_t = 64)]
+    pub sim_backup_kb: u64,
+
     /// Simulated cloud: seed of the fault injection (same seed, same failures).
     #[arg(long, env = "TROVED_SIM_SEED", default_value_t = 1)]
     pub sim_seed: u64,

@@ -185,6 +185,7 @@ fn sim_config(cfg: &ServeConfig) -> Result<SimConfig, ServerError> {
         latency: Duration::from_millis(cfg.sim_latency_ms),
         seed: cfg.sim_seed,
         faults,
+        backup_bytes: cfg.sim_backup_kb.saturating_mul(1024),
         ..SimConfig::default()
     };
     let zones = cfg

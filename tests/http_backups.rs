@@ -337,3 +337,28 @@ async fn a_kill_9_during_a_copy_ends_completed_after_the_restart() {
         ]
     );
 }
+
+#[tokio::test]
+async fn a_restore_into_a_volume_smaller_than_the_backup_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    // A simulated artifact of 1.05 GiB (streamed to the store, never held in memory).
+    let s = TestServer::start(dir.path(), &["--sim-backup-kb", "1100000"]).await;
+    let id = s.create_active("u", "p1", "db1").await;
+    let (_, body) = create_backup(&s, "p1", json!({"name": "big", "instance": id})).await;
+    let bid = body["backup"]["id"].as_str().unwrap().to_string();
+    let done = wait_backup(&s, "p1", &bid, |b| b["status"] == "COMPLETED").await;
+    assert!(done["size"].as_f64().unwrap() > 1.0, "{done}");
+    let mut create = common::create_body("too-small");
+    create["instance"]["restorePoint"] = json!({"backupRef": bid});
+    let (status, body) = s.post("u", "p1", "/instances", &create).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        message(&body).starts_with("Backup is too large for given flavor or volume."),
+        "{body}"
+    );
+    let (_, list) = s.get("u", "p1", "/instances").await;
+    assert_eq!(list["instances"].as_array().unwrap().len(), 1, "nothing half-made: {list}");
+    create["instance"]["volume"]["size"] = json!(2);
+    let (status, body) = s.post("u", "p1", "/instances", &create).await;
+    assert_eq!(status, 200, "{body}");
+}

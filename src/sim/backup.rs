@@ -16,7 +16,7 @@ use crate::saga::ports::{
     Artifact, BackupAgent, BackupRequest, IdempotencyKey, ProviderError, RestoreRequest,
 };
 
-/// Bytes of a simulated artifact after its header.
+/// Bytes of a simulated artifact after its header, unless `--sim-backup-kb` says.
 pub const SIM_ARTIFACT_BYTES: u64 = 64 * 1024;
 
 impl SimCloud {
@@ -88,7 +88,7 @@ impl BackupAgent for SimCloud {
         });
         let body: Body = Box::new(
             std::io::Cursor::new(format!("{header}\n").into_bytes())
-                .chain(tokio::io::repeat(b'.').take(SIM_ARTIFACT_BYTES)),
+                .chain(tokio::io::repeat(b'.').take(self.inner.backup_bytes)),
         );
         let stored = self
             .backup_store()?

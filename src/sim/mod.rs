@@ -141,6 +141,8 @@ pub struct SimConfig {
     pub zones: BTreeMap<String, ZoneCapacity>,
     /// The zone of requests that name none; must be one of `zones`.
     pub default_zone: String,
+    /// Bytes of a simulated backup artifact after its header.
+    pub backup_bytes: u64,
 }
 
 /// [`DEFAULT_LATENCY`], seed 0, no faults, one zone `nova` with the default capacity.
@@ -152,6 +154,7 @@ impl Default for SimConfig {
             faults: Vec::new(),
             zones: BTreeMap::from([(DEFAULT_ZONE.to_string(), ZoneCapacity::default())]),
             default_zone: DEFAULT_ZONE.to_string(),
+            backup_bytes: backup::SIM_ARTIFACT_BYTES,
         }
     }
 }
@@ -293,6 +296,8 @@ struct Inner {
     clock: Clock,
     /// Where simulated backup artifacts go ([`SimCloud::attach_backup_store`]).
     backup_store: std::sync::OnceLock<Arc<dyn crate::backup_store::BackupStore>>,
+    /// Bytes of a simulated backup artifact after its header.
+    backup_bytes: u64,
 }
 
 /// Which resource an id-addressed call is about, for fault targeting.
@@ -334,6 +339,7 @@ impl SimCloud {
                     opened: tokio::time::Instant::now(),
                 },
                 backup_store: std::sync::OnceLock::new(),
+                backup_bytes: config.backup_bytes,
             }),
         })
     }

@@ -659,6 +659,43 @@ def run(args):
             eq(r.rc, 1, "exit code")
             has(r.err, "Datastore version '9.9' cannot be found.", "stderr")
 
+        # -- backups (simulated artifacts in the real backup store) -----------------------
+        with report.check("database backup create <name> --instance <inst name>: NEW, then COMPLETED"):
+            b = cli("database", "backup", "create", "nightly", "--instance", S["inst_name"],
+                    "--description", "before the change", "-f", "json").json()
+            S["backup"] = b["id"]
+            eq((b["name"], b["instance_id"], b["status"]), ("nightly", S["inst"], "NEW"), "create")
+            deadline = time.monotonic() + POLL_TIMEOUT
+            while True:
+                b = cli("database", "backup", "show", S["backup"], "-f", "json").json()
+                if b["status"] == "COMPLETED":
+                    break
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"backup not COMPLETED: {b!r}")
+                time.sleep(0.2)
+            eq(len(b["checksum"]), 64, "checksum is a SHA-256")
+            has(b["locationRef"], S["backup"], "locationRef names the backup")
+
+        with report.check("database backup list: the backup, with its instance"):
+            rows = cli("database", "backup", "list", "-f", "json").json()
+            row = by(rows, "ID", S["backup"])
+            eq((row["Instance ID"], row["Status"]), (S["inst"], "COMPLETED"), "row")
+
+        with report.check("database backup create --instance unknown: error"):
+            r = cli("database", "backup", "create", "nope", "--instance", "no-such-instance")
+            eq(r.rc, 1, "exit code")
+
+        with report.check("database instance create --backup <id>: restored, ACTIVE"):
+            c = cli("database", "instance", "create", "restored1", "--flavor", "2", "--size", "2",
+                    "--datastore", "mysql", "--datastore-version", "8.0",
+                    "--backup", S["backup"], "-f", "json").json()
+            S["restored"] = c["id"]
+            wait_show(cli, S["restored"], active, "became ACTIVE")
+
+        with report.check("database backup delete <id>: gone"):
+            cli("database", "backup", "delete", S["backup"]).ok()
+            r = cli("database", "backup", "show", S["backup"], "-f", "json")
+            eq(r.rc, 1, "show after delete fails")
         # -- backups -----------------------------------------------------------------------
         with report.check("database backup list instance <name> (no backups)"):
             rows = cli("database", "backup", "list", "instance", S["inst_name"], "-f", "json").json()
