@@ -28,8 +28,9 @@ use crate::saga::ports::{
     Artifact, BackupAgent, BackupRequest, PrepareRequest, ProviderError, RestoreRequest,
 };
 
-/// Longest a backup may stream, as a multiple of the engine timeout (a tool that hangs
-/// must not hold the server's lock for ever; an hour with the default minute).
+/// Longest a backup may stream or a restore may take, as a multiple of the engine
+/// timeout (a tool that hangs must not hold the server's lock for ever; an hour with
+/// the default minute).
 const BACKUP_LIMIT_FACTOR: u32 = 60;
 
 #[async_trait]
@@ -124,6 +125,11 @@ impl LocalProvider {
         match tokio::time::timeout(limit, put).await {
             Ok(Ok(stored)) => Ok(stored),
             Ok(Err(e)) => Err(match failure.message() {
+                // Not the tool's fault: the server went away under it (killed, restarted
+                // by the supervisor); a retry starts over.
+                Some(tool) if running(inst).is_none() => ProviderError::Transient(format!(
+                    "the database server stopped during the backup: {tool}"
+                )),
                 Some(tool) => ProviderError::Permanent(format!("backup failed: {tool}")),
                 None => e,
             }),
@@ -222,7 +228,16 @@ impl LocalProvider {
         let base = inst.dir.join("restore");
         remove_earlier_copies(&base).await;
         let work = user::private_dir(user, &scratch_name(&base)).map_err(provider_error)?;
-        let made = self.unpack_chain(backups, &work, restore).await;
+        // Bounded as a backup is: a tool that hangs must not hold the server's lock for
+        // ever (dropping the work kills the tools).
+        let limit = self.inner.cfg.timeout * BACKUP_LIMIT_FACTOR;
+        let made = tokio::time::timeout(limit, self.unpack_chain(backups, &work, restore))
+            .await
+            .unwrap_or_else(|_| {
+                Err(ProviderError::Permanent(format!(
+                    "the restore did not finish within {limit:?}"
+                )))
+            });
         let moved = match made {
             Ok(partial) => tokio::fs::rename(&partial, &data)
                 .await
