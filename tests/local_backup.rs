@@ -341,7 +341,7 @@ fn data_dirs(root: &Path) -> (usize, Vec<PathBuf>) {
 
 #[tokio::test]
 async fn postgresql_restore_has_the_rows_of_the_backup_and_not_later_ones() {
-    let Some(f) = Fixture::open(Datastore::Postgresql, "31900-31919").await else {
+    let Some(f) = Fixture::open(Datastore::Postgresql, "31900-31914").await else {
         return;
     };
     assert!(!f.provider.supports_incremental("postgresql", "15"));
@@ -481,6 +481,33 @@ async fn mariadb_restore_of_an_incremental_has_the_rows_up_to_it() {
     };
     assert!(text.contains("mariadb-backup"), "{text}");
     assert_eq!(f.stored(), before);
+}
+
+/// A backup whose data is larger than the new volume (1 GB): the restore fails,
+/// permanently, on the full volume, and leaves no data directory or scratch behind.
+#[tokio::test]
+async fn a_restore_that_does_not_fit_its_volume_fails_and_leaves_nothing() {
+    let Some(mut f) = Fixture::open(Datastore::Postgresql, "31915-31919").await else {
+        return;
+    };
+    f.volume_gb = 4;
+    let a = f.build("big", "app", None).await.unwrap();
+    // 1.2 GB stored uncompressed on the server, a few MB gzip'ed in the artifact.
+    let fill = "CREATE TABLE big (s text); ALTER TABLE big ALTER s SET STORAGE PLAIN; \
+                INSERT INTO big SELECT repeat('x', 1000) FROM generate_series(1, 1200000);";
+    f.query(a.port, "app", fill).unwrap();
+    let (id, art) = f.backup(&a, None).await.unwrap();
+    f.volume_gb = 1;
+    let err = f
+        .build("small", "app", Some(chain(&[(id, &art)])))
+        .await
+        .err()
+        .expect("a restore larger than its volume must fail");
+    let ProviderError::Permanent(text) = &err else {
+        panic!("not permanent: {err:?}");
+    };
+    assert!(text.contains("No space left on device"), "{text}");
+    assert_eq!(data_dirs(&f._guard.root), (1, Vec::new()));
 }
 
 #[tokio::test]
