@@ -126,7 +126,13 @@ async fn open_local(
         models,
         cfg.accept_lost_cloud_state,
     )?;
-    LocalProvider::open(local, vault)
+    // Backups of local servers: `<data dir>/backups` until a flag chooses the store.
+    let data_dir =
+        std::path::absolute(&cfg.data_dir).map_err(|e| ServerError::Config(e.to_string()))?;
+    let backups = crate::backup_store::open(&format!("file://{}/backups", data_dir.display()))
+        .await
+        .map_err(ServerError::Config)?;
+    LocalProvider::open(local, vault, backups)
         .await
         .map_err(|e| ServerError::Config(format!("local provider: {e}")))
 }

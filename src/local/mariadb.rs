@@ -9,6 +9,7 @@
 //! needs, then the configuration group's values); the addresses, port, socket and data
 //! directory are on the command line, which wins.
 
+mod backup;
 mod replica;
 
 mod accounts;
@@ -218,6 +219,10 @@ impl Engine for Mariadb {
     }
 
     fn replication(&self) -> Option<&dyn super::replication::Replication> {
+        Some(self)
+    }
+
+    fn backups(&self) -> Option<&dyn super::backup::Backups> {
         Some(self)
     }
 

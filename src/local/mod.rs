@@ -19,6 +19,7 @@
 //! (`data/troved.conf` for PostgreSQL, `my.cnf` for MariaDB).
 
 pub mod access;
+pub mod backup;
 pub mod discover;
 pub mod mariadb;
 pub mod postgres;
@@ -303,6 +304,11 @@ pub trait Engine: Send + Sync {
 
     /// Its replication operations, if the datastore replicates ([`replication`]).
     fn replication(&self) -> Option<&dyn replication::Replication> {
+        None
+    }
+
+    /// Its backup operations, if troved backs the datastore up ([`backup`]).
+    fn backups(&self) -> Option<&dyn backup::Backups> {
         None
     }
 

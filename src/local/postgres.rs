@@ -6,6 +6,7 @@
 //! needs a SCRAM password. Configuration values go to `data/troved.conf` (included by
 //! `postgresql.conf`), memory sizing to `data/troved-memory.conf`.
 
+mod backup;
 mod config;
 mod replica;
 
@@ -235,6 +236,10 @@ impl Engine for Postgres {
     }
 
     fn replication(&self) -> Option<&dyn super::replication::Replication> {
+        Some(self)
+    }
+
+    fn backups(&self) -> Option<&dyn super::backup::Backups> {
         Some(self)
     }
 

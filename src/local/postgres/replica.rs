@@ -18,7 +18,10 @@ impl Postgres {
     /// Adds [`HBA_REPLICATION`] to the primary's `pg_hba.conf` if it lacks it (a file an
     /// older troved wrote: [`crate::local::access::pg_hba`] has the line now) and
     /// reloads it.
-    async fn allow_local_replication(&self, primary: &Instance) -> Result<(), LocalError> {
+    pub(super) async fn allow_local_replication(
+        &self,
+        primary: &Instance,
+    ) -> Result<(), LocalError> {
         let path = primary.data_dir().join("pg_hba.conf");
         let text =
             std::fs::read_to_string(&path).map_err(|e| LocalError::io("read pg_hba.conf", e))?;

@@ -19,6 +19,7 @@
 
 mod access_update;
 mod admin;
+mod backup;
 mod config_restart;
 mod grants;
 mod port_range;
@@ -92,14 +93,20 @@ struct Inner {
     locks: std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>,
     /// Configuration values whose restart failed, per server ([`config_restart`]).
     refused_configs: config_restart::RefusedConfigs,
+    /// Where backups are stored and restores read from ([`backup`]).
+    backups: Arc<dyn crate::backup_store::BackupStore>,
 }
 
 impl LocalProvider {
     /// Opens the provider in `cfg.root` (created, 0711; `state.json` created empty if
     /// missing: the start-up check has looked at it before, [`state::probe`]).
     /// `vault` seals the servers' superuser passwords ([`admin`]); plaintext ones an
-    /// older troved wrote are sealed here.
-    pub async fn open(cfg: LocalConfig, vault: Arc<Vault>) -> Result<LocalProvider, LocalError> {
+    /// older troved wrote are sealed here. Backups go to `backups` ([`backup`]).
+    pub async fn open(
+        cfg: LocalConfig,
+        vault: Arc<Vault>,
+        backups: Arc<dyn crate::backup_store::BackupStore>,
+    ) -> Result<LocalProvider, LocalError> {
         storage::traversable_dir(&cfg.root)?;
         cfg.user.check_reachable(&cfg.root.join("volumes"))?;
         let loaded = state::load(&cfg.root)?;
@@ -140,6 +147,7 @@ impl LocalProvider {
                 engines,
                 locks: std::sync::Mutex::new(HashMap::new()),
                 refused_configs: Default::default(),
+                backups,
             }),
         })
     }
@@ -620,6 +628,10 @@ impl LocalProvider {
         match req.replica_of {
             Some(primary) => {
                 self.set_up_replica(engine.as_ref(), (&sid, &rec), &req, primary)
+                    .await?
+            }
+            None if req.restore.is_some() => {
+                self.set_up_restored(engine.as_ref(), (&sid, &rec), &req, &admin_pw)
                     .await?
             }
             None => set_up(engine.as_ref(), &self.instance(&rec), &req, &rec, &admin_pw)
