@@ -89,7 +89,8 @@ async fn open_vault_and_provider(
             (sim_providers(&cloud), cfg.cloud_path(), None)
         }
         Choice::Local(local) => {
-            let provider = Arc::new(open_local(cfg, models, local, vault.clone()).await?);
+            let opened = open_local(cfg, models, local, vault.clone(), backup_store.clone());
+            let provider = Arc::new(opened.await?);
             let state_file = provider.state_path();
             (local_providers(&provider), state_file, Some(provider))
         }
@@ -112,6 +113,7 @@ async fn open_local(
     models: &InstanceModels,
     local: LocalConfig,
     vault: Arc<Vault>,
+    backups: Arc<dyn crate::backup_store::BackupStore>,
 ) -> Result<LocalProvider, ServerError> {
     if local.root.starts_with(&cfg.data_dir) {
         restrict_permissions(&cfg.data_dir, 0o711);
@@ -126,12 +128,6 @@ async fn open_local(
         models,
         cfg.accept_lost_cloud_state,
     )?;
-    // Backups of local servers: `<data dir>/backups` until a flag chooses the store.
-    let data_dir =
-        std::path::absolute(&cfg.data_dir).map_err(|e| ServerError::Config(e.to_string()))?;
-    let backups = crate::backup_store::open(&format!("file://{}/backups", data_dir.display()))
-        .await
-        .map_err(ServerError::Config)?;
     LocalProvider::open(local, vault, backups)
         .await
         .map_err(|e| ServerError::Config(format!("local provider: {e}")))
@@ -144,7 +140,7 @@ fn local_providers(local: &Arc<LocalProvider>) -> Providers {
         compute: local.clone(),
         guests: local.clone(),
         inventory: local.clone(),
-        backups: Arc::new(crate::saga::backups::NoBackups),
+        backups: local.clone(),
     }
 }
 

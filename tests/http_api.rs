@@ -178,9 +178,14 @@ async fn passwords_never_reach_the_event_store_file() {
     s.kill();
 
     let needles = ["Pa55-word-one-ZQX", "correct-horse-battery-staple-77"];
-    // Every file of the data dir: the database, its WAL, and the key vault.
-    for entry in std::fs::read_dir(dir.path()).unwrap() {
-        let path = entry.unwrap().path();
+    // Every file of the data dir: the database, its WAL, the key vault, and whatever the
+    // directories in it (the backup store) hold.
+    let mut files = vec![dir.path().to_path_buf()];
+    while let Some(path) = files.pop() {
+        if path.is_dir() {
+            files.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+            continue;
+        }
         let bytes = std::fs::read(&path).unwrap();
         for needle in needles {
             let found = bytes.windows(needle.len()).any(|w| w == needle.as_bytes());

@@ -357,7 +357,11 @@ async fn a_restore_into_a_volume_smaller_than_the_backup_is_refused() {
         "{body}"
     );
     let (_, list) = s.get("u", "p1", "/instances").await;
-    assert_eq!(list["instances"].as_array().unwrap().len(), 1, "nothing half-made: {list}");
+    assert_eq!(
+        list["instances"].as_array().unwrap().len(),
+        1,
+        "nothing half-made: {list}"
+    );
     create["instance"]["volume"]["size"] = json!(2);
     let (status, body) = s.post("u", "p1", "/instances", &create).await;
     assert_eq!(status, 200, "{body}");

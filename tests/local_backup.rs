@@ -171,6 +171,7 @@ impl Fixture {
         let req = BackupRequest {
             backup_id,
             instance_id: of.id,
+            instance_name: "bench".into(),
             server_id: of.server.clone(),
             datastore_manager: self.manager.into(),
             datastore_version: self.version.into(),

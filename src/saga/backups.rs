@@ -375,28 +375,3 @@ pub fn restore_chain(backups: &BackupModels, id: Uuid) -> Result<RestoreRequest,
         chain,
     })
 }
-
-/// The backup agent of a provider that cannot take backups: every create is refused
-/// with upstream's `DatastoreOperationNotSupported` (422).
-pub struct NoBackups;
-
-#[async_trait::async_trait]
-impl BackupAgent for NoBackups {
-    fn supports_backups(&self, _manager: &str) -> bool {
-        false
-    }
-
-    fn supports_incremental(&self, _manager: &str, _version: &str) -> bool {
-        false
-    }
-
-    async fn take_backup(
-        &self,
-        req: &BackupRequest,
-    ) -> Result<super::ports::Artifact, ProviderError> {
-        Err(ProviderError::Permanent(format!(
-            "this provider cannot back up {}",
-            req.datastore_manager
-        )))
-    }
-}

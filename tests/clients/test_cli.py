@@ -367,6 +367,29 @@ def local_sessions(args, report, workdir, servers):
                 raise AssertionError("logged in with a wrong password")
             has(r.stderr.lower(), "password authentication failed" if ds == "postgresql"
                 else "access denied", "error")
+        with report.check(f"local {ds}: backup create, then instance create --backup has the row"):
+            bk = cli("database", "backup", "create", f"{name}-bk", "--instance", name,
+                     "-f", "json").json()
+            deadline = time.monotonic() + 120
+            while True:
+                bk = cli("database", "backup", "show", bk["id"], "-f", "json").json()
+                if bk["status"] == "COMPLETED":
+                    break
+                if bk["status"] == "FAILED" or time.monotonic() > deadline:
+                    raise AssertionError(f"backup not COMPLETED: {bk!r}")
+                time.sleep(0.5)
+            r = sql(ds, host, port, "app", "s3cret-pw", "orders", "INSERT INTO t VALUES (43)")
+            eq(r.returncode, 0, f"insert after the backup ({r.stderr.strip()})")
+            cli("database", "instance", "create", f"{name}-copy", "--flavor", "1", "--size", "1",
+                "--datastore", ds, "--datastore-version", version,
+                "--backup", bk["id"], "-f", "json").json()
+            copy = wait_show(cli, f"{name}-copy", lambda i: i.get("operating_status") == "HEALTHY",
+                             "HEALTHY", timeout=120)
+            chost, cport = endpoint_of(copy)
+            r = sql(ds, chost, cport, "app", "s3cret-pw", "orders", "SELECT v FROM t ORDER BY v")
+            eq((r.returncode, r.stdout.strip()), (0, "42"), f"restored rows ({r.stderr.strip()})")
+            cli("database", "instance", "delete", f"{name}-copy").ok()
+            cli("database", "backup", "delete", bk["id"]).ok()
         with report.check(f"local {ds}: delete stops the server and frees the port"):
             cli("database", "instance", "delete", name).ok()
             deadline = time.monotonic() + 60

@@ -35,6 +35,13 @@ const BACKUP_LIMIT_FACTOR: u32 = 60;
 
 #[async_trait]
 impl BackupAgent for LocalProvider {
+    fn supports_backups(&self, manager: &str) -> bool {
+        self.inner
+            .engines
+            .iter()
+            .any(|((m, _), e)| m == manager && e.backups().is_some())
+    }
+
     fn supports_incremental(&self, manager: &str, version: &str) -> bool {
         self.inner
             .engines
