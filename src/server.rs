@@ -338,6 +338,7 @@ impl Server {
             heartbeat_expiry,
             heartbeats,
             backup_agent: opened.providers.backups.clone(),
+            backup_store: opened.backup_store.clone(),
         };
         let http = serve_api(cfg, listener, state, shutdown);
         tracing::info!(%addr, "troved serving");

@@ -58,6 +58,18 @@ fn sha256_of(path: &PathBuf) -> String {
     hex::encode(Sha256::digest(std::fs::read(path).expect("the artifact")))
 }
 
+/// The names in a directory, sorted (none if it does not exist).
+fn listing(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
 fn message(body: &Value) -> String {
     body.as_object()
         .and_then(|o| o.values().next())
@@ -306,12 +318,29 @@ async fn a_kill_9_during_a_copy_ends_completed_after_the_restart() {
     let (_, body) = create_backup(&s, "p1", json!({"name": "b", "instance": id})).await;
     let bid = body["backup"]["id"].as_str().unwrap().to_string();
     wait_backup(&s, "p1", &bid, |b| b["status"] == "BUILDING").await;
+    // The copy pauses half way through its artifact: a partial file is on disk.
+    let container = dir.path().join("backups/database_backups");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while listing(&container).is_empty() {
+        assert!(Instant::now() < deadline, "no partial artifact appeared");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        listing(&container)[0].contains(".partial-"),
+        "{:?}",
+        listing(&container)
+    );
     s.kill();
     let mut after = TestServer::start(dir.path(), &[]).await;
     let done = wait_backup(&after, "p1", &bid, |b| b["status"] == "COMPLETED").await;
     assert_eq!(
         done["checksum"],
         sha256_of(&artifact_path(&done["locationRef"])).as_str()
+    );
+    assert_eq!(
+        listing(&container),
+        [bid.as_str()],
+        "only the complete artifact is left"
     );
     after
         .wait_for("u", "p1", &id, |i| i["status"] == "ACTIVE")
@@ -365,4 +394,49 @@ async fn a_restore_into_a_volume_smaller_than_the_backup_is_refused() {
     create["instance"]["volume"]["size"] = json!(2);
     let (status, body) = s.post("u", "p1", "/instances", &create).await;
     assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn a_copy_stored_but_never_confirmed_is_removed_when_the_backup_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    // Every copy is stored, then its answer is lost: after the retries the backup fails,
+    // and the artifact the copies left must not outlive it.
+    let s = TestServer::start(dir.path(), &["--sim-fault", "backup:lost:times=10"]).await;
+    let id = s.create_active("u", "p1", "db1").await;
+    let (_, body) = create_backup(&s, "p1", json!({"name": "b", "instance": id})).await;
+    let bid = body["backup"]["id"].as_str().unwrap().to_string();
+    let failed = wait_backup(&s, "p1", &bid, |b| b["status"] == "FAILED").await;
+    assert_eq!(failed["locationRef"], Value::Null);
+    assert!(listing(&dir.path().join("backups/database_backups")).is_empty());
+}
+
+#[tokio::test]
+async fn a_restore_needs_the_same_version_and_the_stored_artifact() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(dir.path(), &[]).await;
+    let id = s.create_active("u", "p1", "db1").await; // mysql 8.0
+    let (_, body) = create_backup(&s, "p1", json!({"name": "b", "instance": id})).await;
+    let bid = body["backup"]["id"].as_str().unwrap().to_string();
+    let done = wait_backup(&s, "p1", &bid, |b| b["status"] == "COMPLETED").await;
+    let mut create = common::create_body("copy");
+    create["instance"]["restorePoint"] = json!({"backupRef": bid});
+    create["instance"]["datastore"]["version"] = json!("5.7");
+    let (status, body) = s.post("u", "p1", "/instances", &create).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(message(&body).contains("datastore version 8.0"), "{body}");
+    // The artifact vanished from the store behind troved's back: 404, nothing made.
+    create["instance"]["datastore"]["version"] = json!("8.0");
+    std::fs::remove_file(artifact_path(&done["locationRef"])).unwrap();
+    let (status, body) = s.post("u", "p1", "/instances", &create).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        message(&body).starts_with("Backup file in file://"),
+        "{body}"
+    );
+    // A changed artifact: 409.
+    std::fs::write(artifact_path(&done["locationRef"]), b"not the backup").unwrap();
+    let (status, body) = s.post("u", "p1", "/instances", &create).await;
+    assert_eq!(status, 409, "{body}");
+    let (_, list) = s.get("u", "p1", "/instances").await;
+    assert_eq!(list["instances"].as_array().unwrap().len(), 1, "{list}");
 }

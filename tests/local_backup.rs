@@ -541,17 +541,22 @@ async fn timings() {
         };
         f.volume_gb = 4;
         let a = f.build("bench", "app", None).await.unwrap();
-        let fill = match datastore {
-            Datastore::Postgresql => {
-                "CREATE TABLE big AS SELECT g AS i, md5(g::text) || md5((g * 7)::text) AS s \
-                 FROM generate_series(1, 3000000) g;"
-            }
-            _ => {
-                "CREATE TABLE big (i int PRIMARY KEY, s varchar(64)) ENGINE=InnoDB; \
-                 INSERT INTO big SELECT seq, CONCAT(MD5(seq), MD5(seq * 7)) FROM seq_1_to_3000000;"
-            }
+        // About 1 GB of data directory each (issue #14's benchmark row).
+        let rows: u64 = match datastore {
+            Datastore::Postgresql => 4_500_000,
+            _ => 6_500_000,
         };
-        f.query(a.port, "app", fill).unwrap();
+        let fill = match datastore {
+            Datastore::Postgresql => format!(
+                "CREATE TABLE big AS SELECT g AS i, md5(g::text) || md5((g * 7)::text) AS s \
+                 FROM generate_series(1, {rows}) g;"
+            ),
+            _ => format!(
+                "CREATE TABLE big (i int PRIMARY KEY, s varchar(64)) ENGINE=InnoDB; \
+                 INSERT INTO big SELECT seq, CONCAT(MD5(seq), MD5(seq * 7)) FROM seq_1_to_{rows};"
+            ),
+        };
+        f.query(a.port, "app", &fill).unwrap();
         let data_mb = du_mb(&f.server_dir(&a).join("data"));
         // The best of three each, alternating (a single run varies by seconds).
         let (mut backup, mut by_hand, mut last) = (f64::MAX, f64::MAX, None);
@@ -569,7 +574,7 @@ async fn timings() {
             .unwrap();
         let restore = started.elapsed().as_secs_f64();
         let count = f.query(r.port, "app", "SELECT count(*) FROM big;").unwrap();
-        assert_eq!(count, "3000000");
+        assert_eq!(count, rows.to_string());
         let mb = art.size as f64 / 1e6;
         println!(
             "{}: data {data_mb:.0} MB, artifact {mb:.0} MB; backup {backup:.1} s \

@@ -78,9 +78,12 @@ pub struct Backup {
     pub project_id: String,
     /// `NEW`, `BUILDING`, `SAVING`, `COMPLETED`, `FAILED`, `DELETE_FAILED`, `RESTORED`.
     pub state: String,
-    /// GB.
+    /// GB: what a restore writes, the whole chain for an increment.
     pub size: Option<f64>,
     pub datastore_name: Option<String>,
+    /// The datastore version it was taken from (id, name), when known.
+    #[serde(default)]
+    pub datastore_version: Option<(Uuid, String)>,
 }
 
 /// Per-project usage and limits of the quota-tracked resources. Limit -1 = unlimited.

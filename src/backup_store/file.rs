@@ -112,22 +112,19 @@ impl BackupStore for FileStore {
             .await
             .map_err(|e| io_error("creating the backup container", e))?;
         let tmp = dir.join(format!(".{name}.partial-{}", uuid::Uuid::new_v4().simple()));
-        let written = write_synced(&tmp, body).await;
-        let (size, checksum) = match written {
-            Ok(done) => done,
-            Err(e) => {
-                let _ = tokio::fs::remove_file(&tmp).await;
-                return Err(io_error("writing the backup artifact", e));
-            }
-        };
-        let committed = async {
-            tokio::fs::rename(&tmp, dir.join(name)).await?;
-            sync_dir(&dir).await
-        };
-        if let Err(e) = committed.await {
-            let _ = tokio::fs::remove_file(&tmp).await;
-            return Err(io_error("committing the backup artifact", e));
-        }
+        // Removes the partial file however the put ends short of the rename: an error,
+        // or the caller dropping the put (a copy the saga gave up on).
+        let mut partial = Partial(Some(tmp.clone()));
+        let (size, checksum) = write_synced(&tmp, body)
+            .await
+            .map_err(|e| io_error("writing the backup artifact", e))?;
+        tokio::fs::rename(&tmp, dir.join(name))
+            .await
+            .map_err(|e| io_error("committing the backup artifact", e))?;
+        partial.0 = None;
+        sync_dir(&dir)
+            .await
+            .map_err(|e| io_error("committing the backup artifact", e))?;
         Ok(Stored {
             location: self.location(container, name),
             size,
@@ -176,6 +173,17 @@ impl BackupStore for FileStore {
 
     fn url(&self) -> String {
         format!("file://{}", self.root.display())
+    }
+}
+
+/// A partial artifact's file, removed on drop unless committed (`None`).
+struct Partial(Option<PathBuf>);
+
+impl Drop for Partial {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
@@ -287,6 +295,34 @@ mod tests {
         // A crash mid-write leaves a partial: the next open removes it.
         std::fs::write(dir.path().join("c1/.b2.partial-x"), b"half").unwrap();
         FileStore::open(dir.path()).await.unwrap();
+        assert!(listing(&dir.path().join("c1")).is_empty());
+    }
+
+    /// A body that never ends: a copy still running.
+    struct Endless;
+
+    impl AsyncRead for Endless {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            let n = buf.remaining().min(4096);
+            buf.put_slice(&vec![1u8; n]);
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_put_dropped_midway_leaves_no_partial_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::open(dir.path()).await.unwrap();
+        let put = store.put("c1", "b1", Box::new(Endless));
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(200), put)
+                .await
+                .is_err()
+        );
         assert!(listing(&dir.path().join("c1")).is_empty());
     }
 

@@ -74,7 +74,8 @@ pub trait BackupStore: Send + Sync {
     fn url(&self) -> String;
 }
 
-/// Opens the store `url` names: `file:///abs/dir` (created if missing, 0700), or
+/// Opens the store `url` names: `file:///abs/dir` (created if missing, with troved's
+/// umask, 077), or
 /// `s3://bucket/prefix` with the endpoint, region and credentials of the environment
 /// ([`S3Settings::from_env`]).
 pub async fn open(url: &str) -> Result<std::sync::Arc<dyn BackupStore>, String> {

@@ -244,6 +244,9 @@ async fn create(
         Some(_) => first.command.replica_count.unwrap_or(1).max(1),
         None => 1,
     };
+    if let Some(bid) = first.command.restore_backup_id {
+        check_stored_backup(&state, &caller, bid).await?;
+    }
     let meta = meta(&caller, &rid);
     let mut last: Option<Instance> = None;
     for n in 1..=count {
@@ -261,6 +264,56 @@ async fn create(
     let ctx = view_ctx(&state, &headers, &caller);
     let view = views::create_view(&inst, &ctx, &lookup(&state));
     Ok((StatusCode::OK, Json(json!({ "instance": view }))).into_response())
+}
+
+/// Spec §4.4: the artifacts of the backup a create restores are in the store, each of
+/// the size recorded when it was taken (404 / 409 with upstream's messages); the bytes'
+/// SHA-256 is checked as the restore reads them. Only for a backup the caller sees that
+/// is complete: `decide` answers the other cases in upstream's order.
+async fn check_stored_backup(state: &AppState, caller: &Caller, bid: Uuid) -> ApiResult<()> {
+    let Some(b) = state.backups.state(bid) else {
+        return Ok(());
+    };
+    if !b.is_live() || !caller.can_see(&b.project_id) || b.artifact.is_none() {
+        return Ok(());
+    }
+    let Ok(chain) = crate::saga::backups::restore_chain(&state.backups, bid) else {
+        return Ok(());
+    };
+    for (a, recorded) in chain.chain.iter().filter_map(|a| {
+        let size = state.backups.state(a.backup_id)?.artifact?.size_bytes;
+        Some((a, size))
+    }) {
+        match state.backup_store.size(&a.location).await {
+            Ok(Some(size)) if size == recorded => {}
+            Ok(Some(_)) => {
+                return Err(ApiError::Domain {
+                    fault: aggregates::fault::Fault::Conflict,
+                    message: format!(
+                        "Current stored object checksum does not match original checksum for backup {}.",
+                        a.backup_id
+                    ),
+                })
+            }
+            Ok(None) => {
+                return Err(ApiError::Domain {
+                    fault: aggregates::fault::Fault::ItemNotFound,
+                    message: format!(
+                        "Backup file in {} was not found in the object storage.",
+                        a.location
+                    ),
+                })
+            }
+            Err(e) => {
+                return Err(ApiError::Unavailable {
+                    message: "The backup store cannot be reached; try again.".into(),
+                    retry_after: 5,
+                    cause: e.to_string(),
+                })
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Seals the passwords with a fresh per-instance key, makes the key durable, then runs

@@ -77,6 +77,8 @@ pub struct AppState {
     pub heartbeats: projections::views::Heartbeats,
     /// What the provider can back up (a create's 422 and 400 checks).
     pub backup_agent: Arc<dyn crate::saga::ports::BackupAgent>,
+    /// Where backup artifacts are (a restore's checks at create).
+    pub backup_store: Arc<dyn crate::backup_store::BackupStore>,
 }
 
 /// The request id of the current request (`req-<uuid>`), set by [`request_id`].

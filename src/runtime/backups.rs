@@ -98,7 +98,19 @@ impl BackupCommandRun<'_> {
         };
         let found = match c.parent_id {
             Some(p) => self.lookups.backups.state(p).filter(Backup::is_live),
-            None if c.incremental => self.lookups.backups.last_completed(c.instance_id),
+            // Only of the version the instance runs now: after an upgrade, a full one.
+            None if c.incremental => {
+                let now = self
+                    .lookups
+                    .models
+                    .instance(c.instance_id)
+                    .and_then(|i| i.datastore)
+                    .map(|d| d.version_id);
+                self.lookups
+                    .backups
+                    .last_completed(c.instance_id)
+                    .filter(|b| Some(b.datastore.version_id) == now)
+            }
             None => None,
         }?;
         Some(ParentFacts {
@@ -106,6 +118,7 @@ impl BackupCommandRun<'_> {
             project_id: found.project_id,
             instance_id: found.instance_id,
             status: found.status,
+            version_id: found.datastore.version_id,
         })
     }
 }

@@ -67,12 +67,26 @@ impl aggregates::catalog::Catalog for Lookups {
 
     fn backup(&self, id: Uuid) -> Option<aggregates::catalog::Backup> {
         let b = self.backups.state(id).filter(|b| b.is_live())?;
+        // A restore of an increment writes its whole chain.
+        let mut size = b.size_gb();
+        let mut parent = b.parent_id;
+        let mut hops = 0;
+        while let (Some(p), Some(total)) = (parent, size) {
+            let found = self.backups.state(p);
+            size = found.as_ref().and_then(|f| f.size_gb()).map(|s| s + total);
+            parent = found.and_then(|f| f.parent_id);
+            hops += 1;
+            if hops > 1000 {
+                break;
+            }
+        }
         Some(aggregates::catalog::Backup {
             id,
             project_id: b.project_id.clone(),
             state: b.status.as_str().into(),
-            size: b.size_gb(),
+            size,
             datastore_name: Some(b.datastore.datastore_name.clone()),
+            datastore_version: Some((b.datastore.version_id, b.datastore.version_name.clone())),
         })
     }
 

@@ -64,8 +64,10 @@ impl BackupAgent for SimCloud {
         true
     }
 
+    /// The copy takes the simulated latency in the middle of the artifact's bytes, as a
+    /// real one spends its time streaming: a troved stopped during it leaves a partial
+    /// artifact behind for the store to clear.
     async fn take_backup(&self, req: &BackupRequest) -> Result<Artifact, ProviderError> {
-        self.pause().await;
         let key = IdempotencyKey(format!("backup-{}", req.backup_id));
         let verdict = self
             .inject_on(Step::Backup, Subject::Server(&req.server_id), Some(&key))
@@ -86,10 +88,13 @@ impl BackupAgent for SimCloud {
             "datastore": [&req.datastore_manager, &req.datastore_version],
             "parent": req.parent.as_ref().map(|p| p.backup_id),
         });
-        let body: Body = Box::new(
-            std::io::Cursor::new(format!("{header}\n").into_bytes())
-                .chain(tokio::io::repeat(b'.').take(self.inner.backup_bytes)),
-        );
+        let bytes = std::io::Cursor::new(format!("{header}\n").into_bytes())
+            .chain(tokio::io::repeat(b'.').take(self.inner.backup_bytes));
+        let body: Body = Box::new(Midway {
+            head: 1 + self.inner.backup_bytes / 2,
+            pause: Some(Box::pin(tokio::time::sleep(self.inner.latency))),
+            inner: bytes,
+        });
         let stored = self
             .backup_store()?
             .put(&req.container, &req.backup_id.to_string(), body)
@@ -101,5 +106,42 @@ impl BackupAgent for SimCloud {
                 engine_position: Some(req.backup_id.to_string()),
             });
         after_effect(stored, lost)
+    }
+}
+
+/// A body that stops for `pause` after its first `head` bytes.
+struct Midway<R> {
+    head: u64,
+    pause: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    inner: R,
+}
+
+impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Midway<R> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        if self.head == 0 {
+            if let Some(pause) = self.pause.as_mut() {
+                if std::future::Future::poll(pause.as_mut(), cx).is_pending() {
+                    return Poll::Pending;
+                }
+                self.pause = None;
+            }
+            return std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        }
+        let room = usize::try_from(self.head)
+            .unwrap_or(usize::MAX)
+            .min(buf.remaining())
+            .min(64 * 1024);
+        let mut chunk = vec![0u8; room];
+        let mut limited = tokio::io::ReadBuf::new(&mut chunk);
+        let polled = std::pin::Pin::new(&mut self.inner).poll_read(cx, &mut limited);
+        let n = limited.filled().len();
+        buf.put_slice(limited.filled());
+        self.head -= n as u64;
+        polled
     }
 }

@@ -34,6 +34,8 @@ pub struct ParentFacts {
     pub project_id: String,
     pub instance_id: Uuid,
     pub status: BackupStatus,
+    /// The datastore version it was taken from.
+    pub version_id: Uuid,
 }
 
 /// What `decide` may not fetch itself.
@@ -142,6 +144,15 @@ fn parent(c: &CreateBackup, ctx: &DecideCtx) -> Result<Option<Uuid>, BackupError
             id: given,
             state: p.status.as_str(),
         });
+    }
+    if Some(p.version_id)
+        != ctx
+            .instance
+            .state
+            .and_then(|i| i.datastore.as_ref())
+            .map(|d| d.version_id)
+    {
+        return Err(BackupError::ParentOfOtherVersion { parent: given });
     }
     Ok(Some(given))
 }

@@ -27,6 +27,9 @@ pub enum BackupError {
     /// could never be restored.
     #[error("Backup {parent} is not a backup of instance {instance}.")]
     ParentOfOtherInstance { parent: Uuid, instance: Uuid },
+    /// An increment applies to data of the version its parent was taken from only.
+    #[error("Backup {parent} was taken from another datastore version than the instance runs now; take a full backup.")]
+    ParentOfOtherVersion { parent: Uuid },
     #[error("Unable to create backup because parent backup {id} is not completed. Actual state: {state}.")]
     ParentNotCompleted { id: Uuid, state: &'static str },
     /// Upstream: 422 `UnprocessableEntity`.
@@ -57,7 +60,9 @@ impl BackupError {
             NotSupported { .. } | DeleteRunning(_) | HasChildren { .. } => {
                 Fault::UnprocessableEntity
             }
-            IncrementalNotSupported { .. } | ParentOfOtherInstance { .. } => Fault::BadRequest,
+            IncrementalNotSupported { .. }
+            | ParentOfOtherInstance { .. }
+            | ParentOfOtherVersion { .. } => Fault::BadRequest,
             ParentNotCompleted { .. } | AlreadyExists(_) | UnexpectedReport { .. } => {
                 Fault::Conflict
             }

@@ -206,11 +206,13 @@ fn unsupported_datastores_quota_and_replays_are_refused() {
 
 #[test]
 fn incremental_backups_need_a_completed_parent_of_the_same_instance() {
+    let version = fold_instance(&ready()).datastore.unwrap().version_id;
     let parent = |instance, status| ParentFacts {
         id: PARENT,
         project_id: "proj-owner".into(),
         instance_id: instance,
         status,
+        version_id: version,
     };
     let given = create_cmd(|c| c.parent_id = Some(PARENT));
     let mut w = World::new();
@@ -253,6 +255,14 @@ fn incremental_backups_need_a_completed_parent_of_the_same_instance() {
         ..parent(INSTANCE, BackupStatus::Completed)
     });
     assert_eq!(fold(&w.decide(&[], &inc).unwrap()).parent_id, Some(PARENT));
+    // A parent taken before an upgrade: 400.
+    let mut other = World::new();
+    other.parent = Some(ParentFacts {
+        project_id: fold_instance(&ready()).project_id,
+        version_id: Uuid::from_u128(0xdead),
+        ..parent(INSTANCE, BackupStatus::Completed)
+    });
+    assert_eq!(refusal(other.decide(&[], &given)).0, Fault::BadRequest);
     // Engines without increments: 400, whichever way it was asked.
     w.incremental = false;
     assert_eq!(refusal(w.decide(&[], &inc)).0, Fault::BadRequest);

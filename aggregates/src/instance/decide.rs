@@ -312,7 +312,7 @@ fn create(
     // Step 12: backup to restore.
     if let Some(bid) = c.restore_backup_id {
         let available = restore_target_size(volume.as_ref(), &flavor, ctx.catalog);
-        check_backup(bid, &datastore, available, ctx)?;
+        check_backup(bid, (&datastore, &version), available, ctx)?;
     }
     // Step 13: replication.
     if let Some((pid, p)) = &primary {
@@ -625,7 +625,7 @@ fn decide_volume(
 
 fn check_backup(
     bid: Uuid,
-    datastore: &Datastore,
+    (datastore, version): (&Datastore, &DatastoreVersion),
     available: u64,
     ctx: &DecideCtx,
 ) -> Result<(), DomainError> {
@@ -656,7 +656,13 @@ fn check_backup(
             });
         }
     }
-    Ok(())
+    match b.datastore_version {
+        Some((id, name)) if id != version.id => Err(DomainError::BackupVersionMismatch {
+            backup: name,
+            target: version.name.clone(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 fn check_quota(

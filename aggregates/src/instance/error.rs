@@ -81,6 +81,10 @@ pub enum DomainError {
     VolumeSizeMissing,
     #[error("The datastore from which the backup was taken, {backup}, does not match the destination datastore of {target}.")]
     BackupDatastoreMismatch { backup: String, target: String },
+    /// Stricter than upstream (ADR 0002): a physical backup starts only on the version
+    /// it was taken from.
+    #[error("The backup was taken from datastore version {backup}; it can be restored into an instance of that version only, not {target}.")]
+    BackupVersionMismatch { backup: String, target: String },
     #[error("Replication is not supported for the '{0}' datastore.")]
     ReplicationNotSupported(String),
     /// Single-region service: another region is refused (upstream would try cross-region).

@@ -28,10 +28,10 @@ use crate::saga::ports::{
     Artifact, BackupAgent, BackupRequest, PrepareRequest, ProviderError, RestoreRequest,
 };
 
-/// Longest a backup may stream or a restore may take, as a multiple of the engine
-/// timeout (a tool that hangs must not hold the server's lock for ever; an hour with
-/// the default minute).
-const BACKUP_LIMIT_FACTOR: u32 = 60;
+/// Longest a restore may take, as a multiple of the engine timeout (a tool that hangs
+/// must not hold the server's lock for ever; an hour with the default minute). A
+/// backup's copy is bounded by the saga (`--backup-timeout-secs`), which drops it.
+const RESTORE_LIMIT_FACTOR: u32 = 60;
 
 #[async_trait]
 impl BackupAgent for LocalProvider {
@@ -50,13 +50,34 @@ impl BackupAgent for LocalProvider {
             .unwrap_or(false)
     }
 
-    /// In its own task, as `prepare`: a saga call that times out does not cut the copy
-    /// short (the retry waits for it on the server's lock, then takes it again).
+    /// In the caller's task: when the saga gives up on a copy (its timeout), dropping
+    /// the call kills the tool, removes the store's partial artifact and releases what
+    /// the backup held on the server ([`Release`]), so no copy outlives its backup and
+    /// a later one never finds the server's lock taken.
     async fn take_backup(&self, req: &BackupRequest) -> Result<Artifact, ProviderError> {
-        let (this, req) = (self.clone(), req.clone());
-        tokio::spawn(async move { this.take_backup_now(&req).await })
-            .await
-            .map_err(|e| ProviderError::Transient(format!("backup task: {e}")))?
+        self.take_backup_now(req).await
+    }
+}
+
+/// Releases what a backup holds on the server ([`Backups::finish`]: PostgreSQL's
+/// replication slot) and its scratch directory if the copy is dropped before it ends.
+struct Release {
+    armed: Option<(std::sync::Arc<dyn Engine>, Instance, PathBuf)>,
+}
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        let Some((engine, inst, scratch)) = self.armed.take() else {
+            return;
+        };
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                if let Some(backups) = engine.backups() {
+                    let _ = backups.finish(&inst, &scratch).await;
+                }
+                let _ = tokio::fs::remove_dir_all(&scratch).await;
+            });
+        }
     }
 }
 
@@ -85,9 +106,13 @@ impl LocalProvider {
         remove_earlier_copies(&base).await;
         let scratch = user::private_dir(&self.inner.cfg.user, &scratch_name(&base))
             .map_err(provider_error)?;
+        let mut release = Release {
+            armed: Some((engine.clone(), inst.clone(), scratch.clone())),
+        };
         let stored = self
             .stream_backup(backups, &inst, &scratch, since, req)
             .await;
+        release.armed = None;
         let ended = backups.finish(&inst, &scratch).await;
         let _ = tokio::fs::remove_dir_all(&scratch).await;
         let stored = stored?;
@@ -108,8 +133,8 @@ impl LocalProvider {
         })
     }
 
-    /// Runs the engine's backup tool into the store, within the backup time limit. A
-    /// tool that fails is a permanent failure quoting its standard error's end.
+    /// Runs the engine's backup tool into the store. A tool that fails is a permanent
+    /// failure quoting its standard error's end.
     async fn stream_backup(
         &self,
         backups: &dyn Backups,
@@ -128,10 +153,9 @@ impl LocalProvider {
             .inner
             .backups
             .put(&req.container, &name, Box::new(stream));
-        let limit = self.inner.cfg.timeout * BACKUP_LIMIT_FACTOR;
-        match tokio::time::timeout(limit, put).await {
-            Ok(Ok(stored)) => Ok(stored),
-            Ok(Err(e)) => Err(match failure.message() {
+        match put.await {
+            Ok(stored) => Ok(stored),
+            Err(e) => Err(match failure.message() {
                 // Not the tool's fault: the server went away under it (killed, restarted
                 // by the supervisor); a retry starts over.
                 Some(tool) if running(inst).is_none() => ProviderError::Transient(format!(
@@ -140,11 +164,6 @@ impl LocalProvider {
                 Some(tool) => ProviderError::Permanent(format!("backup failed: {tool}")),
                 None => e,
             }),
-            // Dropping the copy killed the tool; the store's partial file is removed
-            // when it next opens, and a retry replaces it.
-            Err(_) => Err(ProviderError::Permanent(format!(
-                "the backup did not finish within {limit:?}"
-            ))),
         }
     }
 }
@@ -237,7 +256,7 @@ impl LocalProvider {
         let work = user::private_dir(user, &scratch_name(&base)).map_err(provider_error)?;
         // Bounded as a backup is: a tool that hangs must not hold the server's lock for
         // ever (dropping the work kills the tools).
-        let limit = self.inner.cfg.timeout * BACKUP_LIMIT_FACTOR;
+        let limit = self.inner.cfg.timeout * RESTORE_LIMIT_FACTOR;
         let made = tokio::time::timeout(limit, self.unpack_chain(backups, &work, restore))
             .await
             .unwrap_or_else(|_| {
@@ -317,6 +336,8 @@ async fn start_restored(
         engine.apply_config(inst, &values).await?;
     }
     engine.start(inst).await?;
+    // First: until now the source's superuser password opens it.
+    engine.set_admin_password(inst, admin_password).await?;
     let inherited = backups.adopt(inst).await?;
     for db in &req.databases {
         engine.create_database(inst, db).await?;
@@ -326,6 +347,5 @@ async fn start_restored(
             .create_user(inst, &grants::user_spec(user, &req.databases))
             .await?;
     }
-    engine.set_admin_password(inst, admin_password).await?;
     Ok(inherited)
 }

@@ -827,6 +827,23 @@ fn backup_of_another_datastore_restore_is_refused() {
 }
 
 #[test]
+fn backup_of_another_version_is_refused_and_of_the_same_accepted() {
+    // The default create is mysql 8.0; the backup was taken from 5.7.
+    let err = given(&[])
+        .catalog(|c| c.backup_mut(BK_OK).datastore_version = Some((V_MYSQL_57, "5.7".into())))
+        .when(create(|c| c.restore_backup_id = Some(BK_OK)))
+        .then_err(DomainError::BackupVersionMismatch {
+            backup: "5.7".into(),
+            target: "8.0".into(),
+        });
+    assert_eq!(err.fault(), Fault::BadRequest);
+    given(&[])
+        .catalog(|c| c.backup_mut(BK_OK).datastore_version = Some((V_MYSQL_80, "8.0".into())))
+        .when(create(|c| c.restore_backup_id = Some(BK_OK)))
+        .events();
+}
+
+#[test]
 fn backup_not_completed_wins_over_too_large_and_mismatch() {
     given(&[])
         .catalog(|c| {

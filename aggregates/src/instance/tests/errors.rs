@@ -45,6 +45,7 @@ fn expected_fault(e: &DomainError) -> Fault {
         VolumeTypeInvalid { .. } => Fault::BadRequest,
         VolumeSizeMissing => Fault::BadRequest,
         BackupDatastoreMismatch { .. } => Fault::BadRequest,
+        BackupVersionMismatch { .. } => Fault::BadRequest,
         ReplicationNotSupported(_) => Fault::BadRequest,
         RegionNotServed { .. } => Fault::BadRequest,
         ConfigurationAlreadyAttached { .. } => Fault::BadRequest,
@@ -114,6 +115,10 @@ fn one_of_each() -> Vec<DomainError> {
         },
         VolumeSizeMissing,
         BackupDatastoreMismatch {
+            backup: "a".into(),
+            target: "b".into(),
+        },
+        BackupVersionMismatch {
             backup: "a".into(),
             target: "b".into(),
         },

@@ -238,6 +238,7 @@ fn backup(id: Uuid, project: &str, state: &str, size: f64, datastore: &str) -> B
         state: state.into(),
         size: Some(size),
         datastore_name: Some(datastore.into()),
+        datastore_version: None,
     }
 }
 
