@@ -8,6 +8,8 @@
 //! under test: which objects the bucket lists, which multipart uploads are still open, the
 //! ETag that tells how many parts an object was uploaded in.
 
+mod common;
+
 use std::io;
 use std::net::TcpListener;
 use std::pin::Pin;
@@ -346,4 +348,96 @@ async fn s3_store_opens_from_the_url_and_the_aws_environment() {
     assert!(troved::backup_store::open("s3://Bad_Bucket/x")
         .await
         .is_err());
+}
+
+/// troved itself on `--backup-store s3://…` (the simulated cloud's artifacts): a backup
+/// lands in the bucket under its container with the recorded checksum, a restore reads
+/// it back, and a delete removes the object.
+#[tokio::test]
+async fn troved_keeps_its_backups_in_the_s3_store() {
+    let Some(moto) = Moto::start().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("AWS_ENDPOINT_URL", moto.endpoint.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+    ];
+    let url = format!("s3://{BUCKET}/troved");
+    let s = common::TestServer::start_with_env(dir.path(), &["--backup-store", &url], &env).await;
+    let id = s.create_active("u", "p1", "db1").await;
+    let body = serde_json::json!({"backup": {"name": "b", "instance": id}});
+    let (status, created) = s.post("u", "p1", "/backups", &body).await;
+    assert_eq!(status, 202, "{created}");
+    let bid = created["backup"]["id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let done = loop {
+        let (_, shown) = s.get("u", "p1", &format!("/backups/{bid}")).await;
+        if shown["backup"]["status"] == "COMPLETED" {
+            break shown["backup"].clone();
+        }
+        assert!(Instant::now() < deadline, "not completed: {shown}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let key = format!("troved/database_backups/{bid}");
+    assert_eq!(done["locationRef"], format!("s3://{BUCKET}/{key}").as_str());
+    assert_eq!(moto.keys().await, [key.clone()]);
+    let object = reqwest::get(format!("{}/{BUCKET}/{key}", moto.endpoint))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(
+        done["checksum"],
+        hex::encode(Sha256::digest(&object)).as_str()
+    );
+    let mut restore = common::create_body("copy");
+    restore["instance"]["restorePoint"] = serde_json::json!({"backupRef": bid});
+    let (status, body) = s.post("u", "p1", "/instances", &restore).await;
+    assert_eq!(status, 200, "{body}");
+    let copy = body["instance"]["id"].as_str().unwrap().to_string();
+    s.wait_for("u", "p1", &copy, |i| i["status"] == "ACTIVE")
+        .await;
+    assert_eq!(s.delete("u", "p1", &format!("/backups/{bid}")).await.0, 202);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !moto.keys().await.is_empty() {
+        assert!(Instant::now() < deadline, "the object was not deleted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A body that never ends: a copy still running.
+struct Endless;
+
+impl AsyncRead for Endless {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let n = buf.remaining().min(64 * 1024);
+        buf.put_slice(&vec![7u8; n]);
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[tokio::test]
+async fn s3_put_dropped_midway_leaves_no_object_and_no_open_upload() {
+    let Some(moto) = Moto::start().await else {
+        return;
+    };
+    let store = moto.store(&format!("s3://{BUCKET}/p"));
+    let put = store.put("c", "b", Box::new(Endless));
+    assert!(tokio::time::timeout(Duration::from_secs(3), put)
+        .await
+        .is_err());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !moto.open_uploads().await.is_empty() {
+        assert!(Instant::now() < deadline, "the upload was left open");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(moto.keys().await.is_empty());
 }

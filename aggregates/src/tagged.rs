@@ -147,3 +147,37 @@ mod tests {
         assert!(super::from_tagged_slice::<InstanceEvent>("NoSuchEvent", b"{}").is_err());
     }
 }
+
+/// The body of an adjacently tagged event (`{"type": ..., "data": ...}`) for storage:
+/// its `data`. Serializing a derived enum of plain data into a Value cannot fail.
+pub(crate) fn data_of<T: serde::Serialize>(event: &T) -> serde_json::Value {
+    match serde_json::to_value(event) {
+        Ok(serde_json::Value::Object(mut m)) => m.remove("data").unwrap_or_default(),
+        _ => serde_json::Value::Null,
+    }
+}
+
+/// The `decode` of an aggregate whose every type is still at its first shape: refuses an
+/// unknown type (`known` is `None`) or a version newer than `known`, then deserializes.
+pub(crate) fn decode_current<T: DeserializeOwned>(
+    event_type: &str,
+    version: u32,
+    data: serde_json::Value,
+    known: Option<u32>,
+) -> Result<T, crate::instance::DecodeError> {
+    use crate::instance::DecodeError;
+    let known = known.ok_or_else(|| DecodeError::UnknownType(event_type.into()))?;
+    if version > known {
+        return Err(DecodeError::FutureVersion {
+            event_type: event_type.into(),
+            version,
+            known,
+        });
+    }
+    let tagged = serde_json::json!({ "type": event_type, "data": data });
+    serde_json::from_value(tagged).map_err(|source| DecodeError::Malformed {
+        event_type: event_type.into(),
+        version,
+        source,
+    })
+}

@@ -184,15 +184,21 @@ impl S3Store {
             .put_multipart(path)
             .await
             .map_err(|e| store_error("starting the backup upload", e))?;
-        let mut writer = WriteMultipart::new_with_chunk_size(upload, self.part_size);
+        let mut open = Open(Some(WriteMultipart::new_with_chunk_size(
+            upload,
+            self.part_size,
+        )));
         let mut body = Hashing::new(body);
         let mut chunk = vec![0u8; CHUNK];
         loop {
+            let Some(writer) = open.0.as_mut() else {
+                break;
+            };
             let n = match body.read(&mut chunk).await {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) => {
-                    abort(writer).await;
+                    open.abort().await;
                     return Err(ProviderError::Transient(format!(
                         "reading the backup artifact: {e}"
                     )));
@@ -201,17 +207,42 @@ impl S3Store {
             // Back-pressure: a fast body waits for parts to be stored rather than
             // piling them up in memory.
             if let Err(e) = writer.wait_for_capacity(PARTS_IN_FLIGHT).await {
-                abort(writer).await;
+                open.abort().await;
                 return Err(store_error("uploading the backup artifact", e));
             }
             writer.write(&chunk[..n]);
         }
         // Aborts the upload itself when a part or the completion fails.
-        writer
-            .finish()
-            .await
-            .map_err(|e| store_error("committing the backup artifact", e))?;
+        if let Some(writer) = open.0.take() {
+            writer
+                .finish()
+                .await
+                .map_err(|e| store_error("committing the backup artifact", e))?;
+        }
         Ok(body.finish())
+    }
+}
+
+/// An upload in progress: aborted (in the background) if dropped before it was
+/// completed or aborted, e.g. when the saga gives up on a copy and drops the put.
+struct Open(Option<WriteMultipart>);
+
+impl Open {
+    async fn abort(&mut self) {
+        if let Some(writer) = self.0.take() {
+            abort(writer).await;
+        }
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        let Some(writer) = self.0.take() else {
+            return;
+        };
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(abort(writer));
+        }
     }
 }
 

@@ -20,6 +20,8 @@ pub struct TestServer {
     extra_args: Vec<String>,
     /// `ulimit` arguments the server is started under (through `sh -c`), if any.
     ulimit: Option<String>,
+    /// Environment variables the server is started with, beside the test's own.
+    env: Vec<(String, String)>,
     pub http: reqwest::Client,
 }
 
@@ -50,6 +52,30 @@ impl TestServer {
             child: None,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             ulimit: ulimit.map(str::to_string),
+            env: Vec::new(),
+            http: reqwest::Client::new(),
+        };
+        s.spawn().await;
+        s
+    }
+
+    /// Starts a server with the given extra flags and environment variables.
+    pub async fn start_with_env(
+        data_dir: &Path,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> TestServer {
+        let mut s = TestServer {
+            base: String::new(),
+            port: 0,
+            data_dir: data_dir.to_path_buf(),
+            child: None,
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            ulimit: None,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             http: reqwest::Client::new(),
         };
         s.spawn().await;
@@ -114,6 +140,7 @@ impl TestServer {
                 .args(sim_unless_named(&self.extra_args))
                 .args(&self.extra_args)
                 .env("RUST_LOG", "error")
+                .envs(self.env.iter().map(|(k, v)| (k, v)))
                 .stdout(Stdio::null())
                 .stderr(Stdio::inherit())
                 .spawn()

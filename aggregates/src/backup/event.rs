@@ -136,13 +136,11 @@ impl BackupEvent {
 
     /// Splits the event into its type name, version and JSON body for storage.
     pub fn encode(&self) -> (&'static str, u32, serde_json::Value) {
-        // Serializing a derived enum of plain data into a Value cannot fail.
-        let tagged = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
-        let data = match tagged {
-            serde_json::Value::Object(mut m) => m.remove("data").unwrap_or_default(),
-            _ => serde_json::Value::Null,
-        };
-        (self.event_type(), self.version(), data)
+        (
+            self.event_type(),
+            self.version(),
+            crate::tagged::data_of(self),
+        )
     }
 }
 
@@ -161,21 +159,7 @@ pub fn decode(
     version: u32,
     data: serde_json::Value,
 ) -> Result<BackupEvent, DecodeError> {
-    let known =
-        current_version(event_type).ok_or_else(|| DecodeError::UnknownType(event_type.into()))?;
-    if version > known {
-        return Err(DecodeError::FutureVersion {
-            event_type: event_type.into(),
-            version,
-            known,
-        });
-    }
-    let tagged = serde_json::json!({ "type": event_type, "data": data });
-    serde_json::from_value(tagged).map_err(|source| DecodeError::Malformed {
-        event_type: event_type.into(),
-        version,
-        source,
-    })
+    crate::tagged::decode_current(event_type, version, data, current_version(event_type))
 }
 
 /// [`decode`] from the stored JSON bytes.

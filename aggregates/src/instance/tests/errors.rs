@@ -165,7 +165,7 @@ fn one_of_each() -> Vec<DomainError> {
 #[test]
 fn every_refusal_maps_to_the_specs_fault_class() {
     let all = one_of_each();
-    assert_eq!(all.len(), 50);
+    assert_eq!(all.len(), 51);
     for e in &all {
         assert_eq!(e.fault(), expected_fault(e), "{e:?}");
     }
