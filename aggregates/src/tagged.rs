@@ -116,38 +116,6 @@ pub(crate) fn decode_slice_with<T: DeserializeOwned>(
     from_tagged_slice(event_type, data).map_err(malformed)
 }
 
-#[cfg(test)]
-mod tests {
-    use crate::instance::{self, InstanceEvent};
-
-    #[test]
-    fn same_event_as_through_a_value() {
-        let body = br#"{"name":"renamed","at":"2026-01-01T00:00:00Z"}"#;
-        let via_value =
-            instance::decode("InstanceRenamed", 1, serde_json::from_slice(body).unwrap()).unwrap();
-        let direct: InstanceEvent = super::from_tagged_slice("InstanceRenamed", body).unwrap();
-        assert_eq!(direct, via_value);
-    }
-
-    #[test]
-    fn a_body_with_trailing_bytes_or_the_wrong_shape_is_an_error() {
-        for body in [
-            &br#"{"name":"x","at":"2026-01-01T00:00:00Z"} {}"#[..],
-            br#"{"name":"x","at":"2026-01-01T00:00:00Z"},"more":1"#,
-            br#"{"name":1,"at":"2026-01-01T00:00:00Z"}"#,
-            b"",
-            b"not json",
-        ] {
-            assert!(
-                super::from_tagged_slice::<InstanceEvent>("InstanceRenamed", body).is_err(),
-                "{}",
-                String::from_utf8_lossy(body)
-            );
-        }
-        assert!(super::from_tagged_slice::<InstanceEvent>("NoSuchEvent", b"{}").is_err());
-    }
-}
-
 /// The body of an adjacently tagged event (`{"type": ..., "data": ...}`) for storage:
 /// its `data`. Serializing a derived enum of plain data into a Value cannot fail.
 pub(crate) fn data_of<T: serde::Serialize>(event: &T) -> serde_json::Value {
@@ -180,4 +148,36 @@ pub(crate) fn decode_current<T: DeserializeOwned>(
         version,
         source,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::instance::{self, InstanceEvent};
+
+    #[test]
+    fn same_event_as_through_a_value() {
+        let body = br#"{"name":"renamed","at":"2026-01-01T00:00:00Z"}"#;
+        let via_value =
+            instance::decode("InstanceRenamed", 1, serde_json::from_slice(body).unwrap()).unwrap();
+        let direct: InstanceEvent = super::from_tagged_slice("InstanceRenamed", body).unwrap();
+        assert_eq!(direct, via_value);
+    }
+
+    #[test]
+    fn a_body_with_trailing_bytes_or_the_wrong_shape_is_an_error() {
+        for body in [
+            &br#"{"name":"x","at":"2026-01-01T00:00:00Z"} {}"#[..],
+            br#"{"name":"x","at":"2026-01-01T00:00:00Z"},"more":1"#,
+            br#"{"name":1,"at":"2026-01-01T00:00:00Z"}"#,
+            b"",
+            b"not json",
+        ] {
+            assert!(
+                super::from_tagged_slice::<InstanceEvent>("InstanceRenamed", body).is_err(),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        assert!(super::from_tagged_slice::<InstanceEvent>("NoSuchEvent", b"{}").is_err());
+    }
 }
