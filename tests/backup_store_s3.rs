@@ -383,7 +383,7 @@ async fn troved_keeps_its_backups_in_the_s3_store() {
     };
     let key = format!("troved/database_backups/{bid}");
     assert_eq!(done["locationRef"], format!("s3://{BUCKET}/{key}").as_str());
-    assert_eq!(moto.keys().await, [key.clone()]);
+    assert_eq!(moto.keys().await, [key.as_str()]);
     let object = reqwest::get(format!("{}/{BUCKET}/{key}", moto.endpoint))
         .await
         .unwrap()

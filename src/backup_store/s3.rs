@@ -190,10 +190,7 @@ impl S3Store {
         )));
         let mut body = Hashing::new(body);
         let mut chunk = vec![0u8; CHUNK];
-        loop {
-            let Some(writer) = open.0.as_mut() else {
-                break;
-            };
+        while let Some(writer) = open.0.as_mut() {
             let n = match body.read(&mut chunk).await {
                 Ok(0) => break,
                 Ok(n) => n,
