@@ -42,6 +42,32 @@ pub enum Command {
     /// Copy every event from one event store to another (e.g. the embedded SQLite store
     /// to EventStoreDB), resumably, and verify the copy.
     Migrate(MigrateArgs),
+    /// Database backups: check their stored artifacts.
+    #[command(subcommand)]
+    Backups(BackupsCommand),
+}
+
+/// `troved backups ...`.
+#[derive(Debug, Subcommand)]
+pub enum BackupsCommand {
+    /// Reads every completed backup's artifact (or those named) back from the backup
+    /// store and checks its SHA-256 against the one recorded when it was taken; fails
+    /// if any is missing or differs.
+    Verify {
+        /// Only these backups (ids); default: every live backup with an artifact.
+        ids: Vec<uuid::Uuid>,
+        /// The data directory holding the event store.
+        #[arg(long, env = "TROVED_DATA_DIR", default_value = "./data")]
+        data_dir: PathBuf,
+        /// An event store URL instead of the data directory: `sqlite:///path/events.db`
+        /// or `esdb://HOST:2113?tls=false`.
+        #[arg(long, env = "TROVED_EVENT_STORE", hide_env_values = true)]
+        event_store: Option<StoreUrlArg>,
+        /// The backup store, as `troved serve --backup-store` (default
+        /// `file://<data dir>/backups`).
+        #[arg(long, env = "TROVED_BACKUP_STORE")]
+        backup_store: Option<String>,
+    },
 }
 
 /// `troved migrate --from URL --to URL`.

@@ -66,6 +66,7 @@ async fn run() -> anyhow::Result<()> {
         Command::Audit(cmd) => troved::cli::audit::run(cmd).await,
         Command::Projections(cmd) => troved::cli::projections::run(cmd).await,
         Command::Migrate(args) => troved::cli::migrate::run(args).await,
+        Command::Backups(cmd) => troved::cli::backups::run(cmd).await,
         Command::Sim(SimCommand::List { data_dir }) => {
             println!("{}", troved::sim::list_json(&data_dir)?);
             Ok(())

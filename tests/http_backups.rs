@@ -440,3 +440,51 @@ async fn a_restore_needs_the_same_version_and_the_stored_artifact() {
     let (_, list) = s.get("u", "p1", "/instances").await;
     assert_eq!(list["instances"].as_array().unwrap().len(), 1, "{list}");
 }
+
+/// `troved backups verify --data-dir DIR [ID…]`: its exit status and standard output.
+fn verify(data_dir: &std::path::Path, ids: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_troved"))
+        .args(["backups", "verify", "--data-dir"])
+        .arg(data_dir)
+        .args(ids)
+        .output()
+        .expect("run troved backups verify");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn troved_backups_verify_reads_every_artifact_back_and_names_the_bad_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(dir.path(), &[]).await;
+    let id = s.create_active("u", "p1", "db1").await;
+    let mut done = Vec::new();
+    for name in ["one", "two"] {
+        let (_, body) = create_backup(&s, "p1", json!({"name": name, "instance": id})).await;
+        let bid = body["backup"]["id"].as_str().unwrap().to_string();
+        done.push(wait_backup(&s, "p1", &bid, |b| b["status"] == "COMPLETED").await);
+    }
+    // Beside the running server: it reads the log without a lock.
+    let (ok, out, err) = verify(dir.path(), &[]);
+    assert!(ok, "{out}{err}");
+    assert_eq!(
+        out.lines().filter(|l| l.ends_with(" OK")).count(),
+        2,
+        "{out}"
+    );
+    // One artifact changed on disk: named, and the command fails.
+    let changed = done[1]["id"].as_str().unwrap();
+    std::fs::write(artifact_path(&done[1]["locationRef"]), b"tampered").unwrap();
+    let (ok, out, err) = verify(dir.path(), &[]);
+    assert!(!ok, "{out}");
+    let line = out.lines().find(|l| l.starts_with(changed)).unwrap();
+    assert!(!line.ends_with(" OK"), "{line}");
+    assert!(err.contains("1 of 2 backup(s)"), "{err}");
+    // Only the one asked for.
+    let fine = done[0]["id"].as_str().unwrap();
+    let (ok, out, _) = verify(dir.path(), &[fine]);
+    assert!(ok && out.lines().count() == 1, "{out}");
+}

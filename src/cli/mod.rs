@@ -2,6 +2,7 @@
 //! API). They may use `anyhow` (STYLE §5: binaries and CLI code).
 
 pub mod audit;
+pub mod backups;
 pub mod history;
 pub mod log;
 pub mod migrate;
