@@ -394,6 +394,7 @@ fn command_bus(
         models: all.instances.clone(),
         configurations: all.configurations.clone(),
         backups: all.backups.clone(),
+        quotas: all.quotas.clone(),
     };
     CommandBus::new(
         store.clone(),

@@ -17,6 +17,7 @@ use aggregates::configuration::{self, ConfigurationEvent};
 use aggregates::instance::{
     self, ComputeStatus, DecodeError, Instance, InstanceEvent, ServiceStatus, Task,
 };
+use aggregates::quota::{self, QuotaEvent};
 use chrono::{DateTime, Utc};
 use projections::{InstanceModels, Position, ProjectedEvent};
 use serde_json::{json, Value};
@@ -113,6 +114,7 @@ enum Aggregate {
     Instance,
     Configuration,
     Backup,
+    Quota,
 }
 
 fn aggregate_of(event_type: &str) -> Option<(Aggregate, u32)> {
@@ -122,6 +124,7 @@ fn aggregate_of(event_type: &str) -> Option<(Aggregate, u32)> {
             configuration::current_version(event_type).map(|v| (Aggregate::Configuration, v))
         })
         .or_else(|| backup::current_version(event_type).map(|v| (Aggregate::Backup, v)))
+        .or_else(|| quota::current_version(event_type).map(|v| (Aggregate::Quota, v)))
 }
 
 /// The fixture as the store would hand it back.
@@ -172,6 +175,19 @@ fn decode_backup(f: &Fixture) -> (BackupEvent, EventMetadata) {
     let event = backup::decode(&r.event_type, meta.schema_version, data)
         .unwrap_or_else(|e| panic!("{} does not decode: {e}", f.file));
     let fast = codec::decode_backup_event(&r)
+        .unwrap_or_else(|e| panic!("{} does not decode on the fast path: {e}", f.file));
+    assert_eq!(fast, event, "{}: the two decoders disagree", f.file);
+    (event, meta)
+}
+
+/// Decodes a quota fixture the way the runtime reads the store.
+fn decode_quota(f: &Fixture) -> (QuotaEvent, EventMetadata) {
+    let r = recorded(f, "quota-proj-alpha", 0);
+    let (data, meta) =
+        codec::decode_parts(&r).unwrap_or_else(|e| panic!("{} envelope: {e}", f.file));
+    let event = quota::decode(&r.event_type, meta.schema_version, data)
+        .unwrap_or_else(|e| panic!("{} does not decode: {e}", f.file));
+    let fast = codec::decode_quota_event(&r)
         .unwrap_or_else(|e| panic!("{} does not decode on the fast path: {e}", f.file));
     assert_eq!(fast, event, "{}: the two decoders disagree", f.file);
     (event, meta)
@@ -231,6 +247,7 @@ fn every_event_version_has_a_golden_fixture() {
             configuration::EVENT_VERSIONS,
         ),
         ("aggregates::backup::EVENT_VERSIONS", backup::EVENT_VERSIONS),
+        ("aggregates::quota::EVENT_VERSIONS", quota::EVENT_VERSIONS),
     ];
     let mut missing = Vec::new();
     for (catalog, entries) in catalogs {
@@ -262,6 +279,7 @@ fn event_type_names_never_collide_across_aggregates() {
         instance::EVENT_VERSIONS,
         configuration::EVENT_VERSIONS,
         backup::EVENT_VERSIONS,
+        quota::EVENT_VERSIONS,
     ] {
         for (t, _) in catalog {
             assert!(seen.insert(*t), "{t} is an event type of two aggregates");
@@ -329,6 +347,11 @@ fn every_fixture_decodes_with_the_production_decoders() {
                 let (t, v, body) = e.encode();
                 (t, v, body, e.at(), meta)
             }
+            Aggregate::Quota => {
+                let (e, meta) = decode_quota(&f);
+                let (t, v, body) = e.encode();
+                (t, v, body, e.at(), meta)
+            }
         };
         assert_eq!(event_type, f.event_type, "{}: decoded type", f.file);
         assert_eq!(
@@ -384,6 +407,9 @@ fn a_version_newer_than_the_build_is_refused_not_misread() {
             }
             Some((Aggregate::Backup, _)) => {
                 backup::decode(&f.event_type, newer, f.data.clone()).err()
+            }
+            Some((Aggregate::Quota, _)) => {
+                quota::decode(&f.event_type, newer, f.data.clone()).err()
             }
             None => panic!("{}: unknown type", f.file),
         };
@@ -858,4 +884,19 @@ fn the_backup_story_folds() {
     assert!(kept.is_live());
     assert_eq!(kept.status, BackupStatus::DeleteFailed);
     assert_eq!(kept.version, 5);
+}
+
+#[test]
+fn the_quota_fixture_folds_into_the_overrides_it_names() {
+    let (event, meta) = decode_quota(&load("QuotaLimitsUpdated.v1.json"));
+    assert_eq!(meta.actor.user_id, "ops", "who changed it");
+    assert_eq!(meta.actor.roles, vec!["admin".to_string()]);
+    let state = quota::evolve(quota::Quota::default(), &event);
+    assert_eq!(state.limits.get("instances"), Some(&3));
+    assert_eq!(state.limits.get("backups"), Some(&-1));
+    assert_eq!(state.limits.get("ram"), None, "not named: the default");
+    let models = projections::quotas::QuotaModels::default();
+    models.apply("proj-alpha", &event);
+    assert_eq!(models.limit_or("proj-alpha", "instances", 10), 3);
+    assert_eq!(models.limit_or("proj-alpha", "volumes", 40), 40);
 }

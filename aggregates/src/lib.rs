@@ -9,6 +9,7 @@
 //!   [`instance::DomainError`].
 //! - [`configuration`]: the ConfigurationGroup aggregate (groups of database parameter
 //!   overrides) and the per-manager parameter catalogue.
+//! - [`quota`]: the per-project quota overrides an admin sets (stream `quota-<project>`).
 //! - [`fault`]: the Trove fault classes every refusal maps to.
 //! - [`position`]: [`Position`], the global order of the event log (`$all`): the store
 //!   assigns it, the read models record the last one they applied. It lives here, in the
@@ -27,6 +28,7 @@ pub mod configuration;
 pub mod fault;
 pub mod instance;
 pub mod position;
+pub mod quota;
 mod tagged;
 mod time;
 

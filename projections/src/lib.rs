@@ -20,6 +20,7 @@ pub mod backups;
 pub mod configurations;
 pub mod event;
 pub mod models;
+pub mod quotas;
 pub mod running;
 pub mod views;
 

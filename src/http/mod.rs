@@ -21,6 +21,7 @@ pub mod history;
 pub mod instances;
 pub mod openapi;
 pub mod operators;
+pub mod quotas;
 pub mod request;
 pub mod request_body;
 pub mod versions;
@@ -99,6 +100,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(datastores::router())
         .merge(backups::router())
         .merge(configurations::router())
+        .merge(quotas::router())
         .merge(history::router())
         .merge(operators::router())
         .merge(health::router())

@@ -155,7 +155,11 @@ impl StreamCommand for BackupCommandRun<'_> {
             parent: self.parent(),
             quota: (
                 self.lookups.backups.count_live(&project) as i64,
-                self.lookups.catalog.limits.quota_backups,
+                self.lookups.quotas.limit_or(
+                    &project,
+                    "backups",
+                    self.lookups.catalog.limits.quota_backups,
+                ),
             ),
             default_container: DEFAULT_CONTAINER,
             children: self.lookups.backups.children(self.id),

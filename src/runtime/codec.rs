@@ -140,6 +140,16 @@ pub fn decode_backup_event(
     )?)
 }
 
+/// Decodes a stored quota event (streams `quota-<project>`).
+pub fn decode_quota_event(r: &RecordedEvent) -> Result<aggregates::quota::QuotaEvent, CodecError> {
+    let version = schema_version(r)?;
+    Ok(aggregates::quota::decode_slice(
+        &r.event_type,
+        version,
+        &r.data,
+    )?)
+}
+
 /// The `schema_version` of a stored event's envelope. [`encode_parts`] writes it as the
 /// first key, so it is read from there without parsing the rest; any other layout (an
 /// envelope written by another tool, reordered keys) is parsed as JSON for that one key.

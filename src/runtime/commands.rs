@@ -684,6 +684,7 @@ mod tests {
             models: Arc::default(),
             configurations: Arc::default(),
             backups: Arc::default(),
+            quotas: Arc::default(),
         };
         let ahead = Position {
             commit: u64::MAX,

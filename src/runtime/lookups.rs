@@ -17,6 +17,8 @@ pub struct Lookups {
     pub configurations: Arc<projections::configurations::ConfigurationModels>,
     /// Backups (their own streams and read models).
     pub backups: Arc<projections::backups::BackupModels>,
+    /// Per-project quota overrides (the catalog's limits are the defaults).
+    pub quotas: Arc<projections::quotas::QuotaModels>,
 }
 
 impl aggregates::catalog::Catalog for Lookups {
@@ -97,13 +99,14 @@ impl aggregates::catalog::Catalog for Lookups {
     fn quota(&self, project_id: &str) -> aggregates::catalog::QuotaUsage {
         let used = self.models.quota_usage(project_id);
         let l = &self.catalog.limits;
+        let q = &self.quotas;
         aggregates::catalog::QuotaUsage {
             instances: used.instances,
-            instances_limit: l.quota_instances,
+            instances_limit: q.limit_or(project_id, "instances", l.quota_instances),
             ram: used.ram,
-            ram_limit: l.quota_ram,
+            ram_limit: q.limit_or(project_id, "ram", l.quota_ram),
             volumes: used.volumes,
-            volumes_limit: l.quota_volumes,
+            volumes_limit: q.limit_or(project_id, "volumes", l.quota_volumes),
         }
     }
 }

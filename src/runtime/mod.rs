@@ -14,6 +14,7 @@ pub mod commands;
 pub mod configurations;
 pub mod lookups;
 pub mod projector;
+pub mod quotas;
 pub mod rebuild;
 pub mod snapshot;
 pub mod unreadable;

@@ -15,6 +15,7 @@ use aggregates::configuration::configuration_id_of_stream;
 use aggregates::instance::{instance_id_of_stream, InstanceEvent};
 use projections::backups::{BackupModels, ProjectedBackupEvent};
 use projections::configurations::{ConfigurationModels, ProjectedConfigurationEvent};
+use projections::quotas::QuotaModels;
 use projections::{ApplyOutcome, InstanceModels, ProjectedEvent};
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
@@ -40,6 +41,8 @@ pub struct ReadModels {
     pub configurations: Arc<ConfigurationModels>,
     /// Backups.
     pub backups: Arc<BackupModels>,
+    /// Per-project quota overrides.
+    pub quotas: Arc<QuotaModels>,
     /// Where in the log the models are: what a read-model snapshot records.
     pub applied: Arc<Applied>,
     /// The events the projector (or the scan after a start from a snapshot) could not
@@ -106,6 +109,8 @@ enum Target {
     Instance(Result<ProjectedEvent, Undecodable>),
     Configuration(Result<ProjectedConfigurationEvent, Undecodable>),
     Backup(Result<ProjectedBackupEvent, Undecodable>),
+    /// A project's quota change (its project, the event).
+    Quota(Result<(String, aggregates::quota::QuotaEvent), Undecodable>),
     /// Another category: the models only move their position.
     Other,
 }
@@ -155,6 +160,12 @@ pub fn decode(r: &RecordedEvent) -> Decoded {
                     backup_id,
                     event,
                 })
+                .map_err(undecodable),
+        )
+    } else if let Some(project) = aggregates::quota::project_of_stream(&r.stream) {
+        Target::Quota(
+            codec::decode_quota_event(r)
+                .map(|event| (project.to_string(), event))
                 .map_err(undecodable),
         )
     } else {
@@ -207,6 +218,16 @@ pub fn apply_decoded(models: &ReadModels, d: &Decoded) {
         Target::Backup(event) => {
             match event {
                 Ok(e) => models.backups.apply(e),
+                Err(Undecodable(bad)) => {
+                    metrics::global().projection_anomaly(ProjectionAnomaly::Undecodable);
+                    models.unreadable.record(UnreadableEvent::clone(bad));
+                }
+            }
+            models.instances.advance_to(d.position);
+        }
+        Target::Quota(event) => {
+            match event {
+                Ok((project, e)) => models.quotas.apply(project, e),
                 Err(Undecodable(bad)) => {
                     metrics::global().projection_anomaly(ProjectionAnomaly::Undecodable);
                     models.unreadable.record(UnreadableEvent::clone(bad));

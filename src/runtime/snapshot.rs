@@ -84,6 +84,9 @@ struct Body {
     /// Each backup's state and the position of its last event.
     #[serde(default)]
     backups: Vec<(aggregates::backup::Backup, Position)>,
+    /// Each project's quota overrides (none in a snapshot of an older build).
+    #[serde(default)]
+    quotas: std::collections::BTreeMap<String, aggregates::quota::Quota>,
 }
 
 /// Where the snapshot of the data directory `dir` lives.
@@ -284,6 +287,7 @@ fn load(models: &ReadModels, body: &[u8], cursor: Cursor) -> Result<(), Unusable
         return Err(Unusable::Damaged(e));
     }
     models.backups.restore(body.backups);
+    models.quotas.restore(body.quotas);
     for (id, project, group) in usage {
         models
             .configurations
@@ -302,6 +306,7 @@ async fn take(models: &ReadModels, gate: &tokio::sync::Mutex<()>) -> (Cursor, Bo
         instances: models.instances.image(),
         configurations: models.configurations.image(),
         backups: models.backups.image(),
+        quotas: models.quotas.image(),
     };
     (cursor, body)
 }

@@ -731,6 +731,44 @@ def run(args):
         with report.check("database backup list (no backups)"):
             eq(cli("database", "backup", "list", "-f", "json").json(), [], "backups")
 
+        # -- quotas and limits ---------------------------------------------------------------
+        # A UUID-like project: the CLI resolves any other name through Keystone.
+        qp = "5e1f0c2a9b8d4e7f8a6b5c4d3e2f1a0b"
+        member = cli.as_(project=qp)
+        with report.check("database quota update <project> instances 1 (admin)"):
+            q = admin("database", "quota", "update", qp, "instances", "1", "-f", "json").json()
+            eq(q, {"instances": 1}, "the limit set")
+
+        with report.check("database quota show <project> (admin): in use, reserved, limit"):
+            member("database", "instance", "create", "q1", "--flavor", "1", "--size", "1",
+                   "--datastore", "mysql", "-f", "json").ok()
+            rows = admin("database", "quota", "show", qp, "-f", "json").json()
+            eq(by(rows, "Resource", "instances"),
+               {"Resource": "instances", "In Use": 1, "Reserved": 0, "Limit": 1}, "instances row")
+            eq(by(rows, "Resource", "backups")["Limit"], 50, "backups default")
+
+        with report.check("database instance create over the lowered quota: 413"):
+            r = member("database", "instance", "create", "q2", "--flavor", "1", "--size", "1",
+                       "--datastore", "mysql")
+            eq(r.rc, 1, "exit code")
+            has(r.err, "Quota exceeded for resources: ['instances']. (HTTP 413)", "stderr")
+
+        with report.check("database quota update as non-admin: 401"):
+            r = member("database", "quota", "update", qp, "instances", "9")
+            eq(r.rc, 1, "exit code")
+            has(r.err, "User does not have admin privileges. (HTTP 401)", "stderr")
+
+        with report.check("database quota update <project> cpus 2: unknown resource"):
+            r = admin("database", "quota", "update", qp, "cpus", "2")
+            eq(r.rc, 1, "exit code")
+            has(r.err, "Unknown quota resources cpus. (HTTP 404)", "stderr")
+
+        with report.check("database limit list: the project's absolute limits"):
+            r = member("database", "limit", "list").ok()
+            for key, value in (("max_instances", "1"), ("max_backups", "50"), ("verb", "ABSOLUTE")):
+                if not re.search(rf"\|\s*{key}\s*\|\s*{value}\s*\|", r.out):
+                    raise AssertionError(f"no {key} = {value} in:\n{r.out}")
+
         # -- delete ------------------------------------------------------------------------
         with report.check("database instance delete unknown UUID: 404 message"):
             ghost = "11111111-2222-3333-4444-555555555555"
