@@ -116,6 +116,15 @@ pub(crate) fn decode_slice_with<T: DeserializeOwned>(
     from_tagged_slice(event_type, data).map_err(malformed)
 }
 
+/// The version an aggregate's catalog (`EVENT_VERSIONS`: type name, current version)
+/// gives `event_type`, if the type is its.
+pub(crate) fn version_in(catalog: &[(&str, u32)], event_type: &str) -> Option<u32> {
+    catalog
+        .iter()
+        .find(|(t, _)| *t == event_type)
+        .map(|(_, v)| *v)
+}
+
 /// The body of an adjacently tagged event (`{"type": ..., "data": ...}`) for storage:
 /// its `data`. Serializing a derived enum of plain data into a Value cannot fail.
 pub(crate) fn data_of<T: serde::Serialize>(event: &T) -> serde_json::Value {

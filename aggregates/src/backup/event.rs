@@ -146,10 +146,7 @@ impl BackupEvent {
 
 /// The version this build writes for `event_type`, if it is a backup event.
 pub fn current_version(event_type: &str) -> Option<u32> {
-    EVENT_VERSIONS
-        .iter()
-        .find(|(t, _)| *t == event_type)
-        .map(|(_, v)| *v)
+    crate::tagged::version_in(EVENT_VERSIONS, event_type)
 }
 
 /// Turns a stored (type, version, body) back into an event (all types are at
