@@ -199,10 +199,7 @@ async fn create(
     Extension(rid): Extension<RequestId>,
     JsonBody(body): JsonBody<BackupCreateBody>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let cmd = body.backup.command()?;
-    let BackupCommand::CreateBackup(c) = &cmd else {
-        unreachable!("a create body makes a create");
-    };
+    let c = body.backup.command()?;
     let support = state
         .models
         .instance(c.instance_id)
@@ -217,6 +214,7 @@ async fn create(
             backups: true,
             incremental: true,
         });
+    let cmd = BackupCommand::CreateBackup(Box::new(c));
     let backup = execute(&state, Uuid::new_v4(), &cmd, &caller, &rid, support).await?;
     let view = backup_view(&projections::backups::record_of(&backup));
     Ok((StatusCode::ACCEPTED, Json(json!({ "backup": view }))))

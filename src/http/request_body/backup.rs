@@ -1,7 +1,7 @@
 //! The backup body (`POST /backups`, upstream `apischema.backup['create']`) and the
 //! command it becomes.
 
-use aggregates::backup::{BackupCommand, CreateBackup};
+use aggregates::backup::CreateBackup;
 use serde::Deserialize;
 use serde_json::Value;
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
@@ -63,7 +63,7 @@ pub struct BackupCreate {
 
 impl BackupCreate {
     /// The create command, after the rules the schema cannot say.
-    pub fn command(self) -> ApiResult<BackupCommand> {
+    pub fn command(self) -> ApiResult<CreateBackup> {
         if self.restore_from.is_some() {
             return Err(ApiError::BadRequest(
                 "restore_from is not supported: backups are restored with an instance create's restorePoint.".into(),
@@ -81,14 +81,14 @@ impl BackupCreate {
             Some(Name(c)) => Some(c),
             None => None,
         };
-        Ok(BackupCommand::CreateBackup(Box::new(CreateBackup {
+        Ok(CreateBackup {
             name: self.name.0,
             description: self.description.map(|d| d.0),
             instance_id: instance.0,
             parent_id: self.parent_id.map(|p: HyphenatedUuid| -> Uuid { p.0 }),
             incremental: self.incremental.is_some_and(|i| i.0),
             container,
-        })))
+        })
     }
 }
 
