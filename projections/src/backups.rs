@@ -254,6 +254,28 @@ impl BackupModels {
         inner.states.get(&id).map(|(b, _)| b.clone())
     }
 
+    /// Backup `id` and its ancestors, the full backup first: what a restore of it reads.
+    /// Deleted ones are included (the caller decides); the walk stops at a backup this
+    /// model does not know or at a loop, so a chain whose first element still has a
+    /// parent is broken.
+    pub fn chain(&self, id: Uuid) -> Vec<Backup> {
+        let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        let mut chain: Vec<Backup> = Vec::new();
+        let mut next = Some(id);
+        while let Some(b) = next {
+            if chain.iter().any(|c| c.id == Some(b)) {
+                break;
+            }
+            let Some((state, _)) = inner.states.get(&b) else {
+                break;
+            };
+            next = state.parent_id;
+            chain.push(state.clone());
+        }
+        chain.reverse();
+        chain
+    }
+
     /// The live backups whose parent is `id`.
     pub fn children(&self, id: Uuid) -> Vec<Uuid> {
         let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
@@ -457,6 +479,51 @@ mod tests {
             deleted: false,
             checksum: None,
         }
+    }
+
+    /// `BackupCreated` of backup `n` (parent `parent`) at position `n`.
+    fn created(n: u128, parent: Option<u128>) -> ProjectedBackupEvent {
+        let event = BackupEvent::BackupCreated(Box::new(aggregates::backup::BackupCreated {
+            backup_id: Uuid::from_u128(n),
+            project_id: "p1".into(),
+            user_id: "u".into(),
+            instance_id: Uuid::from_u128(9),
+            name: format!("b{n}"),
+            description: None,
+            parent_id: parent.map(Uuid::from_u128),
+            datastore: Default::default(),
+            container: "c".into(),
+            at: at(n as i64),
+        }));
+        ProjectedBackupEvent {
+            position: Position {
+                commit: n as u64,
+                prepare: n as u64,
+            },
+            backup_id: Uuid::from_u128(n),
+            event,
+        }
+    }
+
+    #[test]
+    fn a_chain_runs_from_the_full_backup_to_the_one_asked_and_stops_where_it_breaks() {
+        let m = BackupModels::new();
+        m.apply(&created(1, None));
+        m.apply(&created(2, Some(1)));
+        m.apply(&created(3, Some(2)));
+        m.apply(&created(5, Some(4))); // 4 is unknown: a broken chain
+        let chain = |id| -> Vec<u128> {
+            m.chain(Uuid::from_u128(id))
+                .iter()
+                .map(|b| b.id.unwrap().as_u128())
+                .collect()
+        };
+        assert_eq!(chain(3), [1, 2, 3]);
+        assert_eq!(chain(1), [1]);
+        assert_eq!(chain(5), [5]);
+        assert!(m.chain(Uuid::from_u128(5))[0].parent_id.is_some());
+        assert!(chain(7).is_empty());
+        assert_eq!(m.children(Uuid::from_u128(1)), [Uuid::from_u128(2)]);
     }
 
     fn ids(v: &[BackupRecord]) -> Vec<u128> {

@@ -277,21 +277,19 @@ async fn check_stored_backup(state: &AppState, caller: &Caller, bid: Uuid) -> Ap
     if !b.is_live() || !caller.can_see(&b.project_id) || b.artifact.is_none() {
         return Ok(());
     }
-    let Ok(chain) = crate::saga::backups::restore_chain(&state.backups, bid) else {
-        return Ok(());
-    };
-    for (a, recorded) in chain.chain.iter().filter_map(|a| {
-        let size = state.backups.state(a.backup_id)?.artifact?.size_bytes;
-        Some((a, size))
-    }) {
+    for (backup_id, a) in state
+        .backups
+        .chain(bid)
+        .into_iter()
+        .filter_map(|b| Some((b.id?, b.artifact?)))
+    {
         match state.backup_store.size(&a.location).await {
-            Ok(Some(size)) if size == recorded => {}
+            Ok(Some(size)) if size == a.size_bytes => {}
             Ok(Some(_)) => {
                 return Err(ApiError::Domain {
                     fault: aggregates::fault::Fault::Conflict,
                     message: format!(
-                        "Current stored object checksum does not match original checksum for backup {}.",
-                        a.backup_id
+                        "Current stored object checksum does not match original checksum for backup {backup_id}."
                     ),
                 })
             }

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use aggregates::backup::Backup;
 use aggregates::catalog::{Datastore, Flavor};
 use uuid::Uuid;
 
@@ -70,18 +71,12 @@ impl aggregates::catalog::Catalog for Lookups {
     fn backup(&self, id: Uuid) -> Option<aggregates::catalog::Backup> {
         let b = self.backups.state(id).filter(|b| b.is_live())?;
         // A restore of an increment writes its whole chain.
-        let mut size = b.size_gb();
-        let mut parent = b.parent_id;
-        let mut hops = 0;
-        while let (Some(p), Some(total)) = (parent, size) {
-            let found = self.backups.state(p);
-            size = found.as_ref().and_then(|f| f.size_gb()).map(|s| s + total);
-            parent = found.and_then(|f| f.parent_id);
-            hops += 1;
-            if hops > 1000 {
-                break;
-            }
-        }
+        let size = self
+            .backups
+            .chain(id)
+            .iter()
+            .map(Backup::size_gb)
+            .sum::<Option<f64>>();
         Some(aggregates::catalog::Backup {
             id,
             project_id: b.project_id.clone(),

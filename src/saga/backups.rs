@@ -349,27 +349,29 @@ impl Worker<'_> {
 /// `Err` says why it cannot be restored (deleted meanwhile, an artifact missing, a
 /// chain that loops).
 pub fn restore_chain(backups: &BackupModels, id: Uuid) -> Result<RestoreRequest, String> {
-    let mut chain = Vec::new();
-    let mut next = Some(id);
-    while let Some(b) = next {
-        if chain.len() > 1000 || chain.iter().any(|a: &ArtifactRef| a.backup_id == b) {
-            return Err(format!("the chain of backup {id} loops at {b}"));
-        }
-        let state = backups
-            .state(b)
-            .filter(Backup::is_live)
-            .ok_or_else(|| format!("backup {b} (of the chain of {id}) was deleted"))?;
-        let artifact = state
-            .artifact
-            .ok_or_else(|| format!("backup {b} (of the chain of {id}) has no stored artifact"))?;
-        chain.push(ArtifactRef {
-            backup_id: b,
-            location: artifact.location,
-            checksum: artifact.checksum,
-        });
-        next = state.parent_id;
+    let found = backups.chain(id);
+    if found.first().is_none_or(|full| full.parent_id.is_some()) {
+        return Err(format!(
+            "the chain of backup {id} is broken (a backup of it is gone)"
+        ));
     }
-    chain.reverse();
+    let chain = found
+        .into_iter()
+        .map(|b| {
+            let bid = b.id.unwrap_or_default();
+            match b.artifact {
+                Some(a) if b.is_live() => Ok(ArtifactRef {
+                    backup_id: bid,
+                    location: a.location,
+                    checksum: a.checksum,
+                }),
+                Some(_) => Err(format!("backup {bid} (of the chain of {id}) was deleted")),
+                None => Err(format!(
+                    "backup {bid} (of the chain of {id}) has no stored artifact"
+                )),
+            }
+        })
+        .collect::<Result<Vec<_>, String>>()?;
     Ok(RestoreRequest {
         backup_id: id,
         chain,

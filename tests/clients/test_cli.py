@@ -704,7 +704,7 @@ def run(args):
             row = by(rows, "ID", S["backup"])
             eq((row["Instance ID"], row["Status"]), (S["inst"], "COMPLETED"), "row")
 
-        with report.check("database backup create --instance unknown: error"):
+        with report.check("database backup create --instance unknown: the CLI refuses it (its own lookup, before any request)"):
             r = cli("database", "backup", "create", "nope", "--instance", "no-such-instance")
             eq(r.rc, 1, "exit code")
 
