@@ -39,10 +39,14 @@ use crate::store::{EventStore, StoreError};
 const BACKUP_SAGA_NS: Uuid = Uuid::from_u128(0x7c1e_9a40_2b6d_4f83_a51c_6e09_d2b4_38f7);
 
 /// Transient failures of one copy or removal tolerated before it fails.
-const TRANSIENT_ATTEMPTS: u32 = 4;
+const TRANSIENT_ATTEMPTS: u32 = 6;
 
-/// Pause after a transient failure, or after the store failed: 200 ms doubling to 10 s.
-const RETRY: Backoff = Backoff::doubling(Duration::from_millis(200), Duration::from_secs(10));
+/// Pause after a transient failure, or after the store failed: 500 ms doubling to 10 s,
+/// so the retries of a copy span ~25 s: enough for a database server that the local
+/// provider's supervisor is starting again (after troved itself was restarted, say) to
+/// answer. With 200 ms and 4 attempts (1.4 s) a backup resumed right after a restart
+/// could fail before its server was back.
+const RETRY: Backoff = Backoff::doubling(Duration::from_millis(500), Duration::from_secs(10));
 
 /// What the backup saga needs.
 pub struct BackupRunnerDeps {
