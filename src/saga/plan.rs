@@ -103,6 +103,10 @@ pub enum Step {
         configuration_id: Option<Uuid>,
         revision: u64,
     },
+    // ---- replica set: promote / eject (issue #15) -----------------------------------
+    /// The coordinator of a switch (the promoted replica, the ejected source) switches
+    /// the set through the provider; every member then records the end.
+    SwitchReplicaSet,
 }
 
 /// The next step for `s`, if any.
@@ -127,6 +131,12 @@ pub fn plan(
             Step::Upgrade
         }),
         Task::Detaching => Some(Step::DetachReplica),
+        // Only the coordinator acts; the other members wait for it to record the end.
+        Task::Promoting | Task::Ejecting => s
+            .replica_switch
+            .as_ref()
+            .filter(|w| w.coordinator() == id)
+            .map(|_| Step::SwitchReplicaSet),
         Task::Updating => {
             let want = s.pending_access.as_ref().is_some_and(|a| a.is_public);
             let has = s.addresses.iter().any(|a| a.kind == "public");
