@@ -175,12 +175,140 @@ async fn promote_switches_the_set(datastore: Datastore, ports: &str) {
     );
 }
 
+/// The server record of instance `id` (`troved local list`): its directory and pid.
+fn server_of(data_dir: &std::path::Path, id: &str) -> (std::path::PathBuf, u32) {
+    let list = local_list(data_dir);
+    let server = list["servers"]
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["instance_id"] == json!(id)).cloned())
+        .unwrap_or_else(|| panic!("no server of {id} in {list}"));
+    let path = server["path"].as_str().expect("a path").into();
+    let pid = server["pid"].as_u64().expect("a running server") as u32;
+    (path, pid)
+}
+
+/// Primary with rows → two replicas → the primary's server dies for good (its data
+/// directory moved away, killed) → eject: one replica is the source with every row, the
+/// other follows it, the old source stands alone.
+async fn eject_elects_a_replica(datastore: Datastore, ports: &str) {
+    let Some(install) = installation(datastore).await else {
+        return;
+    };
+    let f = LocalTroved::start(ports, &["--heartbeat-secs", "1"]).await;
+    let s = &f.server;
+    let body = json!({"instance": {
+        "name": "primary", "flavorRef": "1", "volume": {"size": 1},
+        "datastore": {"type": datastore.manager(), "version": install.series},
+        "databases": [{"name": "orders"}],
+        "users": [{"name": "app", "password": "s3cret-pw", "databases": [{"name": "orders"}]}],
+    }});
+    let (status, created) = s.post("u", "p1", "/instances", &body).await;
+    assert_eq!(status, 200, "{created}");
+    let old = created["instance"]["id"].as_str().unwrap().to_string();
+    let old_port = port_of(&wait_active(s, &old, |_| true).await);
+    query(&install, old_port, "CREATE TABLE t (i integer PRIMARY KEY)").unwrap();
+    query(&install, old_port, "INSERT INTO t VALUES (1), (2)").unwrap();
+    let body = json!({"instance": {"name": "rep", "replica_of": old, "replica_count": 2}});
+    let (status, created) = s.post("u", "p1", "/instances", &body).await;
+    assert_eq!(status, 200, "{created}");
+    let (_, list) = s.get("u", "p1", "/instances").await;
+    let replicas: Vec<String> = list["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["name"].as_str().is_some_and(|n| n.starts_with("rep-")))
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(replicas.len(), 2, "{list}");
+    let mut ports = Vec::new();
+    for r in &replicas {
+        let port = port_of(&wait_active(s, r, |_| true).await);
+        wait_rows(&install, port, "1,2").await;
+        ports.push(port);
+    }
+
+    // A healthy source is not ejected.
+    let path = format!("/instances/{old}/action");
+    let eject = json!({"eject_replica_source": {}});
+    let (status, body) = s.post("u", "p1", &path, &eject).await;
+    assert_eq!(status, 400, "{body}");
+    // The source dies and cannot come back: its data is gone from where it was.
+    let (dir, pid) = server_of(&f.data_dir(), &old);
+    std::fs::rename(dir.join("data"), dir.join("data.lost")).unwrap();
+    for target in [format!("-{pid}"), pid.to_string()] {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", "--", &target])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, body) = s.post("u", "p1", &path, &eject).await;
+        if status == 202 {
+            break;
+        }
+        assert_eq!(status, 400, "{body}");
+        assert!(Instant::now() < deadline, "never ejectable: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let elected = loop {
+        let mut found = None;
+        for (r, port) in replicas.iter().zip(&ports) {
+            let (_, shown) = s.get("u", "p1", &format!("/instances/{r}")).await;
+            let inst = &shown["instance"];
+            assert_ne!(inst["status"], "ERROR", "{inst}");
+            if inst["status"] == "ACTIVE" && inst.get("replica_of").is_none() {
+                found = Some((r.clone(), *port));
+            }
+        }
+        if let Some(found) = found {
+            break found;
+        }
+        assert!(Instant::now() < deadline, "no replica elected");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let (other, other_port) = replicas
+        .iter()
+        .zip(&ports)
+        .find(|(r, _)| **r != elected.0)
+        .map(|(r, p)| (r.clone(), *p))
+        .unwrap();
+    wait_active(s, &other, |i| i["replica_of"]["id"] == json!(elected.0)).await;
+    let (_, shown) = s.get("u", "p1", &format!("/instances/{old}")).await;
+    assert!(shown["instance"].get("replica_of").is_none(), "{shown}");
+    assert!(shown["instance"].get("replicas").is_none(), "{shown}");
+    assert_eq!(
+        query(&install, elected.1, "SELECT i FROM t ORDER BY i")
+            .map(|o| o.lines().collect::<Vec<_>>().join(",")),
+        Ok("1,2".to_string())
+    );
+    query(&install, elected.1, "INSERT INTO t VALUES (3)").unwrap();
+    wait_rows(&install, other_port, "1,2,3").await;
+    let refused = query(&install, other_port, "INSERT INTO t VALUES (99)").unwrap_err();
+    assert!(refused.contains("read-only"), "{refused}");
+
+    for id in [&other, &elected.0, &old] {
+        delete_and_wait(s, id).await;
+    }
+}
+
+#[tokio::test]
+async fn postgresql_eject_elects_a_replica_the_other_follows() {
+    eject_elects_a_replica(Datastore::Postgresql, "32075-32086").await;
+}
+
+#[tokio::test]
+async fn mariadb_eject_elects_a_replica_the_other_follows() {
+    eject_elects_a_replica(Datastore::Mariadb, "32087-32099").await;
+}
+
 #[tokio::test]
 async fn postgresql_promote_keeps_every_row_and_the_old_source_follows_read_only() {
-    promote_switches_the_set(Datastore::Postgresql, "32050-32074").await;
+    promote_switches_the_set(Datastore::Postgresql, "32050-32061").await;
 }
 
 #[tokio::test]
 async fn mariadb_promote_keeps_every_row_and_the_old_source_follows_read_only() {
-    promote_switches_the_set(Datastore::Mariadb, "32075-32099").await;
+    promote_switches_the_set(Datastore::Mariadb, "32062-32074").await;
 }
