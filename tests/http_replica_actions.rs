@@ -7,8 +7,9 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
-use common::TestServer;
+use common::{create_body, send, Serve, TestServer};
 use serde_json::{json, Value};
 
 /// The simulated cloud's inventory (live servers with their guests).
@@ -254,4 +255,54 @@ async fn a_failed_promote_leaves_every_member_in_error_with_the_topology_unchang
     assert_eq!(shown["instance"]["replica_of"]["id"], json!(p), "{shown}");
     let inv = cloud(dir.path());
     assert_eq!(guest_source(&inv, &r), json!(p), "{inv}");
+}
+
+/// Polls `/instances/{id}` on `s` until `pred` holds.
+async fn wait_serve(s: &Serve, id: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = send(s.req(reqwest::Method::GET, &format!("/instances/{id}"))).await;
+        if status == 200 && pred(&body["instance"]) {
+            return body["instance"].clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never reached; last: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+async fn create_on(s: &Serve, body: Value) -> String {
+    let (status, created) = send(s.req(reqwest::Method::POST, "/instances").json(&body)).await;
+    assert_eq!(status, 200, "{created}");
+    let id = created["instance"]["id"].as_str().unwrap().to_string();
+    wait_serve(s, &id, |i| i["status"] == "ACTIVE").await;
+    id
+}
+
+#[tokio::test]
+async fn a_promote_cut_short_by_a_crash_finishes_after_the_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    // The switch never answers: troved is killed while it waits.
+    let hang = ["--sim-latency-ms", "5", "--sim-fault", "promote:hang"];
+    let s = Serve::start(dir.path(), &hang).await;
+    let p = create_on(&s, create_body("src")).await;
+    let r = create_on(&s, json!({"instance": {"name": "r", "replica_of": p}})).await;
+    let path = format!("/instances/{r}/action");
+    let (status, _) = send(s.req(reqwest::Method::POST, &path).json(&promote())).await;
+    assert_eq!(status, 202);
+    wait_serve(&s, &p, |i| i["status"] == "PROMOTE").await;
+    drop(s); // SIGKILL
+
+    let s = Serve::start(dir.path(), &["--sim-latency-ms", "5"]).await;
+    let new_source = wait_serve(&s, &r, |i| {
+        i["status"] == "ACTIVE" && i.get("replica_of").is_none()
+    })
+    .await;
+    assert_eq!(replica_ids(&new_source), BTreeSet::from([p.clone()]));
+    let old = wait_serve(&s, &p, |i| i["status"] == "ACTIVE").await;
+    assert_eq!(old["replica_of"]["id"], json!(r), "{old}");
+    let inv = cloud(dir.path());
+    assert_eq!(guest_source(&inv, &p), json!(r), "{inv}");
 }
