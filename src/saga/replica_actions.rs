@@ -121,7 +121,15 @@ impl SagaRunner {
             return Ok(());
         };
         for member in switch.members().into_iter().filter(|m| *m != id) {
-            self.record_on(member, id, s, cmd.clone()).await?;
+            match self.record_on(member, id, s, cmd.clone()).await {
+                // A member deleted meanwhile (DELETE is allowed during a switch, as
+                // upstream) has nothing to record; retrying could never succeed.
+                Err(StepError::Command(CommandError::Domain(e))) => {
+                    tracing::warn!(instance = %member, coordinator = %id, error = %e,
+                        "a member of the replica set did not record the end of its switch");
+                }
+                done => done?,
+            }
         }
         Ok(())
     }
