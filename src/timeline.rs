@@ -236,6 +236,45 @@ pub fn summarize(before: &Instance, event: &InstanceEvent) -> String {
                 .collect();
             format!("lost: the cloud no longer has {}", gone.join(" and "))
         }
+        ReplicaSourcePromotionRequested { .. }
+        | ReplicaSourcePromoted { .. }
+        | ReplicaSourcePromotionFailed { .. }
+        | ReplicaSourceEjectionRequested { .. }
+        | ReplicaSourceEjected { .. }
+        | ReplicaSourceEjectionFailed { .. } => replica_switch_summary(event),
+    }
+}
+
+/// A switch of the replica set's source (promote / eject) requested, done or failed.
+fn replica_switch_summary(event: &InstanceEvent) -> String {
+    use InstanceEvent::*;
+    match event {
+        ReplicaSourcePromotionRequested { switch, .. } => format!(
+            "promotion of {} to replica source (from {}) requested",
+            switch.coordinator(),
+            switch.old_primary_id
+        ),
+        ReplicaSourcePromoted { new_primary_id, .. } => {
+            format!("replica source is now {new_primary_id}")
+        }
+        ReplicaSourcePromotionFailed { fault, .. } => {
+            format!("promotion failed: {}", one_line(&fault.message))
+        }
+        ReplicaSourceEjectionRequested { switch, .. } => {
+            format!(
+                "ejection of replica source {} requested",
+                switch.old_primary_id
+            )
+        }
+        ReplicaSourceEjected {
+            new_primary_id,
+            old_primary_id,
+            ..
+        } => format!("replica source {old_primary_id} ejected; {new_primary_id} took over"),
+        ReplicaSourceEjectionFailed { fault, .. } => {
+            format!("ejection failed: {}", one_line(&fault.message))
+        }
+        other => other.event_type().to_string(),
     }
 }
 

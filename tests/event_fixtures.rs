@@ -789,6 +789,57 @@ fn the_early_replica_folds() {
     assert_eq!(s.updated, ts("2023-12-01T12:30:45Z"));
 }
 
+#[test]
+fn the_replica_set_switches_of_the_early_replica_fold() {
+    let created = "InstanceCreated.v1.early.json";
+    let promoting = fold_files(&[created, "ReplicaSourcePromotionRequested.v1.json"]);
+    assert_eq!(promoting.task, Task::Promoting);
+    assert_eq!(
+        promoting.replica_switch.as_ref().map(|w| w.coordinator()),
+        Some(uuid(REPLICA)),
+        "the promoted replica coordinates"
+    );
+    let s = fold_files(&[
+        created,
+        "ReplicaSourcePromotionRequested.v1.json",
+        "ReplicaSourcePromoted.v1.json",
+    ]);
+    assert_eq!((s.task, s.replica_of), (Task::None, None), "the source now");
+    assert_eq!(s.replica_switch, None);
+    let s = fold_files(&[
+        created,
+        "ReplicaSourcePromotionRequested.v1.json",
+        "ReplicaSourcePromotionFailed.v1.json",
+    ]);
+    assert_eq!(s.task, Task::PromotionError);
+    assert_eq!(s.command_status(), "ERROR");
+    assert_eq!(
+        s.replica_of,
+        Some(uuid(REPLICA_PRIMARY)),
+        "topology as before"
+    );
+
+    let ejecting = fold_files(&[created, "ReplicaSourceEjectionRequested.v1.json"]);
+    assert_eq!(ejecting.task, Task::Ejecting);
+    assert_eq!(
+        ejecting.replica_switch.as_ref().map(|w| w.coordinator()),
+        Some(uuid(REPLICA_PRIMARY)),
+        "the ejected source coordinates"
+    );
+    let s = fold_files(&[
+        created,
+        "ReplicaSourceEjectionRequested.v1.json",
+        "ReplicaSourceEjected.v1.json",
+    ]);
+    assert_eq!((s.task, s.replica_of), (Task::None, None), "elected");
+    let s = fold_files(&[
+        created,
+        "ReplicaSourceEjectionRequested.v1.json",
+        "ReplicaSourceEjectionFailed.v1.json",
+    ]);
+    assert_eq!(s.task, Task::EjectionError);
+}
+
 /// The state keeps user names only: no sealed password ever reaches it.
 fn assert_no_secrets(s: &Instance) {
     let text = serde_json::to_string(s).expect("the state serializes");

@@ -124,4 +124,9 @@ pub trait Catalog {
     fn backup_running(&self, _id: Uuid) -> bool {
         false
     }
+    /// The ids of the non-deleted instances replicating from `id` (promote / eject).
+    /// Catalogs that never decide those may keep the default, none.
+    fn replica_ids(&self, _id: Uuid) -> Vec<Uuid> {
+        Vec::new()
+    }
 }

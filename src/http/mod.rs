@@ -10,6 +10,7 @@
 //! - [`auth`]: who the caller is.
 //! - [`openapi`]: the OpenAPI document (responses and parameters are described there).
 
+pub mod actions;
 pub mod auth;
 pub mod backups;
 pub mod configurations;
@@ -22,6 +23,7 @@ pub mod instances;
 pub mod openapi;
 pub mod operators;
 pub mod quotas;
+pub mod replica_actions;
 pub mod request;
 pub mod request_body;
 pub mod versions;
@@ -96,6 +98,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(versions::v1_slash))
         .routes(routes!(openapi::openapi_json))
         .merge(instances::router())
+        .merge(actions::router())
         .merge(flavors::router())
         .merge(datastores::router())
         .merge(backups::router())

@@ -11,6 +11,7 @@
 
 mod backup;
 mod replica;
+mod switchover;
 
 mod accounts;
 mod config;

@@ -9,6 +9,7 @@
 mod backup;
 mod config;
 mod replica;
+mod switchover;
 
 use std::time::Duration;
 

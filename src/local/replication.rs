@@ -42,6 +42,54 @@ pub trait Replication: Send + Sync {
     /// The running server stops following its primary and takes writes, also after a
     /// restart. Promoting a server that is no replica succeeds.
     async fn promote(&self, inst: &Instance) -> Result<(), LocalError>;
+
+    // ---- switchover: promote / eject of a replica set (issue #15) -------------------
+    // Engines without them refuse; each is idempotent like the rest of the trait. The
+    // provider runs them in this order (`crate::local::provider::switchover`).
+
+    /// Whether the running server follows a source (is not promoted yet).
+    async fn is_replica(&self, _inst: &Instance) -> Result<bool, LocalError> {
+        Err(unsupported())
+    }
+
+    /// Stops the running `primary` from taking writes and returns the position that
+    /// holds every transaction it committed (PostgreSQL: its shut-down checkpoint's LSN,
+    /// after a clean shutdown, which waits until the connected standbys have its WAL;
+    /// MariaDB: its GTID position, under `read_only`).
+    async fn freeze(&self, _primary: &Instance) -> Result<String, LocalError> {
+        Err(unsupported())
+    }
+
+    /// Waits until `replica` applied everything up to `position` (of [`Replication::freeze`]).
+    async fn catch_up(&self, _replica: &Instance, _position: &str) -> Result<(), LocalError> {
+        Err(unsupported())
+    }
+
+    /// How far `replica` has applied its source's changes, comparable among the replicas
+    /// of one source (an eject elects the greatest).
+    async fn applied(&self, _replica: &Instance) -> Result<u64, LocalError> {
+        Err(unsupported())
+    }
+
+    /// After [`Replication::promote`]: the server can be a source for the others
+    /// (MariaDB: a binary log that starts at the position it applied).
+    async fn become_source(&self, _inst: &Instance) -> Result<(), LocalError> {
+        Err(unsupported())
+    }
+
+    /// Makes the running `replica` of another source follow `source` instead.
+    async fn repoint(&self, _replica: &Instance, _source: &Instance) -> Result<(), LocalError> {
+        Err(unsupported())
+    }
+
+    /// Makes the frozen old source `old` a running read-only replica of `source`.
+    async fn demote(&self, _old: &Instance, _source: &Instance) -> Result<(), LocalError> {
+        Err(unsupported())
+    }
+}
+
+fn unsupported() -> LocalError {
+    LocalError::Unusable("this datastore cannot switch its replication source".into())
 }
 
 /// The address a replica on this machine reaches `primary` at over TCP: its bind

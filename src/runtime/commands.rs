@@ -300,6 +300,18 @@ impl CommandBus {
             }
         }
         let _guards = self.inner.locks.lock_all(keys).await;
+        self.execute_locked(id, cmds, caller, meta).await
+    }
+
+    /// [`CommandBus::execute`] for a caller that holds the keyed locks already (a
+    /// command path that spans several instances: `super::replica_actions`).
+    pub async fn execute_locked(
+        &self,
+        id: Uuid,
+        cmds: &[InstanceCommand],
+        caller: &Caller,
+        meta: &CommandMeta,
+    ) -> Result<Executed, CommandError> {
         // The stream as this process last saw it; a create of a fresh id needs no read
         // (if the stream exists after all, the append fails and the retry reads it).
         let creates_only = cmds

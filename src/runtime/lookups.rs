@@ -91,6 +91,10 @@ impl aggregates::catalog::Catalog for Lookups {
         self.backups.running().any(id)
     }
 
+    fn replica_ids(&self, id: Uuid) -> Vec<Uuid> {
+        self.models.live_replicas(id)
+    }
+
     fn quota(&self, project_id: &str) -> aggregates::catalog::QuotaUsage {
         let used = self.models.quota_usage(project_id);
         let l = &self.catalog.limits;

@@ -16,5 +16,6 @@ pub mod lookups;
 pub mod projector;
 pub mod quotas;
 pub mod rebuild;
+pub mod replica_actions;
 pub mod snapshot;
 pub mod unreadable;

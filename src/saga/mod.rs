@@ -22,6 +22,7 @@ pub mod backups;
 pub mod heartbeat;
 pub mod plan;
 pub mod ports;
+mod replica_actions;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -379,6 +380,8 @@ impl SagaRunner {
                 return Err(other);
             }
         };
+        // The other members of a replica set record the end of its switch first.
+        self.members_follow(id, state, &cmd).await?;
         self.record(id, &folded, name, cmd, outcome).await
     }
 
@@ -517,6 +520,13 @@ impl SagaRunner {
             Step::DetachReplica => Some(InstanceCommand::FailReplicaDetach {
                 fault: fault(format!("Failed to detach replica {id}\n{e}")),
             }),
+            Step::SwitchReplicaSet => Some(InstanceCommand::FailReplicaSetSwitch {
+                fault: fault(if state.task == Task::Ejecting {
+                    format!("Failed to eject replica source {id}\n{e}")
+                } else {
+                    format!("Failed to promote instance {id} to replica source\n{e}")
+                }),
+            }),
             Step::ApplyConfiguration { .. } if matches!(e, ProviderError::Permanent(_)) => {
                 configuration_refused(id, step, &e, &fault)
             }
@@ -593,6 +603,7 @@ impl SagaRunner {
                 },
             }),
             Step::DetachReplica => self.detach_replica(id, s).await,
+            Step::SwitchReplicaSet => self.switch_replica_set(id, s).await,
             Step::SetPublic { public } => self.set_public(s, *public).await,
             Step::CompleteAccessUpdate => self.complete_access_update(s).await,
             Step::AdoptRevision {
@@ -987,6 +998,7 @@ fn step_name(step: &Step) -> &'static str {
         Step::CompleteAccessUpdate => "complete_access_update",
         Step::AdoptRevision { .. } => "adopt_revision",
         Step::ApplyConfiguration { .. } => "apply_configuration",
+        Step::SwitchReplicaSet => "switch_replica_set",
     }
 }
 

@@ -103,6 +103,10 @@ pub enum Step {
         configuration_id: Option<Uuid>,
         revision: u64,
     },
+    // ---- replica set: promote / eject (issue #15) -----------------------------------
+    /// The coordinator of a switch (the promoted replica, the ejected source) switches
+    /// the set through the provider; every member then records the end.
+    SwitchReplicaSet,
 }
 
 /// The next step for `s`, if any.
@@ -127,6 +131,12 @@ pub fn plan(
             Step::Upgrade
         }),
         Task::Detaching => Some(Step::DetachReplica),
+        // Only the coordinator acts; the other members wait for it to record the end.
+        Task::Promoting | Task::Ejecting => s
+            .replica_switch
+            .as_ref()
+            .filter(|w| w.coordinator() == id)
+            .map(|_| Step::SwitchReplicaSet),
         Task::Updating => {
             let want = s.pending_access.as_ref().is_some_and(|a| a.is_public);
             let has = s.addresses.iter().any(|a| a.kind == "public");
@@ -483,5 +493,53 @@ mod tests {
         assert_eq!(next(&log, 4), Some(Step::FinishDeletion));
         log.push(E::InstanceDeleted { at: t(5) });
         assert_eq!(next(&log, 5), None);
+    }
+
+    #[test]
+    fn only_the_coordinator_of_a_replica_set_switch_plans_it_until_its_end_is_recorded() {
+        use aggregates::instance::ReplicaSetSwitch;
+        let me = Uuid::from_u128(1);
+        let switch = |new: Option<Uuid>| ReplicaSetSwitch {
+            old_primary_id: Uuid::from_u128(9),
+            new_primary_id: new,
+            replica_ids: vec![me, Uuid::from_u128(10)],
+        };
+        let requested = |new| E::ReplicaSourcePromotionRequested {
+            switch: switch(new),
+            at: t(1),
+        };
+        // The promoted replica coordinates: the step is planned again after any crash,
+        // until the end is in its log.
+        let log = vec![created(), requested(Some(me))];
+        assert_eq!(next(&log, 2), Some(Step::SwitchReplicaSet));
+        let mut done = log.clone();
+        done.push(E::ReplicaSourcePromoted {
+            new_primary_id: me,
+            old_primary_id: Uuid::from_u128(9),
+            at: t(3),
+        });
+        assert_ne!(next(&done, 4), Some(Step::SwitchReplicaSet));
+        // Another member waits.
+        let sibling = vec![created(), requested(Some(Uuid::from_u128(10)))];
+        assert_eq!(next(&sibling, 2), None);
+        // An eject is coordinated by the ejected source, not by its replicas.
+        let eject = vec![
+            created(),
+            E::ReplicaSourceEjectionRequested {
+                switch: switch(None),
+                at: t(1),
+            },
+        ];
+        assert_eq!(next(&eject, 2), None);
+        // A failed switch plans nothing (no compensation: the servers keep their data).
+        let mut failed = log;
+        failed.push(E::ReplicaSourcePromotionFailed {
+            fault: FaultInfo {
+                message: "no".into(),
+                details: String::new(),
+            },
+            at: t(3),
+        });
+        assert_eq!(next(&failed, 4), None);
     }
 }

@@ -323,6 +323,45 @@ pub trait GuestAgent: Send + Sync {
     fn restarts_for_configuration(&self) -> bool {
         false
     }
+
+    // ---- replica set: promote / eject (issue #15; `super::replica_actions`) -----------
+    /// Makes `set.new_primary` the writable source of the set once it has every
+    /// transaction the old source committed (the old source stops taking writes first),
+    /// then makes the old source and the other replicas follow it. Idempotent: a retry
+    /// finds the switch made. The default refuses: a provider without it cannot promote.
+    async fn promote_to_replica_source(
+        &self,
+        _key: &IdempotencyKey,
+        _set: &ReplicaSetServers,
+    ) -> Result<(), ProviderError> {
+        Err(ProviderError::Permanent(
+            "this provider cannot promote a replica".into(),
+        ))
+    }
+
+    /// Elects the most current of `set.replicas` (the failed old source is left
+    /// alone), makes it the writable source and the other replicas follow it; returns
+    /// the elected instance. Idempotent: a retry elects the same replica.
+    async fn eject_replica_source(
+        &self,
+        _key: &IdempotencyKey,
+        _set: &ReplicaSetServers,
+    ) -> Result<Uuid, ProviderError> {
+        Err(ProviderError::Permanent(
+            "this provider cannot eject a replica source".into(),
+        ))
+    }
+}
+
+/// The servers of a replica set being switched, each with its instance id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplicaSetServers {
+    /// The source before the switch.
+    pub old_primary: (Uuid, String),
+    /// The replica to promote; `None` for an eject (the provider elects one).
+    pub new_primary: Option<(Uuid, String)>,
+    /// The old source's other replicas (for an eject: all of them), ascending.
+    pub replicas: Vec<(Uuid, String)>,
 }
 
 /// What a provider's own persistent state looked like before it was opened (checked at

@@ -13,7 +13,7 @@
 //!        / "delete_volume" / "create_server" / "server_status" / "set_public"
 //!        / "delete_server" / "prepare" / "guest_status" / "status" (= guest_status)
 //!        / "upgrade" / "apply_configuration" / "detach_replica" / "restrict_access"
-//!        / "backup"
+//!        / "backup" / "promote" / "eject"
 //! option = "rate=" FLOAT        ; probability in [0, 1] per attempt (default 1)
 //!        / "name=" GLOB         ; instance name pattern, `*` matches any run (default: all)
 //!        / "times=" N           ; transient and lost: attempts that may fail (default 2)
@@ -60,11 +60,14 @@ pub enum Step {
     DetachReplica,
     RestrictAccess,
     Backup,
+    // ---- replica set: promote / eject (issue #15) ----
+    Promote,
+    Eject,
 }
 
 impl Step {
     /// Every step, in the order of the grammar.
-    pub const ALL: [Step; 16] = [
+    pub const ALL: [Step; 18] = [
         Step::CreateVolume,
         Step::AttachVolume,
         Step::DetachVolume,
@@ -81,6 +84,8 @@ impl Step {
         Step::DetachReplica,
         Step::RestrictAccess,
         Step::Backup,
+        Step::Promote,
+        Step::Eject,
     ];
 
     /// The name used in fault specs and messages.
@@ -102,6 +107,8 @@ impl Step {
             Step::DetachReplica => "detach_replica",
             Step::RestrictAccess => "restrict_access",
             Step::Backup => "backup",
+            Step::Promote => "promote",
+            Step::Eject => "eject",
         }
     }
 

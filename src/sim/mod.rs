@@ -37,6 +37,7 @@ mod backup;
 mod db;
 pub mod fault;
 mod inventory;
+mod replica;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -48,6 +49,7 @@ use async_trait::async_trait;
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
+use uuid::Uuid;
 
 use self::db::{GuestOp, OpError, OpResult, Report, Settings};
 pub use self::fault::{FaultMode, FaultSpec};
@@ -57,8 +59,8 @@ pub use self::inventory::{
 };
 use crate::saga::ports::{
     ComputeProvider, GuestAgent, GuestReport, IdempotencyKey, PrepareRequest, ProviderError,
-    ResourceIds, ResourceInventory, Server, ServerSpec, StoredState, Volume, VolumeProvider,
-    VolumeSpec, VolumeUsage,
+    ReplicaSetServers, ResourceIds, ResourceInventory, Server, ServerSpec, StoredState, Volume,
+    VolumeProvider, VolumeSpec, VolumeUsage,
 };
 
 /// The file name of the simulated cloud in the data directory.
@@ -728,5 +730,23 @@ impl GuestAgent for SimCloud {
             .await?;
         let lost = before_effect(verdict).await?;
         after_effect(Ok(()), lost)
+    }
+
+    async fn promote_to_replica_source(
+        &self,
+        key: &IdempotencyKey,
+        set: &ReplicaSetServers,
+    ) -> Result<(), ProviderError> {
+        self.switch_replica_set(Step::Promote, key, set)
+            .await
+            .map(|_| ())
+    }
+
+    async fn eject_replica_source(
+        &self,
+        key: &IdempotencyKey,
+        set: &ReplicaSetServers,
+    ) -> Result<Uuid, ProviderError> {
+        self.switch_replica_set(Step::Eject, key, set).await
     }
 }

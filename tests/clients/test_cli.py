@@ -403,6 +403,52 @@ def local_sessions(args, report, workdir, servers):
                     raise AssertionError(f"something still listens on {host}:{port}")
 
 
+def replica_source_actions(cli, report):
+    """`database instance promote` (promote to replica source) and `database instance
+    eject` (eject replica source), issue #15: a replica becomes the source and the old
+    source its replica; the refusals upstream gives come back as the CLI's messages."""
+    ids = {}
+    with report.check("database instance promote <replica name> (promote to replica source)"):
+        src = cli("database", "instance", "create", "promo-src", "--flavor", "m1.small",
+                  "--size", "1", "--datastore", "mysql", "-f", "json").json()
+        ids["src"] = src["id"]
+        wait_show(cli, "promo-src", active, "became ACTIVE")
+        rep = cli("database", "instance", "create", "promo-rep", "--replica-of", "promo-src",
+                  "-f", "json").json()
+        ids["rep"] = rep["id"]
+        wait_show(cli, "promo-rep", active, "became ACTIVE")
+        r = cli("database", "instance", "promote", "promo-rep").ok()
+        eq(r.out.strip(), "", "stdout")
+        s = wait_show(cli, ids["rep"], lambda i: active(i) and "replica_of" not in i,
+                      "became the replica source")
+        eq(s.get("replicas"), ids["src"], "the new source's replicas")
+        s = wait_show(cli, ids["src"], lambda i: active(i) and i.get("replica_of") == ids["rep"],
+                      "became a replica of the promoted one")
+        rows = list_instances(cli)
+        eq(by(rows, "ID", ids["src"])["Role"], "replica", "old source's Role")
+
+    with report.check("promote a non-replica / eject a replica / eject a healthy source: 400"):
+        r = cli("database", "instance", "promote", "promo-rep")
+        eq(r.rc, 1, "exit code")
+        has(r.out + r.err, f"Instance {ids['rep']} is not a replica. (HTTP 400)", "output")
+        r = cli("database", "instance", "eject", "promo-src")
+        eq(r.rc, 1, "exit code")
+        has(r.out + r.err, f"Instance {ids['src']} is not a replica source. (HTTP 400)", "output")
+        r = cli("database", "instance", "eject", "promo-rep")
+        eq(r.rc, 1, "exit code")
+        has(r.out + r.err, f"Replica Source {ids['rep']} cannot be ejected as it has a current "
+            "heartbeat (HTTP 400)", "output")
+
+    with report.check("database instance delete of the switched set"):
+        cli("database", "instance", "delete", ids["src"]).ok()
+        wait_gone = time.monotonic() + POLL_TIMEOUT
+        while ids["src"] in {row["ID"] for row in list_instances(cli)}:
+            if time.monotonic() > wait_gone:
+                raise AssertionError("the old source is still listed")
+            time.sleep(0.3)
+        cli("database", "instance", "delete", ids["rep"]).ok()
+
+
 def show_rc(cli, ref):
     return cli("database", "instance", "show", ref, "-f", "json").rc
 
@@ -798,6 +844,9 @@ def run(args):
         with report.check("database configuration show after its instance was deleted"):
             c = cli("database", "configuration", "show", "cfg1", "-f", "json").json()
             eq(c["instance_count"], 0, "instance_count")
+
+        # -- promote / eject (issue #15) ------------------------------------------------------
+        replica_source_actions(cli, report)
 
         # -- an instance that stays in BUILD -------------------------------------------------
         with report.check("delete while BUILD: 422 not ready (second troved, long latency)"):

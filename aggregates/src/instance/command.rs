@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::event::{Access, DatabaseSpec, FaultInfo, Nic, SealedSecret};
+use super::event::{Access, DatabaseSpec, FaultInfo, Nic, ReplicaSetSwitch, SealedSecret};
 use super::status::{ComputeStatus, ServiceStatus, Task};
 use super::Address;
 
@@ -163,6 +163,25 @@ pub enum InstanceCommand {
         volume_id: Option<String>,
         fault: FaultInfo,
     },
+
+    // ---- replica set: promote / eject (issue #15; `decide::replica_set`) ----------------------
+    /// `POST .../action {"promote_to_replica_source": {}}` on a replica.
+    PromoteToReplicaSource,
+    /// `POST .../action {"eject_replica_source": {}}` on a replica source.
+    EjectReplicaSource {
+        /// The shell saw no heartbeat of the source within the heartbeat expiry.
+        silent: bool,
+    },
+    /// The command path records the switch the named instance accepted on another
+    /// member of its replica set (`eject`: an eject, else a promote).
+    JoinReplicaSetSwitch {
+        switch: ReplicaSetSwitch,
+        eject: bool,
+    },
+    /// The saga switched the set: `new_primary_id` is its source now.
+    CompleteReplicaSetSwitch { new_primary_id: Uuid },
+    /// The switch failed (PROMOTION_ERROR / EJECTION_ERROR).
+    FailReplicaSetSwitch { fault: FaultInfo },
 }
 
 impl InstanceCommand {
@@ -203,6 +222,11 @@ impl InstanceCommand {
             CompleteDeletion => "CompleteDeletion",
             RecordSecretsLost { .. } => "RecordSecretsLost",
             RecordResourcesLost { .. } => "RecordResourcesLost",
+            PromoteToReplicaSource => "PromoteToReplicaSource",
+            EjectReplicaSource { .. } => "EjectReplicaSource",
+            JoinReplicaSetSwitch { .. } => "JoinReplicaSetSwitch",
+            CompleteReplicaSetSwitch { .. } => "CompleteReplicaSetSwitch",
+            FailReplicaSetSwitch { .. } => "FailReplicaSetSwitch",
         }
     }
 }

@@ -21,6 +21,8 @@ use super::state::Instance;
 use super::status::{ComputeStatus, ServiceStatus, Task, Viewer};
 use crate::catalog::{Catalog, Datastore, DatastoreVersion};
 
+mod replica_set;
+
 /// Who is asking.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Caller {
@@ -90,6 +92,11 @@ pub fn decide(
             }])
         }
         DeleteInstance => delete(state, ctx),
+        PromoteToReplicaSource => replica_set::decide_promote(state, ctx),
+        EjectReplicaSource { silent } => replica_set::decide_eject(state, *silent, ctx),
+        JoinReplicaSetSwitch { .. }
+        | CompleteReplicaSetSwitch { .. }
+        | FailReplicaSetSwitch { .. } => replica_set::decide_member(state, cmd, ctx),
         _ => report(state, cmd, ctx),
     }
 }
@@ -819,7 +826,12 @@ fn report(
         | UpgradeDatastoreVersion { .. }
         | DetachReplica
         | UpdateAccess { .. }
-        | DeleteInstance => not_routed_here(cmd),
+        | DeleteInstance
+        | PromoteToReplicaSource
+        | EjectReplicaSource { .. }
+        | JoinReplicaSetSwitch { .. }
+        | CompleteReplicaSetSwitch { .. }
+        | FailReplicaSetSwitch { .. } => not_routed_here(cmd),
     }
 }
 

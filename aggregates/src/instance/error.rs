@@ -144,6 +144,14 @@ pub enum DomainError {
     /// 501.
     #[error("Volume support is not enabled.")]
     VolumeNotSupported,
+
+    // ---- replica set: promote / eject (issue #15) -------------------------------------
+    /// 400: eject on an instance without replicas.
+    #[error("Instance {0} is not a replica source.")]
+    NotAReplicaSource(Uuid),
+    /// 400: eject of a source that is not failed.
+    #[error("Replica Source {0} cannot be ejected as it has a current heartbeat")]
+    ReplicaSourceHeartbeatCurrent(Uuid),
 }
 
 impl DomainError {

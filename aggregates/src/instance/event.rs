@@ -111,6 +111,33 @@ pub struct FaultInfo {
     pub details: String,
 }
 
+/// A switch of a replica set's source, as recorded on every member.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaSetSwitch {
+    /// The source before the switch.
+    pub old_primary_id: Uuid,
+    /// The source after it: the promoted replica; `None` for an eject, whose new source
+    /// the saga elects (the most current replica).
+    pub new_primary_id: Option<Uuid>,
+    /// The old source's replicas when the switch was accepted, ascending.
+    pub replica_ids: Vec<Uuid>,
+}
+
+impl ReplicaSetSwitch {
+    /// The member whose saga performs the switch: the promoted replica, or the ejected
+    /// source.
+    pub fn coordinator(&self) -> Uuid {
+        self.new_primary_id.unwrap_or(self.old_primary_id)
+    }
+
+    /// Every member: the old source, then its replicas.
+    pub fn members(&self) -> Vec<Uuid> {
+        let mut all = vec![self.old_primary_id];
+        all.extend(&self.replica_ids);
+        all
+    }
+}
+
 /// The facts of a new instance (`InstanceCreated` v1).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct InstanceCreated {
@@ -375,6 +402,52 @@ pub enum InstanceEvent {
         #[serde(deserialize_with = "crate::time::deserialize")]
         at: DateTime<Utc>,
     },
+
+    // ---- replica set: promote / eject (issue #15; `decide::replica_set`) ----------------------
+    /// A promotion of `switch.new_primary_id` to the source of its replica set was
+    /// accepted: task PROMOTING. Recorded on every member of the set.
+    ReplicaSourcePromotionRequested {
+        switch: ReplicaSetSwitch,
+        #[serde(deserialize_with = "crate::time::deserialize")]
+        at: DateTime<Utc>,
+    },
+    /// The promoted replica is the source: it replicates from nobody, the old source and
+    /// the siblings from it; task NONE. Recorded on every member.
+    ReplicaSourcePromoted {
+        new_primary_id: Uuid,
+        old_primary_id: Uuid,
+        #[serde(deserialize_with = "crate::time::deserialize")]
+        at: DateTime<Utc>,
+    },
+    /// The promotion failed: task PROMOTION_ERROR (status ERROR), fault; topology as
+    /// before. Recorded on every member.
+    ReplicaSourcePromotionFailed {
+        fault: FaultInfo,
+        #[serde(deserialize_with = "crate::time::deserialize")]
+        at: DateTime<Utc>,
+    },
+    /// An eject of the failed source `switch.old_primary_id` was accepted: task
+    /// EJECTING. Recorded on every member.
+    ReplicaSourceEjectionRequested {
+        switch: ReplicaSetSwitch,
+        #[serde(deserialize_with = "crate::time::deserialize")]
+        at: DateTime<Utc>,
+    },
+    /// The most current replica is the source; the other replicas follow it, the ejected
+    /// source is left standalone; task NONE. Recorded on every member.
+    ReplicaSourceEjected {
+        new_primary_id: Uuid,
+        old_primary_id: Uuid,
+        #[serde(deserialize_with = "crate::time::deserialize")]
+        at: DateTime<Utc>,
+    },
+    /// The eject failed: task EJECTION_ERROR (status ERROR), fault. Recorded on every
+    /// member.
+    ReplicaSourceEjectionFailed {
+        fault: FaultInfo,
+        #[serde(deserialize_with = "crate::time::deserialize")]
+        at: DateTime<Utc>,
+    },
 }
 
 /// Every event type name with its current version: the catalog `docs/events.md` lists.
@@ -412,6 +485,12 @@ pub const EVENT_VERSIONS: &[(&str, u32)] = &[
     ("ProvisioningFailed", 1),
     ("InstanceSecretsLost", 1),
     ("InstanceResourcesLost", 1),
+    ("ReplicaSourcePromotionRequested", 1),
+    ("ReplicaSourcePromoted", 1),
+    ("ReplicaSourcePromotionFailed", 1),
+    ("ReplicaSourceEjectionRequested", 1),
+    ("ReplicaSourceEjected", 1),
+    ("ReplicaSourceEjectionFailed", 1),
 ];
 
 /// Why stored bytes could not be turned into an event.
@@ -471,6 +550,12 @@ impl InstanceEvent {
             ProvisioningFailed { .. } => "ProvisioningFailed",
             InstanceSecretsLost { .. } => "InstanceSecretsLost",
             InstanceResourcesLost { .. } => "InstanceResourcesLost",
+            ReplicaSourcePromotionRequested { .. } => "ReplicaSourcePromotionRequested",
+            ReplicaSourcePromoted { .. } => "ReplicaSourcePromoted",
+            ReplicaSourcePromotionFailed { .. } => "ReplicaSourcePromotionFailed",
+            ReplicaSourceEjectionRequested { .. } => "ReplicaSourceEjectionRequested",
+            ReplicaSourceEjected { .. } => "ReplicaSourceEjected",
+            ReplicaSourceEjectionFailed { .. } => "ReplicaSourceEjectionFailed",
         }
     }
 
@@ -515,7 +600,13 @@ impl InstanceEvent {
             | ProvisioningCompleted { at }
             | ProvisioningFailed { at, .. }
             | InstanceSecretsLost { at, .. }
-            | InstanceResourcesLost { at, .. } => *at,
+            | InstanceResourcesLost { at, .. }
+            | ReplicaSourcePromotionRequested { at, .. }
+            | ReplicaSourcePromoted { at, .. }
+            | ReplicaSourcePromotionFailed { at, .. }
+            | ReplicaSourceEjectionRequested { at, .. }
+            | ReplicaSourceEjected { at, .. }
+            | ReplicaSourceEjectionFailed { at, .. } => *at,
         }
     }
 

@@ -1,7 +1,10 @@
 //! `evolve`: applies one event to the state. Total: an event is a fact, validated by
 //! `decide` when it was made, so nothing here can fail or refuse.
 
-use super::event::{InstanceCreated, InstanceEvent};
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::event::{FaultInfo, InstanceCreated, InstanceEvent};
 use super::state::{Fault, Instance};
 use super::status::{ComputeStatus, ServiceStatus, Task};
 
@@ -62,6 +65,12 @@ pub fn evolve_in_place(s: &mut Instance, event: &InstanceEvent) {
             fault,
             at,
         } => resources_lost(s, server_id.as_deref(), volume_id.as_deref(), fault, *at),
+        ReplicaSourcePromotionRequested { .. }
+        | ReplicaSourcePromoted { .. }
+        | ReplicaSourcePromotionFailed { .. }
+        | ReplicaSourceEjectionRequested { .. }
+        | ReplicaSourceEjected { .. }
+        | ReplicaSourceEjectionFailed { .. } => replica_switch_progressed(s, event),
     }
 }
 
@@ -442,4 +451,54 @@ fn created(version: u64, c: &InstanceCreated) -> Instance {
 /// Folds a sequence of events from the empty state.
 pub fn fold<'a>(events: impl IntoIterator<Item = &'a InstanceEvent>) -> Instance {
     events.into_iter().fold(Instance::default(), evolve)
+}
+
+/// A switch of the replica set's source (promote / eject) requested, done or failed:
+/// the new topology (`switched`) or the error task.
+fn replica_switch_progressed(s: &mut Instance, event: &InstanceEvent) {
+    use InstanceEvent::*;
+    match event {
+        ReplicaSourcePromotionRequested { switch, at } => {
+            s.task = Task::Promoting;
+            s.replica_switch = Some(switch.clone());
+            s.updated = *at;
+        }
+        ReplicaSourceEjectionRequested { switch, at } => {
+            s.task = Task::Ejecting;
+            s.replica_switch = Some(switch.clone());
+            s.updated = *at;
+        }
+        ReplicaSourcePromoted {
+            new_primary_id, at, ..
+        } => switched(s, *new_primary_id, None, *at),
+        ReplicaSourceEjected {
+            new_primary_id,
+            old_primary_id,
+            at,
+        } => switched(s, *new_primary_id, Some(*old_primary_id), *at),
+        ReplicaSourcePromotionFailed { fault, at } => failed(s, Task::PromotionError, fault, *at),
+        ReplicaSourceEjectionFailed { fault, at } => failed(s, Task::EjectionError, fault, *at),
+        _ => {}
+    }
+}
+
+/// The new topology: the new source replicates from nobody, the ejected one neither
+/// (it is left out of the set), everyone else from the new source.
+fn switched(s: &mut Instance, new_primary: Uuid, ejected: Option<Uuid>, at: DateTime<Utc>) {
+    let me = s.id;
+    s.replica_of = if me == Some(new_primary) || me == ejected {
+        None
+    } else {
+        Some(new_primary)
+    };
+    s.task = Task::None;
+    s.replica_switch = None;
+    s.updated = at;
+}
+
+fn failed(s: &mut Instance, task: Task, fault: &FaultInfo, at: DateTime<Utc>) {
+    s.task = task;
+    s.replica_switch = None;
+    s.fault = Some(Fault::from_info(fault, at));
+    s.updated = at;
 }

@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::event::{
-    Access, Address, DatabaseSpec, DatastoreRef, FaultInfo, FlavorRef, Nic, VolumeSpec,
+    Access, Address, DatabaseSpec, DatastoreRef, FaultInfo, FlavorRef, Nic, ReplicaSetSwitch,
+    VolumeSpec,
 };
 use super::status::{ComputeStatus, ServiceStatus, StatusInputs, Task, Viewer};
 
@@ -103,6 +104,10 @@ pub struct Instance {
     pub deleted_at: Option<DateTime<Utc>>,
     /// Number of events folded: the stream revision to expect next is `version - 1`.
     pub version: u64,
+    /// The replica-set switch (promote / eject) in progress, while task PROMOTING or
+    /// EJECTING.
+    #[serde(default)]
+    pub replica_switch: Option<ReplicaSetSwitch>,
 }
 
 impl Instance {

@@ -16,6 +16,7 @@
 //! - [`instance`]: `POST /instances`, `PUT` and `PATCH /instances/{id}`.
 //! - [`configuration`]: `POST /configurations`, `PUT` and `PATCH /configurations/{id}`.
 
+pub mod action;
 pub mod backup;
 pub mod configuration;
 pub mod instance;

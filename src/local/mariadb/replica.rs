@@ -19,7 +19,7 @@ use crate::local::{log_tail, proc, Engine, Instance, LocalError};
 
 /// The file in the instance directory that marks a replica: its server starts with
 /// `read_only` until it is promoted.
-const REPLICA_MARKER: &str = "replica";
+pub(super) const REPLICA_MARKER: &str = "replica";
 
 /// Where the dump of the primary is kept while it is loaded: `primary-<attempt>.sql`, a
 /// name of its own per attempt, so that a dump tool orphaned by a killed troved (it
@@ -35,7 +35,7 @@ const SYSTEM_SCHEMAS: &str = "'mysql', 'information_schema', 'performance_schema
 
 /// The file in the instance directory that says the server is (or was) a replication
 /// source: it keeps a binary log from then on.
-const SOURCE_MARKER: &str = "replication-source";
+pub(super) const SOURCE_MARKER: &str = "replication-source";
 
 /// Option-file entries a server gets, before the configuration group's values: a server
 /// id unique among the live servers (their ports are) and a relay log name; a binary log
@@ -65,7 +65,7 @@ pub(super) fn server_options(inst: &Instance) -> Vec<(String, String)> {
 
 impl Mariadb {
     /// The answer of `SHOW SLAVE STATUS` (empty when no primary is configured).
-    async fn slave_status(&self, inst: &Instance) -> Result<String, LocalError> {
+    pub(super) async fn slave_status(&self, inst: &Instance) -> Result<String, LocalError> {
         Ok(self
             .sql(inst, "SHOW SLAVE STATUS;", &[])
             .await?
@@ -75,7 +75,7 @@ impl Mariadb {
 
     /// A primary becomes a replication source: marked so, and restarted with a binary
     /// log if it runs without one (its first replica).
-    async fn ensure_binlog(&self, primary: &Instance) -> Result<(), LocalError> {
+    pub(super) async fn ensure_binlog(&self, primary: &Instance) -> Result<(), LocalError> {
         std::fs::write(primary.dir.join(SOURCE_MARKER), "")
             .map_err(|e| LocalError::io("write the replication source marker", e))?;
         if self.sql(primary, "SELECT @@log_bin;", &[]).await?.trim() == "1" {
@@ -90,7 +90,7 @@ impl Mariadb {
 
     /// Creates (or resets) the replica's replication account on the primary; its
     /// (name, host, password).
-    async fn replication_account(
+    pub(super) async fn replication_account(
         &self,
         replica: &Instance,
         primary: &Instance,
@@ -177,7 +177,7 @@ impl Mariadb {
     }
 
     /// Waits until the replica's replication threads run (connected to the primary).
-    async fn wait_following(&self, replica: &Instance) -> Result<(), LocalError> {
+    pub(super) async fn wait_following(&self, replica: &Instance) -> Result<(), LocalError> {
         let sql = "SELECT variable_value FROM information_schema.global_status \
                    WHERE variable_name = 'SLAVE_RUNNING';";
         let deadline = Instant::now() + self.opts.timeout;
@@ -247,6 +247,35 @@ impl Replication for Mariadb {
         }
         // The option file without read_only, for the next start.
         self.write_options(inst, &Self::saved_values(inst))
+    }
+
+    // The switchover (issue #15) is in `super::switchover`.
+    async fn is_replica(&self, inst: &Instance) -> Result<bool, LocalError> {
+        Ok(inst.dir.join(REPLICA_MARKER).exists())
+    }
+
+    async fn freeze(&self, primary: &Instance) -> Result<String, LocalError> {
+        self.freeze_now(primary).await
+    }
+
+    async fn catch_up(&self, replica: &Instance, position: &str) -> Result<(), LocalError> {
+        self.catch_up_now(replica, position).await
+    }
+
+    async fn applied(&self, replica: &Instance) -> Result<u64, LocalError> {
+        self.applied_now(replica).await
+    }
+
+    async fn become_source(&self, inst: &Instance) -> Result<(), LocalError> {
+        self.become_source_now(inst).await
+    }
+
+    async fn repoint(&self, replica: &Instance, source: &Instance) -> Result<(), LocalError> {
+        self.repoint_now(replica, source, "slave_pos").await
+    }
+
+    async fn demote(&self, old: &Instance, source: &Instance) -> Result<(), LocalError> {
+        self.demote_now(old, source).await
     }
 }
 

@@ -41,7 +41,11 @@ impl Postgres {
     }
 
     /// `pg_basebackup -R` of `primary` into `target` (which must not exist).
-    async fn base_backup(&self, primary: &Instance, target: &Path) -> Result<(), LocalError> {
+    pub(super) async fn base_backup(
+        &self,
+        primary: &Instance,
+        target: &Path,
+    ) -> Result<(), LocalError> {
         let cwd = target.parent().unwrap_or(target);
         let mut cmd = self
             .opts
@@ -66,7 +70,7 @@ impl Postgres {
     }
 
     /// The one-line answer of `sql` run as the superuser.
-    async fn scalar(&self, inst: &Instance, sql: &str) -> Result<String, LocalError> {
+    pub(super) async fn scalar(&self, inst: &Instance, sql: &str) -> Result<String, LocalError> {
         Ok(self.psql(inst, ADMIN, sql, &[]).await?.trim().to_string())
     }
 }
@@ -154,5 +158,34 @@ impl Replication for Postgres {
             }
             _ => Ok(()),
         }
+    }
+
+    // The switchover (issue #15) is in `super::switchover`.
+    async fn is_replica(&self, inst: &Instance) -> Result<bool, LocalError> {
+        Ok(self.scalar(inst, "SELECT pg_is_in_recovery();").await? == "t")
+    }
+
+    async fn freeze(&self, primary: &Instance) -> Result<String, LocalError> {
+        self.freeze_now(primary).await
+    }
+
+    async fn catch_up(&self, replica: &Instance, position: &str) -> Result<(), LocalError> {
+        self.catch_up_now(replica, position).await
+    }
+
+    async fn applied(&self, replica: &Instance) -> Result<u64, LocalError> {
+        self.applied_now(replica).await
+    }
+
+    async fn become_source(&self, inst: &Instance) -> Result<(), LocalError> {
+        self.allow_local_replication(inst).await
+    }
+
+    async fn repoint(&self, replica: &Instance, source: &Instance) -> Result<(), LocalError> {
+        self.repoint_now(replica, source).await
+    }
+
+    async fn demote(&self, old: &Instance, source: &Instance) -> Result<(), LocalError> {
+        self.demote_now(old, source).await
     }
 }

@@ -28,6 +28,7 @@ pub mod setup;
 pub mod state;
 mod storage;
 mod supervisor;
+mod switchover;
 mod upgrade;
 
 use std::collections::{HashMap, HashSet};
@@ -50,8 +51,8 @@ use super::{
 use crate::local::volume::Volumes;
 use crate::saga::ports::{
     ComputeProvider, GuestAgent, GuestReport, IdempotencyKey, PrepareRequest, ProviderError,
-    ResourceIds, ResourceInventory, Server, ServerAddress, ServerSpec, StoredState, Volume,
-    VolumeProvider, VolumeSpec, VolumeUsage,
+    ReplicaSetServers, ResourceIds, ResourceInventory, Server, ServerAddress, ServerSpec,
+    StoredState, Volume, VolumeProvider, VolumeSpec, VolumeUsage,
 };
 use crate::secrets::Vault;
 
@@ -760,6 +761,22 @@ impl GuestAgent for LocalProvider {
         allowed_cidrs: &[String],
     ) -> Result<(), ProviderError> {
         self.restrict_access_now(server_id, allowed_cidrs).await
+    }
+
+    async fn promote_to_replica_source(
+        &self,
+        _key: &IdempotencyKey,
+        set: &ReplicaSetServers,
+    ) -> Result<(), ProviderError> {
+        self.promote_set(set).await
+    }
+
+    async fn eject_replica_source(
+        &self,
+        _key: &IdempotencyKey,
+        set: &ReplicaSetServers,
+    ) -> Result<Uuid, ProviderError> {
+        self.eject_set(set).await
     }
 }
 

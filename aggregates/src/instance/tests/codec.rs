@@ -173,7 +173,35 @@ fn one_of_each() -> Vec<InstanceEvent> {
             fault: fault(),
             at,
         },
+        ReplicaSourcePromotionRequested {
+            switch: switch(),
+            at,
+        },
+        ReplicaSourcePromoted {
+            new_primary_id: PRIMARY,
+            old_primary_id: uuid::Uuid::from_u128(8),
+            at,
+        },
+        ReplicaSourcePromotionFailed { fault: fault(), at },
+        ReplicaSourceEjectionRequested {
+            switch: switch(),
+            at,
+        },
+        ReplicaSourceEjected {
+            new_primary_id: PRIMARY,
+            old_primary_id: uuid::Uuid::from_u128(8),
+            at,
+        },
+        ReplicaSourceEjectionFailed { fault: fault(), at },
     ]
+}
+
+fn switch() -> crate::instance::ReplicaSetSwitch {
+    crate::instance::ReplicaSetSwitch {
+        old_primary_id: uuid::Uuid::from_u128(8),
+        new_primary_id: Some(PRIMARY),
+        replica_ids: vec![PRIMARY, uuid::Uuid::from_u128(9)],
+    }
 }
 
 /// Exhaustive on purpose: a new variant must be added to [`one_of_each`].
@@ -213,13 +241,19 @@ fn variant_number(e: &InstanceEvent) -> usize {
         InstanceResourcesLost { .. } => 30,
         GuestFailed { .. } => 31,
         GuestConfigurationRefused { .. } => 32,
+        ReplicaSourcePromotionRequested { .. } => 33,
+        ReplicaSourcePromoted { .. } => 34,
+        ReplicaSourcePromotionFailed { .. } => 35,
+        ReplicaSourceEjectionRequested { .. } => 36,
+        ReplicaSourceEjected { .. } => 37,
+        ReplicaSourceEjectionFailed { .. } => 38,
     }
 }
 
 #[test]
 fn samples_cover_every_variant_once() {
     let numbers: Vec<usize> = one_of_each().iter().map(variant_number).collect();
-    assert_eq!(numbers, (0..33).collect::<Vec<_>>());
+    assert_eq!(numbers, (0..39).collect::<Vec<_>>());
 }
 
 #[test]
@@ -252,7 +286,7 @@ fn event_versions_list_every_variant_exactly_once() {
     let unique: BTreeSet<&str> = listed.iter().copied().collect();
     assert_eq!(unique.len(), listed.len(), "no name listed twice");
     let produced: BTreeSet<&str> = one_of_each().iter().map(|e| e.event_type()).collect();
-    assert_eq!(produced.len(), 33, "event_type() is distinct per variant");
+    assert_eq!(produced.len(), 39, "event_type() is distinct per variant");
     assert_eq!(
         produced, unique,
         "the list has neither missing nor extra names"

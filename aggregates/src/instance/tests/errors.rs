@@ -64,6 +64,8 @@ fn expected_fault(e: &DomainError) -> Fault {
         InstanceBuilding(_) => Fault::UnprocessableEntity,
         NotAvailableForAction { .. } => Fault::UnprocessableEntity,
         VolumeNotSupported => Fault::NotImplemented,
+        NotAReplicaSource(_) => Fault::BadRequest,
+        ReplicaSourceHeartbeatCurrent(_) => Fault::BadRequest,
     }
 }
 
@@ -159,13 +161,15 @@ fn one_of_each() -> Vec<DomainError> {
             value: "BUILD".into(),
         },
         VolumeNotSupported,
+        NotAReplicaSource(id),
+        ReplicaSourceHeartbeatCurrent(id),
     ]
 }
 
 #[test]
 fn every_refusal_maps_to_the_specs_fault_class() {
     let all = one_of_each();
-    assert_eq!(all.len(), 51);
+    assert_eq!(all.len(), 53);
     for e in &all {
         assert_eq!(e.fault(), expected_fault(e), "{e:?}");
     }

@@ -10,6 +10,7 @@ mod delete;
 mod errors;
 mod evolve;
 mod lost;
+mod replica_set;
 mod reports;
 mod status;
 mod supervision;

@@ -127,6 +127,8 @@ pub struct TestCatalog {
     pub instances: Vec<Instance>,
     /// `(primary, live replica count)`; absent = 0.
     pub live_replicas: Vec<(Uuid, usize)>,
+    /// `(primary, its live replicas)` for promote / eject; absent = none.
+    pub replica_ids: Vec<(Uuid, Vec<Uuid>)>,
     pub backups: Vec<Backup>,
     pub quota: QuotaUsage,
 }
@@ -190,6 +192,12 @@ impl Catalog for TestCatalog {
     }
     fn quota(&self, _project_id: &str) -> QuotaUsage {
         self.quota
+    }
+    fn replica_ids(&self, id: Uuid) -> Vec<Uuid> {
+        self.replica_ids
+            .iter()
+            .find(|(p, _)| *p == id)
+            .map_or_else(Vec::new, |(_, r)| r.clone())
     }
 }
 
@@ -310,6 +318,7 @@ pub fn catalog() -> TestCatalog {
         ],
         instances: vec![],
         live_replicas: vec![(PRIMARY, 1)],
+        replica_ids: vec![],
         backups: vec![
             backup(BK_OK, OWNER_PROJECT, "COMPLETED", 2.0, "mysql"),
             backup(BK_RUNNING, OWNER_PROJECT, "SAVING", 2.0, "mysql"),

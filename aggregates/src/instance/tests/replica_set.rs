@@ -1,0 +1,303 @@
+//! Promote and eject (issue #15): the refusals upstream gives, the events recorded on
+//! each member of the replica set, and the topology they fold to.
+
+use uuid::Uuid;
+
+use super::support::*;
+use crate::fault::Fault;
+use crate::instance::{
+    fold, ComputeStatus, DomainError, FaultInfo, Instance, InstanceCommand, InstanceEvent,
+    ReplicaSetSwitch, ServiceStatus, Task,
+};
+
+/// Another replica of [`PRIMARY`].
+const SIBLING: Uuid = Uuid::from_u128(0x3001);
+
+fn fault() -> FaultInfo {
+    FaultInfo {
+        message: "switch failed".into(),
+        details: "the guest said no".into(),
+    }
+}
+
+/// A ready instance `id`, with `f` applied to its creation.
+fn ready_as(id: Uuid, replica_of: Option<Uuid>) -> Instance {
+    fold(&ready_from(created_with(|c| {
+        c.instance_id = id;
+        c.replica_of = replica_of;
+    })))
+}
+
+/// The catalog of a set: [`PRIMARY`] with replicas [`INSTANCE`] and [`SIBLING`].
+fn replica_set(cat: &mut TestCatalog) {
+    cat.instances.push(ready_as(SIBLING, Some(PRIMARY)));
+    cat.replica_ids = vec![(PRIMARY, vec![SIBLING, INSTANCE])];
+}
+
+fn promotion() -> ReplicaSetSwitch {
+    ReplicaSetSwitch {
+        old_primary_id: PRIMARY,
+        new_primary_id: Some(INSTANCE),
+        replica_ids: vec![INSTANCE, SIBLING],
+    }
+}
+
+fn ejection() -> ReplicaSetSwitch {
+    ReplicaSetSwitch {
+        old_primary_id: INSTANCE,
+        new_primary_id: None,
+        replica_ids: vec![PRIMARY, SIBLING],
+    }
+}
+
+#[test]
+fn ready_replica_promote_is_recorded_with_the_whole_set() {
+    let s = given(&ready_replica())
+        .catalog(replica_set)
+        .when(InstanceCommand::PromoteToReplicaSource)
+        .then(&[InstanceEvent::ReplicaSourcePromotionRequested {
+            switch: promotion(),
+            at: now(),
+        }]);
+    assert_eq!(s.task, Task::Promoting);
+    assert_eq!(s.command_status(), "PROMOTE");
+    assert_eq!(s.replica_switch.map(|w| w.coordinator()), Some(INSTANCE));
+}
+
+#[test]
+fn non_replica_promote_is_refused_as_not_a_replica() {
+    let e = given(&ready())
+        .when(InstanceCommand::PromoteToReplicaSource)
+        .then_err(DomainError::NotAReplica(INSTANCE));
+    assert_eq!(e.fault(), Fault::BadRequest);
+    assert_eq!(
+        e.to_string(),
+        format!("Instance {INSTANCE} is not a replica.")
+    );
+}
+
+#[test]
+fn promote_while_the_source_is_busy_is_refused_naming_the_source() {
+    let e = given(&ready_replica())
+        .catalog(|c| {
+            replica_set(c);
+            for i in c.instances.iter_mut().filter(|i| i.id == Some(PRIMARY)) {
+                i.task = Task::Upgrading;
+            }
+        })
+        .when(InstanceCommand::PromoteToReplicaSource)
+        .then_err(DomainError::NotAvailableForAction {
+            id: PRIMARY,
+            kind: "task",
+            value: "UPGRADING".into(),
+        });
+    assert_eq!(e.fault(), Fault::UnprocessableEntity);
+}
+
+#[test]
+fn promote_while_a_sibling_is_building_is_refused_naming_the_sibling() {
+    given(&ready_replica())
+        .catalog(|c| {
+            replica_set(c);
+            c.instances.retain(|i| i.id != Some(SIBLING));
+            c.instances.push(fold(&[
+                created_with(|e| {
+                    e.instance_id = SIBLING;
+                    e.replica_of = Some(PRIMARY);
+                }),
+                server_created(),
+                compute(ComputeStatus::Build),
+            ]));
+        })
+        .when(InstanceCommand::PromoteToReplicaSource)
+        .then_err(DomainError::NotAvailableForAction {
+            id: SIBLING,
+            kind: "instance",
+            value: "BUILD".into(),
+        });
+}
+
+#[test]
+fn promote_of_a_replica_in_another_project_is_not_found() {
+    given(&ready_replica())
+        .catalog(replica_set)
+        .caller(other_project())
+        .when(InstanceCommand::PromoteToReplicaSource)
+        .then_err(DomainError::ResourceNotFound(INSTANCE.to_string()));
+}
+
+#[test]
+fn eject_of_an_instance_without_replicas_is_refused() {
+    let e = given(&ready())
+        .when(InstanceCommand::EjectReplicaSource { silent: true })
+        .then_err(DomainError::NotAReplicaSource(INSTANCE));
+    assert_eq!(e.fault(), Fault::BadRequest);
+}
+
+fn source_catalog(cat: &mut TestCatalog) {
+    cat.instances.push(ready_as(SIBLING, Some(INSTANCE)));
+    cat.replica_ids = vec![(INSTANCE, vec![SIBLING, PRIMARY])];
+}
+
+#[test]
+fn eject_of_a_source_with_a_current_heartbeat_is_refused() {
+    let e = given(&ready())
+        .catalog(source_catalog)
+        .when(InstanceCommand::EjectReplicaSource { silent: false })
+        .then_err(DomainError::ReplicaSourceHeartbeatCurrent(INSTANCE));
+    assert_eq!(e.fault(), Fault::BadRequest);
+    assert_eq!(
+        e.to_string(),
+        format!("Replica Source {INSTANCE} cannot be ejected as it has a current heartbeat")
+    );
+}
+
+#[test]
+fn eject_of_a_silent_source_is_recorded_without_a_new_source_yet() {
+    let s = given(&ready())
+        .catalog(source_catalog)
+        .when(InstanceCommand::EjectReplicaSource { silent: true })
+        .then(&[InstanceEvent::ReplicaSourceEjectionRequested {
+            switch: ejection(),
+            at: now(),
+        }]);
+    assert_eq!(s.command_status(), "EJECT");
+    assert_eq!(s.replica_switch.map(|w| w.coordinator()), Some(INSTANCE));
+}
+
+#[test]
+fn eject_of_a_source_whose_guest_failed_is_accepted() {
+    let failed = InstanceEvent::GuestFailed {
+        fault: fault(),
+        at: earlier(),
+    };
+    given(&ready_then(&[failed]))
+        .catalog(source_catalog)
+        .when(InstanceCommand::EjectReplicaSource { silent: false })
+        .then(&[InstanceEvent::ReplicaSourceEjectionRequested {
+            switch: ejection(),
+            at: now(),
+        }]);
+}
+
+#[test]
+fn eject_while_a_replica_cannot_act_is_refused() {
+    given(&ready_then(&[guest(ServiceStatus::Shutdown)]))
+        .catalog(|c| {
+            source_catalog(c);
+            for i in c.instances.iter_mut().filter(|i| i.id == Some(SIBLING)) {
+                i.compute = Some(ComputeStatus::Error);
+            }
+        })
+        .when(InstanceCommand::EjectReplicaSource { silent: false })
+        .then_err(DomainError::NotAvailableForAction {
+            id: SIBLING,
+            kind: "instance",
+            value: "ERROR".into(),
+        });
+}
+
+#[test]
+fn a_member_joins_once_and_a_busy_member_refuses() {
+    let join = InstanceCommand::JoinReplicaSetSwitch {
+        switch: promotion(),
+        eject: false,
+    };
+    let s = given(&ready()).when(join.clone()).then(&[
+        InstanceEvent::ReplicaSourcePromotionRequested {
+            switch: promotion(),
+            at: now(),
+        },
+    ]);
+    assert_eq!(s.task, Task::Promoting);
+    let joined = ready_then(&[InstanceEvent::ReplicaSourcePromotionRequested {
+        switch: promotion(),
+        at: earlier(),
+    }]);
+    given(&joined).when(join.clone()).then_nothing();
+    given(&ready_then(&[upgrade_requested(V_MYSQL_57)]))
+        .when(join)
+        .then_err(DomainError::NotAvailableForAction {
+            id: INSTANCE,
+            kind: "task",
+            value: "UPGRADING".into(),
+        });
+}
+
+#[test]
+fn after_a_promote_the_old_source_follows_the_new_one() {
+    let requested = InstanceEvent::ReplicaSourcePromotionRequested {
+        switch: promotion(),
+        at: earlier(),
+    };
+    // INSTANCE plays the old source here: a standalone instance in the set.
+    let s = given(&ready_then(std::slice::from_ref(&requested)))
+        .when(InstanceCommand::CompleteReplicaSetSwitch {
+            new_primary_id: SIBLING,
+        })
+        .then(&[InstanceEvent::ReplicaSourcePromoted {
+            new_primary_id: SIBLING,
+            old_primary_id: PRIMARY,
+            at: now(),
+        }]);
+    assert_eq!((s.task, s.replica_of), (Task::None, Some(SIBLING)));
+    assert_eq!(s.replica_switch, None);
+    // The promoted replica replicates from nobody.
+    let mut replica = ready_replica();
+    replica.push(requested);
+    let s = given(&replica)
+        .when(InstanceCommand::CompleteReplicaSetSwitch {
+            new_primary_id: INSTANCE,
+        })
+        .events()
+        .iter()
+        .fold(fold(&replica), crate::instance::evolve);
+    assert_eq!((s.task, s.replica_of), (Task::None, None));
+    // A repeated report changes nothing.
+    replica.push(InstanceEvent::ReplicaSourcePromoted {
+        new_primary_id: INSTANCE,
+        old_primary_id: PRIMARY,
+        at: earlier(),
+    });
+    given(&replica)
+        .when(InstanceCommand::CompleteReplicaSetSwitch {
+            new_primary_id: INSTANCE,
+        })
+        .then_nothing();
+}
+
+#[test]
+fn after_an_eject_the_ejected_source_stands_alone() {
+    let requested = InstanceEvent::ReplicaSourceEjectionRequested {
+        switch: ejection(),
+        at: earlier(),
+    };
+    let s = given(&ready_then(&[requested]))
+        .when(InstanceCommand::CompleteReplicaSetSwitch {
+            new_primary_id: SIBLING,
+        })
+        .then(&[InstanceEvent::ReplicaSourceEjected {
+            new_primary_id: SIBLING,
+            old_primary_id: INSTANCE,
+            at: now(),
+        }]);
+    assert_eq!((s.task, s.replica_of), (Task::None, None));
+}
+
+#[test]
+fn a_failed_switch_leaves_every_member_in_error_with_the_fault() {
+    let requested = InstanceEvent::ReplicaSourcePromotionRequested {
+        switch: promotion(),
+        at: earlier(),
+    };
+    let s = given(&[ready_replica(), vec![requested]].concat())
+        .when(InstanceCommand::FailReplicaSetSwitch { fault: fault() })
+        .then(&[InstanceEvent::ReplicaSourcePromotionFailed {
+            fault: fault(),
+            at: now(),
+        }]);
+    assert_eq!(s.task, Task::PromotionError);
+    assert_eq!(s.command_status(), "ERROR");
+    assert_eq!(s.replica_of, Some(PRIMARY), "topology as before");
+    assert_eq!(s.fault.map(|f| f.message), Some("switch failed".into()));
+}
