@@ -236,6 +236,47 @@ pub fn summarize(before: &Instance, event: &InstanceEvent) -> String {
                 .collect();
             format!("lost: the cloud no longer has {}", gone.join(" and "))
         }
+        // instance actions
+        InstanceRestartRequested { .. }
+        | InstanceRestarted { .. }
+        | InstanceRestartFailed { .. }
+        | FlavorResizeRequested { .. }
+        | FlavorResized { .. }
+        | FlavorResizeFailed { .. }
+        | VolumeResizeRequested { .. }
+        | VolumeResized { .. }
+        | VolumeResizeFailed { .. }
+        | InstanceStatusReset { .. } => action_summary(event),
+    }
+}
+
+/// An instance action (restart, resize, reset status) requested, done or failed.
+fn action_summary(event: &InstanceEvent) -> String {
+    use InstanceEvent::*;
+    match event {
+        InstanceRestartRequested { .. } => "restart requested".to_string(),
+        InstanceRestarted { .. } => "restarted".to_string(),
+        InstanceRestartFailed { fault, .. } => {
+            format!("restart failed: {}", one_line(&fault.message))
+        }
+        FlavorResizeRequested { from, to, .. } => {
+            format!("flavor resize requested: {} -> {}", from.id, to.id)
+        }
+        FlavorResized { flavor, .. } => format!("resized to flavor {}", flavor.id),
+        FlavorResizeFailed { fault, .. } => {
+            format!("flavor resize failed: {}", one_line(&fault.message))
+        }
+        VolumeResizeRequested { from, to, .. } => {
+            format!("volume resize requested: {from} GB -> {to} GB")
+        }
+        VolumeResized { size, .. } => format!("volume resized to {size} GB"),
+        VolumeResizeFailed { fault, .. } => {
+            format!("volume resize failed: {}", one_line(&fault.message))
+        }
+        InstanceStatusReset { task, .. } => {
+            format!("status reset by an admin (task was {})", name_of(task))
+        }
+        other => other.event_type().to_string(),
     }
 }
 

@@ -1,7 +1,7 @@
 //! The HTTP shell: the Trove v1.0 routes (axum), identity, request ids, and Trove's
 //! error format for everything that goes wrong, including unknown routes and bad JSON.
 //!
-//! - One module per resource (`instances`, `flavors`, `datastores`, `backups`,
+//! - One module per resource (`instances`, `actions`, `flavors`, `datastores`, `backups`,
 //!   `configurations`, `history`, `operators`, `versions`), each with its `router()`;
 //!   [`health`]: the orchestrators' probes (`/healthz`, `/readyz`).
 //! - [`request_body`]: the typed request bodies, which parse a request and document it.
@@ -10,6 +10,7 @@
 //! - [`auth`]: who the caller is.
 //! - [`openapi`]: the OpenAPI document (responses and parameters are described there).
 
+pub mod actions;
 pub mod auth;
 pub mod backups;
 pub mod configurations;
@@ -96,6 +97,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(versions::v1_slash))
         .routes(routes!(openapi::openapi_json))
         .merge(instances::router())
+        .merge(actions::router())
         .merge(flavors::router())
         .merge(datastores::router())
         .merge(backups::router())

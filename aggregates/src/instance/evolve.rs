@@ -62,6 +62,17 @@ pub fn evolve_in_place(s: &mut Instance, event: &InstanceEvent) {
             fault,
             at,
         } => resources_lost(s, server_id.as_deref(), volume_id.as_deref(), fault, *at),
+        // instance actions
+        InstanceRestartRequested { .. }
+        | InstanceRestarted { .. }
+        | InstanceRestartFailed { .. }
+        | FlavorResizeRequested { .. }
+        | FlavorResized { .. }
+        | FlavorResizeFailed { .. }
+        | VolumeResizeRequested { .. }
+        | VolumeResized { .. }
+        | VolumeResizeFailed { .. }
+        | InstanceStatusReset { .. } => super::actions::action_progressed(s, event),
     }
 }
 

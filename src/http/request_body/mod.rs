@@ -15,7 +15,9 @@
 //!
 //! - [`instance`]: `POST /instances`, `PUT` and `PATCH /instances/{id}`.
 //! - [`configuration`]: `POST /configurations`, `PUT` and `PATCH /configurations/{id}`.
+//! - [`action`]: `POST /instances/{id}/action`.
 
+pub mod action;
 pub mod backup;
 pub mod configuration;
 pub mod instance;

@@ -18,6 +18,7 @@
 //! retry waits for it on the lock, then finds the work done).
 
 mod access_update;
+mod actions;
 mod admin;
 mod backup;
 mod config_restart;
@@ -760,6 +761,30 @@ impl GuestAgent for LocalProvider {
         allowed_cidrs: &[String],
     ) -> Result<(), ProviderError> {
         self.restrict_access_now(server_id, allowed_cidrs).await
+    }
+
+    // instance actions (`actions`): under the server's lock, each in its own task.
+    async fn restart(&self, _key: &IdempotencyKey, server_id: &str) -> Result<(), ProviderError> {
+        self.restart_server(server_id).await
+    }
+
+    async fn resize_flavor(
+        &self,
+        _key: &IdempotencyKey,
+        server_id: &str,
+        flavor: &crate::saga::ports::FlavorSpec,
+    ) -> Result<(), ProviderError> {
+        self.resize_server(server_id, flavor).await
+    }
+
+    async fn resize_volume(
+        &self,
+        _key: &IdempotencyKey,
+        server_id: &str,
+        volume_id: &str,
+        size_gb: u64,
+    ) -> Result<(), ProviderError> {
+        self.grow_volume(server_id, volume_id, size_gb).await
     }
 }
 

@@ -64,6 +64,11 @@ fn expected_fault(e: &DomainError) -> Fault {
         InstanceBuilding(_) => Fault::UnprocessableEntity,
         NotAvailableForAction { .. } => Fault::UnprocessableEntity,
         VolumeNotSupported => Fault::NotImplemented,
+        // instance actions
+        ResizeToSameFlavor(_) => Fault::BadRequest,
+        VolumeMustGrow(_) => Fault::BadRequest,
+        NoVolume(_) => Fault::BadRequest,
+        PolicyForbids(_) => Fault::Forbidden,
     }
 }
 
@@ -159,13 +164,17 @@ fn one_of_each() -> Vec<DomainError> {
             value: "BUILD".into(),
         },
         VolumeNotSupported,
+        ResizeToSameFlavor("7".into()),
+        VolumeMustGrow(5),
+        NoVolume(id),
+        PolicyForbids("instance:reset_status"),
     ]
 }
 
 #[test]
 fn every_refusal_maps_to_the_specs_fault_class() {
     let all = one_of_each();
-    assert_eq!(all.len(), 51);
+    assert_eq!(all.len(), 55);
     for e in &all {
         assert_eq!(e.fault(), expected_fault(e), "{e:?}");
     }
