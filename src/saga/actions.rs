@@ -14,8 +14,8 @@ use dashmap::DashMap;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::plan::Step;
 use super::ports::{FlavorSpec, IdempotencyKey, ProviderError};
+use super::Step;
 use super::{service_status, Outcome, SagaRunner, StepError};
 
 /// The step of a restart or resize in progress.

@@ -10,11 +10,11 @@
 use chrono::{DateTime, Utc};
 
 use super::command::InstanceCommand;
-use super::decide::{can_perform_action, DecideCtx};
 use super::error::DomainError;
 use super::event::{FaultInfo, FlavorRef, InstanceEvent, VolumeSpec};
 use super::state::{Fault, Instance};
 use super::status::{ServiceStatus, Task};
+use super::{can_perform_action, DecideCtx};
 
 /// Decides a user's action on a visible instance (`id` checked by the caller).
 pub(super) fn decide_action(
