@@ -97,6 +97,29 @@ async fn restart_shows_reboot_then_active() {
 }
 
 #[tokio::test]
+async fn reset_active_instance_acts_again_once_its_guest_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(dir.path(), &[]).await;
+    let id = s.create_active("u", "p1", "db").await;
+    let (status, body) = act(&s, "admin", &id, json!({"reset_status": {}})).await;
+    assert_eq!(status, 202, "{body}");
+    let (_, shown) = s.get("u", "p1", &format!("/instances/{id}")).await;
+    assert_eq!(
+        (
+            &shown["instance"]["status"],
+            &shown["instance"]["operating_status"]
+        ),
+        (&json!("ACTIVE"), &json!("ERROR")),
+        "service UNKNOWN after the reset: {shown}"
+    );
+    // The guest is asked again (upstream: its next heartbeat): HEALTHY, actions allowed.
+    s.wait_for("u", "p1", &id, |i| i["operating_status"] == "HEALTHY")
+        .await;
+    let (status, body) = act(&s, "u", &id, json!({"restart": {}})).await;
+    assert_eq!(status, 202, "{body}");
+}
+
+#[tokio::test]
 async fn resize_flavor_shows_resize_then_runs_on_the_new_flavor_and_charges_its_ram() {
     let dir = tempfile::tempdir().unwrap();
     let s = TestServer::start(dir.path(), &[]).await;
@@ -136,6 +159,42 @@ async fn resize_volume_shows_resize_then_has_the_new_size_and_charges_it() {
     assert_eq!(usage(&s).await, (1, 2048, 3));
     let volume = held_by(&cloud(dir.path()), "volumes", &id);
     assert_eq!(volume[0]["size"], 3, "{volume:?}");
+}
+
+#[tokio::test]
+async fn failed_restart_and_resizes_roll_back_to_active_with_a_fault() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(
+        dir.path(),
+        &[
+            "--sim-fault",
+            "restart:name=flaky*:permanent",
+            "--sim-fault",
+            "resize:name=flaky*:permanent",
+        ],
+    )
+    .await;
+    let id = s.create_active("u", "p1", "flaky").await;
+    let before = usage(&s).await;
+    for body in [
+        json!({"restart": {}}),
+        json!({"resize": {"flavorRef": "3"}}),
+        json!({"resize": {"volume": {"size": 4}}}),
+    ] {
+        let (status, answer) = act(&s, "u", &id, body.clone()).await;
+        assert_eq!(status, 202, "{body}: {answer}");
+        let inst = s
+            .wait_for("u", "p1", &id, |i| {
+                i["status"] == "ACTIVE" && i["operating_status"] == "HEALTHY"
+            })
+            .await;
+        assert_eq!(inst["flavor"]["id"], "2", "{body}: {inst}");
+        assert_eq!(inst["volume"]["size"], 1, "{body}: {inst}");
+        let (_, admin) = s.get("admin", "p1", &format!("/mgmt/instances/{id}")).await;
+        let fault = admin["instance"]["fault"]["message"].as_str().unwrap_or("");
+        assert!(fault.starts_with("Failed to "), "{body}: {admin}");
+        assert_eq!(usage(&s).await, before, "{body}: the charge is the old one");
+    }
 }
 
 #[tokio::test]

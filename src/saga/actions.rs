@@ -49,13 +49,25 @@ fn resize_step(s: &Instance) -> Step {
     }
 }
 
-/// An instance reset while its build waited for the compute server still reads that
-/// server's BUILD: follow the server until it is active (or in error), as the build
-/// would have, so the instance does not read BUILD forever.
+/// What an idle instance left by an action still needs from the cloud:
+/// - reset while its build waited for the compute server, it still reads that server's
+///   BUILD: follow the server until it is active (or in error), as the build would have;
+/// - reset (service UNKNOWN), or after a failed restart (service RESTARTING): ask the
+///   guest for its status until it reports another one. Upstream waits for the guest's
+///   next heartbeat; a cloud without heartbeats (the simulated one) would otherwise
+///   refuse every action of the instance for good.
 pub(super) fn after_reset(s: &Instance) -> Option<Step> {
     use aggregates::instance::ComputeStatus;
-    let waiting = s.compute == Some(ComputeStatus::Build) && s.server_id.is_some();
-    (s.status_reset && waiting).then_some(Step::PollServer)
+    s.server_id.as_ref()?;
+    if s.status_reset && s.compute == Some(ComputeStatus::Build) {
+        return Some(Step::PollServer);
+    }
+    let stale = match s.service {
+        ServiceStatus::Restarting => true,
+        ServiceStatus::Unknown => s.status_reset,
+        _ => false,
+    };
+    (stale && s.guest_prepared).then_some(Step::PollGuest)
 }
 
 /// Whether `step` belongs to an action's workflow (performed by [`SagaRunner::perform_action`]).
@@ -211,6 +223,74 @@ pub(super) fn fault_of(name: &str, n: u32, e: &ProviderError) -> FaultInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aggregates::instance::{ComputeStatus, FlavorRef, Task};
+
+    fn idle() -> Instance {
+        Instance {
+            id: Some(Uuid::from_u128(1)),
+            server_id: Some("s".into()),
+            volume_id: Some("v".into()),
+            compute: Some(ComputeStatus::Active),
+            service: ServiceStatus::Healthy,
+            guest_prepared: true,
+            ..Instance::default()
+        }
+    }
+
+    #[test]
+    fn each_action_task_has_its_step() {
+        let mut s = idle();
+        s.task = Task::Rebooting;
+        assert_eq!(next_step(&s), Some(Step::Restart));
+        s.task = Task::Resizing;
+        s.pending_flavor = Some(FlavorRef {
+            id: "3".into(),
+            ram: 4096,
+        });
+        assert_eq!(
+            next_step(&s),
+            Some(Step::ResizeFlavor {
+                flavor_id: "3".into(),
+                ram: 4096
+            })
+        );
+        s.pending_flavor = None;
+        s.pending_volume_size = Some(4);
+        assert_eq!(
+            next_step(&s),
+            Some(Step::ResizeVolume {
+                volume_id: "v".into(),
+                size: 4
+            })
+        );
+        s.task = Task::None;
+        assert_eq!(next_step(&s), None);
+    }
+
+    #[test]
+    fn a_reset_instance_follows_its_server_and_asks_its_guest_once() {
+        let mut s = idle();
+        assert_eq!(
+            after_reset(&s),
+            None,
+            "a healthy idle instance needs nothing"
+        );
+        s.status_reset = true;
+        s.compute = Some(ComputeStatus::Build);
+        assert_eq!(after_reset(&s), Some(Step::PollServer));
+        s.compute = Some(ComputeStatus::Active);
+        s.service = ServiceStatus::Unknown;
+        assert_eq!(after_reset(&s), Some(Step::PollGuest));
+        s.guest_prepared = false;
+        assert_eq!(after_reset(&s), None, "a guest never prepared is not asked");
+        let mut s = idle();
+        s.service = ServiceStatus::Restarting;
+        assert_eq!(
+            after_reset(&s),
+            Some(Step::PollGuest),
+            "after a failed restart"
+        );
+    }
 
     #[tokio::test]
     async fn only_a_newer_escape_ends_the_wait() {

@@ -226,12 +226,8 @@ fn action_failed(s: &mut Instance, fault: &FaultInfo, at: DateTime<Utc>) {
     s.task = Task::None;
     s.pending_flavor = None;
     s.pending_volume_size = None;
-    // The guest is up again (or the heartbeat will say otherwise): a RESTARTING guest
-    // would refuse every later action.
-    if s.service == ServiceStatus::Restarting {
-        s.service = ServiceStatus::Unknown;
-        s.service_updated = at;
-    }
+    // The service status stays what it was (RESTARTING after a failed restart) until
+    // the guest is asked again (the saga's next status poll, or a heartbeat).
     s.fault = Some(Fault::from_info(fault, at));
     s.updated = at;
 }
