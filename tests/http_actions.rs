@@ -348,14 +348,36 @@ async fn stuck_build_is_reset_and_deleted_and_its_quota_released_once() {
     assert_eq!(status, 202, "{body}");
     assert_eq!(usage(&s).await, before, "released at the DELETE");
     // A reset during the teardown and a second DELETE do not release it again.
-    let (status, _) = act(&s, "admin", &id, json!({"reset_status": {}})).await;
-    assert!(status == 202 || status == 404, "{status}");
+    let (during_teardown, _) = act(&s, "admin", &id, json!({"reset_status": {}})).await;
+    assert!(
+        during_teardown == 202 || during_teardown == 404,
+        "{during_teardown}"
+    );
     let (status, _) = s.delete("u", "p1", &format!("/instances/{id}")).await;
     assert!(status == 202 || status == 404, "{status}");
     assert_eq!(usage(&s).await, before);
 
     // The teardown does not wait for the hung call (the provider timeout is 30 s).
     s.wait_for("u", "p1", &id, |i| i.is_null()).await;
+    // Auditors see who reset it (the history stays readable after the deletion).
+    let (status, body) = s
+        .get("u", "p1", &format!("/instances/{id}/history?limit=500"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let resets: Vec<&Value> = body["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event_type"] == "InstanceStatusReset")
+        .collect();
+    // The repeated reset in BUILD was a no-op; the one during the teardown is recorded.
+    let summaries: Vec<&Value> = resets.iter().map(|e| &e["summary"]).collect();
+    let mut expected = vec!["status reset by an admin (task was BUILDING)"];
+    if during_teardown == 202 {
+        expected.push("status reset by an admin (task was DELETING)");
+    }
+    assert_eq!(summaries, expected, "{body}");
+    assert!(resets.iter().all(|e| e["actor"] == "admin@p1"), "{body}");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let inv = cloud(dir.path());
