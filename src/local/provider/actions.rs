@@ -13,10 +13,12 @@
 //!   started again. A volume already that large is left as it is (a retried step).
 //!
 //! Each runs in its own task under the server's lock, as upgrade does: a saga call that
-//! gives up must not cut a restart short between the stop and the start.
+//! gives up must not cut a restart short between the stop and the start. The key of the
+//! last restart or resize done is kept in the server's record (`last_action_key`), so a
+//! retried step does not restart the server again.
 
 use super::{provider_error, LocalProvider};
-use crate::saga::ports::{FlavorSpec, ProviderError};
+use crate::saga::ports::{FlavorSpec, IdempotencyKey, ProviderError};
 
 impl LocalProvider {
     /// Runs `f` in its own task (see the module docs).
@@ -31,26 +33,29 @@ impl LocalProvider {
     }
 
     /// `GuestAgent::restart`.
-    pub(super) async fn restart_server(&self, server_id: &str) -> Result<(), ProviderError> {
-        let sid = server_id.to_string();
-        self.in_task(
-            "restart",
-            |this| async move { this.restart_now(&sid).await },
-        )
+    pub(super) async fn restart_server(
+        &self,
+        key: &IdempotencyKey,
+        server_id: &str,
+    ) -> Result<(), ProviderError> {
+        let (sid, key) = (server_id.to_string(), key.0.clone());
+        self.in_task("restart", |this| async move {
+            this.restart_now(&key, &sid).await
+        })
         .await
     }
 
     /// `GuestAgent::resize_flavor`.
     pub(super) async fn resize_server(
         &self,
+        key: &IdempotencyKey,
         server_id: &str,
         flavor: &FlavorSpec,
     ) -> Result<(), ProviderError> {
-        let (sid, ram) = (server_id.to_string(), flavor.ram);
-        self.in_task(
-            "resize",
-            |this| async move { this.resize_now(&sid, ram).await },
-        )
+        let (sid, key, ram) = (server_id.to_string(), key.0.clone(), flavor.ram);
+        self.in_task("resize", |this| async move {
+            this.resize_now(&key, &sid, ram).await
+        })
         .await
     }
 
@@ -68,35 +73,45 @@ impl LocalProvider {
         .await
     }
 
-    async fn restart_now(&self, server_id: &str) -> Result<(), ProviderError> {
+    async fn restart_now(&self, key: &str, server_id: &str) -> Result<(), ProviderError> {
         let lock = self.lock_of(server_id);
         let _held = lock.lock().await;
         let rec = self.live_server(server_id).await?;
         let engine = self.engine_of(&rec).ok_or_else(|| not_set_up(server_id))?;
-        engine
-            .restart(&self.instance(&rec))
-            .await
-            .map_err(provider_error)?;
+        let inst = self.instance(&rec);
+        if rec.last_action_key.as_deref() == Some(key) {
+            // Done under this key (a retried step): the server only has to run (a
+            // start of a running server changes nothing).
+            engine.start(&inst).await.map_err(provider_error)?;
+            return Ok(());
+        }
+        engine.restart(&inst).await.map_err(provider_error)?;
+        self.set_done(server_id, key, rec.ram_mb).await?;
         tracing::info!(server = server_id, "database server restarted");
         Ok(())
     }
 
-    async fn resize_now(&self, server_id: &str, ram_mb: u32) -> Result<(), ProviderError> {
+    async fn resize_now(
+        &self,
+        key: &str,
+        server_id: &str,
+        ram_mb: u32,
+    ) -> Result<(), ProviderError> {
         let lock = self.lock_of(server_id);
         let _held = lock.lock().await;
         let rec = self.live_server(server_id).await?;
         let engine = self.engine_of(&rec).ok_or_else(|| not_set_up(server_id))?;
         let old_ram = rec.ram_mb;
-        if old_ram == ram_mb {
-            // A retried step after the resize was recorded here: the server only has
-            // to run (a start of a running server changes nothing).
+        if rec.last_action_key.as_deref() == Some(key) {
             engine
                 .start(&self.instance(&rec))
                 .await
                 .map_err(provider_error)?;
             return Ok(());
         }
-        self.set_ram(server_id, ram_mb).await?;
+        // Recorded before the restart: a crash in between restarts on the new RAM (the
+        // retried step then restarts once more, harmlessly).
+        self.set_done(server_id, "", ram_mb).await?;
         let mut resized = rec.clone();
         resized.ram_mb = ram_mb;
         engine
@@ -105,13 +120,14 @@ impl LocalProvider {
             .map_err(provider_error)?;
         let err = match engine.start(&self.instance(&resized)).await {
             Ok(_) => {
+                self.set_done(server_id, key, ram_mb).await?;
                 tracing::info!(server = server_id, ram_mb, "database server resized");
                 return Ok(());
             }
             Err(e) => e,
         };
         tracing::warn!(server = server_id, error = %err, "the server did not start with its new memory; back to the old");
-        self.set_ram(server_id, old_ram).await?;
+        self.set_done(server_id, "", old_ram).await?;
         engine
             .start(&self.instance(&rec))
             .await
@@ -122,11 +138,13 @@ impl LocalProvider {
         )))
     }
 
-    async fn set_ram(&self, server_id: &str, ram_mb: u32) -> Result<(), ProviderError> {
-        let sid = server_id.to_string();
+    /// Records the server's RAM and the key of the action done (`""`: none yet).
+    async fn set_done(&self, server_id: &str, key: &str, ram_mb: u32) -> Result<(), ProviderError> {
+        let (sid, key) = (server_id.to_string(), key.to_string());
         self.change(move |st| {
             if let Some(s) = st.servers.get_mut(&sid) {
                 s.ram_mb = ram_mb;
+                s.last_action_key = (!key.is_empty()).then_some(key);
             }
             Ok(())
         })

@@ -482,6 +482,7 @@ impl ComputeProvider for LocalProvider {
                     upgrade: None,
                     users: Vec::new(),
                     allowed_cidrs: Vec::new(),
+                    last_action_key: None,
                 };
                 st.servers.insert(id.clone(), rec.clone());
                 Ok((id, rec))
@@ -764,17 +765,17 @@ impl GuestAgent for LocalProvider {
     }
 
     // instance actions (`actions`): under the server's lock, each in its own task.
-    async fn restart(&self, _key: &IdempotencyKey, server_id: &str) -> Result<(), ProviderError> {
-        self.restart_server(server_id).await
+    async fn restart(&self, key: &IdempotencyKey, server_id: &str) -> Result<(), ProviderError> {
+        self.restart_server(key, server_id).await
     }
 
     async fn resize_flavor(
         &self,
-        _key: &IdempotencyKey,
+        key: &IdempotencyKey,
         server_id: &str,
         flavor: &crate::saga::ports::FlavorSpec,
     ) -> Result<(), ProviderError> {
-        self.resize_server(server_id, flavor).await
+        self.resize_server(key, server_id, flavor).await
     }
 
     async fn resize_volume(
