@@ -198,6 +198,39 @@ async fn failed_restart_and_resizes_roll_back_to_active_with_a_fault() {
 }
 
 #[tokio::test]
+async fn resize_interrupted_by_a_crash_finishes_after_the_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    // Every provider call takes a second: the kill lands inside the resize.
+    let mut s = TestServer::start(dir.path(), &["--sim-latency-ms", "1000"]).await;
+    let id = s.create("u", "p1", "db").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.wait_for("u", "p1", &id, |i| i["status"] == "ACTIVE")
+        .await;
+    let (status, body) = act(&s, "u", &id, json!({"resize": {"flavorRef": "3"}})).await;
+    assert_eq!(status, 202, "{body}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    s.kill_and_restart().await;
+    let (_, shown) = s.get("u", "p1", &format!("/instances/{id}")).await;
+    assert_eq!(shown["instance"]["status"], "RESIZE", "{shown}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, shown) = s.get("u", "p1", &format!("/instances/{id}")).await;
+        let inst = &shown["instance"];
+        if inst["status"] == "ACTIVE" && inst["flavor"]["id"] == "3" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "resize not resumed: {shown}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let servers = held_by(&cloud(dir.path()), "servers", &id);
+    assert_eq!(servers.len(), 1, "{servers:?}");
+    assert_eq!(servers[0]["flavor_id"], "3");
+    assert_eq!(usage(&s).await, (1, 4096, 1));
+}
+
+#[tokio::test]
 async fn bad_actions_are_refused_with_trove_error_bodies() {
     let dir = tempfile::tempdir().unwrap();
     let s = TestServer::start(dir.path(), &["--quota-ram", "4000"]).await;
