@@ -242,8 +242,53 @@ pub fn summarize(before: &Instance, event: &InstanceEvent) -> String {
         | ReplicaSourceEjectionRequested { .. }
         | ReplicaSourceEjected { .. }
         | ReplicaSourceEjectionFailed { .. } => replica_switch_summary(event),
+        // instance actions
+        InstanceRestartRequested { .. }
+        | InstanceRestarted { .. }
+        | InstanceRestartFailed { .. }
+        | FlavorResizeRequested { .. }
+        | FlavorResized { .. }
+        | FlavorResizeFailed { .. }
+        | VolumeResizeRequested { .. }
+        | VolumeResized { .. }
+        | VolumeResizeFailed { .. }
+        | InstanceStatusReset { .. } => action_summary(event),
     }
 }
+
+/// An instance action (restart, resize, reset status) requested, done or failed.
+fn action_summary(event: &InstanceEvent) -> String {
+    use InstanceEvent::*;
+    match event {
+        InstanceRestartRequested { .. } => "restart requested".to_string(),
+        InstanceRestarted { .. } => "restarted".to_string(),
+        InstanceRestartFailed { fault, .. } => {
+            format!("restart failed: {}", one_line(&fault.message))
+        }
+        FlavorResizeRequested { from, to, .. } => {
+            format!("flavor resize requested: {} -> {}", from.id, to.id)
+        }
+        FlavorResized { flavor, .. } => format!("resized to flavor {}", flavor.id),
+        FlavorResizeFailed { fault, .. } => {
+            format!("flavor resize failed: {}", one_line(&fault.message))
+        }
+        VolumeResizeRequested { from, to, .. } => {
+            format!("volume resize requested: {from} GB -> {to} GB")
+        }
+        VolumeResized { size, .. } => format!("volume resized to {size} GB"),
+        VolumeResizeFailed { fault, .. } => {
+            format!("volume resize failed: {}", one_line(&fault.message))
+        }
+        InstanceStatusReset { task, .. } => {
+            format!("status reset by an admin (task was {})", name_of(task))
+        }
+        other => other.event_type().to_string(),
+    }
+}
+
+// Each `*_summary` function below taking an `InstanceEvent` is called by `summarize`
+// with events of its own family only; the catch-all arm that ends each match (the bare
+// event type) is never taken.
 
 /// A switch of the replica set's source (promote / eject) requested, done or failed.
 fn replica_switch_summary(event: &InstanceEvent) -> String {

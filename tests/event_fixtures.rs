@@ -951,3 +951,53 @@ fn the_quota_fixture_folds_into_the_overrides_it_names() {
     assert_eq!(models.limit_or("proj-alpha", "instances", 10), 3);
     assert_eq!(models.limit_or("proj-alpha", "volumes", 40), 40);
 }
+
+#[test]
+fn the_action_branches_of_the_story_fold() {
+    let live = story_until("DatastoreVersionUpgraded.v1.json");
+    let with = |more: &[&'static str]| {
+        let mut files = live.clone();
+        files.extend_from_slice(more);
+        fold_files(&files)
+    };
+    let s = with(&["InstanceRestartRequested.v1.json"]);
+    assert_eq!((s.task, s.command_status()), (Task::Rebooting, "REBOOT"));
+    let s = with(&[
+        "InstanceRestartRequested.v1.json",
+        "InstanceRestarted.v1.json",
+    ]);
+    assert_eq!((s.task, s.service), (Task::None, ServiceStatus::Healthy));
+    let s = with(&[
+        "InstanceRestartRequested.v1.json",
+        "InstanceRestartFailed.v1.json",
+    ]);
+    assert_eq!(s.task, Task::None);
+    assert!(s.fault.is_some());
+
+    let s = with(&["FlavorResizeRequested.v1.json"]);
+    assert_eq!((s.task, s.command_status()), (Task::Resizing, "RESIZE"));
+    assert_eq!(s.quota_ram(), 4096);
+    let s = with(&["FlavorResizeRequested.v1.json", "FlavorResized.v1.json"]);
+    assert_eq!((s.flavor.id.as_str(), s.flavor.ram), ("8", 4096));
+    let s = with(&[
+        "FlavorResizeRequested.v1.json",
+        "FlavorResizeFailed.v1.json",
+    ]);
+    assert_eq!((s.flavor.id.as_str(), s.quota_ram()), ("7", 2048));
+
+    let s = with(&["VolumeResizeRequested.v1.json", "VolumeResized.v1.json"]);
+    assert_eq!(s.volume.as_ref().map(|v| v.size), Some(8));
+    let s = with(&[
+        "VolumeResizeRequested.v1.json",
+        "VolumeResizeFailed.v1.json",
+    ]);
+    assert_eq!(s.volume.as_ref().map(|v| v.size), Some(5));
+    assert_eq!(s.quota_volume(), 5);
+
+    let s = with(&[
+        "VolumeResizeRequested.v1.json",
+        "InstanceStatusReset.v1.json",
+    ]);
+    assert_eq!((s.task, s.service), (Task::None, ServiceStatus::Unknown));
+    assert_eq!(s.quota_volume(), 5, "the abandoned resize is not charged");
+}

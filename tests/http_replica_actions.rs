@@ -211,7 +211,8 @@ async fn refusals_have_trove_error_bodies() {
         status,
         &body,
         "badRequest",
-        "Only one action can be performed at a time.",
+        "Only one action can be performed at a time, one of: restart, resize, \
+         reset_status, promote_to_replica_source, eject_replica_source.",
     );
     let (status, body) = action(&s, "p1", &r, json!({})).await;
     assert_eq!(status, 400, "{body}");

@@ -797,7 +797,7 @@ impl Harness {
         for member in switch.members().into_iter().filter(|m| *m != id) {
             if let Some(m) = self.ids.iter().position(|i| *i == member) {
                 let cmd = InstanceCommand::JoinReplicaSetSwitch {
-                    switch: switch.clone(),
+                    switch: (*switch).clone(),
                     eject: false,
                 };
                 self.execute(m, caller, &cmd)?;

@@ -1,19 +1,22 @@
-//! `POST /v1.0/{project_id}/instances/{id}/action` (Trove's instance actions,
-//! `instance-actions.inc`): parses the body into one action and hands it to the module
-//! that implements it. No logic of an action lives here: promote and eject are in
-//! [`super::replica_actions`].
+//! `POST /v1.0/{project_id}/instances/{id}/action` (upstream "Instance actions"): the
+//! body names one action ([`decode_action`]), which becomes one command on the
+//! instance's aggregate. The dispatcher only parses and runs it: each action's rules are
+//! `decide`'s (`aggregates::instance::actions`), its effects the saga's. Promote and
+//! eject span a replica set's streams: [`super::replica_actions`].
 
+use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::Extension;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::auth::Identity;
 use super::error::{ApiError, ApiResult};
 use super::openapi as oa;
-use super::request_body::action::{ActionBody, ActionRequest, InstanceAction};
-use super::{auth::Identity, replica_actions, AppState, RequestId};
+use super::request_body::action::{decode_action, InstanceAction, InstanceActionBody};
+use super::{replica_actions, AppState, RequestId};
 use crate::runtime::codec::CommandMeta;
 
 /// The action route, below `/v1.0/{project_id}`.
@@ -21,28 +24,46 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(action))
 }
 
-/// `POST /v1.0/{project_id}/instances/{id}/action`: 202 with no body. The body is
-/// checked before the id (as upstream's schema validation runs first); an id that is no
-/// instance of the caller's project is 404.
+/// `POST /v1.0/{project_id}/instances/{id}/action`: `restart`, `resize` (`flavorRef` or
+/// `volume.size`), `reset_status` (admin), `promote_to_replica_source`,
+/// `eject_replica_source`. 202 with an empty body, as upstream. The body
+/// is checked before the instance is looked up, as upstream validates its schema first.
+/// Deviations: an unknown or a second action key is a 400 (upstream: 500, or the last
+/// key wins); a resize is refused when the project's quota cannot take the larger
+/// flavor or volume (413, as a create).
 #[utoipa::path(
     post,
     path = "/v1.0/{project_id}/instances/{id}/action",
     operation_id = "instanceAction",
     tag = "instances",
     params(oa::IdPath),
-    request_body = ActionBody,
-    responses((status = 202, description = "Accepted")),
+    request_body = InstanceActionBody,
+    responses(
+        (status = 202, description = "Accepted"),
+        (status = 400, description = "Bad body, same flavor, shrinking volume, not a replica", body = oa::ErrorBody),
+        (status = 403, description = "reset_status by a non-admin", body = oa::ErrorBody),
+        (status = 413, description = "Quota exceeded", body = oa::ErrorBody),
+        (status = 422, description = "The instance cannot act now", body = oa::ErrorBody),
+    ),
 )]
 async fn action(
     State(state): State<AppState>,
     Path((_project, raw_id)): Path<(String, String)>,
     Identity(caller): Identity,
     Extension(rid): Extension<RequestId>,
-    ActionRequest(action): ActionRequest,
+    headers: HeaderMap,
+    body: Bytes,
 ) -> ApiResult<StatusCode> {
+    let action = decode_action(headers.get(header::CONTENT_TYPE), &body)?;
     let id = Uuid::parse_str(&raw_id).map_err(|_| ApiError::resource_not_found(&raw_id))?;
     let meta = CommandMeta::for_request(&caller, &rid.0);
     match action {
+        InstanceAction::Command(cmd) => state
+            .bus
+            .execute(id, &[cmd], &caller, &meta)
+            .await
+            .map(drop)
+            .map_err(ApiError::from),
         InstanceAction::PromoteToReplicaSource => {
             replica_actions::promote(&state, id, &caller, &meta).await
         }

@@ -1,7 +1,7 @@
 //! The HTTP shell: the Trove v1.0 routes (axum), identity, request ids, and Trove's
 //! error format for everything that goes wrong, including unknown routes and bad JSON.
 //!
-//! - One module per resource (`instances`, `flavors`, `datastores`, `backups`,
+//! - One module per resource (`instances`, `actions`, `flavors`, `datastores`, `backups`,
 //!   `configurations`, `history`, `operators`, `versions`), each with its `router()`;
 //!   [`health`]: the orchestrators' probes (`/healthz`, `/readyz`).
 //! - [`request_body`]: the typed request bodies, which parse a request and document it.

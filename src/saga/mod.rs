@@ -18,6 +18,7 @@
 //! resources. Timeouts are part of the plan (they depend on the state's timestamps).
 
 mod access;
+mod actions;
 pub mod backups;
 pub mod heartbeat;
 pub mod plan;
@@ -137,6 +138,9 @@ pub struct SagaRunner {
     /// once: each holding its stream in memory and contending for the store and the
     /// providers, which made the whole burst slower and the memory peak large.
     steps: Arc<tokio::sync::Semaphore>,
+    /// Admin resets and deletions delivered per instance: a step in flight for an
+    /// instance taken away from its workflow is abandoned (`actions::Escapes`).
+    escapes: Arc<actions::Escapes>,
 }
 
 /// Steps in flight at once (see [`SagaRunner::steps`]): enough to keep the store's group
@@ -174,6 +178,7 @@ impl SagaRunner {
             configurations: d.configurations,
             backups: d.backups,
             steps: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_STEPS)),
+            escapes: Arc::default(),
         }
     }
 
@@ -219,6 +224,7 @@ impl SagaRunner {
                             .entry(id)
                             .and_modify(|n| *n = (*n).max(r.revision))
                             .or_insert(r.revision);
+                        self.escapes.delivered(id, &r.event_type, r.revision);
                         self.poke(id);
                     } else if let Some(group) = configuration_id_of_stream(&r.stream) {
                         // A group changed: every instance using it may have a step. The
@@ -291,6 +297,7 @@ impl SagaRunner {
                     if !rerun {
                         // Nothing left to do: the next command reads the stream again.
                         self.bus.forget(id);
+                        self.escapes.forget(id);
                         return;
                     }
                     if let Some(mut again) = self.running.get_mut(&id) {
@@ -345,7 +352,15 @@ impl SagaRunner {
             return Ok(Progress::Idle);
         };
         let name = step_name(&step);
-        let performed = self.perform_in_time(id, state, group.as_ref(), &step).await;
+        // An admin's reset or a DELETE delivered meanwhile abandons the step (its call
+        // may never answer): the next step is planned on the new state.
+        let performed = tokio::select! {
+            p = self.perform_in_time(id, state, group.as_ref(), &step) => p,
+            _ = self.escapes.after(id, folded.revision) => {
+                tracing::info!(instance = %id, step = name, "step abandoned: the instance was reset or deleted");
+                return Ok(Progress::Moved);
+            }
+        };
         // A secret that cannot be unsealed fails the step for good, as a permanent
         // provider error would: the workflow records it as its fault.
         let performed = performed.map_err(|e| match e {
@@ -521,14 +536,13 @@ impl SagaRunner {
                 fault: fault(format!("Failed to detach replica {id}\n{e}")),
             }),
             Step::SwitchReplicaSet => Some(InstanceCommand::FailReplicaSetSwitch {
-                fault: fault(if state.task == Task::Ejecting {
-                    format!("Failed to eject replica source {id}\n{e}")
-                } else {
-                    format!("Failed to promote instance {id} to replica source\n{e}")
-                }),
+                fault: fault(replica_actions::failure_message(id, state.task, &e)),
             }),
             Step::ApplyConfiguration { .. } if matches!(e, ProviderError::Permanent(_)) => {
                 configuration_refused(id, step, &e, &fault)
+            }
+            step if actions::is_action(step) => {
+                actions::failure(id, step, actions::fault_of(name, *n, &e))
             }
             step if access::updates_access(step) => Some(InstanceCommand::FailAccessUpdate {
                 fault: fault(format!("Failed to update access of instance {id}\n{e}")),
@@ -622,6 +636,10 @@ impl SagaRunner {
                 self.apply_configuration(id, s, group, *configuration_id, *revision)
                     .await
             }
+            Step::Restart
+            | Step::ResizeFlavor { .. }
+            | Step::ResizeVolume { .. }
+            | Step::FailResize { .. } => self.perform_action(id, s, step).await,
         }
     }
 
@@ -999,6 +1017,10 @@ fn step_name(step: &Step) -> &'static str {
         Step::AdoptRevision { .. } => "adopt_revision",
         Step::ApplyConfiguration { .. } => "apply_configuration",
         Step::SwitchReplicaSet => "switch_replica_set",
+        step @ (Step::Restart
+        | Step::ResizeFlavor { .. }
+        | Step::ResizeVolume { .. }
+        | Step::FailResize { .. }) => actions::step_name(step).unwrap_or("action"),
     }
 }
 

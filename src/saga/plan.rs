@@ -107,6 +107,23 @@ pub enum Step {
     /// The coordinator of a switch (the promoted replica, the ejected source) switches
     /// the set through the provider; every member then records the end.
     SwitchReplicaSet,
+    // ---- instance actions (task REBOOTING, RESIZING; `super::actions`) ---------------
+    /// Restart the database server, then wait until the guest is healthy.
+    Restart,
+    /// Move the server to the pending flavor (the database restarts with its memory).
+    ResizeFlavor {
+        flavor_id: String,
+        ram: u32,
+    },
+    /// Grow the volume (and its file system) to the pending size.
+    ResizeVolume {
+        volume_id: String,
+        size: u64,
+    },
+    /// The resize cannot be done (nothing to resize): record it as failed.
+    FailResize {
+        message: String,
+    },
 }
 
 /// The next step for `s`, if any.
@@ -146,7 +163,10 @@ pub fn plan(
                 Step::CompleteAccessUpdate
             })
         }
-        Task::None | Task::RestartRequired => configuration(s, group),
+        Task::None | Task::RestartRequired => {
+            super::actions::after_reset(s).or_else(|| configuration(s, group))
+        }
+        Task::Rebooting | Task::Resizing => super::actions::next_step(s),
         // Only a failed build releases what it created; a failed upgrade or access
         // update keeps the instance's server and data until the user deletes it.
         t if t.is_error() && s.build_failed => compensation(s, policy),
@@ -260,7 +280,10 @@ fn configuration(s: &Instance, group: Option<&Configuration>) -> Option<Step> {
     let current = s.guest_configuration.unwrap_or((None, 0));
     // A refused configuration is not tried again until the group or attachment changes.
     let refused = s.refused_configuration == Some(desired);
-    (s.server_id.is_some() && current != desired && !refused).then_some(Step::ApplyConfiguration {
+    // A guest never prepared (a build abandoned by `reset_status`) has nothing to apply
+    // a configuration to.
+    let ready = s.server_id.is_some() && s.guest_prepared;
+    (ready && current != desired && !refused).then_some(Step::ApplyConfiguration {
         configuration_id: desired.0,
         revision: desired.1,
     })

@@ -351,6 +351,32 @@ pub trait GuestAgent: Send + Sync {
             "this provider cannot eject a replica source".into(),
         ))
     }
+
+    // ---- instance actions: restart, resize ------------------------------------------
+    /// Restarts the database server (`action restart`); committed data is kept. Once
+    /// per key: a retry with the same key does not restart it again. The saga then asks
+    /// [`GuestAgent::status`] until the guest is healthy.
+    async fn restart(&self, key: &IdempotencyKey, server_id: &str) -> Result<(), ProviderError>;
+
+    /// Moves the server to another flavor and restarts the database with the memory
+    /// settings of its RAM (`action resize` with `flavorRef`). Once per key.
+    async fn resize_flavor(
+        &self,
+        key: &IdempotencyKey,
+        server_id: &str,
+        flavor: &FlavorSpec,
+    ) -> Result<(), ProviderError>;
+
+    /// Grows the server's data volume `volume_id` to `size_gb` and its file system with
+    /// it, so the database sees the space (`action resize` with `volume`). Never
+    /// shrinks; idempotent (a volume already that large is left as it is).
+    async fn resize_volume(
+        &self,
+        key: &IdempotencyKey,
+        server_id: &str,
+        volume_id: &str,
+        size_gb: u64,
+    ) -> Result<(), ProviderError>;
 }
 
 /// The servers of a replica set being switched, each with its instance id.
@@ -362,6 +388,15 @@ pub struct ReplicaSetServers {
     pub new_primary: Option<(Uuid, String)>,
     /// The old source's other replicas (for an eject: all of them), ascending.
     pub replicas: Vec<(Uuid, String)>,
+}
+
+/// The flavor a server is resized to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlavorSpec {
+    pub flavor_id: String,
+    pub vcpus: u32,
+    /// MB.
+    pub ram: u32,
 }
 
 /// What a provider's own persistent state looked like before it was opened (checked at

@@ -13,7 +13,7 @@
 use aggregates::instance::{FaultInfo, Instance, InstanceCommand, ReplicaSetSwitch, Task};
 use uuid::Uuid;
 
-use super::ports::{IdempotencyKey, ReplicaSetServers};
+use super::ports::{IdempotencyKey, ProviderError, ReplicaSetServers};
 use super::{saga_caller, Outcome, SagaRunner, StepError, SAGA_NS};
 use crate::runtime::codec::{Actor, CommandMeta};
 use crate::runtime::commands::CommandError;
@@ -159,5 +159,15 @@ impl SagaRunner {
             .execute(member, std::slice::from_ref(&cmd), &caller, &meta)
             .await?;
         Ok(())
+    }
+}
+
+/// The fault message of a switch that failed for good: upstream's words for an eject or
+/// a promote.
+pub(super) fn failure_message(id: Uuid, task: Task, e: &ProviderError) -> String {
+    if task == Task::Ejecting {
+        format!("Failed to eject replica source {id}\n{e}")
+    } else {
+        format!("Failed to promote instance {id} to replica source\n{e}")
     }
 }

@@ -136,6 +136,19 @@ BEGIN
     UPDATE zone_usage SET vcpus = vcpus - OLD.vcpus, ram_mb = ram_mb - OLD.ram_mb
         WHERE zone = OLD.availability_zone;
 END;
+CREATE TRIGGER IF NOT EXISTS zone_usage_volume_resized AFTER UPDATE OF size_gb ON volumes
+    WHEN NEW.deleted_ms IS NULL
+BEGIN
+    UPDATE zone_usage SET volume_gb = volume_gb - OLD.size_gb + NEW.size_gb
+        WHERE zone = NEW.availability_zone;
+END;
+CREATE TRIGGER IF NOT EXISTS zone_usage_server_resized AFTER UPDATE OF ram_mb, vcpus ON servers
+    WHEN NEW.deleted_ms IS NULL
+BEGIN
+    UPDATE zone_usage SET vcpus = vcpus - OLD.vcpus + NEW.vcpus,
+                          ram_mb = ram_mb - OLD.ram_mb + NEW.ram_mb
+        WHERE zone = NEW.availability_zone;
+END;
 ";
 
 /// What each zone's live resources use, computed from the resources themselves.
@@ -344,6 +357,9 @@ enum Kind {
     Upgrade,
     Configuration,
     DetachReplica,
+    // instance actions
+    Restart,
+    Resize,
 }
 
 impl Kind {
@@ -355,6 +371,8 @@ impl Kind {
             Kind::Upgrade => "upgrade",
             Kind::Configuration => "configuration",
             Kind::DetachReplica => "detach_replica",
+            Kind::Restart => "restart",
+            Kind::Resize => "resize",
         }
     }
 }
@@ -1108,6 +1126,19 @@ pub(super) enum GuestOp {
     Upgrade(String),
     ApplyConfiguration(Option<serde_json::Value>),
     DetachReplica,
+    // instance actions
+    /// The database restarts: `RESTARTING` for one latency period.
+    Restart,
+    /// The server gets another flavor (and the database restarts on it).
+    ResizeFlavor {
+        flavor_id: String,
+        vcpus: u32,
+        ram_mb: u32,
+    },
+    /// The server's attached volume grows to `size_gb`.
+    ResizeVolume {
+        size_gb: u64,
+    },
 }
 
 impl GuestOp {
@@ -1116,6 +1147,8 @@ impl GuestOp {
             GuestOp::Upgrade(_) => Kind::Upgrade,
             GuestOp::ApplyConfiguration(_) => Kind::Configuration,
             GuestOp::DetachReplica => Kind::DetachReplica,
+            GuestOp::Restart => Kind::Restart,
+            GuestOp::ResizeFlavor { .. } | GuestOp::ResizeVolume { .. } => Kind::Resize,
         }
     }
 }
@@ -1165,6 +1198,9 @@ pub(super) fn guest_operation(
             )?;
             serde_json::json!({ "replica_of": guest.replica_of })
         }
+        op @ (GuestOp::Restart | GuestOp::ResizeFlavor { .. } | GuestOp::ResizeVolume { .. }) => {
+            action_effect(&tx, s, server_id, op, now)?
+        }
     };
     tx.execute(
         "INSERT INTO guest_operations (key, server_id, kind, detail, at_ms)
@@ -1174,6 +1210,55 @@ pub(super) fn guest_operation(
     record_key(&tx, key, kind, server_id, now)?;
     tx.commit()?;
     Ok(())
+}
+
+/// The effect of an instance action on the server, its guest or its volume.
+fn action_effect(
+    tx: &Transaction<'_>,
+    s: &Settings,
+    server_id: &str,
+    op: GuestOp,
+    now: i64,
+) -> OpResult<serde_json::Value> {
+    let restarting = |tx: &Transaction<'_>| {
+        tx.execute(
+            "UPDATE guests SET phase = 'RESTARTING', phase_until_ms = ?2 WHERE server_id = ?1",
+            params![server_id, now.saturating_add(s.settle_ms)],
+        )
+    };
+    Ok(match op {
+        GuestOp::Restart => {
+            restarting(tx)?;
+            serde_json::json!({ "restart": true })
+        }
+        GuestOp::ResizeFlavor {
+            flavor_id,
+            vcpus,
+            ram_mb,
+        } => {
+            tx.execute(
+                "UPDATE servers SET flavor_id = ?2, vcpus = ?3, ram_mb = ?4 WHERE id = ?1",
+                params![server_id, flavor_id, vcpus, ram_mb],
+            )?;
+            restarting(tx)?;
+            serde_json::json!({ "flavor_id": flavor_id, "ram_mb": ram_mb })
+        }
+        GuestOp::ResizeVolume { size_gb } => {
+            let n = tx.execute(
+                "UPDATE volumes SET size_gb = MAX(size_gb, ?2)
+                 WHERE attached_to = ?1 AND deleted_ms IS NULL",
+                params![server_id, size_gb as i64],
+            )?;
+            if n == 0 {
+                return Err(ProviderError::Permanent(format!(
+                    "server {server_id} has no volume attached"
+                ))
+                .into());
+            }
+            serde_json::json!({ "size_gb": size_gb })
+        }
+        _ => serde_json::Value::Null,
+    })
 }
 
 /// One recorded guest operation, for listings.

@@ -13,7 +13,7 @@
 //!        / "delete_volume" / "create_server" / "server_status" / "set_public"
 //!        / "delete_server" / "prepare" / "guest_status" / "status" (= guest_status)
 //!        / "upgrade" / "apply_configuration" / "detach_replica" / "restrict_access"
-//!        / "backup" / "promote" / "eject"
+//!        / "backup" / "promote" / "eject" / "restart" / "resize"
 //! option = "rate=" FLOAT        ; probability in [0, 1] per attempt (default 1)
 //!        / "name=" GLOB         ; instance name pattern, `*` matches any run (default: all)
 //!        / "times=" N           ; transient and lost: attempts that may fail (default 2)
@@ -63,11 +63,16 @@ pub enum Step {
     // ---- replica set: promote / eject (issue #15) ----
     Promote,
     Eject,
+    // instance actions
+    /// The database restart of `action restart`.
+    Restart,
+    /// A flavor or volume resize (`action resize`).
+    Resize,
 }
 
 impl Step {
     /// Every step, in the order of the grammar.
-    pub const ALL: [Step; 18] = [
+    pub const ALL: [Step; 20] = [
         Step::CreateVolume,
         Step::AttachVolume,
         Step::DetachVolume,
@@ -86,6 +91,8 @@ impl Step {
         Step::Backup,
         Step::Promote,
         Step::Eject,
+        Step::Restart,
+        Step::Resize,
     ];
 
     /// The name used in fault specs and messages.
@@ -109,6 +116,8 @@ impl Step {
             Step::Backup => "backup",
             Step::Promote => "promote",
             Step::Eject => "eject",
+            Step::Restart => "restart",
+            Step::Resize => "resize",
         }
     }
 

@@ -749,4 +749,35 @@ impl GuestAgent for SimCloud {
     ) -> Result<Uuid, ProviderError> {
         self.switch_replica_set(Step::Eject, key, set).await
     }
+
+    // instance actions
+    async fn restart(&self, key: &IdempotencyKey, server_id: &str) -> Result<(), ProviderError> {
+        self.guest_op(Step::Restart, key, server_id, GuestOp::Restart)
+            .await
+    }
+
+    async fn resize_flavor(
+        &self,
+        key: &IdempotencyKey,
+        server_id: &str,
+        flavor: &crate::saga::ports::FlavorSpec,
+    ) -> Result<(), ProviderError> {
+        let op = GuestOp::ResizeFlavor {
+            flavor_id: flavor.flavor_id.clone(),
+            vcpus: flavor.vcpus,
+            ram_mb: flavor.ram,
+        };
+        self.guest_op(Step::Resize, key, server_id, op).await
+    }
+
+    async fn resize_volume(
+        &self,
+        key: &IdempotencyKey,
+        server_id: &str,
+        _volume_id: &str,
+        size_gb: u64,
+    ) -> Result<(), ProviderError> {
+        let op = GuestOp::ResizeVolume { size_gb };
+        self.guest_op(Step::Resize, key, server_id, op).await
+    }
 }

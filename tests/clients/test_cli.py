@@ -237,7 +237,8 @@ class _Check:
         return True  # keep going
 
 
-STATE_KEYS = {"inst", "inst_name", "cfg", "rep1", "rep2", "other", "v57", "v80", "slow", "mysql_id"}
+STATE_KEYS = {"inst", "inst_name", "cfg", "rep1", "rep2", "other", "v57", "v80", "slow", "mysql_id",
+              "act"}
 
 
 def eq(actual, expected, what):
@@ -447,6 +448,75 @@ def replica_source_actions(cli, report):
                 raise AssertionError("the old source is still listed")
             time.sleep(0.3)
         cli("database", "instance", "delete", ids["rep"]).ok()
+
+
+def instance_actions(args, report, S, cli, slow):
+    """`database instance restart|resize flavor|resize volume|reset status` (issue #15)
+    on the fast troved; `reset status` and `delete --force` of the slow troved's
+    instance stuck in BUILD."""
+    admin = cli.as_(token="admin:p1")
+
+    with report.check("database instance restart: REBOOT, then ACTIVE"):
+        c = cli("database", "instance", "create", "act1", "--flavor", "m1.small", "--size", "1",
+                "--datastore", "mysql", "-f", "json").json()
+        S["act"] = c["id"]
+        wait_show(cli, "act1", active, "became ACTIVE")
+        r = cli("database", "instance", "restart", "act1").ok()
+        eq(r.out.strip(), "", "stdout")
+        has(["REBOOT", "ACTIVE"], show(cli, "act1")["status"], "status after restart")
+        wait_show(cli, "act1", active, "became ACTIVE after the restart")
+
+    with report.check("database instance resize flavor act1 m1.medium"):
+        cli("database", "instance", "resize", "flavor", "act1", "m1.medium").ok()
+        s = wait_show(cli, "act1", lambda i: active(i) and i.get("flavor") == "3",
+                      "ran on m1.medium")
+        eq(s["flavor"], "3", "flavor")
+
+    with report.check("database instance resize flavor to the same flavor: 400"):
+        r = cli("database", "instance", "resize", "flavor", "act1", "m1.medium")
+        eq(r.rc, 1, "exit code")
+        has(r.out + r.err,
+            "The new flavor id must be different than the current flavor id of '3'.", "output")
+
+    with report.check("database instance resize volume act1 3, then 2 is refused"):
+        cli("database", "instance", "resize", "volume", "act1", "3").ok()
+        s = wait_show(cli, "act1", lambda i: active(i) and i.get("volume") == 3, "grew to 3 GB")
+        eq(s["volume"], 3, "volume")
+        r = cli("database", "instance", "resize", "volume", "act1", "2")
+        eq(r.rc, 1, "exit code")
+        has(r.out + r.err,
+            "The new volume 'size' must be larger than the current volume size of '3'.",
+            "output")
+
+    with report.check("database instance reset status: admin only"):
+        r = cli("database", "instance", "reset", "status", "act1")
+        eq(r.rc, 1, "exit code (member)")
+        has(r.out + r.err, "Policy doesn't allow instance:reset_status to be performed.",
+            "output")
+        admin("database", "instance", "reset", "status", S["act"]).ok()
+        eq(show(cli, "act1")["status"], "ACTIVE", "status after reset")
+        cli("database", "instance", "delete", "act1").ok()
+
+    with report.check("database instance reset status + delete of a stuck BUILD"):
+        sadmin = Cli(args.openstack, slow).as_(token="admin:p1")
+        eq(show(sadmin, S["slow"])["status"], "BUILD", "stuck in BUILD")
+        sadmin("database", "instance", "reset", "status", S["slow"]).ok()
+        r = sadmin("database", "instance", "delete", S["slow"]).ok()
+        has(r.out, f"Request to delete database instance {S['slow']} has been accepted.",
+            "stdout")
+        rows = list_instances(sadmin)
+        if any(row["ID"] == S["slow"] for row in rows):
+            eq(by(rows, "ID", S["slow"])["Status"], "SHUTDOWN", "listed while torn down")
+
+    with report.check("database instance delete --force (reset status, then delete)"):
+        sadmin = Cli(args.openstack, slow).as_(token="admin:p1")
+        c = sadmin("database", "instance", "create", "slow2", "--flavor", "ds1G", "--size", "1",
+                   "--datastore", "postgresql", "-f", "json").json()
+        eq(c["status"], "BUILD", "building")
+        sadmin("database", "instance", "delete", "--force", c["id"]).ok()
+        rows = list_instances(sadmin)
+        if any(row["ID"] == c["id"] for row in rows):
+            eq(by(rows, "ID", c["id"])["Status"], "SHUTDOWN", "listed while torn down")
 
 
 def show_rc(cli, ref):
@@ -864,6 +934,9 @@ def run(args):
             eq(show(scli, S["slow"])["status"], "BUILD", "still building")
             rows = list_instances(scli)
             eq(by(rows, "ID", S["slow"])["Status"], "BUILD", "listed as BUILD")
+
+        # -- instance actions: restart, resize, reset status -------------------------------
+        instance_actions(args, report, S, cli, slow)
 
         # -- real databases: README's quick start, as a user runs it ---------------------
         local_sessions(args, report, workdir, servers)

@@ -182,6 +182,23 @@ pub enum InstanceCommand {
     CompleteReplicaSetSwitch { new_primary_id: Uuid },
     /// The switch failed (PROMOTION_ERROR / EJECTION_ERROR).
     FailReplicaSetSwitch { fault: FaultInfo },
+    // ---- instance actions: restart, resize, reset status ----------------------------
+    /// `POST /instances/{id}/action {"restart": {}}`.
+    RestartInstance,
+    /// `POST .../action {"resize": {"flavorRef": ...}}`: the flavor id.
+    ResizeFlavor { flavor_ref: String },
+    /// `POST .../action {"resize": {"volume": {"size": N}}}`: the new size, GB.
+    ResizeVolume { size: u64 },
+    /// `POST .../action {"reset_status": {}}` (admin).
+    ResetStatus,
+    /// Saga report: the database server restarted and is healthy.
+    CompleteRestart,
+    /// Saga report: the restart failed for good.
+    FailRestart { fault: FaultInfo },
+    /// Saga report: the resize in progress (flavor or volume) is done.
+    CompleteResize,
+    /// Saga report: the resize in progress failed for good (rolled back).
+    FailResize { fault: FaultInfo },
 }
 
 impl InstanceCommand {
@@ -227,6 +244,15 @@ impl InstanceCommand {
             JoinReplicaSetSwitch { .. } => "JoinReplicaSetSwitch",
             CompleteReplicaSetSwitch { .. } => "CompleteReplicaSetSwitch",
             FailReplicaSetSwitch { .. } => "FailReplicaSetSwitch",
+            // instance actions
+            RestartInstance => "RestartInstance",
+            ResizeFlavor { .. } => "ResizeFlavor",
+            ResizeVolume { .. } => "ResizeVolume",
+            ResetStatus => "ResetStatus",
+            CompleteRestart => "CompleteRestart",
+            FailRestart { .. } => "FailRestart",
+            CompleteResize => "CompleteResize",
+            FailResize { .. } => "FailResize",
         }
     }
 }

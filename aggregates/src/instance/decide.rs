@@ -97,6 +97,11 @@ pub fn decide(
         JoinReplicaSetSwitch { .. }
         | CompleteReplicaSetSwitch { .. }
         | FailReplicaSetSwitch { .. } => replica_set::decide_member(state, cmd, ctx),
+        // instance actions
+        RestartInstance | ResizeFlavor { .. } | ResizeVolume { .. } | ResetStatus => {
+            let id = visible(state, ctx)?;
+            super::actions::decide_action(state, id, cmd, ctx)
+        }
         _ => report(state, cmd, ctx),
     }
 }
@@ -271,7 +276,10 @@ fn delete(state: &Instance, ctx: &DecideCtx) -> Result<Vec<InstanceEvent>, Domai
         // A repeated DELETE is a no-op 202 (upstream would release the quota twice).
         return Ok(vec![]);
     }
-    if state.command_status() == "BUILD" {
+    // After an admin's reset_status the instance may go even if its server still
+    // reads BUILD: that is how an operator removes a stuck build (upstream's
+    // `delete --force` = reset_status, then DELETE).
+    if state.command_status() == "BUILD" && !state.status_reset {
         return Err(DomainError::InstanceBuilding(id));
     }
     if ctx.catalog.live_replicas(id) > 0 {
@@ -819,6 +827,13 @@ fn report(
         | CompleteAccessUpdate
         | FailAccessUpdate { .. } => report_task_end(state, cmd, at),
         RecordSecretsLost { .. } | RecordResourcesLost { .. } => report_loss(state, cmd, at),
+        // instance actions
+        CompleteRestart | FailRestart { .. } | CompleteResize | FailResize { .. } => {
+            super::actions::report_action_end(state, cmd, at)
+        }
+        RestartInstance | ResizeFlavor { .. } | ResizeVolume { .. } | ResetStatus => {
+            not_routed_here(cmd)
+        }
         CreateInstance(_)
         | RenameInstance { .. }
         | AttachConfiguration { .. }

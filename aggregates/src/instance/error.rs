@@ -152,6 +152,19 @@ pub enum DomainError {
     /// 400: eject of a source that is not failed.
     #[error("Replica Source {0} cannot be ejected as it has a current heartbeat")]
     ReplicaSourceHeartbeatCurrent(Uuid),
+    // ---- instance actions: restart, resize, reset status ----------------------------
+    /// 400: upstream's `BadRequest` for a flavor resize to the flavor the instance has.
+    #[error("The new flavor id must be different than the current flavor id of '{0}'.")]
+    ResizeToSameFlavor(String),
+    /// 400: upstream's `BadRequest`; a volume resize may only grow it.
+    #[error("The new volume 'size' must be larger than the current volume size of '{0}'.")]
+    VolumeMustGrow(u64),
+    /// 400: upstream's `BadRequest` for a volume resize of an instance without one.
+    #[error("Instance {0} has no volume.")]
+    NoVolume(Uuid),
+    /// 403: upstream's policy refusal (`instance:reset_status` is `rule:admin`).
+    #[error("Policy doesn't allow {0} to be performed.")]
+    PolicyForbids(&'static str),
 }
 
 impl DomainError {
@@ -172,6 +185,9 @@ impl DomainError {
                 Fault::UnprocessableEntity
             }
             VolumeNotSupported => Fault::NotImplemented,
+            // instance actions
+            PolicyForbids(_) => Fault::Forbidden,
+            ResizeToSameFlavor(_) | VolumeMustGrow(_) | NoVolume(_) => Fault::BadRequest,
             _ => Fault::BadRequest,
         }
     }

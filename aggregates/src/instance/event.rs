@@ -448,6 +448,72 @@ pub enum InstanceEvent {
         #[serde(deserialize_with = "crate::time::deserialize")]
         at: DateTime<Utc>,
     },
+    // ---- instance actions: restart, resize, reset status ----------------------------
+    /// A restart was accepted: task REBOOTING, service RESTARTING (status REBOOT).
+    InstanceRestartRequested {
+        #[serde(deserialize_with = "crate::time::deserialize")]
+        at: DateTime<Utc>,
+    },
+    /// The database server restarted and is healthy: task NONE.
+    InstanceRestarted {
+        #[serde(deserialize_with = "crate::time::deserialize")]
+        at: DateTime<Utc>,
+    },
+    /// The restart failed: task NONE (as upstream), the fault recorded.
+    InstanceRestartFailed {
+        fault: FaultInfo,
+        #[serde(deserialize_with = "crate::time::deserialize")]
+        at: DateTime<Utc>,
+    },
+    /// A flavor resize was accepted: task RESIZING (status RESIZE); the quota charges
+    /// the larger of the two flavors' RAM until it ends.
+    FlavorResizeRequested {
+        from: FlavorRef,
+        to: FlavorRef,
+        #[serde(deserialize_with = "crate::time::deserialize")]
+        at: DateTime<Utc>,
+    },
+    /// The instance runs on the new flavor: flavor replaced, task NONE.
+    FlavorResized {
+        flavor: FlavorRef,
+        #[serde(deserialize_with = "crate::time::deserialize")]
+        at: DateTime<Utc>,
+    },
+    /// The flavor resize failed and was rolled back: the old flavor stays, task NONE,
+    /// the fault recorded (upstream reverts and returns to ACTIVE).
+    FlavorResizeFailed {
+        fault: FaultInfo,
+        #[serde(deserialize_with = "crate::time::deserialize")]
+        at: DateTime<Utc>,
+    },
+    /// A volume resize was accepted (GB, grow only): task RESIZING (status RESIZE); the
+    /// quota charges the new size from now on.
+    VolumeResizeRequested {
+        from: u64,
+        to: u64,
+        #[serde(deserialize_with = "crate::time::deserialize")]
+        at: DateTime<Utc>,
+    },
+    /// The volume and its file system have the new size: task NONE.
+    VolumeResized {
+        size: u64,
+        #[serde(deserialize_with = "crate::time::deserialize")]
+        at: DateTime<Utc>,
+    },
+    /// The volume resize failed: the old size stays, task NONE, the fault recorded.
+    VolumeResizeFailed {
+        fault: FaultInfo,
+        #[serde(deserialize_with = "crate::time::deserialize")]
+        at: DateTime<Utc>,
+    },
+    /// An admin reset the status (`reset_status`): task NONE, service UNKNOWN, any
+    /// workflow in progress abandoned (its pending change dropped). `task` is the task
+    /// it had, for the audit trail.
+    InstanceStatusReset {
+        task: Task,
+        #[serde(deserialize_with = "crate::time::deserialize")]
+        at: DateTime<Utc>,
+    },
 }
 
 /// Every event type name with its current version: the catalog `docs/events.md` lists.
@@ -491,6 +557,17 @@ pub const EVENT_VERSIONS: &[(&str, u32)] = &[
     ("ReplicaSourceEjectionRequested", 1),
     ("ReplicaSourceEjected", 1),
     ("ReplicaSourceEjectionFailed", 1),
+    // instance actions
+    ("InstanceRestartRequested", 1),
+    ("InstanceRestarted", 1),
+    ("InstanceRestartFailed", 1),
+    ("FlavorResizeRequested", 1),
+    ("FlavorResized", 1),
+    ("FlavorResizeFailed", 1),
+    ("VolumeResizeRequested", 1),
+    ("VolumeResized", 1),
+    ("VolumeResizeFailed", 1),
+    ("InstanceStatusReset", 1),
 ];
 
 /// Why stored bytes could not be turned into an event.
@@ -556,6 +633,17 @@ impl InstanceEvent {
             ReplicaSourceEjectionRequested { .. } => "ReplicaSourceEjectionRequested",
             ReplicaSourceEjected { .. } => "ReplicaSourceEjected",
             ReplicaSourceEjectionFailed { .. } => "ReplicaSourceEjectionFailed",
+            // instance actions
+            InstanceRestartRequested { .. } => "InstanceRestartRequested",
+            InstanceRestarted { .. } => "InstanceRestarted",
+            InstanceRestartFailed { .. } => "InstanceRestartFailed",
+            FlavorResizeRequested { .. } => "FlavorResizeRequested",
+            FlavorResized { .. } => "FlavorResized",
+            FlavorResizeFailed { .. } => "FlavorResizeFailed",
+            VolumeResizeRequested { .. } => "VolumeResizeRequested",
+            VolumeResized { .. } => "VolumeResized",
+            VolumeResizeFailed { .. } => "VolumeResizeFailed",
+            InstanceStatusReset { .. } => "InstanceStatusReset",
         }
     }
 
@@ -606,7 +694,18 @@ impl InstanceEvent {
             | ReplicaSourcePromotionFailed { at, .. }
             | ReplicaSourceEjectionRequested { at, .. }
             | ReplicaSourceEjected { at, .. }
-            | ReplicaSourceEjectionFailed { at, .. } => *at,
+            | ReplicaSourceEjectionFailed { at, .. }
+            // instance actions
+            | InstanceRestartRequested { at }
+            | InstanceRestarted { at }
+            | InstanceRestartFailed { at, .. }
+            | FlavorResizeRequested { at, .. }
+            | FlavorResized { at, .. }
+            | FlavorResizeFailed { at, .. }
+            | VolumeResizeRequested { at, .. }
+            | VolumeResized { at, .. }
+            | VolumeResizeFailed { at, .. }
+            | InstanceStatusReset { at, .. } => *at,
         }
     }
 

@@ -71,6 +71,17 @@ pub fn evolve_in_place(s: &mut Instance, event: &InstanceEvent) {
         | ReplicaSourceEjectionRequested { .. }
         | ReplicaSourceEjected { .. }
         | ReplicaSourceEjectionFailed { .. } => replica_switch_progressed(s, event),
+        // instance actions
+        InstanceRestartRequested { .. }
+        | InstanceRestarted { .. }
+        | InstanceRestartFailed { .. }
+        | FlavorResizeRequested { .. }
+        | FlavorResized { .. }
+        | FlavorResizeFailed { .. }
+        | VolumeResizeRequested { .. }
+        | VolumeResized { .. }
+        | VolumeResizeFailed { .. }
+        | InstanceStatusReset { .. } => super::actions::action_progressed(s, event),
     }
 }
 
@@ -460,12 +471,12 @@ fn replica_switch_progressed(s: &mut Instance, event: &InstanceEvent) {
     match event {
         ReplicaSourcePromotionRequested { switch, at } => {
             s.task = Task::Promoting;
-            s.replica_switch = Some(switch.clone());
+            s.replica_switch = Some(Box::new(switch.clone()));
             s.updated = *at;
         }
         ReplicaSourceEjectionRequested { switch, at } => {
             s.task = Task::Ejecting;
-            s.replica_switch = Some(switch.clone());
+            s.replica_switch = Some(Box::new(switch.clone()));
             s.updated = *at;
         }
         ReplicaSourcePromoted {

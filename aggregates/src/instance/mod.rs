@@ -8,6 +8,7 @@
 //! - [`status`]: Trove's task, compute and service statuses and the derivation of
 //!   `status` / `operating_status` (spec `instance-lifecycle.md` §2-§5).
 
+mod actions;
 pub mod command;
 pub mod decide;
 pub mod error;

@@ -105,9 +105,28 @@ pub struct Instance {
     /// Number of events folded: the stream revision to expect next is `version - 1`.
     pub version: u64,
     /// The replica-set switch (promote / eject) in progress, while task PROMOTING or
-    /// EJECTING.
+    /// EJECTING (boxed, as the other rare workflow fields: the folded state is held per
+    /// instance in the read models).
     #[serde(default)]
-    pub replica_switch: Option<ReplicaSetSwitch>,
+    pub replica_switch: Option<Box<ReplicaSetSwitch>>,
+
+    // ---- instance actions: restart, resize, reset status ----------------------------
+    /// The flavor a resize in progress moves to (`FlavorResizeRequested`).
+    #[serde(default)]
+    pub pending_flavor: Option<Box<FlavorRef>>,
+    /// The size (GB) a volume resize in progress grows to (`VolumeResizeRequested`).
+    #[serde(default)]
+    pub pending_volume_size: Option<u64>,
+    /// An admin reset the status since the last build ended (`InstanceStatusReset`):
+    /// the instance may then be deleted even while its compute server still reads BUILD
+    /// (the operator's way out of a stuck build).
+    #[serde(default)]
+    pub status_reset: bool,
+    /// The number of events folded when the current restart or resize was requested:
+    /// names its provider call (the same request, the same effect; the next request,
+    /// a new one).
+    #[serde(default)]
+    pub action_requested_at: u64,
 }
 
 impl Instance {
@@ -143,13 +162,17 @@ impl Instance {
         self.id.unwrap_or(Uuid::nil())
     }
 
-    /// RAM charged to the quota while the instance is live.
+    /// RAM charged to the quota while the instance is live: during a flavor resize the
+    /// larger of both flavors (either may run when the resize ends).
     pub fn quota_ram(&self) -> i64 {
-        i64::from(self.flavor.ram)
+        let pending = self.pending_flavor.as_ref().map_or(0, |f| f.ram);
+        i64::from(self.flavor.ram.max(pending))
     }
 
-    /// Volume GB charged to the quota while the instance is live.
+    /// Volume GB charged to the quota while the instance is live: during a volume resize
+    /// the new size (a volume only grows).
     pub fn quota_volume(&self) -> i64 {
-        self.volume.as_ref().map_or(0, |v| v.size as i64)
+        let size = self.volume.as_ref().map_or(0, |v| v.size);
+        size.max(self.pending_volume_size.unwrap_or(0)) as i64
     }
 }

@@ -15,6 +15,7 @@
 //!
 //! - [`instance`]: `POST /instances`, `PUT` and `PATCH /instances/{id}`.
 //! - [`configuration`]: `POST /configurations`, `PUT` and `PATCH /configurations/{id}`.
+//! - [`action`]: `POST /instances/{id}/action`.
 
 pub mod action;
 pub mod backup;

@@ -18,6 +18,7 @@
 //! retry waits for it on the lock, then finds the work done).
 
 mod access_update;
+mod actions;
 mod admin;
 mod backup;
 mod config_restart;
@@ -482,6 +483,7 @@ impl ComputeProvider for LocalProvider {
                     upgrade: None,
                     users: Vec::new(),
                     allowed_cidrs: Vec::new(),
+                    last_action_key: None,
                 };
                 st.servers.insert(id.clone(), rec.clone());
                 Ok((id, rec))
@@ -777,6 +779,30 @@ impl GuestAgent for LocalProvider {
         set: &ReplicaSetServers,
     ) -> Result<Uuid, ProviderError> {
         self.eject_set(set).await
+    }
+
+    // instance actions (`actions`): under the server's lock, each in its own task.
+    async fn restart(&self, key: &IdempotencyKey, server_id: &str) -> Result<(), ProviderError> {
+        self.restart_server(key, server_id).await
+    }
+
+    async fn resize_flavor(
+        &self,
+        key: &IdempotencyKey,
+        server_id: &str,
+        flavor: &crate::saga::ports::FlavorSpec,
+    ) -> Result<(), ProviderError> {
+        self.resize_server(key, server_id, flavor).await
+    }
+
+    async fn resize_volume(
+        &self,
+        _key: &IdempotencyKey,
+        server_id: &str,
+        volume_id: &str,
+        size_gb: u64,
+    ) -> Result<(), ProviderError> {
+        self.grow_volume(server_id, volume_id, size_gb).await
     }
 }
 

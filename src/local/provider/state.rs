@@ -85,6 +85,10 @@ pub struct ServerRec {
     /// `access.allowed_cidrs` as last applied (empty: from anywhere).
     #[serde(default)]
     pub allowed_cidrs: Vec<String>,
+    /// The idempotency key of the last restart or flavor resize done (`super::actions`):
+    /// a step retried with it does not restart the server again. Absent in older files.
+    #[serde(default)]
+    pub last_action_key: Option<String>,
 }
 
 /// An upgrade of a server to other binaries, recorded before the server is stopped, so

@@ -129,7 +129,7 @@ pub(crate) fn decide_member(
     let switching = matches!(state.task, Task::Promoting | Task::Ejecting);
     match (cmd, &state.replica_switch) {
         (JoinReplicaSetSwitch { switch, eject: ej }, current) => {
-            if current.as_ref() == Some(switch) && switching {
+            if current.as_deref() == Some(switch) && switching {
                 return Ok(vec![]); // joined already
             }
             if !matches!(state.task, Task::None | Task::RestartRequired) {

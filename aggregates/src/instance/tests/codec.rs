@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 
 use super::support::*;
 use crate::instance::{
-    current_version, decode, Access, Address, ComputeStatus, DecodeError, FaultInfo, InstanceEvent,
-    Nic, ServiceStatus, Task, UserSpec, EVENT_VERSIONS,
+    current_version, decode, Access, Address, ComputeStatus, DecodeError, FaultInfo, FlavorRef,
+    InstanceEvent, Nic, ServiceStatus, Task, UserSpec, EVENT_VERSIONS,
 };
 
 fn fault() -> FaultInfo {
@@ -193,6 +193,36 @@ fn one_of_each() -> Vec<InstanceEvent> {
             at,
         },
         ReplicaSourceEjectionFailed { fault: fault(), at },
+        // instance actions
+        InstanceRestartRequested { at },
+        InstanceRestarted { at },
+        InstanceRestartFailed { fault: fault(), at },
+        FlavorResizeRequested {
+            from: FlavorRef {
+                id: "7".into(),
+                ram: 2048,
+            },
+            to: FlavorRef {
+                id: "8".into(),
+                ram: 4096,
+            },
+            at,
+        },
+        FlavorResized {
+            flavor: FlavorRef {
+                id: "8".into(),
+                ram: 4096,
+            },
+            at,
+        },
+        FlavorResizeFailed { fault: fault(), at },
+        VolumeResizeRequested { from: 5, to: 8, at },
+        VolumeResized { size: 8, at },
+        VolumeResizeFailed { fault: fault(), at },
+        InstanceStatusReset {
+            task: crate::instance::Task::Building,
+            at,
+        },
     ]
 }
 
@@ -247,13 +277,24 @@ fn variant_number(e: &InstanceEvent) -> usize {
         ReplicaSourceEjectionRequested { .. } => 36,
         ReplicaSourceEjected { .. } => 37,
         ReplicaSourceEjectionFailed { .. } => 38,
+        // instance actions
+        InstanceRestartRequested { .. } => 39,
+        InstanceRestarted { .. } => 40,
+        InstanceRestartFailed { .. } => 41,
+        FlavorResizeRequested { .. } => 42,
+        FlavorResized { .. } => 43,
+        FlavorResizeFailed { .. } => 44,
+        VolumeResizeRequested { .. } => 45,
+        VolumeResized { .. } => 46,
+        VolumeResizeFailed { .. } => 47,
+        InstanceStatusReset { .. } => 48,
     }
 }
 
 #[test]
 fn samples_cover_every_variant_once() {
     let numbers: Vec<usize> = one_of_each().iter().map(variant_number).collect();
-    assert_eq!(numbers, (0..39).collect::<Vec<_>>());
+    assert_eq!(numbers, (0..49).collect::<Vec<_>>());
 }
 
 #[test]
@@ -286,7 +327,7 @@ fn event_versions_list_every_variant_exactly_once() {
     let unique: BTreeSet<&str> = listed.iter().copied().collect();
     assert_eq!(unique.len(), listed.len(), "no name listed twice");
     let produced: BTreeSet<&str> = one_of_each().iter().map(|e| e.event_type()).collect();
-    assert_eq!(produced.len(), 39, "event_type() is distinct per variant");
+    assert_eq!(produced.len(), 49, "event_type() is distinct per variant");
     assert_eq!(
         produced, unique,
         "the list has neither missing nor extra names"

@@ -66,6 +66,11 @@ fn expected_fault(e: &DomainError) -> Fault {
         VolumeNotSupported => Fault::NotImplemented,
         NotAReplicaSource(_) => Fault::BadRequest,
         ReplicaSourceHeartbeatCurrent(_) => Fault::BadRequest,
+        // instance actions
+        ResizeToSameFlavor(_) => Fault::BadRequest,
+        VolumeMustGrow(_) => Fault::BadRequest,
+        NoVolume(_) => Fault::BadRequest,
+        PolicyForbids(_) => Fault::Forbidden,
     }
 }
 
@@ -163,13 +168,17 @@ fn one_of_each() -> Vec<DomainError> {
         VolumeNotSupported,
         NotAReplicaSource(id),
         ReplicaSourceHeartbeatCurrent(id),
+        ResizeToSameFlavor("7".into()),
+        VolumeMustGrow(5),
+        NoVolume(id),
+        PolicyForbids("instance:reset_status"),
     ]
 }
 
 #[test]
 fn every_refusal_maps_to_the_specs_fault_class() {
     let all = one_of_each();
-    assert_eq!(all.len(), 53);
+    assert_eq!(all.len(), 57);
     for e in &all {
         assert_eq!(e.fault(), expected_fault(e), "{e:?}");
     }

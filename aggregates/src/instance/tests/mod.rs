@@ -4,6 +4,7 @@
 
 pub(crate) mod support;
 
+mod actions;
 mod codec;
 mod create;
 mod delete;
