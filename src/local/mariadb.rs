@@ -14,6 +14,7 @@ mod replica;
 
 mod accounts;
 mod config;
+mod guestdb;
 
 use std::time::Duration;
 
@@ -219,6 +220,10 @@ impl Engine for Mariadb {
     }
 
     fn replication(&self) -> Option<&dyn super::replication::Replication> {
+        Some(self)
+    }
+
+    fn guest_db(&self) -> Option<&dyn super::guestdb::GuestDb> {
         Some(self)
     }
 

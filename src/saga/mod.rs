@@ -19,6 +19,7 @@
 
 mod access;
 pub mod backups;
+pub mod guest_admin;
 pub mod heartbeat;
 pub mod plan;
 pub mod ports;
@@ -79,6 +80,8 @@ pub struct Providers {
     pub inventory: Arc<dyn ports::ResourceInventory>,
     /// Takes backups (`backups::BackupRunner`; restores are part of `prepare`).
     pub backups: Arc<dyn ports::BackupAgent>,
+    /// Changes the guests' databases, users and root (`guest_admin`).
+    pub guest_admin: Arc<dyn guest_admin::GuestAdmin>,
 }
 
 /// Why a step did not complete (it is retried).
@@ -514,6 +517,12 @@ impl SagaRunner {
             Step::Upgrade => Some(InstanceCommand::FailUpgrade {
                 fault: fault(format!("Failed to upgrade instance {id}\n{e}")),
             }),
+            Step::ApplyGuestChange { seq } => Some(InstanceCommand::RecordGuestChangeFailed {
+                seq: *seq,
+                fault: fault(format!(
+                    "Failed to change the databases or users of instance {id}\n{e}"
+                )),
+            }),
             Step::DetachReplica => Some(InstanceCommand::FailReplicaDetach {
                 fault: fault(format!("Failed to detach replica {id}\n{e}")),
             }),
@@ -611,6 +620,7 @@ impl SagaRunner {
                 self.apply_configuration(id, s, group, *configuration_id, *revision)
                     .await
             }
+            Step::ApplyGuestChange { seq } => self.apply_guest_change(id, s, *seq).await,
         }
     }
 
@@ -987,6 +997,7 @@ fn step_name(step: &Step) -> &'static str {
         Step::CompleteAccessUpdate => "complete_access_update",
         Step::AdoptRevision { .. } => "adopt_revision",
         Step::ApplyConfiguration { .. } => "apply_configuration",
+        Step::ApplyGuestChange { .. } => "guest_change",
     }
 }
 

@@ -103,6 +103,11 @@ pub enum Step {
         configuration_id: Option<Uuid>,
         revision: u64,
     },
+    // ---- databases, users and root (ADR 0010) ----------------------------------------
+    /// Apply the instance's queued change number `seq` to the guest.
+    ApplyGuestChange {
+        seq: u64,
+    },
 }
 
 /// The next step for `s`, if any.
@@ -136,7 +141,10 @@ pub fn plan(
                 Step::CompleteAccessUpdate
             })
         }
-        Task::None | Task::RestartRequired => configuration(s, group),
+        // Queued changes of databases and users wait for the configuration to be applied.
+        Task::None | Task::RestartRequired => configuration(s, group).or_else(|| {
+            super::guest_admin::next_change(s).map(|seq| Step::ApplyGuestChange { seq })
+        }),
         // Only a failed build releases what it created; a failed upgrade or access
         // update keeps the instance's server and data until the user deletes it.
         t if t.is_error() && s.build_failed => compensation(s, policy),

@@ -344,6 +344,7 @@ enum Kind {
     Upgrade,
     Configuration,
     DetachReplica,
+    GuestChange,
 }
 
 impl Kind {
@@ -355,6 +356,7 @@ impl Kind {
             Kind::Upgrade => "upgrade",
             Kind::Configuration => "configuration",
             Kind::DetachReplica => "detach_replica",
+            Kind::GuestChange => "guest_change",
         }
     }
 }
@@ -1108,6 +1110,8 @@ pub(super) enum GuestOp {
     Upgrade(String),
     ApplyConfiguration(Option<serde_json::Value>),
     DetachReplica,
+    /// A change of databases, users or root: its detail, without passwords.
+    GuestChange(serde_json::Value),
 }
 
 impl GuestOp {
@@ -1116,6 +1120,7 @@ impl GuestOp {
             GuestOp::Upgrade(_) => Kind::Upgrade,
             GuestOp::ApplyConfiguration(_) => Kind::Configuration,
             GuestOp::DetachReplica => Kind::DetachReplica,
+            GuestOp::GuestChange(_) => Kind::GuestChange,
         }
     }
 }
@@ -1165,6 +1170,7 @@ pub(super) fn guest_operation(
             )?;
             serde_json::json!({ "replica_of": guest.replica_of })
         }
+        GuestOp::GuestChange(detail) => detail,
     };
     tx.execute(
         "INSERT INTO guest_operations (key, server_id, kind, detail, at_ms)

@@ -13,7 +13,7 @@
 //!        / "delete_volume" / "create_server" / "server_status" / "set_public"
 //!        / "delete_server" / "prepare" / "guest_status" / "status" (= guest_status)
 //!        / "upgrade" / "apply_configuration" / "detach_replica" / "restrict_access"
-//!        / "backup"
+//!        / "backup" / "guest_change"
 //! option = "rate=" FLOAT        ; probability in [0, 1] per attempt (default 1)
 //!        / "name=" GLOB         ; instance name pattern, `*` matches any run (default: all)
 //!        / "times=" N           ; transient and lost: attempts that may fail (default 2)
@@ -60,11 +60,13 @@ pub enum Step {
     DetachReplica,
     RestrictAccess,
     Backup,
+    /// A change of a guest's databases, users or root.
+    GuestChange,
 }
 
 impl Step {
     /// Every step, in the order of the grammar.
-    pub const ALL: [Step; 16] = [
+    pub const ALL: [Step; 17] = [
         Step::CreateVolume,
         Step::AttachVolume,
         Step::DetachVolume,
@@ -81,6 +83,7 @@ impl Step {
         Step::DetachReplica,
         Step::RestrictAccess,
         Step::Backup,
+        Step::GuestChange,
     ];
 
     /// The name used in fault specs and messages.
@@ -102,6 +105,7 @@ impl Step {
             Step::DetachReplica => "detach_replica",
             Step::RestrictAccess => "restrict_access",
             Step::Backup => "backup",
+            Step::GuestChange => "guest_change",
         }
     }
 

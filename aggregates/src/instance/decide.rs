@@ -90,6 +90,14 @@ pub fn decide(
             }])
         }
         DeleteInstance => delete(state, ctx),
+        c if c.is_guest_admin() => {
+            let gctx = super::guestdb::GuestCtx {
+                now: ctx.now,
+                instance_id: ctx.instance_id,
+                sees_instance: ctx.caller.can_see(&state.project_id),
+            };
+            super::guestdb::decide_guest_admin(state, c, &gctx)
+        }
         _ => report(state, cmd, ctx),
     }
 }
@@ -820,6 +828,8 @@ fn report(
         | DetachReplica
         | UpdateAccess { .. }
         | DeleteInstance => not_routed_here(cmd),
+        // Databases, users and root: `guestdb::decide_guest_admin`.
+        _ => not_routed_here(cmd),
     }
 }
 

@@ -62,6 +62,21 @@ pub fn evolve_in_place(s: &mut Instance, event: &InstanceEvent) {
             fault,
             at,
         } => resources_lost(s, server_id.as_deref(), volume_id.as_deref(), fault, *at),
+        // ---- databases, users and root (ADR 0010) ----
+        DatabasesCreated { .. }
+        | DatabaseDeleted { .. }
+        | UsersCreated { .. }
+        | UserDeleted { .. }
+        | UserAttributesUpdated { .. }
+        | UserPasswordsChanged { .. }
+        | UserAccessGranted { .. }
+        | UserAccessRevoked { .. }
+        | RootEnabled { .. }
+        | RootDisabled { .. } => super::guestdb::record_change(s, event),
+        GuestChangeApplied { seq, .. } => super::guestdb::record_outcome(s, *seq, None, event),
+        GuestChangeFailed { seq, fault, .. } => {
+            super::guestdb::record_outcome(s, *seq, Some(fault), event)
+        }
     }
 }
 
@@ -428,8 +443,13 @@ fn created(version: u64, c: &InstanceCreated) -> Instance {
         users: c
             .users
             .iter()
-            .map(|u| (u.name.clone(), u.host.clone()))
+            .map(|u| super::state::GuestUser {
+                name: u.name.clone(),
+                host: u.host.clone(),
+                databases: u.databases.clone(),
+            })
             .collect(),
+        root_enabled: c.root_password.is_some(),
         modules: c.modules.clone(),
         restore_backup_id: c.restore_backup_id,
         has_sealed_secrets: !c.users.is_empty() || c.root_password.is_some(),

@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::event::{
-    Access, Address, DatabaseSpec, DatastoreRef, FaultInfo, FlavorRef, Nic, VolumeSpec,
+    Access, Address, DatabaseSpec, DatastoreRef, FaultInfo, FlavorRef, InstanceEvent, Nic,
+    VolumeSpec,
 };
 use super::status::{ComputeStatus, ServiceStatus, StatusInputs, Task, Viewer};
 
@@ -95,8 +96,22 @@ pub struct Instance {
     pub nics: Vec<Nic>,
     pub addresses: Vec<Address>,
     pub databases: Vec<DatabaseSpec>,
-    /// Names (and hosts) of the initial users; passwords stay in the events, sealed.
-    pub users: Vec<(String, String)>,
+    /// The users (with their databases); passwords stay in the events, sealed. Includes
+    /// the users of the create and every change since (ADR 0010).
+    pub users: Vec<GuestUser>,
+    /// Whether root is enabled (`RootEnabled` and no `RootDisabled` since).
+    #[serde(default)]
+    pub root_enabled: bool,
+    /// Changes of databases, users and root the guest has not applied yet, in order.
+    #[serde(default)]
+    pub guest_changes: Vec<PendingGuestChange>,
+    /// Number of such changes ever recorded: the next one's `seq` is this plus one.
+    #[serde(default)]
+    pub guest_changes_made: u64,
+    /// The last change the guest refused (`GuestChangeFailed`): the API answers the
+    /// request that made it with the fault instead of 202.
+    #[serde(default)]
+    pub failed_guest_change: Option<u64>,
     pub modules: Vec<Uuid>,
     pub restore_backup_id: Option<Uuid>,
     pub deleted: bool,
@@ -147,4 +162,42 @@ impl Instance {
     pub fn quota_volume(&self) -> i64 {
         self.volume.as_ref().map_or(0, |v| v.size as i64)
     }
+}
+
+// ---- databases, users and root (ADR 0010; rules in `guestdb`) ----------------------
+
+/// A user of the instance as the lists show it (passwords stay sealed in the events).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestUser {
+    pub name: String,
+    /// `%` for any host (always for PostgreSQL, which has no hosts).
+    pub host: String,
+    /// The databases it has access to, in the order granted.
+    pub databases: Vec<String>,
+}
+
+impl GuestUser {
+    /// Upstream's `name@host` identity.
+    pub fn id(&self) -> String {
+        format!("{}@{}", self.name, self.host)
+    }
+}
+
+/// What the lists held before a pending change: restored when the guest refuses it.
+#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+pub struct GuestLists {
+    pub databases: Vec<DatabaseSpec>,
+    pub users: Vec<GuestUser>,
+    pub root_enabled: bool,
+}
+
+/// A recorded change the guest has not applied yet.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PendingGuestChange {
+    /// 1, 2, ...: the change's number on this instance (`GuestChangeApplied { seq }`).
+    pub seq: u64,
+    /// The event that recorded it (its sealed passwords are what the guest sets).
+    pub event: InstanceEvent,
+    /// The lists before it, to take it back if the guest refuses it.
+    pub before: GuestLists,
 }

@@ -15,9 +15,11 @@
 //!
 //! - [`instance`]: `POST /instances`, `PUT` and `PATCH /instances/{id}`.
 //! - [`configuration`]: `POST /configurations`, `PUT` and `PATCH /configurations/{id}`.
+//! - [`guestdb`]: databases, users and root of an instance.
 
 pub mod backup;
 pub mod configuration;
+pub mod guestdb;
 pub mod instance;
 
 use std::fmt;

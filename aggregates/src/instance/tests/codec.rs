@@ -173,6 +173,72 @@ fn one_of_each() -> Vec<InstanceEvent> {
             fault: fault(),
             at,
         },
+        // ---- databases, users and root ----
+        DatabasesCreated {
+            databases: vec![crate::instance::DatabaseSpec {
+                name: "shop".into(),
+                character_set: Some("utf8mb4".into()),
+                collate: None,
+            }],
+            at,
+        },
+        DatabaseDeleted {
+            name: "shop".into(),
+            at,
+        },
+        UsersCreated {
+            users: vec![crate::instance::UserSpec {
+                name: "app".into(),
+                host: "%".into(),
+                password: sealed("pw"),
+                databases: vec!["shop".into()],
+            }],
+            at,
+        },
+        UserDeleted {
+            name: "app".into(),
+            host: "%".into(),
+            at,
+        },
+        UserAttributesUpdated {
+            name: "app".into(),
+            host: "%".into(),
+            new_name: Some("app2".into()),
+            new_host: None,
+            password: Some(sealed("pw2")),
+            at,
+        },
+        UserPasswordsChanged {
+            users: vec![crate::instance::UserPassword {
+                name: "app".into(),
+                host: "%".into(),
+                password: sealed("pw3"),
+            }],
+            at,
+        },
+        UserAccessGranted {
+            name: "app".into(),
+            host: "%".into(),
+            databases: vec!["shop".into()],
+            at,
+        },
+        UserAccessRevoked {
+            name: "app".into(),
+            host: "%".into(),
+            database: "shop".into(),
+            at,
+        },
+        RootEnabled {
+            password: sealed("root"),
+            at,
+        },
+        RootDisabled { at },
+        GuestChangeApplied { seq: 1, at },
+        GuestChangeFailed {
+            seq: 2,
+            fault: fault(),
+            at,
+        },
     ]
 }
 
@@ -213,13 +279,25 @@ fn variant_number(e: &InstanceEvent) -> usize {
         InstanceResourcesLost { .. } => 30,
         GuestFailed { .. } => 31,
         GuestConfigurationRefused { .. } => 32,
+        DatabasesCreated { .. } => 33,
+        DatabaseDeleted { .. } => 34,
+        UsersCreated { .. } => 35,
+        UserDeleted { .. } => 36,
+        UserAttributesUpdated { .. } => 37,
+        UserPasswordsChanged { .. } => 38,
+        UserAccessGranted { .. } => 39,
+        UserAccessRevoked { .. } => 40,
+        RootEnabled { .. } => 41,
+        RootDisabled { .. } => 42,
+        GuestChangeApplied { .. } => 43,
+        GuestChangeFailed { .. } => 44,
     }
 }
 
 #[test]
 fn samples_cover_every_variant_once() {
     let numbers: Vec<usize> = one_of_each().iter().map(variant_number).collect();
-    assert_eq!(numbers, (0..33).collect::<Vec<_>>());
+    assert_eq!(numbers, (0..45).collect::<Vec<_>>());
 }
 
 #[test]
@@ -252,7 +330,7 @@ fn event_versions_list_every_variant_exactly_once() {
     let unique: BTreeSet<&str> = listed.iter().copied().collect();
     assert_eq!(unique.len(), listed.len(), "no name listed twice");
     let produced: BTreeSet<&str> = one_of_each().iter().map(|e| e.event_type()).collect();
-    assert_eq!(produced.len(), 33, "event_type() is distinct per variant");
+    assert_eq!(produced.len(), 45, "event_type() is distinct per variant");
     assert_eq!(
         produced, unique,
         "the list has neither missing nor extra names"

@@ -64,6 +64,14 @@ fn expected_fault(e: &DomainError) -> Fault {
         InstanceBuilding(_) => Fault::UnprocessableEntity,
         NotAvailableForAction { .. } => Fault::UnprocessableEntity,
         VolumeNotSupported => Fault::NotImplemented,
+        UserNotFound(_) => Fault::ItemNotFound,
+        DatabaseNotFound(_) => Fault::ItemNotFound,
+        RootNeverEnabled => Fault::ItemNotFound,
+        InvalidGuestInput(_) => Fault::BadRequest,
+        DatabaseAlreadyExists(_) => Fault::BadRequest,
+        UserAlreadyExists(_) => Fault::BadRequest,
+        GuestOperationNotSupported(_) => Fault::UnprocessableEntity,
+        GuestNotRunning { .. } => Fault::UnprocessableEntity,
     }
 }
 
@@ -159,13 +167,24 @@ fn one_of_each() -> Vec<DomainError> {
             value: "BUILD".into(),
         },
         VolumeNotSupported,
+        UserNotFound("u".into()),
+        DatabaseNotFound("d".into()),
+        RootNeverEnabled,
+        InvalidGuestInput("bad".into()),
+        DatabaseAlreadyExists("d".into()),
+        UserAlreadyExists("u".into()),
+        GuestOperationNotSupported("redis".into()),
+        GuestNotRunning {
+            id,
+            status: "BUILD".into(),
+        },
     ]
 }
 
 #[test]
 fn every_refusal_maps_to_the_specs_fault_class() {
     let all = one_of_each();
-    assert_eq!(all.len(), 51);
+    assert_eq!(all.len(), 59);
     for e in &all {
         assert_eq!(e.fault(), expected_fault(e), "{e:?}");
     }

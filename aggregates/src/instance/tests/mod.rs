@@ -9,6 +9,7 @@ mod create;
 mod delete;
 mod errors;
 mod evolve;
+mod guestdb;
 mod lost;
 mod reports;
 mod status;
