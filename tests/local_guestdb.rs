@@ -104,7 +104,7 @@ async fn guest_admin_on_a_real_server(datastore: Datastore, ports: &str) {
     let f = LocalTroved::start(ports, &[]).await;
     let (id, port) = active_instance(&f, &install).await;
     let base = format!("/instances/{id}");
-    let dbs = json!({"databases": [{"name": "shop"}, {"name": "blog"}]});
+    let dbs = json!({"databases": [{"name": "shop"}, {"name": "blog", "character_set": "latin1"}]});
     expect(&f, M::POST, &format!("{base}/databases"), Some(dbs), 202).await;
     let users = json!({"users": [{"name": "app", "password": "first-pw-1", "databases": [{"name": "shop"}]}]});
     expect(&f, M::POST, &format!("{base}/users"), Some(users), 202).await;
@@ -170,6 +170,15 @@ async fn guest_admin_on_a_real_server(datastore: Datastore, ports: &str) {
         query(&install, port, su, root_db, "select 1").as_deref(),
         Ok("1")
     );
+
+    if datastore == Datastore::Mariadb {
+        let cs = "select default_character_set_name from information_schema.schemata \
+                  where schema_name = 'blog'";
+        assert_eq!(
+            query(&install, port, su, root_db, cs).as_deref(),
+            Ok("latin1")
+        );
+    }
 
     // Dropping a database: gone from the server.
     expect(&f, M::DELETE, &format!("{base}/databases/shop"), None, 202).await;

@@ -1,7 +1,6 @@
 //! The engines' side of databases, users and root after prepare (issue #15, ADR 0010):
 //! dropping databases and users, renaming users, new passwords, grants and revokes.
-//! Creating databases and users is [`super::Engine::create_database`] and
-//! [`super::Engine::create_user`], as at prepare.
+//! Creating users is [`super::Engine::create_user`], as at prepare.
 //!
 //! Every operation is idempotent (dropping what is gone, granting what is granted,
 //! revoking what is not granted succeed): the saga may retry a step whose answer was
@@ -14,6 +13,16 @@ use super::{Instance, LocalError};
 /// Databases and users of a running server, beyond what prepare creates.
 #[async_trait]
 pub trait GuestDb: Send + Sync {
+    /// `CREATE DATABASE` with a character set and collation where the engine has them
+    /// (MariaDB; PostgreSQL takes the server's, as upstream's guest does). Exists
+    /// already: fine.
+    async fn create_database_with(
+        &self,
+        inst: &Instance,
+        name: &str,
+        character_set: Option<&str>,
+        collate: Option<&str>,
+    ) -> Result<(), LocalError>;
     /// `DROP DATABASE` (gone already: fine).
     async fn drop_database(&self, inst: &Instance, name: &str) -> Result<(), LocalError>;
     /// Drops the user and what it owns (gone already: fine).

@@ -267,6 +267,60 @@ impl SagaRunner {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::saga::plan::{plan, Policy, Step};
+    use aggregates::instance::{PendingGuestChange, Task};
+
+    fn idle_with_changes(seqs: &[u64]) -> Instance {
+        Instance {
+            id: Some(Uuid::from_u128(1)),
+            server_id: Some("server-1".into()),
+            task: Task::None,
+            guest_changes: seqs
+                .iter()
+                .map(|&seq| PendingGuestChange {
+                    seq,
+                    event: InstanceEvent::RootDisabled {
+                        at: chrono::DateTime::UNIX_EPOCH,
+                    },
+                    before: Default::default(),
+                })
+                .collect(),
+            ..Instance::default()
+        }
+    }
+
+    #[test]
+    fn an_idle_instance_applies_its_first_queued_change() {
+        let now = chrono::Utc::now();
+        let s = idle_with_changes(&[3, 4]);
+        assert_eq!(
+            plan(&s, None, now, &Policy::default()),
+            Some(Step::ApplyGuestChange { seq: 3 })
+        );
+        assert_eq!(
+            plan(&idle_with_changes(&[]), None, now, &Policy::default()),
+            None
+        );
+        // Another workflow first: the change waits.
+        let busy = Instance {
+            task: Task::Upgrading,
+            ..idle_with_changes(&[3])
+        };
+        assert_ne!(
+            plan(&busy, None, now, &Policy::default()),
+            Some(Step::ApplyGuestChange { seq: 3 })
+        );
+        // The configuration is applied before any change.
+        let unconfigured = Instance {
+            configuration_id: Some(Uuid::from_u128(9)),
+            configuration_revision: 1,
+            ..idle_with_changes(&[3])
+        };
+        assert!(matches!(
+            plan(&unconfigured, None, now, &Policy::default()),
+            Some(Step::ApplyConfiguration { .. })
+        ));
+    }
 
     #[test]
     fn public_detail_has_no_password_anywhere() {

@@ -351,6 +351,27 @@ fn access(
     }
 }
 
+/// A character set and collation are names of letters, digits and `_` (upstream checks
+/// them against MySQL's lists; the server refuses an unknown one, and the guest's
+/// refusal is answered). PostgreSQL ignores both, as upstream's guest does.
+fn check_charset(family: Family, db: &DatabaseSpec) -> Result<(), DomainError> {
+    if family != Family::Mysql {
+        return Ok(());
+    }
+    let ok = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if let Some(cs) = db.character_set.as_deref().filter(|c| !ok(c)) {
+        return Err(DomainError::InvalidGuestInput(format!(
+            "'{cs}' not a valid character set."
+        )));
+    }
+    if let Some(co) = db.collate.as_deref().filter(|c| !ok(c)) {
+        return Err(DomainError::InvalidGuestInput(format!(
+            "'{co}' not a valid collation."
+        )));
+    }
+    Ok(())
+}
+
 fn create_databases(
     state: &Instance,
     family: Family,
@@ -360,6 +381,7 @@ fn create_databases(
     let mut seen: Vec<&str> = Vec::new();
     for db in databases {
         check_database_name(family, &db.name)?;
+        check_charset(family, db)?;
         if seen.contains(&db.name.as_str()) {
             return Err(DomainError::DuplicateDatabases);
         }

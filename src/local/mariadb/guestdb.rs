@@ -25,8 +25,38 @@ impl Mariadb {
     }
 }
 
+/// A character set or collation name: letters, digits and `_` only (they are
+/// identifiers in the statement, not literals).
+fn charset_name(what: &'static str, s: &str) -> Result<String, LocalError> {
+    if s.is_empty() || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(LocalError::invalid(what, format!("{s:?} is not a name")));
+    }
+    Ok(s.to_string())
+}
+
 #[async_trait]
 impl GuestDb for Mariadb {
+    async fn create_database_with(
+        &self,
+        inst: &Instance,
+        name: &str,
+        character_set: Option<&str>,
+        collate: Option<&str>,
+    ) -> Result<(), LocalError> {
+        let mut sql = format!("CREATE DATABASE IF NOT EXISTS {}", mariadb_ident(name)?);
+        if let Some(cs) = character_set {
+            sql.push_str(&format!(
+                " CHARACTER SET {}",
+                charset_name("character set", cs)?
+            ));
+        }
+        if let Some(co) = collate {
+            sql.push_str(&format!(" COLLATE {}", charset_name("collation", co)?));
+        }
+        sql.push(';');
+        self.sql(inst, &sql, &[]).await.map(drop)
+    }
+
     async fn drop_database(&self, inst: &Instance, name: &str) -> Result<(), LocalError> {
         let sql = format!("DROP DATABASE IF EXISTS {};", mariadb_ident(name)?);
         self.sql(inst, &sql, &[]).await.map(drop)

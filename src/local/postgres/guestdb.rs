@@ -39,6 +39,16 @@ impl Postgres {
 
 #[async_trait]
 impl GuestDb for Postgres {
+    async fn create_database_with(
+        &self,
+        inst: &Instance,
+        name: &str,
+        _character_set: Option<&str>,
+        _collate: Option<&str>,
+    ) -> Result<(), LocalError> {
+        crate::local::Engine::create_database(self, inst, name).await
+    }
+
     async fn drop_database(&self, inst: &Instance, name: &str) -> Result<(), LocalError> {
         // FORCE: sessions still connected to it would make the drop fail.
         let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE);", pg_ident(name)?);

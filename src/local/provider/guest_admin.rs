@@ -62,8 +62,10 @@ impl LocalProvider {
         let e = provider_error;
         match change {
             GuestChange::CreateDatabases { databases } => {
-                for (name, _, _) in databases {
-                    engine.create_database(inst, name).await.map_err(e)?;
+                for (name, charset, collate) in databases {
+                    db.create_database_with(inst, name, charset.as_deref(), collate.as_deref())
+                        .await
+                        .map_err(e)?;
                 }
             }
             GuestChange::DeleteDatabase { name } => {

@@ -98,6 +98,20 @@ fn database_names_with_bad_characters_or_too_long_are_refused() {
 }
 
 #[test]
+fn a_character_set_that_is_no_name_is_refused() {
+    let cmd = InstanceCommand::CreateDatabases {
+        databases: vec![DatabaseSpec {
+            name: "shop".into(),
+            character_set: Some("utf8; DROP".into()),
+            collate: None,
+        }],
+    };
+    given(&ready())
+        .when(cmd)
+        .then_err(bad("'utf8; DROP' not a valid character set."));
+}
+
+#[test]
 fn existing_database_is_refused_and_nothing_of_the_batch_is_recorded() {
     let err = given(&ready_then(&[dbs_created(&["shop"])]))
         .when(create_dbs(&["new_one", "shop"]))
