@@ -939,6 +939,11 @@ fn the_guest_changes_fold_into_todays_lists() {
         .expect("renamed");
     assert_eq!(auditor.databases, ["archive"]);
     assert!(!s.root_enabled);
+    // The story's create enabled root (`root_password`): the history is the create's.
+    assert_eq!(
+        s.root_enabled_history,
+        Some((ts("2024-03-01T09:00:00Z"), "alice".to_string()))
+    );
     assert_eq!(s.guest_changes.len(), 7, "change 1 applied, 2-8 pending");
 
     files.extend_from_slice(&GUEST_CHANGES[9..]);

@@ -206,6 +206,10 @@ async fn root_is_enabled_shown_and_disabled_with_a_sealed_password() {
     );
     let (st, _) = s.delete("alice", "p1", &path).await;
     assert_eq!(st, 204);
+    // The admin show keeps upstream's root history after the disable.
+    let (_, mgmt) = s.get("admin", "p1", &format!("/mgmt/instances/{id}")).await;
+    assert_eq!(mgmt["instance"]["root_enabled_by"], "alice", "{mgmt}");
+    assert!(mgmt["instance"]["root_enabled"].is_string(), "{mgmt}");
     let (_, body) = s.get("alice", "p1", &path).await;
     assert_eq!(body, json!({"rootEnabled": false}));
     assert_eq!(create_dbs(&s, &id, &["audited"]).await.0, 202);

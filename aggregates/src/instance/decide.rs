@@ -95,6 +95,7 @@ pub fn decide(
                 now: ctx.now,
                 instance_id: ctx.instance_id,
                 sees_instance: ctx.caller.can_see(&state.project_id),
+                user_id: ctx.caller.user_id.clone(),
             };
             super::guestdb::decide_guest_admin(state, c, &gctx)
         }

@@ -448,6 +448,8 @@ pub enum InstanceEvent {
     /// The superuser was enabled with this password (sealed), shown once to the caller.
     RootEnabled {
         password: SealedSecret,
+        /// Who enabled it (also the metadata's actor): upstream's `root_enabled_by`.
+        user_id: String,
         #[serde(deserialize_with = "crate::time::deserialize")]
         at: DateTime<Utc>,
     },

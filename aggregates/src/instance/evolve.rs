@@ -450,6 +450,7 @@ fn created(version: u64, c: &InstanceCreated) -> Instance {
             })
             .collect(),
         root_enabled: c.root_password.is_some(),
+        root_enabled_history: c.root_password.as_ref().map(|_| (c.at, c.user_id.clone())),
         modules: c.modules.clone(),
         restore_backup_id: c.restore_backup_id,
         has_sealed_secrets: !c.users.is_empty() || c.root_password.is_some(),

@@ -184,6 +184,8 @@ pub struct GuestCtx {
     pub instance_id: Uuid,
     /// Whether the caller may see the instance (its project's, or an admin).
     pub sees_instance: bool,
+    /// Who asks (recorded as `root_enabled_by`).
+    pub user_id: String,
 }
 
 /// Upstream's `load_and_verify`: the instance is visible, of a datastore with
@@ -273,6 +275,7 @@ pub fn decide_guest_admin(
         GrantUserAccess { .. } | RevokeUserAccess { .. } => access(state, cmd, ctx)?,
         EnableRoot { password } => InstanceEvent::RootEnabled {
             password: password.clone(),
+            user_id: ctx.user_id.clone(),
             at,
         },
         DisableRoot => {
@@ -609,6 +612,12 @@ fn set_lists(s: &mut Instance, l: GuestLists) {
 
 /// Folds a change: its effect on the lists, queued for the guest.
 pub fn record_change(s: &mut Instance, event: &InstanceEvent) {
+    if let InstanceEvent::RootEnabled { user_id, at, .. } = event {
+        // Upstream's RootHistory: a new entry unless root is enabled already.
+        if !s.root_enabled || s.root_enabled_history.is_none() {
+            s.root_enabled_history = Some((*at, user_id.clone()));
+        }
+    }
     let before = lists_of(s);
     let mut after = before.clone();
     apply_to_lists(&mut after, event);

@@ -102,6 +102,10 @@ pub struct Instance {
     /// Whether root is enabled (`RootEnabled` and no `RootDisabled` since).
     #[serde(default)]
     pub root_enabled: bool,
+    /// Upstream's root history: when root was last enabled from disabled (or at create,
+    /// with `root_on_create`) and by whom; kept after a disable (admin show).
+    #[serde(default)]
+    pub root_enabled_history: Option<(DateTime<Utc>, String)>,
     /// Changes of databases, users and root the guest has not applied yet, in order.
     #[serde(default)]
     pub guest_changes: Vec<PendingGuestChange>,

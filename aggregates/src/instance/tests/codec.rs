@@ -230,6 +230,7 @@ fn one_of_each() -> Vec<InstanceEvent> {
         },
         RootEnabled {
             password: sealed("root"),
+            user_id: "alice".into(),
             at,
         },
         RootDisabled { at },

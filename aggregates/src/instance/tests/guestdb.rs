@@ -294,12 +294,18 @@ fn root_disable_needs_root_enabled_first() {
     assert_eq!(err.fault(), Fault::ItemNotFound);
     let enabled = InstanceEvent::RootEnabled {
         password: sealed("r"),
+        user_id: "alice".into(),
         at: now(),
     };
     let state = given(&ready_then(&[enabled]))
         .when(InstanceCommand::DisableRoot)
         .then(&[InstanceEvent::RootDisabled { at: now() }]);
     assert!(!state.root_enabled);
+    assert_eq!(
+        state.root_enabled_history,
+        Some((now(), "alice".to_string())),
+        "upstream's root history outlives the disable"
+    );
 }
 
 #[test]
