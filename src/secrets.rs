@@ -76,6 +76,25 @@ impl PendingKey {
     }
 }
 
+/// A password of `len` ASCII letters and digits from `rng` (upstream's
+/// `generate_random_password`, 36 by default): each character drawn without bias.
+pub fn generate_password(
+    rng: &mut impl chacha20poly1305::aead::rand_core::RngCore,
+    len: usize,
+) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut out = String::with_capacity(len);
+    while out.len() < len {
+        let mut byte = [0u8; 1];
+        rng.fill_bytes(&mut byte);
+        // 248 = 4 * 62: bytes above it would favour the first characters.
+        if byte[0] < 248 {
+            out.push(char::from(ALPHABET[usize::from(byte[0]) % ALPHABET.len()]));
+        }
+    }
+    out
+}
+
 /// The key store.
 pub struct Vault {
     /// One connection: key writes are rare (one per create with secrets) and must be

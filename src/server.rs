@@ -141,6 +141,7 @@ fn local_providers(local: &Arc<LocalProvider>) -> Providers {
         guests: local.clone(),
         inventory: local.clone(),
         backups: local.clone(),
+        guest_admin: local.clone(),
     }
 }
 
@@ -545,6 +546,7 @@ fn sim_providers(cloud: &Arc<SimCloud>) -> Providers {
         guests: cloud.clone(),
         inventory: cloud.clone(),
         backups: cloud.clone(),
+        guest_admin: cloud.clone(),
     }
 }
 

@@ -236,6 +236,15 @@ pub fn summarize(before: &Instance, event: &InstanceEvent) -> String {
                 .collect();
             format!("lost: the cloud no longer has {}", gone.join(" and "))
         }
+        _ => workflow_summary(event),
+    }
+}
+
+/// The replica-set switches, instance actions and changes of databases, users and root
+/// (the families `summarize` hands on).
+fn workflow_summary(event: &InstanceEvent) -> String {
+    use InstanceEvent::*;
+    match event {
         ReplicaSourcePromotionRequested { .. }
         | ReplicaSourcePromoted { .. }
         | ReplicaSourcePromotionFailed { .. }
@@ -253,6 +262,88 @@ pub fn summarize(before: &Instance, event: &InstanceEvent) -> String {
         | VolumeResized { .. }
         | VolumeResizeFailed { .. }
         | InstanceStatusReset { .. } => action_summary(event),
+        // ---- databases, users and root ----
+        DatabasesCreated { .. }
+        | DatabaseDeleted { .. }
+        | UsersCreated { .. }
+        | UserDeleted { .. }
+        | UserAttributesUpdated { .. }
+        | UserPasswordsChanged { .. }
+        | UserAccessGranted { .. }
+        | UserAccessRevoked { .. }
+        | RootEnabled { .. }
+        | RootDisabled { .. }
+        | GuestChangeApplied { .. }
+        | GuestChangeFailed { .. } => guest_summary(event),
+        other => other.event_type().to_string(),
+    }
+}
+
+/// A change of databases, users or root, or the guest's report on one. Names users and
+/// databases, never passwords.
+fn guest_summary(event: &InstanceEvent) -> String {
+    use InstanceEvent::*;
+    let names = |v: &[String]| v.join(" ");
+    match event {
+        DatabasesCreated { databases, .. } => {
+            let n: Vec<String> = databases.iter().map(|d| d.name.clone()).collect();
+            format!("databases created: {}", names(&n))
+        }
+        DatabaseDeleted { name, .. } => format!("database {name} dropped"),
+        UsersCreated { users, .. } => {
+            let n: Vec<String> = users
+                .iter()
+                .map(|u| format!("{}@{}", u.name, u.host))
+                .collect();
+            format!("users created: {}", names(&n))
+        }
+        UserDeleted { name, host, .. } => format!("user {name}@{host} dropped"),
+        UserAttributesUpdated {
+            name,
+            host,
+            new_name,
+            new_host,
+            password,
+            ..
+        } => {
+            let mut s = format!("user {name}@{host} updated:");
+            if let Some(n) = new_name {
+                let _ = write!(s, " name {n}");
+            }
+            if let Some(h) = new_host {
+                let _ = write!(s, " host {h}");
+            }
+            if password.is_some() {
+                s.push_str(" password changed");
+            }
+            s
+        }
+        UserPasswordsChanged { users, .. } => {
+            let n: Vec<String> = users
+                .iter()
+                .map(|u| format!("{}@{}", u.name, u.host))
+                .collect();
+            format!("passwords changed: {}", names(&n))
+        }
+        UserAccessGranted {
+            name,
+            host,
+            databases,
+            ..
+        } => format!("user {name}@{host} granted {}", names(databases)),
+        UserAccessRevoked {
+            name,
+            host,
+            database,
+            ..
+        } => format!("user {name}@{host} revoked {database}"),
+        RootEnabled { .. } => "root enabled".to_string(),
+        RootDisabled { .. } => "root disabled".to_string(),
+        GuestChangeApplied { seq, .. } => format!("guest applied change {seq}"),
+        GuestChangeFailed { seq, fault, .. } => {
+            format!("guest refused change {seq}: {}", one_line(&fault.message))
+        }
+        other => other.event_type().to_string(),
     }
 }
 

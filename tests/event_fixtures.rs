@@ -562,7 +562,12 @@ fn the_instance_story_folds_into_todays_state() {
         (s.configuration_id, s.configuration_revision),
         (Some(uuid(CFG_A)), 2)
     );
-    assert_eq!(s.users, vec![("app".to_string(), "%".to_string())]);
+    let users: Vec<(&str, &str)> = s
+        .users
+        .iter()
+        .map(|u| (u.name.as_str(), u.host.as_str()))
+        .collect();
+    assert_eq!(users, [("app", "%")]);
     assert_eq!(s.databases.len(), 1);
     assert_eq!(s.nics[0].network_id.as_deref(), Some("net-private"));
     assert_eq!(s.availability_zone.as_deref(), Some("nova"));
@@ -1000,4 +1005,53 @@ fn the_action_branches_of_the_story_fold() {
     ]);
     assert_eq!((s.task, s.service), (Task::None, ServiceStatus::Unknown));
     assert_eq!(s.quota_volume(), 5, "the abandoned resize is not charged");
+}
+
+/// Databases, users and root (ADR 0010), after the story's provisioning: in the order of
+/// the files, each a change queued for the guest until its outcome.
+const GUEST_CHANGES: &[&str] = &[
+    "DatabasesCreated.v1.json",
+    "GuestChangeApplied.v1.json",
+    "UsersCreated.v1.json",
+    "UserAccessGranted.v1.json",
+    "UserAccessRevoked.v1.json",
+    "UserAttributesUpdated.v1.json",
+    "UserPasswordsChanged.v1.json",
+    "RootEnabled.v1.json",
+    "RootDisabled.v1.json",
+    "DatabaseDeleted.v1.json",
+    "UserDeleted.v1.json",
+    "GuestChangeFailed.v1.json",
+];
+
+#[test]
+fn the_guest_changes_fold_into_todays_lists() {
+    let mut files = story_until("ProvisioningCompleted.v1.json");
+    let before = fold_files(&files).databases.len();
+    files.extend_from_slice(&GUEST_CHANGES[..9]);
+    let s = fold_files(&files);
+    let dbs: Vec<&str> = s.databases.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(dbs.len(), before + 2);
+    assert!(dbs.contains(&"invoices") && dbs.contains(&"archive"));
+    let auditor = s
+        .users
+        .iter()
+        .find(|u| u.name == "auditor")
+        .expect("renamed");
+    assert_eq!(auditor.databases, ["archive"]);
+    assert!(!s.root_enabled);
+    // The story's create enabled root (`root_password`): the history is the create's.
+    assert_eq!(
+        s.root_enabled_history.as_deref(),
+        Some(&(ts("2024-03-01T09:00:00Z"), "alice".to_string()))
+    );
+    assert_eq!(s.guest_changes.len(), 7, "change 1 applied, 2-8 pending");
+
+    files.extend_from_slice(&GUEST_CHANGES[9..]);
+    let s = fold_files(&files);
+    // Change 10 (the user's drop) failed: the user is back, the drop of `archive` stays.
+    assert!(s.users.iter().any(|u| u.name == "auditor"));
+    assert!(!s.databases.iter().any(|d| d.name == "archive"));
+    assert_eq!(s.failed_guest_change.map(|n| n.get()), Some(10));
+    assert!(s.fault.is_some());
 }

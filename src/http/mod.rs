@@ -2,7 +2,8 @@
 //! error format for everything that goes wrong, including unknown routes and bad JSON.
 //!
 //! - One module per resource (`instances`, `actions`, `flavors`, `datastores`, `backups`,
-//!   `configurations`, `history`, `operators`, `versions`), each with its `router()`;
+//!   `configurations`, `databases`, `users`, `root`, `history`, `operators`, `versions`),
+//!   each with its `router()` ([`guest_admin`]: what databases, users and root share);
 //!   [`health`]: the orchestrators' probes (`/healthz`, `/readyz`).
 //! - [`request_body`]: the typed request bodies, which parse a request and document it.
 //! - [`request`]: what handlers read besides the body (query, paging, links).
@@ -14,9 +15,11 @@ pub mod actions;
 pub mod auth;
 pub mod backups;
 pub mod configurations;
+pub mod databases;
 pub mod datastores;
 pub mod error;
 pub mod flavors;
+pub mod guest_admin;
 pub mod health;
 pub mod history;
 pub mod instances;
@@ -26,6 +29,8 @@ pub mod quotas;
 pub mod replica_actions;
 pub mod request;
 pub mod request_body;
+pub mod root;
+pub mod users;
 pub mod versions;
 
 use std::future::Future;
@@ -107,6 +112,9 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(history::router())
         .merge(operators::router())
         .merge(health::router())
+        .merge(databases::router())
+        .merge(users::router())
+        .merge(root::router())
 }
 
 /// Bounds on every request body.

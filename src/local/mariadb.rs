@@ -15,6 +15,7 @@ mod switchover;
 
 mod accounts;
 mod config;
+mod guestdb;
 
 use std::time::Duration;
 
@@ -220,6 +221,10 @@ impl Engine for Mariadb {
     }
 
     fn replication(&self) -> Option<&dyn super::replication::Replication> {
+        Some(self)
+    }
+
+    fn guest_db(&self) -> Option<&dyn super::guestdb::GuestDb> {
         Some(self)
     }
 

@@ -21,6 +21,7 @@
 pub mod access;
 pub mod backup;
 pub mod discover;
+pub mod guestdb;
 pub mod mariadb;
 pub mod postgres;
 pub mod proc;
@@ -309,6 +310,11 @@ pub trait Engine: Send + Sync {
 
     /// Its backup operations, if troved backs the datastore up ([`backup`]).
     fn backups(&self) -> Option<&dyn backup::Backups> {
+        None
+    }
+
+    /// Its databases and users after prepare ([`guestdb`]), if it has them.
+    fn guest_db(&self) -> Option<&dyn guestdb::GuestDb> {
         None
     }
 

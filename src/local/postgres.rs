@@ -8,6 +8,7 @@
 
 mod backup;
 mod config;
+mod guestdb;
 mod replica;
 mod switchover;
 
@@ -237,6 +238,10 @@ impl Engine for Postgres {
     }
 
     fn replication(&self) -> Option<&dyn super::replication::Replication> {
+        Some(self)
+    }
+
+    fn guest_db(&self) -> Option<&dyn super::guestdb::GuestDb> {
         Some(self)
     }
 

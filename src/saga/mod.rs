@@ -20,6 +20,7 @@
 mod access;
 mod actions;
 pub mod backups;
+pub mod guest_admin;
 pub mod heartbeat;
 pub mod plan;
 pub mod ports;
@@ -81,6 +82,8 @@ pub struct Providers {
     pub inventory: Arc<dyn ports::ResourceInventory>,
     /// Takes backups (`backups::BackupRunner`; restores are part of `prepare`).
     pub backups: Arc<dyn ports::BackupAgent>,
+    /// Changes the guests' databases, users and root (`guest_admin`).
+    pub guest_admin: Arc<dyn guest_admin::GuestAdmin>,
 }
 
 /// Why a step did not complete (it is retried).
@@ -492,6 +495,9 @@ impl SagaRunner {
             message,
             details: format!("{name} failed after {n} attempt(s): {e}"),
         };
+        if let Some(cmd) = workflow_failure(id, state, step, &e, &fault) {
+            return Some(cmd);
+        }
         match step {
             Step::CreateVolume => Some(InstanceCommand::FailProvisioning {
                 task: Task::BuildingErrorVolume,
@@ -529,15 +535,6 @@ impl SagaRunner {
                     )),
                 })
             }
-            Step::Upgrade => Some(InstanceCommand::FailUpgrade {
-                fault: fault(format!("Failed to upgrade instance {id}\n{e}")),
-            }),
-            Step::DetachReplica => Some(InstanceCommand::FailReplicaDetach {
-                fault: fault(format!("Failed to detach replica {id}\n{e}")),
-            }),
-            Step::SwitchReplicaSet => Some(InstanceCommand::FailReplicaSetSwitch {
-                fault: fault(replica_actions::failure_message(id, state.task, &e)),
-            }),
             Step::ApplyConfiguration { .. } if matches!(e, ProviderError::Permanent(_)) => {
                 configuration_refused(id, step, &e, &fault)
             }
@@ -640,6 +637,7 @@ impl SagaRunner {
             | Step::ResizeFlavor { .. }
             | Step::ResizeVolume { .. }
             | Step::FailResize { .. } => self.perform_action(id, s, step).await,
+            Step::ApplyGuestChange { seq } => self.apply_guest_change(id, s, *seq).await,
         }
     }
 
@@ -937,6 +935,33 @@ fn already_gone(step: &Step) -> Option<InstanceCommand> {
     }
 }
 
+/// The failure to record when a step of a workflow other than the build gave up (an
+/// upgrade, a change of databases or users, a replica detach, a replica-set switch).
+fn workflow_failure(
+    id: Uuid,
+    state: &Instance,
+    step: &Step,
+    e: &ProviderError,
+    fault: &dyn Fn(String) -> FaultInfo,
+) -> Option<InstanceCommand> {
+    Some(match step {
+        Step::Upgrade => InstanceCommand::FailUpgrade {
+            fault: fault(format!("Failed to upgrade instance {id}\n{e}")),
+        },
+        Step::ApplyGuestChange { seq } => InstanceCommand::RecordGuestChangeFailed {
+            seq: *seq,
+            fault: fault(guest_admin::failure_message(id, e)),
+        },
+        Step::DetachReplica => InstanceCommand::FailReplicaDetach {
+            fault: fault(format!("Failed to detach replica {id}\n{e}")),
+        },
+        Step::SwitchReplicaSet => InstanceCommand::FailReplicaSetSwitch {
+            fault: fault(replica_actions::failure_message(id, state.task, e)),
+        },
+        _ => return None,
+    })
+}
+
 /// A configuration the guest's server rejects (a permanent error of an idle
 /// `ApplyConfiguration`): recorded, so the user sees a fault, and not tried again until
 /// the group or the attachment changes.
@@ -1021,6 +1046,7 @@ fn step_name(step: &Step) -> &'static str {
         | Step::ResizeFlavor { .. }
         | Step::ResizeVolume { .. }
         | Step::FailResize { .. }) => actions::step_name(step).unwrap_or("action"),
+        Step::ApplyGuestChange { .. } => "guest_change",
     }
 }
 

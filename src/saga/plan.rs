@@ -124,6 +124,11 @@ pub enum Step {
     FailResize {
         message: String,
     },
+    // ---- databases, users and root (ADR 0010) ----------------------------------------
+    /// Apply the instance's queued change number `seq` to the guest.
+    ApplyGuestChange {
+        seq: u64,
+    },
 }
 
 /// The next step for `s`, if any.
@@ -163,9 +168,12 @@ pub fn plan(
                 Step::CompleteAccessUpdate
             })
         }
-        Task::None | Task::RestartRequired => {
-            super::actions::after_reset(s).or_else(|| configuration(s, group))
-        }
+        // Queued changes of databases and users wait for the configuration to be applied.
+        Task::None | Task::RestartRequired => super::actions::after_reset(s)
+            .or_else(|| configuration(s, group))
+            .or_else(|| {
+                super::guest_admin::next_change(s).map(|seq| Step::ApplyGuestChange { seq })
+            }),
         Task::Rebooting | Task::Resizing => super::actions::next_step(s),
         // Only a failed build releases what it created; a failed upgrade or access
         // update keeps the instance's server and data until the user deletes it.

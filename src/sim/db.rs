@@ -360,6 +360,7 @@ enum Kind {
     // instance actions
     Restart,
     Resize,
+    GuestChange,
 }
 
 impl Kind {
@@ -373,6 +374,7 @@ impl Kind {
             Kind::DetachReplica => "detach_replica",
             Kind::Restart => "restart",
             Kind::Resize => "resize",
+            Kind::GuestChange => "guest_change",
         }
     }
 }
@@ -1139,6 +1141,8 @@ pub(super) enum GuestOp {
     ResizeVolume {
         size_gb: u64,
     },
+    /// A change of databases, users or root: its detail, without passwords.
+    GuestChange(serde_json::Value),
 }
 
 impl GuestOp {
@@ -1149,6 +1153,7 @@ impl GuestOp {
             GuestOp::DetachReplica => Kind::DetachReplica,
             GuestOp::Restart => Kind::Restart,
             GuestOp::ResizeFlavor { .. } | GuestOp::ResizeVolume { .. } => Kind::Resize,
+            GuestOp::GuestChange(_) => Kind::GuestChange,
         }
     }
 }
@@ -1201,6 +1206,7 @@ pub(super) fn guest_operation(
         op @ (GuestOp::Restart | GuestOp::ResizeFlavor { .. } | GuestOp::ResizeVolume { .. }) => {
             action_effect(&tx, s, server_id, op, now)?
         }
+        GuestOp::GuestChange(detail) => detail,
     };
     tx.execute(
         "INSERT INTO guest_operations (key, server_id, kind, detail, at_ms)

@@ -13,7 +13,7 @@
 //!        / "delete_volume" / "create_server" / "server_status" / "set_public"
 //!        / "delete_server" / "prepare" / "guest_status" / "status" (= guest_status)
 //!        / "upgrade" / "apply_configuration" / "detach_replica" / "restrict_access"
-//!        / "backup" / "promote" / "eject" / "restart" / "resize"
+//!        / "backup" / "promote" / "eject" / "restart" / "resize" / "guest_change"
 //! option = "rate=" FLOAT        ; probability in [0, 1] per attempt (default 1)
 //!        / "name=" GLOB         ; instance name pattern, `*` matches any run (default: all)
 //!        / "times=" N           ; transient and lost: attempts that may fail (default 2)
@@ -68,11 +68,13 @@ pub enum Step {
     Restart,
     /// A flavor or volume resize (`action resize`).
     Resize,
+    /// A change of a guest's databases, users or root.
+    GuestChange,
 }
 
 impl Step {
     /// Every step, in the order of the grammar.
-    pub const ALL: [Step; 20] = [
+    pub const ALL: [Step; 21] = [
         Step::CreateVolume,
         Step::AttachVolume,
         Step::DetachVolume,
@@ -93,6 +95,7 @@ impl Step {
         Step::Eject,
         Step::Restart,
         Step::Resize,
+        Step::GuestChange,
     ];
 
     /// The name used in fault specs and messages.
@@ -118,6 +121,7 @@ impl Step {
             Step::Eject => "eject",
             Step::Restart => "restart",
             Step::Resize => "resize",
+            Step::GuestChange => "guest_change",
         }
     }
 

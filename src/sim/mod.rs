@@ -631,8 +631,24 @@ impl ComputeProvider for SimCloud {
     }
 }
 
+/// Records each change of a guest's databases, users or root in `guest_operations`
+/// (without passwords); fault step `guest_change`.
+#[async_trait]
+impl crate::saga::guest_admin::GuestAdmin for SimCloud {
+    async fn apply_change(
+        &self,
+        key: &IdempotencyKey,
+        server_id: &str,
+        _manager: &str,
+        change: &crate::saga::guest_admin::GuestChange,
+    ) -> Result<(), ProviderError> {
+        let op = GuestOp::GuestChange(change.public_detail());
+        self.guest_op(Step::GuestChange, key, server_id, op).await
+    }
+}
+
 impl SimCloud {
-    /// The shared path of upgrade, apply_configuration and detach_replica.
+    /// The shared path of upgrade, apply_configuration, detach_replica and guest changes.
     async fn guest_op(
         &self,
         step: Step,

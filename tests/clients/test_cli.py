@@ -523,6 +523,91 @@ def show_rc(cli, ref):
     return cli("database", "instance", "show", ref, "-f", "json").rc
 
 
+# ---- databases, users and root (issue #15) ---------------------------------------------
+
+
+def guest_admin_sessions(cli, report):
+    """`openstack database db ...`, `database user ...` and `database root ...` on an
+    instance of their own (the simulated cloud records the changes)."""
+    S = {}
+    with report.check("databases/users: an instance with a database and a user at create"):
+        c = cli("database", "instance", "create", "gdb1", "--flavor", "m1.small", "--size", "1",
+                "--datastore", "mysql", "--databases", "db1", "--users", "alice:secret1",
+                "-f", "json").json()
+        S["gdb"] = c["id"]
+        wait_show(cli, S["gdb"], active, "became ACTIVE")
+
+    with report.check("database db create / list / delete"):
+        rows = cli("database", "db", "list", "gdb1", "-f", "json").json()
+        eq([r["Name"] for r in rows], ["db1"], "the create's database is listed")
+        cli("database", "db", "create", "gdb1", "shop", "--character_set", "utf8mb4").ok()
+        cli("database", "db", "create", "gdb1", "archive").ok()
+        rows = cli("database", "db", "list", "gdb1", "-f", "json").json()
+        eq(sorted(r["Name"] for r in rows), ["archive", "db1", "shop"], "after create")
+        cli("database", "db", "delete", "gdb1", "archive").ok()
+        rows = cli("database", "db", "list", "gdb1", "-f", "json").json()
+        eq(sorted(r["Name"] for r in rows), ["db1", "shop"], "after delete")
+
+    with report.check("database db create mysql: reserved (HTTP 400)"):
+        r = cli("database", "db", "create", "gdb1", "mysql")
+        eq(r.rc, 1, "exit code")
+        has(r.out + r.err, "is on the reserved list", "output")
+        has(r.out + r.err, "HTTP 400", "output")
+
+    with report.check("database user create / list / show"):
+        cli("database", "user", "create", "gdb1", "carl", "secret3", "--databases", "shop").ok()
+        cli("database", "user", "create", "gdb1", "dora", "secret4", "--host", "10.0.0.1").ok()
+        rows = cli("database", "user", "list", "gdb1", "-f", "json").json()
+        eq(sorted((r["Name"], r["Host"]) for r in rows),
+           [("alice", "%"), ("carl", "%"), ("dora", "10.0.0.1")], "users")
+        eq(by(rows, "Name", "carl")["Databases"], "shop", "carl's databases")
+        u = cli("database", "user", "show", "gdb1", "dora", "--host", "10.0.0.1", "-f", "json").json()
+        eq((u["name"], u["host"]), ("dora", "10.0.0.1"), "show with --host")
+
+    with report.check("database user grant access / show access / revoke access"):
+        cli("database", "user", "grant", "access", "gdb1", "carl", "db1").ok()
+        rows = cli("database", "user", "show", "access", "gdb1", "carl", "-f", "json").json()
+        eq(sorted(r["Name"] for r in rows), ["db1", "shop"], "after grant")
+        cli("database", "user", "revoke", "access", "gdb1", "carl", "shop").ok()
+        rows = cli("database", "user", "show", "access", "gdb1", "carl", "-f", "json").json()
+        eq([r["Name"] for r in rows], ["db1"], "after revoke")
+
+    # The issue's `user set` is `user update attributes` in this CLI (troveclient 8.11).
+    with report.check("database user update attributes (new name and password) / delete"):
+        cli("database", "user", "update", "attributes", "gdb1", "carl", "--new_name", "carla",
+            "--new_password", "secret5").ok()
+        u = cli("database", "user", "show", "gdb1", "carla", "-f", "json").json()
+        eq(u["name"], "carla", "renamed")
+        r = cli("database", "user", "show", "gdb1", "carl")
+        eq(r.rc, 1, "old name is gone")
+        cli("database", "user", "delete", "gdb1", "dora", "--host", "10.0.0.1").ok()
+        rows = cli("database", "user", "list", "gdb1", "-f", "json").json()
+        eq(sorted(r["Name"] for r in rows), ["alice", "carla"], "after delete")
+
+    with report.check("database user show unknown: HTTP 404"):
+        r = cli("database", "user", "show", "gdb1", "nobody")
+        eq(r.rc, 1, "exit code")
+        has(r.out + r.err, "User nobody cannot be found on the instance.", "output")
+
+    with report.check("database root show / enable / disable"):
+        eq(cli("database", "root", "show", "gdb1", "-f", "json").json(),
+           {"is_root_enabled": False}, "before")
+        e = cli("database", "root", "enable", "gdb1", "-f", "json").json()
+        eq(e["name"], "root", "name")
+        eq(len(e["password"]), 36, "generated password length")
+        e = cli("database", "root", "enable", "gdb1", "--root_password", "MyRoot-Pw1",
+                "-f", "json").json()
+        eq(e["password"], "MyRoot-Pw1", "given password")
+        eq(cli("database", "root", "show", "gdb1", "-f", "json").json(),
+           {"is_root_enabled": True}, "after enable")
+        cli("database", "root", "disable", "gdb1").ok()
+        eq(cli("database", "root", "show", "gdb1", "-f", "json").json(),
+           {"is_root_enabled": False}, "after disable")
+
+    with report.check("databases/users: the instance is deleted"):
+        cli("database", "instance", "delete", "gdb1").ok()
+
+
 # ---- the scenario ----------------------------------------------------------------------
 
 
@@ -917,6 +1002,8 @@ def run(args):
 
         # -- promote / eject (issue #15) ------------------------------------------------------
         replica_source_actions(cli, report)
+        # -- databases, users and root -------------------------------------------------------
+        guest_admin_sessions(cli, report)
 
         # -- an instance that stays in BUILD -------------------------------------------------
         with report.check("delete while BUILD: 422 not ready (second troved, long latency)"):

@@ -5,7 +5,9 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::event::{Access, DatabaseSpec, FaultInfo, Nic, ReplicaSetSwitch, SealedSecret};
+use super::event::{
+    Access, DatabaseSpec, FaultInfo, Nic, ReplicaSetSwitch, SealedSecret, UserPassword,
+};
 use super::status::{ComputeStatus, ServiceStatus, Task};
 use super::Address;
 
@@ -65,6 +67,24 @@ pub struct CreateInstance {
     /// A root password the shell generated and sealed; used only when the datastore
     /// version has `root_on_create` and the create does not restore a backup.
     pub root_password: Option<SealedSecret>,
+}
+
+/// A user to create on a running instance (`POST /users`), password sealed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestUserRequest {
+    pub name: String,
+    /// `%` when none was given.
+    pub host: String,
+    pub password: SealedSecret,
+    pub databases: Vec<String>,
+}
+
+/// New attributes of a user (`PUT /users/{user}`); `None` keeps the current one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct UserAttributes {
+    pub name: Option<String>,
+    pub host: Option<String>,
+    pub password: Option<SealedSecret>,
 }
 
 /// Everything one can ask of an instance.
@@ -199,9 +219,67 @@ pub enum InstanceCommand {
     CompleteResize,
     /// Saga report: the resize in progress failed for good (rolled back).
     FailResize { fault: FaultInfo },
+    // ---- databases, users and root (issue #15, ADR 0010) ---------------------------
+    /// `POST /databases`.
+    CreateDatabases { databases: Vec<DatabaseSpec> },
+    /// `DELETE /databases/{name}`.
+    DeleteDatabase { name: String },
+    /// `POST /users`.
+    CreateUsers { users: Vec<GuestUserRequest> },
+    /// `DELETE /users/{user}`.
+    DeleteUser { name: String, host: String },
+    /// `PUT /users/{user}`.
+    UpdateUserAttributes {
+        name: String,
+        host: String,
+        update: UserAttributes,
+    },
+    /// `PUT /users`: new passwords.
+    ChangeUserPasswords { users: Vec<UserPassword> },
+    /// `PUT /users/{user}/databases`.
+    GrantUserAccess {
+        name: String,
+        host: String,
+        databases: Vec<String>,
+    },
+    /// `DELETE /users/{user}/databases/{name}`.
+    RevokeUserAccess {
+        name: String,
+        host: String,
+        database: String,
+    },
+    /// `POST /root`: the password generated (or given) by the shell, sealed.
+    EnableRoot { password: SealedSecret },
+    /// `DELETE /root`.
+    DisableRoot,
+    /// The guest applied change `seq` of the instance's databases, users or root.
+    RecordGuestChangeApplied { seq: u64 },
+    /// The guest refused change `seq` for good.
+    RecordGuestChangeFailed { seq: u64, fault: FaultInfo },
 }
 
 impl InstanceCommand {
+    /// Whether this is a databases/users/root command or report
+    /// ([`super::guestdb::decide_guest_admin`] decides it).
+    pub fn is_guest_admin(&self) -> bool {
+        use InstanceCommand::*;
+        matches!(
+            self,
+            CreateDatabases { .. }
+                | DeleteDatabase { .. }
+                | CreateUsers { .. }
+                | DeleteUser { .. }
+                | UpdateUserAttributes { .. }
+                | ChangeUserPasswords { .. }
+                | GrantUserAccess { .. }
+                | RevokeUserAccess { .. }
+                | EnableRoot { .. }
+                | DisableRoot
+                | RecordGuestChangeApplied { .. }
+                | RecordGuestChangeFailed { .. }
+        )
+    }
+
     /// Stable name for metrics and logs.
     pub fn name(&self) -> &'static str {
         use InstanceCommand::*;
@@ -253,6 +331,19 @@ impl InstanceCommand {
             FailRestart { .. } => "FailRestart",
             CompleteResize => "CompleteResize",
             FailResize { .. } => "FailResize",
+            // ---- databases, users and root ----
+            CreateDatabases { .. } => "CreateDatabases",
+            DeleteDatabase { .. } => "DeleteDatabase",
+            CreateUsers { .. } => "CreateUsers",
+            DeleteUser { .. } => "DeleteUser",
+            UpdateUserAttributes { .. } => "UpdateUserAttributes",
+            ChangeUserPasswords { .. } => "ChangeUserPasswords",
+            GrantUserAccess { .. } => "GrantUserAccess",
+            RevokeUserAccess { .. } => "RevokeUserAccess",
+            EnableRoot { .. } => "EnableRoot",
+            DisableRoot => "DisableRoot",
+            RecordGuestChangeApplied { .. } => "RecordGuestChangeApplied",
+            RecordGuestChangeFailed { .. } => "RecordGuestChangeFailed",
         }
     }
 }

@@ -102,6 +102,15 @@ pub fn decide(
             let id = visible(state, ctx)?;
             super::actions::decide_action(state, id, cmd, ctx)
         }
+        c if c.is_guest_admin() => {
+            let gctx = super::guestdb::GuestCtx {
+                now: ctx.now,
+                instance_id: ctx.instance_id,
+                sees_instance: ctx.caller.can_see(&state.project_id),
+                user_id: ctx.caller.user_id.clone(),
+            };
+            super::guestdb::decide_guest_admin(state, c, &gctx)
+        }
         _ => report(state, cmd, ctx),
     }
 }
@@ -847,6 +856,8 @@ fn report(
         | JoinReplicaSetSwitch { .. }
         | CompleteReplicaSetSwitch { .. }
         | FailReplicaSetSwitch { .. } => not_routed_here(cmd),
+        // Databases, users and root: `guestdb::decide_guest_admin`.
+        _ => not_routed_here(cmd),
     }
 }
 

@@ -21,6 +21,12 @@ pub enum DomainError {
     CreateConfigurationNotFound(String),
     #[error("Configuration group id: {0} could not be found.")]
     AttachConfigurationNotFound(String),
+    #[error("User {0} cannot be found on the instance.")]
+    UserNotFound(String),
+    #[error("Database {0} cannot be found on the instance.")]
+    DatabaseNotFound(String),
+    #[error("Root user has never been enabled on the instance.")]
+    RootNeverEnabled,
 
     // ---- bad request -----------------------------------------------------------------
     #[error("Cannot specify flavor when creating replicas.")]
@@ -100,6 +106,14 @@ pub enum DomainError {
     ConfigurationDatastoreMismatch { group: Uuid, instance: Uuid },
     #[error("Instance {0} is not a replica.")]
     NotAReplica(Uuid),
+    /// A database or user name, host or password a datastore refuses (upstream's model
+    /// checks; the message is upstream's).
+    #[error("{0}")]
+    InvalidGuestInput(String),
+    #[error("A database with the name \"{0}\" already exists.")]
+    DatabaseAlreadyExists(String),
+    #[error("A user with the name \"{0}\" already exists.")]
+    UserAlreadyExists(String),
     /// A saga report that does not fit the instance's state (e.g. not an error task).
     #[error("{0}")]
     InvalidReport(String),
@@ -141,6 +155,12 @@ pub enum DomainError {
         kind: &'static str,
         value: String,
     },
+    /// 422: databases, users and root exist for MySQL, MariaDB and PostgreSQL only.
+    #[error("Operation not supported for datastore {0}.")]
+    GuestOperationNotSupported(String),
+    /// 422: upstream's `load_and_verify` (the datastore is not running).
+    #[error("Instance {id} is not ready, status: {status}.")]
+    GuestNotRunning { id: Uuid, status: String },
     /// 501.
     #[error("Volume support is not enabled.")]
     VolumeNotSupported,
@@ -176,14 +196,19 @@ impl DomainError {
             | DatastoreNotFound(_)
             | DatastoreVersionIdNotFound
             | CreateConfigurationNotFound(_)
-            | AttachConfigurationNotFound(_) => Fault::ItemNotFound,
+            | AttachConfigurationNotFound(_)
+            | UserNotFound(_)
+            | DatabaseNotFound(_)
+            | RootNeverEnabled => Fault::ItemNotFound,
             ReplicaOfReplica(_) => Fault::Unauthorized,
             ReplicaSourceDeleteForbidden | BackupTooLarge { .. } => Fault::Forbidden,
             BackupNotCompleted { .. } | InstanceAlreadyExists(_) => Fault::Conflict,
             VolumeTooLarge { .. } | QuotaExceeded(_) => Fault::OverLimit,
-            InstanceNotReady(_) | InstanceBuilding(_) | NotAvailableForAction { .. } => {
-                Fault::UnprocessableEntity
-            }
+            InstanceNotReady(_)
+            | InstanceBuilding(_)
+            | NotAvailableForAction { .. }
+            | GuestOperationNotSupported(_)
+            | GuestNotRunning { .. } => Fault::UnprocessableEntity,
             VolumeNotSupported => Fault::NotImplemented,
             // instance actions
             PolicyForbids(_) => Fault::Forbidden,

@@ -72,6 +72,14 @@ pub struct UserSpec {
     pub databases: Vec<String>,
 }
 
+/// A user's new password (`PUT /users`), sealed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserPassword {
+    pub name: String,
+    pub host: String,
+    pub password: SealedSecret,
+}
+
 /// The user network interface requested at create (at most one).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Nic {
@@ -514,6 +522,94 @@ pub enum InstanceEvent {
         #[serde(deserialize_with = "crate::time::deserialize")]
         at: DateTime<Utc>,
     },
+    // ---- databases, users and root (issue #15, ADR 0010) ---------------------------
+    // Each is a change the guest applies in order (queued on the folded state until
+    // `GuestChangeApplied` or `GuestChangeFailed` names its number).
+    /// Databases were created (`POST /databases`).
+    DatabasesCreated {
+        databases: Vec<DatabaseSpec>,
+        #[serde(deserialize_with = "crate::time::deserialize")]
+        at: DateTime<Utc>,
+    },
+    /// A database was dropped.
+    DatabaseDeleted {
+        name: String,
+        #[serde(deserialize_with = "crate::time::deserialize")]
+        at: DateTime<Utc>,
+    },
+    /// Users were created, passwords sealed.
+    UsersCreated {
+        users: Vec<UserSpec>,
+        #[serde(deserialize_with = "crate::time::deserialize")]
+        at: DateTime<Utc>,
+    },
+    /// A user was dropped.
+    UserDeleted {
+        name: String,
+        host: String,
+        #[serde(deserialize_with = "crate::time::deserialize")]
+        at: DateTime<Utc>,
+    },
+    /// A user's name, host and/or password changed (`PUT /users/{user}`).
+    UserAttributesUpdated {
+        name: String,
+        host: String,
+        new_name: Option<String>,
+        new_host: Option<String>,
+        /// The new password, sealed.
+        password: Option<SealedSecret>,
+        #[serde(deserialize_with = "crate::time::deserialize")]
+        at: DateTime<Utc>,
+    },
+    /// Users' passwords changed (`PUT /users`), sealed.
+    UserPasswordsChanged {
+        users: Vec<UserPassword>,
+        #[serde(deserialize_with = "crate::time::deserialize")]
+        at: DateTime<Utc>,
+    },
+    /// A user got access to databases.
+    UserAccessGranted {
+        name: String,
+        host: String,
+        databases: Vec<String>,
+        #[serde(deserialize_with = "crate::time::deserialize")]
+        at: DateTime<Utc>,
+    },
+    /// A user lost access to a database.
+    UserAccessRevoked {
+        name: String,
+        host: String,
+        database: String,
+        #[serde(deserialize_with = "crate::time::deserialize")]
+        at: DateTime<Utc>,
+    },
+    /// The superuser was enabled with this password (sealed), shown once to the caller.
+    RootEnabled {
+        password: SealedSecret,
+        /// Who enabled it (also the metadata's actor): upstream's `root_enabled_by`.
+        user_id: String,
+        #[serde(deserialize_with = "crate::time::deserialize")]
+        at: DateTime<Utc>,
+    },
+    /// The superuser was disabled (its password replaced by one nobody knows).
+    RootDisabled {
+        #[serde(deserialize_with = "crate::time::deserialize")]
+        at: DateTime<Utc>,
+    },
+    /// The guest applied change number `seq`.
+    GuestChangeApplied {
+        seq: u64,
+        #[serde(deserialize_with = "crate::time::deserialize")]
+        at: DateTime<Utc>,
+    },
+    /// The guest refused change number `seq` for good: it is taken out of the lists and
+    /// the fault recorded.
+    GuestChangeFailed {
+        seq: u64,
+        fault: FaultInfo,
+        #[serde(deserialize_with = "crate::time::deserialize")]
+        at: DateTime<Utc>,
+    },
 }
 
 /// Every event type name with its current version: the catalog `docs/events.md` lists.
@@ -568,6 +664,19 @@ pub const EVENT_VERSIONS: &[(&str, u32)] = &[
     ("VolumeResized", 1),
     ("VolumeResizeFailed", 1),
     ("InstanceStatusReset", 1),
+    // ---- databases, users and root ----
+    ("DatabasesCreated", 1),
+    ("DatabaseDeleted", 1),
+    ("UsersCreated", 1),
+    ("UserDeleted", 1),
+    ("UserAttributesUpdated", 1),
+    ("UserPasswordsChanged", 1),
+    ("UserAccessGranted", 1),
+    ("UserAccessRevoked", 1),
+    ("RootEnabled", 1),
+    ("RootDisabled", 1),
+    ("GuestChangeApplied", 1),
+    ("GuestChangeFailed", 1),
 ];
 
 /// Why stored bytes could not be turned into an event.
@@ -644,6 +753,19 @@ impl InstanceEvent {
             VolumeResized { .. } => "VolumeResized",
             VolumeResizeFailed { .. } => "VolumeResizeFailed",
             InstanceStatusReset { .. } => "InstanceStatusReset",
+            // ---- databases, users and root ----
+            DatabasesCreated { .. } => "DatabasesCreated",
+            DatabaseDeleted { .. } => "DatabaseDeleted",
+            UsersCreated { .. } => "UsersCreated",
+            UserDeleted { .. } => "UserDeleted",
+            UserAttributesUpdated { .. } => "UserAttributesUpdated",
+            UserPasswordsChanged { .. } => "UserPasswordsChanged",
+            UserAccessGranted { .. } => "UserAccessGranted",
+            UserAccessRevoked { .. } => "UserAccessRevoked",
+            RootEnabled { .. } => "RootEnabled",
+            RootDisabled { .. } => "RootDisabled",
+            GuestChangeApplied { .. } => "GuestChangeApplied",
+            GuestChangeFailed { .. } => "GuestChangeFailed",
         }
     }
 
@@ -705,7 +827,19 @@ impl InstanceEvent {
             | VolumeResizeRequested { at, .. }
             | VolumeResized { at, .. }
             | VolumeResizeFailed { at, .. }
-            | InstanceStatusReset { at, .. } => *at,
+            | InstanceStatusReset { at, .. }
+            | DatabasesCreated { at, .. }
+            | DatabaseDeleted { at, .. }
+            | UsersCreated { at, .. }
+            | UserDeleted { at, .. }
+            | UserAttributesUpdated { at, .. }
+            | UserPasswordsChanged { at, .. }
+            | UserAccessGranted { at, .. }
+            | UserAccessRevoked { at, .. }
+            | RootEnabled { at, .. }
+            | RootDisabled { at }
+            | GuestChangeApplied { at, .. }
+            | GuestChangeFailed { at, .. } => *at,
         }
     }
 

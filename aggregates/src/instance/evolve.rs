@@ -82,6 +82,21 @@ pub fn evolve_in_place(s: &mut Instance, event: &InstanceEvent) {
         | VolumeResized { .. }
         | VolumeResizeFailed { .. }
         | InstanceStatusReset { .. } => super::actions::action_progressed(s, event),
+        // ---- databases, users and root (ADR 0010) ----
+        DatabasesCreated { .. }
+        | DatabaseDeleted { .. }
+        | UsersCreated { .. }
+        | UserDeleted { .. }
+        | UserAttributesUpdated { .. }
+        | UserPasswordsChanged { .. }
+        | UserAccessGranted { .. }
+        | UserAccessRevoked { .. }
+        | RootEnabled { .. }
+        | RootDisabled { .. } => super::guestdb::record_change(s, event),
+        GuestChangeApplied { seq, .. } => super::guestdb::record_outcome(s, *seq, None, event),
+        GuestChangeFailed { seq, fault, .. } => {
+            super::guestdb::record_outcome(s, *seq, Some(fault), event)
+        }
     }
 }
 
@@ -448,8 +463,17 @@ fn created(version: u64, c: &InstanceCreated) -> Instance {
         users: c
             .users
             .iter()
-            .map(|u| (u.name.clone(), u.host.clone()))
+            .map(|u| super::state::GuestUser {
+                name: u.name.clone(),
+                host: u.host.clone(),
+                databases: u.databases.clone(),
+            })
             .collect(),
+        root_enabled: c.root_password.is_some(),
+        root_enabled_history: c
+            .root_password
+            .as_ref()
+            .map(|_| Box::new((c.at, c.user_id.clone()))),
         modules: c.modules.clone(),
         restore_backup_id: c.restore_backup_id,
         has_sealed_secrets: !c.users.is_empty() || c.root_password.is_some(),

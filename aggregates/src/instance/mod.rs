@@ -14,6 +14,7 @@ pub mod decide;
 pub mod error;
 pub mod event;
 pub mod evolve;
+pub mod guestdb;
 pub mod state;
 pub mod status;
 #[cfg(test)]

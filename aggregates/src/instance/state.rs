@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::event::{
-    Access, Address, DatabaseSpec, DatastoreRef, FaultInfo, FlavorRef, Nic, ReplicaSetSwitch,
-    VolumeSpec,
+    Access, Address, DatabaseSpec, DatastoreRef, FaultInfo, FlavorRef, InstanceEvent, Nic,
+    ReplicaSetSwitch, VolumeSpec,
 };
 use super::status::{ComputeStatus, ServiceStatus, StatusInputs, Task, Viewer};
 
@@ -96,8 +96,26 @@ pub struct Instance {
     pub nics: Vec<Nic>,
     pub addresses: Vec<Address>,
     pub databases: Vec<DatabaseSpec>,
-    /// Names (and hosts) of the initial users; passwords stay in the events, sealed.
-    pub users: Vec<(String, String)>,
+    /// The users (with their databases); passwords stay in the events, sealed. Includes
+    /// the users of the create and every change since (ADR 0010).
+    pub users: Vec<GuestUser>,
+    /// Whether root is enabled (`RootEnabled` and no `RootDisabled` since).
+    #[serde(default)]
+    pub root_enabled: bool,
+    /// Upstream's root history: when root was last enabled from disabled (or at create,
+    /// with `root_on_create`) and by whom; kept after a disable (admin show).
+    #[serde(default)]
+    pub root_enabled_history: Option<Box<(DateTime<Utc>, String)>>,
+    /// Changes of databases, users and root the guest has not applied yet, in order.
+    #[serde(default)]
+    pub guest_changes: Vec<PendingGuestChange>,
+    /// Number of such changes ever recorded: the next one's `seq` is this plus one.
+    #[serde(default)]
+    pub guest_changes_made: u64,
+    /// The last change the guest refused (`GuestChangeFailed`): the API answers the
+    /// request that made it with the fault instead of 202.
+    #[serde(default)]
+    pub failed_guest_change: Option<std::num::NonZeroU64>,
     pub modules: Vec<Uuid>,
     pub restore_backup_id: Option<Uuid>,
     pub deleted: bool,
@@ -175,4 +193,42 @@ impl Instance {
         let size = self.volume.as_ref().map_or(0, |v| v.size);
         size.max(self.pending_volume_size.unwrap_or(0)) as i64
     }
+}
+
+// ---- databases, users and root (ADR 0010; rules in `guestdb`) ----------------------
+
+/// A user of the instance as the lists show it (passwords stay sealed in the events).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestUser {
+    pub name: String,
+    /// `%` for any host (always for PostgreSQL, which has no hosts).
+    pub host: String,
+    /// The databases it has access to, in the order granted.
+    pub databases: Vec<String>,
+}
+
+impl GuestUser {
+    /// Upstream's `name@host` identity.
+    pub fn id(&self) -> String {
+        format!("{}@{}", self.name, self.host)
+    }
+}
+
+/// What the lists held before a pending change: restored when the guest refuses it.
+#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+pub struct GuestLists {
+    pub databases: Vec<DatabaseSpec>,
+    pub users: Vec<GuestUser>,
+    pub root_enabled: bool,
+}
+
+/// A recorded change the guest has not applied yet.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PendingGuestChange {
+    /// 1, 2, ...: the change's number on this instance (`GuestChangeApplied { seq }`).
+    pub seq: u64,
+    /// The event that recorded it (its sealed passwords are what the guest sets).
+    pub event: InstanceEvent,
+    /// The lists before it, to take it back if the guest refuses it.
+    pub before: GuestLists,
 }

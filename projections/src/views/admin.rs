@@ -79,6 +79,11 @@ pub fn mgmt_show(instance: &Instance, ctx: &ViewCtx, lookup: &dyn Lookup) -> Val
         "guest_status".into(),
         json!({"state_description": service.description()}),
     );
+    // Upstream's root history: only once root was ever enabled.
+    if let Some((at, by)) = instance.root_enabled_history.as_deref() {
+        m.insert("root_enabled".into(), json!(timestamp(at)));
+        m.insert("root_enabled_by".into(), json!(by));
+    }
     Value::Object(m)
 }
 

@@ -16,10 +16,12 @@
 //! - [`instance`]: `POST /instances`, `PUT` and `PATCH /instances/{id}`.
 //! - [`configuration`]: `POST /configurations`, `PUT` and `PATCH /configurations/{id}`.
 //! - [`action`]: `POST /instances/{id}/action`.
+//! - [`guestdb`]: databases, users and root of an instance.
 
 pub mod action;
 pub mod backup;
 pub mod configuration;
+pub mod guestdb;
 pub mod instance;
 
 use std::fmt;

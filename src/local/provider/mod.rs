@@ -23,6 +23,7 @@ mod admin;
 mod backup;
 mod config_restart;
 mod grants;
+mod guest_admin;
 mod port_range;
 mod replica;
 pub mod setup;

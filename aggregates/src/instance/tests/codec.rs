@@ -223,6 +223,73 @@ fn one_of_each() -> Vec<InstanceEvent> {
             task: crate::instance::Task::Building,
             at,
         },
+        // ---- databases, users and root ----
+        DatabasesCreated {
+            databases: vec![crate::instance::DatabaseSpec {
+                name: "shop".into(),
+                character_set: Some("utf8mb4".into()),
+                collate: None,
+            }],
+            at,
+        },
+        DatabaseDeleted {
+            name: "shop".into(),
+            at,
+        },
+        UsersCreated {
+            users: vec![crate::instance::UserSpec {
+                name: "app".into(),
+                host: "%".into(),
+                password: sealed("pw"),
+                databases: vec!["shop".into()],
+            }],
+            at,
+        },
+        UserDeleted {
+            name: "app".into(),
+            host: "%".into(),
+            at,
+        },
+        UserAttributesUpdated {
+            name: "app".into(),
+            host: "%".into(),
+            new_name: Some("app2".into()),
+            new_host: None,
+            password: Some(sealed("pw2")),
+            at,
+        },
+        UserPasswordsChanged {
+            users: vec![crate::instance::UserPassword {
+                name: "app".into(),
+                host: "%".into(),
+                password: sealed("pw3"),
+            }],
+            at,
+        },
+        UserAccessGranted {
+            name: "app".into(),
+            host: "%".into(),
+            databases: vec!["shop".into()],
+            at,
+        },
+        UserAccessRevoked {
+            name: "app".into(),
+            host: "%".into(),
+            database: "shop".into(),
+            at,
+        },
+        RootEnabled {
+            password: sealed("root"),
+            user_id: "alice".into(),
+            at,
+        },
+        RootDisabled { at },
+        GuestChangeApplied { seq: 1, at },
+        GuestChangeFailed {
+            seq: 2,
+            fault: fault(),
+            at,
+        },
     ]
 }
 
@@ -288,13 +355,25 @@ fn variant_number(e: &InstanceEvent) -> usize {
         VolumeResized { .. } => 46,
         VolumeResizeFailed { .. } => 47,
         InstanceStatusReset { .. } => 48,
+        DatabasesCreated { .. } => 49,
+        DatabaseDeleted { .. } => 50,
+        UsersCreated { .. } => 51,
+        UserDeleted { .. } => 52,
+        UserAttributesUpdated { .. } => 53,
+        UserPasswordsChanged { .. } => 54,
+        UserAccessGranted { .. } => 55,
+        UserAccessRevoked { .. } => 56,
+        RootEnabled { .. } => 57,
+        RootDisabled { .. } => 58,
+        GuestChangeApplied { .. } => 59,
+        GuestChangeFailed { .. } => 60,
     }
 }
 
 #[test]
 fn samples_cover_every_variant_once() {
     let numbers: Vec<usize> = one_of_each().iter().map(variant_number).collect();
-    assert_eq!(numbers, (0..49).collect::<Vec<_>>());
+    assert_eq!(numbers, (0..61).collect::<Vec<_>>());
 }
 
 #[test]
@@ -327,7 +406,7 @@ fn event_versions_list_every_variant_exactly_once() {
     let unique: BTreeSet<&str> = listed.iter().copied().collect();
     assert_eq!(unique.len(), listed.len(), "no name listed twice");
     let produced: BTreeSet<&str> = one_of_each().iter().map(|e| e.event_type()).collect();
-    assert_eq!(produced.len(), 49, "event_type() is distinct per variant");
+    assert_eq!(produced.len(), 61, "event_type() is distinct per variant");
     assert_eq!(
         produced, unique,
         "the list has neither missing nor extra names"

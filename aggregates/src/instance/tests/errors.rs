@@ -71,6 +71,14 @@ fn expected_fault(e: &DomainError) -> Fault {
         VolumeMustGrow(_) => Fault::BadRequest,
         NoVolume(_) => Fault::BadRequest,
         PolicyForbids(_) => Fault::Forbidden,
+        UserNotFound(_) => Fault::ItemNotFound,
+        DatabaseNotFound(_) => Fault::ItemNotFound,
+        RootNeverEnabled => Fault::ItemNotFound,
+        InvalidGuestInput(_) => Fault::BadRequest,
+        DatabaseAlreadyExists(_) => Fault::BadRequest,
+        UserAlreadyExists(_) => Fault::BadRequest,
+        GuestOperationNotSupported(_) => Fault::UnprocessableEntity,
+        GuestNotRunning { .. } => Fault::UnprocessableEntity,
     }
 }
 
@@ -172,13 +180,24 @@ fn one_of_each() -> Vec<DomainError> {
         VolumeMustGrow(5),
         NoVolume(id),
         PolicyForbids("instance:reset_status"),
+        UserNotFound("u".into()),
+        DatabaseNotFound("d".into()),
+        RootNeverEnabled,
+        InvalidGuestInput("bad".into()),
+        DatabaseAlreadyExists("d".into()),
+        UserAlreadyExists("u".into()),
+        GuestOperationNotSupported("redis".into()),
+        GuestNotRunning {
+            id,
+            status: "BUILD".into(),
+        },
     ]
 }
 
 #[test]
 fn every_refusal_maps_to_the_specs_fault_class() {
     let all = one_of_each();
-    assert_eq!(all.len(), 57);
+    assert_eq!(all.len(), 65);
     for e in &all {
         assert_eq!(e.fault(), expected_fault(e), "{e:?}");
     }

@@ -44,7 +44,12 @@ fn created_state_holds_the_requests_facts() {
     assert_eq!(s.service, ServiceStatus::New);
     assert_eq!(s.service_updated, earlier());
     assert_eq!((s.created, s.updated), (earlier(), earlier()));
-    assert_eq!(s.users, vec![("app".to_string(), "%".to_string())]);
+    let users: Vec<(&str, &str)> = s
+        .users
+        .iter()
+        .map(|u| (u.name.as_str(), u.host.as_str()))
+        .collect();
+    assert_eq!(users, [("app", "%")]);
     assert_eq!(s.replica_of, Some(PRIMARY));
     assert_eq!(s.configuration_id, Some(CFG_MYSQL80));
     assert_eq!(s.datastore, Some(version_ref(V_MYSQL_80)));

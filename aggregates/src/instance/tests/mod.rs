@@ -10,6 +10,7 @@ mod create;
 mod delete;
 mod errors;
 mod evolve;
+mod guestdb;
 mod lost;
 mod replica_set;
 mod reports;
