@@ -32,6 +32,7 @@ impl SagaRunner {
         if let Some(refusal) = self.join_members(id, s, &switch, eject).await? {
             return Ok(Outcome::Record(InstanceCommand::FailReplicaSetSwitch {
                 fault: refusal,
+                switch: switch.id(),
             }));
         }
         let set = self.servers_of(&switch).await?;
@@ -46,12 +47,15 @@ impl SagaRunner {
         };
         Ok(Outcome::Record(InstanceCommand::CompleteReplicaSetSwitch {
             new_primary_id,
+            switch: switch.id(),
         }))
     }
 
     /// Records the switch on every member that has not recorded it; a member that
     /// cannot join (it started something else) fails the switch, before anything on
-    /// the servers changed.
+    /// the servers changed. A member that ended this switch already (a crash came
+    /// between the members' ends and the coordinator's) is skipped: it must not join
+    /// again (its own `decide` refuses to, too).
     async fn join_members(
         &self,
         id: Uuid,
@@ -60,6 +64,9 @@ impl SagaRunner {
         eject: bool,
     ) -> Result<Option<FaultInfo>, StepError> {
         for member in switch.members().into_iter().filter(|m| *m != id) {
+            if self.ended(member, switch).await? {
+                continue;
+            }
             let cmd = InstanceCommand::JoinReplicaSetSwitch {
                 switch: switch.clone(),
                 eject,
@@ -76,6 +83,15 @@ impl SagaRunner {
             }
         }
         Ok(None)
+    }
+
+    /// Whether `member` ended `switch` already, as its stream says.
+    async fn ended(&self, member: Uuid, switch: &ReplicaSetSwitch) -> Result<bool, StepError> {
+        if switch.requested_at == 0 {
+            return Ok(false); // an old body: unknown, its decide tells
+        }
+        let folded = self.bus.folded(member, None).await?;
+        Ok(folded.is_some_and(|f| f.state.switch_ended.as_deref() == Some(&switch.id())))
     }
 
     /// The server of every member, as their streams say.

@@ -151,7 +151,10 @@ pub(super) fn report_action_end(
                 flavor: (**flavor).clone(),
                 at,
             },
-            (None, Some(size)) => E::VolumeResized { size, at },
+            (None, Some(size)) => E::VolumeResized {
+                size: size.get(),
+                at,
+            },
             (None, None) => return Ok(vec![]),
         },
         FailResize { fault } if resizing => match state.pending_flavor {
@@ -201,7 +204,7 @@ pub(super) fn action_progressed(s: &mut Instance, event: &InstanceEvent) {
         VolumeResizeRequested { to, at, .. } => {
             s.action_requested_at = s.version;
             s.task = Task::Resizing;
-            s.pending_volume_size = Some(*to);
+            s.pending_volume_size = std::num::NonZeroU64::new(*to);
             s.updated = *at;
         }
         VolumeResized { size, at } => {
