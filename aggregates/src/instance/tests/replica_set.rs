@@ -412,3 +412,49 @@ fn a_switch_recorded_before_its_identity_still_ends() {
         at: now(),
     }]);
 }
+
+#[test]
+fn a_replica_of_a_switching_source_is_refused() {
+    // The new replica would follow a source that is about to stop being one, and the
+    // switch would not know it.
+    for (requested, value) in [
+        (
+            InstanceEvent::ReplicaSourcePromotionRequested {
+                switch: ReplicaSetSwitch {
+                    old_primary_id: PRIMARY,
+                    new_primary_id: Some(PRIMARY_REPLICA),
+                    replica_ids: vec![PRIMARY_REPLICA],
+                    requested_at: REQUESTED_AT,
+                },
+                at: earlier(),
+            },
+            "PROMOTING",
+        ),
+        (
+            InstanceEvent::ReplicaSourceEjectionRequested {
+                switch: ReplicaSetSwitch {
+                    old_primary_id: PRIMARY,
+                    new_primary_id: None,
+                    replica_ids: vec![PRIMARY_REPLICA],
+                    requested_at: REQUESTED_AT,
+                },
+                at: earlier(),
+            },
+            "EJECTING",
+        ),
+    ] {
+        let e = given(&[])
+            .catalog(|cat| {
+                for i in cat.instances.iter_mut().filter(|i| i.id == Some(PRIMARY)) {
+                    crate::instance::evolve_in_place(i, &requested);
+                }
+            })
+            .when(create_replica(PRIMARY, |_| {}))
+            .then_err(DomainError::NotAvailableForAction {
+                id: PRIMARY,
+                kind: "task",
+                value: value.into(),
+            });
+        assert_eq!(e.fault(), Fault::UnprocessableEntity);
+    }
+}
