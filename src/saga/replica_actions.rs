@@ -138,8 +138,9 @@ impl SagaRunner {
         };
         for member in switch.members().into_iter().filter(|m| *m != id) {
             match self.record_on(member, id, s, cmd.clone()).await {
-                // A member deleted meanwhile (DELETE is allowed during a switch, as
-                // upstream) has nothing to record; retrying could never succeed.
+                // A member deleted meanwhile (DELETE is refused during a switch, but an
+                // admin's reset_status ends it on the member, which may then go) has
+                // nothing to record; retrying could never succeed.
                 Err(StepError::Command(CommandError::Domain(e))) => {
                     tracing::warn!(instance = %member, coordinator = %id, error = %e,
                         "a member of the replica set did not record the end of its switch");

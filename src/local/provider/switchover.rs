@@ -13,7 +13,8 @@
 //! source is promoted (it is no replica any more), only the steps after the promotion
 //! run again. Every server's lock is held (in sorted order; no other path takes more
 //! than a replica's and then its primary's, and the command path refuses those while
-//! the set switches). The work runs in a task of its own, so that a saga call that
+//! the set switches: a member's actions and DELETE, and a new replica of a switching
+//! source). The work runs in a task of its own, so that a saga call that
 //! times out does not cut it short: the retry waits for the locks and finds it done.
 
 use uuid::Uuid;
