@@ -121,6 +121,7 @@ fn reset_status(state: &Instance, ctx: &DecideCtx) -> Result<Vec<InstanceEvent>,
     if !ctx.caller.is_admin() {
         return Err(DomainError::PolicyForbids("instance:reset_status"));
     }
+    super::decide::replica_set::check_member_reset(state, ctx)?;
     if state.task == Task::None && state.service == ServiceStatus::Unknown {
         return Ok(vec![]);
     }
@@ -244,8 +245,9 @@ fn status_reset(s: &mut Instance, at: DateTime<Utc>) {
     s.pending_flavor = None;
     s.pending_volume_size = None;
     s.pending_access = None;
-    // A promote or eject in progress is abandoned too (the other members keep theirs
-    // until an admin resets them as well).
+    // A promote or eject in progress is abandoned too. Only its coordinator's reset is
+    // accepted while the coordinator runs it (`replica_set::check_member_reset`); the
+    // other members keep theirs until an admin resets them as well.
     s.replica_switch = None;
     s.status_reset = true;
     s.updated = at;

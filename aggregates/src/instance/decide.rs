@@ -21,7 +21,7 @@ use super::state::Instance;
 use super::status::{ComputeStatus, ServiceStatus, Task, Viewer};
 use crate::catalog::{Catalog, Datastore, DatastoreVersion};
 
-mod replica_set;
+pub(super) mod replica_set;
 
 /// Who is asking.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -204,6 +204,34 @@ fn join(
     }])
 }
 
+/// `reset_status` on a member of a switch in progress: refused while the switch's
+/// coordinator (read through the read models) still runs it. Its saga records the end on
+/// the members it finds in the switch; a member reset meanwhile would ignore that report
+/// and never learn the new topology. The coordinator's reset abandons the switch: the
+/// other members may be reset then. The coordinator itself may always be reset.
+pub(crate) fn check_member_reset(state: &Instance, ctx: &DecideCtx) -> Result<(), DomainError> {
+    let Some(switch) = state
+        .replica_switch
+        .as_deref()
+        .filter(|_| matches!(state.task, Task::Promoting | Task::Ejecting))
+    else {
+        return Ok(());
+    };
+    let (id, coordinator) = (state.id_or_nil(), switch.coordinator());
+    if state.id == Some(coordinator) {
+        return Ok(());
+    }
+    let runs_it = ctx.catalog.instance(coordinator).is_some_and(|c| {
+        c.is_live()
+            && matches!(c.task, Task::Promoting | Task::Ejecting)
+            && c.replica_switch.as_deref().map(ReplicaSetSwitch::id) == Some(switch.id())
+    });
+    if runs_it {
+        return Err(DomainError::SwitchMemberReset { id, coordinator });
+    }
+    Ok(())
+}
+
 /// The instance an action names: live, visible, with a compute server.
 fn action_target(state: &Instance, ctx: &DecideCtx) -> Result<Uuid, DomainError> {
     match state.id {

@@ -458,3 +458,64 @@ fn a_replica_of_a_switching_source_is_refused() {
         assert_eq!(e.fault(), Fault::UnprocessableEntity);
     }
 }
+
+#[test]
+fn a_member_reset_is_refused_while_its_coordinator_runs_the_switch() {
+    // INSTANCE is the old source of a promote coordinated by SIBLING.
+    let switch = ReplicaSetSwitch {
+        old_primary_id: INSTANCE,
+        new_primary_id: Some(SIBLING),
+        replica_ids: vec![SIBLING],
+        requested_at: REQUESTED_AT,
+    };
+    let requested = InstanceEvent::ReplicaSourcePromotionRequested {
+        switch: switch.clone(),
+        at: earlier(),
+    };
+    let member = ready_then(std::slice::from_ref(&requested));
+    let coordinator = |cat: &mut TestCatalog| {
+        let mut c = ready_as(SIBLING, Some(INSTANCE));
+        crate::instance::evolve_in_place(&mut c, &requested);
+        cat.instances.push(c);
+    };
+    let e = given(&member)
+        .caller(admin())
+        .catalog(coordinator)
+        .when(InstanceCommand::ResetStatus)
+        .then_err(DomainError::SwitchMemberReset {
+            id: INSTANCE,
+            coordinator: SIBLING,
+        });
+    assert_eq!(e.fault(), Fault::UnprocessableEntity);
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "Instance {INSTANCE} is switching its replica set with instance {SIBLING}: \
+             reset the status of {SIBLING} first."
+        )
+    );
+    // Once the coordinator was reset (it runs no switch), the member may be reset.
+    let s = given(&member)
+        .caller(admin())
+        .catalog(|cat| cat.instances.push(ready_as(SIBLING, Some(INSTANCE))))
+        .when(InstanceCommand::ResetStatus)
+        .then(&[InstanceEvent::InstanceStatusReset {
+            task: Task::Promoting,
+            at: now(),
+        }]);
+    assert_eq!((s.task, s.replica_switch), (Task::None, None));
+    // The coordinator itself may always be reset.
+    let mut coordinating = ready_replica();
+    coordinating.push(InstanceEvent::ReplicaSourcePromotionRequested {
+        switch: promotion(),
+        at: earlier(),
+    });
+    given(&coordinating)
+        .caller(admin())
+        .catalog(replica_set)
+        .when(InstanceCommand::ResetStatus)
+        .then(&[InstanceEvent::InstanceStatusReset {
+            task: Task::Promoting,
+            at: now(),
+        }]);
+}
