@@ -37,11 +37,10 @@ impl SagaRunner {
         }
         let set = self.servers_of(&switch).await?;
         let guests = &self.providers.guests;
+        let key = switch_key(id, s, &switch, eject);
         let new_primary_id = if eject {
-            let key = IdempotencyKey::new(id, &format!("eject/{}", s.version));
             guests.eject_replica_source(&key, &set).await?
         } else {
-            let key = IdempotencyKey::new(id, &format!("promote/{}", switch.old_primary_id));
             guests.promote_to_replica_source(&key, &set).await?;
             id
         };
@@ -179,6 +178,20 @@ impl SagaRunner {
     }
 }
 
+/// The provider call's idempotency key on coordinator `id`: one per switch (the
+/// revision of its request), so that a retried step repeats the call and a later switch
+/// of the same set (a promote back and forth names the same old source again) is a new
+/// one. A switch recorded before `requested_at` existed keeps the key it had.
+fn switch_key(id: Uuid, s: &Instance, switch: &ReplicaSetSwitch, eject: bool) -> IdempotencyKey {
+    let name = match (eject, switch.requested_at) {
+        (true, 0) => format!("eject/{}", s.version),
+        (false, 0) => format!("promote/{}", switch.old_primary_id),
+        (true, at) => format!("eject/{at}"),
+        (false, at) => format!("promote/{}/{at}", switch.old_primary_id),
+    };
+    IdempotencyKey::new(id, &name)
+}
+
 /// The fault message of a switch that failed for good: upstream's words for an eject or
 /// a promote.
 pub(super) fn failure_message(id: Uuid, task: Task, e: &ProviderError) -> String {
@@ -186,5 +199,33 @@ pub(super) fn failure_message(id: Uuid, task: Task, e: &ProviderError) -> String
         format!("Failed to eject replica source {id}\n{e}")
     } else {
         format!("Failed to promote instance {id} to replica source\n{e}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn promote(old: u128, at: u64) -> ReplicaSetSwitch {
+        ReplicaSetSwitch {
+            old_primary_id: Uuid::from_u128(old),
+            new_primary_id: Some(Uuid::from_u128(1)),
+            replica_ids: vec![Uuid::from_u128(1)],
+            requested_at: at,
+        }
+    }
+
+    #[test]
+    fn each_promote_request_gets_its_own_provider_key() {
+        let (me, s) = (Uuid::from_u128(1), Instance::default());
+        // The same coordinator and old source, promoted again later (after a promote
+        // back): a new call, not the first one's remembered answer.
+        let first = switch_key(me, &s, &promote(2, 7), false);
+        let again = switch_key(me, &s, &promote(2, 7), false);
+        let later = switch_key(me, &s, &promote(2, 12), false);
+        assert_eq!(first, again, "a retried step repeats the call");
+        assert_ne!(first, later, "a later request is a new call");
+        // An eject of the same request revision is another call too.
+        assert_ne!(first, switch_key(me, &s, &promote(2, 7), true));
     }
 }
