@@ -307,3 +307,64 @@ async fn a_promote_cut_short_by_a_crash_finishes_after_the_restart() {
     let inv = cloud(dir.path());
     assert_eq!(guest_source(&inv, &p), json!(r), "{inv}");
 }
+
+#[tokio::test]
+async fn a_switching_member_is_not_deleted_and_is_reset_after_its_coordinator() {
+    let dir = tempfile::tempdir().unwrap();
+    // The switch never answers: the set stays PROMOTE.
+    let s = TestServer::start(
+        dir.path(),
+        &["--sim-latency-ms", "5", "--sim-fault", "promote:hang"],
+    )
+    .await;
+    let p = s.create_active("alice", "p1", "src").await;
+    let r = replica(&s, &p, "r").await;
+    let (status, _) = action(&s, "p1", &r, promote()).await;
+    assert_eq!(status, 202);
+    s.wait_for("alice", "p1", &p, |i| i["status"] == "PROMOTE")
+        .await;
+
+    // A member is not deleted while its set switches.
+    for id in [&p, &r] {
+        let (status, body) = s.delete("alice", "p1", &format!("/instances/{id}")).await;
+        assert_eq!(status, 422, "{body}");
+        assert_eq!(
+            body["unprocessableEntity"]["message"],
+            format!(
+                "Instance {id} is not currently available for an action to be performed \
+                 (task status was PROMOTING)."
+            ),
+            "{body}"
+        );
+    }
+    // The old source's reset is refused while the promoted replica runs the switch.
+    let reset = json!({"reset_status": {}});
+    let (status, body) = s
+        .post("admin", "p1", &format!("/instances/{p}/action"), &reset)
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(
+        body["unprocessableEntity"]["message"],
+        format!(
+            "Instance {p} is switching its replica set with instance {r}: reset the status \
+             of {r} first."
+        ),
+        "{body}"
+    );
+    // The coordinator first, then the member: both idle again, the topology as before.
+    for id in [&r, &p] {
+        let (status, body) = s
+            .post("admin", "p1", &format!("/instances/{id}/action"), &reset)
+            .await;
+        assert_eq!(status, 202, "{id}: {body}");
+    }
+    let shown = s
+        .wait_for("alice", "p1", &r, |i| i["status"] != "PROMOTE")
+        .await;
+    assert_eq!(shown["replica_of"]["id"], json!(p), "{shown}");
+    s.wait_for("alice", "p1", &p, |i| i["status"] != "PROMOTE")
+        .await;
+    // Then the replica may go.
+    let (status, body) = s.delete("alice", "p1", &format!("/instances/{r}")).await;
+    assert_eq!(status, 202, "{body}");
+}

@@ -817,9 +817,13 @@ impl Harness {
         let cmd = if fail {
             InstanceCommand::FailReplicaSetSwitch {
                 fault: fault("Promote"),
+                switch: switch.id(),
             }
         } else {
-            InstanceCommand::CompleteReplicaSetSwitch { new_primary_id: id }
+            InstanceCommand::CompleteReplicaSetSwitch {
+                new_primary_id: id,
+                switch: switch.id(),
+            }
         };
         let mut order: Vec<Uuid> = switch.members().into_iter().filter(|m| *m != id).collect();
         order.push(id);

@@ -60,6 +60,13 @@ pub trait Replication: Send + Sync {
         Err(unsupported())
     }
 
+    /// Undoes [`Replication::freeze`] after a promote failed before the candidate was
+    /// promoted: `primary` takes writes again (PostgreSQL: started again; MariaDB:
+    /// `read_only` off). Nothing else changed, so it is still the set's source.
+    async fn thaw(&self, _primary: &Instance) -> Result<(), LocalError> {
+        Err(unsupported())
+    }
+
     /// Waits until `replica` applied everything up to `position` (of [`Replication::freeze`]).
     async fn catch_up(&self, _replica: &Instance, _position: &str) -> Result<(), LocalError> {
         Err(unsupported())

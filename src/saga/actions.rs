@@ -38,7 +38,7 @@ fn resize_step(s: &Instance) -> Step {
     match (s.pending_volume_size, &s.volume_id) {
         (Some(size), Some(volume_id)) => Step::ResizeVolume {
             volume_id: volume_id.clone(),
-            size,
+            size: size.get(),
         },
         (Some(_), None) => Step::FailResize {
             message: "The instance has no volume to resize.".into(),
@@ -255,7 +255,7 @@ mod tests {
             })
         );
         s.pending_flavor = None;
-        s.pending_volume_size = Some(4);
+        s.pending_volume_size = std::num::NonZeroU64::new(4);
         assert_eq!(
             next_step(&s),
             Some(Step::ResizeVolume {

@@ -957,6 +957,7 @@ fn workflow_failure(
         },
         Step::SwitchReplicaSet => InstanceCommand::FailReplicaSetSwitch {
             fault: fault(replica_actions::failure_message(id, state.task, e)),
+            switch: state.replica_switch.as_ref()?.id(),
         },
         _ => return None,
     })

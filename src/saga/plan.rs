@@ -534,6 +534,7 @@ mod tests {
             old_primary_id: Uuid::from_u128(9),
             new_primary_id: new,
             replica_ids: vec![me, Uuid::from_u128(10)],
+            requested_at: 1,
         };
         let requested = |new| E::ReplicaSourcePromotionRequested {
             switch: switch(new),

@@ -32,26 +32,29 @@ impl SagaRunner {
         if let Some(refusal) = self.join_members(id, s, &switch, eject).await? {
             return Ok(Outcome::Record(InstanceCommand::FailReplicaSetSwitch {
                 fault: refusal,
+                switch: switch.id(),
             }));
         }
         let set = self.servers_of(&switch).await?;
         let guests = &self.providers.guests;
+        let key = switch_key(id, s, &switch, eject);
         let new_primary_id = if eject {
-            let key = IdempotencyKey::new(id, &format!("eject/{}", s.version));
             guests.eject_replica_source(&key, &set).await?
         } else {
-            let key = IdempotencyKey::new(id, &format!("promote/{}", switch.old_primary_id));
             guests.promote_to_replica_source(&key, &set).await?;
             id
         };
         Ok(Outcome::Record(InstanceCommand::CompleteReplicaSetSwitch {
             new_primary_id,
+            switch: switch.id(),
         }))
     }
 
     /// Records the switch on every member that has not recorded it; a member that
     /// cannot join (it started something else) fails the switch, before anything on
-    /// the servers changed.
+    /// the servers changed. A member that ended this switch already (a crash came
+    /// between the members' ends and the coordinator's) is skipped: it must not join
+    /// again (its own `decide` refuses to, too).
     async fn join_members(
         &self,
         id: Uuid,
@@ -60,6 +63,9 @@ impl SagaRunner {
         eject: bool,
     ) -> Result<Option<FaultInfo>, StepError> {
         for member in switch.members().into_iter().filter(|m| *m != id) {
+            if self.ended(member, switch).await? {
+                continue;
+            }
             let cmd = InstanceCommand::JoinReplicaSetSwitch {
                 switch: switch.clone(),
                 eject,
@@ -76,6 +82,15 @@ impl SagaRunner {
             }
         }
         Ok(None)
+    }
+
+    /// Whether `member` ended `switch` already, as its stream says.
+    async fn ended(&self, member: Uuid, switch: &ReplicaSetSwitch) -> Result<bool, StepError> {
+        if switch.requested_at == 0 {
+            return Ok(false); // an old body: unknown, its decide tells
+        }
+        let folded = self.bus.folded(member, None).await?;
+        Ok(folded.is_some_and(|f| f.state.switch_ended.as_deref() == Some(&switch.id())))
     }
 
     /// The server of every member, as their streams say.
@@ -122,8 +137,9 @@ impl SagaRunner {
         };
         for member in switch.members().into_iter().filter(|m| *m != id) {
             match self.record_on(member, id, s, cmd.clone()).await {
-                // A member deleted meanwhile (DELETE is allowed during a switch, as
-                // upstream) has nothing to record; retrying could never succeed.
+                // A member deleted meanwhile (DELETE is refused during a switch, but an
+                // admin's reset_status ends it on the member, which may then go) has
+                // nothing to record; retrying could never succeed.
                 Err(StepError::Command(CommandError::Domain(e))) => {
                     tracing::warn!(instance = %member, coordinator = %id, error = %e,
                         "a member of the replica set did not record the end of its switch");
@@ -162,6 +178,20 @@ impl SagaRunner {
     }
 }
 
+/// The provider call's idempotency key on coordinator `id`: one per switch (the
+/// revision of its request), so that a retried step repeats the call and a later switch
+/// of the same set (a promote back and forth names the same old source again) is a new
+/// one. A switch recorded before `requested_at` existed keeps the key it had.
+fn switch_key(id: Uuid, s: &Instance, switch: &ReplicaSetSwitch, eject: bool) -> IdempotencyKey {
+    let name = match (eject, switch.requested_at) {
+        (true, 0) => format!("eject/{}", s.version),
+        (false, 0) => format!("promote/{}", switch.old_primary_id),
+        (true, at) => format!("eject/{at}"),
+        (false, at) => format!("promote/{}/{at}", switch.old_primary_id),
+    };
+    IdempotencyKey::new(id, &name)
+}
+
 /// The fault message of a switch that failed for good: upstream's words for an eject or
 /// a promote.
 pub(super) fn failure_message(id: Uuid, task: Task, e: &ProviderError) -> String {
@@ -169,5 +199,33 @@ pub(super) fn failure_message(id: Uuid, task: Task, e: &ProviderError) -> String
         format!("Failed to eject replica source {id}\n{e}")
     } else {
         format!("Failed to promote instance {id} to replica source\n{e}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn promote(old: u128, at: u64) -> ReplicaSetSwitch {
+        ReplicaSetSwitch {
+            old_primary_id: Uuid::from_u128(old),
+            new_primary_id: Some(Uuid::from_u128(1)),
+            replica_ids: vec![Uuid::from_u128(1)],
+            requested_at: at,
+        }
+    }
+
+    #[test]
+    fn each_promote_request_gets_its_own_provider_key() {
+        let (me, s) = (Uuid::from_u128(1), Instance::default());
+        // The same coordinator and old source, promoted again later (after a promote
+        // back): a new call, not the first one's remembered answer.
+        let first = switch_key(me, &s, &promote(2, 7), false);
+        let again = switch_key(me, &s, &promote(2, 7), false);
+        let later = switch_key(me, &s, &promote(2, 12), false);
+        assert_eq!(first, again, "a retried step repeats the call");
+        assert_ne!(first, later, "a later request is a new call");
+        // An eject of the same request revision is another call too.
+        assert_ne!(first, switch_key(me, &s, &promote(2, 7), true));
     }
 }

@@ -121,6 +121,7 @@ fn reset_status(state: &Instance, ctx: &DecideCtx) -> Result<Vec<InstanceEvent>,
     if !ctx.caller.is_admin() {
         return Err(DomainError::PolicyForbids("instance:reset_status"));
     }
+    super::decide::replica_set::check_member_reset(state, ctx)?;
     if state.task == Task::None && state.service == ServiceStatus::Unknown {
         return Ok(vec![]);
     }
@@ -151,7 +152,10 @@ pub(super) fn report_action_end(
                 flavor: (**flavor).clone(),
                 at,
             },
-            (None, Some(size)) => E::VolumeResized { size, at },
+            (None, Some(size)) => E::VolumeResized {
+                size: size.get(),
+                at,
+            },
             (None, None) => return Ok(vec![]),
         },
         FailResize { fault } if resizing => match state.pending_flavor {
@@ -201,7 +205,7 @@ pub(super) fn action_progressed(s: &mut Instance, event: &InstanceEvent) {
         VolumeResizeRequested { to, at, .. } => {
             s.action_requested_at = s.version;
             s.task = Task::Resizing;
-            s.pending_volume_size = Some(*to);
+            s.pending_volume_size = std::num::NonZeroU64::new(*to);
             s.updated = *at;
         }
         VolumeResized { size, at } => {
@@ -241,8 +245,9 @@ fn status_reset(s: &mut Instance, at: DateTime<Utc>) {
     s.pending_flavor = None;
     s.pending_volume_size = None;
     s.pending_access = None;
-    // A promote or eject in progress is abandoned too (the other members keep theirs
-    // until an admin resets them as well).
+    // A promote or eject in progress is abandoned too. Only its coordinator's reset is
+    // accepted while the coordinator runs it (`replica_set::check_member_reset`); the
+    // other members keep theirs until an admin resets them as well.
     s.replica_switch = None;
     s.status_reset = true;
     s.updated = at;

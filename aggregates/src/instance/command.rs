@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::event::{
-    Access, DatabaseSpec, FaultInfo, Nic, ReplicaSetSwitch, SealedSecret, UserPassword,
+    Access, DatabaseSpec, FaultInfo, Nic, ReplicaSetSwitch, SealedSecret, SwitchId, UserPassword,
 };
 use super::status::{ComputeStatus, ServiceStatus, Task};
 use super::Address;
@@ -198,10 +198,14 @@ pub enum InstanceCommand {
         switch: ReplicaSetSwitch,
         eject: bool,
     },
-    /// The saga switched the set: `new_primary_id` is its source now.
-    CompleteReplicaSetSwitch { new_primary_id: Uuid },
-    /// The switch failed (PROMOTION_ERROR / EJECTION_ERROR).
-    FailReplicaSetSwitch { fault: FaultInfo },
+    /// The saga switched the set (the switch `switch`): `new_primary_id` is its source
+    /// now.
+    CompleteReplicaSetSwitch {
+        new_primary_id: Uuid,
+        switch: SwitchId,
+    },
+    /// The switch `switch` failed (PROMOTION_ERROR / EJECTION_ERROR).
+    FailReplicaSetSwitch { fault: FaultInfo, switch: SwitchId },
     // ---- instance actions: restart, resize, reset status ----------------------------
     /// `POST /instances/{id}/action {"restart": {}}`.
     RestartInstance,

@@ -21,7 +21,7 @@ use super::state::Instance;
 use super::status::{ComputeStatus, ServiceStatus, Task, Viewer};
 use crate::catalog::{Catalog, Datastore, DatastoreVersion};
 
-mod replica_set;
+pub(super) mod replica_set;
 
 /// Who is asking.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -290,6 +290,16 @@ fn delete(state: &Instance, ctx: &DecideCtx) -> Result<Vec<InstanceEvent>, Domai
     // `delete --force` = reset_status, then DELETE).
     if state.command_status() == "BUILD" && !state.status_reset {
         return Err(DomainError::InstanceBuilding(id));
+    }
+    // Stricter than upstream, as for BUILD: a member leaving during a promote or eject
+    // would leave the set half switched (the coordinator's step would end without it).
+    // An admin's reset_status is the way out of a stuck switch.
+    if matches!(state.task, Task::Promoting | Task::Ejecting) {
+        return Err(DomainError::NotAvailableForAction {
+            id,
+            kind: "task",
+            value: state.task.action().to_string(),
+        });
     }
     if ctx.catalog.live_replicas(id) > 0 {
         return Err(DomainError::ReplicaSourceDeleteForbidden);

@@ -172,6 +172,10 @@ pub enum DomainError {
     /// 400: eject of a source that is not failed.
     #[error("Replica Source {0} cannot be ejected as it has a current heartbeat")]
     ReplicaSourceHeartbeatCurrent(Uuid),
+    /// 422: `reset_status` of a member of a promote or eject whose coordinator still runs
+    /// it (the member would never learn the new topology).
+    #[error("Instance {id} is switching its replica set with instance {coordinator}: reset the status of {coordinator} first.")]
+    SwitchMemberReset { id: Uuid, coordinator: Uuid },
     // ---- instance actions: restart, resize, reset status ----------------------------
     /// 400: upstream's `BadRequest` for a flavor resize to the flavor the instance has.
     #[error("The new flavor id must be different than the current flavor id of '{0}'.")]
@@ -208,7 +212,8 @@ impl DomainError {
             | InstanceBuilding(_)
             | NotAvailableForAction { .. }
             | GuestOperationNotSupported(_)
-            | GuestNotRunning { .. } => Fault::UnprocessableEntity,
+            | GuestNotRunning { .. }
+            | SwitchMemberReset { .. } => Fault::UnprocessableEntity,
             VolumeNotSupported => Fault::NotImplemented,
             // instance actions
             PolicyForbids(_) => Fault::Forbidden,

@@ -129,9 +129,30 @@ pub struct ReplicaSetSwitch {
     pub new_primary_id: Option<Uuid>,
     /// The old source's replicas when the switch was accepted, ascending.
     pub replica_ids: Vec<Uuid>,
+    /// The coordinator's stream revision of the request: with the coordinator, it names
+    /// this switch among all of the set's (a member must not join or end a switch twice).
+    /// 0 in bodies written before it was recorded: unknown (no request is revision 0).
+    #[serde(default)]
+    pub requested_at: u64,
+}
+
+/// Which switch: its coordinator and the revision of its request there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwitchId {
+    pub coordinator: Uuid,
+    /// [`ReplicaSetSwitch::requested_at`]; 0: unknown (an old body).
+    pub requested_at: u64,
 }
 
 impl ReplicaSetSwitch {
+    /// This switch's identity.
+    pub fn id(&self) -> SwitchId {
+        SwitchId {
+            coordinator: self.coordinator(),
+            requested_at: self.requested_at,
+        }
+    }
+
     /// The member whose saga performs the switch: the promoted replica, or the ejected
     /// source.
     pub fn coordinator(&self) -> Uuid {

@@ -527,13 +527,21 @@ fn switched(s: &mut Instance, new_primary: Uuid, ejected: Option<Uuid>, at: Date
         Some(new_primary)
     };
     s.task = Task::None;
-    s.replica_switch = None;
+    end_switch(s);
     s.updated = at;
+}
+
+/// The switch is over on this member: remembered as ended, so that it is not joined or
+/// ended again.
+fn end_switch(s: &mut Instance) {
+    if let Some(switch) = s.replica_switch.take() {
+        s.switch_ended = Some(Box::new(switch.id()));
+    }
 }
 
 fn failed(s: &mut Instance, task: Task, fault: &FaultInfo, at: DateTime<Utc>) {
     s.task = task;
-    s.replica_switch = None;
+    end_switch(s);
     s.fault = Some(Fault::from_info(fault, at));
     s.updated = at;
 }

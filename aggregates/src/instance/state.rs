@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::event::{
     Access, Address, DatabaseSpec, DatastoreRef, FaultInfo, FlavorRef, InstanceEvent, Nic,
-    ReplicaSetSwitch, VolumeSpec,
+    ReplicaSetSwitch, SwitchId, VolumeSpec,
 };
 use super::status::{ComputeStatus, ServiceStatus, StatusInputs, Task, Viewer};
 
@@ -127,14 +127,21 @@ pub struct Instance {
     /// instance in the read models).
     #[serde(default)]
     pub replica_switch: Option<Box<ReplicaSetSwitch>>,
+    /// The last switch this member ended (done or failed): a join or an end report of it
+    /// that comes again (the coordinator's step retried after a crash) decides nothing
+    /// (boxed: rare, and the folded state's inline size is capped).
+    #[serde(default)]
+    pub switch_ended: Option<Box<SwitchId>>,
 
     // ---- instance actions: restart, resize, reset status ----------------------------
     /// The flavor a resize in progress moves to (`FlavorResizeRequested`).
     #[serde(default)]
     pub pending_flavor: Option<Box<FlavorRef>>,
-    /// The size (GB) a volume resize in progress grows to (`VolumeResizeRequested`).
+    /// The size (GB) a volume resize in progress grows to (`VolumeResizeRequested`;
+    /// never 0: a volume only grows. Non-zero keeps the folded state's inline size
+    /// within its cap; the JSON is the same as a plain number's).
     #[serde(default)]
-    pub pending_volume_size: Option<u64>,
+    pub pending_volume_size: Option<std::num::NonZeroU64>,
     /// An admin reset the status since the last build ended (`InstanceStatusReset`):
     /// the instance may then be deleted even while its compute server still reads BUILD
     /// (the operator's way out of a stuck build).
@@ -191,7 +198,7 @@ impl Instance {
     /// the new size (a volume only grows).
     pub fn quota_volume(&self) -> i64 {
         let size = self.volume.as_ref().map_or(0, |v| v.size);
-        size.max(self.pending_volume_size.unwrap_or(0)) as i64
+        size.max(self.pending_volume_size.map_or(0, |s| s.get())) as i64
     }
 }
 

@@ -258,6 +258,10 @@ impl Replication for Mariadb {
         self.freeze_now(primary).await
     }
 
+    async fn thaw(&self, primary: &Instance) -> Result<(), LocalError> {
+        self.thaw_now(primary).await
+    }
+
     async fn catch_up(&self, replica: &Instance, position: &str) -> Result<(), LocalError> {
         self.catch_up_now(replica, position).await
     }

@@ -26,6 +26,12 @@ impl Mariadb {
         Ok(pos)
     }
 
+    /// Lets the old source take writes again after a failed promote.
+    pub(super) async fn thaw_now(&self, primary: &Instance) -> Result<(), LocalError> {
+        self.sql(primary, "SET GLOBAL read_only = 0;", &[]).await?;
+        Ok(())
+    }
+
     /// Waits until `replica` applied `pos`.
     pub(super) async fn catch_up_now(
         &self,

@@ -169,6 +169,10 @@ impl Replication for Postgres {
         self.freeze_now(primary).await
     }
 
+    async fn thaw(&self, primary: &Instance) -> Result<(), LocalError> {
+        self.thaw_now(primary).await
+    }
+
     async fn catch_up(&self, replica: &Instance, position: &str) -> Result<(), LocalError> {
         self.catch_up_now(replica, position).await
     }

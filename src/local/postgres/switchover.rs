@@ -54,6 +54,15 @@ impl Postgres {
         Ok(lsn)
     }
 
+    /// Starts the shut-down old source again after a failed promote: it is still a
+    /// primary (no `standby.signal` was written before the promote).
+    pub(super) async fn thaw_now(&self, primary: &Instance) -> Result<(), LocalError> {
+        if running(primary).is_none() {
+            self.start(primary).await?;
+        }
+        Ok(())
+    }
+
     /// Waits until `replica` replayed past `lsn`.
     pub(super) async fn catch_up_now(
         &self,

@@ -4,7 +4,9 @@
 //! Promote: the old source stops taking writes (`freeze`), the candidate and the
 //! siblings apply everything it committed (`catch_up`), the candidate becomes a source
 //! (`become_source`) and is promoted (writable), the siblings follow it (`repoint`), and
-//! the old source becomes its read-only replica (`demote`). Eject: the old source is
+//! the old source becomes its read-only replica (`demote`). If a step before the
+//! promotion fails, the old source takes writes again (`thaw`) before the error is
+//! returned: the set is as before. Eject: the old source is
 //! failed and left alone (stopped if it still runs, so that it cannot take writes
 //! nobody replicates); the replica that applied the most is elected and promoted, and
 //! the others follow it.
@@ -13,18 +15,37 @@
 //! source is promoted (it is no replica any more), only the steps after the promotion
 //! run again. Every server's lock is held (in sorted order; no other path takes more
 //! than a replica's and then its primary's, and the command path refuses those while
-//! the set switches). The work runs in a task of its own, so that a saga call that
+//! the set switches: a member's actions and DELETE, and a new replica of a switching
+//! source). The work runs in a task of its own, so that a saga call that
 //! times out does not cut it short: the retry waits for the locks and finds it done.
 
 use uuid::Uuid;
 
 use super::{provider_error, LocalProvider};
 use crate::local::replication::Replication;
-use crate::local::{running, Engine, Instance};
+use crate::local::{running, Engine, Instance, LocalError};
 use crate::saga::ports::{ProviderError, ReplicaSetServers};
 
 /// One member of the set: instance id, server id, engine instance.
 type Member = (Uuid, String, Instance);
+
+/// The steps of a promote between the freeze of the old source and the candidate taking
+/// writes: every replica applies what the old source committed (MariaDB's new source
+/// starts its binary log at the position it applied, so a sibling behind it could not
+/// follow it), then the candidate becomes the source.
+async fn promote_candidate(
+    repl: &dyn Replication,
+    new: &Member,
+    siblings: &[Member],
+    position: &str,
+) -> Result<(), LocalError> {
+    repl.catch_up(&new.2, position).await?;
+    for s in siblings {
+        repl.catch_up(&s.2, position).await?;
+    }
+    repl.become_source(&new.2).await?;
+    repl.promote(&new.2).await
+}
 
 impl LocalProvider {
     /// `promote_to_replica_source` (see the module docs).
@@ -60,12 +81,15 @@ impl LocalProvider {
         let e = provider_error;
         if repl.is_replica(&new.2).await.map_err(e)? {
             let position = repl.freeze(&old.2).await.map_err(e)?;
-            repl.catch_up(&new.2, &position).await.map_err(e)?;
-            for s in &siblings {
-                repl.catch_up(&s.2, &position).await.map_err(e)?;
+            if let Err(err) = promote_candidate(repl, &new, &siblings, &position).await {
+                // Nothing switched yet: the old source must not stay frozen (shut down,
+                // or read-only) while the switch fails or waits for its retry.
+                if let Err(t) = repl.thaw(&old.2).await {
+                    tracing::warn!(old = %old.0, error = %t,
+                        "the old source could not take writes again after a failed promote");
+                }
+                return Err(e(err));
             }
-            repl.become_source(&new.2).await.map_err(e)?;
-            repl.promote(&new.2).await.map_err(e)?;
         }
         for s in &siblings {
             repl.repoint(&s.2, &new.2).await.map_err(e)?;

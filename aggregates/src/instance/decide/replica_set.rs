@@ -19,7 +19,7 @@ use super::{can_perform_action, DecideCtx};
 use crate::catalog::Catalog;
 use crate::instance::command::InstanceCommand;
 use crate::instance::error::DomainError;
-use crate::instance::event::{InstanceEvent, ReplicaSetSwitch};
+use crate::instance::event::{InstanceEvent, ReplicaSetSwitch, SwitchId};
 use crate::instance::state::Instance;
 use crate::instance::status::{ComputeStatus, ServiceStatus, Task};
 
@@ -51,6 +51,7 @@ pub(crate) fn decide_promote(
             old_primary_id,
             new_primary_id: Some(id),
             replica_ids,
+            requested_at: state.version,
         },
         at: ctx.now,
     }])
@@ -99,6 +100,7 @@ pub(crate) fn decide_eject(
             old_primary_id: id,
             new_primary_id: None,
             replica_ids,
+            requested_at: state.version,
         },
         at: ctx.now,
     }])
@@ -113,7 +115,8 @@ fn source_failed(state: &Instance) -> bool {
     ) || state.compute == Some(ComputeStatus::Error)
 }
 
-/// The commands of a switch in progress, on one member.
+/// The commands of a switch in progress, on one member. An end report names its switch:
+/// one this member is not in (ended already, reset, or another one) decides nothing.
 pub(crate) fn decide_member(
     state: &Instance,
     cmd: &InstanceCommand,
@@ -127,28 +130,21 @@ pub(crate) fn decide_member(
     let at = ctx.now;
     let eject = state.task == Task::Ejecting;
     let switching = matches!(state.task, Task::Promoting | Task::Ejecting);
-    match (cmd, &state.replica_switch) {
-        (JoinReplicaSetSwitch { switch, eject: ej }, current) => {
-            if current.as_deref() == Some(switch) && switching {
-                return Ok(vec![]); // joined already
-            }
-            if !matches!(state.task, Task::None | Task::RestartRequired) {
-                return Err(DomainError::NotAvailableForAction {
-                    id,
-                    kind: "task",
-                    value: state.task.action().to_string(),
-                });
-            }
-            let switch = switch.clone();
-            Ok(vec![if *ej {
-                E::ReplicaSourceEjectionRequested { switch, at }
-            } else {
-                E::ReplicaSourcePromotionRequested { switch, at }
-            }])
-        }
-        (CompleteReplicaSetSwitch { new_primary_id }, Some(s)) if switching => {
+    // The switch in progress here, if the report is about it.
+    let current = |id: &SwitchId| {
+        state
+            .replica_switch
+            .as_deref()
+            .filter(|s| switching && s.id() == *id)
+    };
+    match cmd {
+        JoinReplicaSetSwitch { switch, eject: ej } => join(state, id, switch, *ej, at),
+        CompleteReplicaSetSwitch {
+            new_primary_id,
+            switch,
+        } => Ok(current(switch).map_or_else(Vec::new, |s| {
             let (new_primary_id, old_primary_id) = (*new_primary_id, s.old_primary_id);
-            Ok(vec![if eject {
+            vec![if eject {
                 E::ReplicaSourceEjected {
                     new_primary_id,
                     old_primary_id,
@@ -160,19 +156,80 @@ pub(crate) fn decide_member(
                     old_primary_id,
                     at,
                 }
-            }])
-        }
-        (FailReplicaSetSwitch { fault }, Some(_)) if switching => {
+            }]
+        })),
+        FailReplicaSetSwitch { fault, switch } => Ok(current(switch).map_or_else(Vec::new, |_| {
             let fault = fault.clone();
-            Ok(vec![if eject {
+            vec![if eject {
                 E::ReplicaSourceEjectionFailed { fault, at }
             } else {
                 E::ReplicaSourcePromotionFailed { fault, at }
-            }])
-        }
-        // A late or repeated report: the switch is over on this member.
+            }]
+        })),
+        // Not a member's command (routed here only for the three above).
         _ => Ok(vec![]),
     }
+}
+
+/// `JoinReplicaSetSwitch`: a member records the switch once; a switch it already ended
+/// (a coordinator's step retried after a crash between the members' ends and its own)
+/// is not joined again, even if the member is busy or idle again meanwhile.
+fn join(
+    state: &Instance,
+    id: Uuid,
+    switch: &ReplicaSetSwitch,
+    eject: bool,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<InstanceEvent>, DomainError> {
+    let known = switch.requested_at != 0;
+    if known && state.switch_ended.as_deref() == Some(&switch.id()) {
+        return Ok(vec![]); // ended already
+    }
+    let switching = matches!(state.task, Task::Promoting | Task::Ejecting);
+    if state.replica_switch.as_deref() == Some(switch) && switching {
+        return Ok(vec![]); // joined already
+    }
+    if !matches!(state.task, Task::None | Task::RestartRequired) {
+        return Err(DomainError::NotAvailableForAction {
+            id,
+            kind: "task",
+            value: state.task.action().to_string(),
+        });
+    }
+    let switch = switch.clone();
+    Ok(vec![if eject {
+        InstanceEvent::ReplicaSourceEjectionRequested { switch, at }
+    } else {
+        InstanceEvent::ReplicaSourcePromotionRequested { switch, at }
+    }])
+}
+
+/// `reset_status` on a member of a switch in progress: refused while the switch's
+/// coordinator (read through the read models) still runs it. Its saga records the end on
+/// the members it finds in the switch; a member reset meanwhile would ignore that report
+/// and never learn the new topology. The coordinator's reset abandons the switch: the
+/// other members may be reset then. The coordinator itself may always be reset.
+pub(crate) fn check_member_reset(state: &Instance, ctx: &DecideCtx) -> Result<(), DomainError> {
+    let Some(switch) = state
+        .replica_switch
+        .as_deref()
+        .filter(|_| matches!(state.task, Task::Promoting | Task::Ejecting))
+    else {
+        return Ok(());
+    };
+    let (id, coordinator) = (state.id_or_nil(), switch.coordinator());
+    if state.id == Some(coordinator) {
+        return Ok(());
+    }
+    let runs_it = ctx.catalog.instance(coordinator).is_some_and(|c| {
+        c.is_live()
+            && matches!(c.task, Task::Promoting | Task::Ejecting)
+            && c.replica_switch.as_deref().map(ReplicaSetSwitch::id) == Some(switch.id())
+    });
+    if runs_it {
+        return Err(DomainError::SwitchMemberReset { id, coordinator });
+    }
+    Ok(())
 }
 
 /// The instance an action names: live, visible, with a compute server.

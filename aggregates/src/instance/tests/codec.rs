@@ -298,6 +298,7 @@ fn switch() -> crate::instance::ReplicaSetSwitch {
         old_primary_id: uuid::Uuid::from_u128(8),
         new_primary_id: Some(PRIMARY),
         replica_ids: vec![PRIMARY, uuid::Uuid::from_u128(9)],
+        requested_at: 3,
     }
 }
 

@@ -3,7 +3,7 @@
 use super::support::*;
 use crate::fault::Fault;
 use crate::instance::{
-    ComputeStatus, DomainError, FaultInfo, InstanceCommand, InstanceEvent, Task,
+    ComputeStatus, DomainError, FaultInfo, InstanceCommand, InstanceEvent, ReplicaSetSwitch, Task,
 };
 
 fn delete() -> InstanceCommand {
@@ -170,4 +170,50 @@ fn delete_without_server_is_fine_once_not_building() {
     given(&[created(), failed(Task::BuildingErrorVolume)])
         .when(delete())
         .then(&[deletion_requested()]);
+}
+
+#[test]
+fn a_member_of_a_switching_replica_set_delete_is_unprocessable() {
+    // Stricter than upstream: the set would be left half switched. reset_status first.
+    let switch = ReplicaSetSwitch {
+        old_primary_id: PRIMARY,
+        new_primary_id: Some(INSTANCE),
+        replica_ids: vec![INSTANCE],
+        requested_at: 6,
+    };
+    let histories = [
+        (
+            InstanceEvent::ReplicaSourcePromotionRequested {
+                switch: switch.clone(),
+                at: earlier(),
+            },
+            "PROMOTING",
+        ),
+        (
+            InstanceEvent::ReplicaSourceEjectionRequested {
+                switch,
+                at: earlier(),
+            },
+            "EJECTING",
+        ),
+    ];
+    for (requested, value) in histories {
+        let history = ready_then(&[requested]);
+        let e = given(&history)
+            .when(delete())
+            .then_err(DomainError::NotAvailableForAction {
+                id: INSTANCE,
+                kind: "task",
+                value: value.into(),
+            });
+        assert_eq!(e.fault(), Fault::UnprocessableEntity);
+        // An admin's reset_status is the way out.
+        let reset = InstanceEvent::InstanceStatusReset {
+            task: Task::Promoting,
+            at: earlier(),
+        };
+        given(&[history, vec![reset]].concat())
+            .when(delete())
+            .then(&[deletion_requested()]);
+    }
 }

@@ -66,6 +66,7 @@ fn expected_fault(e: &DomainError) -> Fault {
         VolumeNotSupported => Fault::NotImplemented,
         NotAReplicaSource(_) => Fault::BadRequest,
         ReplicaSourceHeartbeatCurrent(_) => Fault::BadRequest,
+        SwitchMemberReset { .. } => Fault::UnprocessableEntity,
         // instance actions
         ResizeToSameFlavor(_) => Fault::BadRequest,
         VolumeMustGrow(_) => Fault::BadRequest,
@@ -176,6 +177,10 @@ fn one_of_each() -> Vec<DomainError> {
         VolumeNotSupported,
         NotAReplicaSource(id),
         ReplicaSourceHeartbeatCurrent(id),
+        SwitchMemberReset {
+            id,
+            coordinator: id,
+        },
         ResizeToSameFlavor("7".into()),
         VolumeMustGrow(5),
         NoVolume(id),
@@ -197,7 +202,7 @@ fn one_of_each() -> Vec<DomainError> {
 #[test]
 fn every_refusal_maps_to_the_specs_fault_class() {
     let all = one_of_each();
-    assert_eq!(all.len(), 65);
+    assert_eq!(all.len(), 66);
     for e in &all {
         assert_eq!(e.fault(), expected_fault(e), "{e:?}");
     }

@@ -34,11 +34,15 @@ fn replica_set(cat: &mut TestCatalog) {
     cat.replica_ids = vec![(PRIMARY, vec![SIBLING, INSTANCE])];
 }
 
+/// The coordinator's revision of the request: right after `ready()`.
+const REQUESTED_AT: u64 = 6;
+
 fn promotion() -> ReplicaSetSwitch {
     ReplicaSetSwitch {
         old_primary_id: PRIMARY,
         new_primary_id: Some(INSTANCE),
         replica_ids: vec![INSTANCE, SIBLING],
+        requested_at: REQUESTED_AT,
     }
 }
 
@@ -47,6 +51,7 @@ fn ejection() -> ReplicaSetSwitch {
         old_primary_id: INSTANCE,
         new_primary_id: None,
         replica_ids: vec![PRIMARY, SIBLING],
+        requested_at: REQUESTED_AT,
     }
 }
 
@@ -175,7 +180,10 @@ fn eject_of_a_source_whose_guest_failed_is_accepted() {
         .catalog(source_catalog)
         .when(InstanceCommand::EjectReplicaSource { silent: false })
         .then(&[InstanceEvent::ReplicaSourceEjectionRequested {
-            switch: ejection(),
+            switch: ReplicaSetSwitch {
+                requested_at: REQUESTED_AT + 1,
+                ..ejection()
+            },
             at: now(),
         }]);
 }
@@ -234,6 +242,7 @@ fn after_a_promote_the_old_source_follows_the_new_one() {
     let s = given(&ready_then(std::slice::from_ref(&requested)))
         .when(InstanceCommand::CompleteReplicaSetSwitch {
             new_primary_id: SIBLING,
+            switch: promotion().id(),
         })
         .then(&[InstanceEvent::ReplicaSourcePromoted {
             new_primary_id: SIBLING,
@@ -248,6 +257,7 @@ fn after_a_promote_the_old_source_follows_the_new_one() {
     let s = given(&replica)
         .when(InstanceCommand::CompleteReplicaSetSwitch {
             new_primary_id: INSTANCE,
+            switch: promotion().id(),
         })
         .events()
         .iter()
@@ -262,6 +272,7 @@ fn after_a_promote_the_old_source_follows_the_new_one() {
     given(&replica)
         .when(InstanceCommand::CompleteReplicaSetSwitch {
             new_primary_id: INSTANCE,
+            switch: promotion().id(),
         })
         .then_nothing();
 }
@@ -275,6 +286,7 @@ fn after_an_eject_the_ejected_source_stands_alone() {
     let s = given(&ready_then(&[requested]))
         .when(InstanceCommand::CompleteReplicaSetSwitch {
             new_primary_id: SIBLING,
+            switch: promotion().id(),
         })
         .then(&[InstanceEvent::ReplicaSourceEjected {
             new_primary_id: SIBLING,
@@ -291,7 +303,10 @@ fn a_failed_switch_leaves_every_member_in_error_with_the_fault() {
         at: earlier(),
     };
     let s = given(&[ready_replica(), vec![requested]].concat())
-        .when(InstanceCommand::FailReplicaSetSwitch { fault: fault() })
+        .when(InstanceCommand::FailReplicaSetSwitch {
+            fault: fault(),
+            switch: promotion().id(),
+        })
         .then(&[InstanceEvent::ReplicaSourcePromotionFailed {
             fault: fault(),
             at: now(),
@@ -300,4 +315,207 @@ fn a_failed_switch_leaves_every_member_in_error_with_the_fault() {
     assert_eq!(s.command_status(), "ERROR");
     assert_eq!(s.replica_of, Some(PRIMARY), "topology as before");
     assert_eq!(s.fault.map(|f| f.message), Some("switch failed".into()));
+}
+
+/// A member (here the old source) that recorded the end of `promotion()`.
+fn ended_member() -> Vec<InstanceEvent> {
+    ready_then(&[
+        InstanceEvent::ReplicaSourcePromotionRequested {
+            switch: promotion(),
+            at: earlier(),
+        },
+        InstanceEvent::ReplicaSourcePromoted {
+            new_primary_id: INSTANCE,
+            old_primary_id: PRIMARY,
+            at: earlier(),
+        },
+    ])
+}
+
+#[test]
+fn a_member_that_ended_the_switch_does_not_join_it_again() {
+    // The coordinator's step is retried after a crash between the members' ends and
+    // its own: the member must not go back to PROMOTING.
+    let join = InstanceCommand::JoinReplicaSetSwitch {
+        switch: promotion(),
+        eject: false,
+    };
+    let s = fold(&ended_member());
+    assert_eq!(s.switch_ended.as_deref(), Some(&promotion().id()));
+    given(&ended_member()).when(join.clone()).then_nothing();
+    // Not even when it is busy with something else meanwhile (the coordinator must not
+    // fail a switch that is done on this member).
+    let busy = [ended_member(), vec![upgrade_requested(V_MYSQL_57)]].concat();
+    given(&busy).when(join).then_nothing();
+}
+
+#[test]
+fn an_end_report_of_another_switch_is_ignored() {
+    // The member ended `promotion()` and joined a later switch: a late report of the
+    // first one must not end the second.
+    let later = ReplicaSetSwitch {
+        requested_at: REQUESTED_AT + 10,
+        ..promotion()
+    };
+    let history = [
+        ended_member(),
+        vec![InstanceEvent::ReplicaSourcePromotionRequested {
+            switch: later.clone(),
+            at: earlier(),
+        }],
+    ]
+    .concat();
+    given(&history)
+        .when(InstanceCommand::CompleteReplicaSetSwitch {
+            new_primary_id: INSTANCE,
+            switch: promotion().id(),
+        })
+        .then_nothing();
+    given(&history)
+        .when(InstanceCommand::FailReplicaSetSwitch {
+            fault: fault(),
+            switch: promotion().id(),
+        })
+        .then_nothing();
+    given(&history)
+        .when(InstanceCommand::CompleteReplicaSetSwitch {
+            new_primary_id: INSTANCE,
+            switch: later.id(),
+        })
+        .then(&[InstanceEvent::ReplicaSourcePromoted {
+            new_primary_id: INSTANCE,
+            old_primary_id: PRIMARY,
+            at: now(),
+        }]);
+}
+
+#[test]
+fn a_switch_recorded_before_its_identity_still_ends() {
+    // Bodies written before `requested_at` existed: identity (coordinator, 0).
+    let old = ReplicaSetSwitch {
+        requested_at: 0,
+        ..promotion()
+    };
+    given(&ready_then(&[
+        InstanceEvent::ReplicaSourcePromotionRequested {
+            switch: old.clone(),
+            at: earlier(),
+        },
+    ]))
+    .when(InstanceCommand::CompleteReplicaSetSwitch {
+        new_primary_id: INSTANCE,
+        switch: old.id(),
+    })
+    .then(&[InstanceEvent::ReplicaSourcePromoted {
+        new_primary_id: INSTANCE,
+        old_primary_id: PRIMARY,
+        at: now(),
+    }]);
+}
+
+#[test]
+fn a_replica_of_a_switching_source_is_refused() {
+    // The new replica would follow a source that is about to stop being one, and the
+    // switch would not know it.
+    for (requested, value) in [
+        (
+            InstanceEvent::ReplicaSourcePromotionRequested {
+                switch: ReplicaSetSwitch {
+                    old_primary_id: PRIMARY,
+                    new_primary_id: Some(PRIMARY_REPLICA),
+                    replica_ids: vec![PRIMARY_REPLICA],
+                    requested_at: REQUESTED_AT,
+                },
+                at: earlier(),
+            },
+            "PROMOTING",
+        ),
+        (
+            InstanceEvent::ReplicaSourceEjectionRequested {
+                switch: ReplicaSetSwitch {
+                    old_primary_id: PRIMARY,
+                    new_primary_id: None,
+                    replica_ids: vec![PRIMARY_REPLICA],
+                    requested_at: REQUESTED_AT,
+                },
+                at: earlier(),
+            },
+            "EJECTING",
+        ),
+    ] {
+        let e = given(&[])
+            .catalog(|cat| {
+                for i in cat.instances.iter_mut().filter(|i| i.id == Some(PRIMARY)) {
+                    crate::instance::evolve_in_place(i, &requested);
+                }
+            })
+            .when(create_replica(PRIMARY, |_| {}))
+            .then_err(DomainError::NotAvailableForAction {
+                id: PRIMARY,
+                kind: "task",
+                value: value.into(),
+            });
+        assert_eq!(e.fault(), Fault::UnprocessableEntity);
+    }
+}
+
+#[test]
+fn a_member_reset_is_refused_while_its_coordinator_runs_the_switch() {
+    // INSTANCE is the old source of a promote coordinated by SIBLING.
+    let switch = ReplicaSetSwitch {
+        old_primary_id: INSTANCE,
+        new_primary_id: Some(SIBLING),
+        replica_ids: vec![SIBLING],
+        requested_at: REQUESTED_AT,
+    };
+    let requested = InstanceEvent::ReplicaSourcePromotionRequested {
+        switch: switch.clone(),
+        at: earlier(),
+    };
+    let member = ready_then(std::slice::from_ref(&requested));
+    let coordinator = |cat: &mut TestCatalog| {
+        let mut c = ready_as(SIBLING, Some(INSTANCE));
+        crate::instance::evolve_in_place(&mut c, &requested);
+        cat.instances.push(c);
+    };
+    let e = given(&member)
+        .caller(admin())
+        .catalog(coordinator)
+        .when(InstanceCommand::ResetStatus)
+        .then_err(DomainError::SwitchMemberReset {
+            id: INSTANCE,
+            coordinator: SIBLING,
+        });
+    assert_eq!(e.fault(), Fault::UnprocessableEntity);
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "Instance {INSTANCE} is switching its replica set with instance {SIBLING}: \
+             reset the status of {SIBLING} first."
+        )
+    );
+    // Once the coordinator was reset (it runs no switch), the member may be reset.
+    let s = given(&member)
+        .caller(admin())
+        .catalog(|cat| cat.instances.push(ready_as(SIBLING, Some(INSTANCE))))
+        .when(InstanceCommand::ResetStatus)
+        .then(&[InstanceEvent::InstanceStatusReset {
+            task: Task::Promoting,
+            at: now(),
+        }]);
+    assert_eq!((s.task, s.replica_switch), (Task::None, None));
+    // The coordinator itself may always be reset.
+    let mut coordinating = ready_replica();
+    coordinating.push(InstanceEvent::ReplicaSourcePromotionRequested {
+        switch: promotion(),
+        at: earlier(),
+    });
+    given(&coordinating)
+        .caller(admin())
+        .catalog(replica_set)
+        .when(InstanceCommand::ResetStatus)
+        .then(&[InstanceEvent::InstanceStatusReset {
+            task: Task::Promoting,
+            at: now(),
+        }]);
 }
