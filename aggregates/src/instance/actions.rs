@@ -32,7 +32,7 @@ pub(super) fn decide_action(
         }
         ResizeFlavor { flavor_ref } => resize_flavor(state, id, flavor_ref, ctx),
         ResizeVolume { size } => resize_volume(state, id, *size, ctx),
-        ResetStatus => reset_status(state, ctx),
+        ResetStatus => reset_status(state, id, ctx),
         _ => Err(DomainError::InvalidReport(format!(
             "{} is not an instance action",
             cmd.name()
@@ -116,10 +116,19 @@ fn check_quota(
 
 /// Upstream `reset_status`: admin only (`instance:reset_status` is `rule:admin`); task
 /// NONE and service UNKNOWN whatever the instance was doing. Already reset (task NONE,
-/// service UNKNOWN): nothing to record, a no-op 202.
-fn reset_status(state: &Instance, ctx: &DecideCtx) -> Result<Vec<InstanceEvent>, DomainError> {
+/// service UNKNOWN): nothing to record, a no-op 202. Ours: refused while DELETING — a
+/// reset would bring back a live instance whose quota the DELETE already released, and
+/// the teardown it would abandon is retried by the saga until it ends.
+fn reset_status(
+    state: &Instance,
+    id: uuid::Uuid,
+    ctx: &DecideCtx,
+) -> Result<Vec<InstanceEvent>, DomainError> {
     if !ctx.caller.is_admin() {
         return Err(DomainError::PolicyForbids("instance:reset_status"));
+    }
+    if state.task == Task::Deleting {
+        return Err(DomainError::ResetWhileDeleting(id));
     }
     if state.task == Task::None && state.service == ServiceStatus::Unknown {
         return Ok(vec![]);

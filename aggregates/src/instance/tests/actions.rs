@@ -358,3 +358,17 @@ fn reset_status_during_a_resize_drops_the_pending_change() {
         .when(C::RestartInstance)
         .then_err(not_available("instance", "ACTIVE"));
 }
+
+#[test]
+fn deleting_instance_reset_status_is_refused_and_the_deletion_continues() {
+    let deleting = ready_then(&[E::InstanceDeletionRequested { at: earlier() }]);
+    let e = given(&deleting)
+        .caller(admin())
+        .when(C::ResetStatus)
+        .then_err(DomainError::ResetWhileDeleting(INSTANCE));
+    assert_eq!(e.fault(), Fault::UnprocessableEntity);
+    assert!(e.to_string().contains("is being deleted"), "{e}");
+    given(&deleting)
+        .when(C::CompleteDeletion)
+        .then(&[E::InstanceDeleted { at: now() }]);
+}
