@@ -197,6 +197,63 @@ async fn failed_restart_and_resizes_roll_back_to_active_with_a_fault() {
     }
 }
 
+/// Polls the admin view until the instance's fault message contains `text`.
+async fn wait_for_fault(s: &TestServer, id: &str, text: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, shown) = s.get("admin", "p1", &format!("/mgmt/instances/{id}")).await;
+        let inst = &shown["instance"];
+        if inst["fault"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(text))
+        {
+            return inst.clone();
+        }
+        assert!(Instant::now() < deadline, "no fault {text:?}: {shown}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn restart_or_resize_whose_database_never_gets_healthy_fails_after_the_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = TestServer::start(dir.path(), &[]).await;
+    let restarted = s.create_active("u", "p1", "db-restart").await;
+    let resized = s.create_active("u", "p1", "db-resize").await;
+    let before = usage(&s).await;
+    s.terminate(Duration::from_secs(10));
+    // From now on the guests stay in whatever status they reach (a restart never ends).
+    let s = TestServer::start(
+        dir.path(),
+        &[
+            "--sim-fault",
+            "guest_status:name=db-*:hang",
+            "--action-timeout-secs",
+            "2",
+        ],
+    )
+    .await;
+    let asked = Instant::now();
+    let (status, body) = act(&s, "u", &restarted, json!({"restart": {}})).await;
+    assert_eq!(status, 202, "{body}");
+    let (status, body) = act(&s, "u", &resized, json!({"resize": {"flavorRef": "3"}})).await;
+    assert_eq!(status, 202, "{body}");
+
+    let inst = wait_for_fault(&s, &restarted, "to restart").await;
+    assert!(asked.elapsed() >= Duration::from_secs(2), "{inst}");
+    assert_eq!(
+        inst["task_description"], "No tasks for the instance.",
+        "{inst}"
+    );
+    let inst = wait_for_fault(&s, &resized, "to resize").await;
+    assert_eq!(
+        inst["task_description"], "No tasks for the instance.",
+        "{inst}"
+    );
+    assert_eq!(inst["flavor"]["id"], "2", "rolled back: {inst}");
+    assert_eq!(usage(&s).await, before, "the charge is the old one");
+}
+
 #[tokio::test]
 async fn resize_interrupted_by_a_crash_finishes_after_the_restart() {
     let dir = tempfile::tempdir().unwrap();

@@ -184,6 +184,7 @@ pub(super) fn action_progressed(s: &mut Instance, event: &InstanceEvent) {
     match event {
         InstanceRestartRequested { at } => {
             s.action_requested_at = s.version;
+            s.action_requested_on = Some(*at);
             s.task = Task::Rebooting;
             s.service = ServiceStatus::Restarting;
             s.service_updated = *at;
@@ -197,6 +198,7 @@ pub(super) fn action_progressed(s: &mut Instance, event: &InstanceEvent) {
         }
         FlavorResizeRequested { to, at, .. } => {
             s.action_requested_at = s.version;
+            s.action_requested_on = Some(*at);
             s.task = Task::Resizing;
             s.pending_flavor = Some(Box::new(to.clone()));
             s.updated = *at;
@@ -209,6 +211,7 @@ pub(super) fn action_progressed(s: &mut Instance, event: &InstanceEvent) {
         }
         VolumeResizeRequested { to, at, .. } => {
             s.action_requested_at = s.version;
+            s.action_requested_on = Some(*at);
             s.task = Task::Resizing;
             s.pending_volume_size = Some(*to);
             s.updated = *at;

@@ -157,7 +157,7 @@ fn upgrade_progressed(s: &mut Instance, event: &InstanceEvent) {
     match event {
         DatastoreVersionUpgradeRequested { to, at, .. } => {
             s.datastore = Some(to.clone());
-            s.upgrade_requested = Some((*at, s.version));
+            s.upgrade_requested = Some(Box::new((*at, s.version)));
             s.task = Task::Upgrading;
             s.service = ServiceStatus::Upgrading;
             s.service_updated = *at;

@@ -55,7 +55,8 @@ pub struct Instance {
     pub configuration_changed_at: u64,
     /// When the current upgrade was requested, and the number of events folded then:
     /// its deadline and the name of its guest call (a rename must not restart either).
-    pub upgrade_requested: Option<(DateTime<Utc>, u64)>,
+    /// Boxed (serialized the same): rare, and the folded state is held per instance.
+    pub upgrade_requested: Option<Box<(DateTime<Utc>, u64)>>,
     /// Whether the create sealed secrets (user or root passwords) with a key of the
     /// vault: the start-up check looks for that key.
     #[serde(default)]
@@ -145,6 +146,11 @@ pub struct Instance {
     /// a new one).
     #[serde(default)]
     pub action_requested_at: u64,
+    /// When the current restart or resize was requested (the `at` of its `…Requested`
+    /// event): its deadline (`Policy::action_timeout`). `None` in snapshots folded
+    /// before it existed (the deadline then counts from `updated`).
+    #[serde(default)]
+    pub action_requested_on: Option<DateTime<Utc>>,
 }
 
 impl Instance {
