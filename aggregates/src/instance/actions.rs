@@ -244,6 +244,24 @@ fn action_failed(s: &mut Instance, fault: &FaultInfo, at: DateTime<Utc>) {
     s.updated = at;
 }
 
+/// What ends the effect of a `reset_status` (`Instance::status_reset`): the guest
+/// reported healthy again on a running server (nothing left to ask it), or a new
+/// workflow began (its own steps take over; the next reset sets it again).
+pub(super) fn end_of_reset(s: &mut Instance, task_before: Task, event: &InstanceEvent) {
+    let healthy = matches!(
+        event,
+        InstanceEvent::GuestStatusReported {
+            status: ServiceStatus::Healthy,
+            ..
+        }
+    ) && s.compute != Some(super::status::ComputeStatus::Build);
+    let idle = |t: Task| matches!(t, Task::None | Task::RestartRequired);
+    let workflow_began = idle(task_before) && !idle(s.task);
+    if healthy || workflow_began {
+        s.status_reset = false;
+    }
+}
+
 /// `reset_status`: every workflow in progress is abandoned, so what it was changing
 /// is dropped (a resize's new size and flavor, an access update's new access).
 fn status_reset(s: &mut Instance, at: DateTime<Utc>) {

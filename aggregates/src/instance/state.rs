@@ -136,9 +136,11 @@ pub struct Instance {
     /// The size (GB) a volume resize in progress grows to (`VolumeResizeRequested`).
     #[serde(default)]
     pub pending_volume_size: Option<u64>,
-    /// An admin reset the status since the last build ended (`InstanceStatusReset`):
-    /// the instance may then be deleted even while its compute server still reads BUILD
-    /// (the operator's way out of a stuck build).
+    /// An admin reset the status (`InstanceStatusReset`) and neither has the guest been
+    /// reported healthy on a running server since, nor has a new workflow begun: the
+    /// instance may then be deleted even while its compute server still reads BUILD
+    /// (the operator's way out of a stuck build), and the saga asks the guest for its
+    /// status while it reads UNKNOWN.
     #[serde(default)]
     pub status_reset: bool,
     /// The number of events folded when the current restart or resize was requested:
