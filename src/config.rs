@@ -447,6 +447,11 @@ pub struct ServeConfig {
     #[arg(long, env = "TROVED_UPGRADE_TIMEOUT_SECS", default_value_t = 600)]
     pub upgrade_timeout_secs: i64,
 
+    /// A restart or flavor resize whose database is not healthy this many seconds after
+    /// the request fails (rolled back to ACTIVE with a fault; upstream waits 600 s).
+    #[arg(long, env = "TROVED_ACTION_TIMEOUT_SECS", default_value_t = 600)]
+    pub action_timeout_secs: i64,
+
     /// Keep the server and volume of a failed build for inspection instead of
     /// releasing them (they are released when the instance is deleted).
     #[arg(long, env = "TROVED_KEEP_FAILED_RESOURCES")]

@@ -636,6 +636,7 @@ fn saga_runner(
         policy: Policy {
             build_timeout: chrono::Duration::seconds(cfg.build_timeout_secs),
             upgrade_timeout: chrono::Duration::seconds(cfg.upgrade_timeout_secs),
+            action_timeout: chrono::Duration::seconds(cfg.action_timeout_secs),
             keep_failed_resources: cfg.keep_failed_resources,
         },
         poll_interval: Duration::from_millis(cfg.sim_latency_ms.clamp(20, 1000)),

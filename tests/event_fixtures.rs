@@ -639,7 +639,7 @@ fn the_instance_story_folds_into_todays_state() {
         Some((uuid(MYSQL_84), "8.4.0"))
     );
     assert_eq!(
-        s.upgrade_requested.map(|(at, _)| at),
+        s.upgrade_requested.as_deref().map(|(at, _)| *at),
         Some(ts("2024-03-01T13:00:00Z"))
     );
     s = step(s, "DatastoreVersionUpgraded.v1.json");

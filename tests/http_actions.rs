@@ -197,6 +197,63 @@ async fn failed_restart_and_resizes_roll_back_to_active_with_a_fault() {
     }
 }
 
+/// Polls the admin view until the instance's fault message contains `text`.
+async fn wait_for_fault(s: &TestServer, id: &str, text: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, shown) = s.get("admin", "p1", &format!("/mgmt/instances/{id}")).await;
+        let inst = &shown["instance"];
+        if inst["fault"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(text))
+        {
+            return inst.clone();
+        }
+        assert!(Instant::now() < deadline, "no fault {text:?}: {shown}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn restart_or_resize_whose_database_never_gets_healthy_fails_after_the_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = TestServer::start(dir.path(), &[]).await;
+    let restarted = s.create_active("u", "p1", "db-restart").await;
+    let resized = s.create_active("u", "p1", "db-resize").await;
+    let before = usage(&s).await;
+    s.terminate(Duration::from_secs(10));
+    // From now on the guests stay in whatever status they reach (a restart never ends).
+    let s = TestServer::start(
+        dir.path(),
+        &[
+            "--sim-fault",
+            "guest_status:name=db-*:hang",
+            "--action-timeout-secs",
+            "2",
+        ],
+    )
+    .await;
+    let asked = Instant::now();
+    let (status, body) = act(&s, "u", &restarted, json!({"restart": {}})).await;
+    assert_eq!(status, 202, "{body}");
+    let (status, body) = act(&s, "u", &resized, json!({"resize": {"flavorRef": "3"}})).await;
+    assert_eq!(status, 202, "{body}");
+
+    let inst = wait_for_fault(&s, &restarted, "to restart").await;
+    assert!(asked.elapsed() >= Duration::from_secs(2), "{inst}");
+    assert_eq!(
+        inst["task_description"], "No tasks for the instance.",
+        "{inst}"
+    );
+    let inst = wait_for_fault(&s, &resized, "to resize").await;
+    assert_eq!(
+        inst["task_description"], "No tasks for the instance.",
+        "{inst}"
+    );
+    assert_eq!(inst["flavor"]["id"], "2", "rolled back: {inst}");
+    assert_eq!(usage(&s).await, before, "the charge is the old one");
+}
+
 #[tokio::test]
 async fn resize_interrupted_by_a_crash_finishes_after_the_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -345,7 +402,18 @@ async fn building_and_errored_instances_refuse_actions() {
 #[tokio::test]
 async fn stuck_build_is_reset_and_deleted_and_its_quota_released_once() {
     let dir = tempfile::tempdir().unwrap();
-    let s = TestServer::start(dir.path(), &["--sim-fault", "prepare:name=stuck*:hang"]).await;
+    // The teardown's first server deletions fail (retried with a growing pause): the
+    // instance stays DELETING long enough for an admin to try a reset.
+    let s = TestServer::start(
+        dir.path(),
+        &[
+            "--sim-fault",
+            "prepare:name=stuck*:hang",
+            "--sim-fault",
+            "delete_server:name=stuck*:times=3",
+        ],
+    )
+    .await;
     // Another instance of the project keeps its charge throughout.
     s.create_active("u", "p1", "keeper").await;
     let before = usage(&s).await;
@@ -381,17 +449,22 @@ async fn stuck_build_is_reset_and_deleted_and_its_quota_released_once() {
     let (status, body) = s.delete("u", "p1", &format!("/instances/{id}")).await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(usage(&s).await, before, "released at the DELETE");
-    // A reset during the teardown and a second DELETE do not release it again.
-    let (during_teardown, _) = act(&s, "admin", &id, json!({"reset_status": {}})).await;
-    assert!(
-        during_teardown == 202 || during_teardown == 404,
-        "{during_teardown}"
+    // A reset during the teardown is refused (it would bring back a live instance whose
+    // quota is released); a second DELETE does not release it again.
+    let (status, body) = act(&s, "admin", &id, json!({"reset_status": {}})).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(fault(&body).0, "unprocessableEntity", "{body}");
+    assert!(message(&body).contains("is being deleted"), "{body}");
+    let (_, shown) = s.get("admin", "p1", &format!("/mgmt/instances/{id}")).await;
+    assert_eq!(
+        shown["instance"]["task_description"], "Deleting the instance.",
+        "{shown}"
     );
     let (status, _) = s.delete("u", "p1", &format!("/instances/{id}")).await;
     assert!(status == 202 || status == 404, "{status}");
     assert_eq!(usage(&s).await, before);
 
-    // The teardown does not wait for the hung call (the provider timeout is 30 s).
+    // The teardown finishes (it does not wait for the hung prepare either).
     s.wait_for("u", "p1", &id, |i| i.is_null()).await;
     // Auditors see who reset it (the history stays readable after the deletion).
     let (status, body) = s
@@ -404,13 +477,13 @@ async fn stuck_build_is_reset_and_deleted_and_its_quota_released_once() {
         .iter()
         .filter(|e| e["event_type"] == "InstanceStatusReset")
         .collect();
-    // The repeated reset in BUILD was a no-op; the one during the teardown is recorded.
+    // The repeated reset in BUILD was a no-op; the one during the teardown was refused.
     let summaries: Vec<&Value> = resets.iter().map(|e| &e["summary"]).collect();
-    let mut expected = vec!["status reset by an admin (task was BUILDING)"];
-    if during_teardown == 202 {
-        expected.push("status reset by an admin (task was DELETING)");
-    }
-    assert_eq!(summaries, expected, "{body}");
+    assert_eq!(
+        summaries,
+        vec!["status reset by an admin (task was BUILDING)"],
+        "{body}"
+    );
     assert!(resets.iter().all(|e| e["actor"] == "admin@p1"), "{body}");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {

@@ -63,22 +63,25 @@ fn server_pid(f: &LocalTroved) -> u64 {
         .unwrap_or_else(|| panic!("no running server: {list}"))
 }
 
-/// Bytes of the file system of the instance's volume as the server sees it (`df` of
-/// its mount point), or the size `troved local list` records where volumes are plain
-/// directories (no loop devices here: the limit is a quota troved keeps).
-fn volume_bytes(f: &LocalTroved) -> u64 {
+/// Bytes of the file system the database server writes to, as it sees it (`df` of its
+/// volume's mount point). `None` where volumes are plain directories (no loop devices
+/// here): the limit is then a quota troved keeps, and what `df` shows is the host's
+/// file system, which a resize does not change, so nothing the server sees can be
+/// checked (troved's own record of the size would only check troved).
+fn volume_bytes(f: &LocalTroved) -> Option<u64> {
     let list = local_list(&f.data_dir());
     let path = list["volumes"][0]["path"].as_str().unwrap().to_string();
     if !mounts_under(&f.data_dir()).contains(&path) {
-        return list["volumes"][0]["size"].as_u64().unwrap() << 30;
+        return None;
     }
     let out = Command::new("df")
         .args(["-B1", "--output=size"])
         .arg(&path)
         .output()
         .expect("df");
+    assert!(out.status.success(), "df {path}: {out:?}");
     let text = String::from_utf8_lossy(&out.stdout);
-    text.lines().nth(1).unwrap().trim().parse().unwrap()
+    Some(text.lines().nth(1).unwrap().trim().parse().unwrap())
 }
 
 /// The memory setting the flavor's RAM decides, and its value for 512 MB and 1 GB.
@@ -123,11 +126,16 @@ async fn restart_and_resize(datastore: Datastore, ports: &str) {
     let before = volume_bytes(&f);
     act(s, &id, json!({"resize": {"volume": {"size": 2}}})).await;
     wait_active(s, &id, |i| i["volume"]["size"] == 2).await;
-    let after = volume_bytes(&f);
-    assert!(
-        after > before + (900 << 20),
-        "{before} -> {after} bytes: the volume did not grow by ~1 GB"
-    );
+    match (before, volume_bytes(&f)) {
+        (Some(before), Some(after)) => assert!(
+            after > before + (900 << 20),
+            "{before} -> {after} bytes: the volume did not grow by ~1 GB"
+        ),
+        _ => eprintln!(
+            "SKIPPED: the growth as the server sees it (volumes are plain directories \
+             here, not mounted file systems)"
+        ),
+    }
     assert_eq!(sql("SELECT n FROM kept").as_deref(), Ok("42"));
     assert_eq!(
         sql("INSERT INTO kept VALUES (43)").map(|_| ()),

@@ -556,9 +556,15 @@ impl LogFold {
             let folded = FoldedInstance {
                 state: fold_instance(records).map_err(|e| e.to_string()),
                 last: last.position,
+                // A reset after the DELETE (older logs) brought it back live, charged.
                 deletion_requested: records
                     .iter()
-                    .any(|r| r.event_type == "InstanceDeletionRequested"),
+                    .rev()
+                    .find(|r| {
+                        r.event_type == "InstanceDeletionRequested"
+                            || r.event_type == "InstanceStatusReset"
+                    })
+                    .is_some_and(|r| r.event_type == "InstanceDeletionRequested"),
             };
             self.instances.insert(id, folded);
         } else if let Some(id) = configuration_id_of_stream(stream) {

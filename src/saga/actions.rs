@@ -10,19 +10,44 @@
 //! with the fault, as upstream does (spec `instance-lifecycle.md` §7.8).
 
 use aggregates::instance::{FaultInfo, Instance, InstanceCommand, ServiceStatus};
+use chrono::{DateTime, Utc};
 use dashmap::DashMap;
 use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::ports::{FlavorSpec, IdempotencyKey, ProviderError};
-use super::Step;
 use super::{service_status, Outcome, SagaRunner, StepError};
+use super::{Policy, Step};
 
-/// The step of a restart or resize in progress.
-pub(super) fn next_step(s: &Instance) -> Option<Step> {
+/// The step of a restart or resize in progress. A restart or flavor resize waits for
+/// the guest to be healthy again; past `Policy::action_timeout` from the request it
+/// fails instead (a volume resize does not wait for the guest: its provider call
+/// either ends or fails).
+pub(super) fn next_step(
+    id: Uuid,
+    s: &Instance,
+    now: DateTime<Utc>,
+    policy: &Policy,
+) -> Option<Step> {
     use aggregates::instance::Task;
+    // Snapshots folded before the request time was kept: count from the last change.
+    let requested = s.action_requested_on.unwrap_or(s.updated);
+    let late = now - requested > policy.action_timeout;
+    let secs = policy.action_timeout.num_seconds();
     match s.task {
+        Task::Rebooting if late => Some(Step::FailRestart {
+            message: format!(
+                "Timeout waiting for instance {id} to restart: its database did not \
+                 report HEALTHY within {secs} s."
+            ),
+        }),
         Task::Rebooting => Some(Step::Restart),
+        Task::Resizing if late && s.pending_flavor.is_some() => Some(Step::FailResize {
+            message: format!(
+                "Timeout waiting for instance {id} to resize: its database did not \
+                 report HEALTHY within {secs} s."
+            ),
+        }),
         Task::Resizing => Some(resize_step(s)),
         _ => None,
     }
@@ -78,6 +103,7 @@ pub(super) fn is_action(step: &Step) -> bool {
             | Step::ResizeFlavor { .. }
             | Step::ResizeVolume { .. }
             | Step::FailResize { .. }
+            | Step::FailRestart { .. }
     )
 }
 
@@ -88,6 +114,7 @@ pub(super) fn step_name(step: &Step) -> Option<&'static str> {
         Step::ResizeFlavor { .. } => "resize_flavor",
         Step::ResizeVolume { .. } => "resize_volume",
         Step::FailResize { .. } => "fail_resize",
+        Step::FailRestart { .. } => "fail_restart",
         _ => return None,
     })
 }
@@ -149,6 +176,14 @@ impl SagaRunner {
             }
             Step::FailResize { message } => {
                 return Ok(Outcome::Record(InstanceCommand::FailResize {
+                    fault: FaultInfo {
+                        message: message.clone(),
+                        details: format!("instance {id}: {message}"),
+                    },
+                }))
+            }
+            Step::FailRestart { message } => {
+                return Ok(Outcome::Record(InstanceCommand::FailRestart {
                     fault: FaultInfo {
                         message: message.clone(),
                         details: format!("instance {id}: {message}"),
@@ -239,6 +274,8 @@ mod tests {
 
     #[test]
     fn each_action_task_has_its_step() {
+        let next_step =
+            |s: &Instance| next_step(Uuid::from_u128(1), s, s.updated, &Policy::default());
         let mut s = idle();
         s.task = Task::Rebooting;
         assert_eq!(next_step(&s), Some(Step::Restart));
@@ -265,6 +302,40 @@ mod tests {
         );
         s.task = Task::None;
         assert_eq!(next_step(&s), None);
+    }
+
+    #[test]
+    fn a_restart_or_flavor_resize_not_healthy_in_time_fails() {
+        let id = Uuid::from_u128(1);
+        let policy = Policy::default();
+        let asked = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let mut s = idle();
+        s.task = Task::Rebooting;
+        s.action_requested_on = Some(asked);
+        // A later change (a rename) does not move the deadline.
+        s.updated = asked + chrono::Duration::seconds(500);
+        let at = |secs| asked + chrono::Duration::seconds(secs);
+        assert_eq!(next_step(id, &s, at(600), &policy), Some(Step::Restart));
+        let Some(Step::FailRestart { message }) = next_step(id, &s, at(601), &policy) else {
+            panic!("a late restart fails");
+        };
+        assert!(message.contains("to restart"), "{message}");
+        s.task = Task::Resizing;
+        s.pending_flavor = Some(Box::new(FlavorRef {
+            id: "3".into(),
+            ram: 4096,
+        }));
+        assert!(matches!(
+            next_step(id, &s, at(601), &policy),
+            Some(Step::FailResize { .. })
+        ));
+        // A volume resize does not wait for the guest: its call ends or fails.
+        s.pending_flavor = None;
+        s.pending_volume_size = std::num::NonZeroU64::new(4);
+        assert!(matches!(
+            next_step(id, &s, at(601), &policy),
+            Some(Step::ResizeVolume { .. })
+        ));
     }
 
     #[test]

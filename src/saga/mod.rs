@@ -636,7 +636,8 @@ impl SagaRunner {
             Step::Restart
             | Step::ResizeFlavor { .. }
             | Step::ResizeVolume { .. }
-            | Step::FailResize { .. } => self.perform_action(id, s, step).await,
+            | Step::FailResize { .. }
+            | Step::FailRestart { .. } => self.perform_action(id, s, step).await,
             Step::ApplyGuestChange { seq } => self.apply_guest_change(id, s, *seq).await,
         }
     }
@@ -770,7 +771,7 @@ impl SagaRunner {
             .map(|d| d.version_name.clone())
             .unwrap_or_default();
         // One key per requested upgrade: the log position of the request.
-        let requested = s.upgrade_requested.map_or(0, |(_, n)| n);
+        let requested = s.upgrade_requested.as_deref().map_or(0, |(_, n)| *n);
         let k = IdempotencyKey::new(id, &format!("upgrade/{requested}"));
         self.providers.guests.upgrade(&k, &sid, &version).await?;
         let report = self.providers.guests.status(&sid).await?;
@@ -1046,7 +1047,8 @@ fn step_name(step: &Step) -> &'static str {
         step @ (Step::Restart
         | Step::ResizeFlavor { .. }
         | Step::ResizeVolume { .. }
-        | Step::FailResize { .. }) => actions::step_name(step).unwrap_or("action"),
+        | Step::FailResize { .. }
+        | Step::FailRestart { .. }) => actions::step_name(step).unwrap_or("action"),
         Step::ApplyGuestChange { .. } => "guest_change",
     }
 }

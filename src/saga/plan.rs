@@ -17,6 +17,9 @@ pub struct Policy {
     pub build_timeout: Duration,
     /// An upgrade not finished after this fails (upstream waits 600 s).
     pub upgrade_timeout: Duration,
+    /// A restart or flavor resize whose guest is not healthy this long after the
+    /// request fails (upstream's `reboot_time_out` and `resize_time_out` are 600 s).
+    pub action_timeout: Duration,
     /// Keep what a failed build created, for inspection, instead of releasing it.
     pub keep_failed_resources: bool,
 }
@@ -26,6 +29,7 @@ impl Default for Policy {
         Policy {
             build_timeout: Duration::seconds(1800),
             upgrade_timeout: Duration::seconds(600),
+            action_timeout: Duration::seconds(600),
             keep_failed_resources: false,
         }
     }
@@ -120,8 +124,13 @@ pub enum Step {
         volume_id: String,
         size: u64,
     },
-    /// The resize cannot be done (nothing to resize): record it as failed.
+    /// The resize cannot be done (nothing to resize, or not done in time): record it
+    /// as failed.
     FailResize {
+        message: String,
+    },
+    /// The restart did not end in time: record it as failed.
+    FailRestart {
         message: String,
     },
     // ---- databases, users and root (ADR 0010) ----------------------------------------
@@ -174,7 +183,7 @@ pub fn plan(
             .or_else(|| {
                 super::guest_admin::next_change(s).map(|seq| Step::ApplyGuestChange { seq })
             }),
-        Task::Rebooting | Task::Resizing => super::actions::next_step(s),
+        Task::Rebooting | Task::Resizing => super::actions::next_step(id, s, now, policy),
         // Only a failed build releases what it created; a failed upgrade or access
         // update keeps the instance's server and data until the user deletes it.
         t if t.is_error() && s.build_failed => compensation(s, policy),
@@ -184,7 +193,9 @@ pub fn plan(
 
 /// When the current upgrade was asked for (a rename must not restart its deadline).
 fn upgrade_started(s: &Instance) -> DateTime<Utc> {
-    s.upgrade_requested.map_or(s.updated, |(at, _)| at)
+    s.upgrade_requested
+        .as_deref()
+        .map_or(s.updated, |(at, _)| *at)
 }
 
 fn build(id: Uuid, s: &Instance, now: DateTime<Utc>, policy: &Policy) -> Step {

@@ -32,7 +32,7 @@ pub(super) fn decide_action(
         }
         ResizeFlavor { flavor_ref } => resize_flavor(state, id, flavor_ref, ctx),
         ResizeVolume { size } => resize_volume(state, id, *size, ctx),
-        ResetStatus => reset_status(state, ctx),
+        ResetStatus => reset_status(state, id, ctx),
         _ => Err(DomainError::InvalidReport(format!(
             "{} is not an instance action",
             cmd.name()
@@ -116,10 +116,19 @@ fn check_quota(
 
 /// Upstream `reset_status`: admin only (`instance:reset_status` is `rule:admin`); task
 /// NONE and service UNKNOWN whatever the instance was doing. Already reset (task NONE,
-/// service UNKNOWN): nothing to record, a no-op 202.
-fn reset_status(state: &Instance, ctx: &DecideCtx) -> Result<Vec<InstanceEvent>, DomainError> {
+/// service UNKNOWN): nothing to record, a no-op 202. Ours: refused while DELETING — a
+/// reset would bring back a live instance whose quota the DELETE already released, and
+/// the teardown it would abandon is retried by the saga until it ends.
+fn reset_status(
+    state: &Instance,
+    id: uuid::Uuid,
+    ctx: &DecideCtx,
+) -> Result<Vec<InstanceEvent>, DomainError> {
     if !ctx.caller.is_admin() {
         return Err(DomainError::PolicyForbids("instance:reset_status"));
+    }
+    if state.task == Task::Deleting {
+        return Err(DomainError::ResetWhileDeleting(id));
     }
     super::decide::replica_set::check_member_reset(state, ctx)?;
     if state.task == Task::None && state.service == ServiceStatus::Unknown {
@@ -179,6 +188,7 @@ pub(super) fn action_progressed(s: &mut Instance, event: &InstanceEvent) {
     match event {
         InstanceRestartRequested { at } => {
             s.action_requested_at = s.version;
+            s.action_requested_on = Some(*at);
             s.task = Task::Rebooting;
             s.service = ServiceStatus::Restarting;
             s.service_updated = *at;
@@ -192,6 +202,7 @@ pub(super) fn action_progressed(s: &mut Instance, event: &InstanceEvent) {
         }
         FlavorResizeRequested { to, at, .. } => {
             s.action_requested_at = s.version;
+            s.action_requested_on = Some(*at);
             s.task = Task::Resizing;
             s.pending_flavor = Some(Box::new(to.clone()));
             s.updated = *at;
@@ -204,6 +215,7 @@ pub(super) fn action_progressed(s: &mut Instance, event: &InstanceEvent) {
         }
         VolumeResizeRequested { to, at, .. } => {
             s.action_requested_at = s.version;
+            s.action_requested_on = Some(*at);
             s.task = Task::Resizing;
             s.pending_volume_size = std::num::NonZeroU64::new(*to);
             s.updated = *at;
@@ -234,6 +246,24 @@ fn action_failed(s: &mut Instance, fault: &FaultInfo, at: DateTime<Utc>) {
     // the guest is asked again (the saga's next status poll, or a heartbeat).
     s.fault = Some(Fault::from_info(fault, at));
     s.updated = at;
+}
+
+/// What ends the effect of a `reset_status` (`Instance::status_reset`): the guest
+/// reported healthy again on a running server (nothing left to ask it), or a new
+/// workflow began (its own steps take over; the next reset sets it again).
+pub(super) fn end_of_reset(s: &mut Instance, task_before: Task, event: &InstanceEvent) {
+    let healthy = matches!(
+        event,
+        InstanceEvent::GuestStatusReported {
+            status: ServiceStatus::Healthy,
+            ..
+        }
+    ) && s.compute != Some(super::status::ComputeStatus::Build);
+    let idle = |t: Task| matches!(t, Task::None | Task::RestartRequired);
+    let workflow_began = idle(task_before) && !idle(s.task);
+    if healthy || workflow_began {
+        s.status_reset = false;
+    }
 }
 
 /// `reset_status`: every workflow in progress is abandoned, so what it was changing

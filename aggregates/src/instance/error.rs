@@ -189,6 +189,11 @@ pub enum DomainError {
     /// 403: upstream's policy refusal (`instance:reset_status` is `rule:admin`).
     #[error("Policy doesn't allow {0} to be performed.")]
     PolicyForbids(&'static str),
+    /// 422 (ours): `reset_status` of an instance being deleted. Upstream would take it
+    /// back to a live instance whose quota was already released; the teardown is
+    /// retried by the saga until it finishes, so there is nothing stuck to reset.
+    #[error("Instance {0} is being deleted; its status cannot be reset. The deletion continues.")]
+    ResetWhileDeleting(Uuid),
 }
 
 impl DomainError {
@@ -213,7 +218,8 @@ impl DomainError {
             | NotAvailableForAction { .. }
             | GuestOperationNotSupported(_)
             | GuestNotRunning { .. }
-            | SwitchMemberReset { .. } => Fault::UnprocessableEntity,
+            | SwitchMemberReset { .. }
+            | ResetWhileDeleting(_) => Fault::UnprocessableEntity,
             VolumeNotSupported => Fault::NotImplemented,
             // instance actions
             PolicyForbids(_) => Fault::Forbidden,

@@ -20,8 +20,16 @@ pub fn evolve(mut s: Instance, event: &InstanceEvent) -> Instance {
 /// Routes each event to the function for its family; the match stays exhaustive, so a
 /// new event type does not compile until it is routed.
 pub fn evolve_in_place(s: &mut Instance, event: &InstanceEvent) {
-    use InstanceEvent::*;
     s.version += 1;
+    let task_before = s.task;
+    route(s, event);
+    if s.status_reset {
+        super::actions::end_of_reset(s, task_before, event);
+    }
+}
+
+fn route(s: &mut Instance, event: &InstanceEvent) {
+    use InstanceEvent::*;
     match event {
         InstanceCreated(c) => *s = created(s.version, c),
         InstanceRenamed { name, at } => {
@@ -157,7 +165,7 @@ fn upgrade_progressed(s: &mut Instance, event: &InstanceEvent) {
     match event {
         DatastoreVersionUpgradeRequested { to, at, .. } => {
             s.datastore = Some(to.clone());
-            s.upgrade_requested = Some((*at, s.version));
+            s.upgrade_requested = Some(Box::new((*at, s.version)));
             s.task = Task::Upgrading;
             s.service = ServiceStatus::Upgrading;
             s.service_updated = *at;

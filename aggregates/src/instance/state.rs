@@ -55,7 +55,8 @@ pub struct Instance {
     pub configuration_changed_at: u64,
     /// When the current upgrade was requested, and the number of events folded then:
     /// its deadline and the name of its guest call (a rename must not restart either).
-    pub upgrade_requested: Option<(DateTime<Utc>, u64)>,
+    /// Boxed (serialized the same): rare, and the folded state is held per instance.
+    pub upgrade_requested: Option<Box<(DateTime<Utc>, u64)>>,
     /// Whether the create sealed secrets (user or root passwords) with a key of the
     /// vault: the start-up check looks for that key.
     #[serde(default)]
@@ -142,9 +143,11 @@ pub struct Instance {
     /// within its cap; the JSON is the same as a plain number's).
     #[serde(default)]
     pub pending_volume_size: Option<std::num::NonZeroU64>,
-    /// An admin reset the status since the last build ended (`InstanceStatusReset`):
-    /// the instance may then be deleted even while its compute server still reads BUILD
-    /// (the operator's way out of a stuck build).
+    /// An admin reset the status (`InstanceStatusReset`) and neither has the guest been
+    /// reported healthy on a running server since, nor has a new workflow begun: the
+    /// instance may then be deleted even while its compute server still reads BUILD
+    /// (the operator's way out of a stuck build), and the saga asks the guest for its
+    /// status while it reads UNKNOWN.
     #[serde(default)]
     pub status_reset: bool,
     /// The number of events folded when the current restart or resize was requested:
@@ -152,6 +155,11 @@ pub struct Instance {
     /// a new one).
     #[serde(default)]
     pub action_requested_at: u64,
+    /// When the current restart or resize was requested (the `at` of its `…Requested`
+    /// event): its deadline (`Policy::action_timeout`). `None` in snapshots folded
+    /// before it existed (the deadline then counts from `updated`).
+    #[serde(default)]
+    pub action_requested_on: Option<DateTime<Utc>>,
 }
 
 impl Instance {

@@ -273,8 +273,13 @@ impl ModelSet {
                 let old = Footprint::of(&rec.folded, rec.quota_released);
                 rec.fold(&ev.event);
                 rec.position = ev.position;
-                if matches!(ev.event, InstanceEvent::InstanceDeletionRequested { .. }) {
-                    rec.quota_released = true;
+                match ev.event {
+                    InstanceEvent::InstanceDeletionRequested { .. } => rec.quota_released = true,
+                    // Logs written before a reset was refused while DELETING: the reset
+                    // brought the instance back live, so it is charged again (and the
+                    // next DELETE releases it once more).
+                    InstanceEvent::InstanceStatusReset { .. } => rec.quota_released = false,
+                    _ => {}
                 }
                 let new = Footprint::of(&rec.folded, rec.quota_released);
                 let outcome = if ev.revision == expected {

@@ -503,3 +503,35 @@ fn a_rebuilt_set_is_swapped_in_only_at_the_same_position() {
     assert_eq!(live.len(), 4);
     assert_eq!(live.list_page("p", None, 20).instances.len(), 4);
 }
+
+#[test]
+fn older_log_reset_after_delete_charges_the_live_instance_again_once() {
+    // Logs from before a reset was refused while DELETING: the reset brought the
+    // instance back live, so it is charged; the next DELETE releases it once.
+    let m = InstanceModels::new();
+    let mut s = Script::new();
+    let a = created_in(&mut s, &m, 1, "a", 0);
+    let charged = m.quota_usage("a");
+    s.apply(
+        &m,
+        a,
+        InstanceEvent::InstanceDeletionRequested { at: at(1) },
+    );
+    assert_eq!(m.quota_usage("a"), QuotaInUse::default());
+    s.apply(
+        &m,
+        a,
+        InstanceEvent::InstanceStatusReset {
+            task: Task::Deleting,
+            at: at(2),
+        },
+    );
+    assert_eq!(m.quota_usage("a"), charged, "live again: charged");
+    s.apply(
+        &m,
+        a,
+        InstanceEvent::InstanceDeletionRequested { at: at(3) },
+    );
+    s.apply(&m, a, InstanceEvent::InstanceDeleted { at: at(4) });
+    assert_eq!(m.quota_usage("a"), QuotaInUse::default());
+}

@@ -485,6 +485,7 @@ impl ComputeProvider for LocalProvider {
                     users: Vec::new(),
                     allowed_cidrs: Vec::new(),
                     last_action_key: None,
+                    resize_from: None,
                 };
                 st.servers.insert(id.clone(), rec.clone());
                 Ok((id, rec))

@@ -89,6 +89,11 @@ pub struct ServerRec {
     /// a step retried with it does not restart the server again. Absent in older files.
     #[serde(default)]
     pub last_action_key: Option<String>,
+    /// A flavor resize begun and not finished: its key and the RAM (MB) the server had
+    /// before it. `ram_mb` already holds the new RAM then, so a step retried after a
+    /// crash rolls back to this one. Absent in older files.
+    #[serde(default)]
+    pub resize_from: Option<(String, u32)>,
 }
 
 /// An upgrade of a server to other binaries, recorded before the server is stopped, so
@@ -220,5 +225,6 @@ mod tests {
             "prepared": true, "admin_password": null, "deleted": false}}}"#;
         let st: State = serde_json::from_str(old).unwrap();
         assert_eq!(st.servers["srv-1"].upgrade, None);
+        assert_eq!(st.servers["srv-1"].resize_from, None);
     }
 }

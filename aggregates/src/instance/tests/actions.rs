@@ -358,3 +358,43 @@ fn reset_status_during_a_resize_drops_the_pending_change() {
         .when(C::RestartInstance)
         .then_err(not_available("instance", "ACTIVE"));
 }
+
+#[test]
+fn deleting_instance_reset_status_is_refused_and_the_deletion_continues() {
+    let deleting = ready_then(&[E::InstanceDeletionRequested { at: earlier() }]);
+    let e = given(&deleting)
+        .caller(admin())
+        .when(C::ResetStatus)
+        .then_err(DomainError::ResetWhileDeleting(INSTANCE));
+    assert_eq!(e.fault(), Fault::UnprocessableEntity);
+    assert!(e.to_string().contains("is being deleted"), "{e}");
+    given(&deleting)
+        .when(C::CompleteDeletion)
+        .then(&[E::InstanceDeleted { at: now() }]);
+}
+
+#[test]
+fn reset_ends_once_the_guest_is_healthy_or_a_workflow_begins() {
+    let reset = E::InstanceStatusReset {
+        task: Task::None,
+        at: earlier(),
+    };
+    let s = crate::instance::fold(&ready_then(std::slice::from_ref(&reset)));
+    assert!(s.status_reset);
+    // A later UNKNOWN (the guest stops answering) is not the reset's any more.
+    let healthy = E::GuestStatusReported {
+        status: ServiceStatus::Healthy,
+        at: earlier(),
+    };
+    let s = crate::instance::fold(&ready_then(&[reset.clone(), healthy]));
+    assert!(!s.status_reset, "healthy again");
+    // An UNKNOWN report does not end it (the saga keeps asking).
+    let unknown = E::GuestStatusReported {
+        status: ServiceStatus::Unknown,
+        at: earlier(),
+    };
+    assert!(crate::instance::fold(&ready_then(&[reset.clone(), unknown])).status_reset);
+    // A new workflow ends it.
+    let s = crate::instance::fold(&ready_then(&[reset, restart_requested()]));
+    assert!(!s.status_reset, "a restart began");
+}

@@ -72,6 +72,7 @@ fn expected_fault(e: &DomainError) -> Fault {
         VolumeMustGrow(_) => Fault::BadRequest,
         NoVolume(_) => Fault::BadRequest,
         PolicyForbids(_) => Fault::Forbidden,
+        ResetWhileDeleting(_) => Fault::UnprocessableEntity,
         UserNotFound(_) => Fault::ItemNotFound,
         DatabaseNotFound(_) => Fault::ItemNotFound,
         RootNeverEnabled => Fault::ItemNotFound,
@@ -185,6 +186,7 @@ fn one_of_each() -> Vec<DomainError> {
         VolumeMustGrow(5),
         NoVolume(id),
         PolicyForbids("instance:reset_status"),
+        ResetWhileDeleting(id),
         UserNotFound("u".into()),
         DatabaseNotFound("d".into()),
         RootNeverEnabled,
@@ -202,7 +204,7 @@ fn one_of_each() -> Vec<DomainError> {
 #[test]
 fn every_refusal_maps_to_the_specs_fault_class() {
     let all = one_of_each();
-    assert_eq!(all.len(), 66);
+    assert_eq!(all.len(), 67);
     for e in &all {
         assert_eq!(e.fault(), expected_fault(e), "{e:?}");
     }
