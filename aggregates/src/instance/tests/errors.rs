@@ -79,6 +79,7 @@ fn expected_fault(e: &DomainError) -> Fault {
         UserAlreadyExists(_) => Fault::BadRequest,
         GuestOperationNotSupported(_) => Fault::UnprocessableEntity,
         GuestNotRunning { .. } => Fault::UnprocessableEntity,
+        GuestChangeOnReplica(_) => Fault::UnprocessableEntity,
     }
 }
 
@@ -191,13 +192,14 @@ fn one_of_each() -> Vec<DomainError> {
             id,
             status: "BUILD".into(),
         },
+        GuestChangeOnReplica(id),
     ]
 }
 
 #[test]
 fn every_refusal_maps_to_the_specs_fault_class() {
     let all = one_of_each();
-    assert_eq!(all.len(), 65);
+    assert_eq!(all.len(), 66);
     for e in &all {
         assert_eq!(e.fault(), expected_fault(e), "{e:?}");
     }
