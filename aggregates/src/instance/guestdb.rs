@@ -551,6 +551,67 @@ fn report(
     }])
 }
 
+/// Whether a queued change still fits the lists it was decided on: after an earlier
+/// change was refused and taken back (`GuestChangeFailed`), a later one may depend on
+/// it (a grant, a new password or a rename of a user whose create the guest refused; a
+/// user created with access to a database whose create was refused). The saga refuses
+/// such a change instead of applying it (a grant would create the account). The reason
+/// is the fault's message.
+pub fn still_applies(p: &PendingGuestChange) -> Result<(), String> {
+    use InstanceEvent::*;
+    let l = &p.before;
+    let user = |name: &str, host: &str| l.users.iter().any(|u| u.name == name && u.host == host);
+    let db = |name: &str| l.databases.iter().any(|d| d.name == name);
+    let missing_user = |name: &str, host: &str| {
+        Err(format!(
+            "User {name}@{host} is not on the instance (an earlier change was refused)."
+        ))
+    };
+    let missing_db = |name: &str| {
+        Err(format!(
+            "Database {name} is not on the instance (an earlier change was refused)."
+        ))
+    };
+    match &p.event {
+        UsersCreated { users, .. } => {
+            for u in users {
+                if let Some(d) = u.databases.iter().find(|d| !db(d)) {
+                    return missing_db(d);
+                }
+            }
+            Ok(())
+        }
+        UserDeleted { name, host, .. }
+        | UserAttributesUpdated { name, host, .. }
+        | UserAccessRevoked { name, host, .. }
+            if !user(name, host) =>
+        {
+            missing_user(name, host)
+        }
+        UserPasswordsChanged { users, .. } => {
+            match users.iter().find(|u| !user(&u.name, &u.host)) {
+                Some(u) => missing_user(&u.name, &u.host),
+                None => Ok(()),
+            }
+        }
+        UserAccessGranted {
+            name,
+            host,
+            databases,
+            ..
+        } => {
+            if !user(name, host) {
+                return missing_user(name, host);
+            }
+            match databases.iter().find(|d| !db(d)) {
+                Some(d) => missing_db(d),
+                None => Ok(()),
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Whether `event` changes the databases, users or root of the guest.
 pub fn is_guest_change(event: &InstanceEvent) -> bool {
     use InstanceEvent::*;

@@ -460,3 +460,37 @@ fn a_refused_root_enable_takes_its_history_entry_back() {
     assert!(!state.root_enabled);
     assert_eq!(state.root_enabled_history, None, "root was never enabled");
 }
+
+#[test]
+fn changes_that_depend_on_a_refused_create_no_longer_apply() {
+    use crate::instance::fold;
+    use crate::instance::guestdb::still_applies;
+    let grant = InstanceEvent::UserAccessGranted {
+        name: "app".into(),
+        host: "%".into(),
+        databases: vec!["shop".into()],
+        at: now(),
+    };
+    let queued = ready_then(&[
+        dbs_created(&["shop"]),
+        users_created("app", "%", &[]),
+        grant,
+        InstanceEvent::GuestChangeApplied { seq: 1, at: now() },
+    ]);
+    let state = fold(&queued);
+    assert_eq!(still_applies(&state.guest_changes[1]), Ok(()));
+    let refused = InstanceEvent::GuestChangeFailed {
+        seq: 2,
+        fault: FaultInfo {
+            message: "exists".into(),
+            details: String::new(),
+        },
+        at: now(),
+    };
+    let state = fold(&[queued, vec![refused]].concat());
+    assert_eq!(state.guest_changes.len(), 1, "the grant is still queued");
+    assert_eq!(
+        still_applies(&state.guest_changes[0]),
+        Err("User app@% is not on the instance (an earlier change was refused).".into())
+    );
+}
