@@ -128,6 +128,57 @@ async fn refused_database_batches_change_nothing_and_say_why() {
     assert_eq!(st, 400, "{body}");
 }
 
+/// Upstream's schemas ask for at least one item: an empty batch is a 400 and records
+/// nothing (no empty event in the history).
+#[tokio::test]
+async fn empty_batches_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server(dir.path()).await;
+    let id = s.create_active("alice", "p1", "empty").await;
+    assert_eq!(create_dbs(&s, &id, &["shop"]).await.0, 202);
+    let users = format!("/instances/{id}/users");
+    let body = json!({"users": [{"name": "app", "password": "Pw-12345"}]});
+    assert_eq!(s.post("alice", "p1", &users, &body).await.0, 202);
+    let cases = [
+        (
+            "POST",
+            format!("/instances/{id}/databases"),
+            json!({"databases": []}),
+            "databases [] is too short",
+        ),
+        (
+            "POST",
+            users.clone(),
+            json!({"users": []}),
+            "users [] is too short",
+        ),
+        (
+            "PUT",
+            users.clone(),
+            json!({"users": []}),
+            "users [] is too short",
+        ),
+        (
+            "PUT",
+            format!("{users}/app/databases"),
+            json!({"databases": []}),
+            "databases [] is too short",
+        ),
+    ];
+    for (method, path, body, message) in cases {
+        let (st, b) = if method == "POST" {
+            s.post("alice", "p1", &path, &body).await
+        } else {
+            s.put("alice", "p1", &path, &body).await
+        };
+        assert_eq!(st, 400, "{method} {path}: {b}");
+        assert_eq!(
+            fault(&b, "badRequest"),
+            format!("Validation error: {message}")
+        );
+    }
+}
+
 #[tokio::test]
 async fn an_instance_that_is_not_running_refuses_databases() {
     let dir = tempfile::tempdir().unwrap();

@@ -205,7 +205,7 @@ async fn refused_user_batches_change_nothing() {
         (
             json!({"name": "root", "password": PW}),
             400,
-            "User name \"root\" is on the reserved list: ['os_admin', 'root'].",
+            "User name \"root\" is on the reserved list: ['os_admin', 'root', 'troved-db', 'mariadb.sys', 'PUBLIC', 'mysql.*', 'troved_repl_*'].",
         ),
         (
             json!({"name": "app", "password": PW}),
@@ -262,6 +262,89 @@ async fn refused_user_batches_change_nothing() {
         .put("alice", "p1", &format!("{path}/app"), &json!({"user": {}}))
         .await;
     assert_eq!(st, 400, "{b}");
+}
+
+/// A refused password is never written back: not when blank, too long or no string,
+/// in any body that carries one (create, new passwords, update, root, instance create).
+#[tokio::test]
+async fn refused_passwords_are_not_echoed_in_the_400() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server(dir.path()).await;
+    let id = instance_with_dbs(&s, "echo").await;
+    let users = format!("/instances/{id}/users");
+    let long = format!("Secret-{}", "x".repeat(300));
+    for secret in ["   ", long.as_str()] {
+        let pw = json!(secret);
+        let cases = [
+            (
+                "POST",
+                users.clone(),
+                json!({"users": [{"name": "a", "password": pw}]}),
+            ),
+            (
+                "PUT",
+                users.clone(),
+                json!({"users": [{"name": "a", "password": pw}]}),
+            ),
+            (
+                "PUT",
+                format!("{users}/a"),
+                json!({"user": {"password": pw}}),
+            ),
+            (
+                "POST",
+                format!("/instances/{id}/root"),
+                json!({"password": pw}),
+            ),
+            ("POST", "/instances".to_string(), {
+                let mut b = common::create_body("echo2");
+                b["instance"]["users"] = json!([{"name": "a", "password": pw}]);
+                b
+            }),
+        ];
+        for (method, path, body) in cases {
+            let (st, b) = if method == "POST" {
+                s.post("alice", "p1", &path, &body).await
+            } else {
+                s.put("alice", "p1", &path, &body).await
+            };
+            assert_eq!(st, 400, "{method} {path}: {b}");
+            let text = fault(&b, "badRequest");
+            assert!(text.contains("password"), "{method} {path}: {b}");
+            let shown = if secret.trim().is_empty() {
+                "\"   \""
+            } else {
+                "Secret-"
+            };
+            assert!(!text.contains(shown), "{method} {path} echoes it: {text}");
+        }
+    }
+    let (st, b) = s
+        .post(
+            "alice",
+            "p1",
+            &users,
+            &json!({"users": [{"name": "a", "password": 31337}]}),
+        )
+        .await;
+    assert_eq!(st, 400);
+    assert!(!b.to_string().contains("31337"), "{b}");
+}
+
+/// Upstream checks the reserved list before it looks the user up: 400, not 404.
+#[tokio::test]
+async fn reserved_user_delete_is_a_bad_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server(dir.path()).await;
+    let id = instance_with_dbs(&s, "reserved").await;
+    let (st, b) = s
+        .delete("alice", "p1", &format!("/instances/{id}/users/root"))
+        .await;
+    assert_eq!(st, 400, "{b}");
+    assert!(
+        fault(&b, "badRequest").starts_with("User name \"root\" is on the reserved list"),
+        "{b}"
+    );
 }
 
 fn assert_secret_absent(dir: &Path, secret: &str) {

@@ -69,14 +69,17 @@ pub async fn run_change(
     wait_applied(state, id, seq).await
 }
 
-/// Waits until change `seq` of instance `id` is no longer pending.
+/// Waits until change `seq` of instance `id` is in the read model and no longer pending.
 async fn wait_applied(state: &AppState, id: Uuid, seq: u64) -> ApiResult<()> {
     let deadline = tokio::time::Instant::now() + APPLY_WAIT;
     loop {
         let Some(inst) = state.models.instance(id) else {
             return Ok(());
         };
-        if !inst.guest_changes.iter().any(|p| p.seq <= seq) {
+        // The read model may not have folded change `seq` yet: then nothing is pending
+        // there either, and the answer would come before the change was applied.
+        let recorded = inst.guest_changes_made >= seq;
+        if recorded && !inst.guest_changes.iter().any(|p| p.seq <= seq) {
             if inst.failed_guest_change.map(std::num::NonZeroU64::get) == Some(seq) {
                 let message = inst
                     .fault

@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use aggregates::instance::guestdb::{check_password, find_user, Family};
+use aggregates::instance::guestdb::{check_password, check_user, find_user, Family};
 use aggregates::instance::{
     GuestUser, GuestUserRequest, InstanceCommand, SealedSecret, UserAttributes, UserPassword,
 };
@@ -302,8 +302,12 @@ async fn delete(
     Identity(caller): Identity,
     Extension(rid): Extension<RequestId>,
 ) -> ApiResult<StatusCode> {
-    let (inst, _) = loaded(&state, &caller, &raw_id)?;
+    let (inst, family) = loaded(&state, &caller, &raw_id)?;
     let (name, host) = user_and_host(&raw_user);
+    // Upstream refuses a reserved name (400) before it looks the user up (404).
+    if family.is_reserved_user(&name) {
+        check_user(family, &name, &host).map_err(domain)?;
+    }
     if find_user(&inst, &name, &host).is_none() {
         return Err(domain(aggregates::instance::DomainError::UserNotFound(
             raw_user,

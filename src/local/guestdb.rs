@@ -23,6 +23,15 @@ pub trait GuestDb: Send + Sync {
         character_set: Option<&str>,
         collate: Option<&str>,
     ) -> Result<(), LocalError>;
+    /// Whether the account `name@host` exists on the server (PostgreSQL: the role
+    /// `name`, whatever the host). A user create refuses one that troved did not create:
+    /// it would take over an account of the server, of troved or of an operator.
+    async fn user_exists(
+        &self,
+        inst: &Instance,
+        name: &str,
+        host: &str,
+    ) -> Result<bool, LocalError>;
     /// `DROP DATABASE` (gone already: fine).
     async fn drop_database(&self, inst: &Instance, name: &str) -> Result<(), LocalError>;
     /// Drops the user and what it owns (gone already: fine).

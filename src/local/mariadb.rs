@@ -37,8 +37,11 @@ use super::{
 pub const ADMIN: &str = "root";
 
 /// Every script starts with this: string literals then treat a backslash as an ordinary
-/// character, which [`mariadb_literal`] relies on, whatever the server's `sql_mode`.
-const SESSION: &str = "SET SESSION sql_mode = 'NO_BACKSLASH_ESCAPES';\n";
+/// character, which [`mariadb_literal`] relies on, whatever the server's `sql_mode`. The
+/// server's own modes are kept (replacing them dropped `NO_AUTO_CREATE_USER`, so a GRANT
+/// to a missing account created it without a password).
+const SESSION: &str =
+    "SET SESSION sql_mode = CONCAT_WS(',', NULLIF(@@sql_mode, ''), 'NO_BACKSLASH_ESCAPES');\n";
 
 /// `innodb_buffer_pool_size` = RAM/2, between 32 MB and 16 GB.
 pub fn memory_settings(ram_mb: u32) -> Vec<(String, String)> {
@@ -311,6 +314,14 @@ impl Engine for Mariadb {
     }
 
     async fn create_user(&self, inst: &Instance, user: &UserSpec) -> Result<(), LocalError> {
+        // The account troved administers the server with (`unix_socket`, named after
+        // the OS user): the ALTER below would give it a password login.
+        if user.name == self.opts.user.name {
+            return Err(LocalError::invalid(
+                "user",
+                format!("{} is the server's administration account", user.name),
+            ));
+        }
         let account = mariadb_account(&user.name, &user.host)?;
         let password = mariadb_literal(&user.password)?;
         let mut sql = format!(

@@ -137,6 +137,8 @@ impl SagaRunner {
         let Some(pending) = s.guest_changes.iter().find(|p| p.seq == seq) else {
             return Ok(Outcome::Wait);
         };
+        // A change that depended on a refused one is refused too, not applied.
+        aggregates::instance::guestdb::still_applies(pending).map_err(ProviderError::Permanent)?;
         let change = self.guest_change_of(id, &pending.event).await?;
         let server = s.server_id.clone().unwrap_or_default();
         let manager = s

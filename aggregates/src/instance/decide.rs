@@ -331,6 +331,7 @@ fn create(
     };
     // Step 6: databases and users.
     check_databases_and_users(c, primary.is_some())?;
+    check_reserved_accounts(c, &version.manager)?;
     check_nics(c, primary.is_some())?;
     check_locality(c)?;
     // Step 10: flavor.
@@ -619,6 +620,22 @@ fn check_databases_and_users(c: &CreateInstance, replica: bool) -> Result<(), Do
         return Err(DomainError::ReplicaWithUsersOrDatabases);
     }
     Ok(())
+}
+
+/// Beyond upstream's list: the accounts of the server and of troved (guestdb's
+/// `Family::reserved_users`), which a user of the create would otherwise take over.
+fn check_reserved_accounts(c: &CreateInstance, manager: &str) -> Result<(), DomainError> {
+    let Some(family) = super::guestdb::Family::of(manager) else {
+        return Ok(());
+    };
+    match c
+        .users
+        .iter()
+        .find_map(|u| super::guestdb::reserved_user(family, &u.name))
+    {
+        Some(refusal) => Err(refusal),
+        None => Ok(()),
+    }
 }
 
 fn decide_volume(

@@ -161,6 +161,11 @@ pub enum DomainError {
     /// 422: upstream's `load_and_verify` (the datastore is not running).
     #[error("Instance {id} is not ready, status: {status}.")]
     GuestNotRunning { id: Uuid, status: String },
+    /// 422: a replica's databases, users and root follow its source; a change made on
+    /// the replica itself would diverge from it (on MariaDB: errant GTIDs that break a
+    /// later switchover).
+    #[error("Instance {0} is a replica: change its databases, users and root on its source.")]
+    GuestChangeOnReplica(Uuid),
     /// 501.
     #[error("Volume support is not enabled.")]
     VolumeNotSupported,
@@ -219,7 +224,8 @@ impl DomainError {
             | GuestOperationNotSupported(_)
             | GuestNotRunning { .. }
             | SwitchMemberReset { .. }
-            | ResetWhileDeleting(_) => Fault::UnprocessableEntity,
+            | ResetWhileDeleting(_)
+            | GuestChangeOnReplica(_) => Fault::UnprocessableEntity,
             VolumeNotSupported => Fault::NotImplemented,
             // instance actions
             PolicyForbids(_) => Fault::Forbidden,

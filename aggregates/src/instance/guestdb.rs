@@ -41,12 +41,44 @@ impl Family {
         }
     }
 
-    /// Upstream's `ignore_users`.
+    /// Upstream's `ignore_users`, then the accounts of the server itself and of troved
+    /// (the local provider's administration account `troved-db`, MariaDB's
+    /// `mariadb.sys` and `PUBLIC`): a user create must not take one of them over.
     pub fn reserved_users(self) -> &'static [&'static str] {
         match self {
-            Family::Mysql => &["os_admin", "root"],
-            Family::Postgresql => &["os_admin", "postgres"],
+            Family::Mysql => &["os_admin", "root", "troved-db", "mariadb.sys", "PUBLIC"],
+            Family::Postgresql => &["os_admin", "postgres", "troved-db"],
         }
+    }
+
+    /// Reserved name prefixes: the server's own (`mysql.session`, PostgreSQL's `pg_*`
+    /// roles) and troved's replication accounts (`troved_repl_<port>`).
+    pub fn reserved_user_prefixes(self) -> &'static [&'static str] {
+        match self {
+            Family::Mysql => &["mysql.", "troved_repl_"],
+            Family::Postgresql => &["pg_"],
+        }
+    }
+
+    /// Whether `name` is reserved: listed, or starting with a reserved prefix.
+    pub fn is_reserved_user(self, name: &str) -> bool {
+        self.reserved_users().contains(&name)
+            || self
+                .reserved_user_prefixes()
+                .iter()
+                .any(|p| name.starts_with(p))
+    }
+
+    /// The reserved names as a message shows them (prefixes as `mysql.*`).
+    fn reserved_users_shown(self) -> String {
+        let prefixes: Vec<String> = self
+            .reserved_user_prefixes()
+            .iter()
+            .map(|p| format!("{p}*"))
+            .collect();
+        let mut all: Vec<&str> = self.reserved_users().to_vec();
+        all.extend(prefixes.iter().map(String::as_str));
+        py_list(&all)
     }
 
     fn max_database_name(self) -> usize {
@@ -150,14 +182,20 @@ pub fn check_user(family: Family, name: &str, host: &str) -> Result<(), DomainEr
     if !host_ok {
         return bad(format!("'{host}' is not a valid hostname."));
     }
-    let reserved = family.reserved_users();
-    if reserved.contains(&name) {
-        return bad(format!(
-            "User name \"{name}\" is on the reserved list: {}.",
-            py_list(reserved)
-        ));
+    match reserved_user(family, name) {
+        Some(refusal) => Err(refusal),
+        None => Ok(()),
     }
-    Ok(())
+}
+
+/// The refusal of a reserved user name for `family`, if `name` is one.
+pub fn reserved_user(family: Family, name: &str) -> Option<DomainError> {
+    family.is_reserved_user(name).then(|| {
+        DomainError::InvalidGuestInput(format!(
+            "User name \"{name}\" is on the reserved list: {}.",
+            family.reserved_users_shown()
+        ))
+    })
 }
 
 /// Checks a plaintext password for `family` (the shell, before it seals it). The
@@ -252,13 +290,17 @@ pub fn decide_guest_admin(
     if let RecordGuestChangeApplied { seq } | RecordGuestChangeFailed { seq, .. } = cmd {
         return report(state, cmd, *seq, ctx);
     }
-    let (_, family) = guest_admin_gate(state, ctx.sees_instance, ctx.instance_id)?;
+    let (id, family) = guest_admin_gate(state, ctx.sees_instance, ctx.instance_id)?;
+    // Listing stays allowed (the handlers read the lists without deciding).
+    if state.replica_of.is_some() {
+        return Err(DomainError::GuestChangeOnReplica(id));
+    }
     let event = match cmd {
         CreateDatabases { databases } => create_databases(state, family, databases, ctx)?,
         DeleteDatabase { name } => delete_database(state, family, name, ctx)?,
         CreateUsers { users } => create_users(state, family, users, ctx)?,
         DeleteUser { name, host } => {
-            if family.reserved_users().contains(&name.as_str()) {
+            if family.is_reserved_user(name) {
                 check_user(family, name, host)?;
             }
             existing_user(state, name, host)?;
@@ -509,6 +551,67 @@ fn report(
     }])
 }
 
+/// Whether a queued change still fits the lists it was decided on: after an earlier
+/// change was refused and taken back (`GuestChangeFailed`), a later one may depend on
+/// it (a grant, a new password or a rename of a user whose create the guest refused; a
+/// user created with access to a database whose create was refused). The saga refuses
+/// such a change instead of applying it (a grant would create the account). The reason
+/// is the fault's message.
+pub fn still_applies(p: &PendingGuestChange) -> Result<(), String> {
+    use InstanceEvent::*;
+    let l = &p.before;
+    let user = |name: &str, host: &str| l.users.iter().any(|u| u.name == name && u.host == host);
+    let db = |name: &str| l.databases.iter().any(|d| d.name == name);
+    let missing_user = |name: &str, host: &str| {
+        Err(format!(
+            "User {name}@{host} is not on the instance (an earlier change was refused)."
+        ))
+    };
+    let missing_db = |name: &str| {
+        Err(format!(
+            "Database {name} is not on the instance (an earlier change was refused)."
+        ))
+    };
+    match &p.event {
+        UsersCreated { users, .. } => {
+            for u in users {
+                if let Some(d) = u.databases.iter().find(|d| !db(d)) {
+                    return missing_db(d);
+                }
+            }
+            Ok(())
+        }
+        UserDeleted { name, host, .. }
+        | UserAttributesUpdated { name, host, .. }
+        | UserAccessRevoked { name, host, .. }
+            if !user(name, host) =>
+        {
+            missing_user(name, host)
+        }
+        UserPasswordsChanged { users, .. } => {
+            match users.iter().find(|u| !user(&u.name, &u.host)) {
+                Some(u) => missing_user(&u.name, &u.host),
+                None => Ok(()),
+            }
+        }
+        UserAccessGranted {
+            name,
+            host,
+            databases,
+            ..
+        } => {
+            if !user(name, host) {
+                return missing_user(name, host);
+            }
+            match databases.iter().find(|d| !db(d)) {
+                Some(d) => missing_db(d),
+                None => Ok(()),
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Whether `event` changes the databases, users or root of the guest.
 pub fn is_guest_change(event: &InstanceEvent) -> bool {
     use InstanceEvent::*;
@@ -589,7 +692,13 @@ pub fn apply_to_lists(l: &mut GuestLists, event: &InstanceEvent) {
                 l.users[i].databases.retain(|d| d != database);
             }
         }
-        RootEnabled { .. } => l.root_enabled = true,
+        RootEnabled { user_id, at, .. } => {
+            // Upstream's RootHistory: a new entry unless root is enabled already.
+            if !l.root_enabled || l.root_enabled_history.is_none() {
+                l.root_enabled_history = Some(Box::new((*at, user_id.clone())));
+            }
+            l.root_enabled = true;
+        }
         RootDisabled { .. } => l.root_enabled = false,
         _ => {}
     }
@@ -601,6 +710,7 @@ fn lists_of(s: &Instance) -> GuestLists {
         databases: s.databases.clone(),
         users: s.users.clone(),
         root_enabled: s.root_enabled,
+        root_enabled_history: s.root_enabled_history.clone(),
     }
 }
 
@@ -608,16 +718,11 @@ fn set_lists(s: &mut Instance, l: GuestLists) {
     s.databases = l.databases;
     s.users = l.users;
     s.root_enabled = l.root_enabled;
+    s.root_enabled_history = l.root_enabled_history;
 }
 
 /// Folds a change: its effect on the lists, queued for the guest.
 pub fn record_change(s: &mut Instance, event: &InstanceEvent) {
-    if let InstanceEvent::RootEnabled { user_id, at, .. } = event {
-        // Upstream's RootHistory: a new entry unless root is enabled already.
-        if !s.root_enabled || s.root_enabled_history.is_none() {
-            s.root_enabled_history = Some(Box::new((*at, user_id.clone())));
-        }
-    }
     let before = lists_of(s);
     let mut after = before.clone();
     apply_to_lists(&mut after, event);

@@ -235,6 +235,10 @@ pub struct GuestLists {
     pub databases: Vec<DatabaseSpec>,
     pub users: Vec<GuestUser>,
     pub root_enabled: bool,
+    /// Upstream's root history: a refused `RootEnabled` takes its entry back too.
+    /// Default: snapshots from before it was kept here restore none.
+    #[serde(default)]
+    pub root_enabled_history: Option<Box<(DateTime<Utc>, String)>>,
 }
 
 /// A recorded change the guest has not applied yet.

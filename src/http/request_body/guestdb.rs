@@ -4,7 +4,7 @@
 //! passwords are checked as at create (the same rule types); the datastore's own rules
 //! (reserved names, lengths, characters) are the aggregate's.
 
-use serde::Deserialize;
+use serde::{de, Deserialize, Deserializer};
 use utoipa::ToSchema;
 
 use super::instance::{
@@ -29,6 +29,7 @@ objects_only!(
 #[serde(remote = "Self")]
 pub struct DatabasesBody {
     #[schema(min_items = 1)]
+    #[serde(deserialize_with = "at_least_one")]
     pub databases: Vec<DatabaseRequest>,
 }
 
@@ -42,6 +43,7 @@ impl RequestBody for DatabasesBody {
 #[serde(remote = "Self")]
 pub struct UsersBody {
     #[schema(min_items = 1)]
+    #[serde(deserialize_with = "at_least_one")]
     pub users: Vec<UserRequest>,
 }
 
@@ -82,6 +84,7 @@ pub struct UserAttributesRequest {
 #[serde(remote = "Self")]
 pub struct PasswordsBody {
     #[schema(min_items = 1)]
+    #[serde(deserialize_with = "at_least_one")]
     pub users: Vec<PasswordChange>,
 }
 
@@ -105,6 +108,7 @@ pub struct PasswordChange {
 #[serde(remote = "Self")]
 pub struct AccessBody {
     #[schema(min_items = 1)]
+    #[serde(deserialize_with = "at_least_one")]
     pub databases: Vec<UserDatabaseRequest>,
 }
 
@@ -123,4 +127,18 @@ pub struct RootEnableBody {
 
 impl RequestBody for RootEnableBody {
     const ROOT: &'static str = "password";
+}
+
+/// Upstream's `minItems: 1` (jsonschema's `databases [] is too short`): an empty batch
+/// would record an event that changes nothing.
+fn at_least_one<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    let items = Vec::<T>::deserialize(d)?;
+    if items.is_empty() {
+        return Err(de::Error::custom("is too short"));
+    }
+    Ok(items)
 }

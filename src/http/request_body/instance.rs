@@ -404,8 +404,16 @@ impl ToSchema for UserName {}
 pub struct Password(pub String);
 
 impl Password {
+    /// As [`Name`]'s rule, but a refusal never shows the value: the message is the
+    /// path and the reason only (`users[0]['password'] is too long`), so a password
+    /// is not written into a response, a proxy's log or a client's error report.
     fn check(v: &Value) -> Result<Password, Broken> {
-        non_empty_string(v, 255).map(Password)
+        non_empty_string(v, 255)
+            .map(Password)
+            .map_err(|broken| match broken {
+                Broken::Because(reason) => Broken::Whole(reason),
+                whole => whole,
+            })
     }
 }
 checked_by!(Password);

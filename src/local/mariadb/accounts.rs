@@ -26,9 +26,12 @@ fn shown(name: &str, host: &str) -> String {
 
 /// Applies the rules to the account `name@host`. `own` are the hosts of this name's own
 /// accounts (never dropped); accounts at other CIDR hosts (`…/…`) are troved's and are
-/// dropped when the rules of none of this name's own accounts ask for them (`app@'%'`
-/// and `app@'10.1.1.1'` side by side keep the CIDR accounts the first one needs). An
-/// account that does not exist (a superuser whose password is not set yet) is left alone.
+/// dropped when the rules of none of this name's existing own accounts ask for them
+/// (`app@'%'` and `app@'10.1.1.1'` side by side keep the CIDR accounts the first one
+/// needs; a dropped or renamed `app@'%'` takes its copies with it). The copies are made
+/// anew each time, so they carry the account's password and grants of now (after a new
+/// password, a grant or a revoke). An account that does not exist (a superuser whose
+/// password is not set yet, a dropped user) gets no copies.
 pub(super) async fn restrict_account(
     m: &Mariadb,
     inst: &Instance,
@@ -45,18 +48,14 @@ pub(super) async fn restrict_account(
         .lines()
         .map(str::to_string)
         .collect();
-    if !hosts.iter().any(|h| h == host) {
-        return Ok(());
-    }
-    let plan = mariadb_accounts(host, allowed);
+    let exists = |h: &str| hosts.iter().any(|x| x == h);
     let wanted: Vec<String> = own
         .iter()
         .chain([&host])
+        .filter(|h| exists(h))
         .flat_map(|h| mariadb_accounts(h, allowed).extra_hosts)
         .collect();
-    let account = mariadb_account(name, host)?;
     let mut sql = String::new();
-    let mut hashes = Vec::new();
     for h in &hosts {
         let ours = h.contains('/') && !own.contains(&h.as_str());
         if ours && !wanted.contains(h) {
@@ -66,13 +65,28 @@ pub(super) async fn restrict_account(
             ));
         }
     }
+    if !exists(host) {
+        if !sql.is_empty() {
+            m.sql(inst, &format!("SET SESSION sql_log_bin = 0;\n{sql}"), &[])
+                .await?;
+        }
+        return Ok(());
+    }
+    let plan = mariadb_accounts(host, allowed);
+    let account = mariadb_account(name, host)?;
+    let mut hashes = Vec::new();
     if !plan.extra_hosts.is_empty() {
         let grants = query(m, inst, &format!("SHOW GRANTS FOR {account};")).await?;
         let from = format!(" TO {} ", shown(name, host));
-        for extra in &plan.extra_hosts {
+        for extra in plan
+            .extra_hosts
+            .iter()
+            .filter(|h| !own.contains(&h.as_str()))
+        {
+            // Anew: a grant revoked since must not survive in the copy.
+            let copy = mariadb_account(name, extra)?;
             sql.push_str(&format!(
-                "CREATE USER IF NOT EXISTS {};\n",
-                mariadb_account(name, extra)?
+                "DROP USER IF EXISTS {copy};\nCREATE USER {copy};\n"
             ));
             let to = format!(" TO {} ", shown(name, extra));
             for grant in grants.lines() {

@@ -23,6 +23,29 @@ impl Mariadb {
         );
         Ok(self.sql(inst, &sql, &[]).await?.trim() == "1")
     }
+
+    /// The accounts with privileges on database `name` (`mysql.db`, which holds the
+    /// name as the GRANT wrote it: plain or with its wildcards escaped).
+    async fn grantees(
+        &self,
+        inst: &Instance,
+        name: &str,
+    ) -> Result<Vec<(String, String)>, LocalError> {
+        let escaped = mariadb_grant_db(name)?;
+        let escaped = escaped[1..escaped.len() - 1].replace("``", "`");
+        let sql = format!(
+            "SELECT User, Host FROM mysql.db WHERE Db IN ({}, {});",
+            mariadb_literal(name)?,
+            mariadb_literal(&escaped)?
+        );
+        Ok(self
+            .sql(inst, &sql, &[])
+            .await?
+            .lines()
+            .filter_map(|l| l.split_once('\t'))
+            .map(|(u, h)| (u.to_string(), h.to_string()))
+            .collect())
+    }
 }
 
 /// A character set or collation name: letters, digits and `_` only (they are
@@ -36,6 +59,15 @@ fn charset_name(what: &'static str, s: &str) -> Result<String, LocalError> {
 
 #[async_trait]
 impl GuestDb for Mariadb {
+    async fn user_exists(
+        &self,
+        inst: &Instance,
+        name: &str,
+        host: &str,
+    ) -> Result<bool, LocalError> {
+        self.account_exists(inst, name, host).await
+    }
+
     async fn create_database_with(
         &self,
         inst: &Instance,
@@ -58,7 +90,20 @@ impl GuestDb for Mariadb {
     }
 
     async fn drop_database(&self, inst: &Instance, name: &str) -> Result<(), LocalError> {
-        let sql = format!("DROP DATABASE IF EXISTS {};", mariadb_ident(name)?);
+        // DROP DATABASE leaves the grants on it (`mysql.db`): a database of that name
+        // created later would open to the old users at once.
+        let grant_db = mariadb_grant_db(name)?;
+        let mut sql = String::new();
+        for (user, host) in self.grantees(inst, name).await? {
+            sql.push_str(&format!(
+                "REVOKE ALL PRIVILEGES ON {grant_db}.* FROM {};\n",
+                mariadb_account(&user, &host)?
+            ));
+        }
+        sql.push_str(&format!(
+            "DROP DATABASE IF EXISTS {};",
+            mariadb_ident(name)?
+        ));
         self.sql(inst, &sql, &[]).await.map(drop)
     }
 
@@ -106,6 +151,15 @@ impl GuestDb for Mariadb {
         host: &str,
         databases: &[String],
     ) -> Result<(), LocalError> {
+        // A GRANT to a missing account would create it (without a password where the
+        // server's sql_mode lacks NO_AUTO_CREATE_USER): a user whose create was refused
+        // gets nothing.
+        if !self.account_exists(inst, name, host).await? {
+            return Err(LocalError::invalid(
+                "user",
+                format!("{name}@{host} does not exist on the server"),
+            ));
+        }
         let account = mariadb_account(name, host)?;
         let mut sql = String::new();
         for db in databases {

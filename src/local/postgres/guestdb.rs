@@ -39,6 +39,15 @@ impl Postgres {
 
 #[async_trait]
 impl GuestDb for Postgres {
+    async fn user_exists(
+        &self,
+        inst: &Instance,
+        name: &str,
+        _host: &str,
+    ) -> Result<bool, LocalError> {
+        self.role_exists(inst, name).await
+    }
+
     async fn create_database_with(
         &self,
         inst: &Instance,
@@ -60,9 +69,13 @@ impl GuestDb for Postgres {
             return Ok(());
         }
         let ident = pg_ident(name)?;
-        // Its objects and privileges in every database, then the role.
+        // In every database its objects go to the administrator (the data stays: a
+        // user's delete is not a database's), then its privileges go; then the role.
         for db in self.connectable(inst).await? {
-            let sql = format!("DROP OWNED BY {ident};");
+            let sql = format!(
+                "REASSIGN OWNED BY {ident} TO {};\nDROP OWNED BY {ident};",
+                pg_ident(ADMIN)?
+            );
             self.psql(inst, &db, &sql, &[]).await?;
         }
         let sql = format!("DROP ROLE IF EXISTS {ident};");

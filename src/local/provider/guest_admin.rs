@@ -15,6 +15,7 @@ use async_trait::async_trait;
 
 use super::state::ServerRec;
 use super::{generate_password, provider_error, LocalProvider};
+use crate::local::guestdb::GuestDb;
 use crate::local::{access, running, Engine, Instance, UserSpec};
 use crate::saga::guest_admin::{GuestAdmin, GuestChange};
 use crate::saga::ports::{IdempotencyKey, ProviderError};
@@ -74,8 +75,9 @@ impl LocalProvider {
             GuestChange::CreateUsers { .. }
             | GuestChange::DeleteUser { .. }
             | GuestChange::UpdateUser { .. } => {
-                self.apply_user_change(server_id, engine, inst, change)
-                    .await?
+                return self
+                    .apply_user_change(server_id, rec, engine, inst, change)
+                    .await;
             }
             GuestChange::SetPasswords { users } => {
                 for u in users {
@@ -103,13 +105,20 @@ impl LocalProvider {
                     .await?
             }
         }
-        Ok(())
+        // The access rules copy an account's password and grants (MariaDB's per-CIDR
+        // accounts) and lock the superuser to the allowed networks: a new password, a
+        // grant, a revoke or root's password must reach those copies too, or the old
+        // password keeps working from an allowed network.
+        self.accounts_changed(server_id, engine, inst, &[], &[])
+            .await
     }
 
-    /// Creating, dropping, renaming a user: the accounts in `state.json` follow.
+    /// Creating, dropping, renaming a user: the accounts in `state.json` follow, and
+    /// the access rules are applied to the accounts of both names.
     async fn apply_user_change(
         &self,
         server_id: &str,
+        rec: &ServerRec,
         engine: &Arc<dyn Engine>,
         inst: &Instance,
         change: &GuestChange,
@@ -120,7 +129,10 @@ impl LocalProvider {
         };
         match change {
             GuestChange::CreateUsers { users } => {
+                let mut ours = rec.users.clone();
                 for u in users {
+                    self.refuse_foreign_account(db, inst, &ours, &u.name, &u.host)
+                        .await?;
                     let spec = UserSpec {
                         name: u.name.clone(),
                         host: u.host.clone(),
@@ -128,13 +140,13 @@ impl LocalProvider {
                         databases: u.databases.clone(),
                     };
                     engine.create_user(inst, &spec).await.map_err(e)?;
+                    // Recorded at once: a retry after a later user's failure finds this
+                    // one troved's, not foreign.
+                    let account = (u.name.clone(), u.host.clone());
+                    ours.push(account.clone());
+                    self.accounts_changed(server_id, engine, inst, &[account], &[])
+                        .await?;
                 }
-                let accounts: Vec<(String, String)> = users
-                    .iter()
-                    .map(|u| (u.name.clone(), u.host.clone()))
-                    .collect();
-                self.accounts_changed(server_id, engine, inst, &accounts, &[])
-                    .await?;
             }
             GuestChange::DeleteUser { name, host } => {
                 db.drop_user(inst, name, host).await.map_err(e)?;
@@ -159,12 +171,12 @@ impl LocalProvider {
                         .await
                         .map_err(e)?;
                 }
-                if (to_name, to_host) != (name.as_str(), host.as_str()) {
-                    let now = [(to_name.to_string(), to_host.to_string())];
-                    let gone = [(name.clone(), host.clone())];
-                    self.accounts_changed(server_id, engine, inst, &now, &gone)
-                        .await?;
-                }
+                let renamed = (to_name, to_host) != (name.as_str(), host.as_str());
+                let now = [(to_name.to_string(), to_host.to_string())];
+                let gone = [(name.clone(), host.clone())];
+                let (now, gone): (&[_], &[_]) = if renamed { (&now, &gone) } else { (&[], &[]) };
+                self.accounts_changed(server_id, engine, inst, now, gone)
+                    .await?;
             }
             _ => {}
         }
@@ -198,9 +210,9 @@ impl LocalProvider {
         added: &[(String, String)],
         removed: &[(String, String)],
     ) -> Result<(), ProviderError> {
-        let (added, removed) = (added.to_vec(), removed.to_vec());
+        let (added, gone) = (added.to_vec(), removed.to_vec());
         self.update_rec(server_id, move |s| {
-            s.users.retain(|a| !removed.contains(a));
+            s.users.retain(|a| !gone.contains(a));
             for a in added {
                 if !s.users.contains(&a) {
                     s.users.push(a);
@@ -210,10 +222,41 @@ impl LocalProvider {
         .await?;
         let rec = self.live_server(server_id).await?;
         let allowed = access::parse_all(&rec.allowed_cidrs).map_err(provider_error)?;
+        // The removed accounts too: gone from the server, their copies at the allowed
+        // networks (MariaDB's `name@'10.0.0.0/255.0.0.0'`) are dropped with them.
+        let mut accounts = rec.users.clone();
+        accounts.extend(removed.iter().filter(|a| !rec.users.contains(a)).cloned());
         engine
-            .restrict_network(inst, &allowed, &rec.users)
+            .restrict_network(inst, &allowed, &accounts)
             .await
             .map_err(provider_error)
+    }
+
+    /// Refuses (for good) to create `name@host` when the server has that account and
+    /// troved did not create it (`ours`): `CREATE USER` would otherwise take over an
+    /// account of the server, of troved's administration or of an operator.
+    async fn refuse_foreign_account(
+        &self,
+        db: &dyn GuestDb,
+        inst: &Instance,
+        ours: &[(String, String)],
+        name: &str,
+        host: &str,
+    ) -> Result<(), ProviderError> {
+        // PostgreSQL's users all have host `%` (the aggregate's rule): a pair compares.
+        let known = ours.iter().any(|(n, h)| n == name && h == host);
+        if known
+            || !db
+                .user_exists(inst, name, host)
+                .await
+                .map_err(provider_error)?
+        {
+            return Ok(());
+        }
+        Err(ProviderError::Permanent(format!(
+            "the server has an account {name}@{host} already that troved did not create; \
+             it is not taken over"
+        )))
     }
 
     /// Changes the server's record in `state.json`.

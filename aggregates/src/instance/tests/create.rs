@@ -418,6 +418,24 @@ fn reserved_user_create_is_refused() {
 }
 
 #[test]
+fn server_and_troved_accounts_in_a_create_are_refused() {
+    for name in [
+        "troved-db",
+        "mariadb.sys",
+        "mysql.session",
+        "troved_repl_3307",
+    ] {
+        given(&[])
+            .when(create(|c| {
+                c.users = vec![user(name, Some("localhost"), &[])];
+            }))
+            .then_err(DomainError::InvalidGuestInput(format!(
+                "User name \"{name}\" is on the reserved list: ['os_admin', 'root', 'troved-db', 'mariadb.sys', 'PUBLIC', 'mysql.*', 'troved_repl_*']."
+            )));
+    }
+}
+
+#[test]
 fn duplicate_user_and_host_create_is_refused() {
     // No host = `%`, so these two collide.
     let err = given(&[])

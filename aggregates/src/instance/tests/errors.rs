@@ -81,6 +81,7 @@ fn expected_fault(e: &DomainError) -> Fault {
         UserAlreadyExists(_) => Fault::BadRequest,
         GuestOperationNotSupported(_) => Fault::UnprocessableEntity,
         GuestNotRunning { .. } => Fault::UnprocessableEntity,
+        GuestChangeOnReplica(_) => Fault::UnprocessableEntity,
     }
 }
 
@@ -198,13 +199,14 @@ fn one_of_each() -> Vec<DomainError> {
             id,
             status: "BUILD".into(),
         },
+        GuestChangeOnReplica(id),
     ]
 }
 
 #[test]
 fn every_refusal_maps_to_the_specs_fault_class() {
     let all = one_of_each();
-    assert_eq!(all.len(), 67);
+    assert_eq!(all.len(), 68);
     for e in &all {
         assert_eq!(e.fault(), expected_fault(e), "{e:?}");
     }

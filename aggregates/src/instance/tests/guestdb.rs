@@ -164,7 +164,7 @@ fn unknown_database_delete_is_not_found() {
 }
 
 #[test]
-fn database_of_the_create_can_be_dropped_and_leaves_users_access() {
+fn database_of_the_create_can_be_dropped_and_its_access_leaves_the_users() {
     let events = ready_from(created_with(|c| {
         c.databases = vec![db("shop")];
         c.users = vec![UserSpec {
@@ -199,7 +199,7 @@ fn users_need_existing_databases_and_unique_free_names() {
             users: vec![user_req("root", "%", &[])],
         })
         .then_err(bad(
-            "User name \"root\" is on the reserved list: ['os_admin', 'root'].",
+            "User name \"root\" is on the reserved list: ['os_admin', 'root', 'troved-db', 'mariadb.sys', 'PUBLIC', 'mysql.*', 'troved_repl_*'].",
         ));
     given(&base)
         .when(InstanceCommand::CreateUsers {
@@ -349,5 +349,148 @@ fn applied_reports_are_idempotent() {
         state.users,
         Vec::<GuestUser>::new(),
         "no users were created"
+    );
+}
+
+#[test]
+fn accounts_of_the_server_and_of_troved_are_reserved() {
+    let base = ready();
+    for name in [
+        "troved-db",
+        "mariadb.sys",
+        "PUBLIC",
+        "mysql.session",
+        "troved_repl_3307",
+    ] {
+        let err = given(&base)
+            .when(InstanceCommand::CreateUsers {
+                users: vec![user_req(name, "%", &[])],
+            })
+            .then_err(bad(&format!(
+                "User name \"{name}\" is on the reserved list: ['os_admin', 'root', 'troved-db', 'mariadb.sys', 'PUBLIC', 'mysql.*', 'troved_repl_*']."
+            )));
+        assert_eq!(err.fault(), Fault::BadRequest);
+    }
+    let pg = ready_from(created_with(|c| c.datastore = version_ref(V_PG_13)));
+    given(&pg)
+        .when(InstanceCommand::CreateUsers {
+            users: vec![user_req("pg_monitor", "%", &[])],
+        })
+        .then_err(bad(
+            "User name \"pg_monitor\" is on the reserved list: ['os_admin', 'postgres', 'troved-db', 'pg_*'].",
+        ));
+    // A rename onto a reserved account is refused as well.
+    given(&ready_then(&[users_created("app", "%", &[])]))
+        .when(InstanceCommand::UpdateUserAttributes {
+            name: "app".into(),
+            host: "%".into(),
+            update: UserAttributes {
+                name: Some("mariadb.sys".into()),
+                ..UserAttributes::default()
+            },
+        })
+        .then_err(bad(
+            "User name \"mariadb.sys\" is on the reserved list: ['os_admin', 'root', 'troved-db', 'mariadb.sys', 'PUBLIC', 'mysql.*', 'troved_repl_*'].",
+        ));
+}
+
+#[test]
+fn reserved_user_delete_is_refused_as_reserved_not_as_unknown() {
+    let err = given(&ready())
+        .when(InstanceCommand::DeleteUser {
+            name: "root".into(),
+            host: "%".into(),
+        })
+        .then_err(bad(
+            "User name \"root\" is on the reserved list: ['os_admin', 'root', 'troved-db', 'mariadb.sys', 'PUBLIC', 'mysql.*', 'troved_repl_*'].",
+        ));
+    assert_eq!(err.fault(), Fault::BadRequest);
+}
+
+#[test]
+fn guest_changes_on_a_replica_are_refused() {
+    let replica = ready_replica();
+    for cmd in [
+        create_dbs(&["shop"]),
+        InstanceCommand::CreateUsers {
+            users: vec![user_req("app", "%", &[])],
+        },
+        InstanceCommand::EnableRoot {
+            password: sealed("r"),
+        },
+    ] {
+        let err = given(&replica)
+            .when(cmd)
+            .then_err(DomainError::GuestChangeOnReplica(INSTANCE));
+        assert_eq!(err.fault(), Fault::UnprocessableEntity);
+    }
+}
+
+#[test]
+fn a_refused_root_enable_takes_its_history_entry_back() {
+    let state = given(&ready())
+        .when(InstanceCommand::EnableRoot {
+            password: sealed("r"),
+        })
+        .then(&[InstanceEvent::RootEnabled {
+            password: sealed("r"),
+            user_id: "alice".into(),
+            at: now(),
+        }]);
+    assert!(state.root_enabled_history.is_some());
+    let fault = FaultInfo {
+        message: "refused".into(),
+        details: "no".into(),
+    };
+    let events = ready_then(&[InstanceEvent::RootEnabled {
+        password: sealed("r"),
+        user_id: "alice".into(),
+        at: now(),
+    }]);
+    let state = given(&events)
+        .when(InstanceCommand::RecordGuestChangeFailed { seq: 1, fault })
+        .then(&[InstanceEvent::GuestChangeFailed {
+            seq: 1,
+            fault: FaultInfo {
+                message: "refused".into(),
+                details: "no".into(),
+            },
+            at: now(),
+        }]);
+    assert!(!state.root_enabled);
+    assert_eq!(state.root_enabled_history, None, "root was never enabled");
+}
+
+#[test]
+fn changes_that_depend_on_a_refused_create_no_longer_apply() {
+    use crate::instance::fold;
+    use crate::instance::guestdb::still_applies;
+    let grant = InstanceEvent::UserAccessGranted {
+        name: "app".into(),
+        host: "%".into(),
+        databases: vec!["shop".into()],
+        at: now(),
+    };
+    let queued = ready_then(&[
+        dbs_created(&["shop"]),
+        users_created("app", "%", &[]),
+        grant,
+        InstanceEvent::GuestChangeApplied { seq: 1, at: now() },
+    ]);
+    let state = fold(&queued);
+    assert_eq!(still_applies(&state.guest_changes[1]), Ok(()));
+    let refused = InstanceEvent::GuestChangeFailed {
+        seq: 2,
+        fault: FaultInfo {
+            message: "exists".into(),
+            details: String::new(),
+        },
+        at: now(),
+    };
+    let state = fold(&[queued, vec![refused]].concat());
+    assert_eq!(state.guest_changes.len(), 1, "the grant is still queued");
+    assert_eq!(
+        still_applies(&state.guest_changes[0]),
+        Err("User app@% is not on the instance (an earlier change was refused).".into())
     );
 }
