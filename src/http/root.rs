@@ -92,7 +92,7 @@ async fn enable(
     } else {
         let b: RootEnableBody =
             super::request_body::decode(headers.get(header::CONTENT_TYPE), &body)?;
-        Some(b.password.0)
+        b.password.map(|p| p.0)
     };
     let (inst, family) = loaded(&state, &caller, &raw_id)?;
     let id = inst.id.unwrap_or_default();

@@ -116,13 +116,15 @@ impl RequestBody for AccessBody {
     const ROOT: &'static str = "databases";
 }
 
-/// `POST /instances/{id}/root` with a body: the password to set (none: one is
-/// generated).
+/// `POST /instances/{id}/root` with a body: the password to set; without one (no body,
+/// `null`, `{}`), a password is generated (upstream's `_get_password_from_body`).
 #[derive(Debug, Deserialize, ToSchema)]
 #[schema(example = json!({"password": "q5BXXMUMbc8XBf5kkVToKZW4Kx3Egv5VjY0P"}))]
 #[serde(remote = "Self")]
 pub struct RootEnableBody {
-    pub password: Password,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, nullable = false)]
+    pub password: Option<Password>,
 }
 
 impl RequestBody for RootEnableBody {
