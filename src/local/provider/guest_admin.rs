@@ -139,11 +139,14 @@ impl LocalProvider {
                         password: u.password.clone(),
                         databases: u.databases.clone(),
                     };
-                    engine.create_user(inst, &spec).await.map_err(e)?;
-                    // Recorded at once: a retry after a later user's failure finds this
-                    // one troved's, not foreign.
+                    // Recorded as troved's before the create: a retry after a failure
+                    // part way (the account made, a later grant failed, the answer lost,
+                    // a crash) or after a later user's failure finds it troved's, not
+                    // foreign.
                     let account = (u.name.clone(), u.host.clone());
+                    self.claim_account(server_id, &account).await?;
                     ours.push(account.clone());
+                    engine.create_user(inst, &spec).await.map_err(e)?;
                     self.accounts_changed(server_id, engine, inst, &[account], &[])
                         .await?;
                 }
@@ -230,6 +233,21 @@ impl LocalProvider {
             .restrict_network(inst, &allowed, &accounts)
             .await
             .map_err(provider_error)
+    }
+
+    /// Records `account` as troved's in `state.json` (before its create runs).
+    async fn claim_account(
+        &self,
+        server_id: &str,
+        account: &(String, String),
+    ) -> Result<(), ProviderError> {
+        let a = account.clone();
+        self.update_rec(server_id, move |s| {
+            if !s.users.contains(&a) {
+                s.users.push(a);
+            }
+        })
+        .await
     }
 
     /// Refuses (for good) to create `name@host` when the server has that account and

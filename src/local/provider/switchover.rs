@@ -4,9 +4,11 @@
 //! Promote: the old source stops taking writes (`freeze`), the candidate and the
 //! siblings apply everything it committed (`catch_up`), the candidate becomes a source
 //! (`become_source`) and is promoted (writable), the siblings follow it (`repoint`), and
-//! the old source becomes its read-only replica (`demote`). If a step before the
-//! promotion fails, the old source takes writes again (`thaw`) before the error is
-//! returned: the set is as before. Eject: the old source is
+//! the old source becomes its read-only replica (`demote`). If a replica cannot catch up,
+//! the old source takes writes again (`thaw`) before the error is returned: nothing has
+//! switched. From `become_source` on it stays frozen whatever fails (the candidate may
+//! already take writes, e.g. a `pg_promote` that timed out goes on): the retry, or an
+//! admin's reset and a later promote, finishes the switch. Eject: the old source is
 //! failed and left alone (stopped if it still runs, so that it cannot take writes
 //! nobody replicates); the replica that applied the most is elected and promoted, and
 //! the others follow it.
@@ -29,11 +31,11 @@ use crate::saga::ports::{ProviderError, ReplicaSetServers};
 /// One member of the set: instance id, server id, engine instance.
 type Member = (Uuid, String, Instance);
 
-/// The steps of a promote between the freeze of the old source and the candidate taking
-/// writes: every replica applies what the old source committed (MariaDB's new source
-/// starts its binary log at the position it applied, so a sibling behind it could not
-/// follow it), then the candidate becomes the source.
-async fn promote_candidate(
+/// The first steps of a promote after the freeze of the old source: every replica
+/// applies what the old source committed (MariaDB's new source starts its binary log at
+/// the position it applied, so a sibling behind it could not follow it). Nothing has
+/// switched while this fails, so the old source may take writes again.
+async fn catch_up_all(
     repl: &dyn Replication,
     new: &Member,
     siblings: &[Member],
@@ -43,8 +45,7 @@ async fn promote_candidate(
     for s in siblings {
         repl.catch_up(&s.2, position).await?;
     }
-    repl.become_source(&new.2).await?;
-    repl.promote(&new.2).await
+    Ok(())
 }
 
 impl LocalProvider {
@@ -81,7 +82,7 @@ impl LocalProvider {
         let e = provider_error;
         if repl.is_replica(&new.2).await.map_err(e)? {
             let position = repl.freeze(&old.2).await.map_err(e)?;
-            if let Err(err) = promote_candidate(repl, &new, &siblings, &position).await {
+            if let Err(err) = catch_up_all(repl, &new, &siblings, &position).await {
                 // Nothing switched yet: the old source must not stay frozen (shut down,
                 // or read-only) while the switch fails or waits for its retry.
                 if let Err(t) = repl.thaw(&old.2).await {
@@ -90,6 +91,11 @@ impl LocalProvider {
                 }
                 return Err(e(err));
             }
+            // From here the candidate may already take writes (a `pg_promote` that timed
+            // out goes on): the old source stays frozen, never thawed into a second
+            // writable source; a retry finds the candidate no replica and goes on.
+            repl.become_source(&new.2).await.map_err(e)?;
+            repl.promote(&new.2).await.map_err(e)?;
         }
         for s in &siblings {
             repl.repoint(&s.2, &new.2).await.map_err(e)?;
