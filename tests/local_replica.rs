@@ -11,7 +11,7 @@ mod common;
 
 use common::local::app_query as query;
 
-use common::local::{installation, local_list};
+use common::local::{delete_and_wait, installation, local_list};
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -41,46 +41,12 @@ fn ids(install: &Installation, port: u16) -> String {
 
 /// Polls until table `t` on `port` holds exactly `want` (replication is asynchronous).
 async fn wait_rows(install: &Installation, port: u16, want: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let now = query(install, port, "SELECT i FROM t ORDER BY i")
-            .map(|o| o.lines().collect::<Vec<_>>().join(","));
-        if now.as_deref() == Ok(want) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "port {port} holds {now:?}, not {want}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    common::local::wait_rows(install, port, want, Duration::from_secs(30)).await;
 }
 
 /// Polls show until the instance is ACTIVE and `done` holds.
 async fn wait_active(s: &TestServer, id: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let (status, body) = s.get("u", "p1", &format!("/instances/{id}")).await;
-        assert_eq!(status, 200, "{body}");
-        let inst = body["instance"].clone();
-        match inst["status"].as_str() {
-            Some("ACTIVE") if done(&inst) => return inst,
-            Some("ERROR") => panic!("instance {id} failed: {inst}"),
-            _ => {}
-        }
-        assert!(Instant::now() < deadline, "not ACTIVE in time: {inst}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn delete_and_wait(s: &TestServer, id: &str) {
-    let (status, body) = s.delete("u", "p1", &format!("/instances/{id}")).await;
-    assert_eq!(status, 202, "{body}");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while s.get("u", "p1", &format!("/instances/{id}")).await.0 != 404 {
-        assert!(Instant::now() < deadline, "instance {id} not deleted");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    common::local::wait_active_for(s, id, Duration::from_secs(120), done).await
 }
 
 /// Primary with a database and a user → rows → replica (`replica_of`) → the rows are

@@ -266,3 +266,55 @@ pub fn app_query(install: &Installation, port: u16, sql: &str) -> Result<String,
         Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
     }
 }
+
+/// Polls until table `t` (queried as `app`, [`app_query`]) on `port` holds exactly the
+/// rows `want` (comma-separated), within `limit`: replication is asynchronous.
+pub async fn wait_rows(install: &Installation, port: u16, want: &str, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let now = app_query(install, port, "SELECT i FROM t ORDER BY i")
+            .map(|o| o.lines().collect::<Vec<_>>().join(","));
+        if now.as_deref() == Ok(want) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "port {port} holds {now:?}, not {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Polls show (as `u` of `p1`) until the instance is ACTIVE and `done` holds, within
+/// `limit`; panics at ERROR.
+pub async fn wait_active_for(
+    s: &TestServer,
+    id: &str,
+    limit: Duration,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + limit;
+    loop {
+        let (status, body) = s.get("u", "p1", &format!("/instances/{id}")).await;
+        assert_eq!(status, 200, "{body}");
+        let inst = body["instance"].clone();
+        match inst["status"].as_str() {
+            Some("ACTIVE") if done(&inst) => return inst,
+            Some("ERROR") => panic!("instance {id} failed: {inst}"),
+            _ => {}
+        }
+        assert!(Instant::now() < deadline, "not ACTIVE in time: {inst}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Deletes the instance (as `u` of `p1`, 202) and waits up to a minute until show is 404.
+pub async fn delete_and_wait(s: &TestServer, id: &str) {
+    let (status, body) = s.delete("u", "p1", &format!("/instances/{id}")).await;
+    assert_eq!(status, 202, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while s.get("u", "p1", &format!("/instances/{id}")).await.0 != 404 {
+        assert!(Instant::now() < deadline, "instance {id} not deleted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
