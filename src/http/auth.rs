@@ -93,7 +93,11 @@ impl AuthMode {
     }
 
     /// The caller of a request to `/v1.0/{url_project}/...`.
-    pub fn identify(&self, headers: &HeaderMap, url_project: &str) -> Result<Caller, ApiError> {
+    pub async fn identify(
+        &self,
+        headers: &HeaderMap,
+        url_project: &str,
+    ) -> Result<Caller, ApiError> {
         let token = headers
             .get("x-auth-token")
             .and_then(|v| v.to_str().ok())
@@ -157,7 +161,11 @@ impl FromRequestParts<AppState> for Identity {
             .find(|(k, _)| *k == "project_id")
             .map(|(_, v)| v.to_string())
             .ok_or_else(ApiError::no_route)?;
-        state.auth.identify(&parts.headers, &project).map(Identity)
+        state
+            .auth
+            .identify(&parts.headers, &project)
+            .await
+            .map(Identity)
     }
 }
 
@@ -185,10 +193,11 @@ mod tests {
         h
     }
 
-    #[test]
-    fn noauth_reads_user_and_project_from_the_token() {
+    #[tokio::test]
+    async fn noauth_reads_user_and_project_from_the_token() {
         let c = AuthMode::NoAuth
             .identify(&headers(Some("alice:p1")), "p1")
+            .await
             .unwrap();
         assert_eq!(
             (c.user_id.as_str(), c.project_id.as_str(), c.is_admin()),
@@ -196,22 +205,28 @@ mod tests {
         );
         let c = AuthMode::NoAuth
             .identify(&headers(Some("notused")), "p9")
+            .await
             .unwrap();
         assert_eq!(c.project_id, "p9");
-        let c = AuthMode::NoAuth.identify(&headers(None), "p9").unwrap();
+        let c = AuthMode::NoAuth
+            .identify(&headers(None), "p9")
+            .await
+            .unwrap();
         assert_eq!(c.user_id, "anonymous");
         assert!(AuthMode::NoAuth
             .identify(&headers(Some("admin:p1")), "p1")
+            .await
             .unwrap()
             .is_admin());
         let e = AuthMode::NoAuth
             .identify(&headers(Some("alice:p1")), "p2")
+            .await
             .unwrap_err();
         assert_eq!(e.status_code().as_u16(), 403);
     }
 
-    #[test]
-    fn token_file_maps_tokens_to_callers_and_refuses_others() {
+    #[tokio::test]
+    async fn token_file_maps_tokens_to_callers_and_refuses_others() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tokens.toml");
         std::fs::write(
@@ -221,18 +236,23 @@ mod tests {
         )
         .unwrap();
         let auth = AuthMode::from_flag(&format!("tokens:{}", path.display())).unwrap();
-        let c = auth.identify(&headers(Some("t-alice")), "p1").unwrap();
+        let c = auth
+            .identify(&headers(Some("t-alice")), "p1")
+            .await
+            .unwrap();
         assert_eq!(c.user_id, "alice");
         assert!(auth
             .identify(&headers(Some("t-root")), "admin-p")
+            .await
             .unwrap()
             .is_admin());
         for bad in [None, Some("nope"), Some("alice:p1")] {
-            let e = auth.identify(&headers(bad), "p1").unwrap_err();
+            let e = auth.identify(&headers(bad), "p1").await.unwrap_err();
             assert_eq!(e.status_code().as_u16(), 401, "{bad:?}");
         }
         assert_eq!(
             auth.identify(&headers(Some("t-alice")), "p2")
+                .await
                 .unwrap_err()
                 .status_code()
                 .as_u16(),
