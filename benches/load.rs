@@ -25,6 +25,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+mod common;
+use common::{machine, median, ms, sh, summarize, thousands, Run};
+
 struct Opts {
     sizes: Vec<usize>,
     projects: usize,
@@ -279,50 +282,6 @@ impl Ctx {
     }
 }
 
-/// One run's result.
-#[derive(Clone, Copy, Default)]
-struct Run {
-    rate: f64,
-    p50: Duration,
-    p99: Duration,
-    errors: usize,
-    count: usize,
-}
-
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[i]
-}
-
-fn summarize(mut lat: Vec<Duration>, errors: usize, elapsed: Duration) -> Run {
-    lat.sort_unstable();
-    Run {
-        rate: lat.len() as f64 / elapsed.as_secs_f64(),
-        p50: pct(&lat, 0.50),
-        p99: pct(&lat, 0.99),
-        errors,
-        count: lat.len(),
-    }
-}
-
-/// Median of each column over the runs.
-fn median(runs: &[Run]) -> Run {
-    fn med<T: Copy + PartialOrd>(mut v: Vec<T>) -> T {
-        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        v[v.len() / 2]
-    }
-    Run {
-        rate: med(runs.iter().map(|r| r.rate).collect()),
-        p50: med(runs.iter().map(|r| r.p50).collect()),
-        p99: med(runs.iter().map(|r| r.p99).collect()),
-        errors: runs.iter().map(|r| r.errors).sum(),
-        count: runs.iter().map(|r| r.count).sum(),
-    }
-}
-
 /// Small deterministic PRNG (xorshift64*), one per worker.
 struct Rng(u64);
 impl Rng {
@@ -498,50 +457,6 @@ async fn to_active(ctx: &Ctx, projects: usize, count: usize, run: usize) -> Run 
         }
     }
     summarize(lat, errors, start.elapsed())
-}
-
-fn ms(d: Duration) -> String {
-    let m = d.as_secs_f64() * 1000.0;
-    if m < 10.0 {
-        format!("{m:.2} ms")
-    } else {
-        format!("{m:.1} ms")
-    }
-}
-
-fn thousands(x: f64) -> String {
-    let s = format!("{:.0}", x);
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-fn sh(cmd: &str, args: &[&str]) -> String {
-    Command::new(cmd)
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default()
-}
-
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    format!("{} cores (nproc), {cpu}", sh("nproc", &[]))
 }
 
 /// A table row: what, size, rate, p50, p99, errors, target.

@@ -46,8 +46,9 @@ def free_port():
 class Troved:
     """One `troved serve` child on a free loopback port with its own data dir."""
 
-    def __init__(self, binary, workdir, name, latency_ms, provider="sim", extra=()):
+    def __init__(self, binary, workdir, name, latency_ms, provider="sim", extra=(), env=None):
         self.binary = binary
+        self.env = dict(env or {})
         self.dir = os.path.join(workdir, name)
         self.latency_ms = latency_ms
         self.provider = provider
@@ -62,6 +63,7 @@ class Troved:
         # Embedded defaults: no TROVED_* variable from the caller's environment.
         env = {k: v for k, v in os.environ.items() if not k.startswith("TROVED_")}
         env.setdefault("RUST_LOG", "warn")
+        env.update(self.env)
         self.log = open(self.log_path, "ab")
         last = "never started"
         for _ in range(5):  # the port can be taken between free_port() and bind

@@ -18,7 +18,8 @@ server's process (it can stop and restart it):
       the `service` project, projects `p1` and `p2`, member users `alice` (p1) and
       `bob` (p2), a second admin `ops` (admin project); with --troved-url also the
       `database` service and its endpoints `URL/v1.0/%(tenant_id)s`. Prints JSON
-      with every id and password. Safe to run again (finds what exists).
+      with every id and password. Safe to run again: it finds what exists, keeps
+      each user's password (DIR/passwords.json) and replaces the database endpoints.
 
 Nothing here is troved's code: it only prepares a cloud for the tests, as an
 operator would with `openstack` commands (docs/operations.md).
@@ -173,12 +174,26 @@ def provision(args):
     users = [("troved", "service", ["service"]), ("alice", "p1", ["member"]),
              ("bob", "p2", ["member"]), ("ops", "admin", ["admin", "member"])]
     out["users"] = {}
+    # Each user's password is made once and kept in DIR, so that running this again
+    # (e.g. to register troved's endpoint once its port is known) changes nothing.
+    saved = os.path.join(d, "passwords.json")
+    passwords = {}
+    if os.path.exists(saved):
+        with open(saved) as f:
+            passwords = json.load(f)
+    fresh = {name for name, _, _ in users if name not in passwords}
+    for name in fresh:
+        passwords[name] = secrets.token_urlsafe(12)
+    with open(saved, "w") as f:
+        json.dump(passwords, f)
     for name, project, roles in users:
-        password = secrets.token_urlsafe(12)
+        password = passwords[name]
         uid = ks.find_or_create("user", name, {"name": name, "domain_id": "default",
                                                "password": password})
-        # Known password on every run (an existing user keeps no record of it here).
-        ks.call("PATCH", f"/users/{uid}", {"user": {"password": password}})
+        if name in fresh:
+            # An existing user made before passwords.json: set the known password
+            # (only then: a password change revokes the user's tokens).
+            ks.call("PATCH", f"/users/{uid}", {"user": {"password": password}})
         for role in roles:
             ks.grant(projects[project], uid, ids[role])
         out["users"][name] = {"id": uid, "password": password, "project": project,
