@@ -358,3 +358,57 @@ fn malformed_policy_files_stop_start_up_naming_the_line() {
         assert!(stderr.contains(needle), "{text:?} wants {needle}: {stderr}");
     }
 }
+
+#[tokio::test]
+async fn a_create_also_needs_the_rules_of_what_it_attaches() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(
+        dir.path(),
+        Some("\"instance:extension:user:create\": \"role:admin\"\n"),
+    )
+    .await;
+    let mut body = create_body("with-users");
+    body["instance"]["users"] = json!([{"name": "app", "password": "s3cret-pw"}]);
+    let (status, refused) = call(
+        &s,
+        reqwest::Method::POST,
+        Some("alice-t"),
+        "/instances",
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(
+        (status, refused),
+        (403, forbidden("instance:extension:user:create"))
+    );
+    let (status, list) = call(
+        &s,
+        reqwest::Method::GET,
+        Some("alice-t"),
+        "/instances",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, list["instances"].as_array().map(Vec::len)),
+        (200, Some(0))
+    );
+    let (status, created) = call(
+        &s,
+        reqwest::Method::POST,
+        Some("admin-t"),
+        "/instances",
+        Some(body),
+    )
+    .await;
+    assert_eq!(status, 200, "{created}");
+    let (status, plain) = call(
+        &s,
+        reqwest::Method::POST,
+        Some("alice-t"),
+        "/instances",
+        Some(create_body("plain")),
+    )
+    .await;
+    assert_eq!(status, 200, "{plain}");
+}

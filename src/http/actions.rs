@@ -56,7 +56,12 @@ async fn action(
     body: Bytes,
 ) -> ApiResult<StatusCode> {
     let action = decode_action(headers.get(header::CONTENT_TYPE), &body)?;
-    policy::check(&state, policy::action_rule(&action), &caller, &project)?;
+    policy::check(
+        &state,
+        policy::action_rule(&action, &body),
+        &caller,
+        &project,
+    )?;
     let id = Uuid::parse_str(&raw_id).map_err(|_| ApiError::resource_not_found(&raw_id))?;
     let meta = CommandMeta::for_request(&caller, &rid.0);
     match action {

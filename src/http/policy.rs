@@ -12,7 +12,7 @@
 //! checks ownership in its handler, and the service routes (versions, health, metrics,
 //! the OpenAPI document) need no identity.
 
-use aggregates::instance::{Caller, InstanceCommand};
+use aggregates::instance::{Caller, CreateInstance, InstanceCommand};
 use axum::extract::{MatchedPath, RawPathParams, Request, State};
 use axum::http::Method;
 use axum::middleware::Next;
@@ -230,9 +230,19 @@ pub fn route_rule(method: &Method, path: &str) -> Option<Rule> {
     })
 }
 
-/// The rule of a parsed action body (upstream `InstanceController.action`).
-pub fn action_rule(action: &InstanceAction) -> &'static str {
+/// The rule of a parsed action body (upstream `InstanceController.action`); `body` is
+/// its JSON: a `reset_status` whose object has a `force_delete` key needs
+/// `instance:force_delete` instead, as upstream's `_action_reset_status`.
+pub fn action_rule(action: &InstanceAction, body: &[u8]) -> &'static str {
+    let force_delete = || {
+        serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .is_some_and(|b| b["reset_status"].get("force_delete").is_some())
+    };
     match action {
+        InstanceAction::Command(InstanceCommand::ResetStatus) if force_delete() => {
+            "instance:force_delete"
+        }
         InstanceAction::Command(InstanceCommand::RestartInstance) => "instance:restart",
         InstanceAction::Command(InstanceCommand::ResizeFlavor { .. }) => "instance:resize_flavor",
         InstanceAction::Command(InstanceCommand::ResizeVolume { .. }) => "instance:resize_volume",
@@ -256,6 +266,32 @@ pub fn check(state: &AppState, rule: &str, caller: &Caller, project: &str) -> Re
             "Policy doesn't allow {rule} to be performed."
         )))
     }
+}
+
+/// Upstream `InstanceController.create`: a create that attaches a configuration group,
+/// modules, users or databases also needs the rule of doing that on its own
+/// (`instance:update`, `instance:module_apply`, `instance:extension:user:create`,
+/// `instance:extension:database:create`), checked in that order after the body parsed.
+pub fn check_create_extras(
+    state: &AppState,
+    caller: &Caller,
+    cmd: &CreateInstance,
+) -> Result<(), ApiError> {
+    let extras = [
+        (cmd.configuration.is_some(), "instance:update"),
+        (!cmd.modules.is_empty(), "instance:module_apply"),
+        (!cmd.users.is_empty(), "instance:extension:user:create"),
+        (
+            !cmd.databases.is_empty(),
+            "instance:extension:database:create",
+        ),
+    ];
+    for (wanted, rule) in extras {
+        if wanted {
+            check(state, rule, caller, &caller.project_id)?;
+        }
+    }
+    Ok(())
 }
 
 /// The route layer: identify, check the route's rule, hand the caller on.
@@ -372,5 +408,17 @@ mod tests {
             "backup:index"
         );
         assert_eq!(backup_index_rule(None), "backup:index");
+        let reset = InstanceAction::Command(InstanceCommand::ResetStatus);
+        assert_eq!(
+            action_rule(&reset, br#"{"reset_status": {}}"#),
+            "instance:reset_status"
+        );
+        let forced = br#"{"reset_status": {"force_delete": true}}"#;
+        assert_eq!(action_rule(&reset, forced), "instance:force_delete");
+        let restart = InstanceAction::Command(InstanceCommand::RestartInstance);
+        assert_eq!(
+            action_rule(&restart, br#"{"restart": {}}"#),
+            "instance:restart"
+        );
     }
 }
