@@ -251,6 +251,12 @@ pub struct ServeConfig {
     #[arg(long, env = "TROVED_AUTH", default_value = "noauth")]
     pub auth: String,
 
+    /// Authorization rules overriding upstream Trove's defaults, per rule name: a YAML
+    /// (or JSON) file as oslo.policy's, e.g. `"instance:delete": "role:admin"`
+    /// (docs/security.md). Any mistake in it stops troved at start-up.
+    #[arg(long, env = "TROVED_POLICY_FILE")]
+    pub policy_file: Option<PathBuf>,
+
     /// Allow `--auth noauth` on a non-loopback address (anyone who can reach the port
     /// can then act as any project, admin included).
     #[arg(long, env = "TROVED_ALLOW_INSECURE_NOAUTH")]

@@ -8,6 +8,8 @@
 //! - [`metrics`]: the counters and histograms (`prometheus-client`) behind `GET /metrics`.
 //! - [`net`]: the HTTP listener: accept loop, timeouts for slow and idle clients, the
 //!   connection limit, the bounded drain at shutdown.
+//! - [`policy`]: oslo.policy-style authorization rules: the language, upstream Trove's
+//!   defaults, the `--policy-file` (enforced per route by `http::policy`).
 //! - [`retry`]: [`retry::Backoff`], the one retry policy type every retrying caller names.
 //! - [`runtime`]: the command path (load → decide → append → wait for projections), the
 //!   projector that feeds the read models, and the event codec (metadata envelope).
@@ -38,6 +40,7 @@ pub mod http;
 pub mod local;
 pub mod metrics;
 pub mod net;
+pub mod policy;
 pub mod reconcile;
 pub mod retry;
 pub mod runtime;

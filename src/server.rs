@@ -272,6 +272,7 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<Server, ServerError> {
         let (auth, addr) = check_auth(cfg, &listener)?;
+        let policy = load_policy(cfg)?;
         let (catalog, choice) = choose(cfg, load_catalog(cfg)?)
             .await
             .map_err(ServerError::Config)?;
@@ -335,6 +336,7 @@ impl Server {
             catalog,
             vault: opened.vault.clone(),
             auth: Arc::new(auth),
+            policy: Arc::new(policy),
             public_url: cfg.public_url.clone(),
             heartbeat_expiry,
             heartbeats,
@@ -419,6 +421,16 @@ fn check_auth(
         )));
     }
     Ok((auth, addr))
+}
+
+/// Start-up step 1b: the authorization rules; any mistake in the policy file stops troved.
+fn load_policy(cfg: &ServeConfig) -> Result<crate::policy::Policy, ServerError> {
+    match &cfg.policy_file {
+        None => Ok(crate::policy::Policy::defaults()),
+        Some(path) => {
+            crate::policy::Policy::load(path).map_err(|e| ServerError::Config(e.to_string()))
+        }
+    }
 }
 
 /// Start-up step 2: the flavors and datastores catalog, with the operator's limits.

@@ -16,7 +16,7 @@ use super::auth::Identity;
 use super::error::{ApiError, ApiResult};
 use super::openapi as oa;
 use super::request_body::action::{decode_action, InstanceAction, InstanceActionBody};
-use super::{replica_actions, AppState, RequestId};
+use super::{policy, replica_actions, AppState, RequestId};
 use crate::runtime::codec::CommandMeta;
 
 /// The action route, below `/v1.0/{project_id}`.
@@ -27,7 +27,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// `POST /v1.0/{project_id}/instances/{id}/action`: `restart`, `resize` (`flavorRef` or
 /// `volume.size`), `reset_status` (admin), `promote_to_replica_source`,
 /// `eject_replica_source`. 202 with an empty body, as upstream. The body
-/// is checked before the instance is looked up, as upstream validates its schema first.
+/// is checked before the instance is looked up, as upstream validates its schema first;
+/// then the action's policy rule (`http::policy::action_rule`, 403).
 /// Deviations: an unknown or a second action key is a 400 (upstream: 500, or the last
 /// key wins); a resize is refused when the project's quota cannot take the larger
 /// flavor or volume (413, as a create).
@@ -48,13 +49,19 @@ pub fn router() -> OpenApiRouter<AppState> {
 )]
 async fn action(
     State(state): State<AppState>,
-    Path((_project, raw_id)): Path<(String, String)>,
+    Path((project, raw_id)): Path<(String, String)>,
     Identity(caller): Identity,
     Extension(rid): Extension<RequestId>,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<StatusCode> {
     let action = decode_action(headers.get(header::CONTENT_TYPE), &body)?;
+    policy::check(
+        &state,
+        policy::action_rule(&action, &body),
+        &caller,
+        &project,
+    )?;
     let id = Uuid::parse_str(&raw_id).map_err(|_| ApiError::resource_not_found(&raw_id))?;
     let meta = CommandMeta::for_request(&caller, &rid.0);
     match action {

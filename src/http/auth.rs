@@ -153,6 +153,10 @@ impl FromRequestParts<AppState> for Identity {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        // Identified once already by the policy layer (`http::policy`).
+        if let Some(identity) = parts.extensions.get::<Identity>() {
+            return Ok(identity.clone());
+        }
         let params = RawPathParams::from_request_parts(parts, &())
             .await
             .map_err(|_| ApiError::no_route())?;

@@ -41,7 +41,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// oslo's `bool_from_string`: only these spellings are true.
-fn truthy(v: Option<&str>) -> bool {
+pub(super) fn truthy(v: Option<&str>) -> bool {
     v.map(|s| s.trim().to_ascii_lowercase())
         .is_some_and(|s| matches!(s.as_str(), "1" | "t" | "true" | "on" | "y" | "yes"))
 }
@@ -90,7 +90,8 @@ fn page_body(
 
 /// `GET /v1.0/{project_id}/backups` (`backup:index`): the caller's project's backups.
 /// Filters `datastore` (name or id; unknown → 404), `instance_id`; `project_id` or a
-/// true `all_projects` need `backup:index:all_projects` (admin), else 403.
+/// true `all_projects` need `backup:index:all_projects` (admin by default), else 403
+/// (checked by `http::policy`).
 #[utoipa::path(
     get,
     path = "/v1.0/{project_id}/backups",
@@ -111,11 +112,7 @@ async fn list(
     // An empty `project_id=` is absent, as Python's truthiness makes it upstream.
     let project = param(&q, "project_id").filter(|p| !p.is_empty());
     let all_projects = truthy(param(&q, "all_projects"));
-    if (project.is_some() || all_projects) && !caller.is_admin() {
-        return Err(ApiError::Forbidden(
-            "Policy doesn't allow backup:index:all_projects to be performed.".into(),
-        ));
-    }
+    // `backup:index:all_projects` for these was checked by the policy layer (http::policy).
     let paging = paging(&q)?;
     let datastore_id = match param(&q, "datastore").filter(|d| !d.is_empty()) {
         None => None,

@@ -240,6 +240,7 @@ async fn create(
     JsonBody(body): JsonBody<InstanceCreateBody>,
 ) -> ApiResult<Response> {
     let first = body.instance.into_request(Uuid::nil())?;
+    super::policy::check_create_extras(&state, &caller, &first.command)?;
     let count = match first.command.replica_of {
         Some(_) => first.command.replica_count.unwrap_or(1).max(1),
         None => 1,

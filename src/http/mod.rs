@@ -8,7 +8,7 @@
 //! - [`request_body`]: the typed request bodies, which parse a request and document it.
 //! - [`request`]: what handlers read besides the body (query, paging, links).
 //! - [`error`]: [`ApiError`], the only place a status code is chosen.
-//! - [`auth`]: who the caller is.
+//! - [`auth`]: who the caller is; [`policy`]: what they may do (oslo.policy rules).
 //! - [`openapi`]: the OpenAPI document (responses and parameters are described there).
 
 pub mod actions;
@@ -25,6 +25,7 @@ pub mod history;
 pub mod instances;
 pub mod openapi;
 pub mod operators;
+pub mod policy;
 pub mod quotas;
 pub mod replica_actions;
 pub mod request;
@@ -76,6 +77,8 @@ pub struct AppState {
     pub rebuilder: Arc<crate::runtime::rebuild::Rebuilder>,
     /// How callers are identified.
     pub auth: Arc<auth::AuthMode>,
+    /// The authorization rules (upstream's defaults, or the `--policy-file`'s).
+    pub policy: Arc<crate::policy::Policy>,
     /// Base of the links we emit (`https://host:port`); `None` = from the request's Host.
     pub public_url: Option<String>,
     /// Heartbeat expiry for `operating_status`; `None` while no guest sends heartbeats
@@ -131,6 +134,12 @@ pub struct BodyLimits {
 pub fn router(state: AppState, limits: BodyLimits) -> Router {
     let (routes, _document) = api().split_for_parts();
     routes
+        // Identity and the policy rule of each route, once (`policy`); only for routes
+        // that matched, so an unknown path is still a 404 whoever asks.
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            policy::enforce,
+        ))
         .fallback(fallback)
         .method_not_allowed_fallback(fallback)
         // Our own limit (`per_request`) has already bounded the body.
