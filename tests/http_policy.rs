@@ -232,6 +232,32 @@ async fn default_policy_keeps_reset_status_and_all_projects_for_admins() {
     )
     .await;
     assert_eq!(status, 401);
+    // As upstream, a reset asking for `force_delete` is `instance:force_delete`'s call
+    // (`admin_or_owner`): the owner may reset before a forced delete.
+    let (status, body) = call(
+        &s,
+        reqwest::Method::POST,
+        Some("alice-t"),
+        &action,
+        Some(json!({"reset_status": {"force_delete": true}})),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let (status, body) = call(
+        &s,
+        reqwest::Method::GET,
+        Some("alice-t"),
+        &format!("/instances/{id}"),
+        None,
+    )
+    .await;
+    // Reset: the service status is UNKNOWN until the next heartbeat, no longer HEALTHY.
+    assert_eq!(status, 200);
+    assert_ne!(
+        body["instance"]["operating_status"].as_str(),
+        Some("HEALTHY"),
+        "{body}"
+    );
     let (status, body) = call(
         &s,
         reqwest::Method::POST,

@@ -191,9 +191,6 @@ pub enum DomainError {
     /// 400: upstream's `BadRequest` for a volume resize of an instance without one.
     #[error("Instance {0} has no volume.")]
     NoVolume(Uuid),
-    /// 403: upstream's policy refusal (`instance:reset_status` is `rule:admin`).
-    #[error("Policy doesn't allow {0} to be performed.")]
-    PolicyForbids(&'static str),
     /// 422 (ours): `reset_status` of an instance being deleted. Upstream would take it
     /// back to a live instance whose quota was already released; the teardown is
     /// retried by the saga until it finishes, so there is nothing stuck to reset.
@@ -228,7 +225,6 @@ impl DomainError {
             | GuestChangeOnReplica(_) => Fault::UnprocessableEntity,
             VolumeNotSupported => Fault::NotImplemented,
             // instance actions
-            PolicyForbids(_) => Fault::Forbidden,
             ResizeToSameFlavor(_) | VolumeMustGrow(_) | NoVolume(_) => Fault::BadRequest,
             _ => Fault::BadRequest,
         }
