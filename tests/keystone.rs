@@ -339,3 +339,72 @@ async fn keystone_stopped_gives_503_and_recovery_when_it_returns() {
     ks.serve();
     assert_eq!(t.get(Some(&fresh), &p1, "/instances").await.status(), 200);
 }
+
+#[tokio::test]
+async fn a_service_user_without_the_service_role_gives_503_and_says_why() {
+    let Some(ks) = Keystone::shared() else { return };
+    let mut env = ks.service_env();
+    env.retain(|(k, _)| !k.contains("USER") && !k.contains("PASSWORD") && !k.contains("PROJECT"));
+    env.extend([
+        ("TROVED_KEYSTONE_USER".to_string(), "alice".to_string()),
+        ("TROVED_KEYSTONE_PASSWORD".to_string(), ks.password("alice")),
+        ("TROVED_KEYSTONE_PROJECT".to_string(), "p1".to_string()),
+    ]);
+    let t = Troved::start(&env, &[], "info").await.expect("start");
+    let p2 = ks.project_id("p2");
+    let bob = ks.token("bob", "p2").await;
+    let resp = t.get(Some(&bob), &p2, "/instances").await;
+    assert!(resp.headers().contains_key("retry-after"));
+    let (status, b) = body(resp).await;
+    assert_eq!(status, 503, "{b}");
+    let log = t.log();
+    assert!(
+        log.contains("ERROR") && log.contains("give it the `service` role"),
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn a_revoked_service_token_is_renewed_and_the_request_retried() {
+    let Some(ks) = Keystone::shared() else { return };
+    let (uid, password) = ks.service_user("troved-renewal").await;
+    let mut env = ks.service_env();
+    env.retain(|(k, _)| !k.contains("USER") && !k.contains("PASSWORD"));
+    env.extend([
+        (
+            "TROVED_KEYSTONE_USER".to_string(),
+            "troved-renewal".to_string(),
+        ),
+        ("TROVED_KEYSTONE_PASSWORD".to_string(), password),
+    ]);
+    let t = Troved::start(&env, &[], "info").await.expect("start");
+    let p1 = ks.project_id("p1");
+    let alice = ks.token("alice", "p1").await;
+    assert_eq!(t.get(Some(&alice), &p1, "/instances").await.status(), 200);
+    // Disabling a user revokes its tokens: troved's service token among them.
+    let user = format!("/users/{uid}");
+    let off = serde_json::json!({"user": {"enabled": false}});
+    assert_eq!(ks.admin_call(reqwest::Method::PATCH, &user, off).await, 200);
+    // Keystone's revocations are by the second: a token issued in the same second
+    // as the revocation would be revoked too.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let on = serde_json::json!({"user": {"enabled": true}});
+    assert_eq!(ks.admin_call(reqwest::Method::PATCH, &user, on).await, 200);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let fresh = ks.token("alice", "p1").await;
+    let (status, b) = body(t.get(Some(&fresh), &p1, "/instances").await).await;
+    assert_eq!(status, 200, "{b}");
+    let rejected = t
+        .counter(
+            "troved_keystone_calls_total",
+            &["outcome=\"service_token_rejected\""],
+        )
+        .await;
+    let logins = t
+        .counter(
+            "troved_keystone_calls_total",
+            &["kind=\"authenticate\"", "outcome=\"ok\""],
+        )
+        .await;
+    assert_eq!((rejected, logins), (1.0, 2.0));
+}

@@ -227,6 +227,61 @@ impl Keystone {
         assert_eq!(resp.status().as_u16(), 204, "revoke");
     }
 
+    /// An admin's call to Keystone's API (`path` below `/v3`); its status.
+    pub async fn admin_call(&self, method: reqwest::Method, path: &str, body: Value) -> u16 {
+        let admin = self.token("admin", "admin").await;
+        reqwest::Client::new()
+            .request(method, format!("{}{path}", self.url))
+            .header("X-Auth-Token", admin)
+            .json(&body)
+            .send()
+            .await
+            .expect("admin call")
+            .status()
+            .as_u16()
+    }
+
+    /// A new user in project `service` with the `service` role (another troved's
+    /// service user): its name and password.
+    pub async fn service_user(&self, name: &str) -> (String, String) {
+        let password = format!("pw-{}", free_port());
+        let admin = self.token("admin", "admin").await;
+        let http = reqwest::Client::new();
+        let created: Value = http
+            .post(format!("{}/users", self.url))
+            .header("X-Auth-Token", &admin)
+            .json(&serde_json::json!({"user": {"name": name, "domain_id": "default", "password": password}}))
+            .send()
+            .await
+            .expect("create user")
+            .json()
+            .await
+            .expect("user JSON");
+        let uid = created["user"]["id"].as_str().expect("user id");
+        let roles: Value = http
+            .get(format!("{}/roles?name=service", self.url))
+            .header("X-Auth-Token", &admin)
+            .send()
+            .await
+            .expect("roles")
+            .json()
+            .await
+            .expect("roles JSON");
+        let role = roles["roles"][0]["id"].as_str().expect("service role");
+        let project = self.project_id("service");
+        let granted = http
+            .put(format!(
+                "{}/projects/{project}/users/{uid}/roles/{role}",
+                self.url
+            ))
+            .header("X-Auth-Token", &admin)
+            .send()
+            .await
+            .expect("grant");
+        assert_eq!(granted.status().as_u16(), 204);
+        (uid.to_string(), password)
+    }
+
     /// The environment of troved's service user.
     pub fn service_env(&self) -> Vec<(String, String)> {
         vec![
