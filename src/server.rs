@@ -406,7 +406,8 @@ fn command_bus(
 }
 
 /// Start-up step 1: the auth mode and the listening address; `--auth noauth` is refused on
-/// a non-loopback address unless the operator insists.
+/// a non-loopback address unless the operator insists; `--auth keystone` asks Keystone
+/// for troved's service token once (`http::keystone::connect`).
 async fn check_auth(
     cfg: &ServeConfig,
     listener: &TcpListener,
