@@ -257,6 +257,26 @@ pub struct ServeConfig {
     #[arg(long, env = "TROVED_POLICY_FILE")]
     pub policy_file: Option<PathBuf>,
 
+    /// `--auth keystone`: Keystone's identity API, e.g. `http://127.0.0.1:5000/v3`.
+    /// troved's service user (it needs Keystone's `service` role) comes only from the
+    /// environment: `TROVED_KEYSTONE_USER`, `TROVED_KEYSTONE_PASSWORD`,
+    /// `TROVED_KEYSTONE_PROJECT`, `TROVED_KEYSTONE_USER_DOMAIN` and
+    /// `TROVED_KEYSTONE_PROJECT_DOMAIN` (domain names, default `Default`).
+    #[arg(long, env = "TROVED_KEYSTONE_URL", value_name = "URL")]
+    pub keystone_url: Option<String>,
+
+    /// `--auth keystone`: how long a validated token is trusted without asking Keystone
+    /// again (never beyond the token's own expiry), so a revoked token keeps working at
+    /// most this long; 0 asks Keystone on every request.
+    #[arg(
+        long,
+        env = "TROVED_TOKEN_CACHE_SECS",
+        value_name = "SECS",
+        default_value_t = 300,
+        value_parser = clap::value_parser!(u64).range(0..=86400)
+    )]
+    pub token_cache_secs: u64,
+
     /// Allow `--auth noauth` on a non-loopback address (anyone who can reach the port
     /// can then act as any project, admin included).
     #[arg(long, env = "TROVED_ALLOW_INSECURE_NOAUTH")]
@@ -542,6 +562,87 @@ impl ServeConfig {
     }
 }
 
+/// Where and as whom `--auth keystone` validates tokens: `--keystone-url`,
+/// `--token-cache-secs` and the service user's credentials, which only the environment
+/// gives (never the command line, where any local user could read them).
+#[derive(Debug, Clone)]
+pub struct KeystoneSettings {
+    /// The identity API's base URL, without a trailing `/` (`http://host:5000/v3`).
+    pub url: String,
+    pub user: String,
+    pub password: Password,
+    pub project: String,
+    pub user_domain: String,
+    pub project_domain: String,
+    /// `--token-cache-secs`; zero turns the cache off.
+    pub cache_secs: u64,
+}
+
+/// A secret (the service user's password): `Debug` never shows it.
+#[derive(Clone)]
+pub struct Password(String);
+
+impl Password {
+    /// The secret itself: for the request that needs it only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
+impl ServeConfig {
+    /// The settings of `--auth keystone`, or the error naming every missing one.
+    pub fn keystone_settings(&self) -> Result<KeystoneSettings, String> {
+        KeystoneSettings::from_lookup(self, |name| std::env::var(name).ok())
+    }
+}
+
+impl KeystoneSettings {
+    /// Reads the credentials through `lookup` (the environment, or a test's map).
+    fn from_lookup(
+        cfg: &ServeConfig,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<KeystoneSettings, String> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let mut missing = Vec::new();
+        let url = cfg.keystone_url.clone().filter(|u| !u.trim().is_empty());
+        if url.is_none() {
+            missing.push("--keystone-url (TROVED_KEYSTONE_URL)");
+        }
+        let mut required = |name: &'static str| {
+            let value = get(name);
+            if value.is_none() {
+                missing.push(name);
+            }
+            value.unwrap_or_default()
+        };
+        let user = required("TROVED_KEYSTONE_USER");
+        let password = Password(required("TROVED_KEYSTONE_PASSWORD"));
+        let project = required("TROVED_KEYSTONE_PROJECT");
+        if !missing.is_empty() {
+            return Err(format!(
+                "--auth keystone needs {} (the service user's credentials come only from the environment)",
+                missing.join(", ")
+            ));
+        }
+        let domain = |name: &str| get(name).unwrap_or_else(|| "Default".to_string());
+        Ok(KeystoneSettings {
+            url: url.unwrap_or_default().trim_end_matches('/').to_string(),
+            user,
+            password,
+            project,
+            user_domain: domain("TROVED_KEYSTONE_USER_DOMAIN"),
+            project_domain: domain("TROVED_KEYSTONE_PROJECT_DOMAIN"),
+            cache_secs: cfg.token_cache_secs,
+        })
+    }
+}
+
 /// An event store URL as given (`--event-store`, `--from`, `--to`, or their environment
 /// variables). It may hold credentials (`esdb://admin:password@host:2113`), so it is
 /// kept apart from plain strings: `Debug` shows it without its user info, and it is
@@ -582,6 +683,40 @@ impl fmt::Debug for StoreUrlArg {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn serve_args(args: &[&str]) -> ServeConfig {
+        let cli = Cli::try_parse_from([&["troved", "serve"], args].concat()).unwrap();
+        match cli.command {
+            Command::Serve(cfg) => *cfg,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn keystone_settings_name_what_is_missing_and_hide_the_password() {
+        let cfg = serve_args(&[]);
+        let e = KeystoneSettings::from_lookup(&cfg, |_| None).unwrap_err();
+        for name in [
+            "--keystone-url",
+            "TROVED_KEYSTONE_USER",
+            "TROVED_KEYSTONE_PASSWORD",
+            "TROVED_KEYSTONE_PROJECT",
+        ] {
+            assert!(e.contains(name), "{e}");
+        }
+        let cfg = serve_args(&["--keystone-url", "http://ks:5000/v3/"]);
+        let env = |name: &str| match name {
+            "TROVED_KEYSTONE_USER" => Some("troved".to_string()),
+            "TROVED_KEYSTONE_PASSWORD" => Some("pw-secret-9".to_string()),
+            "TROVED_KEYSTONE_PROJECT" => Some("service".to_string()),
+            _ => None,
+        };
+        let s = KeystoneSettings::from_lookup(&cfg, env).unwrap();
+        assert_eq!(s.url, "http://ks:5000/v3");
+        assert_eq!((s.user_domain.as_str(), s.cache_secs), ("Default", 300));
+        assert_eq!(s.password.expose(), "pw-secret-9");
+        assert!(!format!("{s:?}").contains("pw-secret-9"));
+    }
 
     #[test]
     fn a_store_url_argument_never_debug_prints_its_credentials() {

@@ -12,7 +12,9 @@
 //!   `runtime::unreadable`);
 //! - HTTP latency by method, matched route template and status class: a middleware;
 //! - open client connections, and connections the server closed or refused, by reason:
-//!   the listener (`crate::net`) and the body limit (`http::limit_body`).
+//!   the listener (`crate::net`) and the body limit (`http::limit_body`);
+//! - calls to Keystone by kind and outcome, and token cache hits and misses
+//!   (`--auth keystone`): `http::keystone`.
 //!
 //! The projection gauges (applied position, store head, lag) are not kept here: they are
 //! read from the read models and the store when scraped ([`Gauges`]), so they
@@ -248,6 +250,19 @@ struct ReasonLabels {
     reason: &'static str,
 }
 
+/// `troved_keystone_calls_total`'s labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KeystoneLabels {
+    kind: &'static str,
+    outcome: &'static str,
+}
+
+/// `troved_token_cache_lookups_total`'s labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CacheLabels {
+    result: &'static str,
+}
+
 /// `troved_http_request_duration_seconds`'s labels. Only the route is owned: a matched
 /// template (bounded by the router) or `unmatched`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -255,6 +270,24 @@ struct HttpLabels {
     method: &'static str,
     route: String,
     status: &'static str,
+}
+
+/// The counters of `--auth keystone` (`http::keystone`).
+fn register_identity(
+    counters: &mut Registry,
+    keystone_calls: &Family<KeystoneLabels, Counter>,
+    token_cache: &Family<CacheLabels, Counter>,
+) {
+    counters.register(
+        "troved_keystone_calls",
+        help("Calls to Keystone (--auth keystone), by kind (authenticate: troved's service token; validate: a user's token) and outcome (ok, valid, invalid, service_token_rejected, credentials_refused, forbidden, unreachable, error)."),
+        Declared(Family::clone(keystone_calls)),
+    );
+    counters.register(
+        "troved_token_cache_lookups",
+        help("Token validations answered by the cache or by a validation already in flight (hit), or by a call to Keystone (miss), with --auth keystone."),
+        Declared(Family::clone(token_cache)),
+    );
 }
 
 /// A new series of the latency histogram.
@@ -275,6 +308,8 @@ pub struct Metrics {
     unreadable: Gauge,
     connections_closed: Family<ReasonLabels, Counter>,
     connections_open: Gauge,
+    keystone_calls: Family<KeystoneLabels, Counter>,
+    token_cache: Family<CacheLabels, Counter>,
     http: Family<HttpLabels, Histogram, fn() -> Histogram>,
     /// The counter families above, in the order they are rendered (before the gauges).
     counters: Registry,
@@ -292,6 +327,8 @@ impl Default for Metrics {
         let unreadable = Gauge::default();
         let connections_closed = Family::default();
         let connections_open = Gauge::default();
+        let keystone_calls = Family::default();
+        let token_cache = Family::default();
         let http = Family::new_with_constructor(latency_histogram as fn() -> Histogram);
         // The registries hold clones: handles to the same series.
         let mut counters = Registry::default();
@@ -335,6 +372,7 @@ impl Default for Metrics {
             help("Client connections open now (at most the connection limit)."),
             Gauge::clone(&connections_open),
         );
+        register_identity(&mut counters, &keystone_calls, &token_cache);
         let mut latency = Registry::default();
         latency.register(
             "troved_http_request_duration_seconds",
@@ -350,6 +388,8 @@ impl Default for Metrics {
             unreadable,
             connections_closed,
             connections_open,
+            keystone_calls,
+            token_cache,
             http,
             counters,
             latency,
@@ -417,6 +457,21 @@ impl Metrics {
     /// A client connection opened (`+1`) or closed (`-1`).
     pub fn connections_open(&self, delta: i64) {
         self.connections_open.inc_by(delta);
+    }
+
+    /// Counts one call to Keystone.
+    pub fn keystone_call(&self, kind: &'static str, outcome: &'static str) {
+        self.keystone_calls
+            .get_or_create(&KeystoneLabels { kind, outcome })
+            .inc();
+    }
+
+    /// Counts one token lookup: answered without calling Keystone (`hit`) or not.
+    pub fn token_cache(&self, hit: bool) {
+        let result = if hit { "hit" } else { "miss" };
+        self.token_cache
+            .get_or_create(&CacheLabels { result })
+            .inc();
     }
 
     /// How many connections were closed or refused for `why` (tests, diagnostics).

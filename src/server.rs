@@ -271,7 +271,7 @@ impl Server {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<Server, ServerError> {
-        let (auth, addr) = check_auth(cfg, &listener)?;
+        let (auth, addr) = check_auth(cfg, &listener).await?;
         let policy = load_policy(cfg)?;
         let (catalog, choice) = choose(cfg, load_catalog(cfg)?)
             .await
@@ -408,12 +408,21 @@ fn command_bus(
 }
 
 /// Start-up step 1: the auth mode and the listening address; `--auth noauth` is refused on
-/// a non-loopback address unless the operator insists.
-fn check_auth(
+/// a non-loopback address unless the operator insists; `--auth keystone` asks Keystone
+/// for troved's service token once (`http::keystone::connect`).
+async fn check_auth(
     cfg: &ServeConfig,
     listener: &TcpListener,
 ) -> Result<(AuthMode, std::net::SocketAddr), ServerError> {
-    let auth = AuthMode::from_flag(&cfg.auth).map_err(|e| ServerError::Config(e.to_string()))?;
+    let auth = if cfg.auth == "keystone" {
+        AuthMode::Keystone(
+            http::keystone::connect(cfg)
+                .await
+                .map_err(ServerError::Config)?,
+        )
+    } else {
+        AuthMode::from_flag(&cfg.auth).map_err(|e| ServerError::Config(e.to_string()))?
+    };
     let addr = listener.local_addr().map_err(ServerError::Http)?;
     if auth.is_noauth() && !addr.ip().is_loopback() && !cfg.allow_insecure_noauth {
         return Err(ServerError::Config(format!(
@@ -708,12 +717,13 @@ fn serve_api(
         max_bytes: cfg.max_body_bytes,
         read_timeout: Duration::from_secs(cfg.body_read_timeout_secs),
     };
-    serve_http(
-        listener,
-        http::router(state, limits),
-        net_config(cfg),
-        shutdown,
-    )
+    let auth = state.auth.clone();
+    let router = http::router(state, limits);
+    let router = match &*auth {
+        AuthMode::Keystone(keystone) => http::keystone::with_challenge(router, keystone),
+        _ => router,
+    };
+    serve_http(listener, router, net_config(cfg), shutdown)
 }
 
 /// The instance saga and the backup saga.

@@ -209,7 +209,7 @@ async fn metrics_count_events_commands_saga_steps_and_latency() {
 }
 
 /// Every family `/metrics` exports: name, type and help text, as a user finds them.
-const DECLARED: [(&str, &str, &str); 13] = [
+const DECLARED: [(&str, &str, &str); 15] = [
     (
         "troved_events_appended_total",
         "counter",
@@ -249,6 +249,16 @@ const DECLARED: [(&str, &str, &str); 13] = [
         "troved_http_connections_open",
         "gauge",
         "Client connections open now (at most the connection limit).",
+    ),
+    (
+        "troved_keystone_calls_total",
+        "counter",
+        "Calls to Keystone (--auth keystone), by kind (authenticate: troved's service token; validate: a user's token) and outcome (ok, valid, invalid, service_token_rejected, credentials_refused, forbidden, unreachable, error).",
+    ),
+    (
+        "troved_token_cache_lookups_total",
+        "counter",
+        "Token validations answered by the cache or by a validation already in flight (hit), or by a call to Keystone (miss), with --auth keystone.",
     ),
     (
         "troved_projection_position",
@@ -379,6 +389,8 @@ async fn metrics_parse_as_prometheus_text_with_every_family_label_and_bucket() {
             "troved_saga_steps_total" => &["outcome", "step"],
             "troved_projection_anomalies_total" => &["kind"],
             "troved_http_connections_closed_total" => &["reason"],
+            "troved_keystone_calls_total" => &["kind", "outcome"],
+            "troved_token_cache_lookups_total" => &["result"],
             "troved_projection_events_total"
             | "troved_unreadable_events"
             | "troved_projection_position"

@@ -7,12 +7,15 @@
 //!   Only allowed on a loopback address unless explicitly made insecure (`server.rs`).
 //! - `tokens:FILE`: static tokens from a TOML file (`[[token]]` tables with `token`,
 //!   `user`, `project`, `roles`). A missing or unknown token is 401.
+//! - `keystone`: Keystone tokens (`super::keystone`); the mode is built by
+//!   `keystone::connect`, which needs the Keystone settings, not by [`AuthMode::from_flag`].
 //!
-//! In both modes the URL's project must be the caller's (403 otherwise), and admin-only
+//! In every mode the URL's project must be the caller's (403 otherwise), and admin-only
 //! endpoints refuse non-admins with 401, as upstream does.
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use aggregates::instance::Caller;
 use axum::extract::{FromRequestParts, RawPathParams};
@@ -21,6 +24,7 @@ use axum::http::HeaderMap;
 use serde::Deserialize;
 
 use super::error::ApiError;
+use super::keystone::Keystone;
 use super::AppState;
 
 /// How callers are identified.
@@ -30,6 +34,8 @@ pub enum AuthMode {
     NoAuth,
     /// Static tokens: token → caller.
     Tokens(HashMap<String, Caller>),
+    /// Keystone tokens, validated with Keystone and cached (`super::keystone`).
+    Keystone(Arc<Keystone>),
 }
 
 #[derive(Deserialize)]
@@ -56,7 +62,7 @@ impl AuthMode {
             return Ok(AuthMode::NoAuth);
         }
         let Some(path) = flag.strip_prefix("tokens:") else {
-            anyhow::bail!("--auth must be `noauth` or `tokens:FILE`, not `{flag}`");
+            anyhow::bail!("--auth must be `noauth`, `tokens:FILE` or `keystone`, not `{flag}`");
         };
         AuthMode::load_tokens(Path::new(path))
     }
@@ -105,6 +111,7 @@ impl AuthMode {
             .filter(|t| !t.is_empty());
         let caller = match self {
             AuthMode::NoAuth => noauth_caller(token, url_project),
+            AuthMode::Keystone(keystone) => keystone.caller(token).await?,
             AuthMode::Tokens(tokens) => {
                 token.and_then(|t| tokens.get(t)).cloned().ok_or_else(|| {
                     ApiError::Unauthorized(

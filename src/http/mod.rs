@@ -23,6 +23,7 @@ pub mod guest_admin;
 pub mod health;
 pub mod history;
 pub mod instances;
+pub mod keystone;
 pub mod openapi;
 pub mod operators;
 pub mod policy;

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+pub mod keystone;
 pub mod local;
 
 /// A running `troved serve` child process.
