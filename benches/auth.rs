@@ -260,7 +260,9 @@ async fn validations(http: &reqwest::Client, base: &str) -> f64 {
         .await
         .expect("metrics body");
     text.lines()
-        .filter(|l| l.starts_with("troved_keystone_requests_total{") && l.contains("validate"))
+        .filter(|l| {
+            l.starts_with("troved_keystone_calls_total{") && l.contains("kind=\"validate\"")
+        })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }

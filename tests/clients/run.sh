@@ -5,7 +5,8 @@
 #   bash tests/clients/run.sh [path/to/troved]     (default: target/debug/troved)
 #
 # Environment: CLI_VENV (default target/cli-venv; reused when it already holds the
-# pinned versions), PYTHON (default python3, 3.10 or newer, with the venv module).
+# pinned versions), PYTHON (default python3, 3.10 or newer, with the venv module),
+# TROVED_TEST_KEYSTONE (a venv python with keystone: runs tests/clients/test_cli_keystone.py).
 # Ends with the test's summary line `N passed, M failed`; exits non-zero on failure.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -44,4 +45,16 @@ if ! pinned; then
 fi
 
 echo "== real-client test ($("$venv/bin/openstack" --version 2>&1), troved: $troved)"
-exec "$venv/bin/python" tests/clients/test_cli.py --troved "$troved" --openstack "$venv/bin/openstack"
+rc=0
+"$venv/bin/python" tests/clients/test_cli.py --troved "$troved" --openstack "$venv/bin/openstack" || rc=1
+
+# With a real Keystone (TROVED_TEST_KEYSTONE: a venv's python, tests/keystone/install.sh):
+# password authentication from a clouds.yaml, troved found in Keystone's catalog.
+if [ -n "${TROVED_TEST_KEYSTONE:-}" ]; then
+    echo "== real-client test with Keystone ($TROVED_TEST_KEYSTONE)"
+    "$venv/bin/python" tests/clients/test_cli_keystone.py --troved "$troved" \
+        --openstack "$venv/bin/openstack" --keystone-python "$TROVED_TEST_KEYSTONE" || rc=1
+else
+    echo "SKIPPED the Keystone CLI test: TROVED_TEST_KEYSTONE not set (tests/keystone/install.sh)"
+fi
+exit $rc

@@ -95,7 +95,7 @@ def init(args):
     manage(d, "fernet_setup", "--keystone-user", user, "--keystone-group", user)
     manage(d, "credential_setup", "--keystone-user", user, "--keystone-group", user)
     url = f"http://127.0.0.1:{args.port}/v3"
-    manage(d, "bootstrap", "--bootstrap-password", password,
+    manage(d, "bootstrap", f"--bootstrap-password={password}",
            "--bootstrap-admin-url", url, "--bootstrap-internal-url", url,
            "--bootstrap-public-url", url, "--bootstrap-region-id", "RegionOne")
 
