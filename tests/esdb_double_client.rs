@@ -384,7 +384,7 @@ async fn idempotent_retries_follow_the_server_rules() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn read_all_positions_are_byte_offsets_with_implicit_transactions() {
+async fn read_all_positions_are_byte_offsets_one_per_event() {
     let double = EsdbDouble::start().await;
     let client = client(&double);
     let tx = append(
@@ -405,7 +405,7 @@ async fn read_all_positions_are_byte_offsets_with_implicit_transactions() {
     .unwrap();
     assert_eq!(
         tx.position.commit, tx.position.prepare,
-        "append position = (tx, tx)"
+        "append position = (last, last)"
     );
     assert!(single.position.commit > tx.position.commit);
 
@@ -426,14 +426,14 @@ async fn read_all_positions_are_byte_offsets_with_implicit_transactions() {
     }
     let a: Vec<&&RecordedEvent> = records.iter().filter(|r| r.stream_id == "a").collect();
     assert_eq!(a.len(), 3);
+    // As on the server: every event is its own commit (commit == prepare == its offset), and
+    // an append answers with the position of its last event.
     for r in &a {
-        assert_eq!(
-            r.position.commit, tx.position.commit,
-            "commit = transaction position"
-        );
+        assert_eq!(r.position.commit, r.position.prepare, "commit = own offset");
     }
-    assert_eq!(a[0].position.prepare, tx.position.commit);
-    assert!(a[0].position.prepare < a[1].position.prepare);
+    assert_eq!(pos(a[2]), (tx.position.commit, tx.position.prepare));
+    assert!(a[0].position.commit < a[1].position.commit);
+    assert!(a[1].position.commit < a[2].position.commit);
     assert!(
         a[1].position.prepare - a[0].position.prepare > 1,
         "not a dense counter"
@@ -625,10 +625,12 @@ async fn filtered_subscription_checkpoints_while_live() {
             other => panic!("unexpected {other:?}"),
         }
     }
-    // 8 considered records with a window of 4: two checkpoints, inside the transaction.
+    // 8 considered records with a window of 4: two checkpoints, at the 4th and the 8th (the
+    // last of the append, whose position the append answered).
     assert_eq!(checkpoints.len(), 2, "{checkpoints:?}");
-    assert!(checkpoints.iter().all(|p| p.commit == w.position.commit));
-    assert!(checkpoints[0].prepare < checkpoints[1].prepare);
+    assert!(checkpoints.iter().all(|p| p.commit == p.prepare));
+    assert!(checkpoints[0].commit < checkpoints[1].commit);
+    assert_eq!(checkpoints[1], w.position);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1647,3 +1647,33 @@ async fn esdb_a_client_that_gave_up_is_replaced() {
     let got = next_of(&mut sub, &s, 1).await;
     assert_eq!(got[0].position, written.position);
 }
+
+/// The server answers an append with its last event's own position (commit == prepare ==
+/// that event's offset), so the adapter trusts it: no read after the append, and a read
+/// that fails right then does not turn an append that landed into an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn esdb_append_answers_the_last_events_position_without_reading_back() {
+    let double = EsdbDouble::start().await;
+    let store = EsdbStore::connect(&double.url()).await.unwrap();
+    let s = uniq("lastpos");
+    store
+        .append(&s, ExpectedRevision::NoStream, events(1))
+        .await
+        .unwrap();
+    double.fail_reads(true);
+    let appended = store
+        .append(&s, ExpectedRevision::Exact(0), events(3))
+        .await
+        .expect("an append that landed is a success, whatever reads do");
+    double.fail_reads(false);
+    assert_eq!(appended.next_revision, 3);
+    let stored = store.read_stream(&s).await.unwrap();
+    assert_eq!(appended.position, stored[3].position);
+    assert_eq!(stored[3].position.commit, stored[3].position.prepare);
+    let after = store.read_all(stored[2].position, 10).await.unwrap();
+    assert_eq!(
+        after[0].id, stored[3].id,
+        "the answer is the last event, not the first"
+    );
+    assert_eq!(store.head().await.unwrap(), appended.position);
+}

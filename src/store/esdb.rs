@@ -12,10 +12,10 @@
 //!   in the stream: all there, in order, is the original append's outcome; some there is
 //!   [`StoreError::DuplicateEventId`]. Unlike the embedded store, the server compares
 //!   ids only (not content) and ids are unique per stream, not across streams.
-//! - **Positions** are the server's (commit, prepare) pairs, read from each event. The
-//!   position an append reports is its last event's: the server reports a multi-event
-//!   append by its transaction's position, so such appends (and any answer without a
-//!   position) read the stream's last event back.
+//! - **Positions** are the server's (commit, prepare) pairs, read from each event; on the
+//!   server both are the event's own offset. The position an append reports is its last
+//!   event's, which is what the server answers (an answer without a position reads the
+//!   stream's last event back).
 //! - **`$all`** hides system events (types and streams starting with `$`): reads skip
 //!   them, subscriptions filter them on the server. Reads from a position are inclusive
 //!   on the server and made exclusive here.
@@ -298,8 +298,10 @@ impl EsdbStore {
     }
 
     /// The outcome of an append the server accepted: its last event's revision and
-    /// position (read back when the server answered with a transaction's position, or
-    /// with none).
+    /// position. The server answers with the commit acknowledgement of the append's last
+    /// event, whose position is that event's own (commit == prepare == its offset), so
+    /// the answer is trusted as it is; only an answer without a position (an idempotent
+    /// write whose original can no longer be read) reads the last event back.
     async fn appended(
         &self,
         stream: &str,
@@ -310,13 +312,13 @@ impl EsdbStore {
             commit: written.position.commit,
             prepare: written.position.prepare,
         };
-        if events.len() == 1 && position != Position::START {
+        if position != Position::START {
             return Ok(AppendOutcome {
                 next_revision: written.next_expected_version,
                 position,
             });
         }
-        // A transaction's position, or none: the last event's own, read back.
+        // No position: the last event's own, read back.
         let want = events[events.len() - 1].id;
         let last = match self
             .event_at(stream, Some(written.next_expected_version))

@@ -41,12 +41,14 @@
 //!   dense from 0.
 //! * Positions are byte-offset-like, not counters: the first record is at [`FIRST_RECORD`] and
 //!   each record advances the log by [`RECORD_OVERHEAD`] bytes plus the lengths of its stream
-//!   name, event type, data and custom metadata. An append is an implicit transaction: every
-//!   event of it has `commit` = the transaction position (offset of its first event) and
-//!   `prepare` = its own offset; the append's success carries `(transaction, transaction)`.
-//!   `$all` reads and subscriptions carry both positions on each event (and the commit position
-//!   in `ReadEvent.position`, for stream reads too). `(commit, prepare)` pairs strictly increase
-//!   along the log.
+//!   name, event type, data and custom metadata. As on the server (each event is a
+//!   self-committed prepare record, `StorageWriterService.WritePrepares`; `AllReader` gives it
+//!   `TFPos(LogPosition, LogPosition)`), every event's `commit` and `prepare` are both its own
+//!   offset, so `commit` alone is unique per event; the append's success carries the position
+//!   of its **last** event (the commit acknowledgement is sent for the `TransactionEnd` record,
+//!   `StorageChaser`). `$all` reads and subscriptions carry both positions on each event (and
+//!   the commit position in `ReadEvent.position`, for stream reads too). `(commit, prepare)`
+//!   pairs strictly increase along the log.
 //! * At start-up two system events are written, as a fresh server does on its own:
 //!   `$epoch-information` in stream `$epoch-information`, and `$metadata` in `$$$scavenges`.
 //!   [`EsdbDouble::append_system_event`] adds a `$statsCollected` event to
@@ -209,6 +211,8 @@ const SUBSCRIPTION_BUFFER: usize = 64;
 pub struct EsdbDouble {
     port: u16,
     shared: Arc<Shared>,
+    /// This node's failure switches (see [`Faults`]).
+    faults: Arc<Faults>,
     conns: Arc<ConnRegistry>,
     handle: tokio::runtime::Handle,
     runtime: Option<tokio::runtime::Runtime>,
@@ -231,11 +235,18 @@ impl EsdbDouble {
         };
         let port = listener.local_addr().expect("local addr").port();
         let shared = Arc::new(Shared::new());
+        let faults = Arc::new(Faults::default());
         let conns = Arc::new(ConnRegistry::default());
-        let server = handle.spawn(serve(listener, shared.clone(), conns.clone()));
+        let server = handle.spawn(serve(
+            listener,
+            shared.clone(),
+            faults.clone(),
+            conns.clone(),
+        ));
         EsdbDouble {
             port,
             shared,
+            faults,
             conns,
             handle,
             runtime: Some(runtime),
@@ -288,10 +299,12 @@ impl EsdbDouble {
                 ),
             }
         };
-        *server = Some(
-            self.handle
-                .spawn(serve(listener, self.shared.clone(), self.conns.clone())),
-        );
+        *server = Some(self.handle.spawn(serve(
+            listener,
+            self.shared.clone(),
+            self.faults.clone(),
+            self.conns.clone(),
+        )));
     }
 
     /// Cuts every open connection/stream but keeps serving (a network blip). Open calls and
@@ -326,6 +339,12 @@ impl EsdbDouble {
             );
             debug_assert!(matches!(outcome, AppendOutcome::Success { .. }));
         });
+    }
+
+    /// While on, reads (of a stream or of `$all`, not subscriptions) answer `UNAVAILABLE`
+    /// "Server Is Not Ready", as a node does that is not ready (`RpcExceptions.ServerNotReady`).
+    pub fn fail_reads(&self, on: bool) {
+        self.faults.fail_reads.store(on, Ordering::SeqCst);
     }
 
     /// Number of user events stored: events whose stream and type do not start with `$`.
@@ -363,7 +382,12 @@ fn bind(port: u16) -> io::Result<TcpListener> {
     socket.listen(1024)
 }
 
-async fn serve(listener: TcpListener, shared: Arc<Shared>, conns: Arc<ConnRegistry>) {
+async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    faults: Arc<Faults>,
+    conns: Arc<ConnRegistry>,
+) {
     let incoming = async_stream::stream! {
         loop {
             match listener.accept().await {
@@ -379,6 +403,7 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>, conns: Arc<ConnRegist
     let result = tonic::transport::Server::builder()
         .add_service(StreamsServer::new(StreamsService {
             shared: shared.clone(),
+            faults,
         }))
         .add_service(ServerFeaturesServer::new(FeaturesService))
         .serve_with_incoming(incoming)
@@ -747,13 +772,16 @@ impl Store {
             streams,
             next_pos,
         } = self;
-        let transaction = *next_pos;
         let created = now_ticks();
         let state = streams.entry(stream.to_string()).or_default();
         let mut last = 0;
+        let mut last_position = *next_pos;
         for event in events {
             let revision = state.events.len() as u64;
+            // The server writes each event as a self-committed prepare (`IsCommitted`): its
+            // commit and prepare positions are both its own offset.
             let prepare = *next_pos;
+            last_position = prepare;
             *next_pos += RECORD_OVERHEAD
                 + (stream.len()
                     + event.event_type.len()
@@ -768,7 +796,7 @@ impl Store {
                 created,
                 custom_metadata: event.custom_metadata,
                 data: event.data,
-                commit: transaction,
+                commit: prepare,
                 prepare,
             });
             state.ids.insert(record.id, revision);
@@ -776,9 +804,10 @@ impl Store {
             log.push(record);
             last = revision;
         }
+        // The answer is the commit acknowledgement of the transaction's last record.
         AppendOutcome::Success {
             revision: Some(last),
-            position: Some((transaction, transaction)),
+            position: Some((last_position, last_position)),
         }
     }
 
@@ -1204,6 +1233,14 @@ impl ServerFeatures for FeaturesService {
 
 struct StreamsService {
     shared: Arc<Shared>,
+    faults: Arc<Faults>,
+}
+
+/// Failure switches of one node, each off until a test turns it on.
+#[derive(Default)]
+struct Faults {
+    /// Reads answer `UNAVAILABLE` ([`EsdbDouble::fail_reads`]).
+    fail_reads: std::sync::atomic::AtomicBool,
 }
 
 fn stream_deleted(stream: &str) -> Status {
@@ -1382,6 +1419,9 @@ impl Streams for StreamsService {
                 ))
             }
         };
+        if count.is_some() && self.faults.fail_reads.load(Ordering::SeqCst) {
+            return Err(Status::unavailable("Server Is Not Ready"));
+        }
         match options.stream_option {
             Some(StreamOption::Stream(stream_options)) => {
                 let stream = stream_name(stream_options.stream_identifier.as_ref())?;
