@@ -1059,3 +1059,72 @@ async fn retrying_subscription_resumes_after_a_blip_without_gap_or_duplicate() {
     }
     assert_eq!(confirmations, 1, "resubscribed once");
 }
+
+/// A demoted node answers NotLeader with the leader's address, as the server does
+/// (`RpcExceptions.LeaderInfo`: NOT_FOUND, `exception: not-leader`, `leader-endpoint-host`,
+/// `leader-endpoint-port`); the client reads it as `NotLeaderException` and connects to
+/// that node for its next call. A subscription already open on the demoted node stays
+/// live; a new one is refused the same way.
+#[tokio::test(flavor = "multi_thread")]
+async fn not_leader_names_the_leader_and_the_client_follows() {
+    let follower = EsdbDouble::start().await;
+    let leader = EsdbDouble::start_node_of(&follower).await;
+    let client = client(&follower);
+    append(
+        &client,
+        "nl",
+        ExpectedRevision::NoStream,
+        vec![event("E", 0)],
+    )
+    .await
+    .unwrap();
+    let mut live = client
+        .subscribe_to_all(&SubscribeToAllOptions::default().position(StreamPosition::End))
+        .await;
+    assert!(matches!(
+        next_event(&mut live).await.unwrap(),
+        SubscriptionEvent::Confirmed(_)
+    ));
+    follower.demote(Some(&leader));
+
+    let other = client_for_url(&follower.url());
+    match read_stream(&other, "nl", &ReadStreamOptions::default()).await {
+        Err(Error::NotLeaderException(at)) => {
+            assert_eq!(
+                (at.host.as_str(), at.port),
+                ("127.0.0.1", u32::from(leader.port()))
+            )
+        }
+        other => panic!("expected NotLeaderException, got {other:?}"),
+    }
+    match append(
+        &client,
+        "nl",
+        ExpectedRevision::Exact(0),
+        vec![event("E", 1)],
+    )
+    .await
+    {
+        Err(Error::NotLeaderException(at)) => assert_eq!(at.port, u32::from(leader.port())),
+        other => panic!("expected NotLeaderException, got {other:?}"),
+    }
+    assert_eq!(follower.user_event_count(), 1, "nothing was written");
+    let written = append(
+        &client,
+        "nl",
+        ExpectedRevision::Exact(0),
+        vec![event("E", 1)],
+    )
+    .await
+    .expect("the next call goes to the leader");
+    assert_eq!(written.next_expected_version, 1);
+    assert_eq!(next_appeared(&mut live).await.revision, 1, "still live");
+
+    let mut refused = client_for_url(&follower.url())
+        .subscribe_to_all(&SubscribeToAllOptions::default().position(StreamPosition::End))
+        .await;
+    assert!(matches!(
+        next_event(&mut refused).await,
+        Err(Error::NotLeaderException(_))
+    ));
+}

@@ -1677,3 +1677,112 @@ async fn esdb_append_answers_the_last_events_position_without_reading_back() {
     );
     assert_eq!(store.head().await.unwrap(), appended.position);
 }
+
+/// NotLeader (a leader change, or a connection string naming a follower): the server
+/// refused before writing anything and named the leader, so the adapter makes the call
+/// again, appends with any expectation included, and the client sends it to the leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn esdb_not_leader_is_retried_on_the_leader() {
+    let first = EsdbDouble::start().await;
+    let second = EsdbDouble::start_node_of(&first).await;
+    let store = EsdbStore::connect(&first.url()).await.unwrap();
+    let s = uniq("leader");
+    store
+        .append(&s, ExpectedRevision::NoStream, events(1))
+        .await
+        .unwrap();
+    first.demote(Some(&second));
+    let exact = store
+        .append(&s, ExpectedRevision::Exact(0), events(1))
+        .await
+        .expect("made again on the leader");
+    assert_eq!(exact.next_revision, 1);
+    // The leader changes back: `Any` is made again too (nothing was written).
+    first.demote(None);
+    second.demote(Some(&first));
+    let any = store
+        .append(&s, ExpectedRevision::Any, events(1))
+        .await
+        .expect("made again on the leader");
+    assert_eq!(any.next_revision, 2);
+    let stored = store.read_stream(&s).await.unwrap();
+    assert_eq!(stored.len(), 3, "each append landed once");
+    // Reads follow the leader the same way.
+    first.demote(Some(&second));
+    second.demote(None);
+    assert_eq!(store.read_stream(&s).await.expect("read").len(), 3);
+    first.demote(None);
+    second.demote(Some(&first));
+    assert_eq!(store.head().await.expect("head"), any.position);
+    second.demote(None);
+    first.demote(Some(&second));
+    let all = store
+        .read_all(Position::START, 100)
+        .await
+        .expect("read $all");
+    assert_eq!(ids(&all), ids(&stored));
+}
+
+/// What a subscription does when its node is demoted: the server keeps an open
+/// subscription live on the follower (its `SubscriptionsService` drops subscribers only at
+/// shutdown; the follower's log grows by replication), so events keep coming. A new one
+/// (after a drop, or a first one on a follower) is refused with NotLeader: the client
+/// switches to the leader and the adapter resubscribes there from the last position it
+/// delivered, without gap or duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn esdb_subscriptions_across_a_demotion() {
+    let first = EsdbDouble::start().await;
+    let second = EsdbDouble::start_node_of(&first).await;
+    let store = EsdbStore::connect(&first.url()).await.unwrap();
+    let s = uniq("demoted");
+    let mut sub = store.subscribe_all(Position::START).await.unwrap();
+    let mut written = Vec::new();
+    written.push(
+        store
+            .append(&s, ExpectedRevision::NoStream, vec![event("Tested", 0)])
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        next_of(&mut sub, &s, 1).await[0].position,
+        written[0].position
+    );
+
+    first.demote(Some(&second));
+    written.push(
+        store
+            .append(&s, ExpectedRevision::Exact(0), vec![event("Tested", 1)])
+            .await
+            .unwrap(),
+    );
+    let live = next_of(&mut sub, &s, 1).await;
+    assert_eq!(
+        live[0].position, written[1].position,
+        "still live on the follower"
+    );
+
+    // A subscription opened on the follower is refused, then resubscribes on the leader.
+    let late = EsdbStore::connect(&first.url()).await.unwrap();
+    let mut late_sub = late.subscribe_all(Position::START).await.unwrap();
+    let caught_up = next_of(&mut late_sub, &s, 2).await;
+    assert_eq!(
+        caught_up.iter().map(|e| e.position).collect::<Vec<_>>(),
+        written.iter().map(|w| w.position).collect::<Vec<_>>()
+    );
+    assert!(late.resubscriptions() >= 1, "refused once with NotLeader");
+
+    // The first subscription's connection drops: it resubscribes, without gap or duplicate.
+    first.drop_connections().await;
+    written.push(
+        store
+            .append(&s, ExpectedRevision::Exact(1), vec![event("Tested", 2)])
+            .await
+            .unwrap(),
+    );
+    let after = next_of(&mut sub, &s, 1).await;
+    assert_eq!(after[0].position, written[2].position);
+    assert_eq!(
+        next_of(&mut late_sub, &s, 1).await[0].position,
+        written[2].position
+    );
+}

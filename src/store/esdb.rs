@@ -24,7 +24,8 @@
 //!   backoff, until the store is shut down. The client's own retry is not used.
 //! - **Errors:** an unreachable server, a timeout, a leader change are
 //!   [`StoreError::Unavailable`] (the API answers 503 with `Retry-After`); a deleted
-//!   stream is [`StoreError::StreamDeleted`] (404).
+//!   stream is [`StoreError::StreamDeleted`] (404). NotLeader (nothing written, the
+//!   leader named) is made again first: the client has switched to the leader.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -57,14 +58,23 @@ const HEAD_PAGE: usize = 64;
 const CALL_RETRY: Backoff =
     Backoff::linear(Duration::from_millis(50), Duration::MAX).with_retries(3);
 
-/// Whether a call failed for want of a connection (and may simply be made again).
+/// Whether a call failed for want of a connection or of the leader (and may simply be
+/// made again).
 fn transient(e: &eventstore::Error) -> bool {
     matches!(
         e,
         eventstore::Error::ServerError(_)
             | eventstore::Error::GrpcConnectionError(_)
             | eventstore::Error::ConnectionClosed
-    )
+    ) || not_leader(e)
+}
+
+/// The node is not (or no longer) the leader and named the one that is: the server
+/// refused the request before doing anything (`ClusterVNodeController`
+/// `DenyRequestBecauseNotLeader`), so making it again cannot duplicate it, whatever the
+/// expectation, and the client has already switched to that leader for the next call.
+fn not_leader(e: &eventstore::Error) -> bool {
+    matches!(e, eventstore::Error::NotLeaderException(_))
 }
 
 /// The client, and its replacement once it has given up: after failing to reach the
@@ -342,6 +352,35 @@ impl EsdbStore {
         })
     }
 
+    /// One read of `$all`, whole, made again (like the other reads) when it failed for want
+    /// of a connection or of the leader.
+    async fn read_all_page(
+        &self,
+        options: &ReadAllOptions,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let mut attempt = 0;
+        loop {
+            let (generation, client) = self.conn.get();
+            let page = async {
+                let mut read = client.read_all(options).await?;
+                let mut out = Vec::new();
+                while let Some(event) = read.next().await? {
+                    out.push(recorded(&event));
+                }
+                Ok::<_, eventstore::Error>(out)
+            };
+            match page.await {
+                Ok(out) => return Ok(out),
+                Err(e) if transient(&e) && CALL_RETRY.allows(attempt + 1) => {
+                    let _ = self.conn.error(generation, e);
+                    attempt += 1;
+                    tokio::time::sleep(CALL_RETRY.delay(attempt)).await;
+                }
+                Err(e) => return Err(self.conn.error(generation, e)),
+            }
+        }
+    }
+
     /// Up to `max` user events of `$all` strictly after `from`, skipping system events.
     async fn read_all_after(
         &self,
@@ -363,13 +402,9 @@ impl EsdbStore {
                 .position(start)
                 .max_count(want)
                 .deadline(DEADLINE);
-            let (generation, client) = self.conn.get();
-            let error = |e| self.conn.error(generation, e);
-            let mut read = client.read_all(&options).await.map_err(error)?;
-            let mut seen = 0usize;
-            while let Some(event) = read.next().await.map_err(error)? {
-                seen += 1;
-                let event = recorded(&event);
+            let page = self.read_all_page(&options).await?;
+            let seen = page.len();
+            for event in page {
                 if event.position <= cursor {
                     continue;
                 }
@@ -470,14 +505,19 @@ impl EventStore for EsdbStore {
             .deadline(DEADLINE);
         // Made again only when it cannot duplicate: with an exact or "no stream"
         // expectation and the same event ids, an append that did land the first time
-        // answers "wrong expected version" and is recognised below.
+        // answers "wrong expected version" and is recognised below; after NotLeader,
+        // nothing was written.
         let repeatable = !matches!(expected_revision, ExpectedRevision::Any);
         let mut attempt = 0;
         let (generation, written) = loop {
             let wire: Vec<EventData> = events.iter().map(event_data).collect();
             let (generation, client) = self.conn.get();
             match client.append_to_stream(stream, &options, wire).await {
-                Err(e) if repeatable && transient(&e) && CALL_RETRY.allows(attempt + 1) => {
+                Err(e)
+                    if (repeatable || not_leader(&e))
+                        && transient(&e)
+                        && CALL_RETRY.allows(attempt + 1) =>
+                {
                     let _ = self.conn.error(generation, e);
                     attempt += 1;
                     tokio::time::sleep(CALL_RETRY.delay(attempt)).await;
@@ -542,14 +582,10 @@ impl EventStore for EsdbStore {
                 .position(cursor)
                 .max_count(HEAD_PAGE)
                 .deadline(DEADLINE);
-            let (generation, client) = self.conn.get();
-            let error = |e| self.conn.error(generation, e);
-            let mut read = client.read_all(&options).await.map_err(error)?;
-            let mut seen = 0usize;
+            let page = self.read_all_page(&options).await?;
+            let seen = page.len();
             let mut oldest = None;
-            while let Some(event) = read.next().await.map_err(error)? {
-                seen += 1;
-                let event = recorded(&event);
+            for event in page {
                 if !event.is_system() {
                     return Ok(event.position);
                 }

@@ -222,6 +222,17 @@ pub struct EsdbDouble {
 impl EsdbDouble {
     /// Starts serving on 127.0.0.1 with an OS-chosen port (h2c, no TLS).
     pub async fn start() -> EsdbDouble {
+        EsdbDouble::start_on(Arc::new(Shared::new()))
+    }
+
+    /// Another node of this one's cluster: its own port, switches and connections, the same
+    /// data (as if replication were instantaneous), so that one node can be the leader the
+    /// other names in its `NotLeader` answers ([`EsdbDouble::demote`]).
+    pub async fn start_node_of(other: &EsdbDouble) -> EsdbDouble {
+        EsdbDouble::start_on(other.shared.clone())
+    }
+
+    fn start_on(shared: Arc<Shared>) -> EsdbDouble {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("esdb-double")
@@ -234,7 +245,6 @@ impl EsdbDouble {
             bind(0).expect("esdb double: bind 127.0.0.1:0")
         };
         let port = listener.local_addr().expect("local addr").port();
-        let shared = Arc::new(Shared::new());
         let faults = Arc::new(Faults::default());
         let conns = Arc::new(ConnRegistry::default());
         let server = handle.spawn(serve(
@@ -345,6 +355,19 @@ impl EsdbDouble {
     /// "Server Is Not Ready", as a node does that is not ready (`RpcExceptions.ServerNotReady`).
     pub fn fail_reads(&self, on: bool) {
         self.faults.fail_reads.store(on, Ordering::SeqCst);
+    }
+
+    /// Demotes this node (`Some(leader)`): from now on it answers appends, and reads and
+    /// subscriptions that require the leader (the client's default `nodePreference=leader`
+    /// sends `requires-leader: true`), with NotLeader, as the server does
+    /// (`ClusterVNodeController.DenyRequestBecauseNotLeader` → `RpcExceptions.LeaderInfo`):
+    /// gRPC `NOT_FOUND` "Leader info available" with the metadata `exception: not-leader`,
+    /// `leader-endpoint-host` and `leader-endpoint-port` naming `leader`. Subscriptions
+    /// already open stay open and live (the server's `SubscriptionsService` drops
+    /// subscribers only at shutdown; a follower's log keeps growing by replication, here by
+    /// sharing the data with the leader). `None` makes it the leader again.
+    pub fn demote(&self, leader: Option<&EsdbDouble>) {
+        *lock(&self.faults.leader) = leader.map(|l| l.port);
     }
 
     /// Number of user events stored: events whose stream and type do not start with `$`.
@@ -1241,6 +1264,39 @@ struct StreamsService {
 struct Faults {
     /// Reads answer `UNAVAILABLE` ([`EsdbDouble::fail_reads`]).
     fail_reads: std::sync::atomic::AtomicBool,
+    /// The leader's port while this node is demoted ([`EsdbDouble::demote`]).
+    leader: Mutex<Option<u16>>,
+}
+
+impl Faults {
+    /// NotLeader for a request that needs the leader, while this node is demoted.
+    fn not_leader(&self, requires_leader: bool) -> Result<(), Status> {
+        match *lock(&self.leader) {
+            Some(port) if requires_leader => {
+                let mut metadata = MetadataMap::new();
+                metadata.insert("exception", MetadataValue::from_static("not-leader"));
+                metadata.insert(
+                    "leader-endpoint-host",
+                    MetadataValue::from_static("127.0.0.1"),
+                );
+                metadata.insert("leader-endpoint-port", MetadataValue::from(port));
+                Err(Status::with_metadata(
+                    Code::NotFound,
+                    "Leader info available",
+                    metadata,
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Whether a request carries `requires-leader: true` (the client's `nodePreference=leader`).
+fn requires_leader(metadata: &MetadataMap) -> bool {
+    metadata
+        .get("requires-leader")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
 }
 
 fn stream_deleted(stream: &str) -> Status {
@@ -1395,6 +1451,8 @@ impl Streams for StreamsService {
             all_options::AllOption, stream_options::RevisionOption, uuid_option, CountOption,
             FilterOption, StreamOption,
         };
+        self.faults
+            .not_leader(requires_leader(request.metadata()))?;
         let options = request
             .into_inner()
             .options
@@ -1530,6 +1588,9 @@ impl Streams for StreamsService {
                 data: proposed.data,
             });
         }
+        // Writes always need the leader, whatever the request says; the server answers once
+        // it has read the whole request (`Streams.Append`, then `WriteEvents` is denied).
+        self.faults.not_leader(true)?;
         let outcome = self
             .shared
             .write(|store| store.append(&stream, expected, events));
