@@ -1128,3 +1128,51 @@ async fn not_leader_names_the_leader_and_the_client_follows() {
         Err(Error::NotLeaderException(_))
     ));
 }
+
+/// Server-side timeouts answer ABORTED "Operation timed out: ..." (`RpcExceptions.Timeout`):
+/// after the write landed (commit timeout), and for an idempotent retry dropped because it
+/// came before the original was replicated (prepare timeout). The client passes both on as
+/// an unmapped gRPC error.
+#[tokio::test(flavor = "multi_thread")]
+async fn server_timeouts_answer_aborted() {
+    let double = EsdbDouble::start().await;
+    let client = client(&double);
+    let id = Uuid::new_v4();
+    let ev = || EventData::json("E", &serde_json::json!({})).unwrap().id(id);
+    let aborted = |result: eventstore::Result<WriteResult>, phase: &str| match result {
+        Err(Error::Grpc { code, message }) => {
+            assert_eq!(format!("{code:?}"), "Aborted");
+            assert_eq!(
+                message,
+                format!("Operation timed out: {phase} phase timeout.")
+            );
+        }
+        other => panic!("expected ABORTED, got {other:?}"),
+    };
+    double.time_out_after_write(1);
+    aborted(
+        append(&client, "t", ExpectedRevision::NoStream, vec![ev()]).await,
+        "Commit",
+    );
+    assert_eq!(double.user_event_count(), 1, "the write landed");
+    double.drop_early_retries(1);
+    aborted(
+        append(&client, "t", ExpectedRevision::NoStream, vec![ev()]).await,
+        "Prepare",
+    );
+    let retried = append(&client, "t", ExpectedRevision::NoStream, vec![ev()])
+        .await
+        .expect("the retry once the original is replicated");
+    assert_eq!(retried.next_expected_version, 0);
+    assert_eq!(double.user_event_count(), 1);
+    // A write that is not a retry is not dropped.
+    double.drop_early_retries(1);
+    append(
+        &client,
+        "t",
+        ExpectedRevision::Exact(0),
+        vec![event("E", 1)],
+    )
+    .await
+    .unwrap();
+}

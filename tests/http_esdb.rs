@@ -277,3 +277,43 @@ async fn a_deleted_stream_is_404() {
     let (status, body) = s.get("alice", "p1", &format!("{path}/history")).await;
     assert_eq!(status, 404, "{body}");
 }
+
+/// EventStoreDB timed out an append that landed all the same ("Operation timed out",
+/// `Aborted`), and then dropped retries that came too early: the create still answers
+/// once, 200, and there is one instance, not two and not a 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_whose_append_timed_out_after_landing_answers_once() {
+    let double = EsdbDouble::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(&double, dir.path()).await;
+    double.time_out_after_write(1);
+    let (status, body) = s
+        .post("alice", "p1", "/instances", &common::create_body("slow"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let id = body["instance"]["id"].as_str().unwrap().to_string();
+
+    double.time_out_after_write(1);
+    double.drop_early_retries(100);
+    let (status, body) = s
+        .post("alice", "p1", "/instances", &common::create_body("slower"))
+        .await;
+    double.drop_early_retries(0);
+    assert!(status == 200 || status == 503, "{status} {body}");
+
+    s.wait_for("alice", "p1", &id, |i| i["status"] == "ACTIVE")
+        .await;
+    let (_, list) = s.get("alice", "p1", "/instances").await;
+    let names: Vec<&str> = list["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.iter().filter(|n| **n == "slow").count(), 1, "{list}");
+    assert!(
+        names.iter().filter(|n| **n == "slower").count() <= 1,
+        "{list}"
+    );
+    assert_eq!(names.contains(&"slower"), status == 200, "{list}");
+}

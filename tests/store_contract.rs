@@ -1786,3 +1786,54 @@ async fn esdb_subscriptions_across_a_demotion() {
         written[2].position
     );
 }
+
+/// A server-side timeout (`Aborted`, "Operation timed out") leaves the outcome unknown:
+/// the write may have landed. With an exact or "no stream" expectation the adapter sends
+/// it again (the same ids: idempotent), also past retries the leader drops as too early,
+/// and at last looks for the events; with `Any` it answers `Unavailable` (503), never an
+/// I/O error (500), and writes nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn esdb_server_timeouts_are_retried_or_unavailable() {
+    let double = EsdbDouble::start().await;
+    let store = EsdbStore::connect(&double.url()).await.unwrap();
+    let s = uniq("timeout");
+
+    double.time_out_after_write(1);
+    let first = store
+        .append(&s, ExpectedRevision::NoStream, events(2))
+        .await
+        .expect("landed, then timed out: sent again, idempotent");
+    assert_eq!(first.next_revision, 1);
+
+    double.time_out_after_write(1);
+    double.drop_early_retries(1);
+    let second = store
+        .append(&s, ExpectedRevision::Exact(1), events(1))
+        .await
+        .expect("a too-early retry dropped, the next one answered");
+    assert_eq!(second.next_revision, 2);
+
+    double.time_out_after_write(1);
+    double.drop_early_retries(100);
+    let third = store
+        .append(&s, ExpectedRevision::Exact(2), events(1))
+        .await
+        .expect("every retry dropped: the events are found in the stream");
+    assert_eq!(third.next_revision, 3);
+    double.drop_early_retries(0);
+
+    let stored = store.read_stream(&s).await.unwrap();
+    assert_eq!(stored.len(), 4, "each append landed once");
+    assert_eq!(first.position, stored[1].position);
+    assert_eq!(second.position, stored[2].position);
+    assert_eq!(third.position, stored[3].position);
+
+    double.time_out_after_write(1);
+    let any = store.append(&s, ExpectedRevision::Any, events(1)).await;
+    assert!(matches!(any, Err(StoreError::Unavailable(_))), "{any:?}");
+    assert_eq!(
+        store.read_stream(&s).await.unwrap().len(),
+        5,
+        "not sent twice"
+    );
+}

@@ -58,6 +58,23 @@ const HEAD_PAGE: usize = 64;
 const CALL_RETRY: Backoff =
     Backoff::linear(Duration::from_millis(50), Duration::MAX).with_retries(3);
 
+/// After a server-side timeout, an append is sent again (when repeatable) after 250 ms,
+/// 500 ms, 1 s. The server answers a timeout only after its own (2 s by default), and a
+/// retry that reaches the leader before the original is replicated is dropped and times
+/// out again, so the pauses leave replication time to finish.
+const SERVER_TIMEOUT_RETRY: Backoff =
+    Backoff::doubling(Duration::from_millis(250), Duration::from_secs(1)).with_retries(3);
+
+/// gRPC's ABORTED status code (10), a fixed number of the protocol.
+const GRPC_ABORTED: i32 = 10;
+
+/// The server gave up waiting for a write's prepare or commit phase (`Aborted`,
+/// "Operation timed out: ..."): the write may have landed or may still land
+/// (`RpcExceptions.Timeout`; also a retry the leader dropped as too early).
+fn server_timeout(e: &eventstore::Error) -> bool {
+    matches!(e, eventstore::Error::Grpc { code, .. } if i32::from(*code) == GRPC_ABORTED)
+}
+
 /// Whether a call failed for want of a connection or of the leader (and may simply be
 /// made again).
 fn transient(e: &eventstore::Error) -> bool {
@@ -307,6 +324,49 @@ impl EsdbStore {
         }
     }
 
+    /// Sends an append, and sends it again when that cannot duplicate it (`repeatable`: the
+    /// same ids with an exact or "no stream" expectation; any append after NotLeader):
+    /// after a lost connection ([`CALL_RETRY`]) and after a server-side timeout
+    /// ([`SERVER_TIMEOUT_RETRY`]). The last answer, with the client generation it came from.
+    async fn send_append(
+        &self,
+        stream: &str,
+        expected_revision: ExpectedRevision,
+        events: &[NewEvent],
+        repeatable: bool,
+    ) -> (u64, Result<eventstore::WriteResult, eventstore::Error>) {
+        let options = AppendToStreamOptions::default()
+            .expected_revision(expected(expected_revision))
+            .deadline(DEADLINE);
+        let (mut attempt, mut timeouts) = (0, 0);
+        loop {
+            let wire: Vec<EventData> = events.iter().map(event_data).collect();
+            let (generation, client) = self.conn.get();
+            match client.append_to_stream(stream, &options, wire).await {
+                Err(e)
+                    if (repeatable || not_leader(&e))
+                        && transient(&e)
+                        && CALL_RETRY.allows(attempt + 1) =>
+                {
+                    let _ = self.conn.error(generation, e);
+                    attempt += 1;
+                    tokio::time::sleep(CALL_RETRY.delay(attempt)).await;
+                }
+                Err(e)
+                    if repeatable
+                        && server_timeout(&e)
+                        && SERVER_TIMEOUT_RETRY.allows(timeouts + 1) =>
+                {
+                    timeouts += 1;
+                    let wait = SERVER_TIMEOUT_RETRY.delay(timeouts);
+                    tracing::warn!(error = %e, stream, retry_in_ms = wait.as_millis() as u64, "EventStoreDB timed out an append; sending it again");
+                    tokio::time::sleep(wait).await;
+                }
+                written => return (generation, written),
+            }
+        }
+    }
+
     /// The outcome of an append the server accepted: its last event's revision and
     /// position. The server answers with the commit acknowledgement of the append's last
     /// event, whose position is that event's own (commit == prepare == its offset), so
@@ -438,6 +498,10 @@ fn store_error(e: eventstore::Error) -> StoreError {
         E::AccessDenied => StoreError::Unavailable(
             "EventStoreDB denied access: check the connection string's credentials".into(),
         ),
+        // A server-side timeout: the outcome of a write is unknown; try again later.
+        ref e if server_timeout(e) => StoreError::Unavailable(format!(
+            "EventStoreDB timed out; a write may still land: {e}"
+        )),
         other => StoreError::Io(other.to_string()),
     }
 }
@@ -500,31 +564,14 @@ impl EventStore for EsdbStore {
             // A check of the expectation only, as on the embedded store.
             return self.check_expectation(stream, expected_revision).await;
         }
-        let options = AppendToStreamOptions::default()
-            .expected_revision(expected(expected_revision))
-            .deadline(DEADLINE);
         // Made again only when it cannot duplicate: with an exact or "no stream"
         // expectation and the same event ids, an append that did land the first time
-        // answers "wrong expected version" and is recognised below; after NotLeader,
-        // nothing was written.
+        // answers "wrong expected version" (or the original's outcome) and is recognised
+        // below; after NotLeader, nothing was written.
         let repeatable = !matches!(expected_revision, ExpectedRevision::Any);
-        let mut attempt = 0;
-        let (generation, written) = loop {
-            let wire: Vec<EventData> = events.iter().map(event_data).collect();
-            let (generation, client) = self.conn.get();
-            match client.append_to_stream(stream, &options, wire).await {
-                Err(e)
-                    if (repeatable || not_leader(&e))
-                        && transient(&e)
-                        && CALL_RETRY.allows(attempt + 1) =>
-                {
-                    let _ = self.conn.error(generation, e);
-                    attempt += 1;
-                    tokio::time::sleep(CALL_RETRY.delay(attempt)).await;
-                }
-                written => break (generation, written),
-            }
-        };
+        let (generation, written) = self
+            .send_append(stream, expected_revision, &events, repeatable)
+            .await;
         match written {
             Ok(written) => self.appended(stream, &events, &written).await,
             Err(eventstore::Error::WrongExpectedVersion { current, .. }) => {
@@ -542,6 +589,14 @@ impl EventStore for EsdbStore {
             }
             Err(eventstore::Error::ResourceDeleted) => {
                 Err(StoreError::StreamDeleted(stream.to_string()))
+            }
+            Err(e) if repeatable && server_timeout(&e) => {
+                // Every try timed out on the server: the events may have landed all the
+                // same. Look, as after a stale expectation.
+                match self.earlier_append(stream, &events).await? {
+                    Some(outcome) => Ok(outcome),
+                    None => Err(store_error(e)),
+                }
             }
             Err(e) => Err(self.conn.error(generation, e)),
         }

@@ -370,6 +370,24 @@ impl EsdbDouble {
         *lock(&self.faults.leader) = leader.map(|l| l.port);
     }
 
+    /// The next `n` appends that write answer gRPC `ABORTED` "Operation timed out: Commit
+    /// phase timeout." although their events landed, as the server does when the commit
+    /// (replication to a quorum) outlasts its commit timeout (`RequestManagerBase` →
+    /// `Streams.Append` → `RpcExceptions.Timeout`; 2 s by default). The events stay written.
+    pub fn time_out_after_write(&self, n: u32) {
+        self.faults.timeouts_after_write.store(n, Ordering::SeqCst);
+    }
+
+    /// The next `n` idempotent retries (the same ids again, which would be answered with the
+    /// original's outcome) are dropped without an answer, as the server drops a retry that
+    /// reaches it before the original is replicated (`IndexWriter.CheckCommit` →
+    /// `IdempotentNotReady`, `StorageWriterService.ActOnCommitCheckFailure`); the request then
+    /// times out on the server: gRPC `ABORTED` "Operation timed out: Prepare phase timeout.".
+    /// The double answers at once instead of after the server's 2 s.
+    pub fn drop_early_retries(&self, n: u32) {
+        self.faults.early_retries_dropped.store(n, Ordering::SeqCst);
+    }
+
     /// Number of user events stored: events whose stream and type do not start with `$`.
     pub fn user_event_count(&self) -> usize {
         self.shared
@@ -1266,6 +1284,22 @@ struct Faults {
     fail_reads: std::sync::atomic::AtomicBool,
     /// The leader's port while this node is demoted ([`EsdbDouble::demote`]).
     leader: Mutex<Option<u16>>,
+    /// Writes left to answer with a commit timeout ([`EsdbDouble::time_out_after_write`]).
+    timeouts_after_write: std::sync::atomic::AtomicU32,
+    /// Idempotent retries left to drop ([`EsdbDouble::drop_early_retries`]).
+    early_retries_dropped: std::sync::atomic::AtomicU32,
+}
+
+/// Takes one from a switch's count; whether there was one.
+fn take_one(count: &std::sync::atomic::AtomicU32) -> bool {
+    count
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+}
+
+/// The server's answer when a write's prepare or commit phase outlasted its timeout.
+fn timed_out(phase: &str) -> Status {
+    Status::aborted(format!("Operation timed out: {phase} phase timeout."))
 }
 
 impl Faults {
@@ -1591,9 +1625,20 @@ impl Streams for StreamsService {
         // Writes always need the leader, whatever the request says; the server answers once
         // it has read the whole request (`Streams.Append`, then `WriteEvents` is denied).
         self.faults.not_leader(true)?;
-        let outcome = self
-            .shared
-            .write(|store| store.append(&stream, expected, events));
+        let proposed = events.len();
+        let (outcome, wrote) = self.shared.write(|store| {
+            let before = store.log.len();
+            let outcome = store.append(&stream, expected, events);
+            (outcome, store.log.len() > before)
+        });
+        if matches!(outcome, AppendOutcome::Success { .. }) && proposed > 0 {
+            if wrote && take_one(&self.faults.timeouts_after_write) {
+                return Err(timed_out("Commit"));
+            }
+            if !wrote && take_one(&self.faults.early_retries_dropped) {
+                return Err(timed_out("Prepare"));
+            }
+        }
         let result = match outcome {
             AppendOutcome::Deleted => return Err(stream_deleted(&stream)),
             AppendOutcome::Success { revision, position } => {
