@@ -191,15 +191,17 @@ pub struct Gauges {
     pub head: Option<Position>,
     /// Instance streams the command path keeps folded (`runtime::commands`).
     pub cached_streams: u64,
+    /// Events appended but not applied yet, counted by the store
+    /// (`EventStore::events_after`; positions are byte offsets on EventStoreDB, so their
+    /// difference is no count); `None` if the store could not be asked.
+    pub lag_events: Option<u64>,
 }
 
 impl Gauges {
-    /// Events appended but not applied yet. Exact for the embedded store, whose
-    /// positions are dense (1, 2, 3, …); for a store with gaps in its positions
-    /// (EventStoreDB) the difference of commit positions is only an upper estimate.
+    /// Events appended but not applied yet (exact; on EventStoreDB counted up to
+    /// `store::EVENTS_AFTER_MAX`).
     pub fn lag(&self) -> Option<u64> {
-        self.head
-            .map(|h| h.commit.saturating_sub(self.applied.commit))
+        self.lag_events
     }
 }
 
@@ -592,6 +594,7 @@ mod tests {
             applied: at(7),
             head: Some(at(9)),
             cached_streams: 3,
+            lag_events: Some(2),
         });
         for line in [
             "# TYPE troved_events_appended_total counter",
@@ -617,6 +620,7 @@ mod tests {
             applied: at(7),
             head: Some(at(9)),
             cached_streams: 3,
+            lag_events: Some(2),
         });
         assert_eq!(text, again);
     }
@@ -643,6 +647,7 @@ mod tests {
             applied: at(0),
             head: None,
             cached_streams: 0,
+            lag_events: None,
         });
         let base = "method=\"GET\",route=\"/v1.0/{project_id}/instances\",status=\"2xx\"";
         for line in [
@@ -672,6 +677,7 @@ mod tests {
             applied: at(0),
             head: None,
             cached_streams: 0,
+            lag_events: None,
         });
         let line = "troved_events_appended_total{category=\"a\\\"b\\\\c\\nd\"} 1";
         assert!(

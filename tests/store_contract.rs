@@ -1837,3 +1837,42 @@ async fn esdb_server_timeouts_are_retried_or_unavailable() {
         "not sent twice"
     );
 }
+
+/// The projection's lag is a count of events (`EventStore::events_after`), not a
+/// difference of positions: on EventStoreDB positions are byte offsets (here about 200
+/// bytes per event), so the difference would be two orders of magnitude too high.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn esdb_lag_is_counted_in_events() {
+    let double = EsdbDouble::start().await;
+    let store = EsdbStore::connect(&double.url()).await.unwrap();
+    let s = uniq("lag");
+    let first = store
+        .append(&s, ExpectedRevision::NoStream, events(1))
+        .await
+        .unwrap();
+    double.append_system_event();
+    store
+        .append(&s, ExpectedRevision::Exact(0), events(3))
+        .await
+        .unwrap();
+    assert_eq!(store.events_after(first.position).await.unwrap(), 3);
+    assert_eq!(store.events_after(Position::START).await.unwrap(), 4);
+    let head = store.head().await.unwrap();
+    assert_eq!(store.events_after(head).await.unwrap(), 0);
+    assert!(
+        head.commit - first.position.commit > 300,
+        "positions are offsets"
+    );
+    // The embedded store counts the same way.
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = SqliteStore::open(&dir.path().join("events.db")).unwrap();
+    let at = sqlite
+        .append(&s, ExpectedRevision::NoStream, events(1))
+        .await
+        .unwrap();
+    sqlite
+        .append(&s, ExpectedRevision::Exact(0), events(3))
+        .await
+        .unwrap();
+    assert_eq!(sqlite.events_after(at.position).await.unwrap(), 3);
+}

@@ -118,6 +118,13 @@ pub trait Subscription: Send {
     async fn next(&mut self) -> Result<RecordedEvent, StoreError>;
 }
 
+/// The most events [`EventStore::events_after`] counts (reads of up to that many events
+/// per scrape of `/metrics` while the projection is that far behind; never with the
+/// embedded store, whose positions are dense).
+pub const EVENTS_AFTER_MAX: u64 = 10_000;
+/// Events per read while counting.
+const EVENTS_AFTER_PAGE: usize = 1_000;
+
 /// The event store port.
 #[async_trait]
 pub trait EventStore: Send + Sync + 'static {
@@ -140,6 +147,25 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// Position of the last event in `$all` (`Position::START` when empty).
     async fn head(&self) -> Result<Position, StoreError>;
+
+    /// How many events `$all` holds strictly after `from` (the projection's lag, in
+    /// events), counting at most [`EVENTS_AFTER_MAX`]: a larger lag reads as that. Positions
+    /// are not counters in every store (EventStoreDB's are byte offsets), so this counts;
+    /// a store with dense positions may subtract instead.
+    async fn events_after(&self, from: Position) -> Result<u64, StoreError> {
+        let mut count = 0u64;
+        let mut cursor = from;
+        while count < EVENTS_AFTER_MAX {
+            let page = self.read_all(cursor, EVENTS_AFTER_PAGE).await?;
+            let Some(last) = page.last() else { break };
+            cursor = last.position;
+            count = count.saturating_add(page.len() as u64);
+            if page.len() < EVENTS_AFTER_PAGE {
+                break;
+            }
+        }
+        Ok(count.min(EVENTS_AFTER_MAX))
+    }
 
     /// Finishes pending writes and releases the store; subscriptions then end with
     /// `Unavailable`. Appends after it fail with `Unavailable`.
