@@ -1176,3 +1176,62 @@ async fn server_timeouts_answer_aborted() {
     .await
     .unwrap();
 }
+
+/// Over the server's maximum append size: INVALID_ARGUMENT "Maximum Append Size of N
+/// Exceeded." (`RpcExceptions.MaxAppendSizeExceeded`), nothing written. `$all` denied:
+/// PERMISSION_DENIED (`RpcExceptions.AccessDenied`) for reads and subscriptions, and an
+/// open subscription ends with it; the client's `AccessDenied`.
+#[tokio::test(flavor = "multi_thread")]
+async fn append_size_limit_and_access_denied_as_the_server_answers() {
+    let double = EsdbDouble::start().await;
+    let client = client(&double);
+    double.max_append_size(Some(100));
+    let big = EventData::binary("E", Bytes::from(vec![7u8; 60])).id(Uuid::new_v4());
+    let big2 = EventData::binary("E", Bytes::from(vec![7u8; 60])).id(Uuid::new_v4());
+    match append(&client, "big", ExpectedRevision::Any, vec![big, big2]).await {
+        Err(Error::Grpc { code, message }) => {
+            assert_eq!(format!("{code:?}"), "InvalidArgument");
+            assert_eq!(message, "Maximum Append Size of 100 Exceeded.");
+        }
+        other => panic!("expected InvalidArgument, got {other:?}"),
+    }
+    assert_eq!(double.user_event_count(), 0);
+    let small = EventData::binary("E", Bytes::from(vec![7u8; 60])).id(Uuid::new_v4());
+    append(&client, "big", ExpectedRevision::Any, vec![small])
+        .await
+        .unwrap();
+
+    let mut open = client
+        .subscribe_to_all(&SubscribeToAllOptions::default().position(StreamPosition::End))
+        .await;
+    assert!(matches!(
+        next_event(&mut open).await.unwrap(),
+        SubscriptionEvent::Confirmed(_)
+    ));
+    double.deny_all(true);
+    loop {
+        match next_event(&mut open).await {
+            Err(Error::AccessDenied) => break,
+            Ok(_) => continue,
+            Err(other) => panic!("expected AccessDenied, got {other:?}"),
+        }
+    }
+    let denied = client.read_all(&ReadAllOptions::default()).await;
+    assert!(
+        matches!(denied, Err(Error::AccessDenied)),
+        "{:?}",
+        denied.err()
+    );
+    assert_eq!(
+        read_stream(&client, "big", &ReadStreamOptions::default())
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "stream reads are not affected"
+    );
+    double.deny_all(false);
+    assert!(!read_all(&client, &ReadAllOptions::default())
+        .await
+        .is_empty());
+}

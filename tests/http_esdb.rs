@@ -333,3 +333,53 @@ async fn a_create_whose_append_timed_out_after_landing_answers_once() {
     );
     assert_eq!(names.contains(&"slower"), status == 200, "{list}");
 }
+
+/// A change over EventStoreDB's append size limit is a 400 in Trove's shape, not a 500;
+/// `/mgmt/projections` with the store away is a 503 like every other store failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_limits_and_outages_are_not_500() {
+    let double = EsdbDouble::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(&double, dir.path()).await;
+    double.max_append_size(Some(64));
+    let (status, body) = s
+        .post("alice", "p1", "/instances", &common::create_body("huge"))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["badRequest"]["code"], 400, "{body}");
+    double.max_append_size(None);
+    let (_, list) = s.get("alice", "p1", "/instances").await;
+    assert_eq!(list["instances"].as_array().unwrap().len(), 0, "{list}");
+
+    let (status, body) = s.get("admin", "p1", "/mgmt/projections").await;
+    assert_eq!(status, 200, "{body}");
+    double.stop().await;
+    let resp = s
+        .req(reqwest::Method::GET, "admin", "p1", "/mgmt/projections")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 503);
+    assert!(resp.headers().contains_key("retry-after"));
+}
+
+/// Access to `$all` withdrawn while troved runs: the projector stops at once with an error
+/// that says so (no resubscribing for ever), and troved exits for its supervisor, as when
+/// any background task dies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_denied_on_all_stops_troved_with_a_clear_error() {
+    let double = EsdbDouble::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("troved.log");
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let mut s = common::Serve::start_logged(&data, log, &["--event-store", &double.url()]).await;
+    double.deny_all(true);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while s.alive() {
+        assert!(Instant::now() < deadline, "troved keeps resubscribing");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = s.log();
+    assert!(log.contains("denied the subscription to $all"), "{log}");
+}

@@ -1876,3 +1876,45 @@ async fn esdb_lag_is_counted_in_events() {
         .unwrap();
     assert_eq!(sqlite.events_after(at.position).await.unwrap(), 3);
 }
+
+/// An append over the server's size limit is `TooLarge` (a 4xx on the API), nothing
+/// written; access to `$all` denied ends a subscription with `Denied` at once instead of
+/// resubscribing for ever, and reads of `$all` say `Denied` too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn esdb_too_large_and_denied_are_said_plainly() {
+    let double = EsdbDouble::start().await;
+    let store = EsdbStore::connect(&double.url()).await.unwrap();
+    let s = uniq("limits");
+    double.max_append_size(Some(64));
+    let big = NewEvent {
+        data: vec![b' '; 100],
+        ..event("Big", 1)
+    };
+    let too_large = store
+        .append(&s, ExpectedRevision::NoStream, vec![big])
+        .await;
+    assert!(
+        matches!(too_large, Err(StoreError::TooLarge(_))),
+        "{too_large:?}"
+    );
+    assert!(store.read_stream(&s).await.unwrap().is_empty());
+    double.max_append_size(None);
+
+    let mut sub = store.subscribe_all(Position::START).await.unwrap();
+    store
+        .append(&s, ExpectedRevision::NoStream, events(1))
+        .await
+        .unwrap();
+    next_of(&mut sub, &s, 1).await;
+    double.deny_all(true);
+    let ended = tokio::time::timeout(WAIT, sub.next())
+        .await
+        .expect("ends instead of resubscribing for ever");
+    assert!(matches!(ended, Err(StoreError::Denied(_))), "{ended:?}");
+    assert_eq!(store.resubscriptions(), 0);
+    assert!(matches!(store.head().await, Err(StoreError::Denied(_))));
+    assert!(matches!(
+        store.read_all(Position::START, 10).await,
+        Err(StoreError::Denied(_))
+    ));
+}

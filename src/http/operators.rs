@@ -225,17 +225,9 @@ async fn projections(
     // negative even while events are being applied.
     let models = state.models.positions();
     let position = models.min().commit;
-    let head = state
-        .bus
-        .head()
-        .await
-        .map_err(|e| ApiError::internal(&e))?
-        .commit;
-    let lag = state
-        .bus
-        .events_after(models.min())
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+    // Store errors map as everywhere else (unreachable: 503 with Retry-After).
+    let head = state.bus.head().await?.commit;
+    let lag = state.bus.events_after(models.min()).await?;
     Ok(Json(ProjectionsShow {
         projections: ProjectionsStatus {
             position,

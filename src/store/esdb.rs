@@ -25,7 +25,9 @@
 //! - **Errors:** an unreachable server, a timeout, a leader change are
 //!   [`StoreError::Unavailable`] (the API answers 503 with `Retry-After`); a deleted
 //!   stream is [`StoreError::StreamDeleted`] (404). NotLeader (nothing written, the
-//!   leader named) is made again first: the client has switched to the leader.
+//!   leader named) is made again first: the client has switched to the leader. An
+//!   append over the server's size limit is [`StoreError::TooLarge`] (400); access
+//!   denied is [`StoreError::Denied`] (503), and ends a subscription for good.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -67,6 +69,8 @@ const SERVER_TIMEOUT_RETRY: Backoff =
 
 /// gRPC's ABORTED status code (10), a fixed number of the protocol.
 const GRPC_ABORTED: i32 = 10;
+/// gRPC's INVALID_ARGUMENT status code (3).
+const GRPC_INVALID_ARGUMENT: i32 = 3;
 
 /// The server gave up waiting for a write's prepare or commit phase (`Aborted`,
 /// "Operation timed out: ..."): the write may have landed or may still land
@@ -495,9 +499,18 @@ fn store_error(e: eventstore::Error) -> StoreError {
         | E::ServerError(_)
         | E::DeadlineExceeded
         | E::NotLeaderException(_) => StoreError::Unavailable(e.to_string()),
-        E::AccessDenied => StoreError::Unavailable(
-            "EventStoreDB denied access: check the connection string's credentials".into(),
+        E::AccessDenied => StoreError::Denied(
+            "EventStoreDB denied access: check the connection string's credentials and \
+             the ACLs (troved reads $all and its own streams, and writes its streams)"
+                .into(),
         ),
+        // `RpcExceptions.MaxAppendSizeExceeded`: the append is over the server's limit.
+        E::Grpc { code, message }
+            if i32::from(code) == GRPC_INVALID_ARGUMENT
+                && message.starts_with("Maximum Append Size") =>
+        {
+            StoreError::TooLarge(message)
+        }
         // A server-side timeout: the outcome of a write is unknown; try again later.
         ref e if server_timeout(e) => StoreError::Unavailable(format!(
             "EventStoreDB timed out; a write may still land: {e}"
@@ -716,6 +729,16 @@ impl Subscription for EsdbSubscription {
                     }
                     self.last = event.position;
                     return Ok(event);
+                }
+                // Denied: resubscribing cannot help until an operator changes the
+                // credentials or the ACL of $all; stop, and say so.
+                Err(eventstore::Error::AccessDenied) => {
+                    self.inner = None;
+                    return Err(StoreError::Denied(
+                        "EventStoreDB denied the subscription to $all: troved's user needs \
+                         read access to $all (check the credentials and the $all ACL)"
+                            .into(),
+                    ));
                 }
                 Err(e) => {
                     self.inner = None;

@@ -101,6 +101,14 @@ pub enum StoreError {
     /// `Unavailable`). Not an I/O error on commit: those stop the writer (fsyncgate).
     #[error("event store full: {0}")]
     Full(String),
+    /// The store refused the append as too large (EventStoreDB's maximum append size):
+    /// nothing was written, and the same append will never fit.
+    #[error("too large for the event store: {0}")]
+    TooLarge(String),
+    /// The store refused troved's credentials or its ACLs deny troved a read it needs
+    /// (EventStoreDB's `$all`): nothing will work until an operator fixes them.
+    #[error("event store access denied: {0}")]
+    Denied(String),
     /// Stored data cannot be read back as written.
     #[error("event store corrupt: {0}")]
     Corrupt(String),

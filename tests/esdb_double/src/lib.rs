@@ -388,6 +388,24 @@ impl EsdbDouble {
         self.faults.early_retries_dropped.store(n, Ordering::SeqCst);
     }
 
+    /// Refuses appends larger than `limit` bytes (`None`: no limit, the double's default) as
+    /// the server does with its `MaxAppendSize` (1 MiB by default up to 25.0):
+    /// `INVALID_ARGUMENT` "Maximum Append Size of N Exceeded." with `exception:
+    /// maximum-append-size-exceeded` and `maximum-append-size` (`RpcExceptions`). The size is
+    /// counted as the server's `Event.SizeOnDisk` does as written (C# precedence makes it the
+    /// data's length alone), summed over the append.
+    pub fn max_append_size(&self, limit: Option<u32>) {
+        *lock(&self.faults.max_append_size) = limit;
+    }
+
+    /// While on, reads of `$all` and subscriptions to it answer `PERMISSION_DENIED` "Access
+    /// Denied" with `exception: access-denied` (`RpcExceptions.AccessDenied`), as for a user
+    /// the `$all` ACL does not admit; open subscriptions to `$all` end the same way. Stream
+    /// reads and appends are unaffected.
+    pub fn deny_all(&self, on: bool) {
+        self.faults.deny_all.send_replace(on);
+    }
+
     /// Number of user events stored: events whose stream and type do not start with `$`.
     pub fn user_event_count(&self) -> usize {
         self.shared
@@ -1278,7 +1296,6 @@ struct StreamsService {
 }
 
 /// Failure switches of one node, each off until a test turns it on.
-#[derive(Default)]
 struct Faults {
     /// Reads answer `UNAVAILABLE` ([`EsdbDouble::fail_reads`]).
     fail_reads: std::sync::atomic::AtomicBool,
@@ -1288,6 +1305,45 @@ struct Faults {
     timeouts_after_write: std::sync::atomic::AtomicU32,
     /// Idempotent retries left to drop ([`EsdbDouble::drop_early_retries`]).
     early_retries_dropped: std::sync::atomic::AtomicU32,
+    /// The largest append accepted, in bytes ([`EsdbDouble::max_append_size`]).
+    max_append_size: Mutex<Option<u32>>,
+    /// `$all` denied ([`EsdbDouble::deny_all`]); a watch so open subscriptions end.
+    deny_all: watch::Sender<bool>,
+}
+
+/// The server's answer to a request its ACLs refuse.
+fn access_denied() -> Status {
+    let mut metadata = MetadataMap::new();
+    metadata.insert("exception", MetadataValue::from_static("access-denied"));
+    Status::with_metadata(Code::PermissionDenied, "Access Denied", metadata)
+}
+
+/// The server's answer to an append over its `MaxAppendSize`.
+fn append_too_large(limit: u32) -> Status {
+    let mut metadata = MetadataMap::new();
+    metadata.insert(
+        "exception",
+        MetadataValue::from_static("maximum-append-size-exceeded"),
+    );
+    metadata.insert("maximum-append-size", MetadataValue::from(limit));
+    Status::with_metadata(
+        Code::InvalidArgument,
+        format!("Maximum Append Size of {limit} Exceeded."),
+        metadata,
+    )
+}
+
+impl Default for Faults {
+    fn default() -> Faults {
+        Faults {
+            fail_reads: Default::default(),
+            leader: Default::default(),
+            timeouts_after_write: Default::default(),
+            early_retries_dropped: Default::default(),
+            max_append_size: Default::default(),
+            deny_all: watch::channel(false).0,
+        }
+    }
 }
 
 /// Takes one from a switch's count; whether there was one.
@@ -1551,6 +1607,9 @@ impl Streams for StreamsService {
                 }
             }
             Some(StreamOption::All(all_options)) => {
+                if *self.faults.deny_all.borrow() {
+                    return Err(access_denied());
+                }
                 let from = match all_options.all_option {
                     Some(AllOption::Start(())) | None => Origin::Start,
                     Some(AllOption::End(())) => Origin::End,
@@ -1567,8 +1626,9 @@ impl Streams for StreamsService {
                     }
                     None => {
                         let shared = self.shared.clone();
+                        let denied = self.faults.deny_all.subscribe();
                         Ok(spawn_subscription(move |tx| {
-                            all_subscription(shared, from, filter, structured_ids, tx)
+                            all_subscription(shared, from, filter, structured_ids, denied, tx)
                         }))
                     }
                 }
@@ -1602,6 +1662,8 @@ impl Streams for StreamsService {
             None => return Err(Status::invalid_argument("expected revision is required")),
         };
         let mut events = Vec::new();
+        let limit = *lock(&self.faults.max_append_size);
+        let mut size: u64 = 0;
         while let Some(message) = requests.message().await? {
             let Some(append_req::Content::ProposedMessage(mut proposed)) = message.content else {
                 return Err(Status::invalid_argument("expected a proposed message"));
@@ -1614,6 +1676,10 @@ impl Streams for StreamsService {
                 .metadata
                 .remove("content-type")
                 .ok_or_else(|| missing_metadata("content-type"))?;
+            size += proposed.data.len() as u64;
+            if let Some(limit) = limit.filter(|&l| size > u64::from(l)) {
+                return Err(append_too_large(limit));
+            }
             events.push(Proposed {
                 id: parse_uuid(proposed.id.as_ref())?,
                 event_type,
@@ -1800,7 +1866,35 @@ async fn all_subscription(
     from: Origin<(u64, u64)>,
     filter: Option<Filter>,
     structured_ids: bool,
+    mut denied: watch::Receiver<bool>,
     tx: Sender,
+) {
+    // Access withdrawn while the subscription is open ends it as the server does.
+    let withdrawn = async {
+        loop {
+            if *denied.borrow_and_update() {
+                return;
+            }
+            if denied.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    let ended_by_denial = tokio::select! {
+        _ = all_subscription_events(shared, from, filter, structured_ids, &tx) => false,
+        _ = withdrawn => true,
+    };
+    if ended_by_denial {
+        let _ = tx.send(Err(access_denied())).await;
+    }
+}
+
+async fn all_subscription_events(
+    shared: Arc<Shared>,
+    from: Origin<(u64, u64)>,
+    filter: Option<Filter>,
+    structured_ids: bool,
+    tx: &Sender,
 ) {
     let mut changes = shared.written.subscribe();
     if tx.send(Ok(confirmation_message())).await.is_err() {
@@ -1843,7 +1937,7 @@ async fn all_subscription(
                     return;
                 }
             }
-            if !wait_for_writes(&mut changes, &tx).await {
+            if !wait_for_writes(&mut changes, tx).await {
                 return;
             }
             continue;
