@@ -136,6 +136,78 @@ impl Fixture for EsdbDoubleFixture {
     }
 }
 
+/// The EventStoreDB adapter against the double as a *shared* node, as the live suite
+/// meets one: another writer appends to streams of its own all the time (from before the
+/// test until after it), so `$all` and the head move under the test's feet. The contract
+/// must hold here as on a real shared node (`private: false`).
+struct EsdbSharedDoubleFixture {
+    double: EsdbDouble,
+    store: EsdbStore,
+    /// The other writer; aborted on drop.
+    noise: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for EsdbSharedDoubleFixture {
+    fn drop(&mut self) {
+        self.noise.abort();
+    }
+}
+
+#[async_trait]
+impl Fixture for EsdbSharedDoubleFixture {
+    const CAPS: Caps = Caps {
+        dense_positions: false,
+        private: false,
+        strict_ids: false,
+    };
+
+    async fn create() -> Option<Self> {
+        let double = EsdbDouble::start().await;
+        let store = EsdbStore::connect(&double.url()).await.unwrap();
+        let other = EsdbStore::connect(&double.url()).await.unwrap();
+        let noise = tokio::spawn(async move {
+            for n in 0u64.. {
+                // Errors (the server restarting) are the other writer's business.
+                let _ = other
+                    .append(
+                        &uniq("noise"),
+                        ExpectedRevision::Any,
+                        vec![event("Noise", n)],
+                    )
+                    .await;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        });
+        // Let the other writer be under way before the test starts.
+        let deadline = Instant::now() + WAIT;
+        while double.user_event_count() < 3 {
+            assert!(Instant::now() < deadline, "the other writer never wrote");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Some(EsdbSharedDoubleFixture {
+            double,
+            store,
+            noise,
+        })
+    }
+
+    fn store(&self) -> Arc<dyn EventStore> {
+        Arc::new(self.store.clone())
+    }
+
+    async fn shutdown(&self) {
+        EventStore::shutdown(&self.store).await;
+    }
+
+    /// A real restart of the shared server, the other writer going on around it.
+    async fn restart(&mut self) {
+        EventStore::shutdown(&self.store).await;
+        self.double.stop().await;
+        self.double.restart().await;
+        self.store = EsdbStore::connect(&self.double.url()).await.unwrap();
+    }
+}
+
 /// The EventStoreDB adapter against a real node: `TROVED_TEST_EVENTSTORE_URL`, e.g.
 /// `esdb://127.0.0.1:2113?tls=false` for `docker run -p 2113:2113
 /// eventstore/eventstore --insecure --run-projections=none`. The database is shared
@@ -170,10 +242,28 @@ impl Fixture for EsdbLiveFixture {
         EventStore::shutdown(&self.store).await;
     }
 
-    /// A real server is not ours to restart: a new connection stands in for it.
+    /// A real server is not ours to restart: a new connection stands in for it, unless
+    /// `TROVED_TEST_EVENTSTORE_RESTART` gives a shell command that restarts it (say
+    /// `docker restart esdb`): then that runs, and the new connection waits (up to 60 s)
+    /// until the server answers again.
     async fn restart(&mut self) {
         EventStore::shutdown(&self.store).await;
+        if let Ok(command) = std::env::var("TROVED_TEST_EVENTSTORE_RESTART") {
+            let status = std::process::Command::new("sh")
+                .args(["-c", &command])
+                .status()
+                .expect("run TROVED_TEST_EVENTSTORE_RESTART");
+            assert!(status.success(), "{command}: {status}");
+        }
         self.store = EsdbStore::connect(&self.url).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while let Err(e) = self.store.head().await {
+            assert!(
+                Instant::now() < deadline,
+                "the server did not come back: {e}"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
     }
 }
 
@@ -244,6 +334,7 @@ macro_rules! contract_tests {
 
 contract_tests!(sqlite, SqliteFixture);
 contract_tests!(esdb_on_double, EsdbDoubleFixture);
+contract_tests!(esdb_shared_double, EsdbSharedDoubleFixture);
 contract_tests!(esdb_live, EsdbLiveFixture);
 
 // ---------------------------------------------------------------------------------------
@@ -349,6 +440,13 @@ fn assert_dense(events: &[RecordedEvent]) {
 /// Contract 1: optimistic concurrency with NoStream / Exact / Any, dense revisions,
 /// increasing positions.
 async fn contract_expected_revision(store: Arc<dyn EventStore>, caps: Caps) {
+    // On a shared store `$all` holds (and keeps receiving) others' events: the checks of
+    // `$all` look at this test's window of it and at its own streams.
+    let window = if caps.private {
+        Position::START
+    } else {
+        store.head().await.unwrap()
+    };
     let s = uniq("order");
     let missing = uniq("missing");
     assert!(store.read_stream(&missing).await.unwrap().is_empty());
@@ -428,7 +526,7 @@ async fn contract_expected_revision(store: Arc<dyn EventStore>, caps: Caps) {
     assert_eq!(stream[3].position, o3.position);
 
     // $all agrees with the stream, and the head is at least the last append.
-    let all = read_everything(store.as_ref(), Position::START).await;
+    let all = read_everything(store.as_ref(), window).await;
     assert_strictly_increasing(&all);
     let from_all: Vec<_> = all.iter().filter(|e| e.stream == s).cloned().collect();
     assert_eq!(from_all, stream);
@@ -446,7 +544,14 @@ async fn contract_expected_revision(store: Arc<dyn EventStore>, caps: Caps) {
     let after_first = store.read_all(o0.position, 2).await.unwrap();
     assert_eq!(after_first.len(), 2);
     assert!(after_first.iter().all(|e| e.position > o0.position));
-    assert!(store.read_all(head, 10).await.unwrap().is_empty());
+    let after_head = store.read_all(head, 10).await.unwrap();
+    assert!(after_head.iter().all(|e| e.position > head));
+    assert!(after_head
+        .iter()
+        .all(|e| e.stream != s && e.stream != other));
+    if caps.private {
+        assert!(after_head.is_empty());
+    }
     assert!(store.read_all(Position::START, 0).await.unwrap().is_empty());
 }
 
@@ -887,7 +992,16 @@ async fn contract_shutdown<F: Fixture>(fx: &F) {
         .unwrap();
     let head = store.head().await.unwrap();
     let mut sub = store.subscribe_all(head).await.unwrap();
-    let waiting = tokio::spawn(async move { sub.next().await });
+    // On a shared store others' events may come first; they are not the point.
+    let mine = s.clone();
+    let waiting = tokio::spawn(async move {
+        loop {
+            match sub.next().await {
+                Ok(e) if !F::CAPS.private && e.stream != mine => continue,
+                other => return other,
+            }
+        }
+    });
     tokio::time::sleep(Duration::from_millis(50)).await;
     fx.shutdown().await;
     match tokio::time::timeout(WAIT, waiting).await.unwrap().unwrap() {
@@ -907,6 +1021,12 @@ async fn contract_shutdown<F: Fixture>(fx: &F) {
 /// Contract 6: Everything acknowledged is there after a restart, and appends continue after it.
 async fn contract_restart<F: Fixture>(fx: &mut F) {
     let store = fx.store();
+    // A shared store: this test's window of `$all` (others keep writing after it).
+    let window = if F::CAPS.private {
+        Position::START
+    } else {
+        store.head().await.unwrap()
+    };
     let (a, b) = (uniq("restart-a"), uniq("restart-b"));
     store
         .append(&a, ExpectedRevision::NoStream, events(3))
@@ -920,18 +1040,32 @@ async fn contract_restart<F: Fixture>(fx: &mut F) {
         .append(&a, ExpectedRevision::Exact(2), events(1))
         .await
         .unwrap();
-    let before = read_everything(store.as_ref(), Position::START).await;
     let head = store.head().await.unwrap();
+    let upto_head = |events: Vec<RecordedEvent>| -> Vec<RecordedEvent> {
+        events.into_iter().filter(|e| e.position <= head).collect()
+    };
+    let before = upto_head(read_everything(store.as_ref(), window).await);
+    assert!(before.iter().any(|e| e.position == oa.position));
     let stream_a = store.read_stream(&a).await.unwrap();
+    let stream_b = store.read_stream(&b).await.unwrap();
     drop(store);
 
     fx.restart().await;
     let store = fx.store();
-    assert_eq!(
-        read_everything(store.as_ref(), Position::START).await,
-        before
-    );
-    assert_eq!(store.head().await.unwrap(), head);
+    // The log up to the head is as it was; beyond it, only others may have written.
+    let after = read_everything(store.as_ref(), window).await;
+    assert!(after
+        .iter()
+        .filter(|e| e.position > head)
+        .all(|e| e.stream != a && e.stream != b));
+    assert_eq!(upto_head(after), before);
+    let head_after = store.head().await.unwrap();
+    if F::CAPS.private {
+        assert_eq!(head_after, head);
+    } else {
+        assert!(head_after >= head);
+    }
+    assert_eq!(store.read_stream(&b).await.unwrap(), stream_b);
     assert_eq!(store.read_stream(&a).await.unwrap(), stream_a);
 
     // Expected revisions and idempotency survive the restart.
