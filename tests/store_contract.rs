@@ -2052,3 +2052,54 @@ async fn esdb_too_large_and_denied_are_said_plainly() {
         Err(StoreError::Denied(_))
     ));
 }
+
+/// The server knows the ids of `Any` appends only from an in-memory cache, empty after a
+/// restart: the same ids with `Any` are then written again, while an exact expectation
+/// still finds them in the index and stays idempotent. So the adapter never sends an
+/// `Any` append twice on its own (a lost answer, a server timeout: 503 instead), and
+/// troved's retried commands carry exact expectations.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn esdb_any_ids_are_forgotten_after_a_restart() {
+    let double = EsdbDouble::start().await;
+    double.forget_ids_on_restart(true);
+    let store = EsdbStore::connect(&double.url()).await.unwrap();
+    let s = uniq("forgetful");
+    let first = events(1);
+    store
+        .append(&s, ExpectedRevision::NoStream, first.clone())
+        .await
+        .unwrap();
+    let second = events(1);
+    let any = store
+        .append(&s, ExpectedRevision::Any, second.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .append(&s, ExpectedRevision::Any, second.clone())
+            .await
+            .unwrap(),
+        any,
+        "before the restart, the cache knows the ids"
+    );
+
+    EventStore::shutdown(&store).await;
+    double.stop().await;
+    double.restart().await;
+    let store = EsdbStore::connect(&double.url()).await.unwrap();
+    let exact = store
+        .append(&s, ExpectedRevision::NoStream, first.clone())
+        .await
+        .expect("an exact retry is still recognised");
+    assert_eq!(exact.next_revision, 0);
+    let again = store
+        .append(&s, ExpectedRevision::Any, second.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        again.next_revision, 2,
+        "written again: the ids were forgotten"
+    );
+    let stored = store.read_stream(&s).await.unwrap();
+    assert_eq!(ids(&stored), vec![first[0].id, second[0].id, second[0].id]);
+}

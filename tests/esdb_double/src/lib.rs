@@ -119,11 +119,25 @@
 //!
 //! # Simplifications
 //!
-//! No TLS, no authentication/ACLs, no stream metadata semantics (`$maxAge`, `$tb`, soft
-//! delete), no link resolution (`resolve_links` is ignored, nothing is a link), no
-//! `first_stream_position`, no deadlines, no max append size, no `fell_behind` (a subscriber
-//! never falls behind), the `$all` positions are made-up offsets (stable within one double), the
-//! idempotence check looks at the whole stream (the server uses a bounded cache of recent ids).
+//! No TLS, no authentication/ACLs (but see [`EsdbDouble::deny_all`]), no stream metadata
+//! semantics (`$maxAge`, `$tb`, soft delete), no link resolution (`resolve_links` is ignored,
+//! nothing is a link), no `first_stream_position`, no deadlines, no max append size unless a
+//! test sets one, no `fell_behind` (a subscriber never falls behind), the `$all` positions are
+//! made-up offsets (stable within one double). The idempotence of exact expectations looks at
+//! the whole stream (as the server's index does); `any` ids are remembered for ever unless
+//! [`EsdbDouble::forget_ids_on_restart`] is on (the server's cache is bounded, 8 MiB).
+//!
+//! # Failure switches
+//!
+//! Each off until a test turns it on, answered as the server answers (see each method):
+//! [`EsdbDouble::fail_reads`] ("Server Is Not Ready"), [`EsdbDouble::time_out_after_write`]
+//! (commit timeout after the write landed), [`EsdbDouble::drop_early_retries`] (a retry
+//! before replication, dropped: prepare timeout), [`EsdbDouble::demote`] with a second node
+//! from [`EsdbDouble::start_node_of`] (NotLeader naming it; the nodes share their data, so
+//! replication is instantaneous), [`EsdbDouble::max_append_size`],
+//! [`EsdbDouble::deny_all`], [`EsdbDouble::forget_ids_on_restart`]. Unlike the server, the
+//! timeouts are answered at once, not after its 2 s.
+//!
 //! The regex of filters is a small backtracking engine (literals, `.`, classes, anchors,
 //! groups, alternation, `* + ? {n,m}`, `\d \w \s`); an unsupported pattern is answered with
 //! `INVALID_ARGUMENT`.
@@ -291,6 +305,10 @@ impl EsdbDouble {
         if server.is_some() {
             return;
         }
+        if self.faults.forget_ids_on_restart.load(Ordering::SeqCst) {
+            self.shared
+                .write(|store| store.id_cache_from = store.next_pos);
+        }
         let mut attempt = 0;
         let listener = loop {
             let bound = {
@@ -386,6 +404,19 @@ impl EsdbDouble {
     /// The double answers at once instead of after the server's 2 s.
     pub fn drop_early_retries(&self, n: u32) {
         self.faults.early_retries_dropped.store(n, Ordering::SeqCst);
+    }
+
+    /// While on, a restart ([`EsdbDouble::restart`]) forgets the ids of the events written
+    /// before it for the idempotence of `any` / `stream_exists` appends, as the server
+    /// does: it checks those against an in-memory cache of committed ids only
+    /// (`IndexWriter.CheckCommit`, `_committedEvents`, `ESConsts.CommitedEventsMemCacheLimit`
+    /// = 8 MiB), so after a restart (or once the cache has turned over) the same ids with
+    /// `any` are written again. Exact and `no_stream` retries read the index and stay
+    /// idempotent.
+    pub fn forget_ids_on_restart(&self, on: bool) {
+        self.faults
+            .forget_ids_on_restart
+            .store(on, Ordering::SeqCst);
     }
 
     /// Refuses appends larger than `limit` bytes (`None`: no limit, the double's default) as
@@ -605,6 +636,7 @@ impl Shared {
             log: Vec::new(),
             streams: HashMap::new(),
             next_pos: FIRST_RECORD,
+            id_cache_from: 0,
         };
         store.startup();
         let len = store.log.len();
@@ -661,6 +693,12 @@ struct Store {
     log: Vec<Arc<Record>>,
     streams: HashMap<String, StreamState>,
     next_pos: u64,
+    /// The idempotence of `any` / `stream_exists` appends only knows events at or after
+    /// this position: the server checks them against an in-memory cache of committed ids
+    /// (`IndexWriter._committedEvents`, 8 MiB), empty after a restart
+    /// ([`EsdbDouble::forget_ids_on_restart`]). Exact expectations read the index instead
+    /// and always find them.
+    id_cache_from: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -775,7 +813,13 @@ impl Store {
         current: Option<u64>,
     ) -> Decision {
         let state = self.streams.get(stream);
-        let revision_of = |id: &Uuid| state.and_then(|s| s.ids.get(id).copied());
+        // `any` / `stream_exists`: only the ids the server's cache still holds.
+        let revision_of = |id: &Uuid| {
+            let state = state?;
+            let revision = state.ids.get(id).copied()?;
+            let record = state.events.get(revision as usize)?;
+            (record.prepare >= self.id_cache_from).then_some(revision)
+        };
         let id_at = |revision: u64| {
             state
                 .and_then(|s| s.events.get(revision as usize))
@@ -830,6 +874,7 @@ impl Store {
             log,
             streams,
             next_pos,
+            ..
         } = self;
         let created = now_ticks();
         let state = streams.entry(stream.to_string()).or_default();
@@ -1309,6 +1354,8 @@ struct Faults {
     max_append_size: Mutex<Option<u32>>,
     /// `$all` denied ([`EsdbDouble::deny_all`]); a watch so open subscriptions end.
     deny_all: watch::Sender<bool>,
+    /// A restart empties the id cache ([`EsdbDouble::forget_ids_on_restart`]).
+    forget_ids_on_restart: std::sync::atomic::AtomicBool,
 }
 
 /// The server's answer to a request its ACLs refuse.
@@ -1342,6 +1389,7 @@ impl Default for Faults {
             early_retries_dropped: Default::default(),
             max_append_size: Default::default(),
             deny_all: watch::channel(false).0,
+            forget_ids_on_restart: Default::default(),
         }
     }
 }
