@@ -499,7 +499,7 @@ impl Metrics {
         );
         read.register(
             "troved_projection_lag_events",
-            help("Events appended but not yet applied to the read models (store head minus applied position; exact for the embedded store, an estimate for stores whose positions have gaps)."),
+            help("Events appended but not yet applied to the read models (counted: exact, on EventStoreDB up to 10000)."),
             Reading(gauges.lag()),
         );
         read.register(
