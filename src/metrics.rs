@@ -193,15 +193,17 @@ pub struct Gauges {
     pub head: Option<Position>,
     /// Instance streams the command path keeps folded (`runtime::commands`).
     pub cached_streams: u64,
+    /// Events appended but not applied yet, counted by the store
+    /// (`EventStore::events_after`; positions are byte offsets on EventStoreDB, so their
+    /// difference is no count); `None` if the store could not be asked.
+    pub lag_events: Option<u64>,
 }
 
 impl Gauges {
-    /// Events appended but not applied yet. Exact for the embedded store, whose
-    /// positions are dense (1, 2, 3, …); for a store with gaps in its positions
-    /// (EventStoreDB) the difference of commit positions is only an upper estimate.
+    /// Events appended but not applied yet (exact; on EventStoreDB counted up to
+    /// `store::EVENTS_AFTER_MAX`).
     pub fn lag(&self) -> Option<u64> {
-        self.head
-            .map(|h| h.commit.saturating_sub(self.applied.commit))
+        self.lag_events
     }
 }
 
@@ -552,7 +554,7 @@ impl Metrics {
         );
         read.register(
             "troved_projection_lag_events",
-            help("Events appended but not yet applied to the read models (store head minus applied position; exact for the embedded store, an estimate for stores whose positions have gaps)."),
+            help("Events appended but not yet applied to the read models (counted: exact, on EventStoreDB up to 10000)."),
             Reading(gauges.lag()),
         );
         read.register(
@@ -647,6 +649,7 @@ mod tests {
             applied: at(7),
             head: Some(at(9)),
             cached_streams: 3,
+            lag_events: Some(2),
         });
         for line in [
             "# TYPE troved_events_appended_total counter",
@@ -672,6 +675,7 @@ mod tests {
             applied: at(7),
             head: Some(at(9)),
             cached_streams: 3,
+            lag_events: Some(2),
         });
         assert_eq!(text, again);
     }
@@ -698,6 +702,7 @@ mod tests {
             applied: at(0),
             head: None,
             cached_streams: 0,
+            lag_events: None,
         });
         let base = "method=\"GET\",route=\"/v1.0/{project_id}/instances\",status=\"2xx\"";
         for line in [
@@ -727,6 +732,7 @@ mod tests {
             applied: at(0),
             head: None,
             cached_streams: 0,
+            lag_events: None,
         });
         let line = "troved_events_appended_total{category=\"a\\\"b\\\\c\\nd\"} 1";
         assert!(

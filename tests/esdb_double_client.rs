@@ -384,7 +384,7 @@ async fn idempotent_retries_follow_the_server_rules() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn read_all_positions_are_byte_offsets_with_implicit_transactions() {
+async fn read_all_positions_are_byte_offsets_one_per_event() {
     let double = EsdbDouble::start().await;
     let client = client(&double);
     let tx = append(
@@ -405,7 +405,7 @@ async fn read_all_positions_are_byte_offsets_with_implicit_transactions() {
     .unwrap();
     assert_eq!(
         tx.position.commit, tx.position.prepare,
-        "append position = (tx, tx)"
+        "append position = (last, last)"
     );
     assert!(single.position.commit > tx.position.commit);
 
@@ -426,14 +426,14 @@ async fn read_all_positions_are_byte_offsets_with_implicit_transactions() {
     }
     let a: Vec<&&RecordedEvent> = records.iter().filter(|r| r.stream_id == "a").collect();
     assert_eq!(a.len(), 3);
+    // As on the server: every event is its own commit (commit == prepare == its offset), and
+    // an append answers with the position of its last event.
     for r in &a {
-        assert_eq!(
-            r.position.commit, tx.position.commit,
-            "commit = transaction position"
-        );
+        assert_eq!(r.position.commit, r.position.prepare, "commit = own offset");
     }
-    assert_eq!(a[0].position.prepare, tx.position.commit);
-    assert!(a[0].position.prepare < a[1].position.prepare);
+    assert_eq!(pos(a[2]), (tx.position.commit, tx.position.prepare));
+    assert!(a[0].position.commit < a[1].position.commit);
+    assert!(a[1].position.commit < a[2].position.commit);
     assert!(
         a[1].position.prepare - a[0].position.prepare > 1,
         "not a dense counter"
@@ -625,10 +625,12 @@ async fn filtered_subscription_checkpoints_while_live() {
             other => panic!("unexpected {other:?}"),
         }
     }
-    // 8 considered records with a window of 4: two checkpoints, inside the transaction.
+    // 8 considered records with a window of 4: two checkpoints, at the 4th and the 8th (the
+    // last of the append, whose position the append answered).
     assert_eq!(checkpoints.len(), 2, "{checkpoints:?}");
-    assert!(checkpoints.iter().all(|p| p.commit == w.position.commit));
-    assert!(checkpoints[0].prepare < checkpoints[1].prepare);
+    assert!(checkpoints.iter().all(|p| p.commit == p.prepare));
+    assert!(checkpoints[0].commit < checkpoints[1].commit);
+    assert_eq!(checkpoints[1], w.position);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1056,4 +1058,180 @@ async fn retrying_subscription_resumes_after_a_blip_without_gap_or_duplicate() {
         }
     }
     assert_eq!(confirmations, 1, "resubscribed once");
+}
+
+/// A demoted node answers NotLeader with the leader's address, as the server does
+/// (`RpcExceptions.LeaderInfo`: NOT_FOUND, `exception: not-leader`, `leader-endpoint-host`,
+/// `leader-endpoint-port`); the client reads it as `NotLeaderException` and connects to
+/// that node for its next call. A subscription already open on the demoted node stays
+/// live; a new one is refused the same way.
+#[tokio::test(flavor = "multi_thread")]
+async fn not_leader_names_the_leader_and_the_client_follows() {
+    let follower = EsdbDouble::start().await;
+    let leader = EsdbDouble::start_node_of(&follower).await;
+    let client = client(&follower);
+    append(
+        &client,
+        "nl",
+        ExpectedRevision::NoStream,
+        vec![event("E", 0)],
+    )
+    .await
+    .unwrap();
+    let mut live = client
+        .subscribe_to_all(&SubscribeToAllOptions::default().position(StreamPosition::End))
+        .await;
+    assert!(matches!(
+        next_event(&mut live).await.unwrap(),
+        SubscriptionEvent::Confirmed(_)
+    ));
+    follower.demote(Some(&leader));
+
+    let other = client_for_url(&follower.url());
+    match read_stream(&other, "nl", &ReadStreamOptions::default()).await {
+        Err(Error::NotLeaderException(at)) => {
+            assert_eq!(
+                (at.host.as_str(), at.port),
+                ("127.0.0.1", u32::from(leader.port()))
+            )
+        }
+        other => panic!("expected NotLeaderException, got {other:?}"),
+    }
+    match append(
+        &client,
+        "nl",
+        ExpectedRevision::Exact(0),
+        vec![event("E", 1)],
+    )
+    .await
+    {
+        Err(Error::NotLeaderException(at)) => assert_eq!(at.port, u32::from(leader.port())),
+        other => panic!("expected NotLeaderException, got {other:?}"),
+    }
+    assert_eq!(follower.user_event_count(), 1, "nothing was written");
+    let written = append(
+        &client,
+        "nl",
+        ExpectedRevision::Exact(0),
+        vec![event("E", 1)],
+    )
+    .await
+    .expect("the next call goes to the leader");
+    assert_eq!(written.next_expected_version, 1);
+    assert_eq!(next_appeared(&mut live).await.revision, 1, "still live");
+
+    let mut refused = client_for_url(&follower.url())
+        .subscribe_to_all(&SubscribeToAllOptions::default().position(StreamPosition::End))
+        .await;
+    assert!(matches!(
+        next_event(&mut refused).await,
+        Err(Error::NotLeaderException(_))
+    ));
+}
+
+/// Server-side timeouts answer ABORTED "Operation timed out: ..." (`RpcExceptions.Timeout`):
+/// after the write landed (commit timeout), and for an idempotent retry dropped because it
+/// came before the original was replicated (prepare timeout). The client passes both on as
+/// an unmapped gRPC error.
+#[tokio::test(flavor = "multi_thread")]
+async fn server_timeouts_answer_aborted() {
+    let double = EsdbDouble::start().await;
+    let client = client(&double);
+    let id = Uuid::new_v4();
+    let ev = || EventData::json("E", &serde_json::json!({})).unwrap().id(id);
+    let aborted = |result: eventstore::Result<WriteResult>, phase: &str| match result {
+        Err(Error::Grpc { code, message }) => {
+            assert_eq!(format!("{code:?}"), "Aborted");
+            assert_eq!(
+                message,
+                format!("Operation timed out: {phase} phase timeout.")
+            );
+        }
+        other => panic!("expected ABORTED, got {other:?}"),
+    };
+    double.time_out_after_write(1);
+    aborted(
+        append(&client, "t", ExpectedRevision::NoStream, vec![ev()]).await,
+        "Commit",
+    );
+    assert_eq!(double.user_event_count(), 1, "the write landed");
+    double.drop_early_retries(1);
+    aborted(
+        append(&client, "t", ExpectedRevision::NoStream, vec![ev()]).await,
+        "Prepare",
+    );
+    let retried = append(&client, "t", ExpectedRevision::NoStream, vec![ev()])
+        .await
+        .expect("the retry once the original is replicated");
+    assert_eq!(retried.next_expected_version, 0);
+    assert_eq!(double.user_event_count(), 1);
+    // A write that is not a retry is not dropped.
+    double.drop_early_retries(1);
+    append(
+        &client,
+        "t",
+        ExpectedRevision::Exact(0),
+        vec![event("E", 1)],
+    )
+    .await
+    .unwrap();
+}
+
+/// Over the server's maximum append size: INVALID_ARGUMENT "Maximum Append Size of N
+/// Exceeded." (`RpcExceptions.MaxAppendSizeExceeded`), nothing written. `$all` denied:
+/// PERMISSION_DENIED (`RpcExceptions.AccessDenied`) for reads and subscriptions, and an
+/// open subscription ends with it; the client's `AccessDenied`.
+#[tokio::test(flavor = "multi_thread")]
+async fn append_size_limit_and_access_denied_as_the_server_answers() {
+    let double = EsdbDouble::start().await;
+    let client = client(&double);
+    double.max_append_size(Some(100));
+    let big = EventData::binary("E", Bytes::from(vec![7u8; 60])).id(Uuid::new_v4());
+    let big2 = EventData::binary("E", Bytes::from(vec![7u8; 60])).id(Uuid::new_v4());
+    match append(&client, "big", ExpectedRevision::Any, vec![big, big2]).await {
+        Err(Error::Grpc { code, message }) => {
+            assert_eq!(format!("{code:?}"), "InvalidArgument");
+            assert_eq!(message, "Maximum Append Size of 100 Exceeded.");
+        }
+        other => panic!("expected InvalidArgument, got {other:?}"),
+    }
+    assert_eq!(double.user_event_count(), 0);
+    let small = EventData::binary("E", Bytes::from(vec![7u8; 60])).id(Uuid::new_v4());
+    append(&client, "big", ExpectedRevision::Any, vec![small])
+        .await
+        .unwrap();
+
+    let mut open = client
+        .subscribe_to_all(&SubscribeToAllOptions::default().position(StreamPosition::End))
+        .await;
+    assert!(matches!(
+        next_event(&mut open).await.unwrap(),
+        SubscriptionEvent::Confirmed(_)
+    ));
+    double.deny_all(true);
+    loop {
+        match next_event(&mut open).await {
+            Err(Error::AccessDenied) => break,
+            Ok(_) => continue,
+            Err(other) => panic!("expected AccessDenied, got {other:?}"),
+        }
+    }
+    let denied = client.read_all(&ReadAllOptions::default()).await;
+    assert!(
+        matches!(denied, Err(Error::AccessDenied)),
+        "{:?}",
+        denied.err()
+    );
+    assert_eq!(
+        read_stream(&client, "big", &ReadStreamOptions::default())
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "stream reads are not affected"
+    );
+    double.deny_all(false);
+    assert!(!read_all(&client, &ReadAllOptions::default())
+        .await
+        .is_empty());
 }

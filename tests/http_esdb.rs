@@ -131,6 +131,22 @@ async fn a_full_instance_life_on_eventstoredb() {
         .get("alice", "p1", &format!("{path}/history?limit=100"))
         .await;
     assert_eq!(status, 200, "{history}");
+    // Paging one entry at a time by position skips nothing, multi-event appends included.
+    let all: Vec<Value> = history["history"].as_array().unwrap().clone();
+    assert!(all.len() > 3, "{history}");
+    let mut paged = Vec::new();
+    let mut url = format!("{path}/history?limit=1");
+    loop {
+        let (status, page) = s.get("alice", "p1", &url).await;
+        assert_eq!(status, 200, "{page}");
+        paged.extend(page["history"].as_array().unwrap().iter().cloned());
+        let Some(next) = page["links"][0]["href"].as_str() else {
+            break;
+        };
+        let marker = next.rsplit_once("marker=").unwrap().1;
+        url = format!("{path}/history?limit=1&marker={marker}");
+    }
+    assert_eq!(paged, all);
 
     // Delete: the instance goes, its stream tells the whole story.
     assert_eq!(s.delete("alice", "p1", &path).await.0, 202);
@@ -276,4 +292,94 @@ async fn a_deleted_stream_is_404() {
     assert_eq!(body["itemNotFound"]["code"], 404, "{body}");
     let (status, body) = s.get("alice", "p1", &format!("{path}/history")).await;
     assert_eq!(status, 404, "{body}");
+}
+
+/// EventStoreDB timed out an append that landed all the same ("Operation timed out",
+/// `Aborted`), and then dropped retries that came too early: the create still answers
+/// once, 200, and there is one instance, not two and not a 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_whose_append_timed_out_after_landing_answers_once() {
+    let double = EsdbDouble::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(&double, dir.path()).await;
+    double.time_out_after_write(1);
+    let (status, body) = s
+        .post("alice", "p1", "/instances", &common::create_body("slow"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let id = body["instance"]["id"].as_str().unwrap().to_string();
+
+    double.time_out_after_write(1);
+    double.drop_early_retries(100);
+    let (status, body) = s
+        .post("alice", "p1", "/instances", &common::create_body("slower"))
+        .await;
+    double.drop_early_retries(0);
+    assert!(status == 200 || status == 503, "{status} {body}");
+
+    s.wait_for("alice", "p1", &id, |i| i["status"] == "ACTIVE")
+        .await;
+    let (_, list) = s.get("alice", "p1", "/instances").await;
+    let names: Vec<&str> = list["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.iter().filter(|n| **n == "slow").count(), 1, "{list}");
+    assert!(
+        names.iter().filter(|n| **n == "slower").count() <= 1,
+        "{list}"
+    );
+    assert_eq!(names.contains(&"slower"), status == 200, "{list}");
+}
+
+/// A change over EventStoreDB's append size limit is a 400 in Trove's shape, not a 500;
+/// `/mgmt/projections` with the store away is a 503 like every other store failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_limits_and_outages_are_not_500() {
+    let double = EsdbDouble::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(&double, dir.path()).await;
+    double.max_append_size(Some(64));
+    let (status, body) = s
+        .post("alice", "p1", "/instances", &common::create_body("huge"))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["badRequest"]["code"], 400, "{body}");
+    double.max_append_size(None);
+    let (_, list) = s.get("alice", "p1", "/instances").await;
+    assert_eq!(list["instances"].as_array().unwrap().len(), 0, "{list}");
+
+    let (status, body) = s.get("admin", "p1", "/mgmt/projections").await;
+    assert_eq!(status, 200, "{body}");
+    double.stop().await;
+    let resp = s
+        .req(reqwest::Method::GET, "admin", "p1", "/mgmt/projections")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 503);
+    assert!(resp.headers().contains_key("retry-after"));
+}
+
+/// Access to `$all` withdrawn while troved runs: the projector stops at once with an error
+/// that says so (no resubscribing for ever), and troved exits for its supervisor, as when
+/// any background task dies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_denied_on_all_stops_troved_with_a_clear_error() {
+    let double = EsdbDouble::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("troved.log");
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let mut s = common::Serve::start_logged(&data, log, &["--event-store", &double.url()]).await;
+    double.deny_all(true);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while s.alive() {
+        assert!(Instant::now() < deadline, "troved keeps resubscribing");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = s.log();
+    assert!(log.contains("denied the subscription to $all"), "{log}");
 }

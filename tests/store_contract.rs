@@ -136,6 +136,78 @@ impl Fixture for EsdbDoubleFixture {
     }
 }
 
+/// The EventStoreDB adapter against the double as a *shared* node, as the live suite
+/// meets one: another writer appends to streams of its own all the time (from before the
+/// test until after it), so `$all` and the head move under the test's feet. The contract
+/// must hold here as on a real shared node (`private: false`).
+struct EsdbSharedDoubleFixture {
+    double: EsdbDouble,
+    store: EsdbStore,
+    /// The other writer; aborted on drop.
+    noise: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for EsdbSharedDoubleFixture {
+    fn drop(&mut self) {
+        self.noise.abort();
+    }
+}
+
+#[async_trait]
+impl Fixture for EsdbSharedDoubleFixture {
+    const CAPS: Caps = Caps {
+        dense_positions: false,
+        private: false,
+        strict_ids: false,
+    };
+
+    async fn create() -> Option<Self> {
+        let double = EsdbDouble::start().await;
+        let store = EsdbStore::connect(&double.url()).await.unwrap();
+        let other = EsdbStore::connect(&double.url()).await.unwrap();
+        let noise = tokio::spawn(async move {
+            for n in 0u64.. {
+                // Errors (the server restarting) are the other writer's business.
+                let _ = other
+                    .append(
+                        &uniq("noise"),
+                        ExpectedRevision::Any,
+                        vec![event("Noise", n)],
+                    )
+                    .await;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        });
+        // Let the other writer be under way before the test starts.
+        let deadline = Instant::now() + WAIT;
+        while double.user_event_count() < 3 {
+            assert!(Instant::now() < deadline, "the other writer never wrote");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Some(EsdbSharedDoubleFixture {
+            double,
+            store,
+            noise,
+        })
+    }
+
+    fn store(&self) -> Arc<dyn EventStore> {
+        Arc::new(self.store.clone())
+    }
+
+    async fn shutdown(&self) {
+        EventStore::shutdown(&self.store).await;
+    }
+
+    /// A real restart of the shared server, the other writer going on around it.
+    async fn restart(&mut self) {
+        EventStore::shutdown(&self.store).await;
+        self.double.stop().await;
+        self.double.restart().await;
+        self.store = EsdbStore::connect(&self.double.url()).await.unwrap();
+    }
+}
+
 /// The EventStoreDB adapter against a real node: `TROVED_TEST_EVENTSTORE_URL`, e.g.
 /// `esdb://127.0.0.1:2113?tls=false` for `docker run -p 2113:2113
 /// eventstore/eventstore --insecure --run-projections=none`. The database is shared
@@ -170,10 +242,28 @@ impl Fixture for EsdbLiveFixture {
         EventStore::shutdown(&self.store).await;
     }
 
-    /// A real server is not ours to restart: a new connection stands in for it.
+    /// A real server is not ours to restart: a new connection stands in for it, unless
+    /// `TROVED_TEST_EVENTSTORE_RESTART` gives a shell command that restarts it (say
+    /// `docker restart esdb`): then that runs, and the new connection waits (up to 60 s)
+    /// until the server answers again.
     async fn restart(&mut self) {
         EventStore::shutdown(&self.store).await;
+        if let Ok(command) = std::env::var("TROVED_TEST_EVENTSTORE_RESTART") {
+            let status = std::process::Command::new("sh")
+                .args(["-c", &command])
+                .status()
+                .expect("run TROVED_TEST_EVENTSTORE_RESTART");
+            assert!(status.success(), "{command}: {status}");
+        }
         self.store = EsdbStore::connect(&self.url).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while let Err(e) = self.store.head().await {
+            assert!(
+                Instant::now() < deadline,
+                "the server did not come back: {e}"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
     }
 }
 
@@ -244,6 +334,7 @@ macro_rules! contract_tests {
 
 contract_tests!(sqlite, SqliteFixture);
 contract_tests!(esdb_on_double, EsdbDoubleFixture);
+contract_tests!(esdb_shared_double, EsdbSharedDoubleFixture);
 contract_tests!(esdb_live, EsdbLiveFixture);
 
 // ---------------------------------------------------------------------------------------
@@ -349,6 +440,13 @@ fn assert_dense(events: &[RecordedEvent]) {
 /// Contract 1: optimistic concurrency with NoStream / Exact / Any, dense revisions,
 /// increasing positions.
 async fn contract_expected_revision(store: Arc<dyn EventStore>, caps: Caps) {
+    // On a shared store `$all` holds (and keeps receiving) others' events: the checks of
+    // `$all` look at this test's window of it and at its own streams.
+    let window = if caps.private {
+        Position::START
+    } else {
+        store.head().await.unwrap()
+    };
     let s = uniq("order");
     let missing = uniq("missing");
     assert!(store.read_stream(&missing).await.unwrap().is_empty());
@@ -428,7 +526,7 @@ async fn contract_expected_revision(store: Arc<dyn EventStore>, caps: Caps) {
     assert_eq!(stream[3].position, o3.position);
 
     // $all agrees with the stream, and the head is at least the last append.
-    let all = read_everything(store.as_ref(), Position::START).await;
+    let all = read_everything(store.as_ref(), window).await;
     assert_strictly_increasing(&all);
     let from_all: Vec<_> = all.iter().filter(|e| e.stream == s).cloned().collect();
     assert_eq!(from_all, stream);
@@ -446,7 +544,14 @@ async fn contract_expected_revision(store: Arc<dyn EventStore>, caps: Caps) {
     let after_first = store.read_all(o0.position, 2).await.unwrap();
     assert_eq!(after_first.len(), 2);
     assert!(after_first.iter().all(|e| e.position > o0.position));
-    assert!(store.read_all(head, 10).await.unwrap().is_empty());
+    let after_head = store.read_all(head, 10).await.unwrap();
+    assert!(after_head.iter().all(|e| e.position > head));
+    assert!(after_head
+        .iter()
+        .all(|e| e.stream != s && e.stream != other));
+    if caps.private {
+        assert!(after_head.is_empty());
+    }
     assert!(store.read_all(Position::START, 0).await.unwrap().is_empty());
 }
 
@@ -887,7 +992,16 @@ async fn contract_shutdown<F: Fixture>(fx: &F) {
         .unwrap();
     let head = store.head().await.unwrap();
     let mut sub = store.subscribe_all(head).await.unwrap();
-    let waiting = tokio::spawn(async move { sub.next().await });
+    // On a shared store others' events may come first; they are not the point.
+    let mine = s.clone();
+    let waiting = tokio::spawn(async move {
+        loop {
+            match sub.next().await {
+                Ok(e) if !F::CAPS.private && e.stream != mine => continue,
+                other => return other,
+            }
+        }
+    });
     tokio::time::sleep(Duration::from_millis(50)).await;
     fx.shutdown().await;
     match tokio::time::timeout(WAIT, waiting).await.unwrap().unwrap() {
@@ -907,6 +1021,12 @@ async fn contract_shutdown<F: Fixture>(fx: &F) {
 /// Contract 6: Everything acknowledged is there after a restart, and appends continue after it.
 async fn contract_restart<F: Fixture>(fx: &mut F) {
     let store = fx.store();
+    // A shared store: this test's window of `$all` (others keep writing after it).
+    let window = if F::CAPS.private {
+        Position::START
+    } else {
+        store.head().await.unwrap()
+    };
     let (a, b) = (uniq("restart-a"), uniq("restart-b"));
     store
         .append(&a, ExpectedRevision::NoStream, events(3))
@@ -920,18 +1040,32 @@ async fn contract_restart<F: Fixture>(fx: &mut F) {
         .append(&a, ExpectedRevision::Exact(2), events(1))
         .await
         .unwrap();
-    let before = read_everything(store.as_ref(), Position::START).await;
     let head = store.head().await.unwrap();
+    let upto_head = |events: Vec<RecordedEvent>| -> Vec<RecordedEvent> {
+        events.into_iter().filter(|e| e.position <= head).collect()
+    };
+    let before = upto_head(read_everything(store.as_ref(), window).await);
+    assert!(before.iter().any(|e| e.position == oa.position));
     let stream_a = store.read_stream(&a).await.unwrap();
+    let stream_b = store.read_stream(&b).await.unwrap();
     drop(store);
 
     fx.restart().await;
     let store = fx.store();
-    assert_eq!(
-        read_everything(store.as_ref(), Position::START).await,
-        before
-    );
-    assert_eq!(store.head().await.unwrap(), head);
+    // The log up to the head is as it was; beyond it, only others may have written.
+    let after = read_everything(store.as_ref(), window).await;
+    assert!(after
+        .iter()
+        .filter(|e| e.position > head)
+        .all(|e| e.stream != a && e.stream != b));
+    assert_eq!(upto_head(after), before);
+    let head_after = store.head().await.unwrap();
+    if F::CAPS.private {
+        assert_eq!(head_after, head);
+    } else {
+        assert!(head_after >= head);
+    }
+    assert_eq!(store.read_stream(&b).await.unwrap(), stream_b);
     assert_eq!(store.read_stream(&a).await.unwrap(), stream_a);
 
     // Expected revisions and idempotency survive the restart.
@@ -1646,4 +1780,326 @@ async fn esdb_a_client_that_gave_up_is_replaced() {
     };
     let got = next_of(&mut sub, &s, 1).await;
     assert_eq!(got[0].position, written.position);
+}
+
+/// The server answers an append with its last event's own position (commit == prepare ==
+/// that event's offset), so the adapter trusts it: no read after the append, and a read
+/// that fails right then does not turn an append that landed into an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn esdb_append_answers_the_last_events_position_without_reading_back() {
+    let double = EsdbDouble::start().await;
+    let store = EsdbStore::connect(&double.url()).await.unwrap();
+    let s = uniq("lastpos");
+    store
+        .append(&s, ExpectedRevision::NoStream, events(1))
+        .await
+        .unwrap();
+    double.fail_reads(true);
+    let appended = store
+        .append(&s, ExpectedRevision::Exact(0), events(3))
+        .await
+        .expect("an append that landed is a success, whatever reads do");
+    double.fail_reads(false);
+    assert_eq!(appended.next_revision, 3);
+    let stored = store.read_stream(&s).await.unwrap();
+    assert_eq!(appended.position, stored[3].position);
+    assert_eq!(stored[3].position.commit, stored[3].position.prepare);
+    let after = store.read_all(stored[2].position, 10).await.unwrap();
+    assert_eq!(
+        after[0].id, stored[3].id,
+        "the answer is the last event, not the first"
+    );
+    assert_eq!(store.head().await.unwrap(), appended.position);
+}
+
+/// NotLeader (a leader change, or a connection string naming a follower): the server
+/// refused before writing anything and named the leader, so the adapter makes the call
+/// again, appends with any expectation included, and the client sends it to the leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn esdb_not_leader_is_retried_on_the_leader() {
+    let first = EsdbDouble::start().await;
+    let second = EsdbDouble::start_node_of(&first).await;
+    let store = EsdbStore::connect(&first.url()).await.unwrap();
+    let s = uniq("leader");
+    store
+        .append(&s, ExpectedRevision::NoStream, events(1))
+        .await
+        .unwrap();
+    first.demote(Some(&second));
+    let exact = store
+        .append(&s, ExpectedRevision::Exact(0), events(1))
+        .await
+        .expect("made again on the leader");
+    assert_eq!(exact.next_revision, 1);
+    // The leader changes back: `Any` is made again too (nothing was written).
+    first.demote(None);
+    second.demote(Some(&first));
+    let any = store
+        .append(&s, ExpectedRevision::Any, events(1))
+        .await
+        .expect("made again on the leader");
+    assert_eq!(any.next_revision, 2);
+    let stored = store.read_stream(&s).await.unwrap();
+    assert_eq!(stored.len(), 3, "each append landed once");
+    // Reads follow the leader the same way.
+    first.demote(Some(&second));
+    second.demote(None);
+    assert_eq!(store.read_stream(&s).await.expect("read").len(), 3);
+    first.demote(None);
+    second.demote(Some(&first));
+    assert_eq!(store.head().await.expect("head"), any.position);
+    second.demote(None);
+    first.demote(Some(&second));
+    let all = store
+        .read_all(Position::START, 100)
+        .await
+        .expect("read $all");
+    assert_eq!(ids(&all), ids(&stored));
+}
+
+/// What a subscription does when its node is demoted: the server keeps an open
+/// subscription live on the follower (its `SubscriptionsService` drops subscribers only at
+/// shutdown; the follower's log grows by replication), so events keep coming. A new one
+/// (after a drop, or a first one on a follower) is refused with NotLeader: the client
+/// switches to the leader and the adapter resubscribes there from the last position it
+/// delivered, without gap or duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn esdb_subscriptions_across_a_demotion() {
+    let first = EsdbDouble::start().await;
+    let second = EsdbDouble::start_node_of(&first).await;
+    let store = EsdbStore::connect(&first.url()).await.unwrap();
+    let s = uniq("demoted");
+    let mut sub = store.subscribe_all(Position::START).await.unwrap();
+    let mut written = Vec::new();
+    written.push(
+        store
+            .append(&s, ExpectedRevision::NoStream, vec![event("Tested", 0)])
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        next_of(&mut sub, &s, 1).await[0].position,
+        written[0].position
+    );
+
+    first.demote(Some(&second));
+    written.push(
+        store
+            .append(&s, ExpectedRevision::Exact(0), vec![event("Tested", 1)])
+            .await
+            .unwrap(),
+    );
+    let live = next_of(&mut sub, &s, 1).await;
+    assert_eq!(
+        live[0].position, written[1].position,
+        "still live on the follower"
+    );
+
+    // A subscription opened on the follower is refused, then resubscribes on the leader.
+    let late = EsdbStore::connect(&first.url()).await.unwrap();
+    let mut late_sub = late.subscribe_all(Position::START).await.unwrap();
+    let caught_up = next_of(&mut late_sub, &s, 2).await;
+    assert_eq!(
+        caught_up.iter().map(|e| e.position).collect::<Vec<_>>(),
+        written.iter().map(|w| w.position).collect::<Vec<_>>()
+    );
+    assert!(late.resubscriptions() >= 1, "refused once with NotLeader");
+
+    // The first subscription's connection drops: it resubscribes, without gap or duplicate.
+    first.drop_connections().await;
+    written.push(
+        store
+            .append(&s, ExpectedRevision::Exact(1), vec![event("Tested", 2)])
+            .await
+            .unwrap(),
+    );
+    let after = next_of(&mut sub, &s, 1).await;
+    assert_eq!(after[0].position, written[2].position);
+    assert_eq!(
+        next_of(&mut late_sub, &s, 1).await[0].position,
+        written[2].position
+    );
+}
+
+/// A server-side timeout (`Aborted`, "Operation timed out") leaves the outcome unknown:
+/// the write may have landed. With an exact or "no stream" expectation the adapter sends
+/// it again (the same ids: idempotent), also past retries the leader drops as too early,
+/// and at last looks for the events; with `Any` it answers `Unavailable` (503), never an
+/// I/O error (500), and writes nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn esdb_server_timeouts_are_retried_or_unavailable() {
+    let double = EsdbDouble::start().await;
+    let store = EsdbStore::connect(&double.url()).await.unwrap();
+    let s = uniq("timeout");
+
+    double.time_out_after_write(1);
+    let first = store
+        .append(&s, ExpectedRevision::NoStream, events(2))
+        .await
+        .expect("landed, then timed out: sent again, idempotent");
+    assert_eq!(first.next_revision, 1);
+
+    double.time_out_after_write(1);
+    double.drop_early_retries(1);
+    let second = store
+        .append(&s, ExpectedRevision::Exact(1), events(1))
+        .await
+        .expect("a too-early retry dropped, the next one answered");
+    assert_eq!(second.next_revision, 2);
+
+    double.time_out_after_write(1);
+    double.drop_early_retries(100);
+    let third = store
+        .append(&s, ExpectedRevision::Exact(2), events(1))
+        .await
+        .expect("every retry dropped: the events are found in the stream");
+    assert_eq!(third.next_revision, 3);
+    double.drop_early_retries(0);
+
+    let stored = store.read_stream(&s).await.unwrap();
+    assert_eq!(stored.len(), 4, "each append landed once");
+    assert_eq!(first.position, stored[1].position);
+    assert_eq!(second.position, stored[2].position);
+    assert_eq!(third.position, stored[3].position);
+
+    double.time_out_after_write(1);
+    let any = store.append(&s, ExpectedRevision::Any, events(1)).await;
+    assert!(matches!(any, Err(StoreError::Unavailable(_))), "{any:?}");
+    assert_eq!(
+        store.read_stream(&s).await.unwrap().len(),
+        5,
+        "not sent twice"
+    );
+}
+
+/// The projection's lag is a count of events (`EventStore::events_after`), not a
+/// difference of positions: on EventStoreDB positions are byte offsets (here about 200
+/// bytes per event), so the difference would be two orders of magnitude too high.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn esdb_lag_is_counted_in_events() {
+    let double = EsdbDouble::start().await;
+    let store = EsdbStore::connect(&double.url()).await.unwrap();
+    let s = uniq("lag");
+    let first = store
+        .append(&s, ExpectedRevision::NoStream, events(1))
+        .await
+        .unwrap();
+    double.append_system_event();
+    store
+        .append(&s, ExpectedRevision::Exact(0), events(3))
+        .await
+        .unwrap();
+    assert_eq!(store.events_after(first.position).await.unwrap(), 3);
+    assert_eq!(store.events_after(Position::START).await.unwrap(), 4);
+    let head = store.head().await.unwrap();
+    assert_eq!(store.events_after(head).await.unwrap(), 0);
+    assert!(
+        head.commit - first.position.commit > 300,
+        "positions are offsets"
+    );
+    // The embedded store counts the same way.
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = SqliteStore::open(&dir.path().join("events.db")).unwrap();
+    let at = sqlite
+        .append(&s, ExpectedRevision::NoStream, events(1))
+        .await
+        .unwrap();
+    sqlite
+        .append(&s, ExpectedRevision::Exact(0), events(3))
+        .await
+        .unwrap();
+    assert_eq!(sqlite.events_after(at.position).await.unwrap(), 3);
+}
+
+/// An append over the server's size limit is `TooLarge` (a 4xx on the API), nothing
+/// written; access to `$all` denied ends a subscription with `Denied` at once instead of
+/// resubscribing for ever, and reads of `$all` say `Denied` too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn esdb_too_large_and_denied_are_said_plainly() {
+    let double = EsdbDouble::start().await;
+    let store = EsdbStore::connect(&double.url()).await.unwrap();
+    let s = uniq("limits");
+    double.max_append_size(Some(64));
+    let big = NewEvent {
+        data: vec![b' '; 100],
+        ..event("Big", 1)
+    };
+    let too_large = store
+        .append(&s, ExpectedRevision::NoStream, vec![big])
+        .await;
+    assert!(
+        matches!(too_large, Err(StoreError::TooLarge(_))),
+        "{too_large:?}"
+    );
+    assert!(store.read_stream(&s).await.unwrap().is_empty());
+    double.max_append_size(None);
+
+    let mut sub = store.subscribe_all(Position::START).await.unwrap();
+    store
+        .append(&s, ExpectedRevision::NoStream, events(1))
+        .await
+        .unwrap();
+    next_of(&mut sub, &s, 1).await;
+    double.deny_all(true);
+    let ended = tokio::time::timeout(WAIT, sub.next())
+        .await
+        .expect("ends instead of resubscribing for ever");
+    assert!(matches!(ended, Err(StoreError::Denied(_))), "{ended:?}");
+    assert_eq!(store.resubscriptions(), 0);
+    assert!(matches!(store.head().await, Err(StoreError::Denied(_))));
+    assert!(matches!(
+        store.read_all(Position::START, 10).await,
+        Err(StoreError::Denied(_))
+    ));
+}
+
+/// The server knows the ids of `Any` appends only from an in-memory cache, empty after a
+/// restart: the same ids with `Any` are then written again, while an exact expectation
+/// still finds them in the index and stays idempotent. So the adapter never sends an
+/// `Any` append twice on its own (a lost answer, a server timeout: 503 instead), and
+/// troved's retried commands carry exact expectations.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn esdb_any_ids_are_forgotten_after_a_restart() {
+    let double = EsdbDouble::start().await;
+    double.forget_ids_on_restart(true);
+    let store = EsdbStore::connect(&double.url()).await.unwrap();
+    let s = uniq("forgetful");
+    let first = events(1);
+    store
+        .append(&s, ExpectedRevision::NoStream, first.clone())
+        .await
+        .unwrap();
+    let second = events(1);
+    let any = store
+        .append(&s, ExpectedRevision::Any, second.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .append(&s, ExpectedRevision::Any, second.clone())
+            .await
+            .unwrap(),
+        any,
+        "before the restart, the cache knows the ids"
+    );
+
+    EventStore::shutdown(&store).await;
+    double.stop().await;
+    double.restart().await;
+    let store = EsdbStore::connect(&double.url()).await.unwrap();
+    let exact = store
+        .append(&s, ExpectedRevision::NoStream, first.clone())
+        .await
+        .expect("an exact retry is still recognised");
+    assert_eq!(exact.next_revision, 0);
+    let again = store
+        .append(&s, ExpectedRevision::Any, second.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        again.next_revision, 2,
+        "written again: the ids were forgotten"
+    );
+    let stored = store.read_stream(&s).await.unwrap();
+    assert_eq!(ids(&stored), vec![first[0].id, second[0].id, second[0].id]);
 }

@@ -181,6 +181,18 @@ impl From<StoreError> for ApiError {
                 ApiError::Conflict("The instance changed concurrently; retry.".into())
             }
             StoreError::StreamDeleted(s) => ApiError::resource_not_found(&s),
+            // Nothing was written; the request's data does not fit one append of the
+            // store (EventStoreDB: 1 MiB by default).
+            StoreError::TooLarge(_) => ApiError::BadRequest(
+                "The change is too large for the event store; send less data at once.".into(),
+            ),
+            // An operator's problem (credentials, ACLs), not the caller's: 503 as for an
+            // unreachable store, the cause logged.
+            StoreError::Denied(_) => ApiError::Unavailable {
+                message: "The service is temporarily unavailable; retry later.".into(),
+                retry_after: 1,
+                cause: e.to_string(),
+            },
             other => ApiError::internal(&other),
         }
     }

@@ -19,6 +19,12 @@ use utoipa_axum::routes;
 use super::error::{ApiError, ApiResult};
 use super::openapi as oa;
 use super::AppState;
+use crate::runtime::commands::CommandError;
+use crate::store::StoreError;
+
+/// Why not ready when the store refuses troved's credentials or its ACLs deny `$all`.
+const DENIED: &str =
+    "the event store denied access (check troved's credentials and the ACL of $all)";
 
 /// How long the store may take to tell its head before `/readyz` says it is unreachable:
 /// well under the usual probe timeouts (Kubernetes: 1 s by default, often raised).
@@ -90,6 +96,9 @@ pub struct ReadModelsPosition {
 pub async fn readyz(State(state): State<AppState>) -> ApiResult<Json<Readiness>> {
     let head = match tokio::time::timeout(STORE_CHECK, state.bus.head()).await {
         Ok(Ok(head)) => head,
+        Ok(Err(e @ CommandError::Store(StoreError::Denied(_)))) => {
+            return Err(not_ready(DENIED, &e))
+        }
         Ok(Err(e)) => return Err(not_ready("the event store cannot be read", &e)),
         Err(_) => {
             return Err(not_ready(

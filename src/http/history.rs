@@ -90,14 +90,26 @@ fn owner_of(records: &[RecordedEvent]) -> ApiResult<Option<String>> {
 }
 
 /// One page of entries after `marker` (by position), and whether more follow.
+///
+/// The marker is an entry's commit position, which is not unique per event in every
+/// store: EventStoreDB events written in one explicit transaction (the legacy TCP API,
+/// databases written by older servers) share their commit position. A page therefore
+/// never ends inside such a group: it takes the rest of the group too (a page may be a
+/// little longer than `limit`), so the next page, strictly after the marker, skips
+/// nothing.
 fn page(entries: Vec<HistoryEntry>, after: Option<u64>, limit: usize) -> (Vec<HistoryEntry>, bool) {
     let mut rest: Vec<HistoryEntry> = entries
         .into_iter()
         .filter(|e| after.is_none_or(|m| e.position > m))
-        .take(limit + 1)
         .collect();
-    let more = rest.len() > limit;
-    rest.truncate(limit);
+    let mut end = limit.min(rest.len());
+    if let Some(last) = end.checked_sub(1).map(|i| rest[i].position) {
+        while rest.get(end).is_some_and(|e| e.position == last) {
+            end += 1;
+        }
+    }
+    let more = rest.len() > end;
+    rest.truncate(end);
     (rest, more)
 }
 
@@ -289,6 +301,48 @@ mod tests {
                 400
             );
         }
+    }
+
+    fn entry_at(position: u64, revision: u64) -> HistoryEntry {
+        HistoryEntry {
+            position,
+            revision,
+            event_id: Uuid::new_v4(),
+            time: String::new(),
+            event_type: "InstanceRenamed".into(),
+            actor: String::new(),
+            request_id: String::new(),
+            correlation_id: Uuid::nil(),
+            summary: String::new(),
+            data: Value::Null,
+            unreadable: None,
+        }
+    }
+
+    /// Paging by a commit position several events share (an EventStoreDB transaction)
+    /// skips none of them: a page takes the whole group.
+    #[test]
+    fn pages_never_split_events_sharing_a_position() {
+        let entries: Vec<HistoryEntry> = [(10, 0), (20, 1), (20, 2), (20, 3), (30, 4)]
+            .iter()
+            .map(|&(p, r)| entry_at(p, r))
+            .collect();
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let (got, more) = page(entries.clone(), after, 2);
+            seen.extend(got.iter().map(|e| e.revision));
+            after = got.last().map(|e| e.position);
+            if !more {
+                break;
+            }
+        }
+        assert_eq!(seen, vec![0, 1, 2, 3, 4]);
+        let (first, more) = page(entries.clone(), None, 2);
+        assert_eq!(first.len(), 4, "10, then all of 20");
+        assert!(more);
+        let (all, more) = page(entries, None, 5);
+        assert_eq!((all.len(), more), (5, false));
     }
 
     #[test]

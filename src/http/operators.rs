@@ -174,18 +174,30 @@ pub async fn rebuild_status(
     responses((status = 200, description = "Prometheus text format 0.0.4 (`text/plain; version=0.0.4`): events appended, commands, saga steps, projection position and lag, HTTP latency. See docs/operations.md, \"Metrics\".")),
 )]
 pub async fn scrape(State(state): State<AppState>) -> Response {
+    let applied = state.models.position();
+    let head = match state.bus.head().await {
+        Ok(head) => Some(head),
+        Err(e) => {
+            // Scrapes go on (counters are still worth having); the head gauges are
+            // left out so that a broken store does not read as "no lag".
+            tracing::warn!(error = %e, "cannot read the store's head for /metrics");
+            None
+        }
+    };
+    let lag_events = match head {
+        Some(_) => state
+            .bus
+            .events_after(applied)
+            .await
+            .inspect_err(|e| tracing::warn!(error = %e, "cannot count the lag for /metrics"))
+            .ok(),
+        None => None,
+    };
     let gauges = Gauges {
-        applied: state.models.position(),
-        head: match state.bus.head().await {
-            Ok(head) => Some(head),
-            Err(e) => {
-                // Scrapes go on (counters are still worth having); the head gauges are
-                // left out so that a broken store does not read as "no lag".
-                tracing::warn!(error = %e, "cannot read the store's head for /metrics");
-                None
-            }
-        },
+        applied,
+        head,
         cached_streams: state.bus.cached_streams() as u64,
+        lag_events,
     };
     (
         [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
@@ -213,17 +225,14 @@ async fn projections(
     // negative even while events are being applied.
     let models = state.models.positions();
     let position = models.min().commit;
-    let head = state
-        .bus
-        .head()
-        .await
-        .map_err(|e| ApiError::internal(&e))?
-        .commit;
+    // Store errors map as everywhere else (unreachable: 503 with Retry-After).
+    let head = state.bus.head().await?.commit;
+    let lag = state.bus.events_after(models.min()).await?;
     Ok(Json(ProjectionsShow {
         projections: ProjectionsStatus {
             position,
             head,
-            lag: head.saturating_sub(position),
+            lag,
             models: ModelPositionsView {
                 records: models.records.commit,
                 lists: models.lists.commit,
@@ -251,8 +260,8 @@ pub struct ProjectionsStatus {
     pub position: u64,
     /// The store's last position.
     pub head: u64,
-    /// `head - position`: events appended but not yet visible in reads (exact for the
-    /// embedded store, an estimate for stores whose positions have gaps).
+    /// Events appended but not yet visible in reads, counted (not `head - position`:
+    /// EventStoreDB's positions are byte offsets); on EventStoreDB counted up to 10 000.
     pub lag: u64,
     /// Each instance model's last applied position (configuration and backup models are
     /// fed by the same projector, in the same order, and follow `position`).

@@ -270,6 +270,12 @@ impl CommandBus {
         Ok(self.inner.store.head().await?)
     }
 
+    /// Events in the store after `from`, counted (projection lag; see
+    /// `EventStore::events_after`).
+    pub async fn events_after(&self, from: Position) -> Result<u64, CommandError> {
+        Ok(self.inner.store.events_after(from).await?)
+    }
+
     /// Reads a whole stream.
     pub async fn read(&self, stream: &str) -> Result<Vec<RecordedEvent>, CommandError> {
         Ok(self.inner.store.read_stream(stream).await?)

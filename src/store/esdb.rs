@@ -12,10 +12,10 @@
 //!   in the stream: all there, in order, is the original append's outcome; some there is
 //!   [`StoreError::DuplicateEventId`]. Unlike the embedded store, the server compares
 //!   ids only (not content) and ids are unique per stream, not across streams.
-//! - **Positions** are the server's (commit, prepare) pairs, read from each event. The
-//!   position an append reports is its last event's: the server reports a multi-event
-//!   append by its transaction's position, so such appends (and any answer without a
-//!   position) read the stream's last event back.
+//! - **Positions** are the server's (commit, prepare) pairs, read from each event; on the
+//!   server both are the event's own offset. The position an append reports is its last
+//!   event's, which is what the server answers (an answer without a position reads the
+//!   stream's last event back).
 //! - **`$all`** hides system events (types and streams starting with `$`): reads skip
 //!   them, subscriptions filter them on the server. Reads from a position are inclusive
 //!   on the server and made exclusive here.
@@ -24,7 +24,10 @@
 //!   backoff, until the store is shut down. The client's own retry is not used.
 //! - **Errors:** an unreachable server, a timeout, a leader change are
 //!   [`StoreError::Unavailable`] (the API answers 503 with `Retry-After`); a deleted
-//!   stream is [`StoreError::StreamDeleted`] (404).
+//!   stream is [`StoreError::StreamDeleted`] (404). NotLeader (nothing written, the
+//!   leader named) is made again first: the client has switched to the leader. An
+//!   append over the server's size limit is [`StoreError::TooLarge`] (400); access
+//!   denied is [`StoreError::Denied`] (503), and ends a subscription for good.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -57,14 +60,42 @@ const HEAD_PAGE: usize = 64;
 const CALL_RETRY: Backoff =
     Backoff::linear(Duration::from_millis(50), Duration::MAX).with_retries(3);
 
-/// Whether a call failed for want of a connection (and may simply be made again).
+/// After a server-side timeout, an append is sent again (when repeatable) after 250 ms,
+/// 500 ms, 1 s. The server answers a timeout only after its own (2 s by default), and a
+/// retry that reaches the leader before the original is replicated is dropped and times
+/// out again, so the pauses leave replication time to finish.
+const SERVER_TIMEOUT_RETRY: Backoff =
+    Backoff::doubling(Duration::from_millis(250), Duration::from_secs(1)).with_retries(3);
+
+/// gRPC's ABORTED status code (10), a fixed number of the protocol.
+const GRPC_ABORTED: i32 = 10;
+/// gRPC's INVALID_ARGUMENT status code (3).
+const GRPC_INVALID_ARGUMENT: i32 = 3;
+
+/// The server gave up waiting for a write's prepare or commit phase (`Aborted`,
+/// "Operation timed out: ..."): the write may have landed or may still land
+/// (`RpcExceptions.Timeout`; also a retry the leader dropped as too early).
+fn server_timeout(e: &eventstore::Error) -> bool {
+    matches!(e, eventstore::Error::Grpc { code, .. } if i32::from(*code) == GRPC_ABORTED)
+}
+
+/// Whether a call failed for want of a connection or of the leader (and may simply be
+/// made again).
 fn transient(e: &eventstore::Error) -> bool {
     matches!(
         e,
         eventstore::Error::ServerError(_)
             | eventstore::Error::GrpcConnectionError(_)
             | eventstore::Error::ConnectionClosed
-    )
+    ) || not_leader(e)
+}
+
+/// The node is not (or no longer) the leader and named the one that is: the server
+/// refused the request before doing anything (`ClusterVNodeController`
+/// `DenyRequestBecauseNotLeader`), so making it again cannot duplicate it, whatever the
+/// expectation, and the client has already switched to that leader for the next call.
+fn not_leader(e: &eventstore::Error) -> bool {
+    matches!(e, eventstore::Error::NotLeaderException(_))
 }
 
 /// The client, and its replacement once it has given up: after failing to reach the
@@ -297,9 +328,54 @@ impl EsdbStore {
         }
     }
 
+    /// Sends an append, and sends it again when that cannot duplicate it (`repeatable`: the
+    /// same ids with an exact or "no stream" expectation; any append after NotLeader):
+    /// after a lost connection ([`CALL_RETRY`]) and after a server-side timeout
+    /// ([`SERVER_TIMEOUT_RETRY`]). The last answer, with the client generation it came from.
+    async fn send_append(
+        &self,
+        stream: &str,
+        expected_revision: ExpectedRevision,
+        events: &[NewEvent],
+        repeatable: bool,
+    ) -> (u64, Result<eventstore::WriteResult, eventstore::Error>) {
+        let options = AppendToStreamOptions::default()
+            .expected_revision(expected(expected_revision))
+            .deadline(DEADLINE);
+        let (mut attempt, mut timeouts) = (0, 0);
+        loop {
+            let wire: Vec<EventData> = events.iter().map(event_data).collect();
+            let (generation, client) = self.conn.get();
+            match client.append_to_stream(stream, &options, wire).await {
+                Err(e)
+                    if (repeatable || not_leader(&e))
+                        && transient(&e)
+                        && CALL_RETRY.allows(attempt + 1) =>
+                {
+                    let _ = self.conn.error(generation, e);
+                    attempt += 1;
+                    tokio::time::sleep(CALL_RETRY.delay(attempt)).await;
+                }
+                Err(e)
+                    if repeatable
+                        && server_timeout(&e)
+                        && SERVER_TIMEOUT_RETRY.allows(timeouts + 1) =>
+                {
+                    timeouts += 1;
+                    let wait = SERVER_TIMEOUT_RETRY.delay(timeouts);
+                    tracing::warn!(error = %e, stream, retry_in_ms = wait.as_millis() as u64, "EventStoreDB timed out an append; sending it again");
+                    tokio::time::sleep(wait).await;
+                }
+                written => return (generation, written),
+            }
+        }
+    }
+
     /// The outcome of an append the server accepted: its last event's revision and
-    /// position (read back when the server answered with a transaction's position, or
-    /// with none).
+    /// position. The server answers with the commit acknowledgement of the append's last
+    /// event, whose position is that event's own (commit == prepare == its offset), so
+    /// the answer is trusted as it is; only an answer without a position (an idempotent
+    /// write whose original can no longer be read) reads the last event back.
     async fn appended(
         &self,
         stream: &str,
@@ -310,13 +386,13 @@ impl EsdbStore {
             commit: written.position.commit,
             prepare: written.position.prepare,
         };
-        if events.len() == 1 && position != Position::START {
+        if position != Position::START {
             return Ok(AppendOutcome {
                 next_revision: written.next_expected_version,
                 position,
             });
         }
-        // A transaction's position, or none: the last event's own, read back.
+        // No position: the last event's own, read back.
         let want = events[events.len() - 1].id;
         let last = match self
             .event_at(stream, Some(written.next_expected_version))
@@ -340,6 +416,35 @@ impl EsdbStore {
         })
     }
 
+    /// One read of `$all`, whole, made again (like the other reads) when it failed for want
+    /// of a connection or of the leader.
+    async fn read_all_page(
+        &self,
+        options: &ReadAllOptions,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let mut attempt = 0;
+        loop {
+            let (generation, client) = self.conn.get();
+            let page = async {
+                let mut read = client.read_all(options).await?;
+                let mut out = Vec::new();
+                while let Some(event) = read.next().await? {
+                    out.push(recorded(&event));
+                }
+                Ok::<_, eventstore::Error>(out)
+            };
+            match page.await {
+                Ok(out) => return Ok(out),
+                Err(e) if transient(&e) && CALL_RETRY.allows(attempt + 1) => {
+                    let _ = self.conn.error(generation, e);
+                    attempt += 1;
+                    tokio::time::sleep(CALL_RETRY.delay(attempt)).await;
+                }
+                Err(e) => return Err(self.conn.error(generation, e)),
+            }
+        }
+    }
+
     /// Up to `max` user events of `$all` strictly after `from`, skipping system events.
     async fn read_all_after(
         &self,
@@ -361,13 +466,9 @@ impl EsdbStore {
                 .position(start)
                 .max_count(want)
                 .deadline(DEADLINE);
-            let (generation, client) = self.conn.get();
-            let error = |e| self.conn.error(generation, e);
-            let mut read = client.read_all(&options).await.map_err(error)?;
-            let mut seen = 0usize;
-            while let Some(event) = read.next().await.map_err(error)? {
-                seen += 1;
-                let event = recorded(&event);
+            let page = self.read_all_page(&options).await?;
+            let seen = page.len();
+            for event in page {
                 if event.position <= cursor {
                     continue;
                 }
@@ -398,9 +499,22 @@ fn store_error(e: eventstore::Error) -> StoreError {
         | E::ServerError(_)
         | E::DeadlineExceeded
         | E::NotLeaderException(_) => StoreError::Unavailable(e.to_string()),
-        E::AccessDenied => StoreError::Unavailable(
-            "EventStoreDB denied access: check the connection string's credentials".into(),
+        E::AccessDenied => StoreError::Denied(
+            "EventStoreDB denied access: check the connection string's credentials and \
+             the ACLs (troved reads $all and its own streams, and writes its streams)"
+                .into(),
         ),
+        // `RpcExceptions.MaxAppendSizeExceeded`: the append is over the server's limit.
+        E::Grpc { code, message }
+            if i32::from(code) == GRPC_INVALID_ARGUMENT
+                && message.starts_with("Maximum Append Size") =>
+        {
+            StoreError::TooLarge(message)
+        }
+        // A server-side timeout: the outcome of a write is unknown; try again later.
+        ref e if server_timeout(e) => StoreError::Unavailable(format!(
+            "EventStoreDB timed out; a write may still land: {e}"
+        )),
         other => StoreError::Io(other.to_string()),
     }
 }
@@ -463,26 +577,14 @@ impl EventStore for EsdbStore {
             // A check of the expectation only, as on the embedded store.
             return self.check_expectation(stream, expected_revision).await;
         }
-        let options = AppendToStreamOptions::default()
-            .expected_revision(expected(expected_revision))
-            .deadline(DEADLINE);
         // Made again only when it cannot duplicate: with an exact or "no stream"
         // expectation and the same event ids, an append that did land the first time
-        // answers "wrong expected version" and is recognised below.
+        // answers "wrong expected version" (or the original's outcome) and is recognised
+        // below; after NotLeader, nothing was written.
         let repeatable = !matches!(expected_revision, ExpectedRevision::Any);
-        let mut attempt = 0;
-        let (generation, written) = loop {
-            let wire: Vec<EventData> = events.iter().map(event_data).collect();
-            let (generation, client) = self.conn.get();
-            match client.append_to_stream(stream, &options, wire).await {
-                Err(e) if repeatable && transient(&e) && CALL_RETRY.allows(attempt + 1) => {
-                    let _ = self.conn.error(generation, e);
-                    attempt += 1;
-                    tokio::time::sleep(CALL_RETRY.delay(attempt)).await;
-                }
-                written => break (generation, written),
-            }
-        };
+        let (generation, written) = self
+            .send_append(stream, expected_revision, &events, repeatable)
+            .await;
         match written {
             Ok(written) => self.appended(stream, &events, &written).await,
             Err(eventstore::Error::WrongExpectedVersion { current, .. }) => {
@@ -500,6 +602,14 @@ impl EventStore for EsdbStore {
             }
             Err(eventstore::Error::ResourceDeleted) => {
                 Err(StoreError::StreamDeleted(stream.to_string()))
+            }
+            Err(e) if repeatable && server_timeout(&e) => {
+                // Every try timed out on the server: the events may have landed all the
+                // same. Look, as after a stale expectation.
+                match self.earlier_append(stream, &events).await? {
+                    Some(outcome) => Ok(outcome),
+                    None => Err(store_error(e)),
+                }
             }
             Err(e) => Err(self.conn.error(generation, e)),
         }
@@ -540,14 +650,10 @@ impl EventStore for EsdbStore {
                 .position(cursor)
                 .max_count(HEAD_PAGE)
                 .deadline(DEADLINE);
-            let (generation, client) = self.conn.get();
-            let error = |e| self.conn.error(generation, e);
-            let mut read = client.read_all(&options).await.map_err(error)?;
-            let mut seen = 0usize;
+            let page = self.read_all_page(&options).await?;
+            let seen = page.len();
             let mut oldest = None;
-            while let Some(event) = read.next().await.map_err(error)? {
-                seen += 1;
-                let event = recorded(&event);
+            for event in page {
                 if !event.is_system() {
                     return Ok(event.position);
                 }
@@ -623,6 +729,16 @@ impl Subscription for EsdbSubscription {
                     }
                     self.last = event.position;
                     return Ok(event);
+                }
+                // Denied: resubscribing cannot help until an operator changes the
+                // credentials or the ACL of $all; stop, and say so.
+                Err(eventstore::Error::AccessDenied) => {
+                    self.inner = None;
+                    return Err(StoreError::Denied(
+                        "EventStoreDB denied the subscription to $all: troved's user needs \
+                         read access to $all (check the credentials and the $all ACL)"
+                            .into(),
+                    ));
                 }
                 Err(e) => {
                     self.inner = None;

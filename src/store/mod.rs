@@ -101,6 +101,14 @@ pub enum StoreError {
     /// `Unavailable`). Not an I/O error on commit: those stop the writer (fsyncgate).
     #[error("event store full: {0}")]
     Full(String),
+    /// The store refused the append as too large (EventStoreDB's maximum append size):
+    /// nothing was written, and the same append will never fit.
+    #[error("too large for the event store: {0}")]
+    TooLarge(String),
+    /// The store refused troved's credentials or its ACLs deny troved a read it needs
+    /// (EventStoreDB's `$all`): nothing will work until an operator fixes them.
+    #[error("event store access denied: {0}")]
+    Denied(String),
     /// Stored data cannot be read back as written.
     #[error("event store corrupt: {0}")]
     Corrupt(String),
@@ -117,6 +125,13 @@ pub trait Subscription: Send {
     /// closed.
     async fn next(&mut self) -> Result<RecordedEvent, StoreError>;
 }
+
+/// The most events [`EventStore::events_after`] counts (reads of up to that many events
+/// per scrape of `/metrics` while the projection is that far behind; never with the
+/// embedded store, whose positions are dense).
+pub const EVENTS_AFTER_MAX: u64 = 10_000;
+/// Events per read while counting.
+const EVENTS_AFTER_PAGE: usize = 1_000;
 
 /// The event store port.
 #[async_trait]
@@ -140,6 +155,25 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// Position of the last event in `$all` (`Position::START` when empty).
     async fn head(&self) -> Result<Position, StoreError>;
+
+    /// How many events `$all` holds strictly after `from` (the projection's lag, in
+    /// events), counting at most [`EVENTS_AFTER_MAX`]: a larger lag reads as that. Positions
+    /// are not counters in every store (EventStoreDB's are byte offsets), so this counts;
+    /// a store with dense positions may subtract instead.
+    async fn events_after(&self, from: Position) -> Result<u64, StoreError> {
+        let mut count = 0u64;
+        let mut cursor = from;
+        while count < EVENTS_AFTER_MAX {
+            let page = self.read_all(cursor, EVENTS_AFTER_PAGE).await?;
+            let Some(last) = page.last() else { break };
+            cursor = last.position;
+            count = count.saturating_add(page.len() as u64);
+            if page.len() < EVENTS_AFTER_PAGE {
+                break;
+            }
+        }
+        Ok(count.min(EVENTS_AFTER_MAX))
+    }
 
     /// Finishes pending writes and releases the store; subscriptions then end with
     /// `Unavailable`. Appends after it fail with `Unavailable`.

@@ -208,6 +208,11 @@ impl EventStore for SqliteStore {
         self.shared.reads.run(head_blocking).await
     }
 
+    /// Positions are dense (1, 2, 3, …): the difference is the count, exactly, unbounded.
+    async fn events_after(&self, from: Position) -> Result<u64, StoreError> {
+        Ok(self.head().await?.commit.saturating_sub(from.commit))
+    }
+
     async fn shutdown(&self) {
         SqliteStore::shutdown(self).await;
     }

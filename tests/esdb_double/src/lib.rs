@@ -41,12 +41,14 @@
 //!   dense from 0.
 //! * Positions are byte-offset-like, not counters: the first record is at [`FIRST_RECORD`] and
 //!   each record advances the log by [`RECORD_OVERHEAD`] bytes plus the lengths of its stream
-//!   name, event type, data and custom metadata. An append is an implicit transaction: every
-//!   event of it has `commit` = the transaction position (offset of its first event) and
-//!   `prepare` = its own offset; the append's success carries `(transaction, transaction)`.
-//!   `$all` reads and subscriptions carry both positions on each event (and the commit position
-//!   in `ReadEvent.position`, for stream reads too). `(commit, prepare)` pairs strictly increase
-//!   along the log.
+//!   name, event type, data and custom metadata. As on the server (each event is a
+//!   self-committed prepare record, `StorageWriterService.WritePrepares`; `AllReader` gives it
+//!   `TFPos(LogPosition, LogPosition)`), every event's `commit` and `prepare` are both its own
+//!   offset, so `commit` alone is unique per event; the append's success carries the position
+//!   of its **last** event (the commit acknowledgement is sent for the `TransactionEnd` record,
+//!   `StorageChaser`). `$all` reads and subscriptions carry both positions on each event (and
+//!   the commit position in `ReadEvent.position`, for stream reads too). `(commit, prepare)`
+//!   pairs strictly increase along the log.
 //! * At start-up two system events are written, as a fresh server does on its own:
 //!   `$epoch-information` in stream `$epoch-information`, and `$metadata` in `$$$scavenges`.
 //!   [`EsdbDouble::append_system_event`] adds a `$statsCollected` event to
@@ -117,11 +119,25 @@
 //!
 //! # Simplifications
 //!
-//! No TLS, no authentication/ACLs, no stream metadata semantics (`$maxAge`, `$tb`, soft
-//! delete), no link resolution (`resolve_links` is ignored, nothing is a link), no
-//! `first_stream_position`, no deadlines, no max append size, no `fell_behind` (a subscriber
-//! never falls behind), the `$all` positions are made-up offsets (stable within one double), the
-//! idempotence check looks at the whole stream (the server uses a bounded cache of recent ids).
+//! No TLS, no authentication/ACLs (but see [`EsdbDouble::deny_all`]), no stream metadata
+//! semantics (`$maxAge`, `$tb`, soft delete), no link resolution (`resolve_links` is ignored,
+//! nothing is a link), no `first_stream_position`, no deadlines, no max append size unless a
+//! test sets one, no `fell_behind` (a subscriber never falls behind), the `$all` positions are
+//! made-up offsets (stable within one double). The idempotence of exact expectations looks at
+//! the whole stream (as the server's index does); `any` ids are remembered for ever unless
+//! [`EsdbDouble::forget_ids_on_restart`] is on (the server's cache is bounded, 8 MiB).
+//!
+//! # Failure switches
+//!
+//! Each off until a test turns it on, answered as the server answers (see each method):
+//! [`EsdbDouble::fail_reads`] ("Server Is Not Ready"), [`EsdbDouble::time_out_after_write`]
+//! (commit timeout after the write landed), [`EsdbDouble::drop_early_retries`] (a retry
+//! before replication, dropped: prepare timeout), [`EsdbDouble::demote`] with a second node
+//! from [`EsdbDouble::start_node_of`] (NotLeader naming it; the nodes share their data, so
+//! replication is instantaneous), [`EsdbDouble::max_append_size`],
+//! [`EsdbDouble::deny_all`], [`EsdbDouble::forget_ids_on_restart`]. Unlike the server, the
+//! timeouts are answered at once, not after its 2 s.
+//!
 //! The regex of filters is a small backtracking engine (literals, `.`, classes, anchors,
 //! groups, alternation, `* + ? {n,m}`, `\d \w \s`); an unsupported pattern is answered with
 //! `INVALID_ARGUMENT`.
@@ -209,6 +225,8 @@ const SUBSCRIPTION_BUFFER: usize = 64;
 pub struct EsdbDouble {
     port: u16,
     shared: Arc<Shared>,
+    /// This node's failure switches (see [`Faults`]).
+    faults: Arc<Faults>,
     conns: Arc<ConnRegistry>,
     handle: tokio::runtime::Handle,
     runtime: Option<tokio::runtime::Runtime>,
@@ -218,6 +236,17 @@ pub struct EsdbDouble {
 impl EsdbDouble {
     /// Starts serving on 127.0.0.1 with an OS-chosen port (h2c, no TLS).
     pub async fn start() -> EsdbDouble {
+        EsdbDouble::start_on(Arc::new(Shared::new()))
+    }
+
+    /// Another node of this one's cluster: its own port, switches and connections, the same
+    /// data (as if replication were instantaneous), so that one node can be the leader the
+    /// other names in its `NotLeader` answers ([`EsdbDouble::demote`]).
+    pub async fn start_node_of(other: &EsdbDouble) -> EsdbDouble {
+        EsdbDouble::start_on(other.shared.clone())
+    }
+
+    fn start_on(shared: Arc<Shared>) -> EsdbDouble {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("esdb-double")
@@ -230,12 +259,18 @@ impl EsdbDouble {
             bind(0).expect("esdb double: bind 127.0.0.1:0")
         };
         let port = listener.local_addr().expect("local addr").port();
-        let shared = Arc::new(Shared::new());
+        let faults = Arc::new(Faults::default());
         let conns = Arc::new(ConnRegistry::default());
-        let server = handle.spawn(serve(listener, shared.clone(), conns.clone()));
+        let server = handle.spawn(serve(
+            listener,
+            shared.clone(),
+            faults.clone(),
+            conns.clone(),
+        ));
         EsdbDouble {
             port,
             shared,
+            faults,
             conns,
             handle,
             runtime: Some(runtime),
@@ -270,6 +305,10 @@ impl EsdbDouble {
         if server.is_some() {
             return;
         }
+        if self.faults.forget_ids_on_restart.load(Ordering::SeqCst) {
+            self.shared
+                .write(|store| store.id_cache_from = store.next_pos);
+        }
         let mut attempt = 0;
         let listener = loop {
             let bound = {
@@ -288,10 +327,12 @@ impl EsdbDouble {
                 ),
             }
         };
-        *server = Some(
-            self.handle
-                .spawn(serve(listener, self.shared.clone(), self.conns.clone())),
-        );
+        *server = Some(self.handle.spawn(serve(
+            listener,
+            self.shared.clone(),
+            self.faults.clone(),
+            self.conns.clone(),
+        )));
     }
 
     /// Cuts every open connection/stream but keeps serving (a network blip). Open calls and
@@ -326,6 +367,74 @@ impl EsdbDouble {
             );
             debug_assert!(matches!(outcome, AppendOutcome::Success { .. }));
         });
+    }
+
+    /// While on, reads (of a stream or of `$all`, not subscriptions) answer `UNAVAILABLE`
+    /// "Server Is Not Ready", as a node does that is not ready (`RpcExceptions.ServerNotReady`).
+    pub fn fail_reads(&self, on: bool) {
+        self.faults.fail_reads.store(on, Ordering::SeqCst);
+    }
+
+    /// Demotes this node (`Some(leader)`): from now on it answers appends, and reads and
+    /// subscriptions that require the leader (the client's default `nodePreference=leader`
+    /// sends `requires-leader: true`), with NotLeader, as the server does
+    /// (`ClusterVNodeController.DenyRequestBecauseNotLeader` → `RpcExceptions.LeaderInfo`):
+    /// gRPC `NOT_FOUND` "Leader info available" with the metadata `exception: not-leader`,
+    /// `leader-endpoint-host` and `leader-endpoint-port` naming `leader`. Subscriptions
+    /// already open stay open and live (the server's `SubscriptionsService` drops
+    /// subscribers only at shutdown; a follower's log keeps growing by replication, here by
+    /// sharing the data with the leader). `None` makes it the leader again.
+    pub fn demote(&self, leader: Option<&EsdbDouble>) {
+        *lock(&self.faults.leader) = leader.map(|l| l.port);
+    }
+
+    /// The next `n` appends that write answer gRPC `ABORTED` "Operation timed out: Commit
+    /// phase timeout." although their events landed, as the server does when the commit
+    /// (replication to a quorum) outlasts its commit timeout (`RequestManagerBase` →
+    /// `Streams.Append` → `RpcExceptions.Timeout`; 2 s by default). The events stay written.
+    pub fn time_out_after_write(&self, n: u32) {
+        self.faults.timeouts_after_write.store(n, Ordering::SeqCst);
+    }
+
+    /// The next `n` idempotent retries (the same ids again, which would be answered with the
+    /// original's outcome) are dropped without an answer, as the server drops a retry that
+    /// reaches it before the original is replicated (`IndexWriter.CheckCommit` →
+    /// `IdempotentNotReady`, `StorageWriterService.ActOnCommitCheckFailure`); the request then
+    /// times out on the server: gRPC `ABORTED` "Operation timed out: Prepare phase timeout.".
+    /// The double answers at once instead of after the server's 2 s.
+    pub fn drop_early_retries(&self, n: u32) {
+        self.faults.early_retries_dropped.store(n, Ordering::SeqCst);
+    }
+
+    /// While on, a restart ([`EsdbDouble::restart`]) forgets the ids of the events written
+    /// before it for the idempotence of `any` / `stream_exists` appends, as the server
+    /// does: it checks those against an in-memory cache of committed ids only
+    /// (`IndexWriter.CheckCommit`, `_committedEvents`, `ESConsts.CommitedEventsMemCacheLimit`
+    /// = 8 MiB), so after a restart (or once the cache has turned over) the same ids with
+    /// `any` are written again. Exact and `no_stream` retries read the index and stay
+    /// idempotent.
+    pub fn forget_ids_on_restart(&self, on: bool) {
+        self.faults
+            .forget_ids_on_restart
+            .store(on, Ordering::SeqCst);
+    }
+
+    /// Refuses appends larger than `limit` bytes (`None`: no limit, the double's default) as
+    /// the server does with its `MaxAppendSize` (1 MiB by default up to 25.0):
+    /// `INVALID_ARGUMENT` "Maximum Append Size of N Exceeded." with `exception:
+    /// maximum-append-size-exceeded` and `maximum-append-size` (`RpcExceptions`). The size is
+    /// counted as the server's `Event.SizeOnDisk` does as written (C# precedence makes it the
+    /// data's length alone), summed over the append.
+    pub fn max_append_size(&self, limit: Option<u32>) {
+        *lock(&self.faults.max_append_size) = limit;
+    }
+
+    /// While on, reads of `$all` and subscriptions to it answer `PERMISSION_DENIED` "Access
+    /// Denied" with `exception: access-denied` (`RpcExceptions.AccessDenied`), as for a user
+    /// the `$all` ACL does not admit; open subscriptions to `$all` end the same way. Stream
+    /// reads and appends are unaffected.
+    pub fn deny_all(&self, on: bool) {
+        self.faults.deny_all.send_replace(on);
     }
 
     /// Number of user events stored: events whose stream and type do not start with `$`.
@@ -363,7 +472,12 @@ fn bind(port: u16) -> io::Result<TcpListener> {
     socket.listen(1024)
 }
 
-async fn serve(listener: TcpListener, shared: Arc<Shared>, conns: Arc<ConnRegistry>) {
+async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    faults: Arc<Faults>,
+    conns: Arc<ConnRegistry>,
+) {
     let incoming = async_stream::stream! {
         loop {
             match listener.accept().await {
@@ -379,6 +493,7 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>, conns: Arc<ConnRegist
     let result = tonic::transport::Server::builder()
         .add_service(StreamsServer::new(StreamsService {
             shared: shared.clone(),
+            faults,
         }))
         .add_service(ServerFeaturesServer::new(FeaturesService))
         .serve_with_incoming(incoming)
@@ -521,6 +636,7 @@ impl Shared {
             log: Vec::new(),
             streams: HashMap::new(),
             next_pos: FIRST_RECORD,
+            id_cache_from: 0,
         };
         store.startup();
         let len = store.log.len();
@@ -577,6 +693,12 @@ struct Store {
     log: Vec<Arc<Record>>,
     streams: HashMap<String, StreamState>,
     next_pos: u64,
+    /// The idempotence of `any` / `stream_exists` appends only knows events at or after
+    /// this position: the server checks them against an in-memory cache of committed ids
+    /// (`IndexWriter._committedEvents`, 8 MiB), empty after a restart
+    /// ([`EsdbDouble::forget_ids_on_restart`]). Exact expectations read the index instead
+    /// and always find them.
+    id_cache_from: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -691,7 +813,13 @@ impl Store {
         current: Option<u64>,
     ) -> Decision {
         let state = self.streams.get(stream);
-        let revision_of = |id: &Uuid| state.and_then(|s| s.ids.get(id).copied());
+        // `any` / `stream_exists`: only the ids the server's cache still holds.
+        let revision_of = |id: &Uuid| {
+            let state = state?;
+            let revision = state.ids.get(id).copied()?;
+            let record = state.events.get(revision as usize)?;
+            (record.prepare >= self.id_cache_from).then_some(revision)
+        };
         let id_at = |revision: u64| {
             state
                 .and_then(|s| s.events.get(revision as usize))
@@ -746,14 +874,18 @@ impl Store {
             log,
             streams,
             next_pos,
+            ..
         } = self;
-        let transaction = *next_pos;
         let created = now_ticks();
         let state = streams.entry(stream.to_string()).or_default();
         let mut last = 0;
+        let mut last_position = *next_pos;
         for event in events {
             let revision = state.events.len() as u64;
+            // The server writes each event as a self-committed prepare (`IsCommitted`): its
+            // commit and prepare positions are both its own offset.
             let prepare = *next_pos;
+            last_position = prepare;
             *next_pos += RECORD_OVERHEAD
                 + (stream.len()
                     + event.event_type.len()
@@ -768,7 +900,7 @@ impl Store {
                 created,
                 custom_metadata: event.custom_metadata,
                 data: event.data,
-                commit: transaction,
+                commit: prepare,
                 prepare,
             });
             state.ids.insert(record.id, revision);
@@ -776,9 +908,10 @@ impl Store {
             log.push(record);
             last = revision;
         }
+        // The answer is the commit acknowledgement of the transaction's last record.
         AppendOutcome::Success {
             revision: Some(last),
-            position: Some((transaction, transaction)),
+            position: Some((last_position, last_position)),
         }
     }
 
@@ -1204,6 +1337,104 @@ impl ServerFeatures for FeaturesService {
 
 struct StreamsService {
     shared: Arc<Shared>,
+    faults: Arc<Faults>,
+}
+
+/// Failure switches of one node, each off until a test turns it on.
+struct Faults {
+    /// Reads answer `UNAVAILABLE` ([`EsdbDouble::fail_reads`]).
+    fail_reads: std::sync::atomic::AtomicBool,
+    /// The leader's port while this node is demoted ([`EsdbDouble::demote`]).
+    leader: Mutex<Option<u16>>,
+    /// Writes left to answer with a commit timeout ([`EsdbDouble::time_out_after_write`]).
+    timeouts_after_write: std::sync::atomic::AtomicU32,
+    /// Idempotent retries left to drop ([`EsdbDouble::drop_early_retries`]).
+    early_retries_dropped: std::sync::atomic::AtomicU32,
+    /// The largest append accepted, in bytes ([`EsdbDouble::max_append_size`]).
+    max_append_size: Mutex<Option<u32>>,
+    /// `$all` denied ([`EsdbDouble::deny_all`]); a watch so open subscriptions end.
+    deny_all: watch::Sender<bool>,
+    /// A restart empties the id cache ([`EsdbDouble::forget_ids_on_restart`]).
+    forget_ids_on_restart: std::sync::atomic::AtomicBool,
+}
+
+/// The server's answer to a request its ACLs refuse.
+fn access_denied() -> Status {
+    let mut metadata = MetadataMap::new();
+    metadata.insert("exception", MetadataValue::from_static("access-denied"));
+    Status::with_metadata(Code::PermissionDenied, "Access Denied", metadata)
+}
+
+/// The server's answer to an append over its `MaxAppendSize`.
+fn append_too_large(limit: u32) -> Status {
+    let mut metadata = MetadataMap::new();
+    metadata.insert(
+        "exception",
+        MetadataValue::from_static("maximum-append-size-exceeded"),
+    );
+    metadata.insert("maximum-append-size", MetadataValue::from(limit));
+    Status::with_metadata(
+        Code::InvalidArgument,
+        format!("Maximum Append Size of {limit} Exceeded."),
+        metadata,
+    )
+}
+
+impl Default for Faults {
+    fn default() -> Faults {
+        Faults {
+            fail_reads: Default::default(),
+            leader: Default::default(),
+            timeouts_after_write: Default::default(),
+            early_retries_dropped: Default::default(),
+            max_append_size: Default::default(),
+            deny_all: watch::channel(false).0,
+            forget_ids_on_restart: Default::default(),
+        }
+    }
+}
+
+/// Takes one from a switch's count; whether there was one.
+fn take_one(count: &std::sync::atomic::AtomicU32) -> bool {
+    count
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+}
+
+/// The server's answer when a write's prepare or commit phase outlasted its timeout.
+fn timed_out(phase: &str) -> Status {
+    Status::aborted(format!("Operation timed out: {phase} phase timeout."))
+}
+
+impl Faults {
+    /// NotLeader for a request that needs the leader, while this node is demoted.
+    fn not_leader(&self, requires_leader: bool) -> Result<(), Status> {
+        match *lock(&self.leader) {
+            Some(port) if requires_leader => {
+                let mut metadata = MetadataMap::new();
+                metadata.insert("exception", MetadataValue::from_static("not-leader"));
+                metadata.insert(
+                    "leader-endpoint-host",
+                    MetadataValue::from_static("127.0.0.1"),
+                );
+                metadata.insert("leader-endpoint-port", MetadataValue::from(port));
+                Err(Status::with_metadata(
+                    Code::NotFound,
+                    "Leader info available",
+                    metadata,
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Whether a request carries `requires-leader: true` (the client's `nodePreference=leader`).
+fn requires_leader(metadata: &MetadataMap) -> bool {
+    metadata
+        .get("requires-leader")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
 }
 
 fn stream_deleted(stream: &str) -> Status {
@@ -1358,6 +1589,8 @@ impl Streams for StreamsService {
             all_options::AllOption, stream_options::RevisionOption, uuid_option, CountOption,
             FilterOption, StreamOption,
         };
+        self.faults
+            .not_leader(requires_leader(request.metadata()))?;
         let options = request
             .into_inner()
             .options
@@ -1382,6 +1615,9 @@ impl Streams for StreamsService {
                 ))
             }
         };
+        if count.is_some() && self.faults.fail_reads.load(Ordering::SeqCst) {
+            return Err(Status::unavailable("Server Is Not Ready"));
+        }
         match options.stream_option {
             Some(StreamOption::Stream(stream_options)) => {
                 let stream = stream_name(stream_options.stream_identifier.as_ref())?;
@@ -1419,6 +1655,9 @@ impl Streams for StreamsService {
                 }
             }
             Some(StreamOption::All(all_options)) => {
+                if *self.faults.deny_all.borrow() {
+                    return Err(access_denied());
+                }
                 let from = match all_options.all_option {
                     Some(AllOption::Start(())) | None => Origin::Start,
                     Some(AllOption::End(())) => Origin::End,
@@ -1435,8 +1674,9 @@ impl Streams for StreamsService {
                     }
                     None => {
                         let shared = self.shared.clone();
+                        let denied = self.faults.deny_all.subscribe();
                         Ok(spawn_subscription(move |tx| {
-                            all_subscription(shared, from, filter, structured_ids, tx)
+                            all_subscription(shared, from, filter, structured_ids, denied, tx)
                         }))
                     }
                 }
@@ -1470,6 +1710,8 @@ impl Streams for StreamsService {
             None => return Err(Status::invalid_argument("expected revision is required")),
         };
         let mut events = Vec::new();
+        let limit = *lock(&self.faults.max_append_size);
+        let mut size: u64 = 0;
         while let Some(message) = requests.message().await? {
             let Some(append_req::Content::ProposedMessage(mut proposed)) = message.content else {
                 return Err(Status::invalid_argument("expected a proposed message"));
@@ -1482,6 +1724,10 @@ impl Streams for StreamsService {
                 .metadata
                 .remove("content-type")
                 .ok_or_else(|| missing_metadata("content-type"))?;
+            size += proposed.data.len() as u64;
+            if let Some(limit) = limit.filter(|&l| size > u64::from(l)) {
+                return Err(append_too_large(limit));
+            }
             events.push(Proposed {
                 id: parse_uuid(proposed.id.as_ref())?,
                 event_type,
@@ -1490,9 +1736,23 @@ impl Streams for StreamsService {
                 data: proposed.data,
             });
         }
-        let outcome = self
-            .shared
-            .write(|store| store.append(&stream, expected, events));
+        // Writes always need the leader, whatever the request says; the server answers once
+        // it has read the whole request (`Streams.Append`, then `WriteEvents` is denied).
+        self.faults.not_leader(true)?;
+        let proposed = events.len();
+        let (outcome, wrote) = self.shared.write(|store| {
+            let before = store.log.len();
+            let outcome = store.append(&stream, expected, events);
+            (outcome, store.log.len() > before)
+        });
+        if matches!(outcome, AppendOutcome::Success { .. }) && proposed > 0 {
+            if wrote && take_one(&self.faults.timeouts_after_write) {
+                return Err(timed_out("Commit"));
+            }
+            if !wrote && take_one(&self.faults.early_retries_dropped) {
+                return Err(timed_out("Prepare"));
+            }
+        }
         let result = match outcome {
             AppendOutcome::Deleted => return Err(stream_deleted(&stream)),
             AppendOutcome::Success { revision, position } => {
@@ -1654,7 +1914,35 @@ async fn all_subscription(
     from: Origin<(u64, u64)>,
     filter: Option<Filter>,
     structured_ids: bool,
+    mut denied: watch::Receiver<bool>,
     tx: Sender,
+) {
+    // Access withdrawn while the subscription is open ends it as the server does.
+    let withdrawn = async {
+        loop {
+            if *denied.borrow_and_update() {
+                return;
+            }
+            if denied.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    let ended_by_denial = tokio::select! {
+        _ = all_subscription_events(shared, from, filter, structured_ids, &tx) => false,
+        _ = withdrawn => true,
+    };
+    if ended_by_denial {
+        let _ = tx.send(Err(access_denied())).await;
+    }
+}
+
+async fn all_subscription_events(
+    shared: Arc<Shared>,
+    from: Origin<(u64, u64)>,
+    filter: Option<Filter>,
+    structured_ids: bool,
+    tx: &Sender,
 ) {
     let mut changes = shared.written.subscribe();
     if tx.send(Ok(confirmation_message())).await.is_err() {
@@ -1697,7 +1985,7 @@ async fn all_subscription(
                     return;
                 }
             }
-            if !wait_for_writes(&mut changes, &tx).await {
+            if !wait_for_writes(&mut changes, tx).await {
                 return;
             }
             continue;
