@@ -496,3 +496,51 @@ async fn head_is_checked_against_the_rule_of_get() {
     let resp = s.http.head(s.url("p1", "/flavors")).send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 401, "HEAD /flavors without a token");
 }
+
+/// `troved serve --policy-file F`, stopped if it is still up after a few seconds:
+/// whether it stopped by itself, successfully or not (`None`: it kept serving) and its
+/// stderr.
+fn serve_briefly(dir: &Path, text: &str) -> (Option<bool>, String) {
+    let path = dir.join("deep-policy.yaml");
+    std::fs::write(&path, text).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_troved"))
+        .args(["serve", "--provider", "sim", "--listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .arg("--policy-file")
+        .arg(&path)
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status.success());
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let out = child.wait_with_output().unwrap();
+    (status, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Deeply nested rules used to overflow the stack: at start (30,000 `not`), or on the
+/// first request (10,000). Now they are refused at start, naming the line.
+#[test]
+fn deeply_nested_rules_stop_start_up_naming_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    for n in [10_000, 30_000] {
+        let text = format!(
+            "\"flavor:index\": \"\"\n\"instance:delete\": \"{}@\"\n",
+            "not ".repeat(n)
+        );
+        let (status, stderr) = serve_briefly(dir.path(), &text);
+        assert_eq!(status, Some(false), "{n}: {stderr}");
+        assert!(stderr.contains("line 2"), "{n}: {stderr}");
+        assert!(stderr.contains("nest"), "{n}: {stderr}");
+    }
+}
