@@ -583,6 +583,12 @@ pub struct KeystoneSettings {
 pub struct Password(String);
 
 impl Password {
+    /// A password given by a test.
+    #[cfg(test)]
+    pub(crate) fn for_tests(secret: &str) -> Password {
+        Password(secret.to_string())
+    }
+
     /// The secret itself: for the request that needs it only.
     pub fn expose(&self) -> &str {
         &self.0

@@ -81,10 +81,13 @@ impl AuthMode {
                     path.display()
                 );
             }
+            // Lower-cased as Keystone's roles are here: `Caller::is_admin` (the admin
+            // views, other projects' resources) matches `admin` exactly, while the
+            // policy's role checks ignore case; "Admin" must mean the same to both.
             let caller = Caller {
                 user_id: t.user,
                 project_id: t.project,
-                roles: t.roles,
+                roles: t.roles.iter().map(|r| r.to_lowercase()).collect(),
             };
             if tokens.insert(t.token, caller).is_some() {
                 anyhow::bail!("token file {}: a token appears twice", path.display());
@@ -269,6 +272,21 @@ mod tests {
                 .as_u16(),
             403
         );
+    }
+
+    #[tokio::test]
+    async fn token_file_roles_are_lower_cased() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens.toml");
+        std::fs::write(
+            &path,
+            "[[token]]\ntoken = \"t-ops\"\nuser = \"ops\"\nproject = \"p1\"\nroles = [\"Admin\", \"READER\"]\n",
+        )
+        .unwrap();
+        let auth = AuthMode::load_tokens(&path).unwrap();
+        let c = auth.identify(&headers(Some("t-ops")), "p1").await.unwrap();
+        assert_eq!(c.roles, ["admin", "reader"]);
+        assert!(c.is_admin(), "\"Admin\" is the admin role");
     }
 
     #[test]

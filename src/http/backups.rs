@@ -22,10 +22,10 @@ use super::datastores::find_datastore;
 use super::error::{ApiError, ApiResult};
 use super::instances::instance_with_server;
 use super::openapi as oa;
-use super::request::{limit, offset, param, view_ctx, QueryPairs};
+use super::request::{limit, offset, param, view_ctx, ListScope, QueryPairs};
 use super::request_body::backup::BackupCreateBody;
 use super::request_body::JsonBody;
-use super::{AppState, RequestId};
+use super::{policy, AppState, RequestId};
 use crate::runtime::backups::BackupSupport;
 use crate::runtime::codec::CommandMeta;
 
@@ -38,12 +38,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list, create))
         .routes(routes!(show, delete))
         .routes(routes!(instance_backups))
-}
-
-/// oslo's `bool_from_string`: only these spellings are true.
-pub(super) fn truthy(v: Option<&str>) -> bool {
-    v.map(|s| s.trim().to_ascii_lowercase())
-        .is_some_and(|s| matches!(s.as_str(), "1" | "t" | "true" | "on" | "y" | "yes"))
 }
 
 /// `(offset, limit)` from `marker` and `limit`. Upstream answers 500 to non-integers;
@@ -109,10 +103,17 @@ async fn list(
     uri: Uri,
     Query(q): QueryPairs,
 ) -> ApiResult<Json<Value>> {
-    // An empty `project_id=` is absent, as Python's truthiness makes it upstream.
-    let project = param(&q, "project_id").filter(|p| !p.is_empty());
-    let all_projects = truthy(param(&q, "all_projects"));
-    // `backup:index:all_projects` for these was checked by the policy layer (http::policy).
+    let scope = ListScope::of(&q);
+    // The policy layer checked the same rule from the same reading of the query; checked
+    // again here, with the values the filter uses, so that they can never differ.
+    if scope.needs_all_projects() {
+        policy::check(
+            &state,
+            "backup:index:all_projects",
+            &caller,
+            &caller.project_id,
+        )?;
+    }
     let paging = paging(&q)?;
     let datastore_id = match param(&q, "datastore").filter(|d| !d.is_empty()) {
         None => None,
@@ -129,9 +130,9 @@ async fn list(
         },
     };
     let filter = BackupFilter {
-        project_id: match project {
+        project_id: match scope.project {
             Some(p) => Some(p.to_string()),
-            None if all_projects => None,
+            None if scope.all_projects => None,
             None => Some(caller.project_id.clone()),
         },
         instance_id,
@@ -315,17 +316,6 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
-    }
-
-    #[test]
-    fn truthy_is_oslo_bool_from_string() {
-        for t in ["1", "true", "True", "T", "on", "yes", " Y "] {
-            assert!(truthy(Some(t)), "{t}");
-        }
-        for f in ["0", "false", "False", "no", "", "2", "enabled"] {
-            assert!(!truthy(Some(f)), "{f}");
-        }
-        assert!(!truthy(None));
     }
 
     #[test]

@@ -21,6 +21,7 @@ use axum::RequestExt as _;
 
 use super::auth::Identity;
 use super::error::ApiError;
+use super::request::ListScope;
 use super::request_body::action::InstanceAction;
 use super::AppState;
 use crate::policy::Target;
@@ -219,8 +220,14 @@ pub const ROUTES: &[(&str, &str, Rule)] = &[
     ("GET", "!/metrics", NotControlled),
 ];
 
-/// The rule of `method` on the route template `path` (axum's [`MatchedPath`]).
+/// The rule of `method` on the route template `path` (axum's [`MatchedPath`]). HEAD is
+/// GET's: axum answers a HEAD with the GET handler (without the body).
 pub fn route_rule(method: &Method, path: &str) -> Option<Rule> {
+    let method = if method == Method::HEAD {
+        &Method::GET
+    } else {
+        method
+    };
     ROUTES.iter().find_map(|(m, p, rule)| {
         let full_match = match p.strip_prefix('!') {
             Some(abs) => abs == path,
@@ -294,14 +301,23 @@ pub fn check_create_extras(
     Ok(())
 }
 
-/// The route layer: identify, check the route's rule, hand the caller on.
+/// The route layer: identify, check the route's rule, hand the caller on. A route and
+/// method [`ROUTES`] does not list is refused (403), never let through: a unit test keeps
+/// the table complete, this keeps a gap closed.
 pub async fn enforce(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let rule = req
-        .extensions()
-        .get::<MatchedPath>()
-        .and_then(|m| route_rule(req.method(), m.as_str()));
+    let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str());
+    let rule = route.and_then(|r| route_rule(req.method(), r));
     let rule = match rule {
-        None | Some(NotControlled) => return next.run(req).await,
+        None => {
+            let route = route.unwrap_or("(unmatched)");
+            tracing::error!(method = %req.method(), route, "no policy rule for this route: refused");
+            return ApiError::Forbidden(format!(
+                "Policy doesn't allow {} {route} to be performed.",
+                req.method()
+            ))
+            .into_response();
+        }
+        Some(NotControlled) => return next.run(req).await,
         Some(Named(name)) => Some(name),
         Some(BackupIndex) => Some(backup_index_rule(req.uri().query())),
         Some(Action) => None,
@@ -329,13 +345,15 @@ pub async fn enforce(State(state): State<AppState>, mut req: Request, next: Next
     next.run(req).await
 }
 
+/// The rule of `GET /backups` with this query, read as its handler reads it
+/// ([`ListScope`]: a repeated key counts by its last value).
 fn backup_index_rule(query: Option<&str>) -> &'static str {
+    // axum's `Query` parses with serde_urlencoded too; a query it cannot parse is the
+    // handler's 400.
     let pairs: Vec<(String, String)> = query
         .map(|q| serde_urlencoded::from_str(q).unwrap_or_default())
         .unwrap_or_default();
-    let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-    let project = get("project_id").is_some_and(|p| !p.is_empty());
-    if project || super::backups::truthy(get("all_projects")) {
+    if ListScope::of(&pairs).needs_all_projects() {
         "backup:index:all_projects"
     } else {
         "backup:index"
@@ -367,6 +385,10 @@ mod tests {
                 let method = Method::from_bytes(m.as_bytes()).unwrap();
                 let rule = route_rule(&method, path);
                 assert!(rule.is_some(), "{m} {path} has no policy rule in ROUTES");
+                if method == Method::GET {
+                    // axum answers HEAD with the GET handler.
+                    assert_eq!(route_rule(&Method::HEAD, path), rule, "HEAD {path}");
+                }
                 if let Some(Named(name)) = rule {
                     assert!(policy.has_rule(name), "{m} {path}: unknown rule {name}");
                 }
@@ -408,6 +430,18 @@ mod tests {
             "backup:index"
         );
         assert_eq!(backup_index_rule(None), "backup:index");
+        assert_eq!(
+            backup_index_rule(Some("all_projects=0&all_projects=1")),
+            "backup:index:all_projects"
+        );
+        assert_eq!(
+            backup_index_rule(Some("project_id=&project_id=p2")),
+            "backup:index:all_projects"
+        );
+        assert_eq!(
+            backup_index_rule(Some("all_projects=1&all_projects=0")),
+            "backup:index"
+        );
         let reset = InstanceAction::Command(InstanceCommand::ResetStatus);
         assert_eq!(
             action_rule(&reset, br#"{"reset_status": {}}"#),

@@ -23,6 +23,38 @@ pub fn param<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
+/// oslo's `bool_from_string`: only these spellings are true.
+fn truthy(v: Option<&str>) -> bool {
+    v.map(|s| s.trim().to_ascii_lowercase())
+        .is_some_and(|s| matches!(s.as_str(), "1" | "t" | "true" | "on" | "y" | "yes"))
+}
+
+/// What a `GET /backups` lists beyond the caller's project: a non-empty `project_id`
+/// (Python's truthiness makes an empty one absent, upstream) or a true `all_projects`,
+/// each by its last value if repeated (webob's `GET.get`, [`param`]). The one reading of
+/// the query for both the policy layer (`http::policy`) and the handler
+/// (`http::backups`), so that the rule checked is the rule of what is listed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListScope<'q> {
+    pub project: Option<&'q str>,
+    pub all_projects: bool,
+}
+
+impl<'q> ListScope<'q> {
+    pub fn of(q: &'q [(String, String)]) -> ListScope<'q> {
+        ListScope {
+            project: param(q, "project_id").filter(|p| !p.is_empty()),
+            all_projects: truthy(param(q, "all_projects")),
+        }
+    }
+
+    /// Whether the list needs `backup:index:all_projects` (upstream's
+    /// `BackupController.index`: `if project_id or all_projects`).
+    pub fn needs_all_projects(&self) -> bool {
+        self.project.is_some() || self.all_projects
+    }
+}
+
 /// `limit`: `default` when absent, capped at `cap` when given. Upstream answers 500 for
 /// a non-integer or non-positive limit; we answer 400 (spec §3.4 recommendation).
 pub fn limit(q: &[(String, String)], default: usize, cap: Option<usize>) -> ApiResult<usize> {
@@ -134,6 +166,17 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn truthy_is_oslo_bool_from_string() {
+        for t in ["1", "true", "True", "T", "on", "yes", " Y "] {
+            assert!(truthy(Some(t)), "{t}");
+        }
+        for f in ["0", "false", "False", "no", "", "2", "enabled"] {
+            assert!(!truthy(Some(f)), "{f}");
+        }
+        assert!(!truthy(None));
     }
 
     #[test]

@@ -104,7 +104,11 @@ impl Policy {
             let check = parse::parse(&o.rule).map_err(|e| {
                 err(
                     Some(o.line),
-                    format!("rule `{}` = \"{}\" does not parse: {e}", o.name, o.rule),
+                    format!(
+                        "rule `{}` = \"{}\" does not parse: {e}",
+                        o.name,
+                        shortened(&o.rule)
+                    ),
                 )
             })?;
             let line = Some(o.line);
@@ -126,7 +130,7 @@ impl Policy {
     pub fn enforce(&self, rule: &str, caller: &Caller, target: Target<'_>) -> bool {
         let is_admin = self.is_admin(caller);
         let creds = Creds { caller, is_admin };
-        self.eval_rule(rule, &creds, target, 0)
+        self.eval_rule(rule, &creds, target, 0, &mut HashMap::new())
     }
 
     /// Upstream's `context_is_admin` rule for `caller` (is_admin itself counts as false
@@ -139,21 +143,45 @@ impl Policy {
         let target = Target {
             project_id: &caller.project_id,
         };
-        self.eval_rule("context_is_admin", &creds, target, 0)
+        self.eval_rule("context_is_admin", &creds, target, 0, &mut HashMap::new())
     }
 
-    fn eval_rule(&self, name: &str, creds: &Creds<'_>, target: Target<'_>, depth: usize) -> bool {
-        match self.rules.get(name) {
-            Some(check) if depth < MAX_DEPTH => self.eval(check, creds, target, depth + 1),
-            _ => false,
+    /// A named rule's result. `memo` holds the rules already evaluated in this check
+    /// (the credentials and the target are the same throughout), so each rule is
+    /// evaluated once however often it is referred to: linear, not exponential, in
+    /// `rN: "rule:rN+1 or rule:rN+1"` chains.
+    fn eval_rule<'p>(
+        &'p self,
+        name: &str,
+        creds: &Creds<'_>,
+        target: Target<'_>,
+        depth: usize,
+        memo: &mut Memo<'p>,
+    ) -> bool {
+        let Some((key, check)) = self.rules.get_key_value(name) else {
+            return false;
+        };
+        if let Some(&known) = memo.get(key.as_str()) {
+            return known;
         }
+        // Nesting is bounded at load; this guard is never reached by a loaded policy.
+        let result = depth < MAX_DEPTH && self.eval(check, creds, target, depth + 1, memo);
+        memo.insert(key, result);
+        result
     }
 
-    fn eval(&self, check: &Check, creds: &Creds<'_>, target: Target<'_>, depth: usize) -> bool {
+    fn eval<'p>(
+        &'p self,
+        check: &'p Check,
+        creds: &Creds<'_>,
+        target: Target<'_>,
+        depth: usize,
+        memo: &mut Memo<'p>,
+    ) -> bool {
         match check {
             Check::Always => true,
             Check::Never => false,
-            Check::Rule(name) => self.eval_rule(name, creds, target, depth),
+            Check::Rule(name) => self.eval_rule(name, creds, target, depth, memo),
             Check::Role(value) => value.resolve(target).is_some_and(|role| {
                 creds
                     .caller
@@ -165,10 +193,25 @@ impl Policy {
                 (Some(have), Some(want)) => have == want,
                 _ => false,
             },
-            Check::Not(inner) => !self.eval(inner, creds, target, depth),
-            Check::And(terms) => terms.iter().all(|t| self.eval(t, creds, target, depth)),
-            Check::Or(terms) => terms.iter().any(|t| self.eval(t, creds, target, depth)),
+            Check::Not(inner) => !self.eval(inner, creds, target, depth, memo),
+            Check::And(terms) => terms
+                .iter()
+                .all(|t| self.eval(t, creds, target, depth, memo)),
+            Check::Or(terms) => terms
+                .iter()
+                .any(|t| self.eval(t, creds, target, depth, memo)),
         }
+    }
+}
+
+/// The results of the rules evaluated so far in one check.
+type Memo<'p> = HashMap<&'p str, bool>;
+
+/// A rule's text for an error message: at most 80 characters.
+fn shortened(rule: &str) -> String {
+    match rule.char_indices().nth(80) {
+        Some((cut, _)) => format!("{}...", &rule[..cut]),
+        None => rule.to_string(),
     }
 }
 
@@ -233,14 +276,17 @@ fn walk<'c>(check: &'c Check, out: &mut Vec<&'c Check>) {
     }
 }
 
+/// The rules `check` refers to, each once, in order of appearance.
 fn references(check: &Check) -> Vec<&str> {
     let mut all = Vec::new();
     walk(check, &mut all);
+    let mut seen = HashSet::new();
     all.into_iter()
         .filter_map(|c| match c {
             Check::Rule(name) => Some(name.as_str()),
             _ => None,
         })
+        .filter(|name| seen.insert(*name))
         .collect()
 }
 
@@ -262,8 +308,9 @@ fn validate(rules: &HashMap<String, Loaded>) -> Result<(), (Option<usize>, Strin
         }
         check_keys(name, loaded)?;
     }
+    let mut heights = HashMap::new();
     for name in &names {
-        if let Some((blamed, message)) = cycle_or_depth(rules, name, &mut Vec::new()) {
+        if let Err((blamed, message)) = cycle_or_depth(rules, name, &mut Vec::new(), &mut heights) {
             return Err((rules.get(&blamed).and_then(|l| l.line), message));
         }
     }
@@ -302,39 +349,53 @@ fn check_keys(name: &str, loaded: &Loaded) -> Result<(), (Option<usize>, String)
 }
 
 /// A `rule:` to an undefined name, a cycle through `name`, or nesting deeper than
-/// [`MAX_DEPTH`]: the rule to blame and the message, else `None`.
-fn cycle_or_depth(
-    rules: &HashMap<String, Loaded>,
-    name: &str,
-    stack: &mut Vec<String>,
-) -> Option<(String, String)> {
-    if let Some(at) = stack.iter().position(|n| n == name) {
-        let mut cycle: Vec<&str> = stack[at..].iter().map(String::as_str).collect();
+/// [`MAX_DEPTH`]: the rule to blame and the message. Else the height of `name`: how many
+/// rules its longest chain of `rule:` references has, itself included. `heights` keeps
+/// the heights found, so each rule is walked once (linear, however often a rule is
+/// referred to).
+fn cycle_or_depth<'r>(
+    rules: &'r HashMap<String, Loaded>,
+    name: &'r str,
+    stack: &mut Vec<&'r str>,
+    heights: &mut HashMap<&'r str, usize>,
+) -> Result<usize, (String, String)> {
+    if let Some(at) = stack.iter().position(|n| *n == name) {
+        let mut cycle: Vec<&str> = stack[at..].to_vec();
         cycle.push(name);
         let message = format!(
             "rules refer to each other in a cycle: {}",
             cycle.join(" -> ")
         );
-        return Some((stack[at].clone(), message));
+        return Err((stack[at].to_string(), message));
     }
-    if stack.len() >= MAX_DEPTH {
-        let message = format!(
-            "`rule:` references nest deeper than {MAX_DEPTH} from `{}`",
-            stack[0]
-        );
-        return Some((stack[0].clone(), message));
-    }
-    let Some(loaded) = rules.get(name) else {
-        let from = stack.last().cloned().unwrap_or_default();
-        let message = format!("rule `{from}` refers to `rule:{name}`, which is not defined");
-        return Some((from, message));
+    let too_deep = |stack: &[&str]| {
+        let root = stack.first().copied().unwrap_or(name).to_string();
+        let message = format!("`rule:` references nest deeper than {MAX_DEPTH} from `{root}`");
+        Err((root, message))
     };
-    stack.push(name.to_string());
-    let found = references(&loaded.check)
-        .into_iter()
-        .find_map(|r| cycle_or_depth(rules, r, stack));
+    if stack.len() >= MAX_DEPTH {
+        return too_deep(stack);
+    }
+    if let Some(&height) = heights.get(name) {
+        return if stack.len() + height > MAX_DEPTH {
+            too_deep(stack)
+        } else {
+            Ok(height)
+        };
+    }
+    let Some((key, loaded)) = rules.get_key_value(name) else {
+        let from = stack.last().copied().unwrap_or_default().to_string();
+        let message = format!("rule `{from}` refers to `rule:{name}`, which is not defined");
+        return Err((from, message));
+    };
+    stack.push(key);
+    let mut below = 0;
+    for r in references(&loaded.check) {
+        below = below.max(cycle_or_depth(rules, r, stack, heights)?);
+    }
     stack.pop();
-    found
+    heights.insert(key, below + 1);
+    Ok(below + 1)
 }
 
 #[cfg(test)]

@@ -20,6 +20,11 @@
 
 use std::fmt;
 
+/// How deeply `not` and parentheses may nest in one rule: the parser, the load-time
+/// checks and the evaluation recurse once per level, and a request is checked on a
+/// worker thread's stack.
+pub const MAX_NESTING: usize = 64;
+
 /// One parsed rule.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Check {
@@ -59,7 +64,7 @@ pub enum Piece {
     Target(String),
 }
 
-/// Why a rule does not parse: what, and where (a byte offset in the rule).
+/// Why a rule does not parse: what, and where (a character offset in the rule).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message} (at character {})", .at + 1)]
 pub struct ParseError {
@@ -128,16 +133,21 @@ pub fn parse(rule: &str) -> Result<Check, ParseError> {
         tokens: &tokens,
         pos: 0,
         end: rule.len(),
+        depth: 0,
     };
-    let check = p.expr()?;
-    match p.peek() {
+    let parsed = p.expr().and_then(|check| match p.peek() {
         None => Ok(check),
         Some(t) if t.text == ")" => Err(p.error("unbalanced `)`")),
         Some(t) => Err(p.error(&format!(
             "expected `and`, `or` or the end, found `{}`",
             t.text
         ))),
-    }
+    });
+    // Positions are found as byte offsets; a user counts characters.
+    parsed.map_err(|e| ParseError {
+        at: rule.get(..e.at).map_or(e.at, |s| s.chars().count()),
+        message: e.message,
+    })
 }
 
 struct Parser<'t, 'a> {
@@ -145,6 +155,8 @@ struct Parser<'t, 'a> {
     pos: usize,
     /// The rule's length: where an unexpected end is reported.
     end: usize,
+    /// How many `not` and `(` enclose the current token ([`MAX_NESTING`] at most).
+    depth: usize,
 }
 
 impl<'a> Parser<'_, 'a> {
@@ -161,6 +173,18 @@ impl<'a> Parser<'_, 'a> {
             message: message.to_string(),
             at: self.at(),
         }
+    }
+
+    /// One more level of `not` or `(`: refused beyond [`MAX_NESTING`], before the parser
+    /// (and later the checks and the evaluation) recurse deeper than a thread's stack.
+    fn enter(&mut self) -> Result<(), ParseError> {
+        self.depth += 1;
+        if self.depth > MAX_NESTING {
+            return Err(self.error(&format!(
+                "`not` and parentheses nest deeper than {MAX_NESTING}"
+            )));
+        }
+        Ok(())
     }
 
     fn eat_keyword(&mut self, word: &str) -> bool {
@@ -199,7 +223,10 @@ impl<'a> Parser<'_, 'a> {
 
     fn not_expr(&mut self) -> Result<Check, ParseError> {
         if self.eat_keyword("not") {
-            return Ok(Check::Not(Box::new(self.not_expr()?)));
+            self.enter()?;
+            let inner = self.not_expr()?;
+            self.depth -= 1;
+            return Ok(Check::Not(Box::new(inner)));
         }
         self.atom()
     }
@@ -215,7 +242,9 @@ impl<'a> Parser<'_, 'a> {
         self.pos += 1;
         match token.text {
             "(" => {
+                self.enter()?;
                 let inner = self.expr()?;
+                self.depth -= 1;
                 match self.peek() {
                     Some(t) if t.text == ")" => {
                         self.pos += 1;

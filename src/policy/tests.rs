@@ -263,3 +263,76 @@ proptest::proptest! {
         proptest::prop_assert!(parse(&rule).is_ok(), "{}", rule);
     }
 }
+
+#[test]
+fn nesting_deeper_than_the_cap_is_a_parse_error_not_a_stack_overflow() {
+    for n in [super::parse::MAX_NESTING + 1, 10_000, 30_000] {
+        let nots = format!("{}@", "not ".repeat(n));
+        let e = parse(&nots).unwrap_err();
+        assert!(e.message.contains("nest"), "{n}: {e}");
+        let parens = format!("{}@{}", "(".repeat(n), ")".repeat(n));
+        let e = parse(&parens).unwrap_err();
+        assert!(e.message.contains("nest"), "{n}: {e}");
+    }
+    let e = policy(&[
+        ("flavor:index", ""),
+        ("instance:delete", &format!("{}@", "not ".repeat(30_000))),
+    ])
+    .unwrap_err();
+    assert_eq!(e.line, Some(2), "{e}");
+    // At the cap, still a rule.
+    let deep = format!("{}@", "not ".repeat(super::parse::MAX_NESTING));
+    assert!(parse(&deep).is_ok());
+    let deep = format!(
+        "{}@{}",
+        "(".repeat(super::parse::MAX_NESTING),
+        ")".repeat(super::parse::MAX_NESTING)
+    );
+    assert!(parse(&deep).is_ok());
+}
+
+/// `rN: "rule:rN+1 or rule:rN+1"`: without memoisation, loading and evaluating walk
+/// every one of the 2^31 paths and never finish.
+#[test]
+fn doubling_rule_chains_load_and_evaluate_in_linear_time() {
+    let depth = MAX_DEPTH - 1;
+    let names: Vec<String> = (1..=depth).map(|i| format!("r{i}")).collect();
+    let mut rules: Vec<(String, String)> =
+        vec![("instance:delete".into(), "rule:r1 or rule:r1".into())];
+    for (i, name) in names.iter().enumerate() {
+        let rule = match names.get(i + 1) {
+            Some(next) => format!("rule:{next} or rule:{next}"),
+            None => "role:deep".to_string(),
+        };
+        rules.push((name.clone(), rule));
+    }
+    let rules: Vec<(&str, &str)> = rules
+        .iter()
+        .map(|(n, r)| (n.as_str(), r.as_str()))
+        .collect();
+    let p = policy(&rules).unwrap();
+    for _ in 0..100 {
+        assert!(!p.enforce(
+            "instance:delete",
+            &caller("a", "p1", &["member"]),
+            target("p1")
+        ));
+    }
+    assert!(p.enforce(
+        "instance:delete",
+        &caller("a", "p1", &["deep"]),
+        target("p1")
+    ));
+}
+
+#[test]
+fn parse_errors_count_characters_not_bytes() {
+    assert!(parse("é:x or")
+        .unwrap_err()
+        .to_string()
+        .contains("at character 7"));
+    assert!(parse("é:x )")
+        .unwrap_err()
+        .to_string()
+        .contains("at character 5"));
+}

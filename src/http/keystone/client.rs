@@ -125,8 +125,15 @@ impl Client {
         let resp = sent.map_err(|e| self.unreachable(&e))?;
         match resp.status() {
             s if s.is_success() => {}
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::NOT_FOUND => {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
                 return Err(KeystoneError::CredentialsRefused(resp.status().as_u16()))
+            }
+            // Keystone answers 401 to wrong credentials; a 404 is a URL that has no
+            // `/auth/tokens` (typically one without `/v3`).
+            StatusCode::NOT_FOUND => {
+                return Err(KeystoneError::UrlNotFound {
+                    url: self.settings.url.clone(),
+                })
             }
             s => return Err(status("authentication", s)),
         }

@@ -42,6 +42,11 @@ pub const VALIDATION_DEADLINE: Duration = Duration::from_secs(10);
 /// quarter of its lifetime, if that is less).
 const RENEW_MARGIN: Duration = Duration::from_secs(60);
 
+/// After Keystone refused troved's own credentials, how long troved answers 503 without
+/// asking again: retrying on every request could lock the service user out (Keystone's
+/// `lockout_failure_attempts`).
+const REFUSED_BACKOFF: Duration = Duration::from_secs(10);
+
 /// `Retry-After` of a 503 caused by Keystone.
 const RETRY_AFTER_SECS: u64 = 5;
 
@@ -54,6 +59,8 @@ pub enum KeystoneError {
     Status { what: &'static str, status: u16 },
     #[error("Keystone refused troved's service credentials (HTTP {0}): check TROVED_KEYSTONE_USER, TROVED_KEYSTONE_PASSWORD, TROVED_KEYSTONE_PROJECT and their domains")]
     CredentialsRefused(u16),
+    #[error("Keystone URL {url} answered 404: check --keystone-url (it normally ends in /v3)")]
+    UrlNotFound { url: String },
     #[error("Keystone refused to let troved's service user validate tokens (HTTP 403): give it the `service` role (openstack role add --user USER --project PROJECT service)")]
     NotAService,
     #[error("Keystone's answer to a {what} request could not be read: {cause}")]
@@ -69,6 +76,7 @@ impl KeystoneError {
             KeystoneError::Unreachable { .. } => "unreachable",
             KeystoneError::Status { .. } | KeystoneError::BadAnswer { .. } => "error",
             KeystoneError::CredentialsRefused(_) => "credentials_refused",
+            KeystoneError::UrlNotFound { .. } => "not_found",
             KeystoneError::NotAService => "forbidden",
             KeystoneError::Client(_) => "error",
         }
@@ -103,7 +111,9 @@ pub async fn connect(cfg: &ServeConfig) -> Result<Arc<Keystone>, String> {
             url = keystone.client.url(),
             "Keystone accepted troved's service user"
         ),
-        Err(e @ KeystoneError::CredentialsRefused(_)) => return Err(e.to_string()),
+        Err(e @ (KeystoneError::CredentialsRefused(_) | KeystoneError::UrlNotFound { .. })) => {
+            return Err(e.to_string())
+        }
         Err(e) => tracing::warn!(
             error = %e,
             "Keystone not available at start; requests are answered 503 until it is"
@@ -228,6 +238,9 @@ impl Keystone {
 #[derive(Default)]
 struct ServiceToken {
     current: Mutex<Option<Current>>,
+    /// Keystone's last refusal of troved's credentials (or URL), and until when no new
+    /// token is asked for ([`REFUSED_BACKOFF`]).
+    refused: Mutex<Option<(Instant, KeystoneError)>>,
 }
 
 struct Current {
@@ -241,7 +254,25 @@ impl ServiceToken {
         if let Some(c) = current.as_ref().filter(|c| Instant::now() < c.renew_at) {
             return Ok(c.token.clone());
         }
-        let issued = client.authenticate().await?;
+        let mut refused = self.refused.lock().await;
+        if let Some((until, e)) = refused.as_ref().filter(|(u, _)| Instant::now() < *u) {
+            tracing::debug!(left = ?until.saturating_duration_since(Instant::now()), "service credentials refused recently: not asking Keystone");
+            return Err(e.clone());
+        }
+        let issued = match client.authenticate().await {
+            Ok(issued) => issued,
+            Err(e @ (KeystoneError::CredentialsRefused(_) | KeystoneError::UrlNotFound { .. })) => {
+                if refused.is_none() {
+                    tracing::error!(error = %e, backoff = ?REFUSED_BACKOFF, "Keystone refuses troved's service user: requests are answered 503, and Keystone is asked again at most once per backoff");
+                }
+                *refused = Some((Instant::now() + REFUSED_BACKOFF, e.clone()));
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
+        if refused.take().is_some() {
+            tracing::info!("Keystone accepts troved's service user again");
+        }
         let lifetime = (issued.expires_at - Utc::now())
             .to_std()
             .unwrap_or_default();
@@ -279,5 +310,86 @@ fn unavailable(e: &KeystoneError) -> ApiError {
         message: "The identity service is temporarily unavailable; retry later.".into(),
         retry_after: RETRY_AFTER_SECS,
         cause: e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use crate::config::Password;
+
+    /// A stand-in for Keystone answering every request with `status` and no body; the
+    /// number of `POST /auth/tokens` it was sent.
+    async fn fake_keystone(status: &'static str) -> (String, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/v3", listener.local_addr().unwrap());
+        let posts = Arc::new(AtomicUsize::new(0));
+        let counted = posts.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let counted = counted.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match conn.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    if head.starts_with(b"POST /v3/auth/tokens") {
+                        counted.fetch_add(1, Ordering::SeqCst);
+                    }
+                    let answer = format!(
+                        "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                    );
+                    let _ = conn.write_all(answer.as_bytes()).await;
+                });
+            }
+        });
+        (url, posts)
+    }
+
+    fn keystone(url: &str) -> Keystone {
+        Keystone::new(KeystoneSettings {
+            url: url.to_string(),
+            user: "troved".into(),
+            password: Password::for_tests("changed-since"),
+            project: "service".into(),
+            user_domain: "Default".into(),
+            project_domain: "Default".into(),
+            cache_secs: 0,
+        })
+        .unwrap()
+    }
+
+    /// Refused service credentials: 503, and Keystone is not asked again on every
+    /// request (which could lock the service user out).
+    #[tokio::test]
+    async fn refused_service_credentials_back_off() {
+        let (url, posts) = fake_keystone("401 Unauthorized").await;
+        let ks = keystone(&url);
+        for token in ["t1", "t2", "t3", "t1"] {
+            let e = ks.caller(Some(token)).await.unwrap_err();
+            assert_eq!(e.status_code().as_u16(), 503, "{token}");
+        }
+        assert_eq!(posts.load(Ordering::SeqCst), 1);
+    }
+
+    /// A URL without `/v3` (Keystone's root answers 404): said as such.
+    #[tokio::test]
+    async fn a_404_names_the_keystone_url() {
+        let (url, _) = fake_keystone("404 Not Found").await;
+        let ks = keystone(&url);
+        let e = ks.service.token(&ks.client).await.unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("answered 404"), "{text}");
+        assert!(text.contains("check --keystone-url"), "{text}");
+        assert!(!text.contains("refused"), "{text}");
     }
 }
