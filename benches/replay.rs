@@ -40,6 +40,9 @@ use aggregates::instance::{
 };
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::json;
+
+mod common;
+use common::sh;
 use troved::runtime::codec::{self, CommandMeta};
 use troved::runtime::projector::{self, ReadModels};
 use troved::store::sqlite::SqliteStore;
@@ -299,16 +302,6 @@ fn main() {
         std::fs::write(&path, new).expect("write docs/performance.md");
         eprintln!("wrote {}", path.display());
     }
-}
-
-fn sh(cmd: &str, args: &[&str]) -> String {
-    Command::new(cmd)
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default()
 }
 
 fn thousands(x: u64) -> String {

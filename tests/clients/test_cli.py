@@ -43,6 +43,17 @@ def free_port():
         return s.getsockname()[1]
 
 
+def stop_child(proc):
+    """Stops a child process we started: SIGTERM, then SIGKILL after 10 s."""
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
 class Troved:
     """One `troved serve` child on a free loopback port with its own data dir."""
 
@@ -113,13 +124,7 @@ class Troved:
         return f"{self.base}/v1.0/{project}"
 
     def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        stop_child(self.proc)
         self.proc = None
 
     def close(self):

@@ -28,7 +28,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_cli import (  # noqa: E402  (the same harness as the noauth CLI test)
-    CLI_TIMEOUT, UUID_RE, Report, Result, Troved, active, by, eq, free_port, has,
+    CLI_TIMEOUT, UUID_RE, Report, Result, Troved, active, by, eq, free_port, has, stop_child,
 )
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -77,13 +77,8 @@ class Keystone:
         return json.loads(self.script("provision", self.url, self.dir, *extra))
 
     def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        stop_child(self.proc)
+        self.proc = None
         if self.log is not None:
             self.log.close()
             self.log = None
