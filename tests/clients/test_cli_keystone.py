@@ -13,7 +13,8 @@ catalog, troved validates the CLI's Keystone token.
 
 Checks: a member of p1 creates, lists, shows and deletes an instance; the member
 cannot list all projects' instances (mgmt); a member of p2 neither sees nor shows p1's
-instance; an admin sees it with --all-projects. Output as tests/clients/test_cli.py.
+instance; an admin sees it with --all-projects; troved's policy file (`instance:restart`
+admin-only) refuses the member a restart. Output as tests/clients/test_cli.py.
 """
 
 import argparse
@@ -165,6 +166,11 @@ def checks(report, S, alice, bob, ops, info):
         row = by(instances(ops, "--all-projects"), "ID", S["inst"])
         eq((row["Name"], row["Tenant ID"]), ("ks1", p1), "name / Tenant ID")
 
+    with report.check("keystone: the policy file refuses alice a restart (role:admin): 403"):
+        r = alice("database", "instance", "restart", S["inst"])
+        eq(r.rc, 1, "exit code")
+        has(r.err, "Policy doesn't allow instance:restart to be performed. (HTTP 403)", "stderr")
+
     with report.check("keystone: bob cannot delete it; alice deletes it"):
         r = bob("database", "instance", "delete", S["inst"])
         eq(r.rc, 1, "exit code of bob's delete")
@@ -184,8 +190,12 @@ def run(args):
         ks.start()
         info = ks.provision()
         svc = info["users"]["troved"]
+        policy = os.path.join(workdir, "policy.yaml")
+        with open(policy, "w") as f:
+            f.write('# only administrators restart instances\n"instance:restart": "role:admin"\n')
         troved = Troved(args.troved, workdir, "troved", 0,
-                        extra=["--auth", "keystone", "--keystone-url", ks.url],
+                        extra=["--auth", "keystone", "--keystone-url", ks.url,
+                               "--policy-file", policy],
                         env={"TROVED_KEYSTONE_USER": "troved",
                              "TROVED_KEYSTONE_PASSWORD": svc["password"],
                              "TROVED_KEYSTONE_PROJECT": "service"})
