@@ -1924,8 +1924,9 @@ async fn esdb_subscriptions_across_a_demotion() {
 /// A server-side timeout (`Aborted`, "Operation timed out") leaves the outcome unknown:
 /// the write may have landed. With an exact or "no stream" expectation the adapter sends
 /// it again (the same ids: idempotent), also past retries the leader drops as too early,
-/// and at last looks for the events; with `Any` it answers `Unavailable` (503), never an
-/// I/O error (500), and writes nothing twice.
+/// and at last looks for the events: found once replicated, else `Unavailable` (the write
+/// may still land); with `Any` it answers `Unavailable` (503), never an I/O error (500),
+/// and writes nothing twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn esdb_server_timeouts_are_retried_or_unavailable() {
     let double = EsdbDouble::start().await;
@@ -1947,14 +1948,27 @@ async fn esdb_server_timeouts_are_retried_or_unavailable() {
         .expect("a too-early retry dropped, the next one answered");
     assert_eq!(second.next_revision, 2);
 
+    // Every retry dropped: the original is not replicated, so it cannot be read either
+    // (the server's `IdempotentNotReady`); the outcome is unknown: Unavailable, "may
+    // still land". Once replicated, the same append is idempotent.
     double.time_out_after_write(1);
     double.drop_early_retries(100);
-    let third = store
-        .append(&s, ExpectedRevision::Exact(2), events(1))
-        .await
-        .expect("every retry dropped: the events are found in the stream");
-    assert_eq!(third.next_revision, 3);
+    let third_events = events(1);
+    let pending = store
+        .append(&s, ExpectedRevision::Exact(2), third_events.clone())
+        .await;
+    match &pending {
+        Err(StoreError::Unavailable(m)) => assert!(m.contains("may still land"), "{m}"),
+        other => panic!("expected Unavailable while not replicated, got {other:?}"),
+    }
+    assert_eq!(store.read_stream(&s).await.unwrap().len(), 3, "not visible");
+    double.replicate();
     double.drop_early_retries(0);
+    let third = store
+        .append(&s, ExpectedRevision::Exact(2), third_events)
+        .await
+        .expect("replicated: the same append is idempotent");
+    assert_eq!(third.next_revision, 3);
 
     let stored = store.read_stream(&s).await.unwrap();
     assert_eq!(stored.len(), 4, "each append landed once");
