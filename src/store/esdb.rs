@@ -79,6 +79,14 @@ fn server_timeout(e: &eventstore::Error) -> bool {
     matches!(e, eventstore::Error::Grpc { code, .. } if i32::from(*code) == GRPC_ABORTED)
 }
 
+/// A write's outcome is unknown: the server timed it out ([`server_timeout`]), or the
+/// call's deadline ([`DEADLINE`]) passed before an answer came (`DeadlineExceeded`: the
+/// request may have reached the server and landed, or may still land). Either way an
+/// append is handled alike: sent again when repeatable, then looked for.
+fn unknown_outcome(e: &eventstore::Error) -> bool {
+    server_timeout(e) || matches!(e, eventstore::Error::DeadlineExceeded)
+}
+
 /// Whether a call failed for want of a connection or of the leader (and may simply be
 /// made again).
 fn transient(e: &eventstore::Error) -> bool {
@@ -358,7 +366,7 @@ impl EsdbStore {
                 }
                 Err(e)
                     if repeatable
-                        && server_timeout(&e)
+                        && unknown_outcome(&e)
                         && SERVER_TIMEOUT_RETRY.allows(timeouts + 1) =>
                 {
                     timeouts += 1;
@@ -519,6 +527,17 @@ fn store_error(e: eventstore::Error) -> StoreError {
     }
 }
 
+/// An append whose outcome stayed unknown ([`unknown_outcome`]): `Unavailable`, saying
+/// that it may still land.
+fn unknown_outcome_error(e: eventstore::Error) -> StoreError {
+    match e {
+        eventstore::Error::DeadlineExceeded => StoreError::Unavailable(format!(
+            "EventStoreDB did not answer in time; a write may still land: {e}"
+        )),
+        other => store_error(other),
+    }
+}
+
 fn to_esdb(p: Position) -> eventstore::Position {
     eventstore::Position {
         commit: p.commit,
@@ -603,12 +622,12 @@ impl EventStore for EsdbStore {
             Err(eventstore::Error::ResourceDeleted) => {
                 Err(StoreError::StreamDeleted(stream.to_string()))
             }
-            Err(e) if repeatable && server_timeout(&e) => {
-                // Every try timed out on the server: the events may have landed all the
-                // same. Look, as after a stale expectation.
+            Err(e) if repeatable && unknown_outcome(&e) => {
+                // Every try timed out (on the server, or its deadline passed): the events
+                // may have landed all the same. Look, as after a stale expectation.
                 match self.earlier_append(stream, &events).await? {
                     Some(outcome) => Ok(outcome),
-                    None => Err(store_error(e)),
+                    None => Err(unknown_outcome_error(e)),
                 }
             }
             Err(e) => Err(self.conn.error(generation, e)),
@@ -768,5 +787,18 @@ mod tests {
             .err()
             .expect("refused");
         assert!(!err.to_string().contains("s3cret"), "{err}");
+    }
+
+    /// A deadline that passed on an append leaves its outcome unknown, like a server
+    /// timeout: sent again when repeatable, then looked for; never a plain failure.
+    #[test]
+    fn a_passed_deadline_is_an_unknown_outcome() {
+        assert!(unknown_outcome(&eventstore::Error::DeadlineExceeded));
+        assert!(!unknown_outcome(&eventstore::Error::ConnectionClosed));
+        assert!(!unknown_outcome(&eventstore::Error::ResourceNotFound));
+        match unknown_outcome_error(eventstore::Error::DeadlineExceeded) {
+            StoreError::Unavailable(m) => assert!(m.contains("may still land"), "{m}"),
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
     }
 }
