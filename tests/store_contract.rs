@@ -1857,6 +1857,43 @@ async fn esdb_not_leader_is_retried_on_the_leader() {
     assert_eq!(ids(&all), ids(&stored));
 }
 
+/// The single-event read behind an empty append (a check of the expectation) and behind
+/// an answer without a position is made again like the other reads: after NotLeader on
+/// the leader it names, and after "Server Is Not Ready" while the node gets ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn esdb_event_reads_are_retried_like_the_other_reads() {
+    let first = EsdbDouble::start().await;
+    let second = EsdbDouble::start_node_of(&first).await;
+    let store = EsdbStore::connect(&first.url()).await.unwrap();
+    let s = uniq("eventat");
+    let written = store
+        .append(&s, ExpectedRevision::NoStream, events(1))
+        .await
+        .unwrap();
+    first.demote(Some(&second));
+    let checked = store
+        .append(&s, ExpectedRevision::Exact(0), Vec::new())
+        .await
+        .expect("read again on the leader");
+    assert_eq!(checked.next_revision, 0);
+    assert_eq!(checked.position, written.position);
+
+    // Not ready for less than the retries last (50 + 100 + 150 ms).
+    second.fail_reads(true);
+    let ready = {
+        let second = &second;
+        async move {
+            tokio::time::sleep(Duration::from_millis(80)).await;
+            second.fail_reads(false);
+        }
+    };
+    let (checked, ()) = tokio::join!(
+        store.append(&s, ExpectedRevision::Exact(0), Vec::new()),
+        ready
+    );
+    assert_eq!(checked.expect("read again once ready").next_revision, 0);
+}
+
 /// What a subscription does when its node is demoted: the server keeps an open
 /// subscription live on the follower (its `SubscriptionsService` drops subscribers only at
 /// shutdown; the follower's log grows by replication), so events keep coming. A new one

@@ -211,6 +211,16 @@ impl EsdbStore {
             .forwards()
             .position(StreamPosition::Start)
             .deadline(DEADLINE);
+        self.read_stream_with(stream, &options).await
+    }
+
+    /// One read of a stream, whole, made again when it failed for want of a connection or
+    /// of the leader ([`CALL_RETRY`]); a missing stream is empty.
+    async fn read_stream_with(
+        &self,
+        stream: &str,
+        options: &ReadStreamOptions,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
         let mut attempt = 0;
         'read: loop {
             let (generation, client) = self.conn.get();
@@ -223,7 +233,7 @@ impl EsdbStore {
                     Some(self.conn.missing_is_empty(generation, stream, e))
                 }
             };
-            let mut read = match client.read_stream(stream, &options).await {
+            let mut read = match client.read_stream(stream, options).await {
                 Ok(read) => read,
                 Err(e) => match failed(e) {
                     Some(result) => return result,
@@ -250,7 +260,8 @@ impl EsdbStore {
         }
     }
 
-    /// The stream's event at `revision` (`None`: its last), if any.
+    /// The stream's event at `revision` (`None`: its last), if any; made again like the
+    /// other reads.
     async fn event_at(
         &self,
         stream: &str,
@@ -261,15 +272,11 @@ impl EsdbStore {
             .position(revision.map_or(StreamPosition::End, StreamPosition::Position))
             .max_count(1)
             .deadline(DEADLINE);
-        let (generation, client) = self.conn.get();
-        let mut read = match client.read_stream(stream, &options).await {
-            Ok(read) => read,
-            Err(e) => return self.conn.missing_is_empty(generation, stream, e),
-        };
-        match read.next().await {
-            Ok(event) => Ok(event.as_ref().map(recorded)),
-            Err(e) => self.conn.missing_is_empty(generation, stream, e),
-        }
+        Ok(self
+            .read_stream_with(stream, &options)
+            .await?
+            .into_iter()
+            .next())
     }
 
     /// After a wrong expected version: were these events appended already (a retry whose
