@@ -2040,10 +2040,29 @@ async fn esdb_lag_is_counted_in_events() {
         .append(&s, ExpectedRevision::Exact(0), events(3))
         .await
         .unwrap();
-    assert_eq!(store.events_after(first.position).await.unwrap(), 3);
-    assert_eq!(store.events_after(Position::START).await.unwrap(), 4);
     let head = store.head().await.unwrap();
-    assert_eq!(store.events_after(head).await.unwrap(), 0);
+    let max = troved::store::EVENTS_AFTER_MAX;
+    assert_eq!(
+        store.events_after(first.position, head, max).await.unwrap(),
+        3
+    );
+    assert_eq!(
+        store
+            .events_after(Position::START, head, max)
+            .await
+            .unwrap(),
+        4
+    );
+    assert_eq!(store.events_after(head, head, max).await.unwrap(), 0);
+    // Capped: a larger lag reads as the cap.
+    assert_eq!(
+        store.events_after(Position::START, head, 2).await.unwrap(),
+        2
+    );
+    // No lag, no read: it answers even while reads fail.
+    double.fail_reads(true);
+    assert_eq!(store.events_after(head, head, max).await.unwrap(), 0);
+    double.fail_reads(false);
     assert!(
         head.commit - first.position.commit > 300,
         "positions are offsets"
@@ -2059,7 +2078,11 @@ async fn esdb_lag_is_counted_in_events() {
         .append(&s, ExpectedRevision::Exact(0), events(3))
         .await
         .unwrap();
-    assert_eq!(sqlite.events_after(at.position).await.unwrap(), 3);
+    let head = sqlite.head().await.unwrap();
+    assert_eq!(
+        sqlite.events_after(at.position, head, max).await.unwrap(),
+        3
+    );
 }
 
 /// An append over the server's size limit is `TooLarge` (a 4xx on the API), nothing
