@@ -201,7 +201,7 @@ pub struct Gauges {
 
 impl Gauges {
     /// Events appended but not applied yet (exact; on EventStoreDB counted up to
-    /// `store::EVENTS_AFTER_MAX`).
+    /// `store::METRICS_LAG_MAX`).
     pub fn lag(&self) -> Option<u64> {
         self.lag_events
     }
@@ -554,7 +554,7 @@ impl Metrics {
         );
         read.register(
             "troved_projection_lag_events",
-            help("Events appended but not yet applied to the read models (counted: exact, on EventStoreDB up to 10000)."),
+            help("Events appended but not yet applied to the read models (counted: exact, on EventStoreDB up to 1000)."),
             Reading(gauges.lag()),
         );
         read.register(

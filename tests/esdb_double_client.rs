@@ -64,6 +64,25 @@ async fn read_all(client: &Client, options: &ReadAllOptions) -> Vec<ResolvedEven
     out
 }
 
+/// How many events a forwards read of `stream` returns.
+async fn stream_len(client: &Client, stream: &str) -> usize {
+    let options = ReadStreamOptions::default().position(StreamPosition::Start);
+    read_stream(client, stream, &options)
+        .await
+        .expect("read_stream")
+        .len()
+}
+
+/// The ids of every event a forwards read of `$all` returns.
+async fn all_ids(client: &Client) -> Vec<Uuid> {
+    let options = ReadAllOptions::default().position(StreamPosition::Start);
+    read_all(client, &options)
+        .await
+        .iter()
+        .map(|e| e.get_original_event().id)
+        .collect()
+}
+
 fn pos(e: &RecordedEvent) -> (u64, u64) {
     (e.position.commit, e.position.prepare)
 }
@@ -1155,18 +1174,14 @@ async fn server_timeouts_answer_aborted() {
         "Commit",
     );
     assert_eq!(double.user_event_count(), 1, "the write landed");
+    assert_eq!(stream_len(&client, "t").await, 1, "and is replicated");
+    // A retry of a replicated write is idempotent, even while retries are dropped.
     double.drop_early_retries(1);
-    aborted(
-        append(&client, "t", ExpectedRevision::NoStream, vec![ev()]).await,
-        "Prepare",
-    );
     let retried = append(&client, "t", ExpectedRevision::NoStream, vec![ev()])
         .await
-        .expect("the retry once the original is replicated");
+        .expect("a retry of a replicated write");
     assert_eq!(retried.next_expected_version, 0);
-    assert_eq!(double.user_event_count(), 1);
     // A write that is not a retry is not dropped.
-    double.drop_early_retries(1);
     append(
         &client,
         "t",
@@ -1175,6 +1190,61 @@ async fn server_timeouts_answer_aborted() {
     )
     .await
     .unwrap();
+
+    // A write that timed out while retries are dropped is pending: unreadable (stream and
+    // `$all`), its retries dropped, until the last drop replicates it.
+    let id = Uuid::new_v4();
+    let ev = || EventData::json("E", &serde_json::json!({})).unwrap().id(id);
+    double.time_out_after_write(1);
+    double.drop_early_retries(2);
+    aborted(
+        append(&client, "t", ExpectedRevision::Exact(1), vec![ev()]).await,
+        "Commit",
+    );
+    assert_eq!(double.user_event_count(), 3, "the write landed");
+    assert!(double.is_replicating());
+    assert_eq!(stream_len(&client, "t").await, 2, "not replicated yet");
+    let all = all_ids(&client).await;
+    assert!(!all.contains(&id), "not in $all either");
+    aborted(
+        append(&client, "t", ExpectedRevision::Exact(1), vec![ev()]).await,
+        "Prepare",
+    );
+    assert_eq!(stream_len(&client, "t").await, 2, "still pending");
+    aborted(
+        append(&client, "t", ExpectedRevision::Exact(1), vec![ev()]).await,
+        "Prepare",
+    );
+    assert!(!double.is_replicating(), "the last drop replicates it");
+    assert_eq!(stream_len(&client, "t").await, 3);
+    assert!(all_ids(&client).await.contains(&id));
+    let retried = append(&client, "t", ExpectedRevision::Exact(1), vec![ev()])
+        .await
+        .expect("the retry once the original is replicated");
+    assert_eq!(retried.next_expected_version, 2);
+
+    // `replicate()` ends the pending state at once; a count of 0 does not.
+    let id = Uuid::new_v4();
+    let ev = || EventData::json("E", &serde_json::json!({})).unwrap().id(id);
+    double.time_out_after_write(1);
+    double.drop_early_retries(100);
+    aborted(
+        append(&client, "t", ExpectedRevision::Exact(2), vec![ev()]).await,
+        "Commit",
+    );
+    double.drop_early_retries(0);
+    aborted(
+        append(&client, "t", ExpectedRevision::Exact(2), vec![ev()]).await,
+        "Prepare",
+    );
+    assert_eq!(stream_len(&client, "t").await, 3);
+    double.replicate();
+    assert_eq!(stream_len(&client, "t").await, 4);
+    let retried = append(&client, "t", ExpectedRevision::Exact(2), vec![ev()])
+        .await
+        .expect("idempotent once replicated");
+    assert_eq!(retried.next_expected_version, 3);
+    assert_eq!(double.user_event_count(), 4);
 }
 
 /// Over the server's maximum append size: INVALID_ARGUMENT "Maximum Append Size of N

@@ -273,7 +273,7 @@ const DECLARED: [(&str, &str, &str); 15] = [
     (
         "troved_projection_lag_events",
         "gauge",
-        "Events appended but not yet applied to the read models (counted: exact, on EventStoreDB up to 10000).",
+        "Events appended but not yet applied to the read models (counted: exact, on EventStoreDB up to 1000).",
     ),
     (
         "troved_command_cached_streams",

@@ -1857,6 +1857,43 @@ async fn esdb_not_leader_is_retried_on_the_leader() {
     assert_eq!(ids(&all), ids(&stored));
 }
 
+/// The single-event read behind an empty append (a check of the expectation) and behind
+/// an answer without a position is made again like the other reads: after NotLeader on
+/// the leader it names, and after "Server Is Not Ready" while the node gets ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn esdb_event_reads_are_retried_like_the_other_reads() {
+    let first = EsdbDouble::start().await;
+    let second = EsdbDouble::start_node_of(&first).await;
+    let store = EsdbStore::connect(&first.url()).await.unwrap();
+    let s = uniq("eventat");
+    let written = store
+        .append(&s, ExpectedRevision::NoStream, events(1))
+        .await
+        .unwrap();
+    first.demote(Some(&second));
+    let checked = store
+        .append(&s, ExpectedRevision::Exact(0), Vec::new())
+        .await
+        .expect("read again on the leader");
+    assert_eq!(checked.next_revision, 0);
+    assert_eq!(checked.position, written.position);
+
+    // Not ready for less than the retries last (50 + 100 + 150 ms).
+    second.fail_reads(true);
+    let ready = {
+        let second = &second;
+        async move {
+            tokio::time::sleep(Duration::from_millis(80)).await;
+            second.fail_reads(false);
+        }
+    };
+    let (checked, ()) = tokio::join!(
+        store.append(&s, ExpectedRevision::Exact(0), Vec::new()),
+        ready
+    );
+    assert_eq!(checked.expect("read again once ready").next_revision, 0);
+}
+
 /// What a subscription does when its node is demoted: the server keeps an open
 /// subscription live on the follower (its `SubscriptionsService` drops subscribers only at
 /// shutdown; the follower's log grows by replication), so events keep coming. A new one
@@ -1924,8 +1961,9 @@ async fn esdb_subscriptions_across_a_demotion() {
 /// A server-side timeout (`Aborted`, "Operation timed out") leaves the outcome unknown:
 /// the write may have landed. With an exact or "no stream" expectation the adapter sends
 /// it again (the same ids: idempotent), also past retries the leader drops as too early,
-/// and at last looks for the events; with `Any` it answers `Unavailable` (503), never an
-/// I/O error (500), and writes nothing twice.
+/// and at last looks for the events: found once replicated, else `Unavailable` (the write
+/// may still land); with `Any` it answers `Unavailable` (503), never an I/O error (500),
+/// and writes nothing twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn esdb_server_timeouts_are_retried_or_unavailable() {
     let double = EsdbDouble::start().await;
@@ -1947,14 +1985,27 @@ async fn esdb_server_timeouts_are_retried_or_unavailable() {
         .expect("a too-early retry dropped, the next one answered");
     assert_eq!(second.next_revision, 2);
 
+    // Every retry dropped: the original is not replicated, so it cannot be read either
+    // (the server's `IdempotentNotReady`); the outcome is unknown: Unavailable, "may
+    // still land". Once replicated, the same append is idempotent.
     double.time_out_after_write(1);
     double.drop_early_retries(100);
-    let third = store
-        .append(&s, ExpectedRevision::Exact(2), events(1))
-        .await
-        .expect("every retry dropped: the events are found in the stream");
-    assert_eq!(third.next_revision, 3);
+    let third_events = events(1);
+    let pending = store
+        .append(&s, ExpectedRevision::Exact(2), third_events.clone())
+        .await;
+    match &pending {
+        Err(StoreError::Unavailable(m)) => assert!(m.contains("may still land"), "{m}"),
+        other => panic!("expected Unavailable while not replicated, got {other:?}"),
+    }
+    assert_eq!(store.read_stream(&s).await.unwrap().len(), 3, "not visible");
+    double.replicate();
     double.drop_early_retries(0);
+    let third = store
+        .append(&s, ExpectedRevision::Exact(2), third_events)
+        .await
+        .expect("replicated: the same append is idempotent");
+    assert_eq!(third.next_revision, 3);
 
     let stored = store.read_stream(&s).await.unwrap();
     assert_eq!(stored.len(), 4, "each append landed once");
@@ -1989,10 +2040,29 @@ async fn esdb_lag_is_counted_in_events() {
         .append(&s, ExpectedRevision::Exact(0), events(3))
         .await
         .unwrap();
-    assert_eq!(store.events_after(first.position).await.unwrap(), 3);
-    assert_eq!(store.events_after(Position::START).await.unwrap(), 4);
     let head = store.head().await.unwrap();
-    assert_eq!(store.events_after(head).await.unwrap(), 0);
+    let max = troved::store::EVENTS_AFTER_MAX;
+    assert_eq!(
+        store.events_after(first.position, head, max).await.unwrap(),
+        3
+    );
+    assert_eq!(
+        store
+            .events_after(Position::START, head, max)
+            .await
+            .unwrap(),
+        4
+    );
+    assert_eq!(store.events_after(head, head, max).await.unwrap(), 0);
+    // Capped: a larger lag reads as the cap.
+    assert_eq!(
+        store.events_after(Position::START, head, 2).await.unwrap(),
+        2
+    );
+    // No lag, no read: it answers even while reads fail.
+    double.fail_reads(true);
+    assert_eq!(store.events_after(head, head, max).await.unwrap(), 0);
+    double.fail_reads(false);
     assert!(
         head.commit - first.position.commit > 300,
         "positions are offsets"
@@ -2008,7 +2078,11 @@ async fn esdb_lag_is_counted_in_events() {
         .append(&s, ExpectedRevision::Exact(0), events(3))
         .await
         .unwrap();
-    assert_eq!(sqlite.events_after(at.position).await.unwrap(), 3);
+    let head = sqlite.head().await.unwrap();
+    assert_eq!(
+        sqlite.events_after(at.position, head, max).await.unwrap(),
+        3
+    );
 }
 
 /// An append over the server's size limit is `TooLarge` (a 4xx on the API), nothing

@@ -22,6 +22,7 @@ use super::error::{ApiError, ApiResult};
 use super::openapi as oa;
 use super::AppState;
 use crate::metrics::{self, Gauges};
+use crate::store;
 
 /// The operator routes.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -184,10 +185,11 @@ pub async fn scrape(State(state): State<AppState>) -> Response {
             None
         }
     };
+    // Counted up to `METRICS_LAG_MAX` (one read per scrape at most; none without lag).
     let lag_events = match head {
-        Some(_) => state
+        Some(head) => state
             .bus
-            .events_after(applied)
+            .events_after(applied, head, store::METRICS_LAG_MAX)
             .await
             .inspect_err(|e| tracing::warn!(error = %e, "cannot count the lag for /metrics"))
             .ok(),
@@ -226,8 +228,12 @@ async fn projections(
     let models = state.models.positions();
     let position = models.min().commit;
     // Store errors map as everywhere else (unreachable: 503 with Retry-After).
-    let head = state.bus.head().await?.commit;
-    let lag = state.bus.events_after(models.min()).await?;
+    let head = state.bus.head().await?;
+    let lag = state
+        .bus
+        .events_after(models.min(), head, store::EVENTS_AFTER_MAX)
+        .await?;
+    let head = head.commit;
     Ok(Json(ProjectionsShow {
         projections: ProjectionsStatus {
             position,

@@ -270,10 +270,15 @@ impl CommandBus {
         Ok(self.inner.store.head().await?)
     }
 
-    /// Events in the store after `from`, counted (projection lag; see
-    /// `EventStore::events_after`).
-    pub async fn events_after(&self, from: Position) -> Result<u64, CommandError> {
-        Ok(self.inner.store.events_after(from).await?)
+    /// Events in the store after `from` up to `head`, counted up to `max` (projection
+    /// lag; see `EventStore::events_after`).
+    pub async fn events_after(
+        &self,
+        from: Position,
+        head: Position,
+        max: u64,
+    ) -> Result<u64, CommandError> {
+        Ok(self.inner.store.events_after(from, head, max).await?)
     }
 
     /// Reads a whole stream.

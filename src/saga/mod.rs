@@ -25,6 +25,7 @@ pub mod heartbeat;
 pub mod plan;
 pub mod ports;
 mod replica_actions;
+mod store_limits;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -400,7 +401,21 @@ impl SagaRunner {
         };
         // The other members of a replica set record the end of its switch first.
         self.members_follow(id, state, &cmd).await?;
-        self.record(id, &folded, name, cmd, outcome).await
+        match self.record(id, &folded, name, cmd, outcome).await {
+            // A report the store can never take (too large) fails the step for good,
+            // with a fault that fits, instead of being retried for ever.
+            Err(e) => match store_limits::permanent(&e) {
+                Some(p) => match self.on_provider_error(id, state, &step, p, failures) {
+                    Some(cmd) => {
+                        self.record(id, &folded, name, cmd, StepOutcome::Failed)
+                            .await
+                    }
+                    None => Err(e),
+                },
+                None => Err(e),
+            },
+            recorded => recorded,
+        }
     }
 
     /// [`SagaRunner::perform`], with no answer within the call timeout counted as a

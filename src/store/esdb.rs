@@ -79,6 +79,14 @@ fn server_timeout(e: &eventstore::Error) -> bool {
     matches!(e, eventstore::Error::Grpc { code, .. } if i32::from(*code) == GRPC_ABORTED)
 }
 
+/// A write's outcome is unknown: the server timed it out ([`server_timeout`]), or the
+/// call's deadline ([`DEADLINE`]) passed before an answer came (`DeadlineExceeded`: the
+/// request may have reached the server and landed, or may still land). Either way an
+/// append is handled alike: sent again when repeatable, then looked for.
+fn unknown_outcome(e: &eventstore::Error) -> bool {
+    server_timeout(e) || matches!(e, eventstore::Error::DeadlineExceeded)
+}
+
 /// Whether a call failed for want of a connection or of the leader (and may simply be
 /// made again).
 fn transient(e: &eventstore::Error) -> bool {
@@ -203,6 +211,16 @@ impl EsdbStore {
             .forwards()
             .position(StreamPosition::Start)
             .deadline(DEADLINE);
+        self.read_stream_with(stream, &options).await
+    }
+
+    /// One read of a stream, whole, made again when it failed for want of a connection or
+    /// of the leader ([`CALL_RETRY`]); a missing stream is empty.
+    async fn read_stream_with(
+        &self,
+        stream: &str,
+        options: &ReadStreamOptions,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
         let mut attempt = 0;
         'read: loop {
             let (generation, client) = self.conn.get();
@@ -215,7 +233,7 @@ impl EsdbStore {
                     Some(self.conn.missing_is_empty(generation, stream, e))
                 }
             };
-            let mut read = match client.read_stream(stream, &options).await {
+            let mut read = match client.read_stream(stream, options).await {
                 Ok(read) => read,
                 Err(e) => match failed(e) {
                     Some(result) => return result,
@@ -242,7 +260,8 @@ impl EsdbStore {
         }
     }
 
-    /// The stream's event at `revision` (`None`: its last), if any.
+    /// The stream's event at `revision` (`None`: its last), if any; made again like the
+    /// other reads.
     async fn event_at(
         &self,
         stream: &str,
@@ -253,15 +272,11 @@ impl EsdbStore {
             .position(revision.map_or(StreamPosition::End, StreamPosition::Position))
             .max_count(1)
             .deadline(DEADLINE);
-        let (generation, client) = self.conn.get();
-        let mut read = match client.read_stream(stream, &options).await {
-            Ok(read) => read,
-            Err(e) => return self.conn.missing_is_empty(generation, stream, e),
-        };
-        match read.next().await {
-            Ok(event) => Ok(event.as_ref().map(recorded)),
-            Err(e) => self.conn.missing_is_empty(generation, stream, e),
-        }
+        Ok(self
+            .read_stream_with(stream, &options)
+            .await?
+            .into_iter()
+            .next())
     }
 
     /// After a wrong expected version: were these events appended already (a retry whose
@@ -358,7 +373,7 @@ impl EsdbStore {
                 }
                 Err(e)
                     if repeatable
-                        && server_timeout(&e)
+                        && unknown_outcome(&e)
                         && SERVER_TIMEOUT_RETRY.allows(timeouts + 1) =>
                 {
                     timeouts += 1;
@@ -519,6 +534,17 @@ fn store_error(e: eventstore::Error) -> StoreError {
     }
 }
 
+/// An append whose outcome stayed unknown ([`unknown_outcome`]): `Unavailable`, saying
+/// that it may still land.
+fn unknown_outcome_error(e: eventstore::Error) -> StoreError {
+    match e {
+        eventstore::Error::DeadlineExceeded => StoreError::Unavailable(format!(
+            "EventStoreDB did not answer in time; a write may still land: {e}"
+        )),
+        other => store_error(other),
+    }
+}
+
 fn to_esdb(p: Position) -> eventstore::Position {
     eventstore::Position {
         commit: p.commit,
@@ -603,12 +629,12 @@ impl EventStore for EsdbStore {
             Err(eventstore::Error::ResourceDeleted) => {
                 Err(StoreError::StreamDeleted(stream.to_string()))
             }
-            Err(e) if repeatable && server_timeout(&e) => {
-                // Every try timed out on the server: the events may have landed all the
-                // same. Look, as after a stale expectation.
+            Err(e) if repeatable && unknown_outcome(&e) => {
+                // Every try timed out (on the server, or its deadline passed): the events
+                // may have landed all the same. Look, as after a stale expectation.
                 match self.earlier_append(stream, &events).await? {
                     Some(outcome) => Ok(outcome),
-                    None => Err(store_error(e)),
+                    None => Err(unknown_outcome_error(e)),
                 }
             }
             Err(e) => Err(self.conn.error(generation, e)),
@@ -768,5 +794,18 @@ mod tests {
             .err()
             .expect("refused");
         assert!(!err.to_string().contains("s3cret"), "{err}");
+    }
+
+    /// A deadline that passed on an append leaves its outcome unknown, like a server
+    /// timeout: sent again when repeatable, then looked for; never a plain failure.
+    #[test]
+    fn a_passed_deadline_is_an_unknown_outcome() {
+        assert!(unknown_outcome(&eventstore::Error::DeadlineExceeded));
+        assert!(!unknown_outcome(&eventstore::Error::ConnectionClosed));
+        assert!(!unknown_outcome(&eventstore::Error::ResourceNotFound));
+        match unknown_outcome_error(eventstore::Error::DeadlineExceeded) {
+            StoreError::Unavailable(m) => assert!(m.contains("may still land"), "{m}"),
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
     }
 }

@@ -126,10 +126,13 @@ pub trait Subscription: Send {
     async fn next(&mut self) -> Result<RecordedEvent, StoreError>;
 }
 
-/// The most events [`EventStore::events_after`] counts (reads of up to that many events
-/// per scrape of `/metrics` while the projection is that far behind; never with the
-/// embedded store, whose positions are dense).
+/// The most events `/mgmt/projections` counts with [`EventStore::events_after`] (reads of
+/// up to that many events per request while the projection is that far behind; never
+/// with the embedded store, whose positions are dense).
 pub const EVENTS_AFTER_MAX: u64 = 10_000;
+/// The most events a scrape of `/metrics` counts: one read of at most this many events
+/// per scrape while the projection lags (scrapes come every few seconds).
+pub const METRICS_LAG_MAX: u64 = 1_000;
 /// Events per read while counting.
 const EVENTS_AFTER_PAGE: usize = 1_000;
 
@@ -156,23 +159,34 @@ pub trait EventStore: Send + Sync + 'static {
     /// Position of the last event in `$all` (`Position::START` when empty).
     async fn head(&self) -> Result<Position, StoreError>;
 
-    /// How many events `$all` holds strictly after `from` (the projection's lag, in
-    /// events), counting at most [`EVENTS_AFTER_MAX`]: a larger lag reads as that. Positions
+    /// How many events `$all` holds strictly after `from` up to `head` (the store's head,
+    /// read by the caller: the projection's lag, in events), counting at most `max`: a
+    /// larger lag reads as that. Nothing is read when `head <= from` (no lag). Positions
     /// are not counters in every store (EventStoreDB's are byte offsets), so this counts;
     /// a store with dense positions may subtract instead.
-    async fn events_after(&self, from: Position) -> Result<u64, StoreError> {
+    async fn events_after(
+        &self,
+        from: Position,
+        head: Position,
+        max: u64,
+    ) -> Result<u64, StoreError> {
+        if head <= from {
+            return Ok(0);
+        }
         let mut count = 0u64;
         let mut cursor = from;
-        while count < EVENTS_AFTER_MAX {
-            let page = self.read_all(cursor, EVENTS_AFTER_PAGE).await?;
+        while count < max {
+            let want = usize::try_from(max - count)
+                .map_or(EVENTS_AFTER_PAGE, |left| left.min(EVENTS_AFTER_PAGE));
+            let page = self.read_all(cursor, want).await?;
             let Some(last) = page.last() else { break };
             cursor = last.position;
             count = count.saturating_add(page.len() as u64);
-            if page.len() < EVENTS_AFTER_PAGE {
+            if page.len() < want {
                 break;
             }
         }
-        Ok(count.min(EVENTS_AFTER_MAX))
+        Ok(count.min(max))
     }
 
     /// Finishes pending writes and releases the store; subscriptions then end with

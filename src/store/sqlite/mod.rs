@@ -208,9 +208,15 @@ impl EventStore for SqliteStore {
         self.shared.reads.run(head_blocking).await
     }
 
-    /// Positions are dense (1, 2, 3, …): the difference is the count, exactly, unbounded.
-    async fn events_after(&self, from: Position) -> Result<u64, StoreError> {
-        Ok(self.head().await?.commit.saturating_sub(from.commit))
+    /// Positions are dense (1, 2, 3, …): the difference is the count, exactly, unbounded
+    /// (nothing is read).
+    async fn events_after(
+        &self,
+        from: Position,
+        head: Position,
+        _max: u64,
+    ) -> Result<u64, StoreError> {
+        Ok(head.commit.saturating_sub(from.commit))
     }
 
     async fn shutdown(&self) {

@@ -131,8 +131,9 @@
 //!
 //! Each off until a test turns it on, answered as the server answers (see each method):
 //! [`EsdbDouble::fail_reads`] ("Server Is Not Ready"), [`EsdbDouble::time_out_after_write`]
-//! (commit timeout after the write landed), [`EsdbDouble::drop_early_retries`] (a retry
-//! before replication, dropped: prepare timeout), [`EsdbDouble::demote`] with a second node
+//! (commit timeout after the write landed), [`EsdbDouble::drop_early_retries`] (that write
+//! pending replication: unreadable, and its retries dropped with a prepare timeout, until
+//! [`EsdbDouble::replicate`] or the last drop), [`EsdbDouble::demote`] with a second node
 //! from [`EsdbDouble::start_node_of`] (NotLeader naming it; the nodes share their data, so
 //! replication is instantaneous), [`EsdbDouble::max_append_size`],
 //! [`EsdbDouble::deny_all`], [`EsdbDouble::forget_ids_on_restart`]. Unlike the server, the
@@ -396,14 +397,36 @@ impl EsdbDouble {
         self.faults.timeouts_after_write.store(n, Ordering::SeqCst);
     }
 
-    /// The next `n` idempotent retries (the same ids again, which would be answered with the
-    /// original's outcome) are dropped without an answer, as the server drops a retry that
-    /// reaches it before the original is replicated (`IndexWriter.CheckCommit` →
-    /// `IdempotentNotReady`, `StorageWriterService.ActOnCommitCheckFailure`); the request then
-    /// times out on the server: gRPC `ABORTED` "Operation timed out: Prepare phase timeout.".
-    /// The double answers at once instead of after the server's 2 s.
+    /// The next write answered with a commit timeout ([`EsdbDouble::time_out_after_write`])
+    /// while this is on is not yet replicated: it is *pending*, and the next `n` idempotent
+    /// retries of it (the same ids again) are dropped without an answer, as the server drops
+    /// a retry that reaches it before the original is replicated (`IndexWriter.CheckCommit`
+    /// → `IdempotentNotReady`, `StorageWriterService.ActOnCommitCheckFailure`); the request
+    /// then times out on the server: gRPC `ABORTED` "Operation timed out: Prepare phase
+    /// timeout.". The double answers at once instead of after the server's 2 s.
+    ///
+    /// While a write is pending, readers do not see it, nor anything written after it (the
+    /// server serves reads up to its replication checkpoint, and `IdempotentNotReady` means
+    /// the original is not in the index yet): stream and `$all` reads and subscriptions stop
+    /// before it, and every retry of it is dropped. It is replicated (and readable, and its
+    /// retries idempotent) at the last of the `n` dropped retries, or at
+    /// [`EsdbDouble::replicate`]; setting `n` to 0 does not replicate it. Appends still see it (their expected revision is checked against it, as the
+    /// server's index writer does with the prepares it has written). A retry of a write
+    /// that is not pending is answered as usual.
     pub fn drop_early_retries(&self, n: u32) {
         self.faults.early_retries_dropped.store(n, Ordering::SeqCst);
+    }
+
+    /// Replicates the pending write, if any ([`EsdbDouble::drop_early_retries`]): readers
+    /// see it and what was written after it, open subscriptions receive them, and retries
+    /// of it are idempotent.
+    pub fn replicate(&self) {
+        self.shared.write(|store| store.pending = None);
+    }
+
+    /// Whether a write is pending replication ([`EsdbDouble::drop_early_retries`]).
+    pub fn is_replicating(&self) -> bool {
+        self.shared.lock().pending.is_some()
     }
 
     /// While on, a restart ([`EsdbDouble::restart`]) forgets the ids of the events written
@@ -637,6 +660,7 @@ impl Shared {
             streams: HashMap::new(),
             next_pos: FIRST_RECORD,
             id_cache_from: 0,
+            pending: None,
         };
         store.startup();
         let len = store.log.len();
@@ -699,6 +723,9 @@ struct Store {
     /// ([`EsdbDouble::forget_ids_on_restart`]). Exact expectations read the index instead
     /// and always find them.
     id_cache_from: u64,
+    /// Index in `log` of the first record not yet replicated
+    /// ([`EsdbDouble::drop_early_retries`]): readers see the log up to it.
+    pending: Option<usize>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -915,6 +942,41 @@ impl Store {
         }
     }
 
+    /// The timeout a successful append is answered with instead, if any: a commit timeout
+    /// for a write (`wrote`, its records from log index `first`) while
+    /// [`EsdbDouble::time_out_after_write`] is on, the write then pending while
+    /// [`EsdbDouble::drop_early_retries`] is on; a prepare timeout for a retry of a pending
+    /// write (the last dropped retry replicates it).
+    fn timeout_after(
+        &mut self,
+        faults: &Faults,
+        wrote: bool,
+        first: usize,
+        position: Option<(u64, u64)>,
+    ) -> Option<&'static str> {
+        if wrote {
+            if !take_one(&faults.timeouts_after_write) {
+                return None;
+            }
+            if faults.early_retries_dropped.load(Ordering::SeqCst) > 0 && self.pending.is_none() {
+                self.pending = Some(first);
+            }
+            return Some("Commit");
+        }
+        if !position.is_some_and(|p| self.is_pending(p)) {
+            return None;
+        }
+        // Dropped while pending, whatever the count; the last of the `n` replicates it.
+        let left =
+            faults
+                .early_retries_dropped
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if left == Ok(1) {
+            self.pending = None;
+        }
+        Some("Prepare")
+    }
+
     fn tombstone(&mut self, stream: &str) {
         let state = self.streams.entry(stream.to_string()).or_default();
         if state.tombstoned {
@@ -938,14 +1000,37 @@ impl Store {
         }));
     }
 
-    /// Index of the first record at or after `position`.
+    /// Index of the first visible record at or after `position`.
     fn index_at_or_after(&self, position: (u64, u64)) -> usize {
-        self.log.partition_point(|r| r.pos() < position)
+        self.visible_log().partition_point(|r| r.pos() < position)
     }
 
-    /// Index of the first record strictly after `position`.
+    /// Index of the first visible record strictly after `position`.
     fn index_after(&self, position: (u64, u64)) -> usize {
-        self.log.partition_point(|r| r.pos() <= position)
+        self.visible_log().partition_point(|r| r.pos() <= position)
+    }
+
+    /// The log as readers see it: up to the first write not yet replicated.
+    fn visible_log(&self) -> &[Arc<Record>] {
+        &self.log[..self.pending.unwrap_or(self.log.len()).min(self.log.len())]
+    }
+
+    /// A stream's events as readers see them (see [`Store::visible_log`]).
+    fn visible_events<'a>(&self, state: &'a StreamState) -> &'a [Arc<Record>] {
+        match self.pending.and_then(|i| self.log.get(i)) {
+            Some(first) => {
+                let seen = state.events.partition_point(|r| r.pos() < first.pos());
+                &state.events[..seen]
+            }
+            None => &state.events,
+        }
+    }
+
+    /// Whether the record at `position` is not yet replicated.
+    fn is_pending(&self, position: (u64, u64)) -> bool {
+        self.pending
+            .and_then(|i| self.log.get(i))
+            .is_some_and(|first| position >= first.pos())
     }
 }
 
@@ -1740,18 +1825,21 @@ impl Streams for StreamsService {
         // it has read the whole request (`Streams.Append`, then `WriteEvents` is denied).
         self.faults.not_leader(true)?;
         let proposed = events.len();
-        let (outcome, wrote) = self.shared.write(|store| {
+        let faults = &self.faults;
+        let (outcome, timeout) = self.shared.write(|store| {
             let before = store.log.len();
             let outcome = store.append(&stream, expected, events);
-            (outcome, store.log.len() > before)
+            let wrote = store.log.len() > before;
+            let timeout = match outcome {
+                AppendOutcome::Success { position, .. } if proposed > 0 => {
+                    store.timeout_after(faults, wrote, before, position)
+                }
+                _ => None,
+            };
+            (outcome, timeout)
         });
-        if matches!(outcome, AppendOutcome::Success { .. }) && proposed > 0 {
-            if wrote && take_one(&self.faults.timeouts_after_write) {
-                return Err(timed_out("Commit"));
-            }
-            if !wrote && take_one(&self.faults.early_retries_dropped) {
-                return Err(timed_out("Prepare"));
-            }
+        if let Some(phase) = timeout {
+            return Err(timed_out(phase));
         }
         let result = match outcome {
             AppendOutcome::Deleted => return Err(stream_deleted(&stream)),
@@ -1825,7 +1913,7 @@ impl StreamsService {
         let store = self.shared.lock();
         let state = match store.streams.get(stream) {
             Some(state) if state.tombstoned => return Err(stream_deleted(stream)),
-            Some(state) if !state.events.is_empty() => state,
+            Some(state) if !store.visible_events(state).is_empty() => state,
             _ => {
                 return Ok(finished(vec![content(read_resp::Content::StreamNotFound(
                     read_resp::StreamNotFound {
@@ -1836,7 +1924,7 @@ impl StreamsService {
                 ))]))
             }
         };
-        let events = &state.events;
+        let events = store.visible_events(state);
         let last = events.len() as u64 - 1;
         let take = usize::try_from(count).unwrap_or(usize::MAX);
         let selected: Vec<&Arc<Record>> = if forwards {
@@ -1874,7 +1962,7 @@ impl StreamsService {
         structured_ids: bool,
     ) -> Response<BoxStream<ReadResp>> {
         let store = self.shared.lock();
-        let log = &store.log;
+        let log = store.visible_log();
         let take = usize::try_from(count).unwrap_or(usize::MAX);
         let keep = |r: &&Arc<Record>| filter.is_none_or(|f| f.matches(r));
         let selected: Vec<&Arc<Record>> = if forwards {
@@ -1952,7 +2040,7 @@ async fn all_subscription_events(
         let store = shared.lock();
         match from {
             Origin::Start => 0,
-            Origin::End => store.log.len(),
+            Origin::End => store.visible_log().len(),
             Origin::At(p) => store.index_after(p),
         }
     };
@@ -1964,7 +2052,8 @@ async fn all_subscription_events(
         changes.borrow_and_update();
         let batch: Vec<Arc<Record>> = {
             let store = shared.lock();
-            store.log[cursor.min(store.log.len())..]
+            let log = store.visible_log();
+            log[cursor.min(log.len())..]
                 .iter()
                 .take(BATCH)
                 .cloned()
@@ -2029,11 +2118,13 @@ async fn stream_subscription(
     let mut cursor = match from {
         Origin::Start => 0,
         Origin::At(r) => usize::try_from(r).unwrap_or(usize::MAX - 1) + 1,
-        Origin::End => shared
-            .lock()
-            .streams
-            .get(&stream)
-            .map_or(0, |s| s.events.len()),
+        Origin::End => {
+            let store = shared.lock();
+            store
+                .streams
+                .get(&stream)
+                .map_or(0, |s| store.visible_events(s).len())
+        }
     };
     let mut caught_up = false;
     loop {
@@ -2043,7 +2134,7 @@ async fn stream_subscription(
             match store.streams.get(&stream) {
                 None => (Vec::new(), false),
                 Some(state) => (
-                    state.events[cursor.min(state.events.len())..]
+                    store.visible_events(state)[cursor.min(store.visible_events(state).len())..]
                         .iter()
                         .take(BATCH)
                         .cloned()
