@@ -81,8 +81,9 @@ fn server_timeout(e: &eventstore::Error) -> bool {
 
 /// A write's outcome is unknown: the server timed it out ([`server_timeout`]), or the
 /// call's deadline ([`DEADLINE`]) passed before an answer came (`DeadlineExceeded`: the
-/// request may have reached the server and landed, or may still land). Either way an
-/// append is handled alike: sent again when repeatable, then looked for.
+/// request may have reached the server and landed, or may still land). Either way a
+/// repeatable append is looked for before it is answered `Unavailable`; only the
+/// server's timeout is sent again first (a passed deadline already took [`DEADLINE`]).
 fn unknown_outcome(e: &eventstore::Error) -> bool {
     server_timeout(e) || matches!(e, eventstore::Error::DeadlineExceeded)
 }
@@ -371,9 +372,12 @@ impl EsdbStore {
                     attempt += 1;
                     tokio::time::sleep(CALL_RETRY.delay(attempt)).await;
                 }
+                // Only the server's own timeout (answered after ~2 s) is sent again; a
+                // passed client deadline already cost DEADLINE and goes straight to the
+                // lookup below, so that a request never waits several deadlines.
                 Err(e)
                     if repeatable
-                        && unknown_outcome(&e)
+                        && server_timeout(&e)
                         && SERVER_TIMEOUT_RETRY.allows(timeouts + 1) =>
                 {
                     timeouts += 1;
