@@ -302,6 +302,42 @@ async fn a_failed_backup_leaves_no_artifact_and_the_instance_active() {
     assert_eq!(s.delete("u", "p1", &format!("/backups/{bid}")).await.0, 202);
 }
 
+/// Upstream's `reset_status` fails the instance's running backups
+/// (`fail_for_instance`): a backup whose copy never answers no longer keeps the instance
+/// in BACKUP with its actions refused once an admin reset it.
+#[tokio::test]
+async fn reset_status_fails_a_hung_backup_and_frees_the_instance() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(dir.path(), &["--sim-fault", "backup:hang:name=stuck*"]).await;
+    let id = s.create_active("u", "p1", "stuck-1").await;
+    let (status, body) = create_backup(&s, "p1", json!({"name": "b", "instance": id})).await;
+    assert_eq!(status, 202, "{body}");
+    let bid = body["backup"]["id"].as_str().unwrap().to_string();
+    wait_backup(&s, "p1", &bid, |b| b["status"] == "BUILDING").await;
+    let restart = json!({"restart": {}});
+    let action = format!("/instances/{id}/action");
+    let (status, body) = s.post("u", "p1", &action, &restart).await;
+    assert_eq!(status, 422, "refused while the backup hangs: {body}");
+
+    let (status, body) = s
+        .post("admin", "p1", &action, &json!({"reset_status": {}}))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let failed = wait_backup(&s, "p1", &bid, |b| b["status"] == "FAILED").await;
+    assert_eq!(failed["locationRef"], Value::Null);
+    let (_, inst) = s.get("u", "p1", &format!("/instances/{id}")).await;
+    assert_ne!(inst["instance"]["status"], "BACKUP", "{inst}");
+    s.wait_for("u", "p1", &id, |i| i["operating_status"] == "HEALTHY")
+        .await;
+    let (status, body) = s.post("u", "p1", &action, &restart).await;
+    assert_eq!(status, 202, "a restart after the reset: {body}");
+    // The failed backup left nothing in the store and stays FAILED.
+    let container = dir.path().join("backups/database_backups");
+    assert!(listing(&container).is_empty(), "{:?}", listing(&container));
+    let (_, body) = s.get("u", "p1", &format!("/backups/{bid}")).await;
+    assert_eq!(body["backup"]["status"], "FAILED", "{body}");
+}
+
 #[tokio::test]
 async fn a_kill_9_during_a_copy_ends_completed_after_the_restart() {
     let dir = tempfile::tempdir().unwrap();

@@ -9,6 +9,11 @@
 //! attempt, the copy replacing whatever the interrupted one left, and failed after
 //! [`MAX_ATTEMPTS`]. A failed backup leaves no artifact: the store commits only complete
 //! copies, and the expected location is removed before the failure is recorded.
+//!
+//! An admin's `reset_status` of the instance after the backup was asked for (the
+//! instance's `reset_on`) abandons a running backup (upstream's `fail_for_instance`): a
+//! copy in progress is dropped and the backup failed; a copy that answers after the
+//! failure is not kept (the aggregate records nothing) and its artifact is removed.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -47,6 +52,10 @@ const TRANSIENT_ATTEMPTS: u32 = 6;
 /// answer. With 200 ms and 4 attempts (1.4 s) a backup resumed right after a restart
 /// could fail before its server was back.
 const RETRY: Backoff = Backoff::doubling(Duration::from_millis(500), Duration::from_secs(10));
+
+/// How often a copy in progress looks whether its backup was abandoned meanwhile (an
+/// admin's `reset_status` of its instance).
+const ABANDON_POLL: Duration = Duration::from_millis(250);
 
 /// What the backup saga needs.
 pub struct BackupRunnerDeps {
@@ -179,6 +188,13 @@ impl Worker<'_> {
         if !b.is_live() || !b.status.is_running() {
             return Ok(Next::Idle);
         }
+        if let Some(at) = reset_since(deps, &b) {
+            let why = format!(
+                "Backup of instance {} abandoned: an admin reset the instance's status",
+                b.instance_id
+            );
+            return self.fail(&b, why, format!("reset_status at {at}")).await;
+        }
         match (b.status, self.started_here) {
             (BackupStatus::New, _) => self.start(&b, 1).await,
             (_, false) if b.attempts >= MAX_ATTEMPTS => {
@@ -205,24 +221,32 @@ impl Worker<'_> {
             Ok(req) => req,
             Err(why) => return self.fail(b, why, String::new()).await,
         };
-        let taken = tokio::time::timeout(deps.copy_timeout, deps.agent.take_backup(&req))
-            .await
-            .unwrap_or_else(|_| {
+        let call = tokio::time::timeout(deps.copy_timeout, deps.agent.take_backup(&req));
+        let taken = tokio::select! {
+            r = call => r.unwrap_or_else(|_| {
                 Err(ProviderError::Transient(format!(
                     "no answer within {} s",
                     deps.copy_timeout.as_secs()
                 )))
-            });
+            }),
+            // The copy is dropped; the next step records the failure (and removes
+            // whatever the copy left under the backup's name).
+            () = until_abandoned(deps, b) => return Ok(Next::Moved),
+        };
         match taken {
             Ok(a) => {
+                let location = a.location.clone();
                 let artifact = BackupArtifact {
                     location: a.location,
                     size_bytes: a.size,
                     checksum: a.checksum,
                     engine_position: a.engine_position,
                 };
-                self.record(b, BackupCommand::CompleteBackup { artifact })
-                    .await
+                let next = self
+                    .record(b, BackupCommand::CompleteBackup { artifact })
+                    .await?;
+                self.remove_if_not_kept(&location).await?;
+                Ok(next)
             }
             Err(e) => {
                 let n = self.failures.entry("copy").or_default();
@@ -299,6 +323,24 @@ impl Worker<'_> {
         self.record(b, BackupCommand::FailBackup { fault }).await
     }
 
+    /// A completion the backup did not take (it was failed meanwhile: the aggregate
+    /// ignores a late completion) leaves its artifact unregistered: removed, so that no
+    /// orphan stays in the store.
+    async fn remove_if_not_kept(&self, location: &str) -> Result<(), CommandError> {
+        let deps = &self.runner.inner;
+        let kept = deps.bus.folded_backup(self.id).await?.is_some_and(|b| {
+            b.status == BackupStatus::Completed
+                && b.artifact.is_some_and(|a| a.location == location)
+        });
+        if !kept {
+            tracing::info!(backup = %self.id, "a copy ended after its backup failed; removing its artifact");
+            if let Err(e) = deps.store.delete(location).await {
+                tracing::warn!(backup = %self.id, error = %e, "removing the artifact of a late copy failed");
+            }
+        }
+        Ok(())
+    }
+
     async fn remove_artifact(&mut self, b: &Backup) -> Result<Next, CommandError> {
         let Some(artifact) = &b.artifact else {
             return Ok(Next::Idle);
@@ -346,6 +388,32 @@ impl Worker<'_> {
         self.failures.clear();
         // Look again: the step decides on the stream as it is now.
         Ok(Next::Moved)
+    }
+}
+
+/// When an admin reset the status of the backup's instance after the backup was asked
+/// for, if so: the backup is abandoned (upstream's `fail_for_instance`). Read from the
+/// instance's folded state, so a crash between the reset and the failure is resumed.
+fn reset_since(deps: &BackupRunnerDeps, b: &Backup) -> Option<chrono::DateTime<chrono::Utc>> {
+    deps.instances
+        .instance(b.instance_id)
+        .and_then(|i| i.reset_on)
+        .map(|at| *at)
+        .filter(|at| *at > b.created)
+}
+
+/// Ends once backup `b` should no longer be copied: its instance was reset, or the
+/// backup is no longer running (failed or deleted by someone else).
+async fn until_abandoned(deps: &BackupRunnerDeps, b: &Backup) {
+    loop {
+        tokio::time::sleep(ABANDON_POLL).await;
+        let ended = deps
+            .backups
+            .state(b.id.unwrap_or_default())
+            .is_some_and(|s| !s.is_live() || !s.status.is_running());
+        if ended || reset_since(deps, b).is_some() {
+            return;
+        }
     }
 }
 

@@ -204,6 +204,12 @@ fn decide_report(
                 Err(unexpected())
             };
         }
+        // A copy that ends after the backup was failed (abandoned by an admin's
+        // `reset_status`): too late, the backup stays FAILED; the saga removes what the
+        // copy stored.
+        BackupCommand::CompleteBackup { .. } if state.status == BackupStatus::Failed => {
+            return Ok(vec![])
+        }
         BackupCommand::CompleteBackup { artifact } if running => BackupEvent::BackupCompleted {
             artifact: artifact.clone(),
             at,

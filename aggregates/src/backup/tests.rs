@@ -320,6 +320,37 @@ fn the_saga_moves_a_backup_through_its_states_idempotently() {
         .is_empty());
 }
 
+/// An admin's `reset_status` abandons a running backup (the saga records the failure);
+/// the copy that answers afterwards is too late: no event, the backup stays FAILED with
+/// no artifact registered.
+#[test]
+fn a_completion_after_the_backup_failed_changes_nothing() {
+    let w = World::new();
+    let mut given = created();
+    given.push(BackupEvent::BackupStarted {
+        attempt: 1,
+        at: earlier(),
+    });
+    given.extend(
+        w.decide(&given, &BackupCommand::FailBackup { fault: fault() })
+            .unwrap(),
+    );
+    let late = BackupCommand::CompleteBackup {
+        artifact: artifact(),
+    };
+    assert_eq!(w.decide(&given, &late), Ok(vec![]));
+    let b = fold(&given);
+    assert_eq!(
+        (b.status, b.artifact, b.status.is_running()),
+        (BackupStatus::Failed, None, false)
+    );
+    // Nor does a late start bring it back.
+    assert_eq!(
+        refusal(w.decide(&given, &BackupCommand::StartBackup { attempt: 2 })).0,
+        Fault::Conflict
+    );
+}
+
 #[test]
 fn deletes_are_refused_while_running_or_with_children_then_remove_the_artifact() {
     let w = World::new();

@@ -278,5 +278,6 @@ fn status_reset(s: &mut Instance, at: DateTime<Utc>) {
     // other members keep theirs until an admin resets them as well.
     s.replica_switch = None;
     s.status_reset = true;
+    s.reset_on = Some(Box::new(at));
     s.updated = at;
 }

@@ -150,6 +150,13 @@ pub struct Instance {
     /// status while it reads UNKNOWN.
     #[serde(default)]
     pub status_reset: bool,
+    /// When an admin last reset the status (`InstanceStatusReset`): the backups of the
+    /// instance created before it and still running are abandoned (failed by the backup
+    /// saga, upstream's `fail_for_instance`). `None`: never reset (or folded before it
+    /// existed). Boxed: rare, and the folded state's inline size is capped (the JSON is
+    /// the same).
+    #[serde(default)]
+    pub reset_on: Option<Box<DateTime<Utc>>>,
     /// The number of events folded when the current restart or resize was requested:
     /// names its provider call (the same request, the same effect; the next request,
     /// a new one).

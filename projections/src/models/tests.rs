@@ -468,9 +468,10 @@ fn rebuild_from_the_log_equals_the_incremental_models() {
 #[test]
 fn record_memory_stays_small() {
     // The benchmark budget is 2 KiB per instance across all models (measured ~1.7 KiB).
-    // The record is the bulk; guard its inline size against an accidental blow-up.
+    // The record is the bulk; guard its inline size against an accidental blow-up
+    // (1032 since the instance's boxed `reset_on`, what fails its running backups).
     let inline = std::mem::size_of::<Record>();
-    assert!(inline <= 1024, "Record is {inline} bytes inline");
+    assert!(inline <= 1032, "Record is {inline} bytes inline");
 }
 
 #[test]

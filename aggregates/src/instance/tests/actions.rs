@@ -286,6 +286,20 @@ fn volume_resize_beyond_the_maximum_or_the_quota_is_over_limit() {
 
 // ---- reset status ----------------------------------------------------------------------
 
+/// A reset records when it happened: the backups of the instance created before it and
+/// still running are abandoned by the backup saga (upstream's `fail_for_instance`).
+#[test]
+fn reset_status_records_when_for_the_running_backups() {
+    assert_eq!(crate::instance::fold(&ready()).reset_on, None);
+    let s = given(&ready())
+        .when(C::ResetStatus)
+        .then(&[E::InstanceStatusReset {
+            task: Task::None,
+            at: now(),
+        }]);
+    assert_eq!(s.reset_on.as_deref(), Some(&now()));
+}
+
 /// Who may reset is the policy's call, made by the shell before the command is decided
 /// (`instance:reset_status`, or `instance:force_delete` as upstream): the aggregate
 /// resets for whoever the policy let through, e.g. an owner allowed `force_delete`.
