@@ -371,7 +371,7 @@ fn action_summary(event: &InstanceEvent) -> String {
             format!("volume resize failed: {}", one_line(&fault.message))
         }
         InstanceStatusReset { task, .. } => {
-            format!("status reset by an admin (task was {})", name_of(task))
+            format!("status reset (task was {})", name_of(task))
         }
         other => other.event_type().to_string(),
     }

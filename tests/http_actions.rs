@@ -481,7 +481,7 @@ async fn stuck_build_is_reset_and_deleted_and_its_quota_released_once() {
     let summaries: Vec<&Value> = resets.iter().map(|e| &e["summary"]).collect();
     assert_eq!(
         summaries,
-        vec!["status reset by an admin (task was BUILDING)"],
+        vec!["status reset (task was BUILDING)"],
         "{body}"
     );
     assert!(resets.iter().all(|e| e["actor"] == "admin@p1"), "{body}");
